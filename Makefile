@@ -1,0 +1,67 @@
+# peerline — be your own phone exchange.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+export PATH := $(PATH):/usr/local/go/bin:/usr/lib/go-1.23/bin
+export GOTOOLCHAIN ?= auto
+
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+GO ?= go
+BIN := bin
+LDFLAGS := -s -w -X main.version=$(VERSION)
+CMDS := peerlined peerlab
+# The lab and demo are short; a hung softphone must not hang CI.
+LAB_TIMEOUT ?= 20m
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: deps
+deps: ## install what building, tests and the demo need (apt packages, Go modules)
+	@scripts/install-deps.sh
+
+.PHONY: build
+build: deps ## build the commands for this machine into bin/
+	@mkdir -p $(BIN)
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
+
+.PHONY: build-arm64
+build-arm64: ## build static arm64 binaries for the Pi into bin/arm64/
+	@mkdir -p $(BIN)/arm64
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/arm64/ $(addprefix ./cmd/,$(CMDS))
+
+.PHONY: demo
+demo: build ## two simulated Pis, a phone on each, a call both ways with audio checked (root)
+	$(BIN)/peerlab -peerlined $(BIN)/peerlined demo
+
+.PHONY: test
+test: deps vet fmt-check ## all tests: unit and lab (lab tests need root; CI=true makes a skip a failure)
+	$(GO) build -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
+	PEERLINED=$(CURDIR)/$(BIN)/peerlined $(GO) test -tags lab -p 1 -count=1 -timeout $(LAB_TIMEOUT) ./...
+
+.PHONY: test-unit
+test-unit: ## unit tests only: fast, no root
+	$(GO) test -count=1 ./...
+
+.PHONY: fuzz
+fuzz: ## run every fuzz target briefly (FUZZTIME=10s)
+	@scripts/fuzz.sh $(or $(FUZZTIME),10s)
+
+.PHONY: bench
+bench: ## run the benchmarks; JSON results in bench/out/
+	@scripts/bench.sh
+
+.PHONY: vet
+vet: ## go vet, for Linux and for another OS (Linux-only code must stay behind _linux.go)
+	$(GO) vet ./...
+	$(GO) vet -tags lab ./...
+	GOOS=darwin $(GO) vet ./...
+
+.PHONY: fmt-check
+fmt-check: ## fail if gofmt would change a file
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+.PHONY: clean
+clean: ## remove build output
+	rm -rf $(BIN) bench/out

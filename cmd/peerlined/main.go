@@ -1,0 +1,21 @@
+// Command peerlined is the peerline daemon: it builds a namespace, a
+// WireGuard tunnel and a SIP/RTP rewriter per paired peer, and the phone
+// lines on the phone port. See pkg/supervisor.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/peerline/peerline/pkg/daemon"
+)
+
+var version = "dev"
+
+func main() {
+	if err := daemon.Main(context.Background(), os.Args[1:], version); err != nil {
+		fmt.Fprintln(os.Stderr, "peerlined:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,288 @@
+// Package config is peerlined's typed configuration: one JSON file, decoded
+// strictly (unknown keys are errors, so a typo never silently falls back to a
+// default) and validated once, with messages that name the bad entry and say
+// how to fix it.
+//
+// JSON was chosen because the standard library reads it, it has one obvious
+// way to write each value, and the file is produced by tools (pairing, the
+// image's first-boot step) more often than typed by hand. The annotated
+// example is rootfs/etc/peerline/peerlined.json with its notes in
+// rootfs/etc/peerline/README.md.
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+
+	"github.com/peerline/peerline/pkg/nodekey"
+	"github.com/peerline/peerline/pkg/numplan"
+)
+
+// DefaultPath is where peerlined looks without -config.
+const DefaultPath = "/etc/peerline/peerlined.json"
+
+// MaxSize bounds the file we are willing to read; a config is a few KiB.
+const MaxSize = 1 << 20
+
+// Config is the whole daemon configuration.
+type Config struct {
+	// Name is this node's name as shown to peers and in logs.
+	Name string `json:"name"`
+	// Prefix starts every name the daemon creates: namespaces <prefix>-<i>,
+	// links <prefix>v<i>, WireGuard devices <prefix><i>. Several simulated
+	// Pis share one machine in the lab by using different prefixes.
+	Prefix string `json:"prefix,omitempty"`
+	// StateDir keeps what must survive reboots (node key, applied peers).
+	StateDir string `json:"state_dir,omitempty"`
+	// RunDir keeps what lives as long as the daemon (lock, status).
+	RunDir string `json:"run_dir,omitempty"`
+	// PrivateKeyFile is the node's WireGuard key; made on first start.
+	PrivateKeyFile string `json:"private_key_file,omitempty"`
+	// ListenPort is the first UDP port of the tunnels; peer i listens on
+	// ListenPort+i unless its entry says otherwise.
+	ListenPort int `json:"listen_port,omitempty"`
+	// MTU of the tunnels and the veth links to them.
+	MTU int `json:"mtu,omitempty"`
+	// PhonePort is the Ethernet interface the phones are plugged into.
+	PhonePort string `json:"phone_port"`
+	// Lines are the local phone lines s; each gets 10.0.s.2/30 on PhonePort.
+	Lines []int `json:"lines"`
+	// Peers are the paired remote nodes.
+	Peers []Peer `json:"peers"`
+}
+
+// Peer is one remote node reached through its own tunnel.
+type Peer struct {
+	// Index is i in 10.i.s.p: how this node numbers that peer.
+	Index int `json:"index"`
+	// Name is a label for people.
+	Name string `json:"name,omitempty"`
+	// PublicKey is the peer's WireGuard public key (base64).
+	PublicKey nodekey.Key `json:"public_key"`
+	// Endpoint is the peer's UDP address, IP:port.
+	Endpoint string `json:"endpoint"`
+	// ListenPort overrides the local UDP port of this tunnel.
+	ListenPort int `json:"listen_port,omitempty"`
+	// Keepalive is WireGuard's persistent keepalive in seconds; 0 is off.
+	Keepalive int `json:"keepalive,omitempty"`
+}
+
+const (
+	defaultPrefix     = "pl"
+	defaultListenPort = 51820
+	defaultMTU        = 1420
+	// maxPrefix keeps <prefix>v<253> inside the kernel's 15-byte link names.
+	maxPrefix = 11
+)
+
+var (
+	// A prefix ends in a letter so that one node's names can never parse as
+	// another prefix's names plus an index (pl + 1 + 7 vs pl1 + 7).
+	prefixRE = regexp.MustCompile(`^[a-z]([a-z0-9]*[a-z])?$`)
+	ifnameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
+)
+
+// Load reads and validates the file at path.
+func Load(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("config file %s does not exist: create it from the example in /etc/peerline/peerlined.json or pass -config", path)
+		}
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading config %s: %w", path, err)
+	}
+	c, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse decodes and validates a config held in memory.
+func Parse(b []byte) (*Config, error) {
+	if len(b) > MaxSize {
+		return nil, fmt.Errorf("file is larger than %d bytes; is it the right file?", MaxSize)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var c Config
+	if err := dec.Decode(&c); err != nil {
+		return nil, describeJSONError(b, err)
+	}
+	if dec.More() {
+		return nil, errors.New("extra data after the closing brace")
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// describeJSONError turns a decoder error into one that gives a line number.
+func describeJSONError(b []byte, err error) error {
+	var syn *json.SyntaxError
+	if errors.As(err, &syn) {
+		return fmt.Errorf("line %d: %w", lineOf(b, syn.Offset), err)
+	}
+	var typ *json.UnmarshalTypeError
+	if errors.As(err, &typ) {
+		return fmt.Errorf("line %d: %q must be %s", lineOf(b, typ.Offset), typ.Field, typ.Type)
+	}
+	// Errors from UnmarshalText (keys) carry no offset the decoder reports
+	// reliably; a wrong line number would mislead more than none.
+	return err
+}
+
+func lineOf(b []byte, off int64) int {
+	if off > int64(len(b)) {
+		off = int64(len(b))
+	}
+	return bytes.Count(b[:off], []byte("\n")) + 1
+}
+
+// Validate fills in defaults and checks every field, returning the first
+// problem found.
+func (c *Config) Validate() error {
+	if c.Prefix == "" {
+		c.Prefix = defaultPrefix
+	}
+	if len(c.Prefix) > maxPrefix || !prefixRE.MatchString(c.Prefix) {
+		return fmt.Errorf("prefix %q: use 1 to %d lower-case letters and digits, starting and ending with a letter", c.Prefix, maxPrefix)
+	}
+	if c.StateDir == "" {
+		c.StateDir = "/var/lib/" + c.Prefix
+	}
+	if c.RunDir == "" {
+		c.RunDir = "/run/" + c.Prefix
+	}
+	for _, d := range []struct{ key, val string }{{"state_dir", c.StateDir}, {"run_dir", c.RunDir}} {
+		if !filepath.IsAbs(d.val) {
+			return fmt.Errorf("%s %q must be an absolute path", d.key, d.val)
+		}
+	}
+	if c.PrivateKeyFile == "" {
+		c.PrivateKeyFile = filepath.Join(c.StateDir, "node.key")
+	}
+	if c.ListenPort == 0 {
+		c.ListenPort = defaultListenPort
+	}
+	if c.ListenPort < 1 || c.ListenPort > 65535-numplan.MaxNode {
+		return fmt.Errorf("listen_port %d: use a port from 1 to %d", c.ListenPort, 65535-numplan.MaxNode)
+	}
+	if c.MTU == 0 {
+		c.MTU = defaultMTU
+	}
+	if c.MTU < 576 || c.MTU > 9000 {
+		return fmt.Errorf("mtu %d: use 576 to 9000 (1420 suits WireGuard over a 1500-byte uplink)", c.MTU)
+	}
+	if !ifnameRE.MatchString(c.PhonePort) {
+		return fmt.Errorf("phone_port %q: name the Ethernet interface the phones are plugged into, e.g. \"eth0\"", c.PhonePort)
+	}
+	seenLine := map[int]bool{}
+	for _, s := range c.Lines {
+		if !numplan.ValidLine(s) {
+			return fmt.Errorf("lines: %d is not a line number; use %d to %d", s, numplan.MinLine, numplan.MaxLine)
+		}
+		if seenLine[s] {
+			return fmt.Errorf("lines: %d is listed twice", s)
+		}
+		seenLine[s] = true
+	}
+	seenIndex := map[int]bool{}
+	seenKey := map[nodekey.Key]int{}
+	seenPort := map[int]int{}
+	for n := range c.Peers {
+		p := &c.Peers[n]
+		where := fmt.Sprintf("peers[%d]", n)
+		if p.Name != "" {
+			where += fmt.Sprintf(" (%s)", p.Name)
+		}
+		if !numplan.ValidNode(p.Index) {
+			return fmt.Errorf("%s: index %d: use %d to %d", where, p.Index, numplan.MinNode, numplan.MaxNode)
+		}
+		if seenIndex[p.Index] {
+			return fmt.Errorf("%s: index %d is used by another peer; each peer needs its own", where, p.Index)
+		}
+		seenIndex[p.Index] = true
+		if p.PublicKey.IsZero() {
+			return fmt.Errorf("%s: public_key is missing; ask the peer for the output of `peerlined -public-key`", where)
+		}
+		if other, dup := seenKey[p.PublicKey]; dup {
+			return fmt.Errorf("%s: public_key is the same as peers[%d]'s; one node cannot be paired twice", where, other)
+		}
+		seenKey[p.PublicKey] = n
+		if _, err := netip.ParseAddrPort(p.Endpoint); err != nil {
+			return fmt.Errorf("%s: endpoint %q: want IP:port, e.g. \"198.51.100.7:51820\"", where, p.Endpoint)
+		}
+		if p.ListenPort == 0 {
+			p.ListenPort = c.ListenPort + p.Index
+		}
+		if p.ListenPort < 1 || p.ListenPort > 65535 {
+			return fmt.Errorf("%s: listen_port %d is not a UDP port", where, p.ListenPort)
+		}
+		if other, dup := seenPort[p.ListenPort]; dup {
+			return fmt.Errorf("%s: listen_port %d is also used by peers[%d]", where, p.ListenPort, other)
+		}
+		seenPort[p.ListenPort] = n
+		if p.Keepalive < 0 || p.Keepalive > 65535 {
+			return fmt.Errorf("%s: keepalive %d: use 0 (off) to 65535 seconds", where, p.Keepalive)
+		}
+	}
+	return nil
+}
+
+// Names derives every name the daemon creates for peer i from the prefix,
+// so that --cleanup can find them all again without any state.
+type Names struct{ Prefix string }
+
+// Namespace is the per-peer namespace, <prefix>-<i>.
+func (n Names) Namespace(i int) string { return n.Prefix + "-" + strconv.Itoa(i) }
+
+// Veth is the root end of the veth pair into the peer's namespace.
+func (n Names) Veth(i int) string { return n.Prefix + "v" + strconv.Itoa(i) }
+
+// Device is the WireGuard device and its TUN, <prefix><i>; wireguard-go's
+// UAPI socket directory is shared by all namespaces, so this must be unique
+// on the machine.
+func (n Names) Device(i int) string { return n.Prefix + strconv.Itoa(i) }
+
+// VethInNamespace is the peer-side end; it lives alone in its namespace.
+const VethInNamespace = "veth0"
+
+// ParseNamespace returns i if name is a per-peer namespace of this prefix.
+func (n Names) ParseNamespace(name string) (int, bool) { return n.parse(name, "-") }
+
+// ParseVeth returns i if name is a root-side veth end of this prefix.
+func (n Names) ParseVeth(name string) (int, bool) { return n.parse(name, "v") }
+
+// ParseDevice returns i if name is a WireGuard device of this prefix.
+func (n Names) ParseDevice(name string) (int, bool) { return n.parse(name, "") }
+
+func (n Names) parse(name, sep string) (int, bool) {
+	head := n.Prefix + sep
+	if len(name) <= len(head) || name[:len(head)] != head {
+		return 0, false
+	}
+	rest := name[len(head):]
+	if rest[0] < '1' || rest[0] > '9' {
+		return 0, false
+	}
+	i, err := strconv.Atoi(rest)
+	if err != nil || !numplan.ValidNode(i) {
+		return 0, false
+	}
+	return i, true
+}

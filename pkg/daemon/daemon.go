@@ -1,0 +1,116 @@
+// Package daemon is peerlined's command line: flags, logging, signals, and
+// the choice between running, checking the config and cleaning up. It lives
+// outside cmd/ so that main stays one statement and this stays testable.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/peerline/peerline/pkg/config"
+	"github.com/peerline/peerline/pkg/netsetup"
+	"github.com/peerline/peerline/pkg/nodekey"
+	"github.com/peerline/peerline/pkg/supervisor"
+)
+
+// ErrUsage is returned for bad flags; the flag package has printed why.
+var ErrUsage = errors.New("bad usage")
+
+// Main runs peerlined with args (without the program name).
+func Main(ctx context.Context, args []string, version string) error {
+	fs := flag.NewFlagSet("peerlined", flag.ContinueOnError)
+	configPath := fs.String("config", config.DefaultPath, "config file")
+	checkConfig := fs.Bool("check-config", false, "check the config file and exit; non-zero with the reason if it is wrong")
+	cleanup := fs.Bool("cleanup", false, "remove every namespace, link, socket and line address this node's prefix may have left, and exit")
+	publicKey := fs.Bool("public-key", false, "print this node's public key (creating the key on first use) and exit")
+	verbose := fs.Bool("v", false, "log debug messages (WireGuard's too)")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return ErrUsage
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q; see peerlined -h", fs.Arg(0))
+	}
+	if *showVersion {
+		fmt.Println("peerlined", version)
+		return nil
+	}
+	cfg, err := config.Load(*configPath)
+	if err != nil {
+		return err
+	}
+	if *checkConfig {
+		fmt.Printf("%s: ok (%d peers, %d lines, prefix %q)\n", *configPath, len(cfg.Peers), len(cfg.Lines), cfg.Prefix)
+		return nil
+	}
+	if *publicKey {
+		if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+			return fmt.Errorf("creating state directory: %w", err)
+		}
+		k, _, err := nodekey.LoadOrCreate(cfg.PrivateKeyFile)
+		if err != nil {
+			return err
+		}
+		fmt.Println(k.Public())
+		return nil
+	}
+	log := newLogger(os.Stderr, *verbose).With("node", cfg.Name)
+	n, err := netsetup.NewKernel("", log)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	if *cleanup {
+		return supervisor.Cleanup(cfg, n, log)
+	}
+
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	reload := make(chan *config.Config, 1)
+	go watchReload(ctx, *configPath, reload, log)
+	log.Info("starting", "version", version, "config", *configPath)
+	return supervisor.New(cfg, supervisor.Options{Net: n, Log: log}).Run(ctx, reload)
+}
+
+// watchReload re-reads the config on SIGHUP; a config that does not
+// validate is logged and the running one kept.
+func watchReload(ctx context.Context, path string, reload chan<- *config.Config, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			cfg, err := config.Load(path)
+			if err != nil {
+				log.Error("not reloading: config is wrong; keeping the running one", "err", err)
+				continue
+			}
+			select {
+			case reload <- cfg:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+func newLogger(w io.Writer, verbose bool) *slog.Logger {
+	level := slog.LevelInfo
+	if verbose {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}

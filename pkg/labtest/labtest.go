@@ -1,0 +1,112 @@
+// Package labtest adapts pkg/lab to tests: it decides whether a lab test can
+// run here (root, tools), creates a Lab whose Close is registered with
+// t.Cleanup, and routes the lab's log into the test log.
+//
+// It is separate from pkg/lab so that the lab itself stays usable from a
+// normal program (cmd/peerlab), which must not import testing.
+package labtest
+
+import (
+	"bytes"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/peerline/peerline/pkg/lab"
+)
+
+// RootMessage is the reason given when a lab test cannot run.
+const RootMessage = "lab test needs root and network namespaces: run `sudo make test`"
+
+// RequireRoot skips the test unless it runs as root. Under CI (env CI set to
+// anything) a lab test that cannot run is a failure, not a skip.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		skipOrFail(t, RootMessage)
+	}
+}
+
+// RequireTools skips the test (fails it under CI) unless every tool is in
+// PATH, e.g. RequireTools(t, "baresip", "sox").
+func RequireTools(t testing.TB, tools ...string) {
+	t.Helper()
+	var missing []string
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing = append(missing, tool)
+		}
+	}
+	if len(missing) > 0 {
+		skipOrFail(t, "lab test needs "+strings.Join(missing, ", ")+
+			": run `sudo make test` (it installs them) or apt-get install baresip sox iproute2")
+	}
+}
+
+func skipOrFail(t testing.TB, msg string) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
+// New checks RequireRoot and returns a fresh Lab logging to the test log.
+// Its Close runs in t.Cleanup; if the test failed, the tail of every process
+// log is written to the test log first.
+func New(t testing.TB) *lab.Lab {
+	t.Helper()
+	RequireRoot(t)
+	w := &testWriter{t: t}
+	l, err := lab.New(slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		t.Fatalf("lab.New: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			var buf bytes.Buffer
+			l.DumpLogs(&buf, 40)
+			t.Logf("process logs (lab dir %s):\n%s", l.Dir(), buf.String())
+		}
+		if err := l.Close(); err != nil {
+			t.Errorf("closing lab: %v", err)
+		}
+		w.stop()
+	})
+	return l
+}
+
+// Logger returns a slog.Logger writing into the test log until the test's
+// cleanup ends (later records are dropped: t.Log would panic).
+func Logger(t testing.TB) *slog.Logger {
+	w := &testWriter{t: t}
+	t.Cleanup(w.stop)
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// testWriter forwards log lines to t.Log until stopped. Goroutines of the
+// lab (a phone's control reader) may log after the test ends, which t.Log
+// does not allow.
+type testWriter struct {
+	mu      sync.Mutex
+	t       testing.TB
+	stopped bool
+}
+
+func (w *testWriter) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.stopped {
+		w.t.Log(strings.TrimSuffix(string(b), "\n"))
+	}
+	return len(b), nil
+}
+
+func (w *testWriter) stop() {
+	w.mu.Lock()
+	w.stopped = true
+	w.mu.Unlock()
+}

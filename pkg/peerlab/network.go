@@ -1,0 +1,302 @@
+// Package peerlab is the two-Pi network of the demo and the lab tests: two
+// simulated Pis (namespaces, each running its own peerlined), an "Internet"
+// bridge between them and a baresip phone behind each, plus the call that
+// `make demo` places across it. It is built on pkg/lab, which knows nothing
+// of peerline; this package is where the lab meets the daemon.
+package peerlab
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/peerline/peerline/pkg/config"
+	"github.com/peerline/peerline/pkg/lab"
+	"github.com/peerline/peerline/pkg/nodekey"
+	"github.com/peerline/peerline/pkg/numplan"
+	"github.com/peerline/peerline/pkg/supervisor"
+)
+
+// Node is one simulated Pi with its daemon and its phone.
+type Node struct {
+	Name   string
+	Host   *lab.Host
+	Config config.Config
+	// ConfigPath is where the daemon reads Config.
+	ConfigPath string
+	// WAN is the node's address on the Internet bridge.
+	WAN netip.Addr
+	// Line is the phone's line s; the phone is 10.0.s.1 at this node.
+	Line int
+	// PhoneHost is the phone's namespace, plugged into the Pi's phone port.
+	PhoneHost *lab.Host
+	// Daemon is the running peerlined, nil when stopped.
+	Daemon *lab.Proc
+
+	key       nodekey.Key
+	peerlined string
+}
+
+// Network is two nodes that have paired with each other.
+type Network struct {
+	Lab  *lab.Lab
+	Inet *lab.Bridge
+	A, B *Node
+}
+
+// Options shape the network.
+type Options struct {
+	// Peerlined is the daemon binary to run on each Pi.
+	Peerlined string
+	// IndexOfB and IndexOfA are how A numbers B and B numbers A; they
+	// differ by default so the demo shows that indices are local.
+	IndexOfB, IndexOfA int
+	// Prefix starts the names both daemons create; A and B append a
+	// letter. The default is derived from the process id, so that two labs
+	// on one machine do not collide.
+	Prefix string
+}
+
+const (
+	phonePort  = "eth0"
+	basePort   = 51820
+	wanPrefix  = 24
+	daemonWait = 20 * time.Second
+)
+
+// Build creates the network and starts both daemons; it returns once both
+// report ready. Everything is registered with l, whose Close removes it.
+func Build(ctx context.Context, l *lab.Lab, opts Options) (*Network, error) {
+	if opts.Peerlined == "" {
+		return nil, errors.New("peerlab: no peerlined binary given")
+	}
+	if opts.IndexOfB == 0 {
+		opts.IndexOfB = 7
+	}
+	if opts.IndexOfA == 0 {
+		opts.IndexOfA = 4
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = "pl" + strconv.FormatInt(int64(os.Getpid()), 36)
+	}
+	inet, err := l.Bridge("inet")
+	if err != nil {
+		return nil, err
+	}
+	n := &Network{Lab: l, Inet: inet}
+	n.A, err = newNode(l, inet, "A", opts.Prefix+"a", netip.MustParseAddr("198.51.100.1"), opts.Peerlined)
+	if err != nil {
+		return nil, err
+	}
+	n.B, err = newNode(l, inet, "B", opts.Prefix+"b", netip.MustParseAddr("198.51.100.2"), opts.Peerlined)
+	if err != nil {
+		return nil, err
+	}
+	pair(n.A, n.B, opts.IndexOfB, opts.IndexOfA)
+	pair(n.B, n.A, opts.IndexOfA, opts.IndexOfB)
+	for _, node := range []*Node{n.A, n.B} {
+		if err := node.writeConfig(); err != nil {
+			return nil, err
+		}
+		if err := node.Start(ctx); err != nil {
+			return nil, err
+		}
+	}
+	for _, node := range []*Node{n.A, n.B} {
+		if _, err := node.WaitReady(ctx, daemonWait); err != nil {
+			return nil, err
+		}
+	}
+	return n, nil
+}
+
+func newNode(l *lab.Lab, inet *lab.Bridge, name, prefix string, wan netip.Addr, peerlined string) (*Node, error) {
+	host, err := l.Host("pi" + name)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := inet.Attach(host, "wan", netip.PrefixFrom(wan, wanPrefix).String()); err != nil {
+		return nil, err
+	}
+	phone, err := l.Host("phone" + name)
+	if err != nil {
+		return nil, err
+	}
+	// The phone's cable: the Pi's phone port on one end, the phone's NIC
+	// on the other. The phone's address is typed by hand until DHCP comes.
+	if err := l.Veth(host, phonePort, phone, "eth0"); err != nil {
+		return nil, err
+	}
+	const line = 1
+	if err := phone.Addr("eth0", netip.PrefixFrom(numplan.Phone(0, line), 30).String()); err != nil {
+		return nil, err
+	}
+	if err := phone.Route("default", "via", numplan.LineGateway(line).String()); err != nil {
+		return nil, err
+	}
+	key, err := nodekey.Generate()
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(l.Dir(), "pi"+name)
+	node := &Node{
+		Name:      name,
+		Host:      host,
+		WAN:       wan,
+		Line:      line,
+		PhoneHost: phone,
+		key:       key,
+		peerlined: peerlined,
+		Config: config.Config{
+			Name:       "pi" + name,
+			Prefix:     prefix,
+			StateDir:   filepath.Join(dir, "state"),
+			RunDir:     filepath.Join(dir, "run"),
+			ListenPort: basePort,
+			PhonePort:  phonePort,
+			Lines:      []int{line},
+		},
+		ConfigPath: filepath.Join(dir, "peerlined.json"),
+	}
+	if err := os.MkdirAll(node.Config.StateDir, 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(node.Config.StateDir, "node.key"), []byte(key.String()+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	// Whatever happens to the daemon (a test kills it with -9), its
+	// namespaces are named globally and outlive the Pi's namespace: stop it
+	// and run its own cleanup before the lab deletes the hosts.
+	if err := l.OnClose(node.stopAndCleanup); err != nil {
+		return nil, err
+	}
+	return node, nil
+}
+
+// pair makes from know to as peer index, reachable at to's tunnel port for
+// from (to numbers from as back).
+func pair(from, to *Node, index, back int) {
+	from.Config.Peers = append(from.Config.Peers, config.Peer{
+		Index:     index,
+		Name:      "pi" + to.Name,
+		PublicKey: to.key.Public(),
+		Endpoint:  netip.AddrPortFrom(to.WAN, uint16(basePort+back)).String(),
+		Keepalive: 25,
+	})
+}
+
+func (n *Node) writeConfig() error {
+	b, err := json.MarshalIndent(n.Config, "", "  ")
+	if err != nil {
+		return err
+	}
+	if _, err := config.Parse(b); err != nil {
+		return fmt.Errorf("node %s: generated config does not validate: %w", n.Name, err)
+	}
+	return os.WriteFile(n.ConfigPath, b, 0o644)
+}
+
+// Start runs peerlined on the node.
+func (n *Node) Start(ctx context.Context) error {
+	p, err := n.Host.Start(ctx, "peerlined", n.peerlined, "-config", n.ConfigPath)
+	if err != nil {
+		return err
+	}
+	n.Daemon = p
+	return nil
+}
+
+// WaitReady waits until the node's daemon reports ready with every peer up.
+func (n *Node) WaitReady(ctx context.Context, timeout time.Duration) (*supervisor.Status, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	var last error
+	for {
+		st, err := supervisor.ReadStatus(n.Config.RunDir)
+		if err == nil && st.Ready && allUp(st) && n.Daemon != nil && st.PID == n.Daemon.Pid() {
+			return st, nil
+		}
+		if err != nil {
+			last = err
+		} else {
+			last = fmt.Errorf("status: ready=%v peers=%+v", st.Ready, st.Peers)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("node %s: peerlined not ready after %v (%v); see %s", n.Name, timeout, last, n.daemonLog())
+		case <-n.daemonDone():
+			return nil, fmt.Errorf("node %s: peerlined exited: %v; see %s", n.Name, n.Daemon.Err(), n.daemonLog())
+		case <-tick.C:
+		}
+	}
+}
+
+func allUp(st *supervisor.Status) bool {
+	for _, p := range st.Peers {
+		if !p.Up {
+			return false
+		}
+	}
+	return true
+}
+
+func (n *Node) daemonDone() <-chan struct{} {
+	if n.Daemon == nil {
+		return nil
+	}
+	return n.Daemon.Done()
+}
+
+func (n *Node) daemonLog() string {
+	if n.Daemon == nil {
+		return "(not started)"
+	}
+	return n.Daemon.LogPath()
+}
+
+// Status reads the daemon's status file.
+func (n *Node) Status() (*supervisor.Status, error) { return supervisor.ReadStatus(n.Config.RunDir) }
+
+// Stop stops the daemon with SIGTERM and waits for it.
+func (n *Node) Stop() error {
+	if n.Daemon == nil {
+		return nil
+	}
+	err := n.Daemon.Stop(10 * time.Second)
+	n.Daemon = nil
+	return err
+}
+
+func (n *Node) stopAndCleanup() error {
+	n.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// Host.Run refuses once the lab is closing; Command does not.
+	out, err := n.Host.Command(ctx, n.peerlined, "-config", n.ConfigPath, "-cleanup").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("node %s: peerlined -cleanup: %w: %s", n.Name, err, out)
+	}
+	return nil
+}
+
+// PhoneAddr is the node's phone as seen from the node itself.
+func (n *Node) PhoneAddr() netip.Addr { return numplan.Phone(0, uint8(n.Line)) }
+
+// AddrOf is the address other's phone has from this node: 10.i.s.1 with i
+// this node's index for other.
+func (n *Node) AddrOf(other *Node) netip.Addr {
+	for _, p := range n.Config.Peers {
+		if p.PublicKey == other.key.Public() {
+			return numplan.Phone(uint8(p.Index), uint8(other.Line))
+		}
+	}
+	return netip.Addr{}
+}

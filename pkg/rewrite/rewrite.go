@@ -1,0 +1,416 @@
+// Package rewrite maps the addresses of every packet that crosses a peerline
+// tunnel between the node's local 10.i.s.p plan and the tunnel's wire plan.
+//
+// Inside a tunnel addresses are relative to its two ends (design §4):
+// 10.255.s.p is line s at the sender of a packet and 10.254.s.p is line s at
+// its receiver, so two nodes never have to agree on each other's index. Going
+// out through tunnel i, 10.0.s.p becomes 10.255.s.p and 10.i.s.p becomes
+// 10.254.s.p; coming in, 10.255.s.p becomes 10.i.s.p and 10.254.s.p becomes
+// 10.0.s.p (package numplan). Device wraps the TUN of tunnel i's wireguard-go
+// device and applies the map to what the device reads (outbound) and writes
+// (inbound).
+//
+// The map is 1:1 and stateless: every phone has an address of its own, so
+// ports are never touched (m= ports, RTCP on RTP+1 and symmetric RTP stay as
+// the phones made them), there is no connection table, and a restarted daemon
+// has nothing to recover. What changes:
+//   - the IPv4 source and destination of every packet, with the header
+//     checksum and the TCP/UDP pseudo-header checksum updated incrementally
+//     (RFC 1624; a UDP checksum of 0, "none", stays 0). This is the RTP path:
+//     in place, no allocation.
+//   - the header quoted inside ICMP errors (destination unreachable, source
+//     quench, time exceeded, parameter problem), so that an error about a
+//     packet names the addresses its receiver knows that packet by.
+//   - the address literals of SIP messages carried by UDP (package sipmsg),
+//     after which the UDP and IP lengths and both checksums are recomputed.
+//     A message can grow or shrink by two bytes per literal.
+//
+// What is passed with its addresses mapped but its payload untouched, and
+// counted: IPv4 fragments (an INVITE with a large SDP can exceed the tunnel
+// MTU; its SIP would need reassembly first, which is stateful and is left for
+// a later change), SIP over TCP (rewriting would change lengths and need
+// sequence-number tracking; phones are provisioned for UDP), and SIP messages
+// sipmsg cannot parse. Non-IPv4 packets and packets whose IPv4 header is
+// invalid pass unchanged.
+package rewrite
+
+import (
+	"encoding/binary"
+	"strconv"
+
+	"github.com/peerline/peerline/pkg/numplan"
+	"github.com/peerline/peerline/pkg/sipmsg"
+)
+
+// Result says what Packet did with a packet; Device counts packets by it.
+type Result uint8
+
+const (
+	// Plain is an IPv4 packet that is not SIP (RTP, RTCP, ICMP, TCP, ...):
+	// addresses mapped in place.
+	Plain Result = iota
+	// SIPRewritten is a UDP SIP message whose addresses changed: the new
+	// packet was built in the scratch buffer.
+	SIPRewritten
+	// SIPUnchanged is a UDP SIP message with nothing to map in it.
+	SIPUnchanged
+	// SIPUnparsable is a UDP payload that looked like SIP but that sipmsg
+	// refused: addresses mapped, payload passed as it was.
+	SIPUnparsable
+	// SIPTooBig is a SIP message whose rewritten packet does not fit (over
+	// 65535 bytes, or larger than the buffer it must go back into):
+	// addresses mapped, payload passed as it was.
+	SIPTooBig
+	// SIPOverTCP is a TCP segment whose payload looks like SIP: addresses
+	// mapped, payload passed as it was.
+	SIPOverTCP
+	// Fragment is an IPv4 fragment: addresses mapped (and, in the first
+	// fragment, the transport checksum), payload passed as it was.
+	Fragment
+	// BadTransport is a packet whose TCP, UDP or ICMP header is truncated or
+	// disagrees with the IP length: IP addresses mapped, nothing else.
+	BadTransport
+	// NonIPv4 is passed unchanged.
+	NonIPv4
+	// Malformed is a packet whose IPv4 header is invalid: passed unchanged.
+	Malformed
+
+	numResults
+)
+
+var resultNames = [numResults]string{
+	Plain:         "plain",
+	SIPRewritten:  "sip-rewritten",
+	SIPUnchanged:  "sip-unchanged",
+	SIPUnparsable: "sip-unparsable",
+	SIPTooBig:     "sip-too-big",
+	SIPOverTCP:    "sip-over-tcp",
+	Fragment:      "fragment",
+	BadTransport:  "bad-transport",
+	NonIPv4:       "non-ipv4",
+	Malformed:     "malformed",
+}
+
+func (r Result) String() string {
+	if r < numResults {
+		return resultNames[r]
+	}
+	return "Result(" + strconv.Itoa(int(r)) + ")"
+}
+
+// IPv4 header offsets and protocol numbers.
+const (
+	ipHeaderLen = 20
+	offTotalLen = 2
+	offFlags    = 6
+	offProto    = 9
+	offChecksum = 10
+	offSrc      = 12
+	offDst      = 16
+
+	protoICMP = 1
+	protoTCP  = 6
+	protoUDP  = 17
+
+	udpHeaderLen    = 8
+	offUDPLen       = 4
+	offUDPChecksum  = 6
+	offTCPChecksum  = 16
+	offTCPDataOff   = 12
+	icmpHeaderLen   = 8
+	offICMPChecksum = 2
+
+	// flagMF and fragOffsetMask together are non-zero for every fragment.
+	flagMF         = 0x2000
+	fragOffsetMask = 0x1fff
+
+	maxPacket = 0xffff
+)
+
+// Packet maps the addresses of the IPv4 packet pkt, which crosses the tunnel
+// of peer in direction dir.
+//
+// out is pkt, rewritten in place, unless res is SIPRewritten: then pkt is
+// untouched and out is the new packet, built in scratch[:0] (grown if its
+// capacity is too small; pass a 64 KiB buffer to never allocate). Bytes past
+// the IP total length are dropped, as wireguard-go does with what it
+// receives. Non-IPv4 and malformed packets are returned unchanged.
+func Packet(scratch, pkt []byte, peer uint8, dir numplan.Direction) (out []byte, res Result) {
+	pkt, ihl, res := check(pkt)
+	if res != Plain {
+		return pkt, res
+	}
+	if isUDPSIP(pkt, ihl) {
+		out, res := rewriteSIP(scratch, pkt, ihl, peer, dir)
+		if res == SIPRewritten {
+			return out, res
+		}
+		if r := mapInPlace(pkt, ihl, peer, dir); r != Plain {
+			res = r
+		}
+		return pkt, res
+	}
+	return pkt, mapInPlace(pkt, ihl, peer, dir)
+}
+
+// check validates the IPv4 header of pkt and trims pkt to its total length.
+// It returns Plain for a packet that can be mapped, NonIPv4 or Malformed.
+func check(pkt []byte) (_ []byte, ihl int, res Result) {
+	if len(pkt) == 0 || pkt[0]>>4 != 4 {
+		return pkt, 0, NonIPv4
+	}
+	if len(pkt) < ipHeaderLen {
+		return pkt, 0, Malformed
+	}
+	ihl = int(pkt[0]&0x0f) * 4
+	total := int(binary.BigEndian.Uint16(pkt[offTotalLen:]))
+	if ihl < ipHeaderLen || total < ihl || total > len(pkt) {
+		return pkt, 0, Malformed
+	}
+	return pkt[:total], ihl, Plain
+}
+
+// isUDPSIP reports whether a checked packet is an unfragmented UDP datagram
+// whose payload looks like SIP.
+func isUDPSIP(pkt []byte, ihl int) bool {
+	return pkt[offProto] == protoUDP &&
+		binary.BigEndian.Uint16(pkt[offFlags:])&(flagMF|fragOffsetMask) == 0 &&
+		len(pkt) >= ihl+udpHeaderLen && sipmsg.IsSIP(pkt[ihl+udpHeaderLen:])
+}
+
+// mayRewriteSIP reports whether Packet could take its SIP path for pkt, so a
+// caller knows whether it needs a scratch buffer at all.
+func mayRewriteSIP(pkt []byte) bool {
+	pkt, ihl, res := check(pkt)
+	return res == Plain && isUDPSIP(pkt, ihl)
+}
+
+// mapHeaders is Packet without the SIP path: addresses only, in place.
+func mapHeaders(pkt []byte, peer uint8, dir numplan.Direction) ([]byte, Result) {
+	pkt, ihl, res := check(pkt)
+	if res != Plain {
+		return pkt, res
+	}
+	return pkt, mapInPlace(pkt, ihl, peer, dir)
+}
+
+// mapInPlace maps the IP addresses of a valid IPv4 packet and adjusts the
+// checksums that cover them. It returns Plain, Fragment, SIPOverTCP or
+// BadTransport.
+func mapInPlace(pkt []byte, ihl int, peer uint8, dir numplan.Direction) Result {
+	d, changed := mapAddrs(pkt[offSrc:offDst+4], peer, dir)
+	if changed {
+		adjustChecksum(pkt[offChecksum:], d)
+	}
+	frag := binary.BigEndian.Uint16(pkt[offFlags:])
+	if frag&fragOffsetMask != 0 {
+		// No transport header in this fragment.
+		return Fragment
+	}
+	res := Plain
+	if frag&flagMF != 0 {
+		// The first fragment carries the transport header, and its checksum
+		// covers the whole datagram including the pseudo-header, so the same
+		// adjustment applies.
+		res = Fragment
+	}
+	tp := pkt[ihl:]
+	switch pkt[offProto] {
+	case protoUDP:
+		if len(tp) < udpHeaderLen {
+			return BadTransport
+		}
+		if changed {
+			adjustUDPChecksum(tp[offUDPChecksum:], d)
+		}
+		if res == Plain && int(binary.BigEndian.Uint16(tp[offUDPLen:])) != len(tp) {
+			res = BadTransport
+		}
+	case protoTCP:
+		if len(tp) < offTCPChecksum+2 {
+			return BadTransport
+		}
+		if changed {
+			adjustChecksum(tp[offTCPChecksum:], d)
+		}
+		if res == Plain {
+			if off := int(tp[offTCPDataOff]>>4) * 4; off >= 20 && off < len(tp) && sipmsg.IsSIP(tp[off:]) {
+				res = SIPOverTCP
+			}
+		}
+	case protoICMP:
+		if len(tp) < icmpHeaderLen {
+			return BadTransport
+		}
+		if res == Plain {
+			mapICMPError(tp, peer, dir)
+		}
+	}
+	return res
+}
+
+// mapICMPError maps the packet quoted by an ICMP error. The quoted packet
+// travelled the other way, but the map is about which node an address belongs
+// to, not which way a packet goes, so the same map applies.
+func mapICMPError(icmp []byte, peer uint8, dir numplan.Direction) {
+	switch icmp[0] {
+	case 3, 4, 11, 12: // destination unreachable, source quench, time exceeded, parameter problem
+	default:
+		return
+	}
+	in := icmp[icmpHeaderLen:]
+	if len(in) < ipHeaderLen || in[0]>>4 != 4 {
+		return
+	}
+	ihl := int(in[0]&0x0f) * 4
+	if ihl < ipHeaderLen || len(in) < ihl {
+		return
+	}
+	d, changed := mapAddrs(in[offSrc:offDst+4], peer, dir)
+	if !changed {
+		return
+	}
+	// Every word that changes inside the ICMP message also changes the ICMP
+	// checksum: the addresses and the quoted checksums.
+	sum := d
+	sum += adjustChecksum(in[offChecksum:], d)
+	if binary.BigEndian.Uint16(in[offFlags:])&fragOffsetMask == 0 {
+		tp := in[ihl:]
+		switch in[offProto] {
+		case protoUDP:
+			if len(tp) >= udpHeaderLen {
+				sum += adjustUDPChecksum(tp[offUDPChecksum:], d)
+			}
+		case protoTCP:
+			if len(tp) >= offTCPChecksum+2 {
+				sum += adjustChecksum(tp[offTCPChecksum:], d)
+			}
+		}
+	}
+	adjustChecksum(icmp[offICMPChecksum:], sum)
+}
+
+// mapAddrs maps the source and destination at a[0:4] and a[4:8] in place and
+// returns the one's-complement difference of the 16-bit words, ready for
+// adjustChecksum.
+func mapAddrs(a []byte, peer uint8, dir numplan.Direction) (d uint32, changed bool) {
+	a = a[:8]
+	src, c1 := numplan.Map([4]byte(a[0:4]), peer, dir)
+	dst, c2 := numplan.Map([4]byte(a[4:8]), peer, dir)
+	if !c1 && !c2 {
+		return 0, false
+	}
+	for k := 0; k < 8; k += 2 {
+		d += uint32(^binary.BigEndian.Uint16(a[k:]))
+	}
+	copy(a[0:4], src[:])
+	copy(a[4:8], dst[:])
+	for k := 0; k < 8; k += 2 {
+		d += uint32(binary.BigEndian.Uint16(a[k:]))
+	}
+	return d, true
+}
+
+// adjustChecksum applies the difference d to the checksum at c[0:2] (RFC 1624
+// eqn. 3) and returns the difference of the checksum word itself, for a
+// checksum that covers this one.
+//
+// A stored 0xffff is left alone: no correct TCP, IPv4 or ICMP error checksum
+// can be 0xffff (it would need all-zero data), and skipping it keeps every
+// update exactly invertible, so mapping a packet out and back in gives back
+// its bytes even when a checksum was wrong to begin with.
+func adjustChecksum(c []byte, d uint32) uint32 {
+	old := binary.BigEndian.Uint16(c)
+	if old == 0xffff {
+		return 0
+	}
+	s := uint32(^old) + d
+	s = s&0xffff + s>>16
+	s = s&0xffff + s>>16
+	s = s&0xffff + s>>16
+	nc := ^uint16(s)
+	binary.BigEndian.PutUint16(c, nc)
+	return uint32(^old) + uint32(nc)
+}
+
+// adjustUDPChecksum is adjustChecksum for UDP, where 0 means "no checksum"
+// and a computed 0 is sent as 0xffff (RFC 768).
+func adjustUDPChecksum(c []byte, d uint32) uint32 {
+	old := binary.BigEndian.Uint16(c)
+	if old == 0 {
+		return 0
+	}
+	s := uint32(^old) + d
+	s = s&0xffff + s>>16
+	s = s&0xffff + s>>16
+	s = s&0xffff + s>>16
+	nc := ^uint16(s)
+	if nc == 0 {
+		nc = 0xffff
+	}
+	binary.BigEndian.PutUint16(c, nc)
+	return uint32(^old) + uint32(nc)
+}
+
+// rewriteSIP builds the packet with a rewritten SIP payload in scratch. Any
+// result other than SIPRewritten leaves pkt for mapInPlace.
+func rewriteSIP(scratch, pkt []byte, ihl int, peer uint8, dir numplan.Direction) ([]byte, Result) {
+	udp := pkt[ihl:]
+	if int(binary.BigEndian.Uint16(udp[offUDPLen:])) != len(udp) {
+		return nil, BadTransport
+	}
+	mapAddr := func(a [4]byte) ([4]byte, bool) { return numplan.Map(a, peer, dir) }
+	hdr := ihl + udpHeaderLen
+	out := append(scratch[:0], pkt[:hdr]...)
+	out, changed, err := sipmsg.Rewrite(out, pkt[hdr:], mapAddr)
+	switch {
+	case err != nil:
+		return nil, SIPUnparsable
+	case !changed:
+		return nil, SIPUnchanged
+	case len(out) > maxPacket:
+		return nil, SIPTooBig
+	}
+	mapAddrs(out[offSrc:offDst+4], peer, dir)
+	binary.BigEndian.PutUint16(out[offTotalLen:], uint16(len(out)))
+	binary.BigEndian.PutUint16(out[offChecksum:], 0)
+	binary.BigEndian.PutUint16(out[offChecksum:], ^fold(sum(out[:ihl], 0)))
+
+	u := out[ihl:]
+	binary.BigEndian.PutUint16(u[offUDPLen:], uint16(len(u)))
+	binary.BigEndian.PutUint16(u[offUDPChecksum:], 0)
+	s := sum(out[offSrc:offDst+4], uint32(protoUDP)+uint32(len(u)))
+	c := ^fold(sum(u, s))
+	if c == 0 {
+		c = 0xffff
+	}
+	binary.BigEndian.PutUint16(u[offUDPChecksum:], c)
+	return out, SIPRewritten
+}
+
+// sum adds b to s as big-endian 16-bit words, padding an odd tail with zero.
+func sum(b []byte, s uint32) uint32 {
+	s64 := uint64(s)
+	for len(b) >= 8 {
+		s64 += uint64(binary.BigEndian.Uint32(b)) + uint64(binary.BigEndian.Uint32(b[4:]))
+		b = b[8:]
+	}
+	for len(b) >= 2 {
+		s64 += uint64(binary.BigEndian.Uint16(b))
+		b = b[2:]
+	}
+	if len(b) == 1 {
+		s64 += uint64(b[0]) << 8
+	}
+	for s64 > 0xffffffff {
+		s64 = s64&0xffffffff + s64>>32
+	}
+	return uint32(s64)
+}
+
+// fold reduces a 32-bit one's-complement sum to 16 bits.
+func fold(s uint32) uint16 {
+	s = s&0xffff + s>>16
+	s = s&0xffff + s>>16
+	return uint16(s)
+}

@@ -1,0 +1,98 @@
+package supervisor
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/peerline/peerline/pkg/atomicfile"
+	"github.com/peerline/peerline/pkg/rewrite"
+)
+
+const statusFile = "status.json"
+
+// Status is the daemon's view of the node, written to <run_dir>/status.json
+// for the CLI, the lab and people debugging, until the control socket comes.
+type Status struct {
+	Name      string       `json:"name"`
+	PID       int          `json:"pid"`
+	PublicKey string       `json:"public_key"`
+	Ready     bool         `json:"ready"`
+	Lines     []int        `json:"lines"`
+	Peers     []PeerStatus `json:"peers"`
+	Updated   time.Time    `json:"updated"`
+}
+
+// PeerStatus is one tunnel's state.
+type PeerStatus struct {
+	Index         int            `json:"index"`
+	Name          string         `json:"name,omitempty"`
+	Device        string         `json:"device"`
+	Up            bool           `json:"up"`
+	Error         string         `json:"error,omitempty"`
+	Endpoint      string         `json:"endpoint,omitempty"`
+	LastHandshake *time.Time     `json:"last_handshake,omitempty"`
+	RxBytes       uint64         `json:"rx_bytes"`
+	TxBytes       uint64         `json:"tx_bytes"`
+	Rewrite       *rewrite.Stats `json:"rewrite,omitempty"`
+}
+
+// ReadStatus reads the status file a daemon with this run directory writes.
+func ReadStatus(runDir string) (*Status, error) {
+	b, err := os.ReadFile(filepath.Join(runDir, statusFile))
+	if err != nil {
+		return nil, err
+	}
+	var st Status
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+func (s *Supervisor) status() *Status {
+	st := &Status{
+		Name:      s.cfg.Name,
+		PID:       os.Getpid(),
+		PublicKey: s.key.Public().String(),
+		Ready:     s.ready,
+		Lines:     s.lines,
+		Updated:   time.Now().UTC(),
+	}
+	for _, i := range slices.Sorted(mapsKeys(s.peers)) {
+		p := s.peers[i]
+		ps := PeerStatus{Index: i, Name: p.cfg.Name, Device: s.names.Device(i), Up: p.tunnel != nil && p.err == nil}
+		if p.err != nil {
+			ps.Error = p.err.Error()
+		}
+		if p.tunnel != nil {
+			if ts, err := p.tunnel.Status(); err == nil {
+				ps.Endpoint = ts.Endpoint
+				ps.RxBytes, ps.TxBytes = ts.RxBytes, ts.TxBytes
+				if !ts.LastHandshake.IsZero() {
+					h := ts.LastHandshake.UTC()
+					ps.LastHandshake = &h
+				}
+			}
+		}
+		if p.rewrite != nil {
+			rs := p.rewrite.Stats()
+			ps.Rewrite = &rs
+		}
+		st.Peers = append(st.Peers, ps)
+	}
+	return st
+}
+
+func (s *Supervisor) writeStatus() {
+	b, err := json.MarshalIndent(s.status(), "", "  ")
+	if err != nil {
+		s.log.Error("encoding status", "err", err)
+		return
+	}
+	if err := atomicfile.WriteFile(filepath.Join(s.cfg.RunDir, statusFile), append(b, '\n'), 0o644); err != nil {
+		s.log.Error("writing status", "err", err)
+	}
+}

@@ -1,0 +1,604 @@
+// Package supervisor is peerlined's core: it owns the table of peers and
+// phone lines and reconciles the kernel and the WireGuard devices with it.
+//
+// One goroutine, the one in Run, owns every piece of state here; config
+// reloads and the periodic check reach it through channels. Reconciling is
+// "ensure every step again": every netsetup step is idempotent, so a fresh
+// start, a restart after kill -9 (namespaces and links left behind, TUNs
+// gone with the process) and a config reload all take the same path, and
+// leftovers that no longer belong to the config are swept by name.
+//
+// Per peer i it builds, after design §3:
+//
+//	root: route 10.i.0.0/16 via 169.254.i.2 dev <prefix>v<i>
+//	  veth <prefix>v<i> 169.254.i.1/30  <->  <prefix>-<i>/veth0 169.254.i.2/30
+//	namespace <prefix>-<i>: forwarding on, route 10.0.0.0/16 back via 169.254.i.1,
+//	  TUN <prefix><i> with route 10.i.0.0/16, wrapped by the SIP/RTP rewriter,
+//	  driven by a wireguard-go device whose UDP socket is in root.
+//
+// and per local line s the Pi's side of the line's /30, 10.0.s.2/30, on the
+// phone port. The veth link addresses are link-local (169.254.i.0/30) so
+// that they never collide with the 10.i.s.p plan the phones see.
+package supervisor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/peerline/peerline/pkg/atomicfile"
+	"github.com/peerline/peerline/pkg/config"
+	"github.com/peerline/peerline/pkg/netsetup"
+	"github.com/peerline/peerline/pkg/nodekey"
+	"github.com/peerline/peerline/pkg/numplan"
+	"github.com/peerline/peerline/pkg/rewrite"
+	"github.com/peerline/peerline/pkg/sdnotify"
+	"github.com/peerline/peerline/pkg/wgtunnel"
+)
+
+// Tunnel is a running WireGuard device as the supervisor needs it.
+type Tunnel interface {
+	Status() (wgtunnel.Status, error)
+	Close() error
+}
+
+// TunnelStarter starts a tunnel; tests replace it.
+type TunnelStarter func(cfg wgtunnel.Config, log *slog.Logger) (Tunnel, error)
+
+// StartWireGuard is the real TunnelStarter.
+func StartWireGuard(cfg wgtunnel.Config, log *slog.Logger) (Tunnel, error) {
+	return wgtunnel.Start(cfg, log)
+}
+
+// Options are the seams of a Supervisor.
+type Options struct {
+	// Net does the kernel plumbing.
+	Net netsetup.Ops
+	// StartTunnel starts WireGuard devices; nil is StartWireGuard.
+	StartTunnel TunnelStarter
+	// Log receives the daemon's log.
+	Log *slog.Logger
+	// CheckInterval is how often the kernel state is checked and repaired.
+	CheckInterval time.Duration
+	// StatusInterval is how often status.json is rewritten.
+	StatusInterval time.Duration
+}
+
+// Supervisor brings a node up according to its config.
+type Supervisor struct {
+	net         netsetup.Ops
+	startTunnel TunnelStarter
+	log         *slog.Logger
+	checkEvery  time.Duration
+	statusEvery time.Duration
+
+	// Owned by the Run goroutine.
+	cfg      *config.Config
+	names    config.Names
+	key      nodekey.Key
+	peers    map[int]*peer
+	lines    []int
+	rootDone bool
+	ready    bool
+
+	// crashed makes Run return without tearing down, as kill -9 would; set
+	// by tests before they cancel Run's context.
+	crashed bool
+}
+
+type peer struct {
+	cfg     config.Peer
+	tunnel  Tunnel
+	rewrite *rewrite.Device
+	err     error
+}
+
+// New makes a Supervisor for cfg; Run starts it.
+func New(cfg *config.Config, opts Options) *Supervisor {
+	s := &Supervisor{
+		net:         opts.Net,
+		startTunnel: opts.StartTunnel,
+		log:         opts.Log,
+		checkEvery:  opts.CheckInterval,
+		statusEvery: opts.StatusInterval,
+		cfg:         cfg,
+		names:       config.Names{Prefix: cfg.Prefix},
+		peers:       map[int]*peer{},
+	}
+	if s.startTunnel == nil {
+		s.startTunnel = StartWireGuard
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.checkEvery == 0 {
+		s.checkEvery = 30 * time.Second
+	}
+	if s.statusEvery == 0 {
+		s.statusEvery = 5 * time.Second
+	}
+	return s
+}
+
+// ErrAlreadyRunning means another daemon with the same prefix holds the lock.
+var ErrAlreadyRunning = errors.New("another peerlined with this prefix is running")
+
+// Run brings the node up, keeps it reconciled and, when ctx is cancelled,
+// tears down everything it built. Reloaded configs arrive on reload. It
+// returns nil on a clean shutdown.
+func (s *Supervisor) Run(ctx context.Context, reload <-chan *config.Config) error {
+	unlock, err := lockRunDir(s.cfg.RunDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := os.MkdirAll(s.cfg.StateDir, 0o700); err != nil {
+		return fmt.Errorf("creating state directory: %w", err)
+	}
+	key, created, err := nodekey.LoadOrCreate(s.cfg.PrivateKeyFile)
+	if err != nil {
+		return err
+	}
+	s.key = key
+	s.log.Info("node identity", "public_key", key.Public(), "new", created)
+	// A status file left by a killed daemon says ready; replace it before
+	// anything else so nobody mistakes it for this run's.
+	s.writeStatus()
+
+	prev, err := loadState(s.cfg.StateDir)
+	if err != nil {
+		s.log.Warn("ignoring unreadable state file; leftovers are found by name instead", "err", err)
+	}
+	s.sweep(prev)
+	s.reconcile()
+	defer func() {
+		if !s.crashed {
+			s.teardown()
+		}
+	}()
+
+	check := time.NewTicker(s.checkEvery)
+	defer check.Stop()
+	status := time.NewTicker(s.statusEvery)
+	defer status.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			sdnotify.Notify(sdnotify.Stopping)
+			s.log.Info("shutting down")
+			return nil
+		case cfg := <-reload:
+			s.log.Info("config reloaded")
+			s.applyConfig(cfg)
+		case <-check.C:
+			s.reconcile()
+		case <-status.C:
+			s.writeStatus()
+		}
+	}
+}
+
+// applyConfig switches to a new config: peers whose settings changed are
+// rebuilt, peers and lines no longer listed are removed.
+func (s *Supervisor) applyConfig(cfg *config.Config) {
+	if cfg.Prefix != s.cfg.Prefix || cfg.RunDir != s.cfg.RunDir || cfg.StateDir != s.cfg.StateDir || cfg.PrivateKeyFile != s.cfg.PrivateKeyFile {
+		s.log.Error("prefix, run_dir, state_dir and private_key_file cannot change while running; restart peerlined to apply them")
+		return
+	}
+	want := map[int]config.Peer{}
+	for _, p := range cfg.Peers {
+		want[p.Index] = p
+	}
+	for i, p := range s.peers {
+		if w, ok := want[i]; !ok || !peerEqual(w, p.cfg) || cfg.MTU != s.cfg.MTU {
+			s.removePeer(i)
+		}
+	}
+	if cfg.PhonePort != s.cfg.PhonePort {
+		s.removeLines(s.lines)
+		s.rootDone = false
+	} else {
+		var gone []int
+		for _, l := range s.lines {
+			if !slices.Contains(cfg.Lines, l) {
+				gone = append(gone, l)
+			}
+		}
+		s.removeLines(gone)
+	}
+	s.cfg = cfg
+	s.reconcile()
+}
+
+func peerEqual(a, b config.Peer) bool { return a == b }
+
+// reconcile ensures the root side, every line and every peer exist as
+// configured. Failures are logged and retried on the next check.
+func (s *Supervisor) reconcile() {
+	ok := true
+	if err := s.ensureRoot(); err != nil {
+		s.log.Error("phone port not ready; phones cannot reach the network until this is fixed", "port", s.cfg.PhonePort, "err", err)
+		ok = false
+	}
+	present, err := s.net.Namespaces(s.cfg.Prefix + "-")
+	if err != nil {
+		s.log.Error("listing namespaces", "err", err)
+	}
+	for _, pc := range s.cfg.Peers {
+		p := s.peers[pc.Index]
+		if p != nil && p.tunnel != nil && !slices.Contains(present, s.names.Namespace(pc.Index)) && err == nil {
+			s.log.Warn("peer namespace vanished; rebuilding", "peer", pc.Index)
+			s.removePeer(pc.Index)
+			p = nil
+		}
+		if p == nil {
+			p = &peer{cfg: pc}
+			s.peers[pc.Index] = p
+		}
+		if perr := s.ensurePeer(p); perr != nil {
+			if p.err == nil || p.err.Error() != perr.Error() {
+				s.log.Error("peer not up; retrying", "peer", pc.Index, "name", pc.Name, "err", perr)
+			}
+			p.err = perr
+			ok = false
+		} else {
+			p.err = nil
+		}
+	}
+	s.saveState()
+	becameReady := ok && !s.ready
+	if becameReady {
+		s.ready = true
+	}
+	s.writeStatus()
+	if becameReady {
+		s.log.Info("ready", "peers", len(s.cfg.Peers), "lines", len(s.cfg.Lines))
+		if _, err := sdnotify.Notify(sdnotify.Ready); err != nil {
+			s.log.Warn("telling systemd we are ready", "err", err)
+		}
+	}
+}
+
+func (s *Supervisor) ensureRoot() error {
+	if !s.rootDone {
+		if err := s.net.SetSysctl("", "net/ipv4/ip_forward", "1"); err != nil {
+			return err
+		}
+		s.rootDone = true
+	}
+	if err := s.net.LinkUp("", s.cfg.PhonePort); err != nil {
+		return fmt.Errorf("phone port %s: %w (check phone_port in the config names the Ethernet port the phones use)", s.cfg.PhonePort, err)
+	}
+	for _, l := range s.cfg.Lines {
+		if err := s.net.EnsureAddr("", s.cfg.PhonePort, linePiAddr(l)); err != nil {
+			return fmt.Errorf("line %d: %w", l, err)
+		}
+	}
+	s.lines = slices.Clone(s.cfg.Lines)
+	return nil
+}
+
+// linePiAddr is the Pi's side of line s, 10.0.s.2/30.
+func linePiAddr(s int) netip.Prefix {
+	return netip.PrefixFrom(numplan.LineGateway(uint8(s)), 30)
+}
+
+// vethAddrs are the two ends of the link into peer i's namespace.
+func vethAddrs(i int) (root, ns netip.Prefix) {
+	r := netip.AddrFrom4([4]byte{169, 254, byte(i), 1})
+	n := netip.AddrFrom4([4]byte{169, 254, byte(i), 2})
+	return netip.PrefixFrom(r, 30), netip.PrefixFrom(n, 30)
+}
+
+var localPlan = netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 0, 0, 0}), 16)
+
+func (s *Supervisor) ensurePeer(p *peer) error {
+	i := p.cfg.Index
+	ns, veth, dev := s.names.Namespace(i), s.names.Veth(i), s.names.Device(i)
+	rootAddr, nsAddr := vethAddrs(i)
+	steps := []struct {
+		what string
+		do   func() error
+	}{
+		{"namespace", func() error { return s.net.EnsureNamespace(ns) }},
+		{"forwarding", func() error { return s.net.SetSysctl(ns, "net/ipv4/ip_forward", "1") }},
+		// Replies to phones leave through veth0 while the calls came in on
+		// the TUN; strict reverse-path filtering would drop such asymmetry.
+		{"rp_filter", func() error { return s.net.SetSysctl(ns, "net/ipv4/conf/all/rp_filter", "0") }},
+		{"rp_filter default", func() error { return s.net.SetSysctl(ns, "net/ipv4/conf/default/rp_filter", "0") }},
+		{"veth", func() error { return s.net.EnsureVeth(veth, ns, config.VethInNamespace, s.cfg.MTU) }},
+		{"root veth address", func() error { return s.net.EnsureAddr("", veth, rootAddr) }},
+		{"namespace veth address", func() error { return s.net.EnsureAddr(ns, config.VethInNamespace, nsAddr) }},
+		{"root veth up", func() error { return s.net.LinkUp("", veth) }},
+		{"namespace veth up", func() error { return s.net.LinkUp(ns, config.VethInNamespace) }},
+		{"route to peer", func() error { return s.net.EnsureRoute("", numplan.NodePrefix(uint8(i)), veth, rootAddr.Addr().Next()) }},
+		{"route back to phones", func() error { return s.net.EnsureRoute(ns, localPlan, config.VethInNamespace, rootAddr.Addr()) }},
+		{"tunnel", func() error { return s.ensureTunnel(p, ns, dev) }},
+		{"tunnel up", func() error { return s.net.LinkUp(ns, dev) }},
+		{"route into tunnel", func() error { return s.net.EnsureRoute(ns, numplan.NodePrefix(uint8(i)), dev, netip.Addr{}) }},
+	}
+	for _, st := range steps {
+		if err := st.do(); err != nil {
+			return fmt.Errorf("%s: %w", st.what, err)
+		}
+	}
+	return nil
+}
+
+func (s *Supervisor) ensureTunnel(p *peer, ns, dev string) error {
+	if p.tunnel != nil {
+		return nil
+	}
+	i := p.cfg.Index
+	ep, err := netip.ParseAddrPort(p.cfg.Endpoint)
+	if err != nil {
+		return fmt.Errorf("endpoint %q: %w", p.cfg.Endpoint, err)
+	}
+	log := s.log.With("peer", i)
+	cfg := wgtunnel.Config{
+		Name:       dev,
+		Namespace:  ns,
+		MTU:        s.cfg.MTU,
+		PrivateKey: s.key,
+		ListenPort: p.cfg.ListenPort,
+		Peer: wgtunnel.Peer{
+			PublicKey:  p.cfg.PublicKey,
+			Endpoint:   ep,
+			AllowedIPs: numplan.WirePrefixes,
+			Keepalive:  time.Duration(p.cfg.Keepalive) * time.Second,
+		},
+		Wrap: func(inner tun.Device) tun.Device {
+			p.rewrite = rewrite.Wrap(inner, uint8(i), log)
+			return p.rewrite
+		},
+		InNamespace: s.net.Do,
+	}
+	t, err := s.startTunnel(cfg, log)
+	if err != nil {
+		return err
+	}
+	p.tunnel = t
+	return nil
+}
+
+func (s *Supervisor) removePeer(i int) {
+	p := s.peers[i]
+	delete(s.peers, i)
+	if p != nil && p.tunnel != nil {
+		p.tunnel.Close()
+	}
+	if err := s.net.DeleteNamespace(s.names.Namespace(i)); err != nil {
+		s.log.Error("deleting peer namespace", "peer", i, "err", err)
+	}
+	if err := s.net.DeleteLink("", s.names.Veth(i)); err != nil {
+		s.log.Error("deleting peer link", "peer", i, "err", err)
+	}
+}
+
+func (s *Supervisor) removeLines(lines []int) {
+	for _, l := range lines {
+		if err := s.net.DeleteAddr("", s.cfg.PhonePort, linePiAddr(l)); err != nil {
+			s.log.Error("removing line address", "line", l, "err", err)
+		}
+	}
+	s.lines = slices.DeleteFunc(s.lines, func(l int) bool { return slices.Contains(lines, l) })
+}
+
+// sweep removes what an earlier run left that the config no longer wants:
+// namespaces and links found by name, lines and a changed phone port from
+// the state file.
+func (s *Supervisor) sweep(prev *state) {
+	want := map[int]bool{}
+	for _, p := range s.cfg.Peers {
+		want[p.Index] = true
+	}
+	removeStale(s.net, s.names, want, s.log)
+	if prev == nil {
+		return
+	}
+	for _, l := range prev.Lines {
+		if prev.PhonePort != s.cfg.PhonePort || !slices.Contains(s.cfg.Lines, l) {
+			if err := s.net.DeleteAddr("", prev.PhonePort, linePiAddr(l)); err != nil {
+				s.log.Warn("removing old line address", "line", l, "port", prev.PhonePort, "err", err)
+			}
+		}
+	}
+}
+
+// removeStale deletes every namespace, root link and UAPI socket of this
+// prefix whose index is not in keep.
+func removeStale(n netsetup.Ops, names config.Names, keep map[int]bool, log *slog.Logger) {
+	nss, err := n.Namespaces(names.Prefix + "-")
+	if err != nil {
+		log.Error("listing namespaces", "err", err)
+	}
+	for _, ns := range nss {
+		if i, ok := names.ParseNamespace(ns); ok && !keep[i] {
+			log.Info("removing leftover namespace", "ns", ns)
+			if err := n.DeleteNamespace(ns); err != nil {
+				log.Error("removing namespace", "ns", ns, "err", err)
+			}
+		}
+	}
+	links, err := n.Links("", names.Prefix+"v")
+	if err != nil {
+		log.Error("listing links", "err", err)
+	}
+	for _, l := range links {
+		if i, ok := names.ParseVeth(l); ok && !keep[i] {
+			log.Info("removing leftover link", "link", l)
+			if err := n.DeleteLink("", l); err != nil {
+				log.Error("removing link", "link", l, "err", err)
+			}
+		}
+	}
+	removeStaleSockets(names, keep, log)
+}
+
+// UAPIDir is where wireguard-go puts its UAPI sockets.
+var UAPIDir = "/var/run/wireguard"
+
+func removeStaleSockets(names config.Names, keep map[int]bool, log *slog.Logger) {
+	entries, err := os.ReadDir(UAPIDir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		base, ok := cutSuffix(e.Name(), ".sock")
+		if !ok {
+			continue
+		}
+		if i, ok := names.ParseDevice(base); ok && !keep[i] {
+			p := filepath.Join(UAPIDir, e.Name())
+			if err := os.Remove(p); err == nil {
+				log.Info("removed leftover UAPI socket", "path", p)
+			}
+		}
+	}
+}
+
+func cutSuffix(s, suffix string) (string, bool) {
+	if len(s) < len(suffix) || s[len(s)-len(suffix):] != suffix {
+		return s, false
+	}
+	return s[:len(s)-len(suffix)], true
+}
+
+// teardown removes everything the supervisor built.
+func (s *Supervisor) teardown() {
+	for _, i := range slices.Sorted(mapsKeys(s.peers)) {
+		s.removePeer(i)
+	}
+	s.removeLines(slices.Clone(s.lines))
+	s.saveState()
+	os.Remove(filepath.Join(s.cfg.RunDir, statusFile))
+	s.log.Info("torn down")
+}
+
+func mapsKeys(m map[int]*peer) func(func(int) bool) {
+	return func(yield func(int) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// Cleanup removes everything a daemon with cfg's prefix may have left: all
+// its namespaces, links and UAPI sockets whatever their index, and the line
+// addresses of the config and of the last state. It refuses while a daemon
+// holds the lock.
+func Cleanup(cfg *config.Config, n netsetup.Ops, log *slog.Logger) error {
+	unlock, err := lockRunDir(cfg.RunDir)
+	if err != nil {
+		return fmt.Errorf("%w; stop it first (systemctl stop peerlined)", err)
+	}
+	defer unlock()
+	names := config.Names{Prefix: cfg.Prefix}
+	removeStale(n, names, nil, log)
+	lines := map[string][]int{cfg.PhonePort: cfg.Lines}
+	if prev, _ := loadState(cfg.StateDir); prev != nil {
+		lines[prev.PhonePort] = append(lines[prev.PhonePort], prev.Lines...)
+	}
+	for port, ls := range lines {
+		for _, l := range ls {
+			if err := n.DeleteAddr("", port, linePiAddr(l)); err != nil {
+				log.Warn("removing line address", "line", l, "port", port, "err", err)
+			}
+		}
+	}
+	if prev, _ := loadState(cfg.StateDir); prev != nil {
+		saveStateFile(cfg.StateDir, &state{})
+	}
+	os.Remove(filepath.Join(cfg.RunDir, statusFile))
+	return nil
+}
+
+// lockRunDir takes an exclusive lock in the run directory, so that two
+// daemons (or a daemon and --cleanup) never fight over the same names. The
+// kernel drops the lock when the process dies, even by kill -9.
+func lockRunDir(dir string) (unlock func(), err error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating run directory: %w", err)
+	}
+	p := filepath.Join(dir, "peerlined.lock")
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("opening lock file: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		pid, _ := os.ReadFile(p)
+		f.Close()
+		return nil, fmt.Errorf("%w (pid %s, lock %s)", ErrAlreadyRunning, trimNL(pid), p)
+	}
+	f.Truncate(0)
+	f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	return func() { f.Close() }, nil
+}
+
+func trimNL(b []byte) string {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	return string(b)
+}
+
+// state is what was applied, kept in the state directory so that a restart
+// with a changed config can remove what the old one made.
+type state struct {
+	PhonePort string      `json:"phone_port"`
+	Lines     []int       `json:"lines"`
+	Peers     []statePeer `json:"peers"`
+}
+
+type statePeer struct {
+	Index     int         `json:"index"`
+	PublicKey nodekey.Key `json:"public_key"`
+}
+
+const stateFile = "applied.json"
+
+func loadState(dir string) (*state, error) {
+	b, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var st state
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("state file %s: %w", stateFile, err)
+	}
+	return &st, nil
+}
+
+func (s *Supervisor) saveState() {
+	st := &state{PhonePort: s.cfg.PhonePort, Lines: s.lines}
+	for _, i := range slices.Sorted(mapsKeys(s.peers)) {
+		st.Peers = append(st.Peers, statePeer{Index: i, PublicKey: s.peers[i].cfg.PublicKey})
+	}
+	if err := saveStateFile(s.cfg.StateDir, st); err != nil {
+		s.log.Error("saving state", "err", err)
+	}
+}
+
+func saveStateFile(dir string, st *state) error {
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(filepath.Join(dir, stateFile), append(b, '\n'), 0o600)
+}

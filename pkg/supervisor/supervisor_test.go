@@ -1,0 +1,406 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/peerline/peerline/pkg/config"
+	"github.com/peerline/peerline/pkg/netsetup/netsetuptest"
+	"github.com/peerline/peerline/pkg/nodekey"
+	"github.com/peerline/peerline/pkg/wgtunnel"
+)
+
+// fakeTunnels stands in for wireguard-go: starting a tunnel makes its TUN
+// appear in the Recorder's namespace, as the real one does in the kernel.
+type fakeTunnels struct {
+	rec *netsetuptest.Recorder
+
+	mu      sync.Mutex
+	started []string
+	running map[string]*fakeTunnel
+	failFor string
+}
+
+type fakeTunnel struct {
+	f   *fakeTunnels
+	cfg wgtunnel.Config
+}
+
+func (t *fakeTunnel) Status() (wgtunnel.Status, error) {
+	return wgtunnel.Status{Endpoint: t.cfg.Peer.Endpoint.String()}, nil
+}
+
+func (t *fakeTunnel) Close() error {
+	t.f.mu.Lock()
+	defer t.f.mu.Unlock()
+	if t.f.running[t.cfg.Name] == t {
+		delete(t.f.running, t.cfg.Name)
+		t.f.rec.RemoveLink(t.cfg.Namespace, t.cfg.Name)
+	}
+	return nil
+}
+
+func (f *fakeTunnels) start(cfg wgtunnel.Config, _ *slog.Logger) (Tunnel, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if cfg.Name == f.failFor {
+		return nil, errors.New("UDP port in use")
+	}
+	if err := f.rec.AddLink(cfg.Namespace, cfg.Name); err != nil {
+		return nil, err
+	}
+	f.started = append(f.started, fmt.Sprintf("%s in %s port %d endpoint %s", cfg.Name, cfg.Namespace, cfg.ListenPort, cfg.Peer.Endpoint))
+	t := &fakeTunnel{f: f, cfg: cfg}
+	f.running[cfg.Name] = t
+	return t, nil
+}
+
+func testConfig(t *testing.T) *config.Config {
+	t.Helper()
+	dir := t.TempDir()
+	k1, _ := nodekey.Generate()
+	k2, _ := nodekey.Generate()
+	c := &config.Config{
+		Name:      "bob",
+		Prefix:    "pl",
+		StateDir:  filepath.Join(dir, "state"),
+		RunDir:    filepath.Join(dir, "run"),
+		PhonePort: "eth0",
+		Lines:     []int{1, 2},
+		Peers: []config.Peer{
+			{Index: 7, Name: "alice", PublicKey: k1.Public(), Endpoint: "198.51.100.7:51824"},
+			{Index: 9, Name: "carol", PublicKey: k2.Public(), Endpoint: "198.51.100.9:51820"},
+		},
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// harness runs a Supervisor in the background and lets a test drive its
+// loop step by step.
+type harness struct {
+	t       *testing.T
+	rec     *netsetuptest.Recorder
+	tun     *fakeTunnels
+	sup     *Supervisor
+	started time.Time
+	cancel  context.CancelFunc
+	done    chan error
+	reload  chan *config.Config
+}
+
+func newHarness(t *testing.T) *harness {
+	rec := netsetuptest.NewRecorder()
+	if err := rec.AddLink("", "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	rec.Take()
+	return &harness{t: t, rec: rec, tun: &fakeTunnels{rec: rec, running: map[string]*fakeTunnel{}}}
+}
+
+func (h *harness) start(cfg *config.Config) {
+	h.t.Helper()
+	s := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, Log: testLog(h.t), CheckInterval: time.Hour, StatusInterval: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	h.sup, h.cancel, h.done, h.reload = s, cancel, make(chan error, 1), make(chan *config.Config)
+	h.started = time.Now().UTC()
+	go func() { h.done <- s.Run(ctx, h.reload) }()
+	h.waitReady(cfg)
+}
+
+// waitReady waits for a status of this run, not one a crashed run left.
+func (h *harness) waitReady(cfg *config.Config) {
+	h.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if st, err := ReadStatus(cfg.RunDir); err == nil && st.Ready && !st.Updated.Before(h.started) {
+			return
+		}
+		select {
+		case err := <-h.done:
+			h.t.Fatalf("Run returned early: %v", err)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	h.t.Fatal("supervisor not ready after 5 s")
+}
+
+func (h *harness) stop() {
+	h.t.Helper()
+	h.cancel()
+	select {
+	case err := <-h.done:
+		if err != nil {
+			h.t.Fatalf("Run() = %v, want nil on cancel", err)
+		}
+	case <-time.After(5 * time.Second):
+		h.t.Fatal("Run did not return after cancel")
+	}
+}
+
+// crash ends Run without teardown, as kill -9 does: what the kernel holds
+// stays, the TUNs go with the process.
+func (h *harness) crash(cfg *config.Config) {
+	h.t.Helper()
+	h.sup.crashed = true
+	h.stop()
+	h.tun.mu.Lock()
+	for name, tn := range h.tun.running {
+		h.rec.RemoveLink(tn.cfg.Namespace, name)
+		delete(h.tun.running, name)
+	}
+	h.tun.mu.Unlock()
+}
+
+const bringUp = `sysctl net/ipv4/ip_forward=1
+link up eth0
+addr add eth0 10.0.1.2/30
+addr add eth0 10.0.2.2/30
+ns add pl-7
+sysctl pl-7 net/ipv4/ip_forward=1
+sysctl pl-7 net/ipv4/conf/all/rp_filter=0
+sysctl pl-7 net/ipv4/conf/default/rp_filter=0
+veth add plv7 <-> pl-7/veth0 mtu 1420
+addr add plv7 169.254.7.1/30
+addr add pl-7/veth0 169.254.7.2/30
+link up plv7
+link up pl-7/veth0
+route add 10.7.0.0/16 via 169.254.7.2 dev plv7
+route add pl-7 10.0.0.0/16 via 169.254.7.1 dev veth0
+link add pl-7/pl7
+link up pl-7/pl7
+route add pl-7 10.7.0.0/16 dev pl7
+ns add pl-9
+sysctl pl-9 net/ipv4/ip_forward=1
+sysctl pl-9 net/ipv4/conf/all/rp_filter=0
+sysctl pl-9 net/ipv4/conf/default/rp_filter=0
+veth add plv9 <-> pl-9/veth0 mtu 1420
+addr add plv9 169.254.9.1/30
+addr add pl-9/veth0 169.254.9.2/30
+link up plv9
+link up pl-9/veth0
+route add 10.9.0.0/16 via 169.254.9.2 dev plv9
+route add pl-9 10.0.0.0/16 via 169.254.9.1 dev veth0
+link add pl-9/pl9
+link up pl-9/pl9
+route add pl-9 10.9.0.0/16 dev pl9`
+
+func TestBringUpAndTeardown(t *testing.T) {
+	h := newHarness(t)
+	cfg := testConfig(t)
+	h.start(cfg)
+	if got := h.rec.Take(); got != bringUp {
+		t.Errorf("bring-up transcript:\n%s\nwant:\n%s", got, bringUp)
+	}
+	wantStarted := []string{
+		"pl7 in pl-7 port 51827 endpoint 198.51.100.7:51824",
+		"pl9 in pl-9 port 51829 endpoint 198.51.100.9:51820",
+	}
+	if got := strings.Join(h.tun.started, "\n"); got != strings.Join(wantStarted, "\n") {
+		t.Errorf("tunnels started:\n%s\nwant:\n%s", got, strings.Join(wantStarted, "\n"))
+	}
+	st, err := ReadStatus(cfg.RunDir)
+	if err != nil || len(st.Peers) != 2 || !st.Peers[0].Up || st.Peers[0].Endpoint != "198.51.100.7:51824" {
+		t.Errorf("status = %+v, %v", st, err)
+	}
+	h.stop()
+	const teardown = `ns del pl-7
+ns del pl-9
+addr del eth0 10.0.1.2/30
+addr del eth0 10.0.2.2/30`
+	if got := h.rec.Take(); got != teardown {
+		t.Errorf("teardown transcript:\n%s\nwant:\n%s", got, teardown)
+	}
+	if got := h.rec.State(); strings.Contains(got, "pl-") || strings.Contains(got, "plv") || strings.Contains(got, "10.0.") {
+		t.Errorf("state after teardown still holds peerline's things:\n%s", got)
+	}
+	if _, err := os.Stat(filepath.Join(cfg.RunDir, statusFile)); !os.IsNotExist(err) {
+		t.Errorf("status file left after shutdown: %v", err)
+	}
+}
+
+func TestRestartAfterCrashReconciles(t *testing.T) {
+	h := newHarness(t)
+	cfg := testConfig(t)
+	h.start(cfg)
+	before := h.rec.State()
+	h.rec.Take()
+	h.crash(cfg)
+	h.start(cfg)
+	// Only the TUNs died with the process; everything else is found in
+	// place, so a restart adds the TUNs and their routes and nothing else.
+	const want = `link add pl-7/pl7
+link up pl-7/pl7
+route add pl-7 10.7.0.0/16 dev pl7
+link add pl-9/pl9
+link up pl-9/pl9
+route add pl-9 10.9.0.0/16 dev pl9`
+	got := h.rec.Take()
+	// The first sysctl writes are always recorded (the fake cannot know a
+	// value it never saw), so drop them before comparing.
+	got = dropLines(got, "sysctl")
+	if got != want {
+		t.Errorf("restart transcript:\n%s\nwant:\n%s", got, want)
+	}
+	if after := h.rec.State(); after != before {
+		t.Errorf("state after restart differs from before the crash:\n%s\nwant:\n%s", after, before)
+	}
+	h.stop()
+}
+
+func TestRestartRemovesWhatConfigDropped(t *testing.T) {
+	h := newHarness(t)
+	cfg := testConfig(t)
+	h.start(cfg)
+	h.crash(cfg)
+	h.rec.Take()
+	smaller := *cfg
+	smaller.Peers = cfg.Peers[:1]
+	smaller.Lines = []int{1}
+	h.start(&smaller)
+	got := dropLines(h.rec.Take(), "sysctl")
+	for _, want := range []string{"ns del pl-9", "addr del eth0 10.0.2.2/30"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("restart with a smaller config did not %q:\n%s", want, got)
+		}
+	}
+	h.stop()
+}
+
+func TestReload(t *testing.T) {
+	h := newHarness(t)
+	cfg := testConfig(t)
+	h.start(cfg)
+	h.rec.Take()
+	next := *cfg
+	next.Peers = []config.Peer{cfg.Peers[0]}
+	next.Peers[0].Endpoint = "198.51.100.8:51824"
+	next.Lines = []int{1, 3}
+	h.reload <- &next
+	h.waitReady(&next)
+	// Give the loop a moment past the reload it has already taken.
+	deadline := time.Now().Add(2 * time.Second)
+	var got string
+	for time.Now().Before(deadline) {
+		got += h.rec.Take()
+		if strings.Contains(got, "addr add eth0 10.0.3.2/30") {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for _, want := range []string{"ns del pl-7", "ns del pl-9", "addr del eth0 10.0.2.2/30", "addr add eth0 10.0.3.2/30", "ns add pl-7"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("reload transcript lacks %q:\n%s", want, got)
+		}
+	}
+	if n := len(h.tun.started); n != 3 || !strings.Contains(h.tun.started[2], "198.51.100.8:51824") {
+		t.Errorf("tunnels started = %q, want peer 7 restarted with its new endpoint", h.tun.started)
+	}
+	h.stop()
+}
+
+func TestFailingPeerIsRetriedAndReported(t *testing.T) {
+	h := newHarness(t)
+	cfg := testConfig(t)
+	h.tun.failFor = "pl9"
+	s := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, Log: testLog(t), CheckInterval: 10 * time.Millisecond, StatusInterval: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, nil) }()
+	var st *Status
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		var err error
+		if st, err = ReadStatus(cfg.RunDir); err == nil && len(st.Peers) == 2 && st.Peers[1].Error != "" {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if st == nil || st.Ready || len(st.Peers) != 2 || !strings.Contains(st.Peers[1].Error, "UDP port in use") || !st.Peers[0].Up {
+		t.Fatalf("status with a failing peer = %+v; want peer 7 up, peer 9 with its error, not ready", st)
+	}
+	h.tun.mu.Lock()
+	h.tun.failFor = ""
+	h.tun.mu.Unlock()
+	h.waitReadyFor(cfg, done)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (h *harness) waitReadyFor(cfg *config.Config, done chan error) {
+	h.done = done
+	h.started = time.Now().UTC()
+	h.waitReady(cfg)
+}
+
+func TestSecondDaemonRefused(t *testing.T) {
+	h := newHarness(t)
+	cfg := testConfig(t)
+	h.start(cfg)
+	err := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start}).Run(context.Background(), nil)
+	if !errors.Is(err, ErrAlreadyRunning) {
+		t.Errorf("second Run = %v, want ErrAlreadyRunning", err)
+	}
+	if err := Cleanup(cfg, h.rec, slog.New(slog.DiscardHandler)); !errors.Is(err, ErrAlreadyRunning) {
+		t.Errorf("Cleanup while running = %v, want ErrAlreadyRunning", err)
+	}
+	h.stop()
+}
+
+func TestCleanupRemovesEveryIndex(t *testing.T) {
+	h := newHarness(t)
+	cfg := testConfig(t)
+	h.start(cfg)
+	h.crash(cfg)
+	// A namespace of an index no config mentions any more, and one of
+	// another prefix that must survive.
+	h.rec.EnsureNamespace("pl-200")
+	h.rec.EnsureNamespace("plx-7")
+	h.rec.Take()
+	if err := Cleanup(cfg, h.rec, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	state := h.rec.State()
+	for _, gone := range []string{"pl-7", "pl-9", "pl-200", "plv7", "10.0.1.2"} {
+		if strings.Contains(state, gone+"\n") || strings.Contains(state, gone+" ") || strings.Contains(state, gone+"/") {
+			t.Errorf("after Cleanup, %s is still there:\n%s", gone, state)
+		}
+	}
+	if !strings.Contains(state, "plx-7") {
+		t.Errorf("Cleanup removed another prefix's namespace:\n%s", state)
+	}
+}
+
+func dropLines(s, prefix string) string {
+	var keep []string
+	for _, l := range strings.Split(s, "\n") {
+		if l != "" && !strings.HasPrefix(l, prefix) {
+			keep = append(keep, l)
+		}
+	}
+	return strings.Join(keep, "\n")
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(b), "\n"))
+	return len(b), nil
+}
+
+func testLog(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
