@@ -27,13 +27,19 @@ func (n *Node) StartPhone(ctx context.Context, l *lab.Lab, user string, hz float
 	if err := lab.Tone(tone, hz, ToneSeconds); err != nil {
 		return nil, err
 	}
-	p, err := l.Phone(ctx, n.PhoneHost, lab.PhoneOpts{
+	// The phone outlives ctx too; the lab closes it before the daemons.
+	p, err := l.Phone(context.WithoutCancel(ctx), n.PhoneHost, lab.PhoneOpts{
 		Addr:       n.PhoneAddr().String(),
 		User:       user,
 		TonePath:   tone,
 		AutoAnswer: true,
 	})
 	if err != nil {
+		return nil, err
+	}
+	// OnClose hooks run last-registered first: the phone quits (and its BYE
+	// gets an answer) while the daemons and their tunnels are still up.
+	if err := l.OnClose(p.Close); err != nil {
 		return nil, err
 	}
 	return &Phone{Phone: p, Node: n, ToneHz: hz}, nil

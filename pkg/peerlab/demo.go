@@ -25,6 +25,8 @@ type DemoOptions struct {
 type Demo struct {
 	Net            *Network
 	Call, CallBack *CallResult
+	// Status is each node's status after the calls, A then B.
+	Status []*supervisor.Status
 }
 
 // ErrDemoFailed is returned when a call connected but something it should
@@ -67,6 +69,15 @@ func RunDemo(ctx context.Context, l *lab.Lab, out io.Writer, opts DemoOptions) (
 	if err != nil {
 		return d, err
 	}
+	step("waiting for both daemons' counters to include the calls")
+	ended := time.Now()
+	for _, node := range []*Node{n.A, n.B} {
+		st, err := node.StatusSince(ctx, ended)
+		if err != nil {
+			return d, err
+		}
+		d.Status = append(d.Status, st)
+	}
 	ok := d.Summary(out)
 	if !ok {
 		return d, ErrDemoFailed
@@ -87,14 +98,8 @@ func (d *Demo) Summary(out io.Writer) bool {
 	}
 	fmt.Fprintln(out)
 	fmt.Fprintln(out, "peerline demo")
-	for _, node := range []*Node{n.A, n.B} {
-		st, err := node.Status()
-		if err != nil {
-			fmt.Fprintf(out, "  Pi %s: no status: %v\n", node.Name, err)
-			ok = false
-			continue
-		}
-		for _, p := range st.Peers {
+	for i, node := range []*Node{n.A, n.B} {
+		for _, p := range d.Status[i].Peers {
 			fmt.Fprintf(out, "  Pi %s tunnel to %s (peer %d): %s\n", node.Name, p.Name, p.Index, describePath(p))
 		}
 	}

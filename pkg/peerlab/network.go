@@ -202,9 +202,11 @@ func (n *Node) writeConfig() error {
 	return os.WriteFile(n.ConfigPath, b, 0o644)
 }
 
-// Start runs peerlined on the node.
+// Start runs peerlined on the node. The daemon outlives ctx: it is stopped
+// by Stop or by the lab's Close, after the phones, so that their hang-ups
+// still cross the tunnels.
 func (n *Node) Start(ctx context.Context) error {
-	p, err := n.Host.Start(ctx, "peerlined", n.peerlined, "-config", n.ConfigPath)
+	p, err := n.Host.Start(context.WithoutCancel(ctx), "peerlined", n.peerlined, "-config", n.ConfigPath)
 	if err != nil {
 		return err
 	}
@@ -264,6 +266,27 @@ func (n *Node) daemonLog() string {
 
 // Status reads the daemon's status file.
 func (n *Node) Status() (*supervisor.Status, error) { return supervisor.ReadStatus(n.Config.RunDir) }
+
+// StatusSince waits for a status the daemon wrote after t, so that counters
+// include everything up to t; the daemon rewrites it every few seconds.
+func (n *Node) StatusSince(ctx context.Context, t time.Time) (*supervisor.Status, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		st, err := n.Status()
+		if err == nil && st.Updated.After(t) {
+			return st, nil
+		}
+		select {
+		case <-ctx.Done():
+			if err == nil {
+				err = fmt.Errorf("last written %v", st.Updated)
+			}
+			return nil, fmt.Errorf("node %s: no fresh status: %w", n.Name, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
 
 // Stop stops the daemon with SIGTERM and waits for it.
 func (n *Node) Stop() error {

@@ -24,7 +24,13 @@ func FuzzRewritePacket(f *testing.F) {
 	}
 	scratch := make([]byte, 0, 1<<16)
 	f.Fuzz(func(t *testing.T, pkt []byte, i, j uint8) {
-		i, j = 1+i%numplan.MaxNode, 1+j%numplan.MaxNode
+		// Keep valid indices as they are, so the seeds' 7 and 4 stay.
+		if !numplan.ValidNode(int(i)) {
+			i = 1 + i%numplan.MaxNode
+		}
+		if !numplan.ValidNode(int(j)) {
+			j = 1 + j%numplan.MaxNode
+		}
 		orig := bytes.Clone(pkt)
 		out, res := Packet(scratch, bytes.Clone(pkt), i, numplan.Outbound)
 		checkResult(t, orig, out, res)
@@ -45,7 +51,9 @@ func FuzzRewritePacket(f *testing.F) {
 			got = bytes.Clone(got) // scratch is reused by the next step
 		}
 		if r := orig; len(r) >= ipHeaderLen && r[0]>>4 == 4 {
-			if total := int(binary.BigEndian.Uint16(r[offTotalLen:])); total <= len(r) && total >= int(r[0]&0xf)*4 {
+			// Packet drops what lies past the total length of a valid header.
+			ihl, total := int(r[0]&0xf)*4, int(binary.BigEndian.Uint16(r[offTotalLen:]))
+			if ihl >= ipHeaderLen && total >= ihl && total <= len(r) {
 				orig = r[:total]
 			}
 		}

@@ -11,8 +11,7 @@
 // address (see Rewrite), recomputes Content-Length, and copies everything else
 // through verbatim, including the line endings (CRLF or bare LF).
 //
-// What counts as an address literal is decided by nextAddr: four decimal
-// octets 0-255 separated by dots, each written without a leading zero (a lone
+// An address literal is four decimal octets 0-255 separated by dots, each written without a leading zero (a lone
 // "0" is fine, "010" is not an octet, as in RFC 3986's dec-octet), forming the
 // whole of a run of digits and dots. The run must not touch a letter, '-' or
 // '_' on either side, because then it is part of a host name or a token such as
@@ -20,9 +19,13 @@
 // "10.0.1.1." and "x10.0.1.1" are left alone; "sip:a@10.0.1.1:5060",
 // "received=10.0.1.1;" and "IN IP4 10.0.1.1/127" are rewritten.
 //
+// SDP is handled here rather than in a package of its own because only three
+// line types matter and they need no SDP parsing beyond "line starts with".
+//
 // The package is pure (standard library only) and, given a destination buffer
 // with enough capacity, allocation-free: the rewriter calls it for every SIP
-// datagram that crosses a tunnel.
+// datagram that crosses a tunnel. Errors are sentinels, not wrapped, so that
+// hostile input costs no allocation either.
 package sipmsg
 
 import (
