@@ -22,24 +22,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/peerline/peerline/pkg/labtest"
 	"github.com/peerline/peerline/pkg/netsetup"
 	"github.com/peerline/peerline/pkg/netsetup/netsetuptest"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
-
-// requireRoot skips a lab test when not root, except under CI, where a lab
-// test that cannot run is a failure. (To move to pkg/labtest.)
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("lab test needs root and network namespaces, and CI is set")
-	}
-	t.Skip("lab test needs root and network namespaces: run `sudo make test`")
-}
 
 // runDir is where named namespaces live.
 const runDir = "/run/netns"
@@ -242,7 +230,7 @@ func bringUp(o netsetup.Ops, tn, rootEnd string) error {
 }
 
 func TestKernelTunnel(t *testing.T) {
-	requireRoot(t)
+	labtest.RequireRoot(t)
 	realBefore := realRootState(t)
 	k, root := newKernel(t)
 	nsBefore := ourNamespaces(t)
@@ -363,7 +351,7 @@ func TestKernelTunnel(t *testing.T) {
 // refuses, with the same errors, so that supervisor tests on the fake catch
 // steps in the wrong order.
 func TestKernelRefusesLikeRecorder(t *testing.T) {
-	requireRoot(t)
+	labtest.RequireRoot(t)
 	k, _ := newKernel(t)
 	tn, rootEnd, missing := nsName(), linkName(), nsName()
 	deleteNSLater(t, tn)
@@ -404,7 +392,7 @@ func TestKernelRefusesLikeRecorder(t *testing.T) {
 }
 
 func TestKernelVethRepair(t *testing.T) {
-	requireRoot(t)
+	labtest.RequireRoot(t)
 	k, root := newKernel(t)
 	ns1, ns2, rootEnd := nsName(), nsName(), linkName()
 	deleteNSLater(t, ns1)
@@ -458,7 +446,7 @@ func TestKernelVethRepair(t *testing.T) {
 // TestKernelNamespaceRemadeBehindOurBack checks that the cached netlink
 // handle follows a namespace deleted and made again by someone else.
 func TestKernelNamespaceRemadeBehindOurBack(t *testing.T) {
-	requireRoot(t)
+	labtest.RequireRoot(t)
 	k, _ := newKernel(t)
 	tn, rootEnd := nsName(), linkName()
 	deleteNSLater(t, tn)
@@ -476,7 +464,7 @@ func TestKernelNamespaceRemadeBehindOurBack(t *testing.T) {
 }
 
 func TestKernelStaleNamespaceFile(t *testing.T) {
-	requireRoot(t)
+	labtest.RequireRoot(t)
 	k, _ := newKernel(t)
 	stale := func() string {
 		name := nsName()
@@ -521,7 +509,7 @@ func TestKernelStaleNamespaceFile(t *testing.T) {
 }
 
 func TestNewKernelMissingRoot(t *testing.T) {
-	requireRoot(t)
+	labtest.RequireRoot(t)
 	if _, err := netsetup.NewKernel(nsName(), nil); !errors.Is(err, netsetup.ErrNoNamespace) {
 		t.Errorf("NewKernel(missing) = %v, want ErrNoNamespace", err)
 	}
@@ -542,7 +530,7 @@ func threadNS(t *testing.T) string {
 }
 
 func TestDo(t *testing.T) {
-	requireRoot(t)
+	labtest.RequireRoot(t)
 	ns := newTestNS(t)
 	var st unix.Stat_t
 	if err := unix.Stat(filepath.Join(runDir, ns), &st); err != nil {

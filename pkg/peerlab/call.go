@@ -45,6 +45,18 @@ func (n *Node) StartPhone(ctx context.Context, l *lab.Lab, user string, hz float
 	return &Phone{Phone: p, Node: n, ToneHz: hz}, nil
 }
 
+// StartPhones starts the demo's phones: A's plays 1000 Hz, B's 440 Hz, so
+// each recording tells which side it came from.
+func (n *Network) StartPhones(ctx context.Context) (a, b *Phone, err error) {
+	if a, err = n.A.StartPhone(ctx, n.Lab, "a", 1000); err != nil {
+		return nil, nil, err
+	}
+	if b, err = n.B.StartPhone(ctx, n.Lab, "b", 440); err != nil {
+		return nil, nil, err
+	}
+	return a, b, nil
+}
+
 // CallResult is what one call showed.
 type CallResult struct {
 	Caller, Callee *Phone

@@ -48,11 +48,7 @@ func RunDemo(ctx context.Context, l *lab.Lab, out io.Writer, opts DemoOptions) (
 	}
 	step("both peerlined daemons ready (%.1f s): A knows B as peer %d, B knows A as peer %d",
 		time.Since(t0).Seconds(), n.A.Config.Peers[0].Index, n.B.Config.Peers[0].Index)
-	phoneA, err := n.A.StartPhone(ctx, l, "a", 1000)
-	if err != nil {
-		return nil, err
-	}
-	phoneB, err := n.B.StartPhone(ctx, l, "b", 440)
+	phoneA, phoneB, err := n.StartPhones(ctx)
 	if err != nil {
 		return nil, err
 	}

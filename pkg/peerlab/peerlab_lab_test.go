@@ -82,11 +82,7 @@ func TestCallAndCallBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	phoneA, err := n.A.StartPhone(ctx, l, "a", 1000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	phoneB, err := n.B.StartPhone(ctx, l, "b", 440)
+	phoneA, phoneB, err := n.StartPhones(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,11 +267,7 @@ func TestKillRestartReconciles(t *testing.T) {
 	if s := sockets(t, n.A.Config.Prefix); len(s) != 1 {
 		t.Errorf("UAPI sockets after restart = %v, want exactly one", s)
 	}
-	phoneA, err := n.A.StartPhone(ctx, l, "a", 1000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	phoneB, err := n.B.StartPhone(ctx, l, "b", 440)
+	phoneA, phoneB, err := n.StartPhones(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
