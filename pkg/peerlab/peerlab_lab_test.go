@@ -276,3 +276,96 @@ func TestKillRestartReconciles(t *testing.T) {
 	r, err := Call(ctx, phoneA, phoneB, "sip:b@10.7.1.1", 2*time.Second)
 	requireCall(t, r, err, "sip:a@10.4.1.1")
 }
+
+// reaches reports whether a UDP datagram or a TCP connection from src gets
+// to addr (as src sees it) where dst listens on listenAddr.
+func reaches(t *testing.T, ctx context.Context, proto string, src, dst *lab.Host, addr, listenAddr string) bool {
+	t.Helper()
+	const wait = 1500 * time.Millisecond
+	switch proto {
+	case "udp":
+		pc, err := dst.ListenPacket("udp4", listenAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pc.Close()
+		c, err := src.Dial(ctx, "udp4", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		got := make(chan bool, 1)
+		go func() {
+			buf := make([]byte, 64)
+			pc.SetReadDeadline(time.Now().Add(wait))
+			_, _, err := pc.ReadFrom(buf)
+			got <- err == nil
+		}()
+		c.Write([]byte("hello"))
+		return <-got
+	case "tcp":
+		ln, err := dst.Listen("tcp4", listenAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		dctx, cancel := context.WithTimeout(ctx, wait)
+		defer cancel()
+		c, err := src.Dial(dctx, "tcp4", addr)
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	}
+	t.Fatalf("unknown protocol %s", proto)
+	return false
+}
+
+// TestFirewall checks design §3 from B's phone: A's phone takes UDP (SIP,
+// RTP) and ping through the tunnel, but not TCP, and A's Pi takes nothing.
+func TestFirewall(t *testing.T) {
+	l := newLab(t)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	n, err := Build(ctx, l, Options{Peerlined: peerlinedBin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := n.B.PhoneHost
+	tests := []struct {
+		name       string
+		proto      string
+		dst        *lab.Host
+		addr       string // as B's phone dials it
+		listenAddr string // where it arrives at A
+		want       bool
+	}{
+		{"UDP to the phone (SIP, RTP)", "udp", n.A.PhoneHost, "10.4.1.1:7000", "10.0.1.1:7000", true},
+		{"TCP to the phone (its web page)", "tcp", n.A.PhoneHost, "10.4.1.1:8080", "10.0.1.1:8080", false},
+		{"UDP to the Pi's line address", "udp", n.A.Host, "10.4.1.2:7001", "10.0.1.2:7001", false},
+		{"TCP to the Pi's line address", "tcp", n.A.Host, "10.4.1.2:8081", "10.0.1.2:8081", false},
+	}
+	for _, tt := range tests {
+		if got := reaches(t, ctx, tt.proto, from, tt.dst, tt.addr, tt.listenAddr); got != tt.want {
+			t.Errorf("%s from B's phone to %s: reached %v, want %v", tt.name, tt.addr, got, tt.want)
+		}
+	}
+	// Our side may start anything: A's phone reaches B's phone by UDP, and
+	// B's firewall still refuses A's TCP.
+	if !reaches(t, ctx, "udp", n.A.PhoneHost, n.B.PhoneHost, "10.7.1.1:7002", "10.0.1.1:7002") {
+		t.Error("UDP from A's phone to B's phone did not arrive")
+	}
+	if reaches(t, ctx, "tcp", n.A.PhoneHost, n.B.PhoneHost, "10.7.1.1:8082", "10.0.1.1:8082") {
+		t.Error("TCP from A's phone reached B's phone through B's firewall")
+	}
+	for _, p := range []struct {
+		addr string
+		want bool
+	}{{"10.4.1.1", true}, {"10.4.1.2", false}} {
+		_, err := from.Run(ctx, "ping", "-c", "1", "-W", "1", p.addr)
+		if got := err == nil; got != p.want {
+			t.Errorf("ping %s from B's phone: answered %v, want %v", p.addr, got, p.want)
+		}
+	}
+}

@@ -10,6 +10,7 @@
 //
 // Per peer i it builds, after design §3:
 //
+//	namespace <prefix>-<i> with the nftables rules of pkg/firewall
 //	root: route 10.i.0.0/16 via 169.254.i.2 dev <prefix>v<i>
 //	  veth <prefix>v<i> 169.254.i.1/30  <->  <prefix>-<i>/veth0 169.254.i.2/30
 //	namespace <prefix>-<i>: forwarding on, route 10.0.0.0/16 back via 169.254.i.1,
@@ -39,6 +40,7 @@ import (
 
 	"github.com/peerline/peerline/pkg/atomicfile"
 	"github.com/peerline/peerline/pkg/config"
+	"github.com/peerline/peerline/pkg/firewall"
 	"github.com/peerline/peerline/pkg/netsetup"
 	"github.com/peerline/peerline/pkg/nodekey"
 	"github.com/peerline/peerline/pkg/numplan"
@@ -67,6 +69,9 @@ type Options struct {
 	Net netsetup.Ops
 	// StartTunnel starts WireGuard devices; nil is StartWireGuard.
 	StartTunnel TunnelStarter
+	// LoadFirewall loads an nftables ruleset into a namespace; nil is
+	// firewall.Loader on Net.Do.
+	LoadFirewall func(ns, rules string) error
 	// Log receives the daemon's log.
 	Log *slog.Logger
 	// CheckInterval is how often the kernel state is checked and repaired.
@@ -77,11 +82,12 @@ type Options struct {
 
 // Supervisor brings a node up according to its config.
 type Supervisor struct {
-	net         netsetup.Ops
-	startTunnel TunnelStarter
-	log         *slog.Logger
-	checkEvery  time.Duration
-	statusEvery time.Duration
+	net          netsetup.Ops
+	startTunnel  TunnelStarter
+	loadFirewall func(ns, rules string) error
+	log          *slog.Logger
+	checkEvery   time.Duration
+	statusEvery  time.Duration
 
 	// Owned by the Run goroutine.
 	cfg      *config.Config
@@ -102,22 +108,29 @@ type peer struct {
 	tunnel  Tunnel
 	rewrite *rewrite.Device
 	err     error
+	// firewalled is set once this run has loaded the namespace's rules;
+	// loading is an exec, too costly for every periodic check.
+	firewalled bool
 }
 
 // New makes a Supervisor for cfg; Run starts it.
 func New(cfg *config.Config, opts Options) *Supervisor {
 	s := &Supervisor{
-		net:         opts.Net,
-		startTunnel: opts.StartTunnel,
-		log:         opts.Log,
-		checkEvery:  opts.CheckInterval,
-		statusEvery: opts.StatusInterval,
-		cfg:         cfg,
-		names:       config.Names{Prefix: cfg.Prefix},
-		peers:       map[int]*peer{},
+		net:          opts.Net,
+		startTunnel:  opts.StartTunnel,
+		loadFirewall: opts.LoadFirewall,
+		log:          opts.Log,
+		checkEvery:   opts.CheckInterval,
+		statusEvery:  opts.StatusInterval,
+		cfg:          cfg,
+		names:        config.Names{Prefix: cfg.Prefix},
+		peers:        map[int]*peer{},
 	}
 	if s.startTunnel == nil {
 		s.startTunnel = StartWireGuard
+	}
+	if s.loadFirewall == nil {
+		s.loadFirewall = firewall.Loader{Do: s.net.Do}.Load
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -312,6 +325,8 @@ func (s *Supervisor) ensurePeer(p *peer) error {
 		do   func() error
 	}{
 		{"namespace", func() error { return s.net.EnsureNamespace(ns) }},
+		// Before any link joins the namespace, so it is never open.
+		{"firewall", func() error { return s.ensureFirewall(p, ns, dev) }},
 		{"forwarding", func() error { return s.net.SetSysctl(ns, "net/ipv4/ip_forward", "1") }},
 		// Replies to phones leave through veth0 while the calls came in on
 		// the TUN; strict reverse-path filtering would drop such asymmetry.
@@ -333,6 +348,17 @@ func (s *Supervisor) ensurePeer(p *peer) error {
 			return fmt.Errorf("%s: %w", st.what, err)
 		}
 	}
+	return nil
+}
+
+func (s *Supervisor) ensureFirewall(p *peer, ns, dev string) error {
+	if p.firewalled {
+		return nil
+	}
+	if err := s.loadFirewall(ns, firewall.PeerRules(dev, config.VethInNamespace)); err != nil {
+		return err
+	}
+	p.firewalled = true
 	return nil
 }
 

@@ -99,6 +99,16 @@ type harness struct {
 	reload  chan *config.Config
 }
 
+// loadFirewall records the ruleset in the transcript, by its tunnel, so the
+// test sees where in the order of steps it came; a real load would exec nft
+// in this test's own namespace.
+func (h *harness) loadFirewall(ns, rules string) error {
+	if !strings.Contains(rules, "policy drop") {
+		h.t.Errorf("firewall for %s does not drop by default:\n%s", ns, rules)
+	}
+	return h.rec.Do(ns, func() error { return nil })
+}
+
 func newHarness(t *testing.T) *harness {
 	rec := netsetuptest.NewRecorder()
 	if err := rec.AddLink("", "eth0"); err != nil {
@@ -110,7 +120,7 @@ func newHarness(t *testing.T) *harness {
 
 func (h *harness) start(cfg *config.Config) {
 	h.t.Helper()
-	s := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, Log: testLog(h.t), CheckInterval: time.Hour, StatusInterval: time.Hour})
+	s := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, LoadFirewall: h.loadFirewall, Log: testLog(h.t), CheckInterval: time.Hour, StatusInterval: time.Hour})
 	ctx, cancel := context.WithCancel(context.Background())
 	h.sup, h.cancel, h.done, h.reload = s, cancel, make(chan error, 1), make(chan *config.Config)
 	h.started = time.Now().UTC()
@@ -167,6 +177,7 @@ link up eth0
 addr add eth0 10.0.1.2/30
 addr add eth0 10.0.2.2/30
 ns add pl-7
+do pl-7
 sysctl pl-7 net/ipv4/ip_forward=1
 sysctl pl-7 net/ipv4/conf/all/rp_filter=0
 sysctl pl-7 net/ipv4/conf/default/rp_filter=0
@@ -181,6 +192,7 @@ link add pl-7/pl7
 link up pl-7/pl7
 route add pl-7 10.7.0.0/16 dev pl7
 ns add pl-9
+do pl-9
 sysctl pl-9 net/ipv4/ip_forward=1
 sysctl pl-9 net/ipv4/conf/all/rp_filter=0
 sysctl pl-9 net/ipv4/conf/default/rp_filter=0
@@ -239,9 +251,11 @@ func TestRestartAfterCrashReconciles(t *testing.T) {
 	h.start(cfg)
 	// Only the TUNs died with the process; everything else is found in
 	// place, so a restart adds the TUNs and their routes and nothing else.
-	const want = `link add pl-7/pl7
+	const want = `do pl-7
+link add pl-7/pl7
 link up pl-7/pl7
 route add pl-7 10.7.0.0/16 dev pl7
+do pl-9
 link add pl-9/pl9
 link up pl-9/pl9
 route add pl-9 10.9.0.0/16 dev pl9`
@@ -313,7 +327,7 @@ func TestFailingPeerIsRetriedAndReported(t *testing.T) {
 	h := newHarness(t)
 	cfg := testConfig(t)
 	h.tun.failFor = "pl9"
-	s := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, Log: testLog(t), CheckInterval: 10 * time.Millisecond, StatusInterval: time.Hour})
+	s := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, LoadFirewall: h.loadFirewall, Log: testLog(t), CheckInterval: 10 * time.Millisecond, StatusInterval: time.Hour})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
@@ -350,7 +364,7 @@ func TestSecondDaemonRefused(t *testing.T) {
 	h := newHarness(t)
 	cfg := testConfig(t)
 	h.start(cfg)
-	err := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start}).Run(context.Background(), nil)
+	err := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, LoadFirewall: h.loadFirewall}).Run(context.Background(), nil)
 	if !errors.Is(err, ErrAlreadyRunning) {
 		t.Errorf("second Run = %v, want ErrAlreadyRunning", err)
 	}
