@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/peerline/peerline/pkg/config"
@@ -113,7 +114,36 @@ func Build(ctx context.Context, l *lab.Lab, opts Options) (*Network, error) {
 			return nil, err
 		}
 	}
+	for _, node := range []*Node{n.A, n.B} {
+		if err := node.WaitConnected(ctx, daemonWait); err != nil {
+			return nil, err
+		}
+	}
 	return n, nil
+}
+
+// WaitConnected waits until every tunnel of the node has completed a
+// WireGuard handshake, as WireGuard itself reports it: the daemon being up
+// is not yet the two Pis seeing each other.
+func (n *Node) WaitConnected(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for _, p := range n.Config.Peers {
+		dev := config.Names{Prefix: n.Config.Prefix}.Device(p.Index)
+		for {
+			out, err := n.Host.Run(ctx, "wg", "show", dev, "latest-handshakes")
+			if f := strings.Fields(out); err == nil && len(f) == 2 && f[1] != "0" {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("node %s: no WireGuard handshake with peer %d after %v (wg show: %q %v); see %s",
+					n.Name, p.Index, timeout, strings.TrimSpace(out), err, n.daemonLog())
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+	return nil
 }
 
 func newNode(l *lab.Lab, inet *lab.Bridge, name, prefix string, wan netip.Addr, peerlined string) (*Node, error) {
@@ -206,7 +236,8 @@ func (n *Node) writeConfig() error {
 // by Stop or by the lab's Close, after the phones, so that their hang-ups
 // still cross the tunnels.
 func (n *Node) Start(ctx context.Context) error {
-	p, err := n.Host.Start(context.WithoutCancel(ctx), "peerlined", n.peerlined, "-config", n.ConfigPath)
+	// -v: WireGuard's own log (handshakes, drops) is what a failed lab run needs.
+	p, err := n.Host.Start(context.WithoutCancel(ctx), "peerlined", n.peerlined, "-v", "-config", n.ConfigPath)
 	if err != nil {
 		return err
 	}

@@ -261,6 +261,9 @@ func TestKillRestartReconciles(t *testing.T) {
 	if _, err := n.A.WaitReady(ctx, daemonWait); err != nil {
 		t.Fatal(err)
 	}
+	if err := n.A.WaitConnected(ctx, daemonWait); err != nil {
+		t.Fatal(err)
+	}
 	if again := snapshot(t, ctx, n.A); again != running {
 		t.Errorf("after kill -9 and restart:\n%s\nwant as before the kill:\n%s", again, running)
 	}
@@ -346,6 +349,11 @@ func TestFirewall(t *testing.T) {
 		{"UDP to the Pi's line address", "udp", n.A.Host, "10.4.1.2:7001", "10.0.1.2:7001", false},
 		{"TCP to the Pi's line address", "tcp", n.A.Host, "10.4.1.2:8081", "10.0.1.2:8081", false},
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			dumpWireGuard(t, n)
+		}
+	})
 	for _, tt := range tests {
 		if got := reaches(t, ctx, tt.proto, from, tt.dst, tt.addr, tt.listenAddr); got != tt.want {
 			t.Errorf("%s from B's phone to %s: reached %v, want %v", tt.name, tt.addr, got, tt.want)
@@ -367,5 +375,13 @@ func TestFirewall(t *testing.T) {
 		if got := err == nil; got != p.want {
 			t.Errorf("ping %s from B's phone: answered %v, want %v", p.addr, got, p.want)
 		}
+	}
+}
+
+// dumpWireGuard logs both nodes' WireGuard state, for a failed test.
+func dumpWireGuard(t *testing.T, n *Network) {
+	for _, node := range []*Node{n.A, n.B} {
+		out, err := node.Host.Run(context.Background(), "wg", "show", "all")
+		t.Logf("wg show on %s (%v):\n%s", node.Name, err, out)
 	}
 }

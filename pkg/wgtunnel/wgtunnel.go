@@ -12,6 +12,7 @@ package wgtunnel
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -70,7 +71,33 @@ type Tunnel struct {
 	uapi net.Listener
 
 	closeOnce sync.Once
+	closing   chan struct{}
 	uapiDone  chan struct{}
+	// holdDone is closed when the deferred keepalive has been set (or the
+	// tunnel closed); it is closed at once when nothing was deferred.
+	holdDone chan struct{}
+}
+
+// InitiatorHold is how long the node that does not initiate first waits
+// for the other's handshake before starting its own: a few round trips, so
+// that a first initiation lost because the peer was not listening yet costs
+// about this long rather than WireGuard's 5 s retry.
+const InitiatorHold = time.Second
+
+// initiatesFirst says which end starts the handshake when both come up
+// together: the one with the smaller public key.
+//
+// wireguard-go consumes a handshake message and derives the session keys in
+// two separate steps, on several handshake workers. When both ends initiate
+// at the same moment, an initiation and a response for the same peer can
+// interleave between those steps and leave the two ends with keys that do
+// not match: one direction stays dead until the handshake is retried, about
+// 5 s later (seen in 2 of 8 simultaneous starts in the lab). A call placed
+// then stalls. Letting only one end start avoids the collision; the other
+// still starts on its own after InitiatorHold, so a lost packet or a peer
+// that is down costs a second, not the tunnel.
+func initiatesFirst(local, peer nodekey.Key) bool {
+	return bytes.Compare(local[:], peer[:]) < 0
 }
 
 // Start creates the TUN inside cfg.Namespace, the WireGuard device on it,
@@ -104,6 +131,11 @@ func Start(cfg Config, log *slog.Logger) (_ *Tunnel, err error) {
 			dev.Close()
 		}
 	}()
+	keepalive := cfg.Peer.Keepalive
+	hold := keepalive > 0 && !initiatesFirst(cfg.PrivateKey.Public(), cfg.Peer.PublicKey)
+	if hold {
+		cfg.Peer.Keepalive = 0
+	}
 	if err := dev.IpcSet(uapiConfig(cfg)); err != nil {
 		return nil, fmt.Errorf("configuring WireGuard device %s: %w", cfg.Name, err)
 	}
@@ -121,8 +153,14 @@ func Start(cfg Config, log *slog.Logger) (_ *Tunnel, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("listening on UAPI socket for %s: %w", cfg.Name, err)
 	}
-	t := &Tunnel{name: cfg.Name, log: log, dev: dev, uapi: uapi, uapiDone: make(chan struct{})}
+	t := &Tunnel{name: cfg.Name, log: log, dev: dev, uapi: uapi,
+		closing: make(chan struct{}), uapiDone: make(chan struct{}), holdDone: make(chan struct{})}
 	go t.runUAPI()
+	if hold {
+		go t.runDeferredKeepalive(cfg.Peer.PublicKey, keepalive, InitiatorHold)
+	} else {
+		close(t.holdDone)
+	}
 	log.Info("tunnel up", "port", cfg.ListenPort, "endpoint", cfg.Peer.Endpoint)
 	return t, nil
 }
@@ -144,6 +182,38 @@ func uapiConfig(cfg Config) string {
 	return b.String()
 }
 
+// runDeferredKeepalive turns the persistent keepalive on once the peer's
+// handshake has arrived, or after hold without one (which then makes this
+// end initiate).
+func (t *Tunnel) runDeferredKeepalive(peer nodekey.Key, keepalive, hold time.Duration) {
+	defer close(t.holdDone)
+	deadline := time.NewTimer(hold)
+	defer deadline.Stop()
+	poll := time.NewTicker(50 * time.Millisecond)
+	defer poll.Stop()
+	reason := "no handshake from the peer yet; initiating"
+wait:
+	for {
+		select {
+		case <-t.closing:
+			return
+		case <-deadline.C:
+			break wait
+		case <-poll.C:
+			if st, err := t.Status(); err == nil && !st.LastHandshake.IsZero() {
+				reason = "peer's handshake arrived"
+				break wait
+			}
+		}
+	}
+	set := fmt.Sprintf("public_key=%s\npersistent_keepalive_interval=%d\n", peer.Hex(), int(keepalive/time.Second))
+	if err := t.dev.IpcSet(set); err != nil {
+		t.log.Error("turning on the keepalive", "err", err)
+		return
+	}
+	t.log.Debug("keepalive on", "reason", reason)
+}
+
 func (t *Tunnel) runUAPI() {
 	defer close(t.uapiDone)
 	for {
@@ -161,6 +231,8 @@ func (t *Tunnel) Name() string { return t.name }
 // Close stops the device, removes its TUN and UAPI socket. It is idempotent.
 func (t *Tunnel) Close() error {
 	t.closeOnce.Do(func() {
+		close(t.closing)
+		<-t.holdDone
 		t.uapi.Close()
 		<-t.uapiDone
 		t.dev.Close()

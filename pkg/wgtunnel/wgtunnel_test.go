@@ -45,3 +45,14 @@ func TestParseStatus(t *testing.T) {
 		t.Errorf("no handshake yet parsed as %v, want zero time", st.LastHandshake)
 	}
 }
+
+func TestInitiatesFirst(t *testing.T) {
+	var a, b nodekey.Key
+	a[0], b[0] = 1, 2
+	if !initiatesFirst(a, b) || initiatesFirst(b, a) {
+		t.Errorf("initiatesFirst: want exactly the smaller key to start")
+	}
+	if initiatesFirst(a, a) {
+		t.Errorf("initiatesFirst(a, a) = true; a node paired with itself must not race itself")
+	}
+}
