@@ -250,7 +250,9 @@ func (s *Supervisor) reconcile() {
 	}
 	for _, pc := range s.cfg.Peers {
 		p := s.peers[pc.Index]
-		if p != nil && p.tunnel != nil && !slices.Contains(present, s.names.Namespace(pc.Index)) && err == nil {
+		// Whatever this run built in a namespace that is gone (its
+		// firewall above all) must be built again, tunnel or not.
+		if p != nil && err == nil && !slices.Contains(present, s.names.Namespace(pc.Index)) {
 			s.log.Warn("peer namespace vanished; rebuilding", "peer", pc.Index)
 			s.removePeer(pc.Index)
 			p = nil

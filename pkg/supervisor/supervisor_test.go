@@ -418,3 +418,43 @@ func (w testWriter) Write(b []byte) (int, error) {
 func testLog(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
+
+// A namespace deleted behind the daemon's back is rebuilt, firewall first,
+// whether or not its tunnel had come up.
+func TestVanishedNamespaceIsRebuiltWithFirewall(t *testing.T) {
+	h := newHarness(t)
+	cfg := testConfig(t)
+	h.tun.failFor = "pl9" // peer 9 has a namespace and rules but no tunnel
+	s := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, LoadFirewall: h.loadFirewall, Log: testLog(t), CheckInterval: 10 * time.Millisecond, StatusInterval: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, nil) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	waitFor := func(want string) string {
+		t.Helper()
+		var got string
+		deadline := time.Now().Add(5 * time.Second)
+		for time.Now().Before(deadline) {
+			got += h.rec.Take() + "\n"
+			if strings.Contains(got, want) {
+				return got
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		t.Fatalf("transcript never showed %q:\n%s", want, got)
+		return got
+	}
+	waitFor("ns add pl-9\ndo pl-9")
+	for _, ns := range []string{"pl-7", "pl-9"} {
+		if err := h.rec.DeleteNamespace(ns); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := waitFor("ns add pl-9\ndo pl-9")
+	if !strings.Contains(got, "ns add pl-7\ndo pl-7") {
+		t.Errorf("namespace pl-7 not rebuilt with its firewall first:\n%s", got)
+	}
+}
