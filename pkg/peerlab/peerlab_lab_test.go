@@ -170,7 +170,7 @@ func sockets(t *testing.T, prefix string) []string {
 
 // TestUpDownLeavesNothing brings up a node with two peers and two phone
 // lines, checks what it built, stops it with SIGTERM and checks that the
-// machine is as before.
+// machine is as before; then the same after kill -9 and peerlined -cleanup.
 func TestUpDownLeavesNothing(t *testing.T) {
 	l := newLab(t)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
@@ -226,6 +226,32 @@ func TestUpDownLeavesNothing(t *testing.T) {
 	}
 	if s := sockets(t, p); len(s) != 0 {
 		t.Errorf("UAPI sockets left after SIGTERM: %v", s)
+	}
+
+	// A crash leaves everything behind; --cleanup (systemd's ExecStopPost)
+	// must remove all of it.
+	if err := node.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := node.WaitReady(ctx, daemonWait); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(node.Daemon.Pid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-node.Daemon.Done()
+	node.Daemon = nil
+	if crashed := snapshot(t, ctx, node); crashed == before {
+		t.Fatal("kill -9 left nothing behind; the cleanup check would prove nothing")
+	}
+	if out, err := node.Host.Run(ctx, peerlinedBin, "-config", node.ConfigPath, "-cleanup"); err != nil {
+		t.Fatalf("peerlined -cleanup: %v\n%s", err, out)
+	}
+	if after := snapshot(t, ctx, node); after != before {
+		t.Errorf("after kill -9 and -cleanup:\n%s\nwant as before start:\n%s", after, before)
+	}
+	if s := sockets(t, p); len(s) != 0 {
+		t.Errorf("UAPI sockets left after -cleanup: %v", s)
 	}
 }
 
