@@ -53,6 +53,20 @@ func newLab(t *testing.T) *lab.Lab {
 	return labtest.New(t)
 }
 
+// newNetwork builds the two-Pi network for a test that must finish within
+// timeout; the lab goes away with the test.
+func newNetwork(t *testing.T, timeout time.Duration) (context.Context, *Network) {
+	t.Helper()
+	l := newLab(t)
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
+	t.Cleanup(cancel)
+	n, err := Build(ctx, l, Options{Peerlined: peerlinedBin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctx, n
+}
+
 func requireCall(t *testing.T, r *CallResult, err error, wantSeen string) {
 	t.Helper()
 	if err != nil {
@@ -75,13 +89,7 @@ func requireCall(t *testing.T, r *CallResult, err error, wantSeen string) {
 // audio is checked both ways, then B calls back the address its phone
 // showed for A.
 func TestCallAndCallBack(t *testing.T) {
-	l := newLab(t)
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
-	n, err := Build(ctx, l, Options{Peerlined: peerlinedBin})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, n := newNetwork(t, 2*time.Minute)
 	phoneA, phoneB, err := n.StartPhones(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -259,13 +267,7 @@ func TestUpDownLeavesNothing(t *testing.T) {
 // of its life, restarts it and checks that it rebuilt exactly what it had
 // (nothing duplicated, nothing leaked) and that calls work again.
 func TestKillRestartReconciles(t *testing.T) {
-	l := newLab(t)
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
-	n, err := Build(ctx, l, Options{Peerlined: peerlinedBin})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, n := newNetwork(t, 2*time.Minute)
 	running := snapshot(t, ctx, n.A)
 	pid := n.A.Daemon.Pid()
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
@@ -354,13 +356,7 @@ func reaches(t *testing.T, ctx context.Context, proto string, src, dst *lab.Host
 // TestFirewall checks design §3 from B's phone: A's phone takes UDP (SIP,
 // RTP) and ping through the tunnel, but not TCP, and A's Pi takes nothing.
 func TestFirewall(t *testing.T) {
-	l := newLab(t)
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	n, err := Build(ctx, l, Options{Peerlined: peerlinedBin})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, n := newNetwork(t, time.Minute)
 	from := n.B.PhoneHost
 	tests := []struct {
 		name       string
