@@ -126,24 +126,16 @@ func Build(ctx context.Context, l *lab.Lab, opts Options) (*Network, error) {
 // WireGuard handshake, as WireGuard itself reports it: the daemon being up
 // is not yet the two Pis seeing each other.
 func (n *Node) WaitConnected(ctx context.Context, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	for _, p := range n.Config.Peers {
-		dev := config.Names{Prefix: n.Config.Prefix}.Device(p.Index)
-		for {
-			out, err := n.Host.Run(ctx, "wg", "show", dev, "latest-handshakes")
-			if f := strings.Fields(out); err == nil && len(f) == 2 && f[1] != "0" {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("node %s: no WireGuard handshake with peer %d after %v (wg show: %q %v); see %s",
-					n.Name, p.Index, timeout, strings.TrimSpace(out), err, n.daemonLog())
-			case <-time.After(50 * time.Millisecond):
+	names := config.Names{Prefix: n.Config.Prefix}
+	return n.waitFor(ctx, timeout, "no WireGuard handshake", func() (bool, string) {
+		for _, p := range n.Config.Peers {
+			out, err := n.Host.Run(ctx, "wg", "show", names.Device(p.Index), "latest-handshakes")
+			if f := strings.Fields(out); err != nil || len(f) != 2 || f[1] == "0" {
+				return false, fmt.Sprintf("peer %d: wg show: %q %v", p.Index, strings.TrimSpace(out), err)
 			}
 		}
-	}
-	return nil
+		return true, ""
+	})
 }
 
 func newNode(l *lab.Lab, inet *lab.Bridge, name, prefix string, wan netip.Addr, peerlined string) (*Node, error) {
@@ -245,28 +237,42 @@ func (n *Node) Start(ctx context.Context) error {
 	return nil
 }
 
-// WaitReady waits until the node's daemon reports ready with every peer up.
+// WaitReady waits until the node's daemon (this run of it, not a status
+// file a killed one left) reports ready with every peer up.
 func (n *Node) WaitReady(ctx context.Context, timeout time.Duration) (*supervisor.Status, error) {
+	var st *supervisor.Status
+	err := n.waitFor(ctx, timeout, "peerlined not ready", func() (bool, string) {
+		var err error
+		st, err = n.Status()
+		if err != nil {
+			return false, err.Error()
+		}
+		done := st.Ready && allUp(st) && n.Daemon != nil && st.PID == n.Daemon.Pid()
+		return done, fmt.Sprintf("status: ready=%v peers=%+v", st.Ready, st.Peers)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// waitFor polls check until it reports done, and fails when timeout passes
+// or the daemon exits first; check's state goes into the error.
+func (n *Node) waitFor(ctx context.Context, timeout time.Duration, what string, check func() (done bool, state string)) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	tick := time.NewTicker(100 * time.Millisecond)
+	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
-	var last error
 	for {
-		st, err := supervisor.ReadStatus(n.Config.RunDir)
-		if err == nil && st.Ready && allUp(st) && n.Daemon != nil && st.PID == n.Daemon.Pid() {
-			return st, nil
-		}
-		if err != nil {
-			last = err
-		} else {
-			last = fmt.Errorf("status: ready=%v peers=%+v", st.Ready, st.Peers)
+		done, state := check()
+		if done {
+			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("node %s: peerlined not ready after %v (%v); see %s", n.Name, timeout, last, n.daemonLog())
+			return fmt.Errorf("node %s: %s after %v (%s); see %s", n.Name, what, timeout, state, n.daemonLog())
 		case <-n.daemonDone():
-			return nil, fmt.Errorf("node %s: peerlined exited: %v; see %s", n.Name, n.Daemon.Err(), n.daemonLog())
+			return fmt.Errorf("node %s: %s: peerlined exited: %v; see %s", n.Name, what, n.Daemon.Err(), n.daemonLog())
 		case <-tick.C:
 		}
 	}
@@ -301,22 +307,18 @@ func (n *Node) Status() (*supervisor.Status, error) { return supervisor.ReadStat
 // StatusSince waits for a status the daemon wrote after t, so that counters
 // include everything up to t; the daemon rewrites it every few seconds.
 func (n *Node) StatusSince(ctx context.Context, t time.Time) (*supervisor.Status, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	for {
-		st, err := n.Status()
-		if err == nil && st.Updated.After(t) {
-			return st, nil
+	var st *supervisor.Status
+	err := n.waitFor(ctx, 10*time.Second, "no fresh status", func() (bool, string) {
+		var err error
+		if st, err = n.Status(); err != nil {
+			return false, err.Error()
 		}
-		select {
-		case <-ctx.Done():
-			if err == nil {
-				err = fmt.Errorf("last written %v", st.Updated)
-			}
-			return nil, fmt.Errorf("node %s: no fresh status: %w", n.Name, err)
-		case <-time.After(100 * time.Millisecond):
-		}
+		return st.Updated.After(t), fmt.Sprintf("last written %v", st.Updated)
+	})
+	if err != nil {
+		return nil, err
 	}
+	return st, nil
 }
 
 // Stop stops the daemon with SIGTERM and waits for it.

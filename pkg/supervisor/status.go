@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -61,7 +62,7 @@ func (s *Supervisor) status() *Status {
 		Lines:     s.lines,
 		Updated:   time.Now().UTC(),
 	}
-	for _, i := range slices.Sorted(mapsKeys(s.peers)) {
+	for _, i := range slices.Sorted(maps.Keys(s.peers)) {
 		p := s.peers[i]
 		ps := PeerStatus{Index: i, Name: p.cfg.Name, Device: s.names.Device(i), Up: p.tunnel != nil && p.err == nil}
 		if p.err != nil {

@@ -28,11 +28,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -214,7 +216,7 @@ func (s *Supervisor) applyConfig(cfg *config.Config) {
 		want[p.Index] = p
 	}
 	for i, p := range s.peers {
-		if w, ok := want[i]; !ok || !peerEqual(w, p.cfg) || cfg.MTU != s.cfg.MTU {
+		if w, ok := want[i]; !ok || w != p.cfg || cfg.MTU != s.cfg.MTU {
 			s.removePeer(i)
 		}
 	}
@@ -233,8 +235,6 @@ func (s *Supervisor) applyConfig(cfg *config.Config) {
 	s.cfg = cfg
 	s.reconcile()
 }
-
-func peerEqual(a, b config.Peer) bool { return a == b }
 
 // reconcile ensures the root side, every line and every peer exist as
 // configured. Failures are logged and retried on the next check.
@@ -483,7 +483,7 @@ func removeStaleSockets(names config.Names, keep map[int]bool, log *slog.Logger)
 		return
 	}
 	for _, e := range entries {
-		base, ok := cutSuffix(e.Name(), ".sock")
+		base, ok := strings.CutSuffix(e.Name(), ".sock")
 		if !ok {
 			continue
 		}
@@ -496,32 +496,15 @@ func removeStaleSockets(names config.Names, keep map[int]bool, log *slog.Logger)
 	}
 }
 
-func cutSuffix(s, suffix string) (string, bool) {
-	if len(s) < len(suffix) || s[len(s)-len(suffix):] != suffix {
-		return s, false
-	}
-	return s[:len(s)-len(suffix)], true
-}
-
 // teardown removes everything the supervisor built.
 func (s *Supervisor) teardown() {
-	for _, i := range slices.Sorted(mapsKeys(s.peers)) {
+	for _, i := range slices.Sorted(maps.Keys(s.peers)) {
 		s.removePeer(i)
 	}
 	s.removeLines(slices.Clone(s.lines))
 	s.saveState()
 	os.Remove(filepath.Join(s.cfg.RunDir, statusFile))
 	s.log.Info("torn down")
-}
-
-func mapsKeys(m map[int]*peer) func(func(int) bool) {
-	return func(yield func(int) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // Cleanup removes everything a daemon with cfg's prefix may have left: all
@@ -569,18 +552,11 @@ func lockRunDir(dir string) (unlock func(), err error) {
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		pid, _ := os.ReadFile(p)
 		f.Close()
-		return nil, fmt.Errorf("%w (pid %s, lock %s)", ErrAlreadyRunning, trimNL(pid), p)
+		return nil, fmt.Errorf("%w (pid %s, lock %s)", ErrAlreadyRunning, strings.TrimRight(string(pid), "\r\n"), p)
 	}
 	f.Truncate(0)
 	f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	return func() { f.Close() }, nil
-}
-
-func trimNL(b []byte) string {
-	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
-		b = b[:len(b)-1]
-	}
-	return string(b)
 }
 
 // state is what was applied, kept in the state directory so that a restart
@@ -615,7 +591,7 @@ func loadState(dir string) (*state, error) {
 
 func (s *Supervisor) saveState() {
 	st := &state{PhonePort: s.cfg.PhonePort, Lines: s.lines}
-	for _, i := range slices.Sorted(mapsKeys(s.peers)) {
+	for _, i := range slices.Sorted(maps.Keys(s.peers)) {
 		st.Peers = append(st.Peers, statePeer{Index: i, PublicKey: s.peers[i].cfg.PublicKey})
 	}
 	if err := saveStateFile(s.cfg.StateDir, st); err != nil {

@@ -87,13 +87,12 @@ const InitiatorHold = time.Second
 // initiatesFirst says which end starts the handshake when both come up
 // together: the one with the smaller public key.
 //
-// wireguard-go consumes a handshake message and derives the session keys in
-// two separate steps, on several handshake workers. When both ends initiate
-// at the same moment, an initiation and a response for the same peer can
-// interleave between those steps and leave the two ends with keys that do
-// not match: one direction stays dead until the handshake is retried, about
-// 5 s later (seen in 2 of 8 simultaneous starts in the lab). A call placed
-// then stalls. Letting only one end start avoids the collision; the other
+// When both ends initiate at the same moment, each consumes the other's
+// initiation while its own is in flight; in the lab (2 of 8 simultaneous
+// starts) this left one direction dead until WireGuard retried the
+// handshake about 5 s later, and a call placed then stalls. Our guess is
+// that wireguard-go's handshake workers interleave consuming one message and
+// deriving keys from another; we saw the outage, not the mechanism. Letting only one end start avoids the collision; the other
 // still starts on its own after InitiatorHold, so a lost packet or a peer
 // that is down costs a second, not the tunnel.
 func initiatesFirst(local, peer nodekey.Key) bool {
