@@ -8,7 +8,8 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 GO ?= go
 BIN := bin
 LDFLAGS := -s -w -X main.version=$(VERSION)
-CMDS := peerlined peerlab
+# Every directory under cmd/ is a command.
+CMDS := $(notdir $(wildcard cmd/*))
 # The lab and demo are short; a hung softphone must not hang CI.
 LAB_TIMEOUT ?= 20m
 
@@ -65,3 +66,6 @@ fmt-check: ## fail if gofmt would change a file
 .PHONY: clean
 clean: ## remove build output
 	rm -rf $(BIN) bench/out
+
+# Larger areas (the SD image, ...) keep their targets in their own file.
+-include mk/*.mk

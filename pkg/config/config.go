@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -57,6 +58,23 @@ type Config struct {
 	Lines []int `json:"lines"`
 	// Peers are the paired remote nodes.
 	Peers []Peer `json:"peers"`
+	// Phones configures what the Pi serves on the phone port: DHCP and
+	// provisioning, so a plugged-in phone needs nothing typed.
+	Phones Phones `json:"phones,omitempty"`
+	// Rendezvous are the servers this node registers with, "host:port";
+	// pairing and hole punching work while any shared one is up.
+	Rendezvous []string `json:"rendezvous,omitempty"`
+}
+
+// Phones is the phone-port service configuration.
+type Phones struct {
+	// DHCP turns on the DHCP server on the phone port: each new phone gets
+	// the next free line and its /30. Lines listed in Config.Lines stay
+	// static and are never handed out.
+	DHCP bool `json:"dhcp,omitempty"`
+	// TimeZone is the IANA zone written into phone configs, e.g.
+	// "Europe/Berlin"; empty means UTC.
+	TimeZone string `json:"time_zone,omitempty"`
 }
 
 // Peer is one remote node reached through its own tunnel.
@@ -73,6 +91,9 @@ type Peer struct {
 	ListenPort int `json:"listen_port,omitempty"`
 	// Keepalive is WireGuard's persistent keepalive in seconds; 0 is off.
 	Keepalive int `json:"keepalive,omitempty"`
+	// Lines are the peer's phone lines as it announced them, for the
+	// phonebook; empty means line 1 only.
+	Lines []int `json:"lines,omitempty"`
 }
 
 const (
@@ -88,6 +109,9 @@ var (
 	// another prefix's names plus an index (pl + 1 + 7 vs pl1 + 7).
 	prefixRE = regexp.MustCompile(`^[a-z]([a-z0-9]*[a-z])?$`)
 	ifnameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
+	// Zone names as in the tz database: Area/Location, or UTC and the like.
+	timeZoneRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}$`)
+	hostnameRE = regexp.MustCompile(`^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
 )
 
 // Load reads and validates the file at path.
@@ -191,15 +215,8 @@ func (c *Config) Validate() error {
 	if !ifnameRE.MatchString(c.PhonePort) {
 		return fmt.Errorf("phone_port %q: name the Ethernet interface the phones are plugged into, e.g. \"eth0\"", c.PhonePort)
 	}
-	seenLine := map[int]bool{}
-	for _, s := range c.Lines {
-		if !numplan.ValidLine(s) {
-			return fmt.Errorf("lines: %d is not a line number; use %d to %d", s, numplan.MinLine, numplan.MaxLine)
-		}
-		if seenLine[s] {
-			return fmt.Errorf("lines: %d is listed twice", s)
-		}
-		seenLine[s] = true
+	if err := validLines(c.Lines); err != nil {
+		return err
 	}
 	seenIndex := map[int]bool{}
 	seenKey := map[nodekey.Key]int{}
@@ -240,6 +257,50 @@ func (c *Config) Validate() error {
 		if p.Keepalive < 0 || p.Keepalive > 65535 {
 			return fmt.Errorf("%s: keepalive %d: use 0 (off) to 65535 seconds", where, p.Keepalive)
 		}
+		if err := validLines(p.Lines); err != nil {
+			return fmt.Errorf("%s: %w", where, err)
+		}
+	}
+	if tz := c.Phones.TimeZone; tz != "" && !timeZoneRE.MatchString(tz) {
+		return fmt.Errorf("phones.time_zone %q: use an IANA zone name such as \"Europe/Berlin\", or leave it out for UTC", tz)
+	}
+	for n, r := range c.Rendezvous {
+		if err := validHostPort(r); err != nil {
+			return fmt.Errorf("rendezvous[%d] %q: %w", n, r, err)
+		}
+	}
+	return nil
+}
+
+// validLines checks a list of line numbers: in range and each once.
+func validLines(lines []int) error {
+	seen := map[int]bool{}
+	for _, s := range lines {
+		if !numplan.ValidLine(s) {
+			return fmt.Errorf("lines: %d is not a line number; use %d to %d", s, numplan.MinLine, numplan.MaxLine)
+		}
+		if seen[s] {
+			return fmt.Errorf("lines: %d is listed twice", s)
+		}
+		seen[s] = true
+	}
+	return nil
+}
+
+// validHostPort accepts "host:port" with a DNS name or an IP literal.
+func validHostPort(hp string) error {
+	host, port, err := net.SplitHostPort(hp)
+	if err != nil {
+		return errors.New(`want host:port, e.g. "rv.example.org:3478"`)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("port %q: use 1 to 65535", port)
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return nil
+	}
+	if !hostnameRE.MatchString(host) {
+		return fmt.Errorf("host %q is neither an IP address nor a DNS name", host)
 	}
 	return nil
 }

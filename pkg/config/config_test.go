@@ -68,6 +68,18 @@ func TestParseErrors(t *testing.T) {
 		{"no phone port", func(s string) string { return strings.Replace(s, `"eth0"`, `""`, 1) }, "phone_port"},
 		{"trailing garbage", func(s string) string { return s + "{}" }, "extra data"},
 		{"wrong type", func(s string) string { return strings.Replace(s, `[1, 2]`, `"1"`, 1) }, `"lines" must be`},
+		{"peer line out of range", func(s string) string {
+			return strings.Replace(s, `"endpoint"`, `"lines": [255], "endpoint"`, 1)
+		}, "(alice): lines: 255"},
+		{"time zone with spaces", func(s string) string {
+			return strings.Replace(s, `"name": "bob",`, `"name": "bob", "phones": {"time_zone": "Central Europe"},`, 1)
+		}, "IANA zone"},
+		{"rendezvous without port", func(s string) string {
+			return strings.Replace(s, `"name": "bob",`, `"name": "bob", "rendezvous": ["rv.example.org"],`, 1)
+		}, "want host:port"},
+		{"rendezvous bad host", func(s string) string {
+			return strings.Replace(s, `"name": "bob",`, `"name": "bob", "rendezvous": ["rv_example:3478"],`, 1)
+		}, "neither an IP"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
