@@ -37,6 +37,10 @@ type Device struct {
 	inBuf  []byte
 
 	counts [2]counters
+	// media counts UDP packets to and from each local line's phone
+	// (10.0.s.1), indexed by s: a changing count means the phone is in a
+	// call with this peer. One atomic add per packet; no clock read.
+	media [256]atomic.Uint64
 	// logged records which unusual results have been logged once; after
 	// that they are only counted.
 	logged [2][numResults]atomic.Bool
@@ -91,15 +95,26 @@ func (d *Device) Write(bufs [][]byte, offset int) (int, error) {
 func (d *Device) rewrite(room []byte, size int, dir numplan.Direction) int {
 	pkt := room[:size]
 	var (
-		out []byte
-		res Result
+		out   []byte
+		res   Result
+		local [4]byte
 	)
+	// Packets are mapped in place: keep the local source before it goes.
+	if dir == numplan.Outbound && len(pkt) >= ipHeaderLen {
+		local = [4]byte(pkt[offSrc : offSrc+4])
+	}
 	if mayRewriteSIP(pkt) {
 		out, res = d.rewriteSIP(room, pkt, dir)
 	} else {
 		out, res = Packet(nil, pkt, d.peer, dir)
 	}
 	d.counts[dir].n[res].Add(1)
+	if res == Plain {
+		if dir == numplan.Inbound && len(out) >= ipHeaderLen {
+			local = [4]byte(out[offDst : offDst+4])
+		}
+		d.countMedia(out, local)
+	}
 	switch res {
 	case Plain, SIPRewritten, SIPUnchanged:
 	default:
@@ -110,6 +125,28 @@ func (d *Device) rewrite(room []byte, size int, dir numplan.Direction) int {
 		}
 	}
 	return len(out)
+}
+
+// countMedia notes a UDP packet of a local phone, whose address is local:
+// the source of an outbound packet before it was mapped, the destination of
+// an inbound one after.
+func (d *Device) countMedia(pkt []byte, local [4]byte) {
+	if len(pkt) < ipHeaderLen || pkt[offProto] != protoUDP {
+		return
+	}
+	if local[0] == 10 && local[1] == 0 && local[3] == numplan.HostPhone && numplan.ValidLine(int(local[2])) {
+		d.media[local[2]].Add(1)
+	}
+}
+
+// MediaPackets returns how many UDP packets of line s's phone crossed this
+// tunnel so far; the daemon compares two readings to tell whether the phone
+// is in a call.
+func (d *Device) MediaPackets(s int) uint64 {
+	if s < 0 || s >= len(d.media) {
+		return 0
+	}
+	return d.media[s].Load()
 }
 
 // rewriteSIP runs Packet with the direction's scratch buffer and copies a

@@ -176,6 +176,28 @@ func TestDeviceStats(t *testing.T) {
 	}
 }
 
+func TestDeviceMediaPackets(t *testing.T) {
+	inner := newFakeTUN(rtpLocalA, atAlice.fromAlice(inviteTmpl), rtpLocalA)
+	d := Wrap(inner, bobAtAlice, nil)
+	bufs := make([][]byte, 3)
+	for i := range bufs {
+		bufs[i] = make([]byte, 2048)
+	}
+	if n, err := d.Read(bufs, make([]int, 3), testOffset); n != 3 || err != nil {
+		t.Fatalf("Read() = %d, %v, want 3, nil", n, err)
+	}
+	if _, err := d.Write([][]byte{bytes.Clone(rtpWire)}, 0); err != nil {
+		t.Fatalf("Write() error %v", err)
+	}
+	// Two RTP packets out and one in for line 1's phone; the INVITE is
+	// signalling, not media.
+	for _, tt := range []struct{ line, want int }{{1, 3}, {2, 0}, {0, 0}, {-1, 0}, {300, 0}} {
+		if got := d.MediaPackets(tt.line); got != uint64(tt.want) {
+			t.Errorf("MediaPackets(%d) = %d, want %d", tt.line, got, tt.want)
+		}
+	}
+}
+
 func TestDeviceDelegates(t *testing.T) {
 	inner := newFakeTUN()
 	var log strings.Builder

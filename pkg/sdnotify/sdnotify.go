@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
+	"time"
 )
 
 // Ready is the state line for a finished start-up.
@@ -33,4 +35,23 @@ func Notify(state string) (sent bool, err error) {
 		return false, fmt.Errorf("notifying systemd: %w", err)
 	}
 	return true, nil
+}
+
+// Watchdog is the keep-alive line for WatchdogSec=.
+const Watchdog = "WATCHDOG=1"
+
+// WatchdogInterval returns how often to send Watchdog: half the interval
+// systemd asked for in WATCHDOG_USEC, so one late ping is not fatal. It is 0
+// when no watchdog is armed for this process.
+func WatchdogInterval() time.Duration {
+	usec, err := strconv.ParseUint(os.Getenv("WATCHDOG_USEC"), 10, 63)
+	if err != nil || usec == 0 {
+		return 0
+	}
+	// WATCHDOG_PID names the process the watchdog is for; a child that
+	// inherited the environment must not ping on its parent's behalf.
+	if pid := os.Getenv("WATCHDOG_PID"); pid != "" && pid != strconv.Itoa(os.Getpid()) {
+		return 0
+	}
+	return time.Duration(usec) * time.Microsecond / 2
 }

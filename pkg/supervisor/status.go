@@ -17,13 +17,18 @@ const statusFile = "status.json"
 // Status is the daemon's view of the node, written to <run_dir>/status.json
 // for the CLI, the lab and people debugging, until the control socket comes.
 type Status struct {
-	Name      string       `json:"name"`
-	PID       int          `json:"pid"`
-	PublicKey string       `json:"public_key"`
-	Ready     bool         `json:"ready"`
-	Lines     []int        `json:"lines"`
-	Peers     []PeerStatus `json:"peers"`
-	Updated   time.Time    `json:"updated"`
+	Name      string `json:"name"`
+	PID       int    `json:"pid"`
+	PublicKey string `json:"public_key"`
+	Ready     bool   `json:"ready"`
+	Lines     []int  `json:"lines"`
+	// ActiveLines are the lines whose phones sent or got media through a
+	// tunnel in the last status interval: in a call with a peer. Calls
+	// between two phones of this node do not cross a tunnel and are not
+	// seen here.
+	ActiveLines []int        `json:"active_lines"`
+	Peers       []PeerStatus `json:"peers"`
+	Updated     time.Time    `json:"updated"`
 }
 
 // PeerStatus is one tunnel's state.
@@ -55,12 +60,13 @@ func ReadStatus(runDir string) (*Status, error) {
 
 func (s *Supervisor) status() *Status {
 	st := &Status{
-		Name:      s.cfg.Name,
-		PID:       os.Getpid(),
-		PublicKey: s.key.Public().String(),
-		Ready:     s.ready,
-		Lines:     s.lines,
-		Updated:   time.Now().UTC(),
+		Name:        s.cfg.Name,
+		PID:         os.Getpid(),
+		PublicKey:   s.key.Public().String(),
+		Ready:       s.ready,
+		Lines:       s.lines,
+		ActiveLines: s.active,
+		Updated:     time.Now().UTC(),
 	}
 	for _, i := range slices.Sorted(maps.Keys(s.peers)) {
 		p := s.peers[i]

@@ -32,6 +32,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -80,6 +81,9 @@ type Options struct {
 	CheckInterval time.Duration
 	// StatusInterval is how often status.json is rewritten.
 	StatusInterval time.Duration
+	// ExtraLines are lines to serve besides the config's: those the DHCP
+	// server has handed out, which must be up before their phones renew.
+	ExtraLines []int
 }
 
 // Supervisor brings a node up according to its config.
@@ -99,6 +103,18 @@ type Supervisor struct {
 	lines    []int
 	rootDone bool
 	ready    bool
+	// extra are the lines added at run time (EnsureLine), beside cfg.Lines.
+	extra map[int]bool
+	// mediaSeen is the last reading of each tunnel's per-line media
+	// counter, and active the lines whose counter grew since the reading
+	// before: their phones are in a call with a peer.
+	mediaSeen map[[2]int]uint64
+	active    []int
+
+	// calls carries work from other goroutines into Run's; done is closed
+	// when Run returns, so callers never wait on a loop that is gone.
+	calls chan func()
+	done  chan struct{}
 
 	// crashed makes Run return without tearing down, as kill -9 would; set
 	// by tests before they cancel Run's context.
@@ -127,6 +143,13 @@ func New(cfg *config.Config, opts Options) *Supervisor {
 		cfg:          cfg,
 		names:        config.Names{Prefix: cfg.Prefix},
 		peers:        map[int]*peer{},
+		extra:        map[int]bool{},
+		mediaSeen:    map[[2]int]uint64{},
+		calls:        make(chan func()),
+		done:         make(chan struct{}),
+	}
+	for _, l := range opts.ExtraLines {
+		s.extra[l] = true
 	}
 	if s.startTunnel == nil {
 		s.startTunnel = StartWireGuard
@@ -153,6 +176,7 @@ var ErrAlreadyRunning = errors.New("another peerlined with this prefix is runnin
 // tears down everything it built. Reloaded configs arrive on reload. It
 // returns nil on a clean shutdown.
 func (s *Supervisor) Run(ctx context.Context, reload <-chan *config.Config) error {
+	defer close(s.done)
 	unlock, err := lockRunDir(s.cfg.RunDir)
 	if err != nil {
 		return err
@@ -187,6 +211,15 @@ func (s *Supervisor) Run(ctx context.Context, reload <-chan *config.Config) erro
 	defer check.Stop()
 	status := time.NewTicker(s.statusEvery)
 	defer status.Stop()
+	// Pinging from this loop, not a goroutine of its own, means systemd
+	// restarts a daemon whose loop is stuck, not just one that died.
+	var watchdog <-chan time.Time
+	if iv := sdnotify.WatchdogInterval(); iv > 0 {
+		t := time.NewTicker(iv)
+		defer t.Stop()
+		watchdog = t.C
+		s.log.Info("systemd watchdog armed", "ping_every", iv)
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -199,7 +232,14 @@ func (s *Supervisor) Run(ctx context.Context, reload <-chan *config.Config) erro
 		case <-check.C:
 			s.reconcile()
 		case <-status.C:
+			s.sampleMedia()
 			s.writeStatus()
+		case fn := <-s.calls:
+			fn()
+		case <-watchdog:
+			if _, err := sdnotify.Notify(sdnotify.Watchdog); err != nil {
+				s.log.Warn("pinging the systemd watchdog", "err", err)
+			}
 		}
 	}
 }
@@ -216,9 +256,14 @@ func (s *Supervisor) applyConfig(cfg *config.Config) {
 		want[p.Index] = p
 	}
 	for i, p := range s.peers {
-		if w, ok := want[i]; !ok || w != p.cfg || cfg.MTU != s.cfg.MTU {
+		if w, ok := want[i]; !ok || !sameTunnel(w, p.cfg) || cfg.MTU != s.cfg.MTU {
 			s.removePeer(i)
 		}
+	}
+	// Settings that need no new tunnel (name, announced lines) are taken
+	// over in place.
+	for i, p := range s.peers {
+		p.cfg = want[i]
 	}
 	if cfg.PhonePort != s.cfg.PhonePort {
 		s.removeLines(s.lines)
@@ -226,7 +271,7 @@ func (s *Supervisor) applyConfig(cfg *config.Config) {
 	} else {
 		var gone []int
 		for _, l := range s.lines {
-			if !slices.Contains(cfg.Lines, l) {
+			if !slices.Contains(cfg.Lines, l) && !s.extra[l] {
 				gone = append(gone, l)
 			}
 		}
@@ -234,6 +279,14 @@ func (s *Supervisor) applyConfig(cfg *config.Config) {
 	}
 	s.cfg = cfg
 	s.reconcile()
+}
+
+// sameTunnel reports whether a and b need the same tunnel: everything
+// WireGuard is configured with is equal.
+func sameTunnel(a, b config.Peer) bool {
+	a.Name, b.Name = "", ""
+	a.Lines, b.Lines = nil, nil
+	return reflect.DeepEqual(a, b)
 }
 
 // reconcile ensures the root side, every line and every peer exist as
@@ -295,13 +348,122 @@ func (s *Supervisor) ensureRoot() error {
 	if err := s.net.LinkUp("", s.cfg.PhonePort); err != nil {
 		return fmt.Errorf("phone port %s: %w (check phone_port in the config names the Ethernet port the phones use)", s.cfg.PhonePort, err)
 	}
-	for _, l := range s.cfg.Lines {
-		if err := s.net.EnsureAddr("", s.cfg.PhonePort, linePiAddr(l)); err != nil {
-			return fmt.Errorf("line %d: %w", l, err)
+	for _, l := range s.wantLines() {
+		if err := s.ensureLineAddr(l); err != nil {
+			return err
 		}
 	}
-	s.lines = slices.Clone(s.cfg.Lines)
 	return nil
+}
+
+// wantLines are the config's lines and those added at run time, sorted.
+func (s *Supervisor) wantLines() []int {
+	ls := slices.Clone(s.cfg.Lines)
+	for l := range s.extra {
+		if !slices.Contains(ls, l) {
+			ls = append(ls, l)
+		}
+	}
+	slices.Sort(ls)
+	return ls
+}
+
+func (s *Supervisor) ensureLineAddr(l int) error {
+	if err := s.net.EnsureAddr("", s.cfg.PhonePort, linePiAddr(l)); err != nil {
+		return fmt.Errorf("line %d: %w", l, err)
+	}
+	if !slices.Contains(s.lines, l) {
+		s.lines = append(s.lines, l)
+		slices.Sort(s.lines)
+	}
+	return nil
+}
+
+// ErrNotRunning is returned by calls into a Supervisor whose Run has ended.
+var ErrNotRunning = errors.New("peerlined's main loop is not running")
+
+// call runs fn on Run's goroutine and waits for it.
+func (s *Supervisor) call(ctx context.Context, fn func()) error {
+	finished := make(chan struct{})
+	select {
+	case s.calls <- func() { fn(); close(finished) }:
+	case <-s.done:
+		return ErrNotRunning
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-finished:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// EnsureLine serves line l on the phone port (the Pi's 10.0.l.2/30) until
+// RemoveLine; the DHCP server calls it before it offers the line to a phone.
+func (s *Supervisor) EnsureLine(ctx context.Context, l int) error {
+	if !numplan.ValidLine(l) {
+		return fmt.Errorf("line %d: use %d to %d", l, numplan.MinLine, numplan.MaxLine)
+	}
+	var err error
+	if cerr := s.call(ctx, func() {
+		s.extra[l] = true
+		err = s.ensureLineAddr(l)
+		s.saveState()
+	}); cerr != nil {
+		return cerr
+	}
+	return err
+}
+
+// RemoveLine stops serving a line added by EnsureLine. Lines of the config
+// file stay: they are removed by editing it.
+func (s *Supervisor) RemoveLine(ctx context.Context, l int) error {
+	var err error
+	if cerr := s.call(ctx, func() {
+		if slices.Contains(s.cfg.Lines, l) {
+			err = fmt.Errorf("line %d is listed in the config file's \"lines\"; remove it there and reload", l)
+			return
+		}
+		delete(s.extra, l)
+		s.removeLines([]int{l})
+		s.saveState()
+	}); cerr != nil {
+		return cerr
+	}
+	return err
+}
+
+// Status returns the node's current state as status.json shows it.
+func (s *Supervisor) Status(ctx context.Context) (*Status, error) {
+	var st *Status
+	if err := s.call(ctx, func() { st = s.status() }); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// sampleMedia reads every tunnel's per-line media counters and marks the
+// lines whose count grew since the last reading as in a call.
+func (s *Supervisor) sampleMedia() {
+	seen := map[[2]int]uint64{}
+	active := map[int]bool{}
+	for i, p := range s.peers {
+		if p.rewrite == nil {
+			continue
+		}
+		for _, l := range s.lines {
+			n := p.rewrite.MediaPackets(l)
+			k := [2]int{i, l}
+			if n > s.mediaSeen[k] {
+				active[l] = true
+			}
+			seen[k] = n
+		}
+	}
+	s.mediaSeen = seen
+	s.active = slices.Sorted(maps.Keys(active))
 }
 
 // linePiAddr is the Pi's side of line s, 10.0.s.2/30.
@@ -436,7 +598,7 @@ func (s *Supervisor) sweep(prev *state) {
 		return
 	}
 	for _, l := range prev.Lines {
-		if prev.PhonePort != s.cfg.PhonePort || !slices.Contains(s.cfg.Lines, l) {
+		if prev.PhonePort != s.cfg.PhonePort || !slices.Contains(s.wantLines(), l) {
 			if err := s.net.DeleteAddr("", prev.PhonePort, linePiAddr(l)); err != nil {
 				s.log.Warn("removing old line address", "line", l, "port", prev.PhonePort, "err", err)
 			}

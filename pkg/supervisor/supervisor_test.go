@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -456,5 +457,76 @@ func TestVanishedNamespaceIsRebuiltWithFirewall(t *testing.T) {
 	got := waitFor("ns add pl-9\ndo pl-9")
 	if !strings.Contains(got, "ns add pl-7\ndo pl-7") {
 		t.Errorf("namespace pl-7 not rebuilt with its firewall first:\n%s", got)
+	}
+}
+
+func TestRuntimeLines(t *testing.T) {
+	h := newHarness(t)
+	cfg := testConfig(t)
+	h.start(cfg)
+	h.rec.Take()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+
+	if err := h.sup.EnsureLine(ctx, 5); err != nil {
+		t.Fatalf("EnsureLine(5) = %v", err)
+	}
+	if got := h.rec.Take(); got != "addr add eth0 10.0.5.2/30" {
+		t.Errorf("EnsureLine(5) did %q, want the line's address added", got)
+	}
+	if err := h.sup.EnsureLine(ctx, 5); err != nil {
+		t.Fatalf("EnsureLine(5) again = %v", err)
+	}
+	if err := h.sup.EnsureLine(ctx, 255); err == nil {
+		t.Error("EnsureLine(255) succeeded; 255 is no line")
+	}
+	st, err := h.sup.Status(ctx)
+	if err != nil {
+		t.Fatalf("Status() = %v", err)
+	}
+	if want := []int{1, 2, 5}; !slices.Equal(st.Lines, want) {
+		t.Errorf("Status().Lines = %v, want %v", st.Lines, want)
+	}
+	if err := h.sup.RemoveLine(ctx, 1); err == nil || !strings.Contains(err.Error(), "config file") {
+		t.Errorf("RemoveLine(1) = %v, want a refusal naming the config file", err)
+	}
+
+	// A line added at run time survives a reload of a config that never
+	// listed it, and a restart that is told about it.
+	next := *cfg
+	h.reload <- &next
+	h.waitReady(&next)
+	if err := h.sup.RemoveLine(ctx, 5); err != nil {
+		t.Fatalf("RemoveLine(5) = %v", err)
+	}
+	if got := h.rec.Take(); !strings.Contains(got, "addr del eth0 10.0.5.2/30") {
+		t.Errorf("RemoveLine(5) transcript %q lacks the address removal", got)
+	}
+	h.stop()
+
+	if _, err := h.sup.Status(ctx); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("Status() after Run ended = %v, want ErrNotRunning", err)
+	}
+}
+
+func TestExtraLinesKeptOnStart(t *testing.T) {
+	h := newHarness(t)
+	cfg := testConfig(t)
+	s := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, LoadFirewall: h.loadFirewall, Log: testLog(t), CheckInterval: time.Hour, StatusInterval: time.Hour, ExtraLines: []int{7}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, nil) }()
+	h.started = time.Now().UTC()
+	h.done = done
+	h.waitReady(cfg)
+	if got := h.rec.Take(); !strings.Contains(got, "addr add eth0 10.0.7.2/30") {
+		t.Errorf("start transcript lacks the extra line's address:\n%s", got)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := h.rec.Take(); !strings.Contains(got, "addr del eth0 10.0.7.2/30") {
+		t.Errorf("teardown transcript lacks the extra line's address:\n%s", got)
 	}
 }

@@ -1,0 +1,149 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/peerline/peerline/pkg/control"
+)
+
+var t0 = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+
+// fakeDaemon answers the control commands from fixed data and records what
+// it was asked to forget.
+func fakeDaemon(t *testing.T) (socket string, forgotten *[]int) {
+	t.Helper()
+	now = func() time.Time { return t0 }
+	t.Cleanup(func() { now = time.Now })
+	hs := t0.Add(-42 * time.Second)
+	rtt := control.Duration(23 * time.Millisecond)
+	st := control.Status{
+		Name: "alice", Version: "v1", PublicKey: "KEY=", Ready: true, Started: t0.Add(-time.Hour),
+		Lines: []int{1, 2}, ActiveLines: []int{2},
+		Peers: []control.Peer{
+			{Index: 7, Name: "bob", Up: true, Online: true, Path: "direct", Endpoint: "198.51.100.2:51827", RTT: &rtt, LastHandshake: &hs},
+			{Index: 9, Name: "carol", Error: "tunnel: UDP port in use"},
+		},
+	}
+	phones := []control.Phone{
+		{Line: 1, MAC: "00:0b:82:01:02:03", Vendor: "Grandstream", Model: "GXP1610", Addr: netip.MustParseAddr("10.0.1.1"), Bound: t0.Add(-48 * time.Hour), LastSeen: t0.Add(-time.Minute)},
+		{Line: 2, MAC: "80:5e:c0:01:02:03", Vendor: "Yealink", Addr: netip.MustParseAddr("10.0.2.1"), Bound: t0.Add(-time.Hour), LastSeen: t0, InCall: true},
+	}
+	var got []int
+	socket = filepath.Join(t.TempDir(), control.SocketName)
+	srv, err := control.Listen(socket, map[string]control.Handler{
+		control.CmdStatus: func(context.Context, json.RawMessage) (any, error) { return st, nil },
+		control.CmdPhones: func(context.Context, json.RawMessage) (any, error) { return phones, nil },
+		control.CmdForgetPhone: func(_ context.Context, raw json.RawMessage) (any, error) {
+			var a control.ForgetPhoneArgs
+			json.Unmarshal(raw, &a)
+			if a.Line != 1 && a.Line != 2 {
+				return nil, errors.New("line 5 has no phone; `peerline phones` lists the lines in use")
+			}
+			got = append(got, a.Line)
+			return nil, nil
+		},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { srv.Serve(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return socket, &got
+}
+
+func run(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	err := Main(context.Background(), args, &out, "test")
+	return out.String(), err
+}
+
+func TestCommands(t *testing.T) {
+	socket, forgotten := fakeDaemon(t)
+	tests := []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"status"}, []string{"node        alice", "ready       yes", "lines       1, 2", "in a call   2", "peers       2 paired, 1 online", "1h0m0s ago"}},
+		{[]string{"peers"}, []string{
+			"INDEX  NAME   ONLINE                          PATH    RTT   NAT  LAST HANDSHAKE  ENDPOINT",
+			"7      bob    yes                             direct  23ms  -    42s ago         198.51.100.2:51827",
+			"9      carol  error: tunnel: UDP port in use  -       -     -    never           -",
+		}},
+		{[]string{"phones"}, []string{
+			"LINE  MAC                MODEL    ADDRESS   LEASED       LAST SEEN  IN A CALL",
+			"1     00:0b:82:01:02:03  GXP1610  10.0.1.1  48h0m0s ago  1m0s ago   no",
+			"2     80:5e:c0:01:02:03  Yealink  10.0.2.1  1h0m0s ago   0s ago     yes",
+		}},
+		{[]string{"phones", "forget", "2"}, []string{"line 2 is free"}},
+		{[]string{"phones", "forget", "1", "--json"}, []string{`"forgotten": 1`}},
+	}
+	for _, tt := range tests {
+		out, err := run(t, append([]string{"-socket", socket}, tt.args...)...)
+		if err != nil {
+			t.Errorf("peerline %v: %v", tt.args, err)
+			continue
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("peerline %v output lacks %q:\n%s", tt.args, w, out)
+			}
+		}
+	}
+	if want := []int{2, 1}; len(*forgotten) != 2 || (*forgotten)[0] != 2 || (*forgotten)[1] != 1 {
+		t.Errorf("daemon was asked to forget %v, want %v", *forgotten, want)
+	}
+}
+
+func TestJSONOutputs(t *testing.T) {
+	socket, _ := fakeDaemon(t)
+	out, err := run(t, "-socket", socket, "peers", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var peers []control.Peer
+	if err := json.Unmarshal([]byte(out), &peers); err != nil || len(peers) != 2 || peers[0].RTT == nil || time.Duration(*peers[0].RTT) != 23*time.Millisecond {
+		t.Errorf("peers --json = %v, %v:\n%s", peers, err, out)
+	}
+	out, err = run(t, "-socket", socket, "phones", "-json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var phones []control.Phone
+	if err := json.Unmarshal([]byte(out), &phones); err != nil || len(phones) != 2 || !phones[1].InCall {
+		t.Errorf("phones --json = %v, %v:\n%s", phones, err, out)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	socket, _ := fakeDaemon(t)
+	tests := []struct {
+		args     []string
+		wantErr  string
+		wantCode int
+	}{
+		{[]string{"-socket", socket, "phones", "forget", "5"}, "`peerline phones` lists", 1},
+		{[]string{"-socket", socket, "phones", "forget", "x"}, `"x" is not a line number`, 1},
+		{[]string{"-socket", socket, "phones", "forget"}, "bad usage", 2},
+		{[]string{"-socket", socket, "dial"}, "bad usage", 2},
+		{[]string{}, "bad usage", 2},
+		{[]string{"-socket", filepath.Join(t.TempDir(), "none.sock"), "status"}, "systemctl start peerlined", 3},
+		{[]string{"-config", filepath.Join(t.TempDir(), "none.json"), "status"}, "does not exist", 1},
+	}
+	for _, tt := range tests {
+		_, err := run(t, tt.args...)
+		if err == nil || !strings.Contains(err.Error(), tt.wantErr) || ExitCode(err) != tt.wantCode {
+			t.Errorf("peerline %v = %v (exit %d), want an error containing %q, exit %d", tt.args, err, ExitCode(err), tt.wantErr, tt.wantCode)
+		}
+	}
+}

@@ -1,0 +1,96 @@
+package control
+
+import (
+	"encoding/json"
+	"net/netip"
+	"strconv"
+	"time"
+)
+
+// Commands the daemon answers, and their argument and result types.
+const (
+	// CmdStatus returns a Status.
+	CmdStatus = "status"
+	// CmdPhones returns []Phone.
+	CmdPhones = "phones"
+	// CmdForgetPhone takes ForgetPhoneArgs and returns nothing.
+	CmdForgetPhone = "phones.forget"
+)
+
+// Status is the node as `peerline status` and `peerline peers` show it.
+type Status struct {
+	Name      string `json:"name"`
+	Version   string `json:"version"`
+	PublicKey string `json:"public_key"`
+	// Ready is true once the phone port and every tunnel have been set up.
+	Ready bool `json:"ready"`
+	// Lines are the phone lines served on the phone port; ActiveLines are
+	// those with media through a tunnel lately.
+	Lines       []int    `json:"lines"`
+	ActiveLines []int    `json:"active_lines"`
+	Peers       []Peer   `json:"peers"`
+	Rendezvous  []string `json:"rendezvous,omitempty"`
+	// BootConfigError is what is wrong with the boot partition's config
+	// file, if anything.
+	BootConfigError string    `json:"boot_config_error,omitempty"`
+	Started         time.Time `json:"started"`
+}
+
+// Peer is one paired node and its tunnel.
+type Peer struct {
+	Index int    `json:"index"`
+	Name  string `json:"name,omitempty"`
+	// Up means the tunnel is configured; Online that a WireGuard handshake
+	// happened recently enough for traffic to flow.
+	Up     bool   `json:"up"`
+	Online bool   `json:"online"`
+	Error  string `json:"error,omitempty"`
+	// Path is "direct" or "relay"; PathReason says why a path was chosen
+	// when that is not obvious.
+	Path          string     `json:"path,omitempty"`
+	PathReason    string     `json:"path_reason,omitempty"`
+	Endpoint      string     `json:"endpoint,omitempty"`
+	RTT           *Duration  `json:"rtt,omitempty"`
+	NATClass      string     `json:"nat_class,omitempty"`
+	LastHandshake *time.Time `json:"last_handshake,omitempty"`
+	RxBytes       uint64     `json:"rx_bytes"`
+	TxBytes       uint64     `json:"tx_bytes"`
+}
+
+// Phone is one phone on the phone port, as the DHCP server knows it.
+type Phone struct {
+	Line      int        `json:"line"`
+	MAC       string     `json:"mac"`
+	Vendor    string     `json:"vendor,omitempty"`
+	Model     string     `json:"model,omitempty"`
+	Hostname  string     `json:"hostname,omitempty"`
+	UserAgent string     `json:"user_agent,omitempty"`
+	Addr      netip.Addr `json:"address"`
+	Bound     time.Time  `json:"bound"`
+	LastSeen  time.Time  `json:"last_seen"`
+	InCall    bool       `json:"in_call"`
+}
+
+// ForgetPhoneArgs names the line to free.
+type ForgetPhoneArgs struct {
+	Line int `json:"line"`
+}
+
+// Duration is a time.Duration that reads and writes as milliseconds, the
+// unit people compare round-trip times in.
+type Duration time.Duration
+
+// MarshalJSON writes milliseconds with microsecond precision.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return strconv.AppendFloat(nil, float64(d)/float64(time.Millisecond), 'f', 3, 64), nil
+}
+
+// UnmarshalJSON reads milliseconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var ms float64
+	if err := json.Unmarshal(b, &ms); err != nil {
+		return err
+	}
+	*d = Duration(ms * float64(time.Millisecond))
+	return nil
+}
