@@ -21,6 +21,8 @@ declare -A pkgs=(
 	[sox]=sox
 	[tcpdump]=tcpdump
 	[ping]=iputils-ping
+	[busybox]=busybox
+	[curl]=curl
 	[make]=make
 	[gcc]=gcc
 )

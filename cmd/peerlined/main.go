@@ -9,6 +9,10 @@ import (
 	"os"
 
 	"github.com/peerline/peerline/pkg/daemon"
+
+	// Phone configs carry the time zone's rules; the appliance image has no
+	// zoneinfo files, so the binary brings its own.
+	_ "time/tzdata"
 )
 
 var version = "dev"

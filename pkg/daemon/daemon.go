@@ -20,6 +20,10 @@ import (
 	"github.com/peerline/peerline/pkg/supervisor"
 )
 
+// DefaultBootConfigError is where the appliance's boot-config step writes
+// what is wrong with the file on the boot partition.
+const DefaultBootConfigError = "/run/peerline/boot-config-error"
+
 // ErrUsage is returned for bad flags; the flag package has printed why.
 var ErrUsage = errors.New("bad usage")
 
@@ -30,6 +34,7 @@ func Main(ctx context.Context, args []string, version string) error {
 	checkConfig := fs.Bool("check-config", false, "check the config file and exit; non-zero with the reason if it is wrong")
 	cleanup := fs.Bool("cleanup", false, "remove every namespace, link, socket and line address this node's prefix may have left, and exit")
 	publicKey := fs.Bool("public-key", false, "print this node's public key (creating the key on first use) and exit")
+	bootConfigError := fs.String("boot-config-error", DefaultBootConfigError, "file in which the boot config's problems are reported, for the status page and `peerline status`")
 	verbose := fs.Bool("v", false, "log debug messages (WireGuard's too)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
@@ -79,7 +84,11 @@ func Main(ctx context.Context, args []string, version string) error {
 	reload := make(chan *config.Config, 1)
 	go watchReload(ctx, *configPath, reload, log)
 	log.Info("starting", "version", version, "config", *configPath)
-	return supervisor.New(cfg, supervisor.Options{Net: n, Log: log}).Run(ctx, reload)
+	nd, err := newNode(cfg, n, log, version, *bootConfigError)
+	if err != nil {
+		return err
+	}
+	return nd.run(ctx, reload)
 }
 
 // watchReload re-reads the config on SIGHUP; a config that does not

@@ -3,6 +3,7 @@ package peerlab
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"time"
 
@@ -23,13 +24,17 @@ const ToneSeconds = 120
 // StartPhone starts an auto-answering baresip on n's phone host, playing a
 // tone of hz, with SIP user user.
 func (n *Node) StartPhone(ctx context.Context, l *lab.Lab, user string, hz float64) (*Phone, error) {
-	tone := filepath.Join(l.Dir(), fmt.Sprintf("tone-%s-%.0f.wav", n.Name, hz))
+	return n.startPhoneOn(ctx, l, n.PhoneHost, n.PhoneAddr(), user, hz)
+}
+
+func (n *Node) startPhoneOn(ctx context.Context, l *lab.Lab, host *lab.Host, addr netip.Addr, user string, hz float64) (*Phone, error) {
+	tone := filepath.Join(l.Dir(), fmt.Sprintf("tone-%s-%s-%.0f.wav", n.Name, user, hz))
 	if err := lab.Tone(tone, hz, ToneSeconds); err != nil {
 		return nil, err
 	}
 	// The phone outlives ctx too; the lab closes it before the daemons.
-	p, err := l.Phone(context.WithoutCancel(ctx), n.PhoneHost, lab.PhoneOpts{
-		Addr:       n.PhoneAddr().String(),
+	p, err := l.Phone(context.WithoutCancel(ctx), host, lab.PhoneOpts{
+		Addr:       addr.String(),
 		User:       user,
 		TonePath:   tone,
 		AutoAnswer: true,

@@ -39,6 +39,11 @@ type Node struct {
 	PhoneHost *lab.Host
 	// Daemon is the running peerlined, nil when stopped.
 	Daemon *lab.Proc
+	// Handsets are the phones behind the node's switch when the node serves
+	// them by DHCP (Options.Handsets); the first one is also PhoneHost.
+	Handsets []*Handset
+	// Switch is the bridge between the phone port and the handsets.
+	Switch *lab.Bridge
 
 	key       nodekey.Key
 	peerlined string
@@ -62,6 +67,11 @@ type Options struct {
 	// letter. The default is derived from the process id, so that two labs
 	// on one machine do not collide.
 	Prefix string
+	// HandsetsA and HandsetsB, when set, plug that many phones into the
+	// node's phone port through a switch and let the daemon give them
+	// lines by DHCP, instead of one phone with a hand-typed address. Each
+	// entry is the phone's vendor class (DHCP option 60).
+	HandsetsA, HandsetsB []string
 }
 
 const (
@@ -91,11 +101,11 @@ func Build(ctx context.Context, l *lab.Lab, opts Options) (*Network, error) {
 		return nil, err
 	}
 	n := &Network{Lab: l, Inet: inet}
-	n.A, err = newNode(l, inet, "A", opts.Prefix+"a", netip.MustParseAddr("198.51.100.1"), opts.Peerlined)
+	n.A, err = newNode(l, inet, "A", opts.Prefix+"a", netip.MustParseAddr("198.51.100.1"), opts.Peerlined, opts.HandsetsA)
 	if err != nil {
 		return nil, err
 	}
-	n.B, err = newNode(l, inet, "B", opts.Prefix+"b", netip.MustParseAddr("198.51.100.2"), opts.Peerlined)
+	n.B, err = newNode(l, inet, "B", opts.Prefix+"b", netip.MustParseAddr("198.51.100.2"), opts.Peerlined, opts.HandsetsB)
 	if err != nil {
 		return nil, err
 	}
@@ -119,6 +129,11 @@ func Build(ctx context.Context, l *lab.Lab, opts Options) (*Network, error) {
 			return nil, err
 		}
 	}
+	for _, node := range []*Node{n.A, n.B} {
+		if err := node.Lease(ctx); err != nil {
+			return nil, err
+		}
+	}
 	return n, nil
 }
 
@@ -138,7 +153,7 @@ func (n *Node) WaitConnected(ctx context.Context, timeout time.Duration) error {
 	})
 }
 
-func newNode(l *lab.Lab, inet *lab.Bridge, name, prefix string, wan netip.Addr, peerlined string) (*Node, error) {
+func newNode(l *lab.Lab, inet *lab.Bridge, name, prefix string, wan netip.Addr, peerlined string, handsets []string) (*Node, error) {
 	host, err := l.Host("pi" + name)
 	if err != nil {
 		return nil, err
@@ -146,21 +161,33 @@ func newNode(l *lab.Lab, inet *lab.Bridge, name, prefix string, wan netip.Addr, 
 	if _, err := inet.Attach(host, "wan", netip.PrefixFrom(wan, wanPrefix).String()); err != nil {
 		return nil, err
 	}
-	phone, err := l.Host("phone" + name)
-	if err != nil {
-		return nil, err
-	}
-	// The phone's cable: the Pi's phone port on one end, the phone's NIC
-	// on the other. The phone's address is typed by hand until DHCP comes.
-	if err := l.Veth(host, phonePort, phone, "eth0"); err != nil {
-		return nil, err
-	}
-	const line = 1
-	if err := phone.Addr("eth0", netip.PrefixFrom(numplan.Phone(0, line), 30).String()); err != nil {
-		return nil, err
-	}
-	if err := phone.Route("default", "via", numplan.LineGateway(line).String()); err != nil {
-		return nil, err
+	var (
+		phone *lab.Host
+		line  int
+		hs    []*Handset
+		sw    *lab.Bridge
+	)
+	if len(handsets) == 0 {
+		// The phone's cable: the Pi's phone port on one end, the phone's
+		// NIC on the other, and an address typed by hand.
+		if phone, err = l.Host("phone" + name); err != nil {
+			return nil, err
+		}
+		if err := l.Veth(host, phonePort, phone, "eth0"); err != nil {
+			return nil, err
+		}
+		line = 1
+		if err := phone.Addr("eth0", netip.PrefixFrom(numplan.Phone(0, uint8(line)), 30).String()); err != nil {
+			return nil, err
+		}
+		if err := phone.Route("default", "via", numplan.LineGateway(uint8(line)).String()); err != nil {
+			return nil, err
+		}
+	} else {
+		if sw, hs, err = plugHandsets(l, host, name, handsets); err != nil {
+			return nil, err
+		}
+		phone = hs[0].Host
 	}
 	key, err := nodekey.Generate()
 	if err != nil {
@@ -173,6 +200,8 @@ func newNode(l *lab.Lab, inet *lab.Bridge, name, prefix string, wan netip.Addr, 
 		WAN:       wan,
 		Line:      line,
 		PhoneHost: phone,
+		Handsets:  hs,
+		Switch:    sw,
 		key:       key,
 		peerlined: peerlined,
 		Config: config.Config{
@@ -182,9 +211,13 @@ func newNode(l *lab.Lab, inet *lab.Bridge, name, prefix string, wan netip.Addr, 
 			RunDir:     filepath.Join(dir, "run"),
 			ListenPort: basePort,
 			PhonePort:  phonePort,
-			Lines:      []int{line},
 		},
 		ConfigPath: filepath.Join(dir, "peerlined.json"),
+	}
+	if len(hs) == 0 {
+		node.Config.Lines = []int{line}
+	} else {
+		node.Config.Phones.DHCP = true
 	}
 	if err := os.MkdirAll(node.Config.StateDir, 0o700); err != nil {
 		return nil, err

@@ -21,29 +21,39 @@ import (
 	"github.com/peerline/peerline/pkg/nodekey"
 )
 
-// peerlinedBin is the daemon under test: $PEERLINED (make test sets it), or
-// one built for this run.
-var peerlinedBin string
+// peerlinedBin and peerlineBin are the daemon and the command under test:
+// $PEERLINED and $PEERLINE (make test sets them), or ones built for this run.
+var peerlinedBin, peerlineBin string
 
 func TestMain(m *testing.M) {
-	peerlinedBin = os.Getenv("PEERLINED")
-	if peerlinedBin == "" {
-		dir, err := os.MkdirTemp("", "peerlab-test-")
+	peerlinedBin, peerlineBin = os.Getenv("PEERLINED"), os.Getenv("PEERLINE")
+	var dir string
+	for _, b := range []struct {
+		path *string
+		name string
+	}{{&peerlinedBin, "peerlined"}, {&peerlineBin, "peerline"}} {
+		if *b.path != "" {
+			continue
+		}
+		if dir == "" {
+			var err error
+			if dir, err = os.MkdirTemp("", "peerlab-test-"); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
+		}
+		*b.path = filepath.Join(dir, b.name)
+		out, err := exec.Command("go", "build", "-o", *b.path, "github.com/peerline/peerline/cmd/"+b.name).CombinedOutput()
 		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
+			fmt.Fprintf(os.Stderr, "building %s: %v\n%s", b.name, err, out)
 			os.Exit(1)
 		}
-		peerlinedBin = filepath.Join(dir, "peerlined")
-		out, err := exec.Command("go", "build", "-o", peerlinedBin, "github.com/peerline/peerline/cmd/peerlined").CombinedOutput()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "building peerlined: %v\n%s", err, out)
-			os.Exit(1)
-		}
-		code := m.Run()
-		os.RemoveAll(dir)
-		os.Exit(code)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if dir != "" {
+		os.RemoveAll(dir)
+	}
+	os.Exit(code)
 }
 
 func newLab(t *testing.T) *lab.Lab {
@@ -187,7 +197,7 @@ func TestUpDownLeavesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	node, err := newNode(l, inet, "A", fmt.Sprintf("plu%xa", os.Getpid()%0xfff), netip.MustParseAddr("198.51.100.1"), peerlinedBin)
+	node, err := newNode(l, inet, "A", fmt.Sprintf("plu%xa", os.Getpid()%0xfff), netip.MustParseAddr("198.51.100.1"), peerlinedBin, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

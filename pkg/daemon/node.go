@@ -1,0 +1,277 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/peerline/peerline/pkg/config"
+	"github.com/peerline/peerline/pkg/control"
+	"github.com/peerline/peerline/pkg/dhcpd"
+	"github.com/peerline/peerline/pkg/netsetup"
+	"github.com/peerline/peerline/pkg/numplan"
+	"github.com/peerline/peerline/pkg/provision"
+	"github.com/peerline/peerline/pkg/supervisor"
+)
+
+// onlineWithin is how recent a handshake must be for a peer to count as
+// online: WireGuard drops a session it has not renewed in 180 s.
+const onlineWithin = 180 * time.Second
+
+// node is one running peerlined: the supervisor and the services around it
+// (control socket, and on the phone port DHCP and provisioning). Each runs
+// in its own goroutine; they talk through the supervisor's and the DHCP
+// server's methods, never through shared state, except cfg, which is
+// replaced whole on reload.
+type node struct {
+	cfg     atomic.Pointer[config.Config]
+	sup     *supervisor.Supervisor
+	dhcp    *dhcpd.Server // nil when DHCP is off
+	prov    *provision.Server
+	log     *slog.Logger
+	version string
+	started time.Time
+	// bootErrorFile holds what is wrong with the boot partition's config.
+	bootErrorFile string
+}
+
+func newNode(cfg *config.Config, n netsetup.Ops, log *slog.Logger, version, bootErrorFile string) (*node, error) {
+	nd := &node{log: log, version: version, started: time.Now().UTC(), bootErrorFile: bootErrorFile}
+	nd.cfg.Store(cfg)
+	var extra []int
+	// The supervisor is made first because the DHCP server calls it; it
+	// learns the DHCP lines before its first reconcile, so that a phone
+	// with a lease finds its gateway as soon as the daemon is up.
+	var lines lineSetter
+	if cfg.Phones.DHCP {
+		var err error
+		nd.dhcp, err = dhcpd.New(dhcpd.Options{
+			Port:         cfg.PhonePort,
+			StateDir:     cfg.StateDir,
+			Static:       cfg.Lines,
+			Lines:        &lines,
+			ProvisionURL: provisionURL,
+			Log:          log.With("service", "dhcp"),
+		})
+		if err != nil {
+			return nil, err
+		}
+		extra = nd.dhcp.Lines()
+	}
+	nd.sup = supervisor.New(cfg, supervisor.Options{Net: n, Log: log, ExtraLines: extra})
+	lines.sup = nd.sup
+	var phones provision.Phones = noPhones{}
+	if nd.dhcp != nil {
+		phones = nd.dhcp
+	}
+	var err error
+	nd.prov, err = provision.NewServer(provision.Options{
+		Port:      cfg.PhonePort,
+		Directory: nd.directory,
+		Phones:    phones,
+		Log:       log.With("service", "provision"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return nd, nil
+}
+
+// The DHCP server is the provisioning server's phone table.
+var _ provision.Phones = (*dhcpd.Server)(nil)
+
+// lineSetter hands the DHCP server's line changes to the supervisor, which
+// exists only after the DHCP server was made.
+type lineSetter struct{ sup *supervisor.Supervisor }
+
+func (l *lineSetter) EnsureLine(ctx context.Context, s int) error { return l.sup.EnsureLine(ctx, s) }
+func (l *lineSetter) RemoveLine(ctx context.Context, s int) error { return l.sup.RemoveLine(ctx, s) }
+
+// noPhones is the phone table when DHCP is off: no requester is known, so
+// no per-phone file is served.
+type noPhones struct{}
+
+func (noPhones) LineOf(context.Context, netip.Addr) (net.HardwareAddr, int, bool) {
+	return nil, 0, false
+}
+func (noPhones) NoteUserAgent(int, string) {}
+
+// provisionURL is what DHCP option 66 tells the phone on line s: the Pi's
+// own side of the line.
+func provisionURL(s int) string {
+	return "http://" + numplan.LineGateway(uint8(s)).String() + "/"
+}
+
+// run runs every service until ctx is cancelled or the supervisor fails.
+// The phone-port services are not essential: if one fails (a port in use),
+// it is logged and the node keeps carrying calls.
+func (nd *node) run(ctx context.Context, reload <-chan *config.Config) error {
+	cfg := nd.cfg.Load()
+	ctl, err := control.Listen(control.SocketPath(cfg.RunDir), nd.handlers(), nd.log.With("service", "control"))
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	service := func(name string, run func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := run(ctx); err != nil && ctx.Err() == nil {
+				nd.log.Error(name+" stopped; the rest of peerlined keeps running", "err", err)
+			}
+		}()
+	}
+	service("control socket", ctl.Serve)
+	service("provisioning server", nd.prov.Run)
+	if nd.dhcp != nil {
+		service("DHCP server", nd.dhcp.Run)
+	}
+	// The supervisor gets its own copy of each reload; the services read
+	// the newest config through nd.cfg.
+	supReload := make(chan *config.Config)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case c := <-reload:
+				if c.Phones != nd.cfg.Load().Phones || c.PhonePort != nd.cfg.Load().PhonePort {
+					nd.log.Warn("phone port and phones settings take effect at the next restart of peerlined")
+				}
+				nd.cfg.Store(c)
+				select {
+				case supReload <- c:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	err = nd.sup.Run(ctx, supReload)
+	cancel()
+	wg.Wait()
+	return err
+}
+
+func (nd *node) handlers() map[string]control.Handler {
+	return map[string]control.Handler{
+		control.CmdStatus: func(ctx context.Context, _ json.RawMessage) (any, error) {
+			return nd.status(ctx)
+		},
+		control.CmdPhones: func(ctx context.Context, _ json.RawMessage) (any, error) {
+			return nd.phones(ctx)
+		},
+		control.CmdForgetPhone: func(ctx context.Context, raw json.RawMessage) (any, error) {
+			var a control.ForgetPhoneArgs
+			if err := json.Unmarshal(raw, &a); err != nil {
+				return nil, fmt.Errorf("forget: %w", err)
+			}
+			if nd.dhcp == nil {
+				return nil, errors.New(`phones get lines by DHCP only with "phones": {"dhcp": true} in the config; lines in "lines" are removed by editing the config`)
+			}
+			if err := nd.dhcp.Forget(ctx, a.Line); err != nil {
+				if errors.Is(err, dhcpd.ErrNoPhone) {
+					return nil, fmt.Errorf("line %d has no phone; `peerline phones` lists the lines in use", a.Line)
+				}
+				return nil, err
+			}
+			return nil, nil
+		},
+	}
+}
+
+func (nd *node) status(ctx context.Context) (*control.Status, error) {
+	st, err := nd.sup.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cfg := nd.cfg.Load()
+	out := &control.Status{
+		Name:        st.Name,
+		Version:     nd.version,
+		PublicKey:   st.PublicKey,
+		Ready:       st.Ready,
+		Lines:       st.Lines,
+		ActiveLines: st.ActiveLines,
+		Rendezvous:  cfg.Rendezvous,
+		Started:     nd.started,
+		Peers:       []control.Peer{},
+	}
+	if b, err := os.ReadFile(nd.bootErrorFile); err == nil {
+		out.BootConfigError = strings.TrimSpace(string(b))
+	}
+	for _, p := range st.Peers {
+		cp := control.Peer{
+			Index:         p.Index,
+			Name:          p.Name,
+			Up:            p.Up,
+			Error:         p.Error,
+			Endpoint:      p.Endpoint,
+			LastHandshake: p.LastHandshake,
+			RxBytes:       p.RxBytes,
+			TxBytes:       p.TxBytes,
+		}
+		cp.Online = p.Up && p.LastHandshake != nil && time.Since(*p.LastHandshake) < onlineWithin
+		if p.Endpoint != "" {
+			// Every endpoint is configured by hand so far: the path is
+			// the direct one to it.
+			cp.Path = "direct"
+		}
+		out.Peers = append(out.Peers, cp)
+	}
+	return out, nil
+}
+
+func (nd *node) phones(ctx context.Context) ([]control.Phone, error) {
+	if nd.dhcp == nil {
+		return []control.Phone{}, nil
+	}
+	ps, err := nd.dhcp.Phones(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st, err := nd.sup.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]control.Phone, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, control.Phone{
+			Line: p.Line, MAC: p.MAC, Vendor: p.Vendor, Model: p.Model, Hostname: p.Hostname,
+			UserAgent: p.UserAgent, Addr: p.Addr, Bound: p.Bound, LastSeen: p.LastSeen,
+			InCall: slices.Contains(st.ActiveLines, p.Line),
+		})
+	}
+	return out, nil
+}
+
+// directory is what the phones are told: this node's lines and every
+// paired peer's, read fresh per request so pairing and renaming show at
+// the phones' next fetch.
+func (nd *node) directory(ctx context.Context) (provision.Directory, error) {
+	cfg := nd.cfg.Load()
+	st, err := nd.sup.Status(ctx)
+	if err != nil {
+		return provision.Directory{}, err
+	}
+	d := provision.Directory{NodeName: cfg.Name, TimeZone: cfg.Phones.TimeZone}
+	for _, l := range st.Lines {
+		d.Lines = append(d.Lines, provision.Line{Line: l})
+	}
+	for _, p := range cfg.Peers {
+		d.Peers = append(d.Peers, provision.Peer{Index: p.Index, Name: p.Name, Lines: p.Lines})
+	}
+	return d, nil
+}

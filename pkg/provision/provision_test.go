@@ -1,0 +1,374 @@
+package provision
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/xml"
+	"errors"
+	"flag"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// exampleDir is the golden example node: alice with lines 1 and 2, paired
+// with bob (index 7, lines 1 and 2) and carol (index 9, line 1 by default).
+func exampleDir() Directory {
+	return Directory{
+		NodeName: "alice",
+		TimeZone: "Europe/Berlin",
+		Lines:    []Line{{Line: 1}, {Line: 2}},
+		Peers: []Peer{
+			{Index: 7, Name: "bob", Lines: []int{1, 2}},
+			{Index: 9, Name: "carol"},
+		},
+	}
+}
+
+var (
+	gsMAC = mustMAC("00:0b:82:12:34:56")
+	ylMAC = mustMAC("80:5e:c0:12:34:56")
+)
+
+func mustMAC(s string) net.HardwareAddr {
+	m, err := net.ParseMAC(s)
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from the generated file (run go test -update after checking the change):\n%s", path, got)
+	}
+}
+
+func TestGolden(t *testing.T) {
+	dir := exampleDir()
+	tests := []struct {
+		file string
+		gen  func() ([]byte, error)
+	}{
+		{"grandstream-cfg000b82123456.xml", func() ([]byte, error) { return Config(Grandstream, dir, 1, gsMAC) }},
+		{"yealink-805ec0123456.cfg", func() ([]byte, error) { return Config(Yealink, dir, 2, ylMAC) }},
+		{"grandstream-phonebook-line1.xml", func() ([]byte, error) { return Phonebook(Grandstream, dir, 1) }},
+		{"yealink-phonebook-line2.xml", func() ([]byte, error) { return Phonebook(Yealink, dir, 2) }},
+		{"yealink-common.cfg", YealinkCommon},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			got, err := tt.gen()
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden(t, tt.file, got)
+		})
+	}
+}
+
+// gsFile is the Grandstream XML as the phone reads it.
+type gsFile struct {
+	XMLName xml.Name `xml:"gs_provision"`
+	Version string   `xml:"version,attr"`
+	MAC     string   `xml:"mac"`
+	Config  struct {
+		Items []struct {
+			XMLName xml.Name
+			Value   string `xml:",chardata"`
+		} `xml:",any"`
+	} `xml:"config"`
+}
+
+func parseGrandstream(t *testing.T, b []byte) (mac string, p map[string]string) {
+	t.Helper()
+	var f gsFile
+	if err := xml.Unmarshal(b, &f); err != nil {
+		t.Fatalf("Grandstream config is not XML: %v\n%s", err, b)
+	}
+	p = map[string]string{}
+	for _, it := range f.Config.Items {
+		if _, dup := p[it.XMLName.Local]; dup {
+			t.Errorf("P-value %s appears twice", it.XMLName.Local)
+		}
+		p[it.XMLName.Local] = it.Value
+	}
+	return f.MAC, p
+}
+
+func TestGrandstreamConfig(t *testing.T) {
+	b, err := Config(Grandstream, exampleDir(), 2, gsMAC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mac, p := parseGrandstream(t, b)
+	if mac != "000b82123456" {
+		t.Errorf("<mac> = %q, want 000b82123456", mac)
+	}
+	want := map[string]string{
+		"P271": "1", "P47": "", "P31": "0", // account on, no server, no registration
+		"P3": "alice line 2", "P270": "line 2", "P35": "2",
+		"P130":  "0",              // UDP
+		"P2347": "0", "P258": "0", // calls from anyone, any user part
+		"P2302": "1", "P2301": "0", "P2303": "0", "P79": "101", // RFC 2833, PT 101
+		"P57": "9", "P58": "0", "P59": "8", // G.722, PCMU, PCMA
+		"P1310": "0", "P6758": "1", // direct IP calls allowed, dial plan bypassed
+		"P30": "10.0.2.2", "P64": "customize", "P246": "CET-1CEST-2,M3.5.0/02:00:00,M10.5.0/03:00:00",
+		"P212": "1", "P237": "10.0.2.2", "P145": "1",
+		"P330": "1", "P331": "10.0.2.2/phonebook/grandstream",
+	}
+	for k, v := range want {
+		got, ok := p[k]
+		if !ok {
+			t.Errorf("%s missing", k)
+		} else if got != v {
+			t.Errorf("%s = %q, want %q", k, got, v)
+		}
+	}
+}
+
+// parseYealink checks the header and returns the keys; duplicates fail.
+func parseYealink(t *testing.T, b []byte) map[string]string {
+	t.Helper()
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	if !sc.Scan() || sc.Text() != "#!version:1.0.0.1" {
+		t.Fatalf("first line = %q, want #!version:1.0.0.1", sc.Text())
+	}
+	keys := map[string]string{}
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, " = ")
+		if !ok {
+			t.Errorf("line %q is not key = value", line)
+			continue
+		}
+		if _, dup := keys[k]; dup {
+			t.Errorf("key %s appears twice", k)
+		}
+		keys[k] = v
+	}
+	return keys
+}
+
+func TestYealinkConfig(t *testing.T) {
+	b, err := Config(Yealink, exampleDir(), 1, ylMAC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := parseYealink(t, b)
+	want := map[string]string{
+		"account.1.enable":                      "1",
+		"account.1.display_name":                "alice line 1",
+		"account.1.sip_server.1.address":        "%NULL%",
+		"account.1.sip_server.1.transport_type": "0",
+		"features.direct_ip_call_enable":        "1",
+		"sip.trust_ctrl":                        "0",
+		"account.1.dtmf.type":                   "1",
+		"account.1.dtmf.dtmf_payload":           "101",
+		"account.1.codec.g722.priority":         "1",
+		"account.1.codec.pcmu.priority":         "2",
+		"account.1.codec.pcma.priority":         "3",
+		"account.1.codec.g729.enable":           "0",
+		"local_time.ntp_server1":                "10.0.1.2",
+		"local_time.time_zone":                  "+1",
+		"local_time.summer_time":                "1",
+		"local_time.start_time":                 "3/5/7/2",
+		"local_time.end_time":                   "10/5/7/3",
+		"remote_phonebook.data.1.url":           "http://10.0.1.2/phonebook/yealink.xml",
+		"auto_provision.server.url":             "http://10.0.1.2/",
+		"static.auto_provision.server.url":      "http://10.0.1.2/",
+	}
+	for k, v := range want {
+		got, ok := keys[k]
+		if !ok {
+			t.Errorf("%s missing", k)
+		} else if got != v {
+			t.Errorf("%s = %q, want %q", k, got, v)
+		}
+	}
+}
+
+func TestHostileNames(t *testing.T) {
+	evil := "Al\"ice <&> 'x'\nsip.trust_ctrl = 1\r\n]]></P3><P2347>1</P2347>"
+	dir := exampleDir()
+	dir.NodeName = evil
+	dir.Lines[1].Label = "kitchen\n#!version"
+	dir.Peers[0].Name = "<bob & co>\x00\n"
+
+	b, err := Config(Grandstream, dir, 1, gsMAC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, p := parseGrandstream(t, b)
+	if p["P2347"] != "0" {
+		t.Errorf("P2347 = %q: a name changed a setting", p["P2347"])
+	}
+	if !strings.HasSuffix(p["P3"], " line 1") || !strings.HasPrefix(p["P3"], `Al"ice <&> 'x' sip.trust_ctrl = 1 ]]>`) || len([]rune(p["P3"])) > maxName {
+		t.Errorf("P3 = %q, want the cleaned name, shortened, then \" line 1\"", p["P3"])
+	}
+
+	b, err = Config(Yealink, dir, 1, ylMAC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := parseYealink(t, b)
+	if keys["sip.trust_ctrl"] != "0" {
+		t.Errorf("sip.trust_ctrl = %q: a name changed a setting", keys["sip.trust_ctrl"])
+	}
+
+	for _, v := range []Vendor{Grandstream, Yealink} {
+		b, err := Phonebook(v, dir, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		names := phonebookNames(t, b)
+		if len(names) != 4 || names[0] != "<bob & co> - line 1" || names[1] != "<bob & co> - line 2" ||
+			!strings.HasPrefix(names[2], `Al"ice <&>`) || !strings.HasSuffix(names[2], " - kitchen #!version") ||
+			names[3] != "carol - line 1" {
+			t.Errorf("%v phonebook names = %q", v, names)
+		}
+	}
+}
+
+func TestCleanName(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"alice", "alice"},
+		{"  a\n\tb  ", "a b"},
+		{"\x00\x7f", ""},
+		{"bad\xffutf8", "badutf8"},
+		{"Zoë — Küche", "Zoë — Küche"},
+		{strings.Repeat("x", 100), strings.Repeat("x", maxName)},
+	}
+	for _, tt := range tests {
+		if got := cleanName(tt.in); got != tt.want {
+			t.Errorf("cleanName(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// phonebookNames reads entry names and checks each entry's address is there.
+func phonebookNames(t *testing.T, b []byte) []string {
+	t.Helper()
+	var gs struct {
+		XMLName  xml.Name `xml:"AddressBook"`
+		Contacts []struct {
+			LastName string `xml:"LastName"`
+			Number   string `xml:"Phone>phonenumber"`
+			Account  string `xml:"Phone>accountindex"`
+		} `xml:"Contact"`
+	}
+	var yl struct {
+		XMLName xml.Name `xml:"YealinkIPPhoneDirectory"`
+		Entries []struct {
+			Name string `xml:"Name"`
+			Tel  string `xml:"Telephone"`
+		} `xml:"DirectoryEntry"`
+	}
+	var names []string
+	if err := xml.Unmarshal(b, &gs); err == nil {
+		for _, c := range gs.Contacts {
+			if c.Number == "" || c.Account != "1" {
+				t.Errorf("contact %q: number %q account %q", c.LastName, c.Number, c.Account)
+			}
+			names = append(names, c.LastName)
+		}
+		return names
+	}
+	if err := xml.Unmarshal(b, &yl); err != nil {
+		t.Fatalf("phonebook is neither format: %v\n%s", err, b)
+	}
+	for _, e := range yl.Entries {
+		if e.Tel == "" {
+			t.Errorf("entry %q has no number", e.Name)
+		}
+		names = append(names, e.Name)
+	}
+	return names
+}
+
+func TestPhonebookEntries(t *testing.T) {
+	tests := []struct {
+		name string
+		line int
+		want []string // "name=addr"
+	}{
+		{"line 1 sees line 2", 1, []string{"alice - line 2=10.0.2.1", "bob - line 1=10.7.1.1", "bob - line 2=10.7.2.1", "carol - line 1=10.9.1.1"}},
+		{"line 2 sees line 1", 2, []string{"alice - line 1=10.0.1.1", "bob - line 1=10.7.1.1", "bob - line 2=10.7.2.1", "carol - line 1=10.9.1.1"}},
+		{"a line not in the list sees both", 3, []string{"alice - line 1=10.0.1.1", "alice - line 2=10.0.2.1", "bob - line 1=10.7.1.1", "bob - line 2=10.7.2.1", "carol - line 1=10.9.1.1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			es, err := phonebookEntries(exampleDir(), tt.line)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, e := range es {
+				got = append(got, e.Name+"="+e.Addr.String())
+			}
+			if strings.Join(got, "|") != strings.Join(tt.want, "|") {
+				t.Errorf("phonebookEntries(line %d) = %q, want %q", tt.line, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestInvalid(t *testing.T) {
+	bad := func(f func(*Directory)) Directory { d := exampleDir(); f(&d); return d }
+	tests := []struct {
+		name string
+		dir  Directory
+		line int
+		mac  net.HardwareAddr
+	}{
+		{"line 0", exampleDir(), 0, gsMAC},
+		{"line 255", exampleDir(), 255, gsMAC},
+		{"short MAC", exampleDir(), 1, gsMAC[:3]},
+		{"no node name", bad(func(d *Directory) { d.NodeName = "\n" }), 1, gsMAC},
+		{"peer index 0", bad(func(d *Directory) { d.Peers[0].Index = 0 }), 1, gsMAC},
+		{"peer index 254", bad(func(d *Directory) { d.Peers[0].Index = 254 }), 1, gsMAC},
+		{"peer line 0", bad(func(d *Directory) { d.Peers[0].Lines = []int{0} }), 1, gsMAC},
+		{"unknown zone", bad(func(d *Directory) { d.TimeZone = "Mars/Olympus" }), 1, gsMAC},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, errC := Config(Grandstream, tt.dir, tt.line, tt.mac)
+			_, errY := Config(Yealink, tt.dir, tt.line, tt.mac)
+			_, errP := Phonebook(Yealink, tt.dir, tt.line)
+			// A config does not depend on the peers; a phonebook does not
+			// depend on node name, zone or MAC.
+			phonebookErr := strings.HasPrefix(tt.name, "line") || strings.HasPrefix(tt.name, "peer")
+			configErr := !strings.HasPrefix(tt.name, "peer")
+			for what, err := range map[string]error{"Grandstream config": errC, "Yealink config": errY} {
+				if configErr != errors.Is(err, ErrInvalid) {
+					t.Errorf("%s: err = %v, want ErrInvalid: %v", what, err, configErr)
+				}
+			}
+			if phonebookErr != errors.Is(errP, ErrInvalid) {
+				t.Errorf("Phonebook: err = %v, want ErrInvalid: %v", errP, phonebookErr)
+			}
+		})
+	}
+	if _, err := Config(Vendor(99), exampleDir(), 1, gsMAC); !errors.Is(err, ErrInvalid) {
+		t.Errorf("unknown vendor: err = %v, want ErrInvalid", err)
+	}
+}

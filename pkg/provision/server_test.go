@@ -1,0 +1,247 @@
+package provision
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakePhones is a DHCP binding table.
+type fakePhones struct {
+	mu    sync.Mutex
+	bound map[netip.Addr]binding
+	uas   map[int]string
+}
+
+type binding struct {
+	mac  net.HardwareAddr
+	line int
+}
+
+func newFakePhones() *fakePhones {
+	return &fakePhones{
+		bound: map[netip.Addr]binding{
+			netip.MustParseAddr("10.0.1.1"): {gsMAC, 1},
+			netip.MustParseAddr("10.0.2.1"): {ylMAC, 2},
+		},
+		uas: map[int]string{},
+	}
+}
+
+func (f *fakePhones) LineOf(_ context.Context, a netip.Addr) (net.HardwareAddr, int, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	b, ok := f.bound[a]
+	return b.mac, b.line, ok
+}
+
+func (f *fakePhones) NoteUserAgent(line int, ua string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.uas[line] = ua
+}
+
+func newTestServer(t *testing.T, phones Phones, dirErr error) *Server {
+	t.Helper()
+	extra := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "status page") })
+	s, err := NewServer(Options{
+		Port: "eth0",
+		Directory: func(context.Context) (Directory, error) {
+			return exampleDir(), dirErr
+		},
+		Phones: phones,
+		Extra:  extra,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestServe(t *testing.T) {
+	tests := []struct {
+		name     string
+		method   string
+		from     string
+		path     string
+		want     int
+		contains []string
+	}{
+		{"grandstream own file", "GET", "10.0.1.1:4000", "/cfg000b82123456.xml", 200, []string{"<mac>000b82123456</mac>", "<P3>alice line 1</P3>"}},
+		{"grandstream own file, no extension", "GET", "10.0.1.1:4000", "/cfg000B82123456", 200, []string{"<P30>10.0.1.2</P30>"}},
+		{"yealink own file", "GET", "10.0.2.1:4000", "/805EC0123456.cfg", 200, []string{"#!version:1.0.0.1\n", "account.1.display_name = alice line 2"}},
+		{"HEAD", "HEAD", "10.0.2.1:4000", "/805ec0123456.cfg", 200, nil},
+		{"another phone's file", "GET", "10.0.1.1:4000", "/805ec0123456.cfg", 403, nil},
+		{"another phone's file, same vendor form", "GET", "10.0.2.1:4000", "/cfg000b82123456.xml", 403, nil},
+		{"unknown source", "GET", "10.0.3.1:4000", "/cfg000b82123456.xml", 403, nil},
+		{"unknown source, phonebook", "GET", "192.168.1.5:4000", "/phonebook/yealink.xml", 403, nil},
+		{"IPv4-mapped source", "GET", "[::ffff:10.0.1.1]:4000", "/cfg000b82123456.xml", 200, nil},
+		{"yealink common", "GET", "10.0.2.1:4000", "/y000000000053.cfg", 200, []string{"#!version:1.0.0.1\n"}},
+		{"phonebook of line 1", "GET", "10.0.1.1:4000", "/phonebook/grandstream/phonebook.xml", 200, []string{"<LastName>alice - line 2</LastName>", "<phonenumber>10.7.2.1</phonenumber>"}},
+		{"phonebook of line 2", "GET", "10.0.2.1:4000", "/phonebook/yealink.xml", 200, []string{"<Name>alice - line 1</Name>", "<Telephone>10.9.1.1</Telephone>"}},
+		{"status page", "GET", "10.0.1.1:4000", "/", 200, []string{"status page"}},
+		{"grandstream fallback goes to extra", "GET", "10.0.1.1:4000", "/cfg.xml", 200, []string{"status page"}},
+		{"POST to a config", "POST", "10.0.1.1:4000", "/cfg000b82123456.xml", 405, nil},
+		{"long path", "GET", "10.0.1.1:4000", "/" + strings.Repeat("x", 200), 414, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newTestServer(t, newFakePhones(), nil)
+			r := httptest.NewRequest(tt.method, "http://10.0.1.2"+tt.path, nil)
+			r.RemoteAddr = tt.from
+			w := httptest.NewRecorder()
+			s.Handler().ServeHTTP(w, r)
+			if w.Code != tt.want {
+				t.Fatalf("%s %s from %s = %d, want %d; body %q", tt.method, tt.path, tt.from, w.Code, tt.want, w.Body.String())
+			}
+			for _, c := range tt.contains {
+				if !strings.Contains(w.Body.String(), c) {
+					t.Errorf("body lacks %q:\n%s", c, w.Body.String())
+				}
+			}
+			if w.Code == 403 && strings.Contains(w.Body.String(), "alice") {
+				t.Errorf("a refusal leaked content: %q", w.Body.String())
+			}
+		})
+	}
+}
+
+func TestServeNoExtra(t *testing.T) {
+	s, err := NewServer(Options{Port: "eth0", Directory: func(context.Context) (Directory, error) { return exampleDir(), nil }, Phones: newFakePhones()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := httptest.NewRequest("GET", "/", nil)
+	w := httptest.NewRecorder()
+	s.Handler().ServeHTTP(w, r)
+	if w.Code != 404 {
+		t.Errorf("GET / without Extra = %d, want 404", w.Code)
+	}
+}
+
+func TestServeDirectoryError(t *testing.T) {
+	s := newTestServer(t, newFakePhones(), errors.New("peer table unavailable"))
+	r := httptest.NewRequest("GET", "/phonebook/yealink.xml", nil)
+	r.RemoteAddr = "10.0.2.1:4000"
+	w := httptest.NewRecorder()
+	s.Handler().ServeHTTP(w, r)
+	if w.Code != 500 || strings.Contains(w.Body.String(), "peer table") {
+		t.Errorf("directory error: %d %q, want 500 without internals", w.Code, w.Body.String())
+	}
+}
+
+func TestUserAgentRecorded(t *testing.T) {
+	phones := newFakePhones()
+	s := newTestServer(t, phones, nil)
+	for _, c := range []struct{ from, path, ua string }{
+		{"10.0.2.1:1", "/y000000000053.cfg", "Yealink SIP-T19P_E2 53.84.0.125 80:5e:c0:12:34:56"},
+		{"10.0.1.1:1", "/cfg000b82123456.xml", "Grandstream Model HW GXP1610 SW 1.0.7.13 DevId 000b82123456\r\nX: y"},
+		{"10.0.9.1:1", "/cfg000b82123456.xml", "stranger"},
+	} {
+		r := httptest.NewRequest("GET", c.path, nil)
+		r.RemoteAddr = c.from
+		r.Header.Set("User-Agent", c.ua)
+		s.Handler().ServeHTTP(httptest.NewRecorder(), r)
+	}
+	want := map[int]string{
+		2: "Yealink SIP-T19P_E2 53.84.0.125 80:5e:c0:12:34:56",
+		1: "Grandstream Model HW GXP1610 SW 1.0.7.13 DevId 000b82123456X: y",
+	}
+	if len(phones.uas) != len(want) {
+		t.Errorf("user agents = %v, want %v", phones.uas, want)
+	}
+	for line, ua := range want {
+		if phones.uas[line] != ua {
+			t.Errorf("line %d UA = %q, want %q", line, phones.uas[line], ua)
+		}
+	}
+}
+
+func TestNewServerNeedsPort(t *testing.T) {
+	_, err := NewServer(Options{Directory: func(context.Context) (Directory, error) { return Directory{}, nil }, Phones: newFakePhones()})
+	if err == nil || !strings.Contains(err.Error(), "Port") {
+		t.Errorf("NewServer without Port = %v, want an error naming Port", err)
+	}
+	if _, err := NewServer(Options{Port: "eth0"}); err == nil {
+		t.Error("NewServer without Directory and Phones succeeded")
+	}
+}
+
+// TestRun serves on a loopback listener through the Listen seam and stops
+// when the context ends, leaving no goroutines behind.
+func TestRun(t *testing.T) {
+	before := runtime.NumGoroutine()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	phones := newFakePhones()
+	phones.bound[netip.MustParseAddr("127.0.0.1")] = binding{gsMAC, 1}
+	s, err := NewServer(Options{
+		Directory: func(context.Context) (Directory, error) { return exampleDir(), nil },
+		Phones:    phones,
+		Listen:    func(string, string) (net.Listener, error) { return ln, nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Get("http://" + ln.Addr().String() + "/cfg000b82123456.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "<P271>1</P271>") {
+		t.Errorf("GET own file = %d %q", resp.StatusCode, body)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "text/xml; charset=utf-8" {
+		t.Errorf("Content-Type = %q", ct)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run after cancel = %v, want nil", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+	client.CloseIdleConnections()
+	deadline := time.Now().Add(2 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Errorf("goroutines: %d before, %d after Run returned", before, n)
+	}
+}
+
+func TestRunListenError(t *testing.T) {
+	s, err := NewServer(Options{
+		Port:      "eth0",
+		Directory: func(context.Context) (Directory, error) { return exampleDir(), nil },
+		Phones:    newFakePhones(),
+		Listen:    func(string, string) (net.Listener, error) { return nil, errors.New("address in use") },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Run(t.Context()); err == nil || !strings.Contains(err.Error(), "address in use") {
+		t.Errorf("Run = %v, want the listen error", err)
+	}
+}
