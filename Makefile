@@ -38,7 +38,7 @@ demo: build ## two simulated Pis, a phone on each, a call both ways with audio c
 .PHONY: test
 test: deps vet fmt-check ## all tests: unit and lab (lab tests need root; CI=true makes a skip a failure)
 	$(GO) build -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
-	PEERLINED=$(CURDIR)/$(BIN)/peerlined PEERLINE=$(CURDIR)/$(BIN)/peerline $(GO) test -tags lab -p 1 -count=1 -timeout $(LAB_TIMEOUT) ./...
+	PEERLINED=$(CURDIR)/$(BIN)/peerlined PEERLINE=$(CURDIR)/$(BIN)/peerline RENDEZVOUSD=$(CURDIR)/$(BIN)/rendezvousd $(GO) test -tags lab -p 1 -count=1 -timeout $(LAB_TIMEOUT) ./...
 
 .PHONY: test-unit
 test-unit: ## unit tests only: fast, no root
@@ -49,7 +49,7 @@ fuzz: ## run every fuzz target briefly (FUZZTIME=10s)
 	@scripts/fuzz.sh $(or $(FUZZTIME),10s)
 
 .PHONY: bench
-bench: ## run the benchmarks; JSON results in bench/out/
+bench: bench-rendezvous ## run the benchmarks; JSON results in bench/out/
 	@scripts/bench.sh
 
 .PHONY: vet
