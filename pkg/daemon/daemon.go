@@ -14,15 +14,12 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/peerline/peerline/pkg/bootconfig"
 	"github.com/peerline/peerline/pkg/config"
 	"github.com/peerline/peerline/pkg/netsetup"
 	"github.com/peerline/peerline/pkg/nodekey"
 	"github.com/peerline/peerline/pkg/supervisor"
 )
-
-// DefaultBootConfigError is where the appliance's boot-config step writes
-// what is wrong with the file on the boot partition.
-const DefaultBootConfigError = "/run/peerline/boot-config-error"
 
 // ErrUsage is returned for bad flags; the flag package has printed why.
 var ErrUsage = errors.New("bad usage")
@@ -34,7 +31,8 @@ func Main(ctx context.Context, args []string, version string) error {
 	checkConfig := fs.Bool("check-config", false, "check the config file and exit; non-zero with the reason if it is wrong")
 	cleanup := fs.Bool("cleanup", false, "remove every namespace, link, socket and line address this node's prefix may have left, and exit")
 	publicKey := fs.Bool("public-key", false, "print this node's public key (creating the key on first use) and exit")
-	bootConfigError := fs.String("boot-config-error", DefaultBootConfigError, "file in which the boot config's problems are reported, for the status page and `peerline status`")
+	bootConfig := fs.String("boot-config", "", "apply this first-boot file (peerline.txt on the boot partition) to -config and the uplink's network files, and exit")
+	bootConfigError := fs.String("boot-config-error", bootconfig.DefaultErrorFile, "file in which the boot config's problems are reported, for the status page and `peerline status`")
 	verbose := fs.Bool("v", false, "log debug messages (WireGuard's too)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
@@ -49,6 +47,10 @@ func Main(ctx context.Context, args []string, version string) error {
 	if *showVersion {
 		fmt.Println("peerlined", version)
 		return nil
+	}
+	// Before config.Load: on a first boot this is what makes the config.
+	if *bootConfig != "" {
+		return bootconfig.Apply(bootconfig.ApplyOptions{BootFile: *bootConfig, ConfigPath: *configPath, ErrorFile: *bootConfigError, Log: newLogger(os.Stderr, *verbose)})
 	}
 	cfg, err := config.Load(*configPath)
 	if err != nil {

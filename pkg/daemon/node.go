@@ -21,6 +21,7 @@ import (
 	"github.com/peerline/peerline/pkg/netsetup"
 	"github.com/peerline/peerline/pkg/numplan"
 	"github.com/peerline/peerline/pkg/provision"
+	"github.com/peerline/peerline/pkg/statuspage"
 	"github.com/peerline/peerline/pkg/supervisor"
 )
 
@@ -79,7 +80,9 @@ func newNode(cfg *config.Config, n netsetup.Ops, log *slog.Logger, version, boot
 		Port:      cfg.PhonePort,
 		Directory: nd.directory,
 		Phones:    phones,
-		Log:       log.With("service", "provision"),
+		// Whoever browses to the Pi from the phone port sees its status.
+		Extra: statuspage.New(nd.snapshot, statuspage.Options{BootConfigErrorFile: bootErrorFile, Log: log.With("service", "statuspage")}),
+		Log:   log.With("service", "provision"),
 	})
 	if err != nil {
 		return nil, err
@@ -255,6 +258,19 @@ func (nd *node) phones(ctx context.Context) ([]control.Phone, error) {
 		})
 	}
 	return out, nil
+}
+
+// snapshot is what the status page shows: the node and its phones.
+func (nd *node) snapshot(ctx context.Context) (statuspage.Snapshot, error) {
+	st, err := nd.status(ctx)
+	if err != nil {
+		return statuspage.Snapshot{}, err
+	}
+	ph, err := nd.phones(ctx)
+	if err != nil {
+		return statuspage.Snapshot{}, err
+	}
+	return statuspage.Snapshot{Status: *st, Phones: ph}, nil
 }
 
 // directory is what the phones are told: this node's lines and every

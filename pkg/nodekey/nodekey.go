@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strings"
 
@@ -94,7 +95,16 @@ func LoadOrCreate(path string) (k Key, created bool, err error) {
 	if err != nil {
 		return Key{}, false, err
 	}
-	if err := atomicfile.WriteFile(path, []byte(k.String()+"\n"), 0o600); err != nil {
+	// WriteNew: the file appears complete and 0600 from its first moment,
+	// and if another process (`peerlined -public-key` while the daemon
+	// starts) made a key in the meantime, that one wins and we load it:
+	// two keys handed out would be two identities.
+	err = atomicfile.WriteNew(path, []byte(k.String()+"\n"), 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		k, _, err := LoadOrCreate(path)
+		return k, false, err
+	}
+	if err != nil {
 		return Key{}, false, fmt.Errorf("saving new node key: %w", err)
 	}
 	return k, true, nil

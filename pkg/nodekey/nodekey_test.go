@@ -45,3 +45,34 @@ func TestLoadOrCreate(t *testing.T) {
 		t.Fatal("LoadOrCreate on a damaged key succeeded; it must refuse rather than silently change identity")
 	}
 }
+
+// Processes starting together on first boot must end up with one identity.
+func TestLoadOrCreateConcurrent(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "node.key")
+	const n = 8
+	keys := make(chan Key, n)
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			k, _, err := LoadOrCreate(p)
+			keys <- k
+			errs <- err
+		}()
+	}
+	var first Key
+	for i := range n {
+		if err := <-errs; err != nil {
+			t.Fatalf("LoadOrCreate = %v", err)
+		}
+		k := <-keys
+		if i == 0 {
+			first = k
+		} else if k != first {
+			t.Fatalf("concurrent LoadOrCreate returned different keys; the file holds one identity")
+		}
+	}
+	onDisk, _, err := LoadOrCreate(p)
+	if err != nil || onDisk != first {
+		t.Fatalf("key on disk differs from the one handed out (%v)", err)
+	}
+}

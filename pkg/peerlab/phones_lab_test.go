@@ -146,6 +146,13 @@ func TestPhonesByDHCP(t *testing.T) {
 		t.Errorf("phonebook: HTTP %d, want piB at %s and the other local lines:\n%s", code, bAtA, body)
 	}
 
+	// Whoever browses to the gateway from the phone port gets the status
+	// page, with this node's phones on it.
+	code, body = fetch(ctx, t, hs[2], "/", "Mozilla/5.0")
+	if code != 200 || !strings.Contains(body, "piA") || !strings.Contains(body, hs[0].MAC) {
+		t.Errorf("status page: HTTP %d, want piA and %s on it:\n%.500s", code, hs[0].MAC, body)
+	}
+
 	// peerline phones shows them, with the model the DHCP request and the
 	// provisioning request named.
 	var phones []control.Phone
