@@ -18,11 +18,14 @@ import (
 	"github.com/peerline/peerline/pkg/config"
 	"github.com/peerline/peerline/pkg/control"
 	"github.com/peerline/peerline/pkg/dhcpd"
+	"github.com/peerline/peerline/pkg/dnsfwd"
 	"github.com/peerline/peerline/pkg/netsetup"
+	"github.com/peerline/peerline/pkg/ntpd"
 	"github.com/peerline/peerline/pkg/numplan"
 	"github.com/peerline/peerline/pkg/provision"
 	"github.com/peerline/peerline/pkg/statuspage"
 	"github.com/peerline/peerline/pkg/supervisor"
+	"github.com/peerline/peerline/pkg/tftpd"
 )
 
 // onlineWithin is how recent a handshake must be for a peer to count as
@@ -39,6 +42,9 @@ type node struct {
 	sup     *supervisor.Supervisor
 	dhcp    *dhcpd.Server // nil when DHCP is off
 	prov    *provision.Server
+	ntp     *ntpd.Server
+	tftp    *tftpd.Server
+	dns     *dnsfwd.Server
 	log     *slog.Logger
 	version string
 	started time.Time
@@ -85,6 +91,17 @@ func newNode(cfg *config.Config, n netsetup.Ops, log *slog.Logger, version, boot
 		Log:   log.With("service", "provision"),
 	})
 	if err != nil {
+		return nil, err
+	}
+	// The phones are told the Pi is their NTP server (DHCP option 42 and
+	// their config files), and may fetch their files by TFTP as well.
+	if nd.ntp, err = ntpd.New(ntpd.Options{Port: cfg.PhonePort, Log: log.With("service", "ntp")}); err != nil {
+		return nil, err
+	}
+	if nd.tftp, err = tftpd.New(tftpd.Options{Port: cfg.PhonePort, Files: nd.prov.Handler(), Log: log.With("service", "tftp")}); err != nil {
+		return nil, err
+	}
+	if nd.dns, err = dnsfwd.New(dnsfwd.Options{Port: cfg.PhonePort, Log: log.With("service", "dns")}); err != nil {
 		return nil, err
 	}
 	return nd, nil
@@ -138,6 +155,9 @@ func (nd *node) run(ctx context.Context, reload <-chan *config.Config) error {
 	}
 	service("control socket", ctl.Serve)
 	service("provisioning server", nd.prov.Run)
+	service("NTP server", nd.ntp.Run)
+	service("TFTP server", nd.tftp.Run)
+	service("DNS forwarder", nd.dns.Run)
 	if nd.dhcp != nil {
 		service("DHCP server", nd.dhcp.Run)
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -140,10 +141,36 @@ func TestPhonesByDHCP(t *testing.T) {
 	if code, _ := fetch(ctx, t, hs[2], "/cfg"+macDigits(hs[0].MAC)+".xml", gxpUA); code != 403 {
 		t.Errorf("%s fetched %s's config: HTTP %d, want 403", hs[2].Host.Name(), hs[0].Host.Name(), code)
 	}
+	// The same by TFTP, for phones whose factory settings use it.
+	out, err := hs[1].Host.Run(ctx, "busybox", "tftp", "-g", "-r", macDigits(hs[1].MAC)+".cfg", "-l", "/dev/stdout", numplan.LineGateway(uint8(hs[1].Line)).String())
+	if err != nil || !strings.HasPrefix(out, "#!version:1.0.0.1") {
+		t.Errorf("T19P's own config by TFTP: %v\n%.200s", err, out)
+	}
+	if out, err := hs[1].Host.Run(ctx, "busybox", "tftp", "-g", "-r", "cfg"+macDigits(hs[0].MAC)+".xml", "-l", "/dev/null", numplan.LineGateway(uint8(hs[1].Line)).String()); err == nil {
+		t.Errorf("%s fetched %s's config by TFTP:\n%s", hs[1].Host.Name(), hs[0].Host.Name(), out)
+	}
 	code, body = fetch(ctx, t, hs[1], "/phonebook/yealink.xml", "Yealink SIP-T19P")
 	bAtA := n.A.AddrOf(n.B).String()
 	if code != 200 || !strings.Contains(body, "piB") || !strings.Contains(body, bAtA) || !strings.Contains(body, hs[0].Addr().String()) {
 		t.Errorf("phonebook: HTTP %d, want piB at %s and the other local lines:\n%s", code, bAtA, body)
+	}
+
+	// Renaming the peer in the config and reloading shows in the phonebook
+	// at the phones' next fetch.
+	n.A.Config.Peers[0].Name = "bobby"
+	if err := n.A.writeConfig(); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(n.A.Daemon.Pid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	renamed := false
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && !renamed; time.Sleep(100 * time.Millisecond) {
+		_, body = fetch(ctx, t, hs[0], "/phonebook/grandstream/phonebook.xml", gxpUA)
+		renamed = strings.Contains(body, "bobby") && strings.Contains(body, bAtA)
+	}
+	if !renamed {
+		t.Errorf("phonebook after renaming the peer and SIGHUP:\n%s", body)
 	}
 
 	// Whoever browses to the gateway from the phone port gets the status

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 	"unicode"
+
+	"github.com/peerline/peerline/pkg/devsock"
 )
 
 // Phones maps a requester's address to its DHCP binding; pkg/dhcpd.Server
@@ -89,7 +91,7 @@ func (s *Server) Run(ctx context.Context) error {
 	listen := s.opts.Listen
 	if listen == nil {
 		listen = func(network, addr string) (net.Listener, error) {
-			return listenOnDevice(ctx, network, addr, s.opts.Port)
+			return devsock.Listen(ctx, network, addr, s.opts.Port)
 		}
 	}
 	ln, err := listen("tcp", s.opts.Addr)
