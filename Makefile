@@ -39,6 +39,8 @@ demo: build ## two simulated Pis, a phone on each, a call both ways with audio c
 test: deps vet fmt-check ## all tests: unit and lab (lab tests need root; CI=true makes a skip a failure)
 	$(GO) build -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
 	PEERLINED=$(CURDIR)/$(BIN)/peerlined PEERLINE=$(CURDIR)/$(BIN)/peerline RENDEZVOUSD=$(CURDIR)/$(BIN)/rendezvousd $(GO) test -tags lab -p 1 -count=1 -timeout $(LAB_TIMEOUT) ./...
+	@# The image's programs under qemu-user; the full qemu boot is make test-image (board/README.md).
+	@$(MAKE) --no-print-directory image-smoke
 
 .PHONY: test-unit
 test-unit: ## unit tests only: fast, no root
