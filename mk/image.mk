@@ -1,0 +1,28 @@
+# The SD card image and its tests (board/README.md). Included by the Makefile.
+IMAGE_SH := scripts/image
+IMAGE := out/peerline-$(VERSION)-arm64.img
+
+.PHONY: image-deps rootfs image qemu-test test-image image-smoke clean-image
+
+image-deps: ## host packages for the SD image and its boot test (apt; idempotent)
+	@$(IMAGE_SH)/deps.sh
+
+rootfs: image-deps ## Debian arm64 root filesystem build/rootfs.tar, cached by its inputs (FORCE=1 rebuilds; root)
+	@$(IMAGE_SH)/rootfs.sh
+
+image: image-deps rootfs build-arm64 ## SD card image out/peerline-VERSION-arm64.img, .img.zst, .sha256 (root)
+	@VERSION=$(VERSION) $(IMAGE_SH)/assemble.sh
+
+qemu-test: image-deps ## boot the image in qemu: peerlined READY, a phone pings its gateway (root)
+	@$(IMAGE_SH)/qemu-test.sh $(IMAGE)
+
+test-image: ## make image, then make qemu-test
+	@$(MAKE) --no-print-directory image
+	@$(MAKE) --no-print-directory qemu-test
+
+image-smoke: build-arm64 ## fast CI check: arm64 binaries under qemu-user, -version and -check-config
+	@$(IMAGE_SH)/deps.sh smoke
+	@$(IMAGE_SH)/smoke.sh
+
+clean-image: ## remove image build output (build/, out/), including the rootfs and .deb caches
+	rm -rf build out
