@@ -3,18 +3,14 @@
 package dhcpd
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 
 	"github.com/peerline/peerline/pkg/lab"
 	"github.com/peerline/peerline/pkg/labtest"
@@ -34,19 +30,6 @@ func (n nsLines) RemoveLine(_ context.Context, line int) error {
 	return n.pi.IP("addr", "del", fmt.Sprintf("10.0.%d.2/30", line), "dev", n.dev)
 }
 
-// udhcpcScript records the environment of a bound lease in $ENVFILE and
-// configures the address, as a phone would.
-const udhcpcScript = `#!/bin/sh
-case "$1" in
-bound|renew)
-	env | sort > "$ENVFILE"
-	ip addr flush dev "$interface"
-	ip addr add "$ip/$subnet" dev "$interface"
-	;;
-esac
-exit 0
-`
-
 // runLabServer runs a Server whose socket lives in pi's namespace.
 func runLabServer(t *testing.T, pi *lab.Host, dir string) (*Server, func()) {
 	t.Helper()
@@ -54,69 +37,13 @@ func runLabServer(t *testing.T, pi *lab.Host, dir string) (*Server, func()) {
 		Port: "eth0", StateDir: dir, Lines: nsLines{pi, "eth0"}, ProvisionURL: provURL,
 		Log: labtest.Logger(t),
 		Listen: func(ifname string) (net.PacketConn, error) {
-			var c net.PacketConn
-			err := pi.Do(func() error {
-				var err error
-				c, err = ListenUDP(ifname)
-				return err
-			})
-			return c, err
+			return lab.In(pi, func() (net.PacketConn, error) { return ListenUDP(ifname) })
 		},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	errc := make(chan error, 1)
-	go func() { errc <- s.Run(ctx) }()
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-errc:
-			if err != nil {
-				t.Errorf("Run = %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("Run did not return within 10s of cancel")
-		}
-	}
-	t.Cleanup(stop)
-	return s, stop
-}
-
-// udhcpc runs busybox udhcpc once in h and returns the lease's environment,
-// or an error if no lease came.
-func udhcpc(t *testing.T, h *lab.Host, dir, name string, extra ...string) (map[string]string, error) {
-	t.Helper()
-	script := filepath.Join(dir, "udhcpc.sh")
-	envFile := filepath.Join(dir, name+".env")
-	os.Remove(envFile)
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	argv := append([]string{"env", "ENVFILE=" + envFile, "busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-f",
-		"-t", "4", "-T", "1", "-s", script}, extra...)
-	out, err := h.Command(ctx, argv...).CombinedOutput()
-	if err != nil {
-		return nil, fmt.Errorf("udhcpc in %s: %w\n%s", h, err, out)
-	}
-	f, err := os.Open(envFile)
-	if err != nil {
-		return nil, fmt.Errorf("udhcpc in %s succeeded but the script did not run: %w\n%s", h, err, out)
-	}
-	defer f.Close()
-	env := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(sc.Text(), "="); ok {
-			env[k] = v
-		}
-	}
-	return env, sc.Err()
+	return s, labtest.Serve(t, s.Run)
 }
 
 func TestLabPhonesGetLines(t *testing.T) {
@@ -152,17 +79,13 @@ func TestLabPhonesGetLines(t *testing.T) {
 	if err := l.Veth(pi, "wlan0", lan, "eth0"); err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "udhcpc.sh"), []byte(udhcpcScript), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	state := filepath.Join(dir, "state")
+	state := filepath.Join(t.TempDir(), "state")
 	s, stop := runLabServer(t, pi, state)
 
 	got := map[string]int{} // phone -> line
 	used := map[int]bool{}
 	for i, h := range phones {
-		env, err := udhcpc(t, h, dir, h.Name(), "-V", "Grandstream GXP1610 dslforum.org", "-x", "hostname:"+h.Name())
+		env, err := h.Lease(t.Context(), "eth0", "-V", "Grandstream GXP1610 dslforum.org", "-x", "hostname:"+h.Name())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -215,7 +138,7 @@ func TestLabPhonesGetLines(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if env, err := udhcpc(t, lan, dir, "uplan"); err == nil {
+	if env, err := lan.Lease(t.Context(), "eth0"); err == nil {
 		t.Errorf("a client on the uplink got a lease: %v", env)
 	}
 	after, err := s.Stats(t.Context())
@@ -233,7 +156,7 @@ func TestLabPhonesGetLines(t *testing.T) {
 	runLabServer(t, pi, state)
 	for i := len(phones) - 1; i >= 0; i-- {
 		h := phones[i]
-		env, err := udhcpc(t, h, dir, h.Name())
+		env, err := h.Lease(t.Context(), "eth0")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -243,26 +166,15 @@ func TestLabPhonesGetLines(t *testing.T) {
 	}
 }
 
-// option66 runs a DHCP exchange with nclient4 in h and returns option 66
-// of the ACK.
+// option66 runs a DHCP exchange in h with a client that shows options raw
+// and returns option 66 of the ACK.
 func option66(t *testing.T, h *lab.Host) string {
 	t.Helper()
-	var c *nclient4.Client
-	if err := h.Do(func() error {
-		var err error
-		c, err = nclient4.New("eth0", nclient4.WithTimeout(2*time.Second), nclient4.WithRetry(3))
-		return err
-	}); err != nil {
-		t.Fatalf("nclient4 in %s: %v", h, err)
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	lease, err := c.Request(ctx)
+	ack, err := h.DHCPExchange(t.Context(), "eth0")
 	if err != nil {
-		t.Fatalf("nclient4 request in %s: %v", h, err)
+		t.Fatal(err)
 	}
-	return lease.ACK.TFTPServerName()
+	return ack.TFTPServerName()
 }
 
 func mustAddr(t *testing.T, s string) netip.Addr {

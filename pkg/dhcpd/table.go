@@ -13,6 +13,7 @@ import (
 	"github.com/insomniacslk/dhcp/iana"
 
 	"github.com/peerline/peerline/pkg/numplan"
+	"github.com/peerline/peerline/pkg/tokenbucket"
 )
 
 const (
@@ -106,7 +107,7 @@ type table struct {
 	declined [numplan.MaxLine + 1]time.Time
 	byMAC    map[hwaddr]*binding
 	offers   map[hwaddr]*offer
-	newMACs  tokenBucket
+	newMACs  tokenbucket.Bucket
 
 	// dirty: a binding was added, removed or changed in a way that must
 	// reach the disk now. seenDirty: only last-seen times changed.
@@ -128,7 +129,7 @@ func newTable(log *slog.Logger, static []int, provisionURL func(int) string, now
 		provisionURL: provisionURL,
 		byMAC:        make(map[hwaddr]*binding),
 		offers:       make(map[hwaddr]*offer),
-		newMACs:      tokenBucket{rate: newMACRate, burst: newMACBurst, tokens: newMACBurst, last: now},
+		newMACs:      tokenbucket.Full(newMACBurst, now),
 		malformed:    make(map[string]uint64),
 		logLimit:     make(map[string]logState),
 	}
@@ -291,7 +292,7 @@ func (t *table) discover(m *dhcpv4.DHCPv4, mac hwaddr, now time.Time, ensure fun
 		}
 		return t.answer(m, dhcpv4.MessageTypeOffer, o.line), true
 	}
-	if !t.newMACs.allow(now) {
+	if !t.newMACs.Take(now, newMACRate, newMACBurst, 1) {
 		t.stats.RateLimited++
 		t.logLimited("rate", now, slog.LevelWarn, "DHCP: too many new phones at once, some requests dropped; a phone retries on its own",
 			"limit_per_second", newMACRate, "burst", newMACBurst)
@@ -349,7 +350,7 @@ func (t *table) request(m *dhcpv4.DHCPv4, mac hwaddr, now time.Time, ensure func
 		if !ok || !t.free(s, now) {
 			return reply{}, false
 		}
-		if !t.newMACs.allow(now) {
+		if !t.newMACs.Take(now, newMACRate, newMACBurst, 1) {
 			t.stats.RateLimited++
 			return reply{}, false
 		}

@@ -437,6 +437,18 @@ func (h *Host) Do(fn func() error) error {
 	return doInNamespace(h.NSPath(), fn)
 }
 
+// In runs fn inside h's namespace, as Do, and returns what it made: a
+// socket opened there, typically.
+func In[T any](h *Host, fn func() (T, error)) (T, error) {
+	var v T
+	err := h.Do(func() error {
+		var err error
+		v, err = fn()
+		return err
+	})
+	return v, err
+}
+
 // Close stops all processes, deletes all namespaces (with their interfaces),
 // and removes Dir. It runs once; later calls return the first result.
 // Concurrent callers wait until the first call is done.

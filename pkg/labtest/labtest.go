@@ -8,12 +8,14 @@ package labtest
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
 	"os"
 	"os/exec"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/peerline/peerline/pkg/lab"
 )
@@ -109,4 +111,75 @@ func (w *testWriter) stop() {
 	w.mu.Lock()
 	w.stopped = true
 	w.mu.Unlock()
+}
+
+// Serve runs a service's Run in the background for the rest of the test.
+// The returned stop (also run at cleanup) cancels it and fails the test if
+// Run returns an error or does not return within 10 s.
+func Serve(t testing.TB, run func(context.Context) error) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-errc:
+				if err != nil {
+					t.Errorf("Run = %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Error("Run did not return within 10 s of cancel")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// PhonePort is the smallest Pi of a phone-port service test: the Pi with
+// its phone port eth0 (10.0.1.2/30) cabled to a phone (10.0.1.1/30), and
+// its uplink wan0 (198.51.100.1/24) cabled to a host Up (198.51.100.2/24)
+// that routes 10.0.1.0/30 through the Pi, so a service that answers on
+// the uplink would be reachable from Up.
+type PhonePort struct {
+	Pi, Phone, Up *lab.Host
+}
+
+// NewPhonePort builds a PhonePort in l.
+func NewPhonePort(t testing.TB, l *lab.Lab) *PhonePort {
+	t.Helper()
+	var p PhonePort
+	for _, h := range []struct {
+		h    **lab.Host
+		name string
+	}{{&p.Pi, "pi"}, {&p.Phone, "phone"}, {&p.Up, "up"}} {
+		var err error
+		if *h.h, err = l.Host(h.name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Veth(p.Pi, "eth0", p.Phone, "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Veth(p.Pi, "wan0", p.Up, "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []struct {
+		h         *lab.Host
+		dev, cidr string
+	}{
+		{p.Pi, "eth0", "10.0.1.2/30"}, {p.Phone, "eth0", "10.0.1.1/30"},
+		{p.Pi, "wan0", "198.51.100.1/24"}, {p.Up, "eth0", "198.51.100.2/24"},
+	} {
+		if err := a.h.Addr(a.dev, a.cidr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Up.Route("10.0.1.0/30", "via", "198.51.100.1"); err != nil {
+		t.Fatal(err)
+	}
+	return &p
 }

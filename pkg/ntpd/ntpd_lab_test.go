@@ -3,11 +3,11 @@
 package ntpd
 
 import (
-	"context"
 	"net"
 	"testing"
 	"time"
 
+	"github.com/peerline/peerline/pkg/lab"
 	"github.com/peerline/peerline/pkg/labtest"
 )
 
@@ -15,72 +15,20 @@ import (
 // port: a phone on that port gets the time, a host on the pi's uplink gets
 // nothing although the same address and port are reachable from it.
 func TestLabPhonePort(t *testing.T) {
-	l := labtest.New(t)
-	pi, err := l.Host("pi")
-	if err != nil {
-		t.Fatal(err)
-	}
-	phone, err := l.Host("phone")
-	if err != nil {
-		t.Fatal(err)
-	}
-	up, err := l.Host("up")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Veth(pi, "eth0", phone, "eth0"); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Veth(pi, "wan0", up, "eth0"); err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range []struct {
-		h         interface{ Addr(string, string) error }
-		dev, cidr string
-	}{
-		{pi, "eth0", "10.0.1.2/30"}, {phone, "eth0", "10.0.1.1/30"},
-		{pi, "wan0", "198.51.100.1/24"}, {up, "eth0", "198.51.100.2/24"},
-	} {
-		if err := a.h.Addr(a.dev, a.cidr); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// The uplink host can reach the phone-port address through the pi.
-	if err := up.Route("10.0.1.0/30", "via", "198.51.100.1"); err != nil {
-		t.Fatal(err)
-	}
-
+	pp := labtest.NewPhonePort(t, labtest.New(t))
+	phone, up := pp.Phone, pp.Up
 	s, err := New(Options{
 		Port:   "eth0",
 		Log:    labtest.Logger(t),
 		Synced: func() bool { return true },
 		Listen: func(ifname string) (net.PacketConn, error) {
-			var c net.PacketConn
-			err := pi.Do(func() error {
-				var err error
-				c, err = ListenUDP(ifname)
-				return err
-			})
-			return c, err
+			return lab.In(pp.Pi, func() (net.PacketConn, error) { return ListenUDP(ifname) })
 		},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	errc := make(chan error, 1)
-	go func() { errc <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-errc:
-			if err != nil {
-				t.Errorf("Run = %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("Run did not return within 10 s of cancel")
-		}
-	})
+	labtest.Serve(t, s.Run)
 
 	pc, err := phone.ListenPacket("udp4", "10.0.1.1:0")
 	if err != nil {

@@ -3,6 +3,8 @@ package ntpd
 import (
 	"net/netip"
 	"time"
+
+	"github.com/peerline/peerline/pkg/tokenbucket"
 )
 
 // limiter is a token bucket per source address. A phone asks a few times
@@ -15,16 +17,11 @@ type limiter struct {
 	burst   float64
 	rate    float64 // tokens per second
 	max     int
-	buckets map[netip.Addr]*bucket
-}
-
-type bucket struct {
-	tokens float64
-	last   time.Time
+	buckets map[netip.Addr]*tokenbucket.Bucket
 }
 
 func newLimiter(burst, rate float64, max int) *limiter {
-	return &limiter{burst: burst, rate: rate, max: max, buckets: make(map[netip.Addr]*bucket)}
+	return &limiter{burst: burst, rate: rate, max: max, buckets: make(map[netip.Addr]*tokenbucket.Bucket)}
 }
 
 func (l *limiter) allow(a netip.Addr, now time.Time) bool {
@@ -36,18 +33,11 @@ func (l *limiter) allow(a netip.Addr, now time.Time) bool {
 				return false
 			}
 		}
-		b = &bucket{tokens: l.burst, last: now}
+		full := tokenbucket.Full(l.burst, now)
+		b = &full
 		l.buckets[a] = b
 	}
-	if el := now.Sub(b.last).Seconds(); el > 0 {
-		b.tokens = min(l.burst, b.tokens+el*l.rate)
-	}
-	b.last = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
+	return b.Take(now, l.rate, l.burst, 1)
 }
 
 // evictIdle drops every source whose bucket has refilled: forgetting it
@@ -55,7 +45,7 @@ func (l *limiter) allow(a netip.Addr, now time.Time) bool {
 func (l *limiter) evictIdle(now time.Time) {
 	refill := time.Duration(l.burst / l.rate * float64(time.Second))
 	for a, b := range l.buckets {
-		if now.Sub(b.last) >= refill {
+		if now.Sub(b.Last) >= refill {
 			delete(l.buckets, a)
 		}
 	}

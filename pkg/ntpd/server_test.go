@@ -1,12 +1,13 @@
 package ntpd
 
 import (
-	"context"
 	"errors"
 	"net"
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/peerline/peerline/pkg/labtest"
 )
 
 // query sends one SNTP request from conn to addr and returns the answer,
@@ -46,20 +47,7 @@ func startServer(t *testing.T, opts Options) net.Addr {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	errc := make(chan error, 1)
-	go func() { errc <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-errc:
-			if err != nil {
-				t.Errorf("Run = %v, want nil after cancel", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Error("Run did not return within 5 s of cancel")
-		}
-	})
+	labtest.Serve(t, s.Run)
 	return srvConn.LocalAddr()
 }
 

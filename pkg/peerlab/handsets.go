@@ -1,14 +1,10 @@
 package peerlab
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/peerline/peerline/pkg/lab"
 	"github.com/peerline/peerline/pkg/numplan"
@@ -27,8 +23,6 @@ type Handset struct {
 	// Leased is what the DHCP client was told: udhcpc's variables (ip,
 	// mask, router, dns, ntpsrv, tftp, ...).
 	Leased map[string]string
-
-	script, envFile string
 }
 
 // Addr is the handset's address at its own node.
@@ -73,57 +67,17 @@ func plugHandsets(l *lab.Lab, pi *lab.Host, node string, vendorClasses []string)
 		if err := h.IP("link", "set", "eth0", "up"); err != nil {
 			return nil, nil, err
 		}
-		hd := &Handset{Host: h, MAC: mac, VendorClass: vc}
-		hd.script = filepath.Join(l.Dir(), h.Name()+"-udhcpc.sh")
-		hd.envFile = filepath.Join(l.Dir(), h.Name()+"-lease.env")
-		if err := os.WriteFile(hd.script, []byte(udhcpcScript(hd.envFile)), 0o755); err != nil {
-			return nil, nil, err
-		}
-		hs = append(hs, hd)
+		hs = append(hs, &Handset{Host: h, MAC: mac, VendorClass: vc})
 	}
 	return sw, hs, nil
-}
-
-// udhcpcScript applies a lease the way a phone does (address, default
-// route) and writes udhcpc's variables to envFile for the test to read.
-func udhcpcScript(envFile string) string {
-	return `#!/bin/sh
-case "$1" in
-deconfig)
-	ip addr flush dev "$interface"
-	;;
-bound|renew)
-	ip addr flush dev "$interface"
-	ip addr add "$ip/$mask" dev "$interface"
-	ip route replace default via "$router" dev "$interface"
-	{
-		for v in ip mask subnet router dns ntpsrv tftp bootfile serverid lease; do
-			eval "val=\${$v}"
-			echo "$v=$val"
-		done
-	} > ` + envFile + `.tmp && mv ` + envFile + `.tmp ` + envFile + `
-	;;
-esac
-exit 0
-`
 }
 
 // Lease runs the handset's DHCP client once (discover or renew) and
 // applies what it gets.
 func (h *Handset) Lease(ctx context.Context) error {
-	os.Remove(h.envFile)
-	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	argv := []string{"busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n",
-		"-t", "8", "-T", "1", "-s", h.script,
-		"-O", "ntpsrv", "-O", "tftp", "-V", h.VendorClass, "-x", "hostname:" + h.Host.Name()}
-	out, err := h.Host.Command(ctx, argv...).CombinedOutput()
+	env, err := h.Host.Lease(ctx, "eth0", "-V", h.VendorClass, "-x", "hostname:"+h.Host.Name())
 	if err != nil {
-		return fmt.Errorf("handset %s: udhcpc: %w: %s", h.Host.Name(), err, out)
-	}
-	env, err := readEnv(h.envFile)
-	if err != nil {
-		return fmt.Errorf("handset %s: no lease applied (%w); udhcpc said: %s", h.Host.Name(), err, out)
+		return fmt.Errorf("handset %s: %w", h.Host.Name(), err)
 	}
 	a, err := netip.ParseAddr(env["ip"])
 	if err != nil {
@@ -135,22 +89,6 @@ func (h *Handset) Lease(ctx context.Context) error {
 	}
 	h.Line, h.Leased = int(s), env
 	return nil
-}
-
-func readEnv(path string) (map[string]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	env := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(sc.Text(), "="); ok {
-			env[k] = v
-		}
-	}
-	return env, sc.Err()
 }
 
 // Lease gets every handset of the node its line (nothing for a node with a

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
-	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 
 	"github.com/peerline/peerline/pkg/control"
 	"github.com/peerline/peerline/pkg/labtest"
@@ -58,26 +57,15 @@ func fetch(ctx context.Context, t *testing.T, h *Handset, path, userAgent string
 	return code, out[:i]
 }
 
-// rawLease runs a full DHCP exchange from handset h with a Go client that
+// rawLease runs a full DHCP exchange from handset h with a client that
 // keeps every option as sent, and returns the ACK.
 func rawLease(ctx context.Context, t *testing.T, h *Handset) *dhcpv4.DHCPv4 {
 	t.Helper()
-	var c *nclient4.Client
-	// The client's packet socket is opened inside the handset's namespace
-	// and keeps working from any goroutine afterwards.
-	if err := h.Host.Do(func() error {
-		var err error
-		c, err = nclient4.New("eth0", nclient4.WithTimeout(2*time.Second), nclient4.WithRetry(3))
-		return err
-	}); err != nil {
-		t.Fatalf("%s: DHCP client: %v", h.Host.Name(), err)
-	}
-	defer c.Close()
-	lease, err := c.Request(ctx, dhcpv4.WithOption(dhcpv4.OptClassIdentifier(h.VendorClass)))
+	ack, err := h.Host.DHCPExchange(ctx, "eth0", dhcpv4.WithOption(dhcpv4.OptClassIdentifier(h.VendorClass)))
 	if err != nil {
-		t.Fatalf("%s: DHCP exchange: %v", h.Host.Name(), err)
+		t.Fatal(err)
 	}
-	return lease.ACK
+	return ack
 }
 
 func macDigits(mac string) string { return strings.ReplaceAll(mac, ":", "") }

@@ -90,21 +90,3 @@ func (c *replayCache) expire(now time.Time, period time.Duration) {
 		}
 	}
 }
-
-// bucket is a token bucket: rate tokens per second up to burst.
-type bucket struct {
-	tokens float64
-	last   time.Time
-}
-
-func (b *bucket) allow(now time.Time, rate, burst, cost float64) bool {
-	if dt := now.Sub(b.last).Seconds(); dt > 0 {
-		b.tokens = min(burst, b.tokens+dt*rate)
-	}
-	b.last = now
-	if b.tokens < cost {
-		return false
-	}
-	b.tokens -= cost
-	return true
-}

@@ -38,6 +38,7 @@ import (
 
 	"github.com/peerline/peerline/pkg/nodekey"
 	"github.com/peerline/peerline/pkg/rendezvous"
+	"github.com/peerline/peerline/pkg/tokenbucket"
 )
 
 // Config is the server's configuration; zero fields take the defaults.
@@ -158,8 +159,8 @@ type node struct {
 	aead    cipher.AEAD
 	addr    [2]netip.AddrPort
 	seen    [2]time.Time
-	connect bucket
-	relay   bucket
+	connect tokenbucket.Bucket
+	relay   tokenbucket.Bucket
 }
 
 type pending struct {
@@ -500,8 +501,8 @@ func (s *Server) registerLocked(pub nodekey.Key, aead cipher.AEAD, src netip.Add
 	}
 	n := &node{pub: pub, aead: aead}
 	n.addr[port], n.seen[port] = src, now
-	n.connect = bucket{tokens: float64(s.cfg.ConnectBurst), last: now}
-	n.relay = bucket{tokens: float64(s.cfg.RelayBurst), last: now}
+	n.connect = tokenbucket.Full(float64(s.cfg.ConnectBurst), now)
+	n.relay = tokenbucket.Full(float64(s.cfg.RelayBurst), now)
 	s.nodes[pub] = s.lru.PushBack(n)
 }
 
@@ -545,7 +546,7 @@ func (s *Server) connectLocked(from nodekey.Key, m rendezvous.Connect, now time.
 	if a == nil {
 		return rendezvous.StatusNotRegistered, nil
 	}
-	if !a.connect.allow(now, s.cfg.ConnectPerSec, float64(s.cfg.ConnectBurst), 1) {
+	if !a.connect.Take(now, s.cfg.ConnectPerSec, float64(s.cfg.ConnectBurst), 1) {
 		return rendezvous.StatusRateLimited, nil
 	}
 	if m.Target == from {
@@ -639,7 +640,7 @@ func (s *Server) relayLocked(id uint64, src netip.AddrPort, port, size int, now 
 	if a.addr[port] != src || !b.addr[port].IsValid() {
 		return netip.AddrPort{}, false
 	}
-	if !a.relay.allow(now, float64(s.cfg.RelayBytesPerSec), float64(s.cfg.RelayBurst), float64(size)) {
+	if !a.relay.Take(now, float64(s.cfg.RelayBytesPerSec), float64(s.cfg.RelayBurst), float64(size)) {
 		return netip.AddrPort{}, false
 	}
 	ss.lastUsed = now

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/peerline/peerline/pkg/lab"
 	"github.com/peerline/peerline/pkg/labtest"
 )
 
@@ -18,66 +19,19 @@ import (
 // while the server is bound to the pi's phone port; a host on the pi's
 // uplink gets nothing.
 func TestLabBusyboxTFTP(t *testing.T) {
-	l := labtest.New(t)
+	pp := labtest.NewPhonePort(t, labtest.New(t))
 	labtest.RequireTools(t, "busybox")
-	pi, err := l.Host("pi")
-	if err != nil {
-		t.Fatal(err)
-	}
-	phone, err := l.Host("phone")
-	if err != nil {
-		t.Fatal(err)
-	}
-	up, err := l.Host("up")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Veth(pi, "eth0", phone, "eth0"); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Veth(pi, "wan0", up, "eth0"); err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range []struct {
-		h         interface{ Addr(string, string) error }
-		dev, cidr string
-	}{
-		{pi, "eth0", "10.0.1.2/30"}, {phone, "eth0", "10.0.1.1/30"},
-		{pi, "wan0", "198.51.100.1/24"}, {up, "eth0", "198.51.100.2/24"},
-	} {
-		if err := a.h.Addr(a.dev, a.cidr); err != nil {
-			t.Fatal(err)
-		}
-	}
+	phone, up := pp.Phone, pp.Up
 	s, err := New(Options{
 		Port: "eth0", Files: &files{}, Log: labtest.Logger(t),
 		Listen: func(ifname, addr string) (net.PacketConn, error) {
-			var c net.PacketConn
-			err := pi.Do(func() error {
-				var err error
-				c, err = ListenUDP(ifname, addr)
-				return err
-			})
-			return c, err
+			return lab.In(pp.Pi, func() (net.PacketConn, error) { return ListenUDP(ifname, addr) })
 		},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	errc := make(chan error, 1)
-	go func() { errc <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-errc:
-			if err != nil {
-				t.Errorf("Run = %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("Run did not return within 10 s of cancel")
-		}
-	})
+	labtest.Serve(t, s.Run)
 	time.Sleep(200 * time.Millisecond) // let Run bind before the first request
 
 	dir := t.TempDir()
