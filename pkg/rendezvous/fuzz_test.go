@@ -84,6 +84,7 @@ func FuzzParseRelay(f *testing.F) {
 
 func FuzzParsePeerInfo(f *testing.F) {
 	f.Add(PeerInfo{Time: 1, Local: []netip.AddrPort{ap4, ap6}}.Append(nil))
+	f.Add(PeerInfo{Time: 2, Pair: []byte("hello")}.Append(nil))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := ParsePeerInfo(b)
 		if err != nil {
@@ -92,6 +93,30 @@ func FuzzParsePeerInfo(f *testing.F) {
 		again, err := ParsePeerInfo(p.Append(nil))
 		if err != nil || !reflect.DeepEqual(again, p) {
 			t.Fatalf("round trip: %+v -> %+v, %v", p, again, err)
+		}
+	})
+}
+
+// FuzzOpenProbe: whatever arrives on a node's socket, opening it as a probe
+// never panics, and nothing but a probe sealed by the two nodes opens.
+func FuzzOpenProbe(f *testing.F) {
+	a, b := key(f), key(f)
+	ab, _ := PeerAEAD(a, b.Public())
+	ba, _ := PeerAEAD(b, a.Public())
+	good, err := AppendProbe(nil, ab, b.Public(), Probe{Sender: a.Public(), Time: 5})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add(good[:ProbeLen-1])
+	f.Add(PeerInfo{Time: 1, Local: []netip.AddrPort{ap4}, Pair: []byte("x")}.Append(nil))
+	f.Fuzz(func(t *testing.T, pkt []byte) {
+		p, err := OpenProbe(pkt, ba, b.Public())
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(pkt, good) || p.Sender != a.Public() {
+			t.Fatalf("a datagram that is not the sealed probe opened: % x", pkt)
 		}
 	})
 }

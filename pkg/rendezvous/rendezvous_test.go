@@ -252,3 +252,51 @@ func TestPeerInfoRejects(t *testing.T) {
 		}
 	}
 }
+
+func TestProbe(t *testing.T) {
+	a, b, c := key(t), key(t), key(t)
+	ab, err := PeerAEAD(a, b.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ba, _ := PeerAEAD(b, a.Public())
+	ca, _ := PeerAEAD(c, a.Public())
+	id, err := NewTxID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Probe{Sender: a.Public(), TxID: id, Time: 1700000000123}
+	for _, reply := range []bool{false, true} {
+		want.Reply = reply
+		pkt, err := AppendProbe(nil, ab, b.Public(), want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pkt) != ProbeLen || !IsRendezvous(pkt) {
+			t.Fatalf("probe is %d bytes, want %d with the rendezvous magic", len(pkt), ProbeLen)
+		}
+		if s, ok := ProbeSender(pkt); !ok || s != a.Public() {
+			t.Fatalf("ProbeSender = %v %v", s, ok)
+		}
+		got, err := OpenProbe(pkt, ba, b.Public())
+		if err != nil || got != want {
+			t.Fatalf("OpenProbe = %+v, %v; want %+v", got, err, want)
+		}
+		// Only the two nodes' key opens it, only for the recipient.
+		if _, err := OpenProbe(pkt, ca, b.Public()); err == nil {
+			t.Error("a third node's key opened the probe")
+		}
+		if _, err := OpenProbe(pkt, ba, c.Public()); err == nil {
+			t.Error("the probe opened for another recipient")
+		}
+		// A probe cannot be turned into a reply (the type is authenticated),
+		// and no byte can change.
+		for i := range pkt {
+			bad := append([]byte(nil), pkt...)
+			bad[i] ^= 0x01
+			if _, err := OpenProbe(bad, ba, b.Public()); err == nil {
+				t.Fatalf("flipping byte %d still opened", i)
+			}
+		}
+	}
+}

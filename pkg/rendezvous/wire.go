@@ -32,6 +32,8 @@ const (
 	TypeUnregister      Type = 0x16 // node → server
 	TypeUnregisterReply Type = 0x17 // server → node
 	TypeRelay           Type = 0x20 // node → server → node, not sealed
+	TypeProbe           Type = 0x30 // node → node, sealed with PeerAEAD
+	TypeProbeReply      Type = 0x31 // node → node, sealed with PeerAEAD
 )
 
 // Sealed reports whether messages of type t travel in a sealed envelope.
@@ -71,11 +73,17 @@ func (t Type) String() string {
 		return "unregister-reply"
 	case TypeRelay:
 		return "relay"
+	case TypeProbe:
+		return "probe"
+	case TypeProbeReply:
+		return "probe-reply"
 	}
 	return fmt.Sprintf("type(%#x)", uint8(t))
 }
 
-func known(t Type) bool { return t == TypeCookie || t == TypeRelay || t.Sealed() }
+func known(t Type) bool {
+	return t == TypeCookie || t == TypeRelay || t == TypeProbe || t == TypeProbeReply || t.Sealed()
+}
 
 // Errors returned by the parsers. Callers count them; none is ever answered.
 var (
@@ -510,7 +518,14 @@ func ParseRelay(b []byte) (session uint64, payload []byte, err error) {
 type PeerInfo struct {
 	Time  int64 // unix milliseconds
 	Local []netip.AddrPort
+	// Pair is pairing data (pkg/invite's Hello) when the box is part of
+	// joining by invite; nil otherwise. The rendezvous layer does not read
+	// it.
+	Pair []byte
 }
+
+// MaxPair bounds PeerInfo.Pair.
+const MaxPair = 256
 
 // Append appends the encoded PeerInfo.
 func (p PeerInfo) Append(dst []byte) []byte {
@@ -518,6 +533,10 @@ func (p PeerInfo) Append(dst []byte) []byte {
 	dst = append(dst, byte(len(p.Local)))
 	for _, ap := range p.Local {
 		dst = AppendAddrPort(dst, ap)
+	}
+	if p.Pair != nil {
+		dst = binary.BigEndian.AppendUint16(dst, uint16(len(p.Pair)))
+		dst = append(dst, p.Pair...)
 	}
 	return dst
 }
@@ -537,6 +556,13 @@ func ParsePeerInfo(b []byte) (PeerInfo, error) {
 			r.fail()
 		}
 		p.Local = append(p.Local, ap)
+	}
+	if r.err == nil && len(r.b) > 0 {
+		n := int(r.u16())
+		if n > MaxPair {
+			return PeerInfo{}, ErrTooLong
+		}
+		p.Pair = append([]byte{}, r.take(n)...)
 	}
 	if r.err != nil {
 		return PeerInfo{}, r.err

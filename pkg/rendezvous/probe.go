@@ -1,0 +1,106 @@
+package rendezvous
+
+import (
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/peerline/peerline/pkg/nodekey"
+)
+
+// Probe is what two nodes send each other directly, on the socket their
+// WireGuard tunnel uses, to open their NATs and find a path that works
+// (TypeProbe), and the answer (TypeProbeReply) that proves the path works
+// in both directions and measures its round trip.
+//
+// A probe is sealed with the two nodes' PeerAEAD, so nobody else can make a
+// node believe a path works: a reply is only taken when it opens and echoes
+// the TxID of a probe the node sent.
+type Probe struct {
+	Sender nodekey.Key
+	Reply  bool
+	// TxID identifies the probe; a reply echoes it.
+	TxID [12]byte
+	// Time is the prober's clock in unix milliseconds, echoed in the reply
+	// so that the prober needs no state to measure the round trip.
+	Time int64
+}
+
+const (
+	probePlainLen = 12 + 8
+	// ProbeLen is the size of every probe datagram.
+	ProbeLen   = HeaderLen + nodekey.Len + NonceLen + probePlainLen + TagLen
+	labelProbe = "peerline rendezvous v1 probe"
+)
+
+// NewTxID returns a random probe id.
+func NewTxID() ([12]byte, error) {
+	var id [12]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return id, fmt.Errorf("rendezvous: probe id: %w", err)
+	}
+	return id, nil
+}
+
+// AppendProbe appends p, sealed for recipient, to dst.
+func AppendProbe(dst []byte, aead cipher.AEAD, recipient nodekey.Key, p Probe) ([]byte, error) {
+	var nonce [NonceLen]byte
+	if _, err := rand.Read(nonce[:]); err != nil {
+		return dst, fmt.Errorf("rendezvous: nonce: %w", err)
+	}
+	t := TypeProbe
+	if p.Reply {
+		t = TypeProbeReply
+	}
+	start := len(dst)
+	dst = AppendHeader(dst, t)
+	dst = append(dst, p.Sender[:]...)
+	dst = append(dst, nonce[:]...)
+	ad := probeAD(dst[start:start+HeaderLen+nodekey.Len], recipient)
+	var plain [probePlainLen]byte
+	copy(plain[:], p.TxID[:])
+	binary.BigEndian.PutUint64(plain[12:], uint64(p.Time))
+	return aead.Seal(dst, nonce[:], plain[:], ad), nil
+}
+
+// ProbeSender returns the claimed sender of a probe datagram without
+// opening it, so the receiver can pick the key to open it with.
+func ProbeSender(b []byte) (nodekey.Key, bool) {
+	var k nodekey.Key
+	if len(b) != ProbeLen || b[0] != Magic || b[1] != Version || b[3] != 0 ||
+		(Type(b[2]) != TypeProbe && Type(b[2]) != TypeProbeReply) {
+		return k, false
+	}
+	copy(k[:], b[HeaderLen:])
+	return k, true
+}
+
+// OpenProbe opens a probe datagram that its sender sealed for recipient
+// with aead (PeerAEAD of the two).
+func OpenProbe(b []byte, aead cipher.AEAD, recipient nodekey.Key) (Probe, error) {
+	sender, ok := ProbeSender(b)
+	if !ok {
+		return Probe{}, ErrMalformed
+	}
+	hdr := HeaderLen + nodekey.Len
+	nonce := b[hdr : hdr+NonceLen]
+	var plain [probePlainLen]byte
+	if _, err := aead.Open(plain[:0], nonce, b[hdr+NonceLen:], probeAD(b[:hdr], recipient)); err != nil {
+		return Probe{}, ErrAuth
+	}
+	p := Probe{Sender: sender, Reply: Type(b[2]) == TypeProbeReply}
+	copy(p.TxID[:], plain[:12])
+	p.Time = int64(binary.BigEndian.Uint64(plain[12:]))
+	return p, nil
+}
+
+// probeAD binds the label, the header (so a probe cannot pass as a reply),
+// the sender and the recipient.
+func probeAD(headerAndSender []byte, recipient nodekey.Key) []byte {
+	var ad [len(labelProbe) + HeaderLen + 2*nodekey.Len]byte
+	n := copy(ad[:], labelProbe)
+	n += copy(ad[n:], headerAndSender)
+	copy(ad[n:], recipient[:])
+	return ad[:]
+}

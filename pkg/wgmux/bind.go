@@ -1,0 +1,279 @@
+package wgmux
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"golang.zx2c4.com/wireguard/conn"
+
+	"github.com/peerline/peerline/pkg/nodekey"
+	"github.com/peerline/peerline/pkg/rendezvous"
+)
+
+// Bind is one WireGuard device's view of the shared socket.
+type Bind struct {
+	mux  *Mux
+	peer nodekey.Key
+	// indices are this device's recent handshake indices, oldest first;
+	// guarded by mux.mu.
+	indices []uint32
+
+	relayMu  sync.Mutex
+	relays   map[uint64]netip.AddrPort // session → server
+	relayEPs map[uint64]*Endpoint
+
+	lastDirect atomic.Pointer[Endpoint]
+	queue      atomic.Pointer[queue]
+	openMu     sync.Mutex
+}
+
+var _ conn.Bind = (*Bind)(nil)
+
+type queue struct {
+	ch   chan packet
+	done chan struct{}
+}
+
+type packet struct {
+	buf *[]byte
+	n   int
+	ep  conn.Endpoint
+}
+
+// bufSize holds any datagram that fits the usual 1500-byte path; larger
+// ones get their own allocation.
+const bufSize = 2048
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
+
+func getBuf(n int) *[]byte {
+	if n > bufSize {
+		b := make([]byte, n)
+		return &b
+	}
+	return bufPool.Get().(*[]byte)
+}
+
+func putBuf(b *[]byte) {
+	if cap(*b) == bufSize {
+		bufPool.Put(b)
+	}
+}
+
+// deliver queues a copy of b for the device; it never blocks the mux.
+func (b *Bind) deliver(p []byte, ep conn.Endpoint) {
+	q := b.queue.Load()
+	if q == nil {
+		b.mux.stats.NoDevice.Add(1)
+		return
+	}
+	buf := getBuf(len(p))
+	n := copy(*buf, p)
+	select {
+	case q.ch <- packet{buf: buf, n: n, ep: ep}:
+	default:
+		putBuf(buf)
+		b.mux.stats.QueueFull.Add(1)
+	}
+}
+
+// direct returns the endpoint for a datagram that came straight from addr,
+// reusing the last one so that steady traffic does not allocate.
+func (b *Bind) direct(addr netip.AddrPort) conn.Endpoint {
+	if e := b.lastDirect.Load(); e != nil && e.addr == addr {
+		return e
+	}
+	e := &Endpoint{addr: addr}
+	b.lastDirect.Store(e)
+	return e
+}
+
+// relayFrom returns the relay endpoint for session if from is its server.
+func (b *Bind) relayFrom(session uint64, from netip.AddrPort) conn.Endpoint {
+	b.relayMu.Lock()
+	defer b.relayMu.Unlock()
+	if server, ok := b.relays[session]; !ok || server != from {
+		return nil
+	}
+	return b.relayEPLocked(session)
+}
+
+func (b *Bind) relayEPLocked(session uint64) *Endpoint {
+	if b.relayEPs == nil {
+		b.relayEPs = map[uint64]*Endpoint{}
+	}
+	e := b.relayEPs[session]
+	if e == nil {
+		e = &Endpoint{addr: b.relays[session], session: session}
+		b.relayEPs[session] = e
+	}
+	return e
+}
+
+// Open starts receiving; port is ignored (the mux's socket is already
+// bound) and the mux's port is reported.
+func (b *Bind) Open(uint16) ([]conn.ReceiveFunc, uint16, error) {
+	b.openMu.Lock()
+	defer b.openMu.Unlock()
+	if b.queue.Load() != nil {
+		return nil, 0, conn.ErrBindAlreadyOpen
+	}
+	q := &queue{ch: make(chan packet, queueLen), done: make(chan struct{})}
+	b.queue.Store(q)
+	recv := func(packets [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
+		var p packet
+		select {
+		case p = <-q.ch:
+		case <-q.done:
+			return 0, net.ErrClosed
+		}
+		n := 0
+		for {
+			sizes[n] = copy(packets[n], (*p.buf)[:p.n])
+			eps[n] = p.ep
+			putBuf(p.buf)
+			n++
+			if n == len(packets) {
+				return n, nil
+			}
+			select {
+			case p = <-q.ch:
+			default:
+				return n, nil
+			}
+		}
+	}
+	return []conn.ReceiveFunc{recv}, b.mux.port, nil
+}
+
+// Close stops receiving; the ReceiveFunc returns net.ErrClosed.
+func (b *Bind) Close() error {
+	b.openMu.Lock()
+	defer b.openMu.Unlock()
+	if q := b.queue.Swap(nil); q != nil {
+		close(q.done)
+	}
+	return nil
+}
+
+// SetMark is not needed: the socket is the mux's, in the daemon's
+// namespace, and nothing routes by mark.
+func (b *Bind) SetMark(uint32) error { return nil }
+
+// BatchSize is small: a phone line is 50 packets a second.
+func (b *Bind) BatchSize() int { return 8 }
+
+var relayBufPool = sync.Pool{New: func() any { b := make([]byte, 0, bufSize); return &b }}
+
+// Send sends WireGuard's datagrams to ep, learning this device's indices
+// from the handshake messages among them.
+func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
+	e, ok := ep.(*Endpoint)
+	if !ok {
+		return fmt.Errorf("wgmux: endpoint of type %T", ep)
+	}
+	for _, p := range bufs {
+		if len(p) == initiationLen && p[0] == msgInitiation || len(p) == responseLen && p[0] == msgResponse {
+			b.mux.learnIndex(b, binary.LittleEndian.Uint32(p[4:]))
+		}
+		var err error
+		if e.session == 0 {
+			_, err = b.mux.conn.WriteToUDPAddrPort(p, e.addr)
+		} else {
+			rb := relayBufPool.Get().(*[]byte)
+			*rb = rendezvous.AppendRelay((*rb)[:0], e.session, p)
+			_, err = b.mux.conn.WriteToUDPAddrPort(*rb, e.addr)
+			relayBufPool.Put(rb)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ParseEndpoint reads "ip:port" (direct) or RelayEndpoint's form.
+func (b *Bind) ParseEndpoint(s string) (conn.Endpoint, error) {
+	if rest, ok := strings.CutPrefix(s, relayPrefix); ok {
+		hexID, server, ok := strings.Cut(rest, "@")
+		if !ok {
+			return nil, fmt.Errorf("relay endpoint %q: want %s<session>@<server>", s, relayPrefix)
+		}
+		session, err := strconv.ParseUint(hexID, 16, 64)
+		if err != nil || session == 0 {
+			return nil, fmt.Errorf("relay endpoint %q: bad session id", s)
+		}
+		b.relayMu.Lock()
+		defer b.relayMu.Unlock()
+		srv, known := b.relays[session]
+		if !known || srv.String() != server {
+			return nil, fmt.Errorf("relay endpoint %q: no such relay for this peer (call AddRelay first)", s)
+		}
+		return b.relayEPLocked(session), nil
+	}
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return nil, fmt.Errorf("endpoint %q: %w", s, err)
+	}
+	return &Endpoint{addr: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())}, nil
+}
+
+const relayPrefix = "relay:"
+
+// RelayEndpoint is the endpoint string (for WireGuard's UAPI) that sends
+// through server with session id session.
+func RelayEndpoint(session uint64, server netip.AddrPort) string {
+	return fmt.Sprintf("%s%016x@%s", relayPrefix, session, server)
+}
+
+// ParseRelayEndpoint undoes RelayEndpoint; ok is false for a direct one.
+func ParseRelayEndpoint(s string) (session uint64, server netip.AddrPort, ok bool) {
+	rest, found := strings.CutPrefix(s, relayPrefix)
+	if !found {
+		return 0, netip.AddrPort{}, false
+	}
+	hexID, srv, found := strings.Cut(rest, "@")
+	if !found {
+		return 0, netip.AddrPort{}, false
+	}
+	session, err := strconv.ParseUint(hexID, 16, 64)
+	if err != nil {
+		return 0, netip.AddrPort{}, false
+	}
+	server, err = netip.ParseAddrPort(srv)
+	return session, server, err == nil
+}
+
+// Endpoint is where a device sends: a peer's UDP address, or a rendezvous
+// server with a relay session.
+type Endpoint struct {
+	addr    netip.AddrPort
+	session uint64 // 0: direct
+}
+
+var _ conn.Endpoint = (*Endpoint)(nil)
+
+func (e *Endpoint) ClearSrc()           {}
+func (e *Endpoint) SrcToString() string { return "" }
+func (e *Endpoint) SrcIP() netip.Addr   { return netip.Addr{} }
+func (e *Endpoint) DstIP() netip.Addr   { return e.addr.Addr() }
+
+func (e *Endpoint) DstToString() string {
+	if e.session != 0 {
+		return RelayEndpoint(e.session, e.addr)
+	}
+	return e.addr.String()
+}
+
+// DstToBytes identifies the source for WireGuard's cookie (mac2) logic.
+func (e *Endpoint) DstToBytes() []byte {
+	b, _ := e.addr.MarshalBinary()
+	return b
+}
+

@@ -1,0 +1,312 @@
+// Package wgmux shares one UDP socket between all of a node's WireGuard
+// devices (one per peer), its rendezvous clients and the probes it sends to
+// peers while punching.
+//
+// One socket, rather than one per tunnel, is what makes hole punching
+// work: the rendezvous server can only tell a peer the NAT mapping of the
+// socket that registered, and the probes that open the NAT must leave from
+// the socket WireGuard then uses. It also means one mapping to keep alive
+// and one port to forward for users who can.
+//
+// Each device gets a Bind (a conn.Bind of its own). Datagrams are routed to
+// a device by what identifies it on the wire:
+//   - transport data, handshake responses and cookie replies carry the
+//     receiver's index, which this node's device chose: the Bind learns
+//     them from the handshake messages its device sends;
+//   - a handshake initiation carries the sender's static key, encrypted to
+//     this node's key: the mux opens it (initiation.go);
+//   - relayed packets carry the relay session id of one peer;
+//   - rendezvous and probe datagrams (first byte 0xF5, which no WireGuard
+//     message starts with) go to the Handler.
+//
+// Endpoints are either a direct UDP address or a relay (session id through
+// a rendezvous server). WireGuard roams to the endpoint an authenticated
+// packet last came from, so a tunnel follows its peer from relay to direct
+// and back without either side reconfiguring anything.
+package wgmux
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/peerline/peerline/pkg/nodekey"
+	"github.com/peerline/peerline/pkg/rendezvous"
+)
+
+// Handler receives the rendezvous and probe datagrams, on the mux's reading
+// goroutine: it must not block. b is only valid during the call.
+type Handler func(b []byte, from netip.AddrPort)
+
+// Mux owns the node's UDP socket.
+type Mux struct {
+	conn    *net.UDPConn
+	port    uint16
+	log     *slog.Logger
+	handler atomic.Pointer[Handler]
+	initRd  *initiationReader
+
+	mu        sync.RWMutex
+	byPeer    map[nodekey.Key]*Bind
+	byIndex   map[uint32]*Bind
+	bySession map[uint64]*Bind
+
+	stats Stats
+}
+
+// Stats counts what the mux did with datagrams it could not deliver.
+type Stats struct {
+	Received   atomic.Uint64
+	NoDevice   atomic.Uint64 // WireGuard message for no device of ours
+	Junk       atomic.Uint64 // neither WireGuard nor rendezvous
+	QueueFull  atomic.Uint64 // a device did not keep up
+	BadRelay   atomic.Uint64 // relay for an unknown session or from the wrong server
+	Rendezvous atomic.Uint64
+}
+
+// queueLen bounds each device's receive queue: a few hundred packets is
+// seconds of voice, so a full queue means the device is stuck, not busy.
+const queueLen = 256
+
+// Listen opens the node's socket on addr (":51820") and starts nothing:
+// call Run to read it.
+func Listen(addr string, priv nodekey.Key, log *slog.Logger) (*Mux, error) {
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("tunnel socket address %q: %w", addr, err)
+	}
+	c, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return nil, fmt.Errorf("opening the tunnel socket %s: %w (is another peerlined or WireGuard using the port?)", addr, err)
+	}
+	return New(c, priv, log), nil
+}
+
+// New wraps an open socket; the Mux owns it from now on.
+func New(c *net.UDPConn, priv nodekey.Key, log *slog.Logger) *Mux {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m := &Mux{
+		conn: c, log: log, initRd: newInitiationReader(priv),
+		byPeer:    map[nodekey.Key]*Bind{},
+		byIndex:   map[uint32]*Bind{},
+		bySession: map[uint64]*Bind{},
+	}
+	if la, ok := c.LocalAddr().(*net.UDPAddr); ok {
+		m.port = uint16(la.Port)
+	}
+	return m
+}
+
+// Port is the socket's local UDP port.
+func (m *Mux) Port() uint16 { return m.port }
+
+// Stats returns the counters.
+func (m *Mux) Stats() *Stats { return &m.stats }
+
+// SetHandler sets where rendezvous and probe datagrams go.
+func (m *Mux) SetHandler(h Handler) { m.handler.Store(&h) }
+
+// WriteTo sends b to addr from the node's socket (rendezvous and probes).
+func (m *Mux) WriteTo(b []byte, addr netip.AddrPort) error {
+	_, err := m.conn.WriteToUDPAddrPort(b, addr)
+	return err
+}
+
+// PacketConn is the socket as the rendezvous client wants it: writes go out
+// of the shared socket; reads are not possible, since the mux reads and
+// hands rendezvous datagrams to the Handler.
+func (m *Mux) PacketConn() net.PacketConn { return packetConn{m} }
+
+// Run reads the socket until ctx is done, then closes it.
+func (m *Mux) Run(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() { m.conn.Close() })
+	defer stop()
+	buf := make([]byte, 65536)
+	for {
+		n, from, err := m.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("reading the tunnel socket: %w", err)
+		}
+		m.stats.Received.Add(1)
+		m.dispatch(buf[:n], netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
+	}
+}
+
+// Close closes the socket (Run returns).
+func (m *Mux) Close() error { return m.conn.Close() }
+
+func (m *Mux) dispatch(b []byte, from netip.AddrPort) {
+	if len(b) < 4 {
+		m.stats.Junk.Add(1)
+		return
+	}
+	if b[0] == rendezvous.Magic {
+		if len(b) > 2 && rendezvous.Type(b[2]) == rendezvous.TypeRelay {
+			m.dispatchRelay(b, from)
+			return
+		}
+		m.stats.Rendezvous.Add(1)
+		if h := m.handler.Load(); h != nil {
+			(*h)(b, from)
+		}
+		return
+	}
+	var bind *Bind
+	switch typ := binary.LittleEndian.Uint32(b); {
+	case typ == msgInitiation && len(b) == initiationLen:
+		bind = m.initiator(b)
+	case typ == msgResponse && len(b) == responseLen:
+		bind = m.byIdx(binary.LittleEndian.Uint32(b[8:]))
+	case typ == msgCookieReply && len(b) == cookieReplyLen,
+		typ == msgTransport && len(b) >= transportMinLen:
+		bind = m.byIdx(binary.LittleEndian.Uint32(b[4:]))
+	default:
+		m.stats.Junk.Add(1)
+		return
+	}
+	if bind == nil {
+		m.stats.NoDevice.Add(1)
+		return
+	}
+	bind.deliver(b, bind.direct(from))
+}
+
+func (m *Mux) dispatchRelay(b []byte, from netip.AddrPort) {
+	session, payload, err := rendezvous.ParseRelay(b)
+	if err != nil {
+		m.stats.BadRelay.Add(1)
+		return
+	}
+	m.mu.RLock()
+	bind := m.bySession[session]
+	m.mu.RUnlock()
+	if bind == nil {
+		m.stats.BadRelay.Add(1)
+		return
+	}
+	ep := bind.relayFrom(session, from)
+	if ep == nil {
+		m.stats.BadRelay.Add(1)
+		return
+	}
+	bind.deliver(payload, ep)
+}
+
+func (m *Mux) byIdx(i uint32) *Bind {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.byIndex[i]
+}
+
+func (m *Mux) initiator(b []byte) *Bind {
+	peer, ok := m.initRd.sender(b)
+	if !ok {
+		return nil
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.byPeer[peer]
+}
+
+// Bind returns the conn.Bind for the device that talks to peer. There is
+// one per peer; Remove forgets it.
+func (m *Mux) Bind(peer nodekey.Key) *Bind {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if b := m.byPeer[peer]; b != nil {
+		return b
+	}
+	b := &Bind{mux: m, peer: peer, relays: map[uint64]netip.AddrPort{}}
+	m.byPeer[peer] = b
+	return b
+}
+
+// Remove forgets peer's Bind and everything routed to it.
+func (m *Mux) Remove(peer nodekey.Key) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b := m.byPeer[peer]
+	if b == nil {
+		return
+	}
+	delete(m.byPeer, peer)
+	for i, x := range m.byIndex {
+		if x == b {
+			delete(m.byIndex, i)
+		}
+	}
+	for s, x := range m.bySession {
+		if x == b {
+			delete(m.bySession, s)
+		}
+	}
+}
+
+// AddRelay lets peer's device send and receive through server with relay
+// session id session; its endpoint string is RelayEndpoint(session, server).
+func (m *Mux) AddRelay(peer nodekey.Key, session uint64, server netip.AddrPort) {
+	b := m.Bind(peer)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if old := m.bySession[session]; old != nil && old != b {
+		return // a server handing one id to two peers is lying; keep the first
+	}
+	m.bySession[session] = b
+	b.relayMu.Lock()
+	b.relays[session] = server
+	b.relayMu.Unlock()
+}
+
+// learnIndex routes datagrams addressed to index i to b.
+func (m *Mux) learnIndex(b *Bind, i uint32) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.byPeer[b.peer] != b {
+		return // removed
+	}
+	m.byIndex[i] = b
+	// WireGuard keeps at most the current, previous and next keypair and
+	// one handshake in flight; older indices are dead.
+	b.indices = append(b.indices, i)
+	if len(b.indices) > maxIndices {
+		old := b.indices[0]
+		b.indices = b.indices[1:]
+		if m.byIndex[old] == b {
+			delete(m.byIndex, old)
+		}
+	}
+}
+
+const maxIndices = 8
+
+type packetConn struct{ m *Mux }
+
+func (p packetConn) ReadFrom([]byte) (int, net.Addr, error) {
+	return 0, nil, errors.New("wgmux: the mux reads this socket; use its Handler")
+}
+
+func (p packetConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	ua, ok := addr.(*net.UDPAddr)
+	if !ok {
+		return 0, fmt.Errorf("wgmux: cannot send to %T", addr)
+	}
+	return p.m.conn.WriteToUDP(b, ua)
+}
+
+func (p packetConn) Close() error                     { return nil }
+func (p packetConn) LocalAddr() net.Addr              { return p.m.conn.LocalAddr() }
+func (p packetConn) SetDeadline(time.Time) error      { return nil }
+func (p packetConn) SetReadDeadline(time.Time) error  { return nil }
+func (p packetConn) SetWriteDeadline(time.Time) error { return nil }
