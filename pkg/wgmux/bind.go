@@ -276,4 +276,3 @@ func (e *Endpoint) DstToBytes() []byte {
 	b, _ := e.addr.MarshalBinary()
 	return b
 }
-
