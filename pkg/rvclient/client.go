@@ -36,10 +36,16 @@ type Server struct {
 // Options are the client's callbacks and knobs; all may be zero.
 type Options struct {
 	Log *slog.Logger
-	// Accept reports whether peer is paired with this node: only then is an
-	// Incoming answered (which lets the server introduce the two). Nil
-	// accepts nobody.
-	Accept func(peer nodekey.Key) bool
+	// Accept reports whether peer may be introduced to this node: it is
+	// paired, or pair (the pairing data in its box, nil if none) is a valid
+	// invite. Only then is an Incoming answered (which lets the server
+	// introduce the two). Nil accepts nobody.
+	Accept func(peer nodekey.Key, pair []byte) bool
+	// Pair returns pairing data to send to peer in boxes; nil for none.
+	Pair func(peer nodekey.Key) []byte
+	// OnPair is called (from the reading goroutine) with the pairing data
+	// a peer sent in an introduction.
+	OnPair func(peer nodekey.Key, pair []byte)
 	// Local returns this node's LAN endpoints, sent to peers in boxes.
 	Local func() []netip.AddrPort
 	// OnIntroduction is called (from the reading goroutine; do not block)
@@ -165,6 +171,11 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 }
 
+// Maintain keeps the registration on both ports fresh until ctx is done,
+// for a caller that reads the socket itself and passes datagrams to
+// HandlePacket.
+func (c *Client) Maintain(ctx context.Context) { c.runRefresh(ctx) }
+
 func (c *Client) runRefresh(ctx context.Context) {
 	t := time.NewTimer(0)
 	defer t.Stop()
@@ -264,12 +275,16 @@ func (c *Client) handleSealed(b []byte, port int) {
 
 	switch m := m.(type) {
 	case rendezvous.Incoming:
-		if c.opt.Accept == nil || !c.opt.Accept(m.From) {
-			c.log.Debug("ignoring introduction request from unpaired key", "peer", m.From)
+		if c.opt.Accept == nil {
 			return
 		}
-		if _, err := c.openBox(m.From, m.Box); err != nil {
+		info, err := c.openBox(m.From, m.Box)
+		if err != nil {
 			c.log.Debug("ignoring introduction request whose box does not open", "peer", m.From, "err", err)
+			return
+		}
+		if !c.opt.Accept(m.From, info.Pair) {
+			c.log.Debug("ignoring introduction request from unpaired key", "peer", m.From)
 			return
 		}
 		go func() {
@@ -283,6 +298,9 @@ func (c *Client) handleSealed(b []byte, port int) {
 		in := Introduction{Peer: m.Peer, Endpoints: m.Endpoints, Delay: time.Duration(m.DelayMs) * time.Millisecond, Session: m.Session}
 		if info, err := c.openBox(m.Peer, m.Box); err == nil {
 			in.Local = info.Local
+			if info.Pair != nil && c.opt.OnPair != nil {
+				c.opt.OnPair(m.Peer, info.Pair)
+			}
 		} else {
 			c.log.Debug("introduction without a valid box", "peer", m.Peer, "err", err)
 		}
@@ -531,6 +549,9 @@ func (c *Client) sealBox(peer nodekey.Key) ([]byte, error) {
 		return nil, err
 	}
 	info := rendezvous.PeerInfo{Time: c.opt.Now().UnixMilli()}
+	if c.opt.Pair != nil {
+		info.Pair = c.opt.Pair(peer)
+	}
 	if c.opt.Local != nil {
 		info.Local = c.opt.Local()
 		if len(info.Local) > rendezvous.MaxLocalEndpoints {

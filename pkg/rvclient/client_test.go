@@ -60,7 +60,7 @@ func startClient(t *testing.T, srv rvclient.Server, accept func(nodekey.Key) boo
 	}
 	p := &peer{addr: pc.LocalAddr().(*net.UDPAddr).AddrPort()}
 	p.c, err = rvclient.New(pc, k, srv, rvclient.Options{
-		Accept: accept,
+		Accept: func(k nodekey.Key, _ []byte) bool { return accept(k) },
 		Local:  func() []netip.AddrPort { return []netip.AddrPort{netip.MustParseAddrPort("192.168.1.2:51820")} },
 		OnRelay: func(_ uint64, b []byte) {
 			p.mu.Lock()

@@ -61,7 +61,7 @@ func startNode(t *testing.T, ctx context.Context, h *lab.Host, srv rvclient.Serv
 	k, _ := nodekey.Generate()
 	n := &labNode{}
 	n.c, err = rvclient.New(pc, k, srv, rvclient.Options{
-		Accept:  accept,
+		Accept:  func(k nodekey.Key, _ []byte) bool { return accept(k) },
 		Refresh: time.Second, // so the restart test needs no 25 s wait
 		Log:     labtest.Logger(t).With("node", h.Name()),
 		OnRelay: func(_ uint64, b []byte) { n.mu.Lock(); n.relay = append(n.relay, string(b)); n.mu.Unlock() },

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
 
@@ -30,6 +31,7 @@ type Bind struct {
 
 	lastDirect atomic.Pointer[Endpoint]
 	queue      atomic.Pointer[queue]
+	held       atomic.Pointer[heldInitiation]
 	openMu     sync.Mutex
 }
 
@@ -183,9 +185,16 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 			b.mux.learnIndex(b, binary.LittleEndian.Uint32(p[4:]))
 		}
 		var err error
-		if e.session == 0 {
+		switch {
+		case e.pending:
+			if len(p) == initiationLen && p[0] == msgInitiation {
+				h := &heldInitiation{at: time.Now()}
+				copy(h.msg[:], p)
+				b.held.Store(h)
+			}
+		case e.session == 0:
 			_, err = b.mux.conn.WriteToUDPAddrPort(p, e.addr)
-		} else {
+		default:
 			rb := relayBufPool.Get().(*[]byte)
 			*rb = rendezvous.AppendRelay((*rb)[:0], e.session, p)
 			_, err = b.mux.conn.WriteToUDPAddrPort(*rb, e.addr)
@@ -200,6 +209,9 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 
 // ParseEndpoint reads "ip:port" (direct) or RelayEndpoint's form.
 func (b *Bind) ParseEndpoint(s string) (conn.Endpoint, error) {
+	if s == PendingEndpoint {
+		return pendingEP, nil
+	}
 	if rest, ok := strings.CutPrefix(s, relayPrefix); ok {
 		hexID, server, ok := strings.Cut(rest, "@")
 		if !ok {
@@ -255,7 +267,10 @@ func ParseRelayEndpoint(s string) (session uint64, server netip.AddrPort, ok boo
 type Endpoint struct {
 	addr    netip.AddrPort
 	session uint64 // 0: direct
+	pending bool
 }
+
+var pendingEP = &Endpoint{pending: true}
 
 var _ conn.Endpoint = (*Endpoint)(nil)
 
@@ -265,6 +280,9 @@ func (e *Endpoint) SrcIP() netip.Addr   { return netip.Addr{} }
 func (e *Endpoint) DstIP() netip.Addr   { return e.addr.Addr() }
 
 func (e *Endpoint) DstToString() string {
+	if e.pending {
+		return PendingEndpoint
+	}
 	if e.session != 0 {
 		return RelayEndpoint(e.session, e.addr)
 	}
@@ -275,4 +293,32 @@ func (e *Endpoint) DstToString() string {
 func (e *Endpoint) DstToBytes() []byte {
 	b, _ := e.addr.MarshalBinary()
 	return b
+}
+
+// PendingEndpoint is the endpoint a device starts with while its peer's
+// path is unknown. WireGuard stamps a handshake as sent before it looks for
+// an endpoint, and then waits 5 s before the next; a device with no
+// endpoint at all would make the first real handshake wait that long. With
+// this one, the initiation is held instead, and ResendHeld sends it on as
+// soon as a path is found.
+const PendingEndpoint = "pending:"
+
+type heldInitiation struct {
+	msg [initiationLen]byte
+	at  time.Time
+}
+
+// ResendHeld sends the last initiation WireGuard gave the pending endpoint
+// to endpoint (a string as for ParseEndpoint), if it is younger than
+// maxAge. It reports whether it sent one.
+func (b *Bind) ResendHeld(endpoint string, maxAge time.Duration) (bool, error) {
+	h := b.held.Swap(nil)
+	if h == nil || time.Since(h.at) > maxAge {
+		return false, nil
+	}
+	ep, err := b.ParseEndpoint(endpoint)
+	if err != nil {
+		return false, err
+	}
+	return true, b.Send([][]byte{h.msg[:]}, ep)
 }

@@ -42,8 +42,12 @@ type Config struct {
 	MTU int
 	// PrivateKey is this node's static key.
 	PrivateKey nodekey.Key
-	// ListenPort is the UDP port in the daemon's namespace.
+	// ListenPort is the UDP port in the daemon's namespace; unused when
+	// Bind is set.
 	ListenPort int
+	// Bind, if set, is the device's share of the node's one tunnel socket
+	// (pkg/wgmux); nil gives the device a socket of its own on ListenPort.
+	Bind conn.Bind
 	// Peer is the remote node.
 	Peer Peer
 	// Wrap, if set, sits between the TUN and WireGuard: the SIP/RTP
@@ -56,19 +60,24 @@ type Config struct {
 
 // Peer is the remote end of a tunnel.
 type Peer struct {
-	PublicKey  nodekey.Key
-	Endpoint   netip.AddrPort
-	AllowedIPs []netip.Prefix
+	PublicKey nodekey.Key
+	Endpoint  netip.AddrPort
+	// EndpointString, if set, replaces Endpoint: an endpoint in the Bind's
+	// own form (wgmux's pending or relay endpoints).
+	EndpointString string
+	AllowedIPs     []netip.Prefix
 	// Keepalive is the persistent keepalive interval; 0 is off.
 	Keepalive time.Duration
 }
 
 // Tunnel is a running WireGuard device.
 type Tunnel struct {
-	name string
-	log  *slog.Logger
-	dev  *device.Device
-	uapi net.Listener
+	name      string
+	log       *slog.Logger
+	dev       *device.Device
+	uapi      net.Listener
+	peer      nodekey.Key
+	keepalive time.Duration
 
 	closeOnce sync.Once
 	closing   chan struct{}
@@ -77,6 +86,10 @@ type Tunnel struct {
 	// tunnel closed); it is closed at once when nothing was deferred.
 	holdDone chan struct{}
 }
+
+// InitiatesFirst reports whether local starts the handshake with peer when
+// both come up together.
+func InitiatesFirst(local, peer nodekey.Key) bool { return initiatesFirst(local, peer) }
 
 // InitiatorHold is how long the node that does not initiate first waits
 // for the other's handshake before starting its own: a few round trips, so
@@ -124,15 +137,21 @@ func Start(cfg Config, log *slog.Logger) (_ *Tunnel, err error) {
 	if cfg.Wrap != nil {
 		td = cfg.Wrap(td)
 	}
-	dev := device.NewDevice(td, conn.NewDefaultBind(), wgLogger(log))
+	bind := cfg.Bind
+	if bind == nil {
+		bind = conn.NewDefaultBind()
+	}
+	dev := device.NewDevice(td, bind, wgLogger(log))
 	defer func() {
 		if err != nil {
 			dev.Close()
 		}
 	}()
 	keepalive := cfg.Peer.Keepalive
-	hold := keepalive > 0 && !initiatesFirst(cfg.PrivateKey.Public(), cfg.Peer.PublicKey)
-	if hold {
+	hold := keepalive > 0 && !initiatesFirst(cfg.PrivateKey.Public(), cfg.Peer.PublicKey) && cfg.Bind == nil
+	// With a shared Bind, the path manager (pkg/peerpath) turns the
+	// keepalive on once it knows a path, which also starts the handshake.
+	if hold || cfg.Bind != nil {
 		cfg.Peer.Keepalive = 0
 	}
 	if err := dev.IpcSet(uapiConfig(cfg)); err != nil {
@@ -152,7 +171,7 @@ func Start(cfg Config, log *slog.Logger) (_ *Tunnel, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("listening on UAPI socket for %s: %w", cfg.Name, err)
 	}
-	t := &Tunnel{name: cfg.Name, log: log, dev: dev, uapi: uapi,
+	t := &Tunnel{name: cfg.Name, log: log, dev: dev, uapi: uapi, peer: cfg.Peer.PublicKey, keepalive: keepalive,
 		closing: make(chan struct{}), uapiDone: make(chan struct{}), holdDone: make(chan struct{})}
 	go t.runUAPI()
 	if hold {
@@ -167,10 +186,15 @@ func Start(cfg Config, log *slog.Logger) (_ *Tunnel, err error) {
 func uapiConfig(cfg Config) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "private_key=%s\n", cfg.PrivateKey.Hex())
-	fmt.Fprintf(&b, "listen_port=%d\n", cfg.ListenPort)
+	if cfg.Bind == nil {
+		fmt.Fprintf(&b, "listen_port=%d\n", cfg.ListenPort)
+	}
 	b.WriteString("replace_peers=true\n")
 	fmt.Fprintf(&b, "public_key=%s\n", cfg.Peer.PublicKey.Hex())
-	if cfg.Peer.Endpoint.IsValid() {
+	switch {
+	case cfg.Peer.EndpointString != "":
+		fmt.Fprintf(&b, "endpoint=%s\n", cfg.Peer.EndpointString)
+	case cfg.Peer.Endpoint.IsValid():
 		fmt.Fprintf(&b, "endpoint=%s\n", cfg.Peer.Endpoint)
 	}
 	fmt.Fprintf(&b, "persistent_keepalive_interval=%d\n", int(cfg.Peer.Keepalive/time.Second))
@@ -222,6 +246,31 @@ func (t *Tunnel) runUAPI() {
 		}
 		go t.dev.IpcHandle(c)
 	}
+}
+
+// SetEndpoint points the device at its peer's endpoint (any form its Bind
+// parses).
+func (t *Tunnel) SetEndpoint(endpoint string) error {
+	if err := t.dev.IpcSet(fmt.Sprintf("public_key=%s\nendpoint=%s\n", t.peer.Hex(), endpoint)); err != nil {
+		return fmt.Errorf("setting endpoint of %s: %w", t.name, err)
+	}
+	return nil
+}
+
+// StartKeepalive turns the persistent keepalive on (25 s if the config
+// had none). Turning it on from off makes WireGuard send a keepalive at
+// once, and with it a handshake if none is up: that is how a path found by
+// punching gets its handshake without waiting for traffic.
+func (t *Tunnel) StartKeepalive() error {
+	secs := int(t.keepalive / time.Second)
+	if secs <= 0 {
+		secs = 25
+	}
+	set := fmt.Sprintf("public_key=%s\npersistent_keepalive_interval=0\npersistent_keepalive_interval=%d\n", t.peer.Hex(), secs)
+	if err := t.dev.IpcSet(set); err != nil {
+		return fmt.Errorf("starting keepalive on %s: %w", t.name, err)
+	}
+	return nil
 }
 
 // Name is the device name.

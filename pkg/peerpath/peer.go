@@ -1,0 +1,345 @@
+package peerpath
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/peerline/peerline/pkg/nodekey"
+	"github.com/peerline/peerline/pkg/rendezvous"
+	"github.com/peerline/peerline/pkg/wgmux"
+	"github.com/peerline/peerline/pkg/wgtunnel"
+)
+
+// peer is one peer's path state, owned by Manager.Run.
+type peer struct {
+	key    nodekey.Key
+	tunnel Tunnel
+	bind   *wgmux.Bind
+
+	path     Path
+	direct   netip.AddrPort // when path is direct
+	endpoint string
+	reason   string
+	relay    string // relay endpoint from the latest introduction
+	nat      string
+
+	// candidates are addresses the peer may be reachable at directly.
+	candidates []netip.AddrPort
+	// punchUntil: probe all candidates often until then.
+	punchUntil time.Time
+	nextProbe  time.Time
+	pending    map[[12]byte]sentProbe
+	rtt        time.Duration
+	// lastAlive is the last sign of life: a probe answer, a probe, or
+	// bytes received by the tunnel.
+	lastAlive time.Time
+
+	connectAt      time.Time
+	connectBackoff time.Duration
+	connecting     []bool
+
+	// Tunnel counters at the last check, for noticing a dead path.
+	lastCheck   time.Time
+	rx, tx      uint64
+	rxAt        time.Time // when rx last grew
+	txSinceRx   bool      // tx grew since rx last grew
+	stallProbed time.Time // when the stall probes went out; zero if none
+	handshake   time.Time
+
+	keepaliveOn bool
+	keepaliveAt time.Time // when to turn it on if the peer did not start
+
+	pingWaiters []chan time.Duration
+}
+
+type sentProbe struct {
+	to netip.AddrPort
+	at time.Time
+}
+
+func (p *peer) addCandidate(a netip.AddrPort) {
+	if !a.IsValid() || a.Port() == 0 {
+		return
+	}
+	a = netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
+	if containsAddr(p.candidates, a) {
+		return
+	}
+	if len(p.candidates) >= maxCandidates {
+		p.candidates = p.candidates[1:]
+	}
+	p.candidates = append(p.candidates, a)
+}
+
+// introduced: the servers told us where the peer is and gave us a relay.
+func (p *peer) introduced(m *Manager, in *intro, now time.Time) {
+	m.opt.Mux.AddRelay(p.key, in.Session, in.server)
+	p.relay = wgmux.RelayEndpoint(in.Session, in.server)
+	for _, e := range in.Endpoints {
+		p.addCandidate(e)
+	}
+	for _, l := range in.Local {
+		p.addCandidate(l)
+	}
+	p.nat = natClass(in)
+	p.connectBackoff = 0
+	p.connectAt = now.Add(connectMax)
+	if p.path == PathNone || !p.alive(now) {
+		p.setPath(m, PathRelay, p.relay, "punching; relayed until a direct path answers", now)
+	}
+	start := now.Add(in.Delay)
+	p.punchUntil = start.Add(punchWindow)
+	p.nextProbe = start
+}
+
+func natClass(in *intro) string {
+	e := in.Endpoints
+	switch {
+	case !e[0].IsValid() || !e[1].IsValid():
+		return ""
+	case e[0] != e[1]:
+		return "symmetric"
+	}
+	for _, l := range in.Local {
+		if l == e[0] {
+			return "none"
+		}
+	}
+	return "cone"
+}
+
+// probed: a probe or a probe answer arrived from the peer.
+func (p *peer) probed(m *Manager, in *probeIn) {
+	p.lastAlive = in.at
+	if !in.p.Reply {
+		// The peer reached us from in.from: it may be a mapping the
+		// servers never saw (symmetric NAT). Probe it back: our probe
+		// opens our NAT towards it, and its answer proves both ways.
+		if !containsAddr(p.candidates, in.from) {
+			p.addCandidate(in.from)
+			p.probeAll(m, []netip.AddrPort{in.from}, in.at)
+		}
+		return
+	}
+	sent, ok := p.pending[in.p.TxID]
+	if !ok {
+		return
+	}
+	delete(p.pending, in.p.TxID)
+	rtt := in.at.Sub(sent.at)
+	p.rtt = rtt
+	for _, ch := range p.pingWaiters {
+		ch <- rtt
+	}
+	p.pingWaiters = nil
+	p.stallProbed = time.Time{}
+	p.rxAt = in.at
+	if p.path != PathDirect || p.direct != in.from {
+		reason := "probe answered"
+		if p.path == PathRelay {
+			reason = "probe answered; moved from the relay"
+		}
+		p.setPath(m, PathDirect, in.from.String(), reason, in.at)
+	}
+}
+
+// setPath points the tunnel at endpoint and, if this side starts the
+// handshake, starts it now.
+func (p *peer) setPath(m *Manager, path Path, endpoint, reason string, now time.Time) {
+	if p.tunnel == nil {
+		return
+	}
+	if err := p.tunnel.SetEndpoint(endpoint); err != nil {
+		m.log.Warn("setting the tunnel endpoint", "peer", p.key, "endpoint", endpoint, "err", err)
+		return
+	}
+	if p.path != path || p.endpoint != endpoint {
+		m.log.Info("path", "peer", p.key, "path", path, "endpoint", endpoint, "reason", reason)
+	}
+	p.path, p.endpoint, p.reason = path, endpoint, reason
+	if path == PathDirect {
+		p.direct, _ = netip.ParseAddrPort(endpoint)
+	}
+	if p.rxAt.IsZero() || now.Sub(p.rxAt) > stallAfter {
+		// A fresh path: count the stall from now, not from when the
+		// old one died.
+		p.rxAt = now
+		p.txSinceRx = false
+	}
+	if p.keepaliveOn {
+		return
+	}
+	// Only one side starts the handshake when both find the path at once:
+	// simultaneous initiations can cost a 5 s retry (wgtunnel).
+	if wgtunnel.InitiatesFirst(m.pub, p.key) {
+		p.startHandshake(m, endpoint)
+	} else if p.keepaliveAt.IsZero() {
+		p.keepaliveAt = now.Add(initiatorHold)
+	}
+}
+
+func (p *peer) startHandshake(m *Manager, endpoint string) {
+	if p.bind != nil {
+		if _, err := p.bind.ResendHeld(endpoint, heldMaxAge); err != nil {
+			m.log.Debug("resending the held handshake", "peer", p.key, "err", err)
+		}
+	}
+	if err := p.tunnel.StartKeepalive(); err != nil {
+		m.log.Warn("starting the keepalive", "peer", p.key, "err", err)
+		return
+	}
+	p.keepaliveOn = true
+}
+
+// probeAll sends one probe to each address.
+func (p *peer) probeAll(m *Manager, to []netip.AddrPort, now time.Time) {
+	if p.pending == nil {
+		p.pending = map[[12]byte]sentProbe{}
+	}
+	for id, s := range p.pending {
+		if now.Sub(s.at) > 5*time.Second || len(p.pending) > maxPendingProbe {
+			delete(p.pending, id)
+		}
+	}
+	for _, a := range to {
+		id, err := rendezvous.NewTxID()
+		if err != nil {
+			return
+		}
+		p.pending[id] = sentProbe{to: a, at: now}
+		m.sendProbe(p.key, a, rendezvous.Probe{TxID: id, Time: now.UnixMilli()})
+	}
+}
+
+func (p *peer) alive(now time.Time) bool {
+	return !p.lastAlive.IsZero() && now.Sub(p.lastAlive) < onlineFor
+}
+
+// tick runs every 100 ms: probes, connects, and checks the path.
+func (p *peer) tick(ctx context.Context, m *Manager, now time.Time, wg *sync.WaitGroup) {
+	if p.tunnel == nil {
+		return
+	}
+	if !p.keepaliveOn && !p.keepaliveAt.IsZero() && now.After(p.keepaliveAt) {
+		p.startHandshake(m, p.endpoint)
+	}
+	p.checkTunnel(ctx, m, now, wg)
+	// Find the peer through the servers while it has no live path.
+	if len(m.clients) > 0 && !now.Before(p.connectAt) && (p.path == PathNone || !p.alive(now)) {
+		m.connect(ctx, p, wg)
+		p.connectBackoff = min(max(2*p.connectBackoff, connectMin), connectMax)
+		p.connectAt = now.Add(p.connectBackoff)
+	}
+	if now.Before(p.nextProbe) || len(p.candidates) == 0 {
+		return
+	}
+	switch {
+	case now.Before(p.punchUntil):
+		p.probeAll(m, p.candidates, now)
+		p.nextProbe = now.Add(punchEvery)
+	case p.path == PathDirect:
+		p.probeAll(m, []netip.AddrPort{p.direct}, now)
+		p.nextProbe = now.Add(directProbeEvery)
+	default:
+		if p.path == PathRelay && p.reason == "punching; relayed until a direct path answers" {
+			p.reason = p.relayReason(m)
+			m.log.Info("no direct path", "peer", p.key, "reason", p.reason)
+		}
+		p.probeAll(m, p.candidates, now)
+		p.nextProbe = now.Add(upgradeEvery)
+	}
+}
+
+// relayReason explains, as far as the NAT classes tell, why no direct
+// path answered.
+func (p *peer) relayReason(m *Manager) string {
+	own := m.NATClass()
+	switch {
+	case own == "symmetric" && p.nat == "symmetric":
+		return "both NATs map per destination (symmetric)"
+	case own == "symmetric":
+		return "this node's NAT maps per destination (symmetric) and the peer's filters"
+	case p.nat == "symmetric":
+		return "the peer's NAT maps per destination (symmetric) and ours filters"
+	}
+	return "no probe was answered: UDP between the two may be blocked"
+}
+
+// checkTunnel reads the tunnel's counters every half second and notices a
+// path that stopped carrying: we send, nothing comes back.
+func (p *peer) checkTunnel(ctx context.Context, m *Manager, now time.Time, wg *sync.WaitGroup) {
+	if now.Sub(p.lastCheck) < 500*time.Millisecond {
+		return
+	}
+	p.lastCheck = now
+	st, err := p.tunnel.Status()
+	if err != nil {
+		return
+	}
+	p.handshake = st.LastHandshake
+	if st.RxBytes != p.rx {
+		p.rx = st.RxBytes
+		p.rxAt = now
+		p.lastAlive = now
+		p.txSinceRx = false
+		p.stallProbed = time.Time{}
+	}
+	if st.TxBytes != p.tx {
+		p.tx = st.TxBytes
+		if now.Sub(p.rxAt) > 0 {
+			p.txSinceRx = true
+		}
+	}
+	if p.path == PathNone || !p.txSinceRx || now.Sub(p.rxAt) < stallAfter {
+		return
+	}
+	switch {
+	case p.stallProbed.IsZero():
+		// Ask the path itself before giving up on it: a one-way
+		// stream (a call on hold) also sends without receiving.
+		p.stallProbed = now
+		if p.path == PathDirect {
+			p.probeAll(m, []netip.AddrPort{p.direct}, now)
+		}
+		// Our mapping may have changed: tell the servers now, so the
+		// relay and introductions use the new one.
+		m.reregister(ctx, wg)
+	case now.Sub(p.stallProbed) >= stallProbe:
+		p.stallProbed = now
+		m.log.Info("path stopped answering; looking for a new one", "peer", p.key, "path", p.path, "endpoint", p.endpoint)
+		if p.relay != "" && p.path == PathDirect {
+			p.setPath(m, PathRelay, p.relay, "the direct path stopped answering", now)
+		}
+		p.rxAt = now
+		p.txSinceRx = false
+		p.connectAt, p.connectBackoff = now, 0
+		m.connect(ctx, p, wg)
+	}
+}
+
+func (p *peer) status(now time.Time) Status {
+	s := Status{Peer: p.key, Path: p.path, Reason: p.reason, Endpoint: p.endpoint, RTT: p.rtt, NAT: p.nat}
+	s.Online = p.alive(now) || (!p.handshake.IsZero() && now.Sub(p.handshake) < onlineFor)
+	if !s.Online {
+		s.Path = PathNone
+		s.Reason = "offline: no answer from the peer"
+		if p.path == PathNone {
+			s.Reason = "offline: not introduced by any rendezvous server yet"
+		}
+	}
+	return s
+}
+
+// String is for logs.
+func (s Status) String() string {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "%s online=%v path=%s", s.Peer, s.Online, s.Path)
+	if s.RTT > 0 {
+		fmt.Fprintf(&b, " rtt=%v", s.RTT)
+	}
+	return b.String()
+}

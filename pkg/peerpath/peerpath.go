@@ -1,0 +1,542 @@
+// Package peerpath finds and keeps a path to every paired peer: through
+// the rendezvous servers it learns where the peer is, punches through both
+// NATs with probes sent from the node's one tunnel socket (pkg/wgmux),
+// falls back to the rendezvous relay when no direct path answers, keeps
+// probing to move back to direct, and notices when a path dies (NAT
+// rebinding, new WAN address) to find a new one without a restart.
+//
+// One goroutine (Run) owns every peer's state; the socket's reader, the
+// rendezvous clients and the supervisor talk to it through channels, and
+// readers get snapshots.
+//
+// Path choice, in order of what happens after an introduction:
+//  1. the relay session from the introduction is usable at once: when the
+//     peer has no working path, the tunnel starts on the relay, so the
+//     first packet never waits for punching;
+//  2. probes go to every endpoint the peer might be reachable at (its
+//     mappings as both server ports saw them, its LAN addresses), several
+//     times over a few seconds, and every probe is answered to the address
+//     it actually came from (a symmetric NAT's mapping towards us differs
+//     from the one the server saw);
+//  3. the first answered probe makes that address the tunnel's endpoint;
+//     WireGuard on the other side roams to it when our packets arrive
+//     from there.
+package peerpath
+
+import (
+	"context"
+	"crypto/cipher"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/peerline/peerline/pkg/nodekey"
+	"github.com/peerline/peerline/pkg/rendezvous"
+	"github.com/peerline/peerline/pkg/rvclient"
+	"github.com/peerline/peerline/pkg/wgmux"
+	"github.com/peerline/peerline/pkg/wgtunnel"
+)
+
+// Tunnel is the WireGuard device of one peer, as the manager drives it.
+type Tunnel interface {
+	// SetEndpoint points the device at endpoint (wgmux's forms).
+	SetEndpoint(endpoint string) error
+	// StartKeepalive turns the persistent keepalive on, which sends one
+	// keepalive (and so a handshake, if none is up) at once.
+	StartKeepalive() error
+	Status() (wgtunnel.Status, error)
+}
+
+// Timing. The punch window is long enough for a few lost probes on a
+// lossy line; the idle probe interval keeps the NAT mapping open together
+// with WireGuard's 25 s keepalive at under one packet per 10 s.
+const (
+	punchWindow      = 3 * time.Second
+	punchEvery       = 150 * time.Millisecond
+	upgradeEvery     = 20 * time.Second
+	directProbeEvery = 25 * time.Second
+	tick             = 100 * time.Millisecond
+	// A path is suspect when we sent but heard nothing for stallAfter; it
+	// is dead when probes sent then are not answered within stallProbe.
+	stallAfter = time.Second
+	stallProbe = 600 * time.Millisecond
+	// onlineFor is how long after the last sign of life a peer counts as
+	// online: two WireGuard keepalives and a bit.
+	onlineFor       = 60 * time.Second
+	connectMin      = time.Second
+	connectMax      = 30 * time.Second
+	connectTimeout  = 5 * time.Second
+	heldMaxAge      = 4 * time.Second
+	initiatorHold   = time.Second
+	maxCandidates   = 12
+	maxPendingProbe = 64
+)
+
+// Path is how a peer is reached.
+type Path string
+
+const (
+	PathNone   Path = ""
+	PathDirect Path = "direct"
+	PathRelay  Path = "relay"
+)
+
+// Status is what the manager knows of one peer.
+type Status struct {
+	Peer   nodekey.Key
+	Online bool
+	Path   Path
+	// Reason says why the path is what it is, for people.
+	Reason   string
+	Endpoint string
+	RTT      time.Duration // 0 if unknown
+	// NAT is the peer's NAT mapping as the servers saw it: "none" (the
+	// peer's own address), "cone" (endpoint-independent), "symmetric",
+	// or "" if unknown.
+	NAT string
+}
+
+// Options configure a Manager.
+type Options struct {
+	Mux        *wgmux.Mux
+	PrivateKey nodekey.Key
+	Servers    []rvclient.Server
+	Log        *slog.Logger
+	// Local returns this node's LAN endpoints, for peers behind the same
+	// NAT.
+	Local func() []netip.AddrPort
+	// Incoming is asked about introduction requests from keys that are not
+	// paired (a joiner with an invite); nil ignores them. Called from the
+	// socket's reader: it must not block.
+	Incoming func(from nodekey.Key, pair []byte) bool
+	// Pair returns the pairing data to put in the box for peer (the
+	// invite Hello), nil for none.
+	Pair func(peer nodekey.Key) []byte
+	// OnPair receives the pairing data a peer sent in its box.
+	OnPair func(peer nodekey.Key, pair []byte)
+}
+
+// Manager keeps paths to peers.
+type Manager struct {
+	opt     Options
+	log     *slog.Logger
+	pub     nodekey.Key
+	clients []*rvclient.Client
+	byAddr  map[netip.AddrPort]*rvclient.Client
+
+	events chan event
+	// paired is the set of peers, read by the socket reader (Accept).
+	paired atomic.Pointer[map[nodekey.Key]bool]
+	status atomic.Pointer[map[nodekey.Key]Status]
+	// natClass is this node's own mapping, from registering on both ports.
+	natClass atomic.Pointer[string]
+
+	aeadMu sync.Mutex
+	aeads  map[nodekey.Key]cipher.AEAD
+
+	// noProbes makes probes vanish, as if UDP between the peers were
+	// blocked (tests).
+	noProbes bool
+
+	// Owned by Run.
+	peers map[nodekey.Key]*peer
+	done  chan struct{}
+}
+
+type event struct {
+	add     *addPeer
+	remove  *nodekey.Key
+	intro   *intro
+	probe   *probeIn
+	connEnd *connEnd
+	kick    *nodekey.Key
+	reply   chan any
+}
+
+type addPeer struct {
+	key    nodekey.Key
+	tunnel Tunnel
+	bind   *wgmux.Bind
+	static netip.AddrPort
+}
+
+type intro struct {
+	rvclient.Introduction
+	server netip.AddrPort // the server's main address, for the relay
+}
+
+type probeIn struct {
+	p    rendezvous.Probe
+	from netip.AddrPort
+	at   time.Time
+}
+
+type connEnd struct {
+	peer   nodekey.Key
+	server int
+}
+
+// New makes a manager; Run starts it.
+func New(opt Options) (*Manager, error) {
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.DiscardHandler)
+	}
+	m := &Manager{
+		opt: opt, log: opt.Log, pub: opt.PrivateKey.Public(),
+		byAddr: map[netip.AddrPort]*rvclient.Client{},
+		events: make(chan event, 256),
+		aeads:  map[nodekey.Key]cipher.AEAD{},
+		peers:  map[nodekey.Key]*peer{},
+		done:   make(chan struct{}),
+	}
+	empty := map[nodekey.Key]bool{}
+	m.paired.Store(&empty)
+	st := map[nodekey.Key]Status{}
+	m.status.Store(&st)
+	for i, srv := range opt.Servers {
+		c, err := rvclient.New(opt.Mux.PacketConn(), opt.PrivateKey, srv, rvclient.Options{
+			Log:    opt.Log.With("rendezvous", srv.Addrs[0]),
+			Accept: func(k nodekey.Key, pair []byte) bool {
+				return m.accept(k) || (pair != nil && opt.Incoming != nil && opt.Incoming(k, pair))
+			},
+			Local:  opt.Local,
+			OnIntroduction: func(in rvclient.Introduction) {
+				m.post(event{intro: &intro{Introduction: in, server: srv.Addrs[0]}})
+			},
+			Pair:   opt.Pair,
+			OnPair: opt.OnPair,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("rendezvous server %d: %w", i+1, err)
+		}
+		m.clients = append(m.clients, c)
+		for _, a := range srv.Addrs {
+			if a.IsValid() {
+				m.byAddr[netip.AddrPortFrom(a.Addr().Unmap(), a.Port())] = c
+			}
+		}
+	}
+	opt.Mux.SetHandler(m.handle)
+	return m, nil
+}
+
+// post hands an event to Run without ever blocking the caller (the socket
+// reader): under a flood, events are dropped, and punching retries.
+func (m *Manager) post(ev event) {
+	select {
+	case m.events <- ev:
+	default:
+	}
+}
+
+func (m *Manager) accept(k nodekey.Key) bool { return (*m.paired.Load())[k] }
+
+// handle is the mux's Handler: rendezvous datagrams go to the client of
+// the server they came from, probes to Run.
+func (m *Manager) handle(b []byte, from netip.AddrPort) {
+	if sender, ok := rendezvous.ProbeSender(b); ok {
+		if !m.accept(sender) {
+			return
+		}
+		aead, err := m.aead(sender)
+		if err != nil {
+			return
+		}
+		p, err := rendezvous.OpenProbe(b, aead, m.pub)
+		if err != nil {
+			return
+		}
+		if !p.Reply {
+			// Answer at once, from the reader: the round trip measured
+			// by the prober should not include our scheduling.
+			m.sendProbe(sender, from, rendezvous.Probe{Reply: true, TxID: p.TxID, Time: p.Time})
+		}
+		m.post(event{probe: &probeIn{p: p, from: from, at: time.Now()}})
+		return
+	}
+	if c := m.byAddr[from]; c != nil {
+		c.HandlePacket(b, from)
+	}
+}
+
+func (m *Manager) aead(peer nodekey.Key) (cipher.AEAD, error) {
+	m.aeadMu.Lock()
+	defer m.aeadMu.Unlock()
+	if a := m.aeads[peer]; a != nil {
+		return a, nil
+	}
+	a, err := rendezvous.PeerAEAD(m.opt.PrivateKey, peer)
+	if err != nil {
+		return nil, err
+	}
+	m.aeads[peer] = a
+	return a, nil
+}
+
+func (m *Manager) sendProbe(peer nodekey.Key, to netip.AddrPort, p rendezvous.Probe) {
+	if m.noProbes {
+		return
+	}
+	aead, err := m.aead(peer)
+	if err != nil {
+		return
+	}
+	p.Sender = m.pub
+	var buf [rendezvous.ProbeLen]byte
+	b, err := rendezvous.AppendProbe(buf[:0], aead, peer, p)
+	if err != nil {
+		return
+	}
+	m.opt.Mux.WriteTo(b, to)
+}
+
+// Add starts keeping a path to peer, whose device is tunnel on bind.
+// static, if valid, is a configured endpoint: used at once, no rendezvous
+// needed (but the peer is still found through the servers if it moves).
+func (m *Manager) Add(peer nodekey.Key, tunnel Tunnel, bind *wgmux.Bind, static netip.AddrPort) {
+	m.send(event{add: &addPeer{key: peer, tunnel: tunnel, bind: bind, static: static}})
+}
+
+// Remove forgets peer.
+func (m *Manager) Remove(peer nodekey.Key) { m.send(event{remove: &peer}) }
+
+// Kick makes the manager look for a path to peer now (a call is being
+// placed to it, or the user asked).
+func (m *Manager) Kick(peer nodekey.Key) { m.send(event{kick: &peer}) }
+
+func (m *Manager) send(ev event) {
+	select {
+	case m.events <- ev:
+	case <-m.done:
+	}
+}
+
+// Status returns a snapshot of every peer's state.
+func (m *Manager) Status() map[nodekey.Key]Status { return *m.status.Load() }
+
+// NATClass is this node's own NAT mapping as the servers saw it.
+func (m *Manager) NATClass() string {
+	if s := m.natClass.Load(); s != nil {
+		return *s
+	}
+	return ""
+}
+
+// Clients are the rendezvous clients, one per server (for pairing).
+func (m *Manager) Clients() []*rvclient.Client { return m.clients }
+
+// Ping probes peer on its current path and returns the round trip.
+func (m *Manager) Ping(ctx context.Context, peer nodekey.Key) (time.Duration, error) {
+	reply := make(chan any, 1)
+	select {
+	case m.events <- event{kick: &peer, reply: reply}:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	var ch <-chan time.Duration
+	select {
+	case v := <-reply:
+		switch v := v.(type) {
+		case error:
+			return 0, v
+		case chan time.Duration:
+			ch = v
+		}
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	select {
+	case rtt := <-ch:
+		return rtt, nil
+	case <-ctx.Done():
+		return 0, fmt.Errorf("no answer from the peer: %w", ctx.Err())
+	}
+}
+
+// Run keeps registrations and paths until ctx is done.
+func (m *Manager) Run(ctx context.Context) error {
+	defer close(m.done)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for _, c := range m.clients {
+		wg.Go(func() { c.Maintain(ctx) })
+	}
+	wg.Go(func() { m.classify(ctx) })
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			m.unregister()
+			return nil
+		case ev := <-m.events:
+			m.handleEvent(ctx, ev, &wg)
+		case now := <-t.C:
+			for _, p := range m.peers {
+				p.tick(ctx, m, now, &wg)
+			}
+			m.publish(now)
+		}
+	}
+}
+
+// unregister tells the servers we are gone, briefly: a node that is
+// shutting down must not hang on an unreachable server.
+func (m *Manager) unregister() {
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, c := range m.clients {
+		wg.Go(func() { c.Unregister(ctx) })
+	}
+	wg.Wait()
+}
+
+// classify finds this node's NAT mapping once the servers answer, and
+// again now and then (a WAN change can change it).
+func (m *Manager) classify(ctx context.Context) {
+	for {
+		for _, c := range m.clients {
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			eim, maps, err := c.ClassifyMapping(cctx)
+			cancel()
+			if err != nil {
+				continue
+			}
+			class := "symmetric"
+			if eim {
+				class = "cone"
+				for _, l := range m.local() {
+					if l == maps[0] {
+						class = "none"
+					}
+				}
+			}
+			m.natClass.Store(&class)
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Minute):
+		}
+	}
+}
+
+func (m *Manager) local() []netip.AddrPort {
+	if m.opt.Local == nil {
+		return nil
+	}
+	return m.opt.Local()
+}
+
+func (m *Manager) handleEvent(ctx context.Context, ev event, wg *sync.WaitGroup) {
+	now := time.Now()
+	switch {
+	case ev.add != nil:
+		a := ev.add
+		p := m.peers[a.key]
+		if p == nil {
+			p = &peer{key: a.key, connectAt: now}
+			m.peers[a.key] = p
+		}
+		p.tunnel, p.bind = a.tunnel, a.bind
+		if a.static.IsValid() {
+			p.addCandidate(a.static)
+			p.setPath(m, PathDirect, a.static.String(), "configured endpoint", now)
+		}
+		m.setPaired()
+	case ev.remove != nil:
+		delete(m.peers, *ev.remove)
+		m.setPaired()
+	case ev.intro != nil:
+		if p := m.peers[ev.intro.Peer]; p != nil {
+			p.introduced(m, ev.intro, now)
+		}
+	case ev.probe != nil:
+		if p := m.peers[ev.probe.p.Sender]; p != nil {
+			p.probed(m, ev.probe)
+		}
+	case ev.connEnd != nil:
+		if p := m.peers[ev.connEnd.peer]; p != nil {
+			p.connecting[ev.connEnd.server] = false
+		}
+	case ev.kick != nil:
+		p := m.peers[*ev.kick]
+		if p == nil {
+			if ev.reply != nil {
+				ev.reply <- fmt.Errorf("no such peer")
+			}
+			return
+		}
+		p.connectAt, p.connectBackoff = now, 0
+		if ev.reply != nil {
+			ch := make(chan time.Duration, 1)
+			p.pingWaiters = append(p.pingWaiters, ch)
+			if p.path == PathDirect {
+				p.probeAll(m, []netip.AddrPort{p.direct}, now)
+			} else {
+				p.probeAll(m, p.candidates, now)
+			}
+			ev.reply <- ch
+		}
+	}
+}
+
+func (m *Manager) setPaired() {
+	set := make(map[nodekey.Key]bool, len(m.peers))
+	for k := range m.peers {
+		set[k] = true
+	}
+	m.paired.Store(&set)
+}
+
+func (m *Manager) publish(now time.Time) {
+	st := make(map[nodekey.Key]Status, len(m.peers))
+	for k, p := range m.peers {
+		st[k] = p.status(now)
+	}
+	m.status.Store(&st)
+}
+
+// connect asks every server (that is not already asked) to introduce us.
+func (m *Manager) connect(ctx context.Context, p *peer, wg *sync.WaitGroup) {
+	if p.connecting == nil {
+		p.connecting = make([]bool, len(m.clients))
+	}
+	for i, c := range m.clients {
+		if p.connecting[i] {
+			continue
+		}
+		p.connecting[i] = true
+		key := p.key
+		wg.Go(func() {
+			cctx, cancel := context.WithTimeout(ctx, connectTimeout)
+			defer cancel()
+			if _, err := c.Connect(cctx, key); err != nil {
+				m.log.Debug("no introduction yet", "peer", key, "err", err)
+			}
+			m.post(event{connEnd: &connEnd{peer: key, server: i}})
+		})
+	}
+}
+
+// reregister refreshes every registration now: after a path died our NAT
+// mapping may be new, and the relay only forwards for the registered one.
+func (m *Manager) reregister(ctx context.Context, wg *sync.WaitGroup) {
+	for _, c := range m.clients {
+		wg.Go(func() {
+			cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			defer cancel()
+			c.Register(cctx, 0)
+		})
+	}
+}
+
+func containsAddr(list []netip.AddrPort, a netip.AddrPort) bool { return slices.Contains(list, a) }
