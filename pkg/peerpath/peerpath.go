@@ -199,11 +199,11 @@ func New(opt Options) (*Manager, error) {
 	m.status.Store(&st)
 	for i, srv := range opt.Servers {
 		c, err := rvclient.New(opt.Mux.PacketConn(), opt.PrivateKey, srv, rvclient.Options{
-			Log:    opt.Log.With("rendezvous", srv.Addrs[0]),
+			Log: opt.Log.With("rendezvous", srv.Addrs[0]),
 			Accept: func(k nodekey.Key, pair []byte) bool {
 				return m.accept(k) || (pair != nil && opt.Incoming != nil && opt.Incoming(k, pair))
 			},
-			Local:  opt.Local,
+			Local: opt.Local,
 			OnIntroduction: func(in rvclient.Introduction) {
 				m.post(event{intro: &intro{Introduction: in, server: srv.Addrs[0]}})
 			},
