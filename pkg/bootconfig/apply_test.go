@@ -42,7 +42,7 @@ const existing = `{
   "phone_port": "eth0",
   "lines": [3],
   "peers": [{"index": 2, "name": "grandma", "public_key": "Y9//y9jiDSs1pIpWEtgYbJYWCjgZwXRRhhcrL4bDhzc=", "endpoint": "198.51.100.7:51820"}],
-  "rendezvous": ["old.example.org:3478"]
+  "rendezvous": [{"address": "old.example.org:3478", "key": "BRCFwAqP3Au4JHj3IbPiEJ8tfwTlZuv8oUsvNwVgZok="}]
 }
 `
 

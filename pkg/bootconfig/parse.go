@@ -30,6 +30,8 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 
+	"github.com/peerline/peerline/pkg/config"
+	"github.com/peerline/peerline/pkg/nodekey"
 	"github.com/peerline/peerline/pkg/numplan"
 )
 
@@ -48,8 +50,8 @@ const DefaultUplink = "wlan0"
 type File struct {
 	Name string
 	WiFi *WiFi
-	// Rendezvous servers, host:port, in the order given.
-	Rendezvous []string
+	// Rendezvous servers, in the order given.
+	Rendezvous []config.Rendezvous
 	Uplink     Uplink
 	// TimeZone is an IANA zone name for the phones.
 	TimeZone string
@@ -301,19 +303,30 @@ func (p *parser) value(n int, key, v string) {
 		}
 		p.wifi().Country = c
 	case "rendezvous":
-		for _, hp := range strings.Split(v, ",") {
-			hp = strings.TrimSpace(hp)
-			if hp == "" {
+		const fix = "write the server's host:port and its key, e.g. rendezvous = rv.example.org:3478 <key>, with the key that `rendezvousd -public-key` prints on the server"
+		for _, item := range strings.Split(v, ",") {
+			fields := strings.Fields(item)
+			if len(fields) == 0 {
 				continue
 			}
+			hp := fields[0]
 			if err := checkHostPort(hp); err != nil {
-				p.problem(n, key, fmt.Sprintf("%q: %v", clip(hp), err), "write host:port, e.g. rendezvous = rv.example.org:3478"+commentHint)
+				p.problem(n, key, fmt.Sprintf("%q: %v", clip(hp), err), fix+commentHint)
 				continue
 			}
-			if slices.Contains(f.Rendezvous, hp) {
+			if len(fields) != 2 {
+				p.problem(n, key, fmt.Sprintf("%q: want the address and the server's key, separated by a space", clip(strings.TrimSpace(item))), fix+commentHint)
 				continue
 			}
-			f.Rendezvous = append(f.Rendezvous, hp)
+			k, err := nodekey.Parse(fields[1])
+			if err != nil || k.IsZero() {
+				p.problem(n, key, fmt.Sprintf("%q is not a server key", clip(fields[1])), fix)
+				continue
+			}
+			r := config.Rendezvous{Address: hp, Key: k}
+			if !slices.Contains(f.Rendezvous, r) {
+				f.Rendezvous = append(f.Rendezvous, r)
+			}
 		}
 	case "uplink_interface":
 		if !ifnameRE.MatchString(v) {

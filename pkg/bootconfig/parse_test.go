@@ -7,6 +7,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/peerline/peerline/pkg/config"
+	"github.com/peerline/peerline/pkg/nodekey"
 )
 
 const good = `# comment
@@ -14,8 +17,8 @@ name = kitchen
 wifi_ssid = My "Home" #1
 wifi_password = pa"ss#word = 1
 wifi_country = de
-rendezvous = rv1.example.org:3478, 198.51.100.7:3478
-rendezvous = [2001:db8::1]:3478
+rendezvous = rv1.example.org:3478 6byXW6RgSxwspuDs35smPGK/uwjTAEUcqNGZ18ijx30=, 198.51.100.7:3478 BRCFwAqP3Au4JHj3IbPiEJ8tfwTlZuv8oUsvNwVgZok=
+rendezvous = [2001:db8::1]:3478 6byXW6RgSxwspuDs35smPGK/uwjTAEUcqNGZ18ijx30=
 time_zone = Europe/Berlin
 phone_dhcp = no
 lines = 1, 2
@@ -30,7 +33,11 @@ func TestParseGood(t *testing.T) {
 	want := &File{
 		Name:       "kitchen",
 		WiFi:       &WiFi{SSID: `My "Home" #1`, Password: `pa"ss#word = 1`, Country: "DE"},
-		Rendezvous: []string{"rv1.example.org:3478", "198.51.100.7:3478", "[2001:db8::1]:3478"},
+		Rendezvous: []config.Rendezvous{
+			{Address: "rv1.example.org:3478", Key: mustKey(t, "6byXW6RgSxwspuDs35smPGK/uwjTAEUcqNGZ18ijx30=")},
+			{Address: "198.51.100.7:3478", Key: mustKey(t, "BRCFwAqP3Au4JHj3IbPiEJ8tfwTlZuv8oUsvNwVgZok=")},
+			{Address: "[2001:db8::1]:3478", Key: mustKey(t, "6byXW6RgSxwspuDs35smPGK/uwjTAEUcqNGZ18ijx30=")},
+		},
 		Uplink:     Uplink{Interface: "wlan0"},
 		TimeZone:   "Europe/Berlin",
 		PhoneDHCP:  &no,
@@ -115,6 +122,8 @@ func TestParseProblems(t *testing.T) {
 		{"rendezvous no port", wifi + "rendezvous = rv.example.org\n", 4, "rendezvous", "host:port"},
 		{"rendezvous bad port", wifi + "rendezvous = rv.example.org:99999\n", 4, "rendezvous", "1 to 65535"},
 		{"inline comment", wifi + "rendezvous = rv.example.org:3478 # main\n", 4, "rendezvous", "own"},
+		{"rendezvous no key", wifi + "rendezvous = rv.example.org:3478\n", 4, "rendezvous", "rendezvousd -public-key"},
+		{"rendezvous bad key", wifi + "rendezvous = rv.example.org:3478 notakey\n", 4, "rendezvous", "rendezvousd -public-key"},
 		{"bad address", "uplink_interface = eth1\nuplink_address = 192.168.1.50\nuplink_gateway = 192.168.1.1\n", 2, "uplink_address", "prefix length"},
 		{"network address", "uplink_interface = eth1\nuplink_address = 192.168.1.0/24\nuplink_gateway = 192.168.1.1\n", 2, "uplink_address", "192.168.1.1/24"},
 		{"gateway outside", "uplink_interface = eth1\nuplink_address = 192.168.1.50/24\nuplink_gateway = 192.168.2.1\n", 3, "uplink_gateway", "not inside 192.168.1.0/24"},
@@ -245,4 +254,13 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("interface name %q adds lines to the networkd file", file.Uplink.Interface)
 		}
 	})
+}
+
+func mustKey(t *testing.T, s string) nodekey.Key {
+	t.Helper()
+	k, err := nodekey.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }

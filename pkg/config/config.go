@@ -47,8 +47,8 @@ type Config struct {
 	RunDir string `json:"run_dir,omitempty"`
 	// PrivateKeyFile is the node's WireGuard key; made on first start.
 	PrivateKeyFile string `json:"private_key_file,omitempty"`
-	// ListenPort is the first UDP port of the tunnels; peer i listens on
-	// ListenPort+i unless its entry says otherwise.
+	// ListenPort is the UDP port every tunnel, the rendezvous registration
+	// and hole punching share (pkg/wgmux).
 	ListenPort int `json:"listen_port,omitempty"`
 	// MTU of the tunnels and the veth links to them.
 	MTU int `json:"mtu,omitempty"`
@@ -61,10 +61,24 @@ type Config struct {
 	// Phones configures what the Pi serves on the phone port: DHCP and
 	// provisioning, so a plugged-in phone needs nothing typed.
 	Phones Phones `json:"phones,omitempty"`
-	// Rendezvous are the servers this node registers with, "host:port";
-	// pairing and hole punching work while any shared one is up.
-	Rendezvous []string `json:"rendezvous,omitempty"`
+	// Rendezvous are the servers this node registers with; pairing and
+	// hole punching work while any one shared with the peer is up.
+	Rendezvous []Rendezvous `json:"rendezvous,omitempty"`
 }
+
+// Rendezvous is one rendezvous server (cmd/rendezvousd).
+type Rendezvous struct {
+	// Address is host:port of its main port (3478 by default).
+	Address string `json:"address"`
+	// Address2 is its second port, host:port; empty means the same host,
+	// the main port + 1.
+	Address2 string `json:"address2,omitempty"`
+	// Key is the server's public key, as `rendezvousd -public-key` prints.
+	Key nodekey.Key `json:"key"`
+}
+
+// String is how people write a server: "host:port KEY".
+func (r Rendezvous) String() string { return r.Address + " " + r.Key.String() }
 
 // Phones is the phone-port service configuration.
 type Phones struct {
@@ -85,10 +99,9 @@ type Peer struct {
 	Name string `json:"name,omitempty"`
 	// PublicKey is the peer's WireGuard public key (base64).
 	PublicKey nodekey.Key `json:"public_key"`
-	// Endpoint is the peer's UDP address, IP:port.
-	Endpoint string `json:"endpoint"`
-	// ListenPort overrides the local UDP port of this tunnel.
-	ListenPort int `json:"listen_port,omitempty"`
+	// Endpoint is the peer's UDP address, IP:port, when it is fixed and
+	// known; empty means it is found through the rendezvous servers.
+	Endpoint string `json:"endpoint,omitempty"`
 	// Keepalive is WireGuard's persistent keepalive in seconds; 0 is off.
 	Keepalive int `json:"keepalive,omitempty"`
 	// Lines are the peer's phone lines as it announced them, for the
@@ -203,8 +216,8 @@ func (c *Config) Validate() error {
 	if c.ListenPort == 0 {
 		c.ListenPort = defaultListenPort
 	}
-	if c.ListenPort < 1 || c.ListenPort > 65535-numplan.MaxNode {
-		return fmt.Errorf("listen_port %d: use a port from 1 to %d", c.ListenPort, 65535-numplan.MaxNode)
+	if c.ListenPort < 1 || c.ListenPort > 65535 {
+		return fmt.Errorf("listen_port %d: use a port from 1 to 65535", c.ListenPort)
 	}
 	if c.MTU == 0 {
 		c.MTU = defaultMTU
@@ -220,7 +233,6 @@ func (c *Config) Validate() error {
 	}
 	seenIndex := map[int]bool{}
 	seenKey := map[nodekey.Key]int{}
-	seenPort := map[int]int{}
 	for n := range c.Peers {
 		p := &c.Peers[n]
 		where := fmt.Sprintf("peers[%d]", n)
@@ -241,19 +253,12 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%s: public_key is the same as peers[%d]'s; one node cannot be paired twice", where, other)
 		}
 		seenKey[p.PublicKey] = n
-		if _, err := netip.ParseAddrPort(p.Endpoint); err != nil {
-			return fmt.Errorf("%s: endpoint %q: want IP:port, e.g. \"198.51.100.7:51820\"", where, p.Endpoint)
+		switch _, err := netip.ParseAddrPort(p.Endpoint); {
+		case p.Endpoint == "" && len(c.Rendezvous) == 0:
+			return fmt.Errorf("%s: no endpoint and no rendezvous server to find the peer through: add a rendezvous server, or the peer's fixed IP:port as endpoint", where)
+		case p.Endpoint != "" && err != nil:
+			return fmt.Errorf("%s: endpoint %q: want IP:port, e.g. \"198.51.100.7:51820\", or leave it out to find the peer through the rendezvous servers", where, p.Endpoint)
 		}
-		if p.ListenPort == 0 {
-			p.ListenPort = c.ListenPort + p.Index
-		}
-		if p.ListenPort < 1 || p.ListenPort > 65535 {
-			return fmt.Errorf("%s: listen_port %d is not a UDP port", where, p.ListenPort)
-		}
-		if other, dup := seenPort[p.ListenPort]; dup {
-			return fmt.Errorf("%s: listen_port %d is also used by peers[%d]", where, p.ListenPort, other)
-		}
-		seenPort[p.ListenPort] = n
 		if p.Keepalive < 0 || p.Keepalive > 65535 {
 			return fmt.Errorf("%s: keepalive %d: use 0 (off) to 65535 seconds", where, p.Keepalive)
 		}
@@ -265,8 +270,16 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("phones.time_zone %q: use an IANA zone name such as \"Europe/Berlin\", or leave it out for UTC", tz)
 	}
 	for n, r := range c.Rendezvous {
-		if err := validHostPort(r); err != nil {
-			return fmt.Errorf("rendezvous[%d] %q: %w", n, r, err)
+		if err := validHostPort(r.Address); err != nil {
+			return fmt.Errorf("rendezvous[%d] address %q: %w", n, r.Address, err)
+		}
+		if r.Address2 != "" {
+			if err := validHostPort(r.Address2); err != nil {
+				return fmt.Errorf("rendezvous[%d] address2 %q: %w", n, r.Address2, err)
+			}
+		}
+		if r.Key.IsZero() {
+			return fmt.Errorf("rendezvous[%d] %s: key is missing; it is what `rendezvousd -public-key` prints on the server", n, r.Address)
 		}
 	}
 	return nil
@@ -286,6 +299,9 @@ func validLines(lines []int) error {
 	}
 	return nil
 }
+
+// ValidHostPort accepts "host:port" with a DNS name or an IP literal.
+func ValidHostPort(hp string) error { return validHostPort(hp) }
 
 // validHostPort accepts "host:port" with a DNS name or an IP literal.
 func validHostPort(hp string) error {

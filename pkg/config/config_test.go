@@ -32,8 +32,8 @@ func TestParseDefaults(t *testing.T) {
 			t.Errorf("%s = %q, want %q", ch.name, ch.got, ch.want)
 		}
 	}
-	if c.Peers[0].ListenPort != 51827 {
-		t.Errorf("peer listen_port = %d, want 51820+7", c.Peers[0].ListenPort)
+	if c.ListenPort != 51820 {
+		t.Errorf("listen_port = %d, want 51820", c.ListenPort)
 	}
 	if c.MTU != 1420 {
 		t.Errorf("mtu = %d, want 1420", c.MTU)
@@ -75,11 +75,17 @@ func TestParseErrors(t *testing.T) {
 			return strings.Replace(s, `"name": "bob",`, `"name": "bob", "phones": {"time_zone": "Central Europe"},`, 1)
 		}, "IANA zone"},
 		{"rendezvous without port", func(s string) string {
-			return strings.Replace(s, `"name": "bob",`, `"name": "bob", "rendezvous": ["rv.example.org"],`, 1)
+			return strings.Replace(s, `"name": "bob",`, `"name": "bob", "rendezvous": [{"address": "rv.example.org", "key": "z0N+zdnGxDshMomphWwDcR+XpM8r/8jYk+CBxPOcpaY="}],`, 1)
 		}, "want host:port"},
 		{"rendezvous bad host", func(s string) string {
-			return strings.Replace(s, `"name": "bob",`, `"name": "bob", "rendezvous": ["rv_example:3478"],`, 1)
+			return strings.Replace(s, `"name": "bob",`, `"name": "bob", "rendezvous": [{"address": "rv_example:3478", "key": "z0N+zdnGxDshMomphWwDcR+XpM8r/8jYk+CBxPOcpaY="}],`, 1)
 		}, "neither an IP"},
+		{"rendezvous without key", func(s string) string {
+			return strings.Replace(s, `"name": "bob",`, `"name": "bob", "rendezvous": [{"address": "rv.example.org:3478"}],`, 1)
+		}, "rendezvousd -public-key"},
+		{"peer without endpoint or rendezvous", func(s string) string {
+			return strings.Replace(s, `, "endpoint": "198.51.100.1:51824"`, ``, 1)
+		}, "no endpoint and no rendezvous"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -30,6 +30,8 @@ type Status struct {
 	ActiveLines []int    `json:"active_lines"`
 	Peers       []Peer   `json:"peers"`
 	Rendezvous  []string `json:"rendezvous,omitempty"`
+	// NATClass is this node's NAT mapping as the servers saw it.
+	NATClass string `json:"nat_class,omitempty"`
 	// BootConfigError is what is wrong with the boot partition's config
 	// file, if anything.
 	BootConfigError string    `json:"boot_config_error,omitempty"`

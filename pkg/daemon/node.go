@@ -228,7 +228,8 @@ func (nd *node) status(ctx context.Context) (*control.Status, error) {
 		Ready:       st.Ready,
 		Lines:       st.Lines,
 		ActiveLines: st.ActiveLines,
-		Rendezvous:  cfg.Rendezvous,
+		Rendezvous:  rendezvousAddrs(cfg.Rendezvous),
+		NATClass:    st.NATClass,
 		Started:     nd.started,
 		Peers:       []control.Peer{},
 	}
@@ -246,15 +247,23 @@ func (nd *node) status(ctx context.Context) (*control.Status, error) {
 			RxBytes:       p.RxBytes,
 			TxBytes:       p.TxBytes,
 		}
-		cp.Online = p.Up && p.LastHandshake != nil && time.Since(*p.LastHandshake) < onlineWithin
-		if p.Endpoint != "" {
-			// Every endpoint is configured by hand so far: the path is
-			// the direct one to it.
-			cp.Path = "direct"
+		cp.Online = p.Up && (p.Online || p.LastHandshake != nil && time.Since(*p.LastHandshake) < onlineWithin)
+		cp.Path, cp.PathReason, cp.NATClass = p.Path, p.PathReason, p.NAT
+		if p.RTT > 0 {
+			d := control.Duration(p.RTT)
+			cp.RTT = &d
 		}
 		out.Peers = append(out.Peers, cp)
 	}
 	return out, nil
+}
+
+func rendezvousAddrs(rs []config.Rendezvous) []string {
+	out := make([]string, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, r.Address)
+	}
+	return out
 }
 
 func (nd *node) phones(ctx context.Context) ([]control.Phone, error) {

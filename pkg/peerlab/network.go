@@ -234,14 +234,14 @@ func newNode(l *lab.Lab, inet *lab.Bridge, name, prefix string, wan netip.Addr, 
 	return node, nil
 }
 
-// pair makes from know to as peer index, reachable at to's tunnel port for
-// from (to numbers from as back).
+// pair makes from know to as peer index, reachable at to's tunnel socket
+// (to numbers from as back).
 func pair(from, to *Node, index, back int) {
 	from.Config.Peers = append(from.Config.Peers, config.Peer{
 		Index:     index,
 		Name:      "pi" + to.Name,
 		PublicKey: to.key.Public(),
-		Endpoint:  netip.AddrPortFrom(to.WAN, uint16(basePort+back)).String(),
+		Endpoint:  netip.AddrPortFrom(to.WAN, basePort).String(),
 		Keepalive: 25,
 	})
 }

@@ -116,8 +116,8 @@ func TestCallAndCallBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := st.Peers[0]; p.LastHandshake == nil || p.Endpoint != "198.51.100.2:51824" {
-		t.Errorf("A's status of its tunnel = %+v, want a handshake with 198.51.100.2:51824", p)
+	if p := st.Peers[0]; p.LastHandshake == nil || p.Endpoint != "198.51.100.2:51820" || !p.Online || p.Path != "direct" {
+		t.Errorf("A's status of its tunnel = %+v, want online, direct, with a handshake with 198.51.100.2:51820", p)
 	}
 	// wg show goes through the device's UAPI socket, as a person debugging
 	// would use it.

@@ -229,7 +229,7 @@ func (p *peer) tick(ctx context.Context, m *Manager, now time.Time, wg *sync.Wai
 	}
 	p.checkTunnel(ctx, m, now, wg)
 	// Find the peer through the servers while it has no live path.
-	if len(m.clients) > 0 && !now.Before(p.connectAt) && (p.path == PathNone || !p.alive(now)) {
+	if len(m.clientList()) > 0 && !now.Before(p.connectAt) && (p.path == PathNone || !p.alive(now)) {
 		m.connect(ctx, p, wg)
 		p.connectBackoff = min(max(2*p.connectBackoff, connectMin), connectMax)
 		p.connectAt = now.Add(p.connectBackoff)

@@ -28,6 +28,7 @@ import (
 	"crypto/cipher"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -100,12 +101,25 @@ type Status struct {
 	NAT string
 }
 
+// Server is a rendezvous server as configured: host names are resolved
+// when the manager runs, and again until they resolve (a Pi may boot
+// before its uplink or DNS is up).
+type Server struct {
+	// Address is host:port of the main port; Address2 the second port
+	// ("" means the same host, port+1).
+	Address, Address2 string
+	Key               nodekey.Key
+}
+
 // Options configure a Manager.
 type Options struct {
 	Mux        *wgmux.Mux
 	PrivateKey nodekey.Key
-	Servers    []rvclient.Server
-	Log        *slog.Logger
+	Servers    []Server
+	// Resolve turns host:port into an address; nil uses the system
+	// resolver.
+	Resolve func(ctx context.Context, hostport string) (netip.AddrPort, error)
+	Log     *slog.Logger
 	// Local returns this node's LAN endpoints, for peers behind the same
 	// NAT.
 	Local func() []netip.AddrPort
@@ -122,11 +136,15 @@ type Options struct {
 
 // Manager keeps paths to peers.
 type Manager struct {
-	opt     Options
-	log     *slog.Logger
-	pub     nodekey.Key
-	clients []*rvclient.Client
-	byAddr  map[netip.AddrPort]*rvclient.Client
+	opt Options
+	log *slog.Logger
+	pub nodekey.Key
+
+	// clientsMu guards clients and byAddr, which grow as servers resolve
+	// and are read by the socket's reader.
+	clientsMu sync.RWMutex
+	clients   []*rvclient.Client
+	byAddr    map[netip.AddrPort]*rvclient.Client
 
 	events chan event
 	// paired is the set of peers, read by the socket reader (Accept).
@@ -197,31 +215,111 @@ func New(opt Options) (*Manager, error) {
 	m.paired.Store(&empty)
 	st := map[nodekey.Key]Status{}
 	m.status.Store(&st)
-	for i, srv := range opt.Servers {
-		c, err := rvclient.New(opt.Mux.PacketConn(), opt.PrivateKey, srv, rvclient.Options{
-			Log: opt.Log.With("rendezvous", srv.Addrs[0]),
-			Accept: func(k nodekey.Key, pair []byte) bool {
-				return m.accept(k) || (pair != nil && opt.Incoming != nil && opt.Incoming(k, pair))
-			},
-			Local: opt.Local,
-			OnIntroduction: func(in rvclient.Introduction) {
-				m.post(event{intro: &intro{Introduction: in, server: srv.Addrs[0]}})
-			},
-			Pair:   opt.Pair,
-			OnPair: opt.OnPair,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("rendezvous server %d: %w", i+1, err)
-		}
-		m.clients = append(m.clients, c)
-		for _, a := range srv.Addrs {
-			if a.IsValid() {
-				m.byAddr[netip.AddrPortFrom(a.Addr().Unmap(), a.Port())] = c
-			}
-		}
+	if opt.Resolve == nil {
+		opt.Resolve = resolve
+		m.opt.Resolve = resolve
 	}
 	opt.Mux.SetHandler(m.handle)
 	return m, nil
+}
+
+// addServer makes the client for a resolved server and starts keeping its
+// registration.
+func (m *Manager) addServer(ctx context.Context, srv rvclient.Server, wg *sync.WaitGroup) error {
+	c, err := rvclient.New(m.opt.Mux.PacketConn(), m.opt.PrivateKey, srv, rvclient.Options{
+		Log: m.log.With("rendezvous", srv.Addrs[0]),
+		Accept: func(k nodekey.Key, pair []byte) bool {
+			return m.accept(k) || (pair != nil && m.opt.Incoming != nil && m.opt.Incoming(k, pair))
+		},
+		Local: m.opt.Local,
+		OnIntroduction: func(in rvclient.Introduction) {
+			m.post(event{intro: &intro{Introduction: in, server: srv.Addrs[0]}})
+		},
+		Pair:   m.opt.Pair,
+		OnPair: m.opt.OnPair,
+	})
+	if err != nil {
+		return err
+	}
+	m.clientsMu.Lock()
+	m.clients = append(m.clients, c)
+	for _, a := range srv.Addrs {
+		if a.IsValid() {
+			m.byAddr[netip.AddrPortFrom(a.Addr().Unmap(), a.Port())] = c
+		}
+	}
+	m.clientsMu.Unlock()
+	wg.Go(func() { c.Maintain(ctx) })
+	return nil
+}
+
+// resolveServer resolves srv until it works or ctx ends, backing off.
+func (m *Manager) resolveServer(ctx context.Context, srv Server, wg *sync.WaitGroup) {
+	wait := time.Second
+	for {
+		rs, err := m.resolveOnce(ctx, srv)
+		if err == nil {
+			if err := m.addServer(ctx, rs, wg); err != nil {
+				m.log.Error("rendezvous server unusable; check its key", "server", srv.Address, "err", err)
+			}
+			return
+		}
+		m.log.Warn("cannot resolve rendezvous server; retrying", "server", srv.Address, "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Minute)
+	}
+}
+
+func (m *Manager) resolveOnce(ctx context.Context, srv Server) (rvclient.Server, error) {
+	rs := rvclient.Server{Key: srv.Key}
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	a, err := m.opt.Resolve(rctx, srv.Address)
+	if err != nil {
+		return rs, err
+	}
+	rs.Addrs[0] = a
+	if srv.Address2 == "" {
+		rs.Addrs[1] = netip.AddrPortFrom(a.Addr(), a.Port()+1)
+		return rs, nil
+	}
+	if rs.Addrs[1], err = m.opt.Resolve(rctx, srv.Address2); err != nil {
+		return rs, err
+	}
+	return rs, nil
+}
+
+func resolve(ctx context.Context, hostport string) (netip.AddrPort, error) {
+	if ap, err := netip.ParseAddrPort(hostport); err == nil {
+		return ap, nil
+	}
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	pn, err := net.DefaultResolver.LookupPort(ctx, "udp", port)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip4", host)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	if len(ips) == 0 {
+		return netip.AddrPort{}, fmt.Errorf("%s has no IPv4 address", host)
+	}
+	return netip.AddrPortFrom(ips[0].Unmap(), uint16(pn)), nil
+}
+
+// clientList is a snapshot of the resolved servers' clients.
+func (m *Manager) clientList() []*rvclient.Client {
+	m.clientsMu.RLock()
+	defer m.clientsMu.RUnlock()
+	return m.clients
 }
 
 // post hands an event to Run without ever blocking the caller (the socket
@@ -258,7 +356,10 @@ func (m *Manager) handle(b []byte, from netip.AddrPort) {
 		m.post(event{probe: &probeIn{p: p, from: from, at: time.Now()}})
 		return
 	}
-	if c := m.byAddr[from]; c != nil {
+	m.clientsMu.RLock()
+	c := m.byAddr[from]
+	m.clientsMu.RUnlock()
+	if c != nil {
 		c.HandlePacket(b, from)
 	}
 }
@@ -326,8 +427,8 @@ func (m *Manager) NATClass() string {
 	return ""
 }
 
-// Clients are the rendezvous clients, one per server (for pairing).
-func (m *Manager) Clients() []*rvclient.Client { return m.clients }
+// Clients are the rendezvous clients of the servers resolved so far.
+func (m *Manager) Clients() []*rvclient.Client { return m.clientList() }
 
 // Ping probes peer on its current path and returns the round trip.
 func (m *Manager) Ping(ctx context.Context, peer nodekey.Key) (time.Duration, error) {
@@ -364,8 +465,8 @@ func (m *Manager) Run(ctx context.Context) error {
 	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	for _, c := range m.clients {
-		wg.Go(func() { c.Maintain(ctx) })
+	for _, srv := range m.opt.Servers {
+		wg.Go(func() { m.resolveServer(ctx, srv, &wg) })
 	}
 	wg.Go(func() { m.classify(ctx) })
 	t := time.NewTicker(tick)
@@ -392,7 +493,7 @@ func (m *Manager) unregister() {
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	var wg sync.WaitGroup
-	for _, c := range m.clients {
+	for _, c := range m.clientList() {
 		wg.Go(func() { c.Unregister(ctx) })
 	}
 	wg.Wait()
@@ -402,7 +503,7 @@ func (m *Manager) unregister() {
 // again now and then (a WAN change can change it).
 func (m *Manager) classify(ctx context.Context) {
 	for {
-		for _, c := range m.clients {
+		for _, c := range m.clientList() {
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			eim, maps, err := c.ClassifyMapping(cctx)
 			cancel()
@@ -421,10 +522,14 @@ func (m *Manager) classify(ctx context.Context) {
 			m.natClass.Store(&class)
 			break
 		}
+		wait := 10 * time.Minute
+		if m.NATClass() == "" {
+			wait = 2 * time.Second // no server answered yet
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(10 * time.Minute):
+		case <-time.After(wait):
 		}
 	}
 }
@@ -507,10 +612,11 @@ func (m *Manager) publish(now time.Time) {
 
 // connect asks every server (that is not already asked) to introduce us.
 func (m *Manager) connect(ctx context.Context, p *peer, wg *sync.WaitGroup) {
-	if p.connecting == nil {
-		p.connecting = make([]bool, len(m.clients))
+	clients := m.clientList()
+	for len(p.connecting) < len(clients) {
+		p.connecting = append(p.connecting, false)
 	}
-	for i, c := range m.clients {
+	for i, c := range clients {
 		if p.connecting[i] {
 			continue
 		}
@@ -530,7 +636,7 @@ func (m *Manager) connect(ctx context.Context, p *peer, wg *sync.WaitGroup) {
 // reregister refreshes every registration now: after a path died our NAT
 // mapping may be new, and the relay only forwards for the registered one.
 func (m *Manager) reregister(ctx context.Context, wg *sync.WaitGroup) {
-	for _, c := range m.clients {
+	for _, c := range m.clientList() {
 		wg.Go(func() {
 			cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 			defer cancel()

@@ -94,7 +94,7 @@ type testNode struct {
 	devs map[nodekey.Key]*device.Device
 }
 
-func newTestNode(t *testing.T, addr string, servers []rvclient.Server, noProbes bool) *testNode {
+func newTestNode(t *testing.T, addr string, rvs []rvclient.Server, noProbes bool) *testNode {
 	t.Helper()
 	k, err := nodekey.Generate()
 	if err != nil {
@@ -103,6 +103,10 @@ func newTestNode(t *testing.T, addr string, servers []rvclient.Server, noProbes 
 	mux, err := wgmux.Listen("127.0.0.1:0", k, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	var servers []Server
+	for _, s := range rvs {
+		servers = append(servers, Server{Address: s.Addrs[0].String(), Address2: s.Addrs[1].String(), Key: s.Key})
 	}
 	mgr, err := New(Options{Mux: mux, PrivateKey: k, Servers: servers})
 	if err != nil {

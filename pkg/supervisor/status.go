@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/peerline/peerline/pkg/atomicfile"
+	"github.com/peerline/peerline/pkg/nodekey"
+	"github.com/peerline/peerline/pkg/peerpath"
 	"github.com/peerline/peerline/pkg/rewrite"
 )
 
@@ -26,19 +28,29 @@ type Status struct {
 	// tunnel in the last status interval: in a call with a peer. Calls
 	// between two phones of this node do not cross a tunnel and are not
 	// seen here.
-	ActiveLines []int        `json:"active_lines"`
-	Peers       []PeerStatus `json:"peers"`
-	Updated     time.Time    `json:"updated"`
+	ActiveLines []int `json:"active_lines"`
+	// NATClass is this node's own NAT mapping as the rendezvous servers
+	// saw it: "none", "cone", "symmetric", or "" before any answered.
+	NATClass string       `json:"nat_class,omitempty"`
+	Peers    []PeerStatus `json:"peers"`
+	Updated  time.Time    `json:"updated"`
 }
 
 // PeerStatus is one tunnel's state.
 type PeerStatus struct {
-	Index         int            `json:"index"`
-	Name          string         `json:"name,omitempty"`
-	Device        string         `json:"device"`
-	Up            bool           `json:"up"`
-	Error         string         `json:"error,omitempty"`
-	Endpoint      string         `json:"endpoint,omitempty"`
+	Index    int    `json:"index"`
+	Name     string `json:"name,omitempty"`
+	Device   string `json:"device"`
+	Up       bool   `json:"up"`
+	Error    string `json:"error,omitempty"`
+	Endpoint string `json:"endpoint,omitempty"`
+	// Online, Path, PathReason, RTT and NAT are the path manager's view
+	// (pkg/peerpath).
+	Online        bool           `json:"online"`
+	Path          string         `json:"path,omitempty"`
+	PathReason    string         `json:"path_reason,omitempty"`
+	RTT           time.Duration  `json:"rtt_ns,omitempty"`
+	NAT           string         `json:"nat,omitempty"`
 	LastHandshake *time.Time     `json:"last_handshake,omitempty"`
 	RxBytes       uint64         `json:"rx_bytes"`
 	TxBytes       uint64         `json:"tx_bytes"`
@@ -68,6 +80,11 @@ func (s *Supervisor) status() *Status {
 		ActiveLines: s.active,
 		Updated:     time.Now().UTC(),
 	}
+	var paths map[nodekey.Key]peerpath.Status
+	if s.paths != nil {
+		paths = s.paths.Status()
+		st.NATClass = s.paths.NATClass()
+	}
 	for _, i := range slices.Sorted(maps.Keys(s.peers)) {
 		p := s.peers[i]
 		ps := PeerStatus{Index: i, Name: p.cfg.Name, Device: s.names.Device(i), Up: p.tunnel != nil && p.err == nil}
@@ -82,6 +99,11 @@ func (s *Supervisor) status() *Status {
 					h := ts.LastHandshake.UTC()
 					ps.LastHandshake = &h
 				}
+			}
+		}
+		if ps.Up {
+			if pp, ok := paths[p.cfg.PublicKey]; ok {
+				ps.Online, ps.Path, ps.PathReason, ps.RTT, ps.NAT = pp.Online, string(pp.Path), pp.Reason, pp.RTT, pp.NAT
 			}
 		}
 		if p.rewrite != nil {

@@ -15,7 +15,8 @@
 //	  veth <prefix>v<i> 169.254.i.1/30  <->  <prefix>-<i>/veth0 169.254.i.2/30
 //	namespace <prefix>-<i>: forwarding on, route 10.0.0.0/16 back via 169.254.i.1,
 //	  TUN <prefix><i> with route 10.i.0.0/16, wrapped by the SIP/RTP rewriter,
-//	  driven by a wireguard-go device whose UDP socket is in root.
+//	  driven by a wireguard-go device on the node's one UDP socket in root
+//	  (pkg/wgmux), whose path to the peer pkg/peerpath finds and keeps.
 //
 // and per local line s the Pi's side of the line's /30, 10.0.s.2/30, on the
 // phone port. The veth link addresses are link-local (169.254.i.0/30) so
@@ -47,14 +48,16 @@ import (
 	"github.com/peerline/peerline/pkg/netsetup"
 	"github.com/peerline/peerline/pkg/nodekey"
 	"github.com/peerline/peerline/pkg/numplan"
+	"github.com/peerline/peerline/pkg/peerpath"
 	"github.com/peerline/peerline/pkg/rewrite"
 	"github.com/peerline/peerline/pkg/sdnotify"
+	"github.com/peerline/peerline/pkg/wgmux"
 	"github.com/peerline/peerline/pkg/wgtunnel"
 )
 
 // Tunnel is a running WireGuard device as the supervisor needs it.
 type Tunnel interface {
-	Status() (wgtunnel.Status, error)
+	peerpath.Tunnel
 	Close() error
 }
 
@@ -84,6 +87,15 @@ type Options struct {
 	// ExtraLines are lines to serve besides the config's: those the DHCP
 	// server has handed out, which must be up before their phones renew.
 	ExtraLines []int
+	// ListenTunnels opens the node's tunnel socket; nil is wgmux.Listen on
+	// every address at the config's listen_port.
+	ListenTunnels func(port int, key nodekey.Key, log *slog.Logger) (*wgmux.Mux, error)
+	// LocalEndpoints lists this node's LAN addresses for peers behind the
+	// same NAT; nil lists the addresses of the uplink interfaces.
+	LocalEndpoints func() []netip.Addr
+	// PathOptions adjusts the path manager's options before it starts
+	// (pairing hooks).
+	PathOptions func(*peerpath.Options)
 }
 
 // Supervisor brings a node up according to its config.
@@ -94,6 +106,15 @@ type Supervisor struct {
 	log          *slog.Logger
 	checkEvery   time.Duration
 	statusEvery  time.Duration
+	listen       func(port int, key nodekey.Key, log *slog.Logger) (*wgmux.Mux, error)
+	localAddrs   func() []netip.Addr
+	pathOptions  func(*peerpath.Options)
+
+	// mux is the tunnel socket and paths its path manager, both running
+	// for as long as Run; paths is replaced when the servers change.
+	mux       *wgmux.Mux
+	paths     *peerpath.Manager
+	stopPaths func()
 
 	// Owned by the Run goroutine.
 	cfg      *config.Config
@@ -147,6 +168,17 @@ func New(cfg *config.Config, opts Options) *Supervisor {
 		mediaSeen:    map[[2]int]uint64{},
 		calls:        make(chan func()),
 		done:         make(chan struct{}),
+		listen:       opts.ListenTunnels,
+		localAddrs:   opts.LocalEndpoints,
+		pathOptions:  opts.PathOptions,
+	}
+	if s.listen == nil {
+		s.listen = func(port int, key nodekey.Key, log *slog.Logger) (*wgmux.Mux, error) {
+			return wgmux.Listen(":"+strconv.Itoa(port), key, log)
+		}
+	}
+	if s.localAddrs == nil {
+		s.localAddrs = func() []netip.Addr { return uplinkAddrs(s.cfg.PhonePort, s.cfg.Prefix) }
 	}
 	for _, l := range opts.ExtraLines {
 		s.extra[l] = true
@@ -191,6 +223,28 @@ func (s *Supervisor) Run(ctx context.Context, reload <-chan *config.Config) erro
 	}
 	s.key = key
 	s.log.Info("node identity", "public_key", key.Public(), "new", created)
+	mux, err := s.listen(s.cfg.ListenPort, key, s.log.With("part", "socket"))
+	if err != nil {
+		return err
+	}
+	s.mux = mux
+	muxCtx, stopMux := context.WithCancel(context.Background())
+	muxDone := make(chan struct{})
+	go func() {
+		defer close(muxDone)
+		if err := mux.Run(muxCtx); err != nil {
+			s.log.Error("tunnel socket failed", "err", err)
+		}
+	}()
+	defer func() {
+		// After teardown: the devices close their Binds first.
+		s.stopPathManager()
+		stopMux()
+		<-muxDone
+	}()
+	if err := s.startPathManager(); err != nil {
+		return err
+	}
 	// A status file left by a killed daemon says ready; replace it before
 	// anything else so nobody mistakes it for this run's.
 	s.writeStatus()
@@ -277,8 +331,76 @@ func (s *Supervisor) applyConfig(cfg *config.Config) {
 		}
 		s.removeLines(gone)
 	}
+	serversChanged := !slices.Equal(cfg.Rendezvous, s.cfg.Rendezvous)
 	s.cfg = cfg
+	if serversChanged {
+		s.log.Info("rendezvous servers changed; restarting the path manager")
+		s.stopPathManager()
+		if err := s.startPathManager(); err != nil {
+			s.log.Error("path manager", "err", err)
+		}
+		for _, p := range s.peers {
+			if p.tunnel != nil {
+				s.paths.Add(p.cfg.PublicKey, p.tunnel, s.mux.Bind(p.cfg.PublicKey), staticEndpoint(p.cfg))
+			}
+		}
+	}
 	s.reconcile()
+}
+
+// startPathManager starts a path manager for the config's servers.
+func (s *Supervisor) startPathManager() error {
+	opt := peerpath.Options{
+		Mux:        s.mux,
+		PrivateKey: s.key,
+		Log:        s.log.With("part", "paths"),
+		Local: func() []netip.AddrPort {
+			var out []netip.AddrPort
+			for _, a := range s.localAddrs() {
+				out = append(out, netip.AddrPortFrom(a, s.mux.Port()))
+			}
+			return out
+		},
+	}
+	for _, r := range s.cfg.Rendezvous {
+		opt.Servers = append(opt.Servers, peerpath.Server{Address: r.Address, Address2: r.Address2, Key: r.Key})
+	}
+	if s.pathOptions != nil {
+		s.pathOptions(&opt)
+	}
+	m, err := peerpath.New(opt)
+	if err != nil {
+		return fmt.Errorf("rendezvous: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		m.Run(ctx)
+	}()
+	s.paths = m
+	s.stopPaths = func() { cancel(); <-done }
+	return nil
+}
+
+func (s *Supervisor) stopPathManager() {
+	if s.stopPaths != nil {
+		s.stopPaths()
+		s.stopPaths = nil
+	}
+}
+
+// Paths is the path manager (pairing uses its rendezvous clients). It is
+// replaced when the servers change; call it from the Run goroutine (Do).
+func (s *Supervisor) Paths() *peerpath.Manager { return s.paths }
+
+// Do runs fn on the supervisor's goroutine.
+func (s *Supervisor) Do(ctx context.Context, fn func()) error { return s.call(ctx, fn) }
+
+// staticEndpoint is a peer's configured endpoint, if any.
+func staticEndpoint(p config.Peer) netip.AddrPort {
+	ap, _ := netip.ParseAddrPort(p.Endpoint)
+	return ap
 }
 
 // sameTunnel reports whether a and b need the same tunnel: everything
@@ -531,17 +653,15 @@ func (s *Supervisor) ensureTunnel(p *peer, ns, dev string) error {
 		return nil
 	}
 	i := p.cfg.Index
-	ep, err := netip.ParseAddrPort(p.cfg.Endpoint)
-	if err != nil {
-		return fmt.Errorf("endpoint %q: %w", p.cfg.Endpoint, err)
-	}
+	ep := staticEndpoint(p.cfg)
 	log := s.log.With("peer", i)
+	bind := s.mux.Bind(p.cfg.PublicKey)
 	cfg := wgtunnel.Config{
 		Name:       dev,
 		Namespace:  ns,
 		MTU:        s.cfg.MTU,
 		PrivateKey: s.key,
-		ListenPort: p.cfg.ListenPort,
+		Bind:       bind,
 		Peer: wgtunnel.Peer{
 			PublicKey:  p.cfg.PublicKey,
 			Endpoint:   ep,
@@ -554,19 +674,27 @@ func (s *Supervisor) ensureTunnel(p *peer, ns, dev string) error {
 		},
 		InNamespace: s.net.Do,
 	}
+	if !ep.IsValid() {
+		cfg.Peer.EndpointString = wgmux.PendingEndpoint
+	}
 	t, err := s.startTunnel(cfg, log)
 	if err != nil {
 		return err
 	}
 	p.tunnel = t
+	s.paths.Add(p.cfg.PublicKey, t, bind, ep)
 	return nil
 }
 
 func (s *Supervisor) removePeer(i int) {
 	p := s.peers[i]
 	delete(s.peers, i)
+	if p != nil && s.paths != nil {
+		s.paths.Remove(p.cfg.PublicKey)
+	}
 	if p != nil && p.tunnel != nil {
 		p.tunnel.Close()
+		s.mux.Remove(p.cfg.PublicKey)
 	}
 	if err := s.net.DeleteNamespace(s.names.Namespace(i)); err != nil {
 		s.log.Error("deleting peer namespace", "peer", i, "err", err)

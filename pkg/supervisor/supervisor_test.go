@@ -16,6 +16,7 @@ import (
 	"github.com/peerline/peerline/pkg/config"
 	"github.com/peerline/peerline/pkg/netsetup/netsetuptest"
 	"github.com/peerline/peerline/pkg/nodekey"
+	"github.com/peerline/peerline/pkg/wgmux"
 	"github.com/peerline/peerline/pkg/wgtunnel"
 )
 
@@ -39,6 +40,9 @@ func (t *fakeTunnel) Status() (wgtunnel.Status, error) {
 	return wgtunnel.Status{Endpoint: t.cfg.Peer.Endpoint.String()}, nil
 }
 
+func (t *fakeTunnel) SetEndpoint(string) error { return nil }
+func (t *fakeTunnel) StartKeepalive() error    { return nil }
+
 func (t *fakeTunnel) Close() error {
 	t.f.mu.Lock()
 	defer t.f.mu.Unlock()
@@ -58,7 +62,7 @@ func (f *fakeTunnels) start(cfg wgtunnel.Config, _ *slog.Logger) (Tunnel, error)
 	if err := f.rec.AddLink(cfg.Namespace, cfg.Name); err != nil {
 		return nil, err
 	}
-	f.started = append(f.started, fmt.Sprintf("%s in %s port %d endpoint %s", cfg.Name, cfg.Namespace, cfg.ListenPort, cfg.Peer.Endpoint))
+	f.started = append(f.started, fmt.Sprintf("%s in %s shared=%v endpoint %s", cfg.Name, cfg.Namespace, cfg.Bind != nil, cfg.Peer.Endpoint))
 	t := &fakeTunnel{f: f, cfg: cfg}
 	f.running[cfg.Name] = t
 	return t, nil
@@ -121,7 +125,7 @@ func newHarness(t *testing.T) *harness {
 
 func (h *harness) start(cfg *config.Config) {
 	h.t.Helper()
-	s := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, LoadFirewall: h.loadFirewall, Log: testLog(h.t), CheckInterval: time.Hour, StatusInterval: time.Hour})
+	s := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, LoadFirewall: h.loadFirewall, ListenTunnels: loopbackMux, Log: testLog(h.t), CheckInterval: time.Hour, StatusInterval: time.Hour})
 	ctx, cancel := context.WithCancel(context.Background())
 	h.sup, h.cancel, h.done, h.reload = s, cancel, make(chan error, 1), make(chan *config.Config)
 	h.started = time.Now().UTC()
@@ -216,8 +220,8 @@ func TestBringUpAndTeardown(t *testing.T) {
 		t.Errorf("bring-up transcript:\n%s\nwant:\n%s", got, bringUp)
 	}
 	wantStarted := []string{
-		"pl7 in pl-7 port 51827 endpoint 198.51.100.7:51824",
-		"pl9 in pl-9 port 51829 endpoint 198.51.100.9:51820",
+		"pl7 in pl-7 shared=true endpoint 198.51.100.7:51824",
+		"pl9 in pl-9 shared=true endpoint 198.51.100.9:51820",
 	}
 	if got := strings.Join(h.tun.started, "\n"); got != strings.Join(wantStarted, "\n") {
 		t.Errorf("tunnels started:\n%s\nwant:\n%s", got, strings.Join(wantStarted, "\n"))
@@ -328,7 +332,7 @@ func TestFailingPeerIsRetriedAndReported(t *testing.T) {
 	h := newHarness(t)
 	cfg := testConfig(t)
 	h.tun.failFor = "pl9"
-	s := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, LoadFirewall: h.loadFirewall, Log: testLog(t), CheckInterval: 10 * time.Millisecond, StatusInterval: time.Hour})
+	s := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, LoadFirewall: h.loadFirewall, ListenTunnels: loopbackMux, Log: testLog(t), CheckInterval: 10 * time.Millisecond, StatusInterval: time.Hour})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
@@ -365,7 +369,7 @@ func TestSecondDaemonRefused(t *testing.T) {
 	h := newHarness(t)
 	cfg := testConfig(t)
 	h.start(cfg)
-	err := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, LoadFirewall: h.loadFirewall}).Run(context.Background(), nil)
+	err := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, LoadFirewall: h.loadFirewall, ListenTunnels: loopbackMux}).Run(context.Background(), nil)
 	if !errors.Is(err, ErrAlreadyRunning) {
 		t.Errorf("second Run = %v, want ErrAlreadyRunning", err)
 	}
@@ -426,7 +430,7 @@ func TestVanishedNamespaceIsRebuiltWithFirewall(t *testing.T) {
 	h := newHarness(t)
 	cfg := testConfig(t)
 	h.tun.failFor = "pl9" // peer 9 has a namespace and rules but no tunnel
-	s := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, LoadFirewall: h.loadFirewall, Log: testLog(t), CheckInterval: 10 * time.Millisecond, StatusInterval: time.Hour})
+	s := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, LoadFirewall: h.loadFirewall, ListenTunnels: loopbackMux, Log: testLog(t), CheckInterval: 10 * time.Millisecond, StatusInterval: time.Hour})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx, nil) }()
@@ -512,7 +516,7 @@ func TestRuntimeLines(t *testing.T) {
 func TestExtraLinesKeptOnStart(t *testing.T) {
 	h := newHarness(t)
 	cfg := testConfig(t)
-	s := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, LoadFirewall: h.loadFirewall, Log: testLog(t), CheckInterval: time.Hour, StatusInterval: time.Hour, ExtraLines: []int{7}})
+	s := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, LoadFirewall: h.loadFirewall, ListenTunnels: loopbackMux, Log: testLog(t), CheckInterval: time.Hour, StatusInterval: time.Hour, ExtraLines: []int{7}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx, nil) }()
@@ -529,4 +533,10 @@ func TestExtraLinesKeptOnStart(t *testing.T) {
 	if got := h.rec.Take(); !strings.Contains(got, "addr del eth0 10.0.7.2/30") {
 		t.Errorf("teardown transcript lacks the extra line's address:\n%s", got)
 	}
+}
+
+// loopbackMux opens the tunnel socket on a free loopback port, so tests
+// never take the real 51820.
+func loopbackMux(_ int, key nodekey.Key, log *slog.Logger) (*wgmux.Mux, error) {
+	return wgmux.Listen("127.0.0.1:0", key, log)
 }
