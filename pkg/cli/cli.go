@@ -49,6 +49,11 @@ commands:
   peers                paired peers: index, name, online, path, RTT, NAT, last handshake
   phones               phones on the phone port: line, MAC, model, address, lease, in a call
   phones forget LINE   free LINE: its phone gets a new line when it asks again
+  invite [--ttl 24h]   make a one-time code (and QR code) another Pi joins with
+  invite --list        the invites made here; invite --revoke ID withdraws one
+  join CODE            pair with the Pi that made CODE
+  remove PEER          unpair PEER (index or name): its tunnel goes
+  ping PEER            one probe to PEER: round trip and path
   version              this command's version
 
 --json after a command prints the daemon's answer as JSON.
@@ -81,6 +86,14 @@ func Main(ctx context.Context, args []string, out io.Writer, version string) err
 		run = c.peers
 	case "phones":
 		run = c.phones
+	case "invite":
+		run = c.invite
+	case "join":
+		run = c.join
+	case "remove":
+		run = c.remove
+	case "ping":
+		run = c.ping
 	case "version":
 		fmt.Fprintln(out, "peerline", version)
 		return nil
@@ -97,7 +110,8 @@ func Main(ctx context.Context, args []string, out io.Writer, version string) err
 		return err
 	}
 	c.call = func(command string, args, result any) error {
-		ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		// join waits up to 20 s for the other Pi.
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		return control.Call(ctx, path, command, args, result)
 	}
@@ -244,7 +258,15 @@ func (c *client) peers(args []string) error {
 		}
 		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Index, dash(p.Name), online, dash(p.Path), rtt, dash(p.NATClass), hs, dash(p.Endpoint))
 	}
-	return w.Flush()
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	for _, p := range st.Peers {
+		if p.PathReason != "" && (p.Path == "relay" || !p.Online) {
+			fmt.Fprintf(c.out, "peer %d: %s\n", p.Index, p.PathReason)
+		}
+	}
+	return nil
 }
 
 func (c *client) phones(args []string) error {

@@ -96,3 +96,71 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	*d = Duration(ms * float64(time.Millisecond))
 	return nil
 }
+
+// Pairing commands.
+const (
+	// CmdInvite takes InviteArgs and returns InviteResult.
+	CmdInvite = "invite"
+	// CmdInvites returns []InviteEntry: the invites made on this node.
+	CmdInvites = "invite.list"
+	// CmdRevokeInvite takes RevokeInviteArgs.
+	CmdRevokeInvite = "invite.revoke"
+	// CmdJoin takes JoinArgs and returns PeerRef once paired.
+	CmdJoin = "join"
+	// CmdRemove takes PeerArgs and returns PeerRef.
+	CmdRemove = "remove"
+	// CmdPing takes PeerArgs and returns PingResult.
+	CmdPing = "ping"
+)
+
+// InviteArgs ask for an invite valid for TTL (0: the default, a day).
+type InviteArgs struct {
+	TTL Duration `json:"ttl_ms,omitempty"`
+}
+
+// InviteResult is a new invite: the code to type, the text for a QR code.
+type InviteResult struct {
+	Code    string    `json:"code"`
+	URI     string    `json:"uri"`
+	ID      string    `json:"id"`
+	Expires time.Time `json:"expires"`
+}
+
+// InviteEntry is one invite as the inviter keeps it.
+type InviteEntry struct {
+	ID      string    `json:"id"`
+	Created time.Time `json:"created"`
+	Expires time.Time `json:"expires"`
+	// State is "waiting", "used", "expired" or "revoked".
+	State  string `json:"state"`
+	Joiner string `json:"joiner,omitempty"`
+}
+
+// RevokeInviteArgs name the invite to revoke.
+type RevokeInviteArgs struct {
+	ID string `json:"id"`
+}
+
+// JoinArgs carry the code to join with.
+type JoinArgs struct {
+	Code string `json:"code"`
+}
+
+// PeerArgs name a peer by index or name.
+type PeerArgs struct {
+	Peer string `json:"peer"`
+}
+
+// PeerRef says which peer a command acted on.
+type PeerRef struct {
+	Index int    `json:"index"`
+	Name  string `json:"name,omitempty"`
+}
+
+// PingResult is one probe's round trip to a peer.
+type PingResult struct {
+	PeerRef
+	RTT      Duration `json:"rtt"`
+	Path     string   `json:"path"`
+	Endpoint string   `json:"endpoint,omitempty"`
+}

@@ -86,7 +86,7 @@ func Main(ctx context.Context, args []string, version string) error {
 	reload := make(chan *config.Config, 1)
 	go watchReload(ctx, *configPath, reload, log)
 	log.Info("starting", "version", version, "config", *configPath)
-	nd, err := newNode(cfg, n, log, version, *bootConfigError)
+	nd, err := newNode(cfg, *configPath, reload, n, log, version, *bootConfigError)
 	if err != nil {
 		return err
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/peerline/peerline/pkg/netsetup"
 	"github.com/peerline/peerline/pkg/ntpd"
 	"github.com/peerline/peerline/pkg/numplan"
+	"github.com/peerline/peerline/pkg/peerpath"
 	"github.com/peerline/peerline/pkg/provision"
 	"github.com/peerline/peerline/pkg/statuspage"
 	"github.com/peerline/peerline/pkg/supervisor"
@@ -50,11 +51,19 @@ type node struct {
 	started time.Time
 	// bootErrorFile holds what is wrong with the boot partition's config.
 	bootErrorFile string
+	pair          *pairing
 }
 
-func newNode(cfg *config.Config, n netsetup.Ops, log *slog.Logger, version, bootErrorFile string) (*node, error) {
+// newNode makes the node's parts; configPath is where pairing writes
+// peers, and reload where it hands the daemon the new config.
+func newNode(cfg *config.Config, configPath string, reload chan<- *config.Config, n netsetup.Ops, log *slog.Logger, version, bootErrorFile string) (*node, error) {
 	nd := &node{log: log, version: version, started: time.Now().UTC(), bootErrorFile: bootErrorFile}
 	nd.cfg.Store(cfg)
+	var err error
+	nd.pair, err = newPairing(cfg, configPath, reload, nd.localLines, nd.cfg.Load, log.With("part", "pairing"))
+	if err != nil {
+		return nil, err
+	}
 	var extra []int
 	// The supervisor is made first because the DHCP server calls it; it
 	// learns the DHCP lines before its first reconcile, so that a phone
@@ -75,13 +84,12 @@ func newNode(cfg *config.Config, n netsetup.Ops, log *slog.Logger, version, boot
 		}
 		extra = nd.dhcp.Lines()
 	}
-	nd.sup = supervisor.New(cfg, supervisor.Options{Net: n, Log: log, ExtraLines: extra})
+	nd.sup = supervisor.New(cfg, supervisor.Options{Net: n, Log: log, ExtraLines: extra, PathOptions: nd.pair.pathHooks})
 	lines.sup = nd.sup
 	var phones provision.Phones = noPhones{}
 	if nd.dhcp != nil {
 		phones = nd.dhcp
 	}
-	var err error
 	nd.prov, err = provision.NewServer(provision.Options{
 		Port:      cfg.PhonePort,
 		Directory: nd.directory,
@@ -105,6 +113,50 @@ func newNode(cfg *config.Config, n netsetup.Ops, log *slog.Logger, version, boot
 		return nil, err
 	}
 	return nd, nil
+}
+
+func decodeArgs(raw json.RawMessage, v any) error {
+	if len(raw) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("bad arguments: %w", err)
+	}
+	return nil
+}
+
+// ping probes a peer once on its current path.
+func (nd *node) ping(ctx context.Context, which string) (*control.PingResult, error) {
+	p, err := findPeer(nd.cfg.Load(), which)
+	if err != nil {
+		return nil, err
+	}
+	var paths *peerpath.Manager
+	if err := nd.sup.Do(ctx, func() { paths = nd.sup.Paths() }); err != nil {
+		return nil, err
+	}
+	if paths == nil {
+		return nil, errors.New("peerlined is still starting; try again in a moment")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	rtt, err := paths.Ping(ctx, p.PublicKey)
+	st := paths.Status()[p.PublicKey]
+	if err != nil {
+		reason := st.Reason
+		if reason == "" {
+			reason = "no path to it yet"
+		}
+		return nil, fmt.Errorf("peer %d (%s) did not answer within 3 s: %s", p.Index, displayName(p.Name), reason)
+	}
+	return &control.PingResult{PeerRef: control.PeerRef{Index: p.Index, Name: p.Name}, RTT: control.Duration(rtt), Path: string(st.Path), Endpoint: st.Endpoint}, nil
+}
+
+// localLines are the lines this node serves, as peers are told.
+func (nd *node) localLines() []int {
+	lines := append(slices.Clone(nd.cfg.Load().Lines), nd.sup.Lines()...)
+	slices.Sort(lines)
+	return slices.Compact(lines)
 }
 
 // The DHCP server is the provisioning server's phone table.
@@ -195,6 +247,53 @@ func (nd *node) handlers() map[string]control.Handler {
 		},
 		control.CmdPhones: func(ctx context.Context, _ json.RawMessage) (any, error) {
 			return nd.phones(ctx)
+		},
+		control.CmdInvite: func(_ context.Context, raw json.RawMessage) (any, error) {
+			var a control.InviteArgs
+			if err := decodeArgs(raw, &a); err != nil {
+				return nil, err
+			}
+			return nd.pair.invite(time.Duration(a.TTL))
+		},
+		control.CmdInvites: func(context.Context, json.RawMessage) (any, error) {
+			now := time.Now()
+			out := []control.InviteEntry{}
+			for _, e := range nd.pair.store.List(now) {
+				ie := control.InviteEntry{ID: e.ID, Created: e.Created, Expires: e.Expires, State: e.State(now).String()}
+				if !e.Joiner.IsZero() {
+					ie.Joiner = e.Joiner.String()
+				}
+				out = append(out, ie)
+			}
+			return out, nil
+		},
+		control.CmdRevokeInvite: func(_ context.Context, raw json.RawMessage) (any, error) {
+			var a control.RevokeInviteArgs
+			if err := decodeArgs(raw, &a); err != nil {
+				return nil, err
+			}
+			return nil, nd.pair.store.Revoke(time.Now(), a.ID)
+		},
+		control.CmdJoin: func(ctx context.Context, raw json.RawMessage) (any, error) {
+			var a control.JoinArgs
+			if err := decodeArgs(raw, &a); err != nil {
+				return nil, err
+			}
+			return nd.pair.join(ctx, a.Code)
+		},
+		control.CmdRemove: func(_ context.Context, raw json.RawMessage) (any, error) {
+			var a control.PeerArgs
+			if err := decodeArgs(raw, &a); err != nil {
+				return nil, err
+			}
+			return nd.pair.remove(a.Peer)
+		},
+		control.CmdPing: func(ctx context.Context, raw json.RawMessage) (any, error) {
+			var a control.PeerArgs
+			if err := decodeArgs(raw, &a); err != nil {
+				return nil, err
+			}
+			return nd.ping(ctx, a.Peer)
 		},
 		control.CmdForgetPhone: func(ctx context.Context, raw json.RawMessage) (any, error) {
 			var a control.ForgetPhoneArgs

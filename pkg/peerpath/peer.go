@@ -25,6 +25,9 @@ type peer struct {
 	endpoint string
 	reason   string
 	relay    string // relay endpoint from the latest introduction
+	// relaySession and relayServer are that relay, for probes through it.
+	relaySession uint64
+	relayServer  netip.AddrPort
 	nat      string
 
 	// candidates are addresses the peer may be reachable at directly.
@@ -79,6 +82,7 @@ func (p *peer) addCandidate(a netip.AddrPort) {
 func (p *peer) introduced(m *Manager, in *intro, now time.Time) {
 	m.opt.Mux.AddRelay(p.key, in.Session, in.server)
 	p.relay = wgmux.RelayEndpoint(in.Session, in.server)
+	p.relaySession, p.relayServer = in.Session, in.server
 	for _, e := range in.Endpoints {
 		p.addCandidate(e)
 	}
@@ -115,6 +119,9 @@ func natClass(in *intro) string {
 // probed: a probe or a probe answer arrived from the peer.
 func (p *peer) probed(m *Manager, in *probeIn) {
 	p.lastAlive = in.at
+	if !in.p.Reply && in.session != 0 {
+		return // answered already; the server's address is no candidate
+	}
 	if !in.p.Reply {
 		// The peer reached us from in.from: it may be a mapping the
 		// servers never saw (symmetric NAT). Probe it back: our probe
@@ -131,11 +138,16 @@ func (p *peer) probed(m *Manager, in *probeIn) {
 	}
 	delete(p.pending, in.p.TxID)
 	rtt := in.at.Sub(sent.at)
-	p.rtt = rtt
+	if (in.session != 0) == (p.path == PathRelay) {
+		p.rtt = rtt // a round trip on the path in use
+	}
 	for _, ch := range p.pingWaiters {
 		ch <- rtt
 	}
 	p.pingWaiters = nil
+	if in.session != 0 {
+		return // the relay works; that says nothing of a direct path
+	}
 	p.stallProbed = time.Time{}
 	p.rxAt = in.at
 	if p.path != PathDirect || p.direct != in.from {
@@ -215,6 +227,22 @@ func (p *peer) probeAll(m *Manager, to []netip.AddrPort, now time.Time) {
 	}
 }
 
+// probeRelay sends one probe through the relay, to measure it.
+func (p *peer) probeRelay(m *Manager, now time.Time) {
+	if p.relaySession == 0 {
+		return
+	}
+	if p.pending == nil {
+		p.pending = map[[12]byte]sentProbe{}
+	}
+	id, err := rendezvous.NewTxID()
+	if err != nil {
+		return
+	}
+	p.pending[id] = sentProbe{to: p.relayServer, at: now}
+	m.sendProbeVia(p.key, p.relayServer, p.relaySession, rendezvous.Probe{TxID: id, Time: now.UnixMilli()})
+}
+
 func (p *peer) alive(now time.Time) bool {
 	return !p.lastAlive.IsZero() && now.Sub(p.lastAlive) < onlineFor
 }
@@ -250,6 +278,9 @@ func (p *peer) tick(ctx context.Context, m *Manager, now time.Time, wg *sync.Wai
 			m.log.Info("no direct path", "peer", p.key, "reason", p.reason)
 		}
 		p.probeAll(m, p.candidates, now)
+		if p.path == PathRelay {
+			p.probeRelay(m, now)
+		}
 		p.nextProbe = now.Add(upgradeEvery)
 	}
 }

@@ -162,6 +162,9 @@ type Manager struct {
 
 	// Owned by Run.
 	peers map[nodekey.Key]*peer
+	// early are introductions to keys that are not peers yet: a joiner's,
+	// which arrives while the inviter is still saving it as a peer.
+	early map[nodekey.Key]*intro
 	done  chan struct{}
 }
 
@@ -185,12 +188,21 @@ type addPeer struct {
 type intro struct {
 	rvclient.Introduction
 	server netip.AddrPort // the server's main address, for the relay
+	at     time.Time
 }
 
+// An introduction to a key that is not a peer is kept this long, for the
+// inviter that is saving its new peer.
+const (
+	earlyIntroFor  = 10 * time.Second
+	maxEarlyIntros = 16
+)
+
 type probeIn struct {
-	p    rendezvous.Probe
-	from netip.AddrPort
-	at   time.Time
+	p       rendezvous.Probe
+	from    netip.AddrPort
+	session uint64 // came through this relay session; 0 if direct
+	at      time.Time
 }
 
 type connEnd struct {
@@ -209,6 +221,7 @@ func New(opt Options) (*Manager, error) {
 		events: make(chan event, 256),
 		aeads:  map[nodekey.Key]cipher.AEAD{},
 		peers:  map[nodekey.Key]*peer{},
+		early:  map[nodekey.Key]*intro{},
 		done:   make(chan struct{}),
 	}
 	empty := map[nodekey.Key]bool{}
@@ -335,7 +348,7 @@ func (m *Manager) accept(k nodekey.Key) bool { return (*m.paired.Load())[k] }
 
 // handle is the mux's Handler: rendezvous datagrams go to the client of
 // the server they came from, probes to Run.
-func (m *Manager) handle(b []byte, from netip.AddrPort) {
+func (m *Manager) handle(b []byte, from netip.AddrPort, session uint64) {
 	if sender, ok := rendezvous.ProbeSender(b); ok {
 		if !m.accept(sender) {
 			return
@@ -351,10 +364,13 @@ func (m *Manager) handle(b []byte, from netip.AddrPort) {
 		if !p.Reply {
 			// Answer at once, from the reader: the round trip measured
 			// by the prober should not include our scheduling.
-			m.sendProbe(sender, from, rendezvous.Probe{Reply: true, TxID: p.TxID, Time: p.Time})
+			m.sendProbeVia(sender, from, session, rendezvous.Probe{Reply: true, TxID: p.TxID, Time: p.Time})
 		}
-		m.post(event{probe: &probeIn{p: p, from: from, at: time.Now()}})
+		m.post(event{probe: &probeIn{p: p, from: from, session: session, at: time.Now()}})
 		return
+	}
+	if session != 0 {
+		return // only probes travel the relay besides WireGuard
 	}
 	m.clientsMu.RLock()
 	c := m.byAddr[from]
@@ -379,7 +395,13 @@ func (m *Manager) aead(peer nodekey.Key) (cipher.AEAD, error) {
 }
 
 func (m *Manager) sendProbe(peer nodekey.Key, to netip.AddrPort, p rendezvous.Probe) {
-	if m.noProbes {
+	m.sendProbeVia(peer, to, 0, p)
+}
+
+// sendProbeVia sends a probe to the peer at to, or through the relay
+// session at server to when session is not 0.
+func (m *Manager) sendProbeVia(peer nodekey.Key, to netip.AddrPort, session uint64, p rendezvous.Probe) {
+	if m.noProbes && session == 0 {
 		return
 	}
 	aead, err := m.aead(peer)
@@ -390,6 +412,10 @@ func (m *Manager) sendProbe(peer nodekey.Key, to netip.AddrPort, p rendezvous.Pr
 	var buf [rendezvous.ProbeLen]byte
 	b, err := rendezvous.AppendProbe(buf[:0], aead, peer, p)
 	if err != nil {
+		return
+	}
+	if session != 0 {
+		m.opt.Mux.WriteRelay(b, session, to)
 		return
 	}
 	m.opt.Mux.WriteTo(b, to)
@@ -557,13 +583,27 @@ func (m *Manager) handleEvent(ctx context.Context, ev event, wg *sync.WaitGroup)
 			p.setPath(m, PathDirect, a.static.String(), "configured endpoint", now)
 		}
 		m.setPaired()
+		if in := m.early[a.key]; in != nil {
+			delete(m.early, a.key)
+			if now.Sub(in.at) < earlyIntroFor {
+				p.introduced(m, in, now)
+			}
+		}
 	case ev.remove != nil:
 		delete(m.peers, *ev.remove)
 		m.setPaired()
 	case ev.intro != nil:
 		if p := m.peers[ev.intro.Peer]; p != nil {
 			p.introduced(m, ev.intro, now)
+			return
 		}
+		ev.intro.at = now
+		for k, in := range m.early {
+			if now.Sub(in.at) >= earlyIntroFor || len(m.early) >= maxEarlyIntros {
+				delete(m.early, k)
+			}
+		}
+		m.early[ev.intro.Peer] = ev.intro
 	case ev.probe != nil:
 		if p := m.peers[ev.probe.p.Sender]; p != nil {
 			p.probed(m, ev.probe)
@@ -584,9 +624,12 @@ func (m *Manager) handleEvent(ctx context.Context, ev event, wg *sync.WaitGroup)
 		if ev.reply != nil {
 			ch := make(chan time.Duration, 1)
 			p.pingWaiters = append(p.pingWaiters, ch)
-			if p.path == PathDirect {
+			switch p.path {
+			case PathDirect:
 				p.probeAll(m, []netip.AddrPort{p.direct}, now)
-			} else {
+			case PathRelay:
+				p.probeRelay(m, now)
+			default:
 				p.probeAll(m, p.candidates, now)
 			}
 			ev.reply <- ch

@@ -226,6 +226,13 @@ func TestRelayWhenProbesBlocked(t *testing.T) {
 		t.Errorf("endpoint %q is not a relay", st.Endpoint)
 	}
 	ping(t, a, b, 2*time.Second)
+	// The relayed path answers probes too, so ping and RTT work there.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if rtt, err := a.mgr.Ping(ctx, b.key.Public()); err != nil || rtt <= 0 {
+		t.Fatalf("Ping over the relay = %v, %v", rtt, err)
+	}
+	waitStatus(t, a, b, func(s Status) bool { return s.Path == PathRelay && s.RTT > 0 }, time.Second)
 }
 
 // TestUnpairedStaysOffline: a node whose peer does not list it is never

@@ -70,7 +70,18 @@ func ReadStatus(runDir string) (*Status, error) {
 	return &st, nil
 }
 
+// Lines are the lines served as of the last status (every few seconds),
+// for callers that must not wait for the supervisor's loop.
+func (s *Supervisor) Lines() []int {
+	if l := s.linesSnap.Load(); l != nil {
+		return *l
+	}
+	return nil
+}
+
 func (s *Supervisor) status() *Status {
+	lines := slices.Clone(s.lines)
+	s.linesSnap.Store(&lines)
 	st := &Status{
 		Name:        s.cfg.Name,
 		PID:         os.Getpid(),

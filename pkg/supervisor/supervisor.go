@@ -37,6 +37,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -115,6 +116,7 @@ type Supervisor struct {
 	mux       *wgmux.Mux
 	paths     *peerpath.Manager
 	stopPaths func()
+	linesSnap atomic.Pointer[[]int]
 
 	// Owned by the Run goroutine.
 	cfg      *config.Config

@@ -42,8 +42,10 @@ import (
 )
 
 // Handler receives the rendezvous and probe datagrams, on the mux's reading
-// goroutine: it must not block. b is only valid during the call.
-type Handler func(b []byte, from netip.AddrPort)
+// goroutine: it must not block. b is only valid during the call. session is
+// the relay session a probe came through (from is then the server), 0 for
+// a datagram that came straight from from.
+type Handler func(b []byte, from netip.AddrPort, session uint64)
 
 // Mux owns the node's UDP socket.
 type Mux struct {
@@ -121,6 +123,15 @@ func (m *Mux) WriteTo(b []byte, addr netip.AddrPort) error {
 	return err
 }
 
+// WriteRelay sends b to the peer of session through server.
+func (m *Mux) WriteRelay(b []byte, session uint64, server netip.AddrPort) error {
+	rb := relayBufPool.Get().(*[]byte)
+	defer relayBufPool.Put(rb)
+	*rb = rendezvous.AppendRelay((*rb)[:0], session, b)
+	_, err := m.conn.WriteToUDPAddrPort(*rb, server)
+	return err
+}
+
 // PacketConn is the socket as the rendezvous client wants it: writes go out
 // of the shared socket; reads are not possible, since the mux reads and
 // hands rendezvous datagrams to the Handler.
@@ -159,7 +170,7 @@ func (m *Mux) dispatch(b []byte, from netip.AddrPort) {
 		}
 		m.stats.Rendezvous.Add(1)
 		if h := m.handler.Load(); h != nil {
-			(*h)(b, from)
+			(*h)(b, from, 0)
 		}
 		return
 	}
@@ -199,6 +210,13 @@ func (m *Mux) dispatchRelay(b []byte, from netip.AddrPort) {
 	ep := bind.relayFrom(session, from)
 	if ep == nil {
 		m.stats.BadRelay.Add(1)
+		return
+	}
+	if len(payload) > 0 && payload[0] == rendezvous.Magic {
+		// A probe the peer sent through the relay, to measure that path.
+		if h := m.handler.Load(); h != nil {
+			(*h)(payload, from, session)
+		}
 		return
 	}
 	bind.deliver(payload, ep)

@@ -1,0 +1,458 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/peerline/peerline/pkg/atomicfile"
+	"github.com/peerline/peerline/pkg/config"
+	"github.com/peerline/peerline/pkg/control"
+	"github.com/peerline/peerline/pkg/invite"
+	"github.com/peerline/peerline/pkg/nodekey"
+	"github.com/peerline/peerline/pkg/numplan"
+	"github.com/peerline/peerline/pkg/peerpath"
+)
+
+// joinTimeout bounds `peerline join`: the inviter answers within a few
+// round trips when it is online.
+const joinTimeout = 20 * time.Second
+
+// pairing is invites, joining and unpairing. It edits the config file (the
+// one place peers live, so a reboot keeps them) and hands the new config to
+// the daemon as a reload would.
+//
+// Pairing over the rendezvous servers: the joiner adds the inviter as a
+// peer and connects to it with a Hello carrying the invite's proof in its
+// box; the inviter, asked to introduce a key it does not know, checks the
+// proof (Store.Redeem, once per code), adds the joiner as a peer and
+// answers with its own Hello. The joiner's `join` returns when that
+// answer arrives, and undoes its config change if none comes.
+type pairing struct {
+	configPath string
+	reload     chan<- *config.Config
+	log        *slog.Logger
+	key        nodekey.Key
+	cfg        func() *config.Config
+	lines      func() []int
+	store      *invite.Store
+
+	// editMu serializes edits of the config file.
+	editMu sync.Mutex
+
+	mu sync.Mutex
+	// joining are the joins waiting for their inviter's answer.
+	joining map[nodekey.Key]*joinWait
+}
+
+type joinWait struct {
+	proof [32]byte
+	done  chan invite.Hello
+}
+
+func newPairing(cfg *config.Config, configPath string, reload chan<- *config.Config, lines func() []int, current func() *config.Config, log *slog.Logger) (*pairing, error) {
+	key, _, err := nodekey.LoadOrCreate(cfg.PrivateKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating state directory: %w", err)
+	}
+	store, err := invite.OpenStore(filepath.Join(cfg.StateDir, "invites.json"))
+	if err != nil {
+		return nil, err
+	}
+	return &pairing{configPath: configPath, reload: reload, log: log, key: key, cfg: current, lines: lines,
+		store: store, joining: map[nodekey.Key]*joinWait{}}, nil
+}
+
+// pathHooks plug pairing into the path manager.
+func (pr *pairing) pathHooks(o *peerpath.Options) {
+	o.Pair = pr.hello
+	o.Incoming = pr.incoming
+	o.OnPair = pr.onHello
+}
+
+// hello is what this node tells peer in every box: its name and lines, and
+// the proof while joining it.
+func (pr *pairing) hello(peer nodekey.Key) []byte {
+	cfg := pr.cfg()
+	h := invite.Hello{Name: helloName(cfg.Name), Lines: pr.lines()}
+	if len(h.Lines) > invite.MaxHelloLines {
+		h.Lines = h.Lines[:invite.MaxHelloLines]
+	}
+	pr.mu.Lock()
+	if w := pr.joining[peer]; w != nil {
+		proof := w.proof
+		h.Proof = &proof
+	}
+	pr.mu.Unlock()
+	b, err := invite.AppendHello(nil, h)
+	if err != nil {
+		pr.log.Warn("cannot tell peers this node's name and lines", "err", err)
+		return nil
+	}
+	return b
+}
+
+func helloName(name string) string {
+	if len(name) > invite.MaxNameLen {
+		return name[:invite.MaxNameLen]
+	}
+	return name
+}
+
+// incoming decides on an introduction request from a key that is not a
+// peer: only a valid, unused invite proof is accepted. It runs on the
+// socket's reader, so the config change happens in the background.
+func (pr *pairing) incoming(from nodekey.Key, pair []byte) bool {
+	h, err := invite.ParseHello(pair)
+	if err != nil || h.Proof == nil {
+		return false
+	}
+	err = pr.store.Redeem(time.Now(), *h.Proof, pr.key, from)
+	switch {
+	case err == nil:
+		pr.log.Info("invite redeemed; pairing", "peer", from, "name", h.Name)
+	case errors.Is(err, invite.ErrRetry):
+		// The joiner did not get our answer (or we crashed before saving
+		// the peer): pair if not yet paired, and answer again.
+	default:
+		pr.log.Warn("refused a join request", "from", from, "name", h.Name, "reason", err)
+		return false
+	}
+	go func() {
+		if _, err := pr.addPeer(from, h.Name, h.Lines); err != nil {
+			pr.log.Error("saving the new peer", "peer", from, "err", err)
+		}
+	}()
+	return true
+}
+
+// onHello takes a peer's Hello: it completes a join, and keeps the peer's
+// name and lines (for the phonebook) up to date.
+func (pr *pairing) onHello(peer nodekey.Key, pair []byte) {
+	h, err := invite.ParseHello(pair)
+	if err != nil {
+		return
+	}
+	pr.mu.Lock()
+	w := pr.joining[peer]
+	pr.mu.Unlock()
+	if w != nil {
+		select {
+		case w.done <- h:
+		default:
+		}
+		return
+	}
+	go pr.updatePeer(peer, h)
+}
+
+func (pr *pairing) updatePeer(peer nodekey.Key, h invite.Hello) {
+	err := pr.edit(func(c *config.Config) error {
+		for n := range c.Peers {
+			p := &c.Peers[n]
+			if p.PublicKey != peer {
+				continue
+			}
+			if (h.Name == "" || p.Name == h.Name) && slices.Equal(p.Lines, h.Lines) {
+				return errNoChange
+			}
+			if h.Name != "" {
+				p.Name = h.Name
+			}
+			p.Lines = slices.Clone(h.Lines)
+			return nil
+		}
+		return errNoChange
+	})
+	if err != nil && !errors.Is(err, errNoChange) {
+		pr.log.Warn("updating a peer's name and lines", "peer", peer, "err", err)
+	}
+}
+
+var errNoChange = errors.New("no change")
+
+// edit changes the config file through fn, validates the result, writes it
+// safely and hands it to the daemon. fn returning errNoChange writes
+// nothing.
+func (pr *pairing) edit(fn func(*config.Config) error) error {
+	pr.editMu.Lock()
+	defer pr.editMu.Unlock()
+	c, err := config.Load(pr.configPath)
+	if err != nil {
+		return fmt.Errorf("reading the config to change it: %w", err)
+	}
+	if err := fn(c); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return err
+	}
+	checked, err := config.Parse(b)
+	if err != nil {
+		return fmt.Errorf("the changed config would not be valid, so nothing was changed: %w", err)
+	}
+	if err := atomicfile.WriteFile(pr.configPath, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("saving the config: %w", err)
+	}
+	select {
+	case pr.reload <- checked:
+	case <-time.After(10 * time.Second):
+		return errors.New("the config was saved but the daemon did not take it; restart peerlined")
+	}
+	return nil
+}
+
+// addPeer pins key as a peer under the next free index, or returns the
+// index it already has.
+func (pr *pairing) addPeer(key nodekey.Key, name string, lines []int) (control.PeerRef, error) {
+	var ref control.PeerRef
+	err := pr.edit(func(c *config.Config) error {
+		for _, p := range c.Peers {
+			if p.PublicKey == key {
+				ref = control.PeerRef{Index: p.Index, Name: p.Name}
+				return errNoChange
+			}
+		}
+		i := nextFreeIndex(c)
+		if i == 0 {
+			return fmt.Errorf("this Pi has %d peers, the most it can have: remove one first (`peerline remove`)", numplan.MaxNode-numplan.MinNode+1)
+		}
+		c.Peers = append(c.Peers, config.Peer{Index: i, Name: name, PublicKey: key, Keepalive: 25, Lines: slices.Clone(lines)})
+		ref = control.PeerRef{Index: i, Name: name}
+		return nil
+	})
+	if errors.Is(err, errNoChange) {
+		err = nil
+	}
+	return ref, err
+}
+
+func nextFreeIndex(c *config.Config) int {
+	used := map[int]bool{}
+	for _, p := range c.Peers {
+		used[p.Index] = true
+	}
+	for i := numplan.MinNode; i <= numplan.MaxNode; i++ {
+		if !used[i] {
+			return i
+		}
+	}
+	return 0
+}
+
+// invite makes a new invite with this node's servers.
+func (pr *pairing) invite(ttl time.Duration) (control.InviteResult, error) {
+	cfg := pr.cfg()
+	if len(cfg.Rendezvous) == 0 {
+		return control.InviteResult{}, errors.New("this Pi has no rendezvous server, so no other Pi could find it: add one (rendezvous = host:port KEY in peerline.txt, or \"rendezvous\" in the config) first")
+	}
+	var servers []invite.Server
+	for _, r := range cfg.Rendezvous {
+		s, err := inviteServer(r)
+		if err != nil {
+			return control.InviteResult{}, err
+		}
+		servers = append(servers, s)
+		if len(servers) == invite.MaxServers {
+			break
+		}
+	}
+	if ttl <= 0 {
+		ttl = invite.DefaultTTL
+	}
+	iv, err := pr.store.Create(time.Now(), ttl, pr.key.Public(), inviteName(cfg.Name), servers)
+	if err != nil {
+		return control.InviteResult{}, err
+	}
+	return control.InviteResult{Code: iv.Code(), URI: iv.URI(), ID: iv.ID(), Expires: iv.Expires}, nil
+}
+
+// inviteName fits the node name into an invite's alphabet (it is only
+// shown to the joiner).
+func inviteName(name string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(name) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-', r == '.':
+			b.WriteRune(r)
+		case r == ' ' || r == '_':
+			b.WriteByte('-')
+		}
+		if b.Len() == invite.MaxNameLen {
+			break
+		}
+	}
+	return b.String()
+}
+
+func inviteServer(r config.Rendezvous) (invite.Server, error) {
+	host, port, err := splitHostPort(r.Address)
+	if err != nil {
+		return invite.Server{}, fmt.Errorf("rendezvous %s: %w", r.Address, err)
+	}
+	s := invite.Server{Host: host, Port: port, Port2: port + 1, Key: r.Key}
+	if r.Address2 != "" {
+		host2, port2, err := splitHostPort(r.Address2)
+		if err != nil {
+			return invite.Server{}, fmt.Errorf("rendezvous %s: %w", r.Address2, err)
+		}
+		if host2 != host {
+			return invite.Server{}, fmt.Errorf("rendezvous %s: its second address is on another host (%s), which an invite cannot carry; use a server whose two ports share one address", r.Address, host2)
+		}
+		s.Port2 = port2
+	}
+	return s, nil
+}
+
+func splitHostPort(hp string) (string, uint16, error) {
+	host, p, err := net.SplitHostPort(hp)
+	if err != nil {
+		return "", 0, err
+	}
+	n, err := strconv.ParseUint(p, 10, 16)
+	if err != nil {
+		return "", 0, fmt.Errorf("port %q: %w", p, err)
+	}
+	return host, uint16(n), nil
+}
+
+// join pairs with the inviter of code and waits for its answer.
+func (pr *pairing) join(ctx context.Context, code string) (control.PeerRef, error) {
+	iv, err := invite.Parse(code)
+	if err != nil {
+		return control.PeerRef{}, err
+	}
+	if iv.Expired(time.Now()) {
+		return control.PeerRef{}, fmt.Errorf("this invite expired at %s: ask %s for a new one (`peerline invite`)", iv.Expires.Local().Format("2006-01-02 15:04"), displayName(iv.Name))
+	}
+	if iv.Inviter == pr.key.Public() {
+		return control.PeerRef{}, errors.New("this is this Pi's own invite: type the code on the other Pi")
+	}
+	for _, p := range pr.cfg().Peers {
+		if p.PublicKey == iv.Inviter {
+			return control.PeerRef{}, fmt.Errorf("already paired with %s as peer %d; `peerline remove %d` first to pair again", displayName(p.Name), p.Index, p.Index)
+		}
+	}
+	w := &joinWait{proof: invite.Proof(iv.Secret, iv.Inviter, pr.key.Public()), done: make(chan invite.Hello, 1)}
+	pr.mu.Lock()
+	if pr.joining[iv.Inviter] != nil {
+		pr.mu.Unlock()
+		return control.PeerRef{}, errors.New("already joining this inviter; wait for that to finish")
+	}
+	pr.joining[iv.Inviter] = w
+	pr.mu.Unlock()
+	defer func() {
+		pr.mu.Lock()
+		delete(pr.joining, iv.Inviter)
+		pr.mu.Unlock()
+	}()
+
+	// Pin the inviter and its servers; undone below if it never answers.
+	var ref control.PeerRef
+	var addedServers []config.Rendezvous
+	err = pr.edit(func(c *config.Config) error {
+		for _, s := range iv.Servers {
+			r := config.Rendezvous{Address: net.JoinHostPort(s.Host, strconv.Itoa(int(s.Port))), Key: s.Key}
+			if s.Port2 != s.Port+1 {
+				r.Address2 = net.JoinHostPort(s.Host, strconv.Itoa(int(s.Port2)))
+			}
+			if !slices.ContainsFunc(c.Rendezvous, func(x config.Rendezvous) bool { return x.Key == r.Key && x.Address == r.Address }) {
+				c.Rendezvous = append(c.Rendezvous, r)
+				addedServers = append(addedServers, r)
+			}
+		}
+		i := nextFreeIndex(c)
+		if i == 0 {
+			return errors.New("this Pi has as many peers as it can have: remove one first (`peerline remove`)")
+		}
+		c.Peers = append(c.Peers, config.Peer{Index: i, Name: iv.Name, PublicKey: iv.Inviter, Keepalive: 25})
+		ref = control.PeerRef{Index: i, Name: iv.Name}
+		return nil
+	})
+	if err != nil {
+		return control.PeerRef{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, joinTimeout)
+	defer cancel()
+	select {
+	case h := <-w.done:
+		pr.log.Info("paired by invite", "peer", iv.Inviter, "index", ref.Index, "name", h.Name)
+		pr.updatePeer(iv.Inviter, h)
+		if h.Name != "" {
+			ref.Name = h.Name
+		}
+		return ref, nil
+	case <-ctx.Done():
+	}
+	// Nothing came back: leave the config as it was.
+	undo := pr.edit(func(c *config.Config) error {
+		c.Peers = slices.DeleteFunc(c.Peers, func(p config.Peer) bool { return p.PublicKey == iv.Inviter })
+		c.Rendezvous = slices.DeleteFunc(c.Rendezvous, func(r config.Rendezvous) bool { return slices.Contains(addedServers, r) })
+		return nil
+	})
+	if undo != nil {
+		pr.log.Error("undoing a failed join", "err", undo)
+	}
+	return control.PeerRef{}, fmt.Errorf("%s's Pi did not answer within %v. It may be offline or unable to reach its rendezvous server, or the code was already used, revoked or made for another Pi (its log says which). Nothing was changed here; try again, or ask for a new code (`peerline invite`)", displayName(iv.Name), joinTimeout)
+}
+
+func displayName(name string) string {
+	if name == "" {
+		return "the inviter"
+	}
+	return name
+}
+
+// findPeer resolves a peer by index or name.
+func findPeer(c *config.Config, which string) (config.Peer, error) {
+	if i, err := strconv.Atoi(which); err == nil {
+		for _, p := range c.Peers {
+			if p.Index == i {
+				return p, nil
+			}
+		}
+		return config.Peer{}, fmt.Errorf("no peer with index %d; `peerline peers` lists them", i)
+	}
+	var found []config.Peer
+	for _, p := range c.Peers {
+		if strings.EqualFold(p.Name, which) {
+			found = append(found, p)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return config.Peer{}, fmt.Errorf("no peer named %q; `peerline peers` lists them", which)
+	case 1:
+		return found[0], nil
+	}
+	return config.Peer{}, fmt.Errorf("%d peers are named %q; use the index instead (`peerline peers`)", len(found), which)
+}
+
+// remove unpairs a peer: its tunnel and namespace go with the reload.
+func (pr *pairing) remove(which string) (control.PeerRef, error) {
+	var ref control.PeerRef
+	err := pr.edit(func(c *config.Config) error {
+		p, err := findPeer(c, which)
+		if err != nil {
+			return err
+		}
+		ref = control.PeerRef{Index: p.Index, Name: p.Name}
+		c.Peers = slices.DeleteFunc(c.Peers, func(x config.Peer) bool { return x.Index == p.Index })
+		return nil
+	})
+	return ref, err
+}

@@ -1,0 +1,138 @@
+package invite
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/peerline/peerline/pkg/numplan"
+)
+
+// Hello is what joiner and inviter tell each other while pairing, each
+// inside a box sealed for the other (rendezvous.PeerAEAD): the joiner's join
+// request carries Proof; the inviter's answer does not.
+type Hello struct {
+	// Name is the sender's node name, for display (MaxNameLen bytes).
+	Name string
+	// Lines are the sender's phone lines (numplan.ValidLine), each once,
+	// at most MaxHelloLines.
+	Lines []int
+	// Proof is Proof(secret, inviter, joiner), only in a join request.
+	Proof *[32]byte
+}
+
+// Limits of a Hello.
+const (
+	MaxHelloLines = 16
+	helloVersion  = 1
+	helloHasProof = 1
+	// MaxHelloLen is the longest encoded Hello.
+	MaxHelloLen = 3 + MaxNameLen + 1 + MaxHelloLines + 32
+)
+
+// ErrHello is wrapped by every ParseHello error except ErrVersion.
+var ErrHello = errors.New("the peer sent a malformed hello")
+
+// Hello wire format, all lengths bounded so a parser allocates at most
+// MaxHelloLen bytes:
+//
+//	version(1) = 1
+//	flags(1): bit 0 proof follows; other bits zero
+//	name-length(1) name
+//	line-count(1) lines(1 byte each)
+//	[proof(32)]
+
+// AppendHello appends h's encoding to b, or says why h cannot be sent.
+func AppendHello(b []byte, h Hello) ([]byte, error) {
+	if err := validName(h.Name); err != nil {
+		return nil, err
+	}
+	if err := validHelloLines(h.Lines); err != nil {
+		return nil, err
+	}
+	var flags byte
+	if h.Proof != nil {
+		flags |= helloHasProof
+	}
+	b = append(b, helloVersion, flags, byte(len(h.Name)))
+	b = append(b, h.Name...)
+	b = append(b, byte(len(h.Lines)))
+	for _, s := range h.Lines {
+		b = append(b, byte(s))
+	}
+	if h.Proof != nil {
+		b = append(b, h.Proof[:]...)
+	}
+	return b, nil
+}
+
+func validHelloLines(lines []int) error {
+	if len(lines) > MaxHelloLines {
+		return fmt.Errorf("%d phone lines; a node announces at most %d", len(lines), MaxHelloLines)
+	}
+	var seen [256]bool
+	for _, s := range lines {
+		if !numplan.ValidLine(s) {
+			return fmt.Errorf("line %d: use %d to %d", s, numplan.MinLine, numplan.MaxLine)
+		}
+		if seen[s] {
+			return fmt.Errorf("line %d is listed twice", s)
+		}
+		seen[s] = true
+	}
+	return nil
+}
+
+// ParseHello reads a Hello. Errors wrap ErrHello, or ErrVersion if the peer
+// runs a newer format.
+func ParseHello(b []byte) (Hello, error) {
+	bad := func(format string, args ...any) (Hello, error) {
+		return Hello{}, fmt.Errorf("%w: %s", ErrHello, fmt.Sprintf(format, args...))
+	}
+	if len(b) > MaxHelloLen {
+		return bad("%d bytes, at most %d", len(b), MaxHelloLen)
+	}
+	r := &reader{b: b}
+	if v := r.byte(); v != helloVersion {
+		if !r.short && v > helloVersion {
+			return Hello{}, fmt.Errorf("peer's hello: %w", ErrVersion)
+		}
+		return bad("version %d", v)
+	}
+	flags := r.byte()
+	if flags&^helloHasProof != 0 {
+		return bad("unknown flags %#x", flags)
+	}
+	var h Hello
+	n := int(r.byte())
+	if n > MaxNameLen {
+		return bad("name of %d bytes", n)
+	}
+	h.Name = string(r.take(n))
+	n = int(r.byte())
+	if n > MaxHelloLines {
+		return bad("%d lines", n)
+	}
+	if n > 0 {
+		h.Lines = make([]int, n)
+		for i, c := range r.take(n) {
+			h.Lines[i] = int(c)
+		}
+	}
+	if flags&helloHasProof != 0 {
+		p := [32]byte(r.take(32)) // a copy: b may be a reused buffer
+		h.Proof = &p
+	}
+	switch {
+	case r.short:
+		return bad("truncated")
+	case len(r.b) != 0:
+		return bad("%d bytes left over", len(r.b))
+	}
+	if err := validName(h.Name); err != nil {
+		return bad("%v", err)
+	}
+	if err := validHelloLines(h.Lines); err != nil {
+		return bad("%v", err)
+	}
+	return h, nil
+}

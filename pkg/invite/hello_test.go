@@ -1,0 +1,137 @@
+package invite
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestProof(t *testing.T) {
+	secret := basic.Secret
+	inviter, joiner := key(1), key(2)
+	p := Proof(secret, inviter, joiner)
+
+	// Spelled out independently: HMAC-SHA256(secret, label || inviter || joiner).
+	m := hmac.New(sha256.New, secret[:])
+	m.Write([]byte("peerline invite proof v1"))
+	m.Write(inviter[:])
+	m.Write(joiner[:])
+	if !bytes.Equal(p[:], m.Sum(nil)) {
+		t.Fatalf("Proof = %x, want HMAC-SHA256(secret, label|inviter|joiner) = %x", p, m.Sum(nil))
+	}
+	if !VerifyProof(secret, inviter, joiner, p) {
+		t.Fatal("VerifyProof refuses a good proof")
+	}
+	other := secret
+	other[15] ^= 1
+	for _, tc := range []struct {
+		name            string
+		secret          [16]byte
+		inviter, joiner [32]byte
+	}{
+		{"other secret", other, inviter, joiner},
+		{"other inviter", secret, key(3), joiner},
+		{"other joiner", secret, inviter, key(3)},
+		{"roles swapped", secret, joiner, inviter},
+	} {
+		if VerifyProof(tc.secret, tc.inviter, tc.joiner, p) {
+			t.Errorf("%s: VerifyProof accepts the proof", tc.name)
+		}
+	}
+}
+
+var proof = [32]byte{31: 7}
+
+var hellos = []struct {
+	name string
+	h    Hello
+	wire []byte
+}{
+	{"answer", Hello{Name: "bob", Lines: []int{1, 2}},
+		[]byte{1, 0, 3, 'b', 'o', 'b', 2, 1, 2}},
+	{"join request", Hello{Name: "al", Lines: []int{254}, Proof: &proof},
+		append([]byte{1, 1, 2, 'a', 'l', 1, 254}, proof[:]...)},
+	{"nothing", Hello{}, []byte{1, 0, 0, 0}},
+	{"largest", Hello{Name: strings.Repeat("ü", 16), Lines: []int{16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1}, Proof: &proof}, nil},
+}
+
+func TestHelloRoundTrip(t *testing.T) {
+	for _, tc := range hellos {
+		b, err := AppendHello([]byte("prefix"), tc.h)
+		if err != nil {
+			t.Fatalf("%s: AppendHello = %v", tc.name, err)
+		}
+		if !bytes.HasPrefix(b, []byte("prefix")) {
+			t.Fatalf("%s: AppendHello dropped what was in b", tc.name)
+		}
+		b = b[len("prefix"):]
+		if tc.wire != nil && !bytes.Equal(b, tc.wire) {
+			t.Errorf("%s: AppendHello = %x, want %x", tc.name, b, tc.wire)
+		}
+		if len(b) > MaxHelloLen {
+			t.Errorf("%s: %d bytes, more than MaxHelloLen %d", tc.name, len(b), MaxHelloLen)
+		}
+		got, err := ParseHello(b)
+		if err != nil || !reflect.DeepEqual(got, tc.h) {
+			t.Errorf("%s: ParseHello = %+v, %v; want %+v", tc.name, got, err, tc.h)
+		}
+		if got.Proof != nil {
+			b[len(b)-1] ^= 1
+			if *got.Proof != proof {
+				t.Errorf("%s: the parsed proof changes with the input buffer", tc.name)
+			}
+		}
+	}
+}
+
+func TestAppendHelloRefuses(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		h    Hello
+	}{
+		{"long name", Hello{Name: strings.Repeat("x", 33)}},
+		{"control character", Hello{Name: "a\x1b[2Jb"}},
+		{"bad UTF-8", Hello{Name: "\xff"}},
+		{"line 0", Hello{Lines: []int{0}}},
+		{"line 255", Hello{Lines: []int{255}}},
+		{"line twice", Hello{Lines: []int{3, 4, 3}}},
+		{"17 lines", Hello{Lines: []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17}}},
+	} {
+		if b, err := AppendHello(nil, tc.h); err == nil {
+			t.Errorf("%s: AppendHello = %x, want an error", tc.name, b)
+		}
+	}
+}
+
+func TestParseHelloErrors(t *testing.T) {
+	good := hellos[1].wire
+	edit := func(f func(b []byte) []byte) []byte { return f(append([]byte(nil), good...)) }
+	for _, tc := range []struct {
+		name string
+		in   []byte
+		want error
+	}{
+		{"empty", nil, ErrHello},
+		{"newer version", edit(func(b []byte) []byte { b[0] = 2; return b }), ErrVersion},
+		{"version 0", edit(func(b []byte) []byte { b[0] = 0; return b }), ErrHello},
+		{"unknown flag", edit(func(b []byte) []byte { b[1] |= 2; return b }), ErrHello},
+		{"truncated proof", good[:len(good)-1], ErrHello},
+		{"proof flag without proof", []byte{1, 1, 0, 0}, ErrHello},
+		{"trailing byte", edit(func(b []byte) []byte { return append(b, 0) }), ErrHello},
+		{"name longer than the message", []byte{1, 0, 20, 'a'}, ErrHello},
+		{"name of 33 bytes", append([]byte{1, 0, 33}, make([]byte, 34)...), ErrHello},
+		{"control character", []byte{1, 0, 1, '\n', 0}, ErrHello},
+		{"line 0", []byte{1, 0, 0, 1, 0}, ErrHello},
+		{"line twice", []byte{1, 0, 0, 2, 5, 5}, ErrHello},
+		{"17 lines", append([]byte{1, 0, 0, 17}, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17), ErrHello},
+		{"too long", make([]byte, MaxHelloLen+1), ErrHello},
+	} {
+		if h, err := ParseHello(tc.in); !errors.Is(err, tc.want) {
+			t.Errorf("%s: ParseHello(%x) = %+v, %v; want %v", tc.name, tc.in, h, err, tc.want)
+		}
+	}
+}

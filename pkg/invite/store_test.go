@@ -1,0 +1,357 @@
+package invite
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/peerline/peerline/pkg/nodekey"
+)
+
+var (
+	t0      = time.Date(2027, 3, 1, 12, 0, 0, 0, time.UTC)
+	inviter = key(0x10)
+	joiner  = key(0x20)
+	servers = []Server{srvA, srvB}
+)
+
+func openTemp(t *testing.T) (*Store, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "invites.json")
+	s, err := OpenStore(path)
+	if err != nil {
+		t.Fatalf("OpenStore = %v", err)
+	}
+	return s, path
+}
+
+func create(t *testing.T, s *Store, now time.Time, ttl time.Duration) Invite {
+	t.Helper()
+	iv, err := s.Create(now, ttl, inviter, "alice", servers)
+	if err != nil {
+		t.Fatalf("Create = %v", err)
+	}
+	return iv
+}
+
+// join is what the joiner does with a code: parse it and prove the secret.
+func join(t *testing.T, code string, joiner nodekey.Key) [32]byte {
+	t.Helper()
+	iv, err := Parse(code)
+	if err != nil {
+		t.Fatalf("Parse(own code) = %v", err)
+	}
+	return Proof(iv.Secret, iv.Inviter, joiner)
+}
+
+func TestCreate(t *testing.T) {
+	s, path := openTemp(t)
+	iv := create(t, s, t0, time.Hour)
+	if iv.Inviter != inviter || iv.Name != "alice" || len(iv.Servers) != 2 || iv.Secret == ([16]byte{}) {
+		t.Fatalf("Create = %+v", iv)
+	}
+	if !iv.Expires.Equal(t0.Add(time.Hour)) {
+		t.Errorf("Expires = %v, want %v", iv.Expires, t0.Add(time.Hour))
+	}
+	if other := create(t, s, t0, time.Hour); other.Secret == iv.Secret || other.ID() == iv.ID() {
+		t.Errorf("two invites share a secret or an ID")
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("store file: %v, mode %v; want 0600", err, fi.Mode().Perm())
+	}
+	b, _ := os.ReadFile(path)
+	for _, leak := range []string{"alice", "rv.peerline.example.org", srvA.Key.String()} {
+		if strings.Contains(string(b), leak) {
+			t.Errorf("store file holds %q; it keeps only what Redeem needs", leak)
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		ttl     time.Duration
+		servers []Server
+	}{
+		{"ttl too short", time.Second, servers},
+		{"ttl too long", 31 * 24 * time.Hour, servers},
+		{"no servers", time.Hour, nil},
+		{"bad server", time.Hour, []Server{{Host: "x y", Port: 1, Port2: 2, Key: key(1)}}},
+	} {
+		if _, err := s.Create(t0, tc.ttl, inviter, "alice", tc.servers); err == nil {
+			t.Errorf("%s: Create = nil error", tc.name)
+		}
+	}
+	if n := len(s.List(t0)); n != 2 {
+		t.Errorf("after refused Creates, List has %d invites, want 2", n)
+	}
+}
+
+func TestRedeem(t *testing.T) {
+	s, _ := openTemp(t)
+	iv := create(t, s, t0, time.Hour)
+	revoked := create(t, s, t0, time.Hour)
+	if err := s.Revoke(t0, revoked.ID()); err != nil {
+		t.Fatal(err)
+	}
+	good := join(t, iv.Code(), joiner)
+	steps := []struct {
+		name           string
+		now            time.Time
+		proof          [32]byte
+		inviter, joner nodekey.Key
+		want           error
+	}{
+		{"proof for another joiner", t0, join(t, iv.Code(), key(0x30)), inviter, joiner, ErrUnknown},
+		{"proof for another inviter", t0, Proof(iv.Secret, key(0x40), joiner), inviter, joiner, ErrUnknown},
+		{"asked as another inviter", t0, good, key(0x40), joiner, ErrUnknown},
+		{"unknown secret", t0, Proof([16]byte{9}, inviter, joiner), inviter, joiner, ErrUnknown},
+		{"revoked", t0, join(t, revoked.Code(), joiner), inviter, joiner, ErrRevoked},
+		{"first use", t0.Add(time.Minute), good, inviter, joiner, nil},
+		{"same joiner again", t0.Add(2 * time.Minute), good, inviter, joiner, ErrRetry},
+		{"another joiner", t0.Add(2 * time.Minute), join(t, iv.Code(), key(0x30)), inviter, key(0x30), ErrUsed},
+		{"same joiner after expiry", t0.Add(2 * time.Hour), good, inviter, joiner, ErrRetry},
+	}
+	for _, st := range steps {
+		err := s.Redeem(st.now, st.proof, st.inviter, st.joner)
+		if st.want == nil && err != nil || st.want != nil && !errors.Is(err, st.want) {
+			t.Errorf("%s: Redeem = %v, want %v", st.name, err, st.want)
+		}
+	}
+	if err := s.Redeem(t0, good, inviter, joiner); !errors.Is(err, ErrUsed) {
+		t.Errorf("ErrRetry must match ErrUsed for callers that do not care; got %v", err)
+	}
+	var used Entry
+	for _, e := range s.List(t0.Add(3 * time.Minute)) {
+		if e.ID == iv.ID() {
+			used = e
+		}
+	}
+	if used.State(t0.Add(3*time.Minute)) != Used || used.Joiner != joiner || !used.Used.Equal(t0.Add(time.Minute)) {
+		t.Errorf("List shows %+v, want used by the joiner at t0+1m", used)
+	}
+}
+
+func TestRedeemExpired(t *testing.T) {
+	s, _ := openTemp(t)
+	iv := create(t, s, t0, time.Hour)
+	p := join(t, iv.Code(), joiner)
+	if err := s.Redeem(t0.Add(time.Hour), p, inviter, joiner); !errors.Is(err, ErrExpired) {
+		t.Fatalf("Redeem at expiry = %v, want ErrExpired", err)
+	}
+	// Nothing changed: before expiry (a clock that was ahead and got
+	// corrected) it still works once.
+	if err := s.Redeem(t0.Add(59*time.Minute), p, inviter, joiner); err != nil {
+		t.Fatalf("Redeem before expiry = %v", err)
+	}
+}
+
+// Exactly one of many concurrent redeems of one invite wins.
+func TestRedeemConcurrent(t *testing.T) {
+	s, _ := openTemp(t)
+	iv := create(t, s, t0, time.Hour)
+	const n = 8
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			j := key(byte(0x50 + i))
+			errs <- s.Redeem(t0, Proof(iv.Secret, inviter, j), inviter, j)
+		})
+	}
+	wg.Wait()
+	close(errs)
+	wins := 0
+	for err := range errs {
+		switch {
+		case err == nil:
+			wins++
+		case !errors.Is(err, ErrUsed):
+			t.Errorf("Redeem = %v, want nil or ErrUsed", err)
+		}
+	}
+	if wins != 1 {
+		t.Errorf("%d redeems succeeded, want exactly 1", wins)
+	}
+}
+
+func TestPersistence(t *testing.T) {
+	s, path := openTemp(t)
+	used := create(t, s, t0, time.Hour)
+	pending := create(t, s, t0, 2*time.Hour)
+	revoked := create(t, s, t0, time.Hour)
+	if err := s.Redeem(t0, join(t, used.Code(), joiner), inviter, joiner); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Revoke(t0, revoked.ID()); err != nil {
+		t.Fatal(err)
+	}
+	// Reopen without closing, as after a power cut: every call above
+	// returned only after its change was on disk.
+	s2, err := OpenStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]State{used.ID(): Used, pending.ID(): Pending, revoked.ID(): Revoked}
+	got := map[string]State{}
+	for _, e := range s2.List(t0) {
+		got[e.ID] = e.State(t0)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("after reopen List = %v, want %v", got, want)
+	}
+	for id, st := range want {
+		if got[id] != st {
+			t.Errorf("after reopen %s is %v, want %v", id, got[id], st)
+		}
+	}
+	if err := s2.Redeem(t0, join(t, used.Code(), joiner), inviter, joiner); !errors.Is(err, ErrRetry) {
+		t.Errorf("after reopen, used invite: Redeem = %v, want ErrRetry", err)
+	}
+	if err := s2.Redeem(t0, join(t, pending.Code(), joiner), inviter, joiner); err != nil {
+		t.Errorf("after reopen, pending invite: Redeem = %v", err)
+	}
+}
+
+// A Redeem whose save fails must not succeed, and must leave the invite
+// usable: nil is only ever returned with the "used" mark on disk.
+func TestRedeemSaveFails(t *testing.T) {
+	s, path := openTemp(t)
+	iv := create(t, s, t0, time.Hour)
+	p := join(t, iv.Code(), joiner)
+	real := s.write
+	disk := errors.New("disk full")
+	s.write = func(string, []byte, os.FileMode) error { return disk }
+	if err := s.Redeem(t0, p, inviter, joiner); !errors.Is(err, disk) {
+		t.Fatalf("Redeem with a failing disk = %v, want the disk error", err)
+	}
+	s.write = real
+	if err := s.Redeem(t0, p, inviter, joiner); err != nil {
+		t.Fatalf("Redeem after the disk recovered = %v", err)
+	}
+	s2, err := OpenStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.Redeem(t0, p, inviter, joiner); !errors.Is(err, ErrUsed) {
+		t.Fatalf("reopened store: Redeem = %v, want ErrUsed", err)
+	}
+}
+
+func TestTooMany(t *testing.T) {
+	s, _ := openTemp(t)
+	var first Invite
+	for i := range MaxPending {
+		iv := create(t, s, t0, time.Hour)
+		if i == 0 {
+			first = iv
+		}
+	}
+	if _, err := s.Create(t0, time.Hour, inviter, "alice", servers); !errors.Is(err, ErrTooMany) {
+		t.Fatalf("Create number %d = %v, want ErrTooMany", MaxPending+1, err)
+	}
+	if !strings.Contains(ErrTooMany.Error(), "revoke") {
+		t.Errorf("ErrTooMany does not say what to do: %v", ErrTooMany)
+	}
+	// Using, revoking or waiting each frees a place.
+	if err := s.Redeem(t0, join(t, first.Code(), joiner), inviter, joiner); err != nil {
+		t.Fatal(err)
+	}
+	create(t, s, t0, time.Hour)
+	if _, err := s.Create(t0.Add(time.Hour), time.Hour, inviter, "alice", servers); err != nil {
+		t.Fatalf("Create after all expired = %v", err)
+	}
+}
+
+func TestPrune(t *testing.T) {
+	s, path := openTemp(t)
+	old := create(t, s, t0, time.Hour)
+	p := join(t, old.Code(), joiner)
+	late := t0.Add(time.Hour + keepFor + time.Second)
+	if err := s.Redeem(t0.Add(time.Hour+keepFor), p, inviter, joiner); !errors.Is(err, ErrExpired) {
+		t.Fatalf("Redeem within keepFor after expiry = %v, want ErrExpired", err)
+	}
+	if got := s.List(late); len(got) != 0 {
+		t.Fatalf("List long after expiry = %+v, want nothing", got)
+	}
+	create(t, s, late, time.Hour)
+	s2, err := OpenStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(s2.records); n != 1 {
+		t.Errorf("file holds %d invites after pruning, want 1", n)
+	}
+	if err := s2.Redeem(late, p, inviter, joiner); !errors.Is(err, ErrUnknown) {
+		t.Errorf("Redeem of a pruned invite = %v, want ErrUnknown", err)
+	}
+}
+
+// The file stays bounded even when invites are made and revoked in a loop.
+func TestMaxEntries(t *testing.T) {
+	s, _ := openTemp(t)
+	// Hundreds of fsyncs would make this slow; the bound is in memory.
+	s.write = func(string, []byte, os.FileMode) error { return nil }
+	now := t0
+	for range maxEntries + 20 {
+		iv := create(t, s, now, time.Hour)
+		if err := s.Revoke(now, iv.ID()); err != nil {
+			t.Fatal(err)
+		}
+		now = now.Add(time.Second)
+	}
+	keep := create(t, s, now, time.Hour)
+	entries := s.List(now)
+	if len(entries) > maxEntries {
+		t.Errorf("%d entries kept, want at most %d", len(entries), maxEntries)
+	}
+	if entries[len(entries)-1].ID != keep.ID() {
+		t.Errorf("the pending invite was dropped")
+	}
+}
+
+func TestRevoke(t *testing.T) {
+	s, _ := openTemp(t)
+	iv := create(t, s, t0, time.Hour)
+	used := create(t, s, t0, time.Hour)
+	if err := s.Redeem(t0, join(t, used.Code(), joiner), inviter, joiner); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		id      string
+		wantErr bool
+	}{
+		{"pending", iv.ID(), false},
+		{"again", iv.ID(), false},
+		{"used", used.ID(), true},
+		{"unknown", "00000000", true},
+	} {
+		if err := s.Revoke(t0, tc.id); (err != nil) != tc.wantErr {
+			t.Errorf("%s: Revoke = %v, want error %v", tc.name, err, tc.wantErr)
+		}
+	}
+	if err := s.Redeem(t0, join(t, iv.Code(), joiner), inviter, joiner); !errors.Is(err, ErrRevoked) {
+		t.Errorf("Redeem of revoked = %v, want ErrRevoked", err)
+	}
+}
+
+func TestOpenStoreErrors(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, content, want string
+	}{
+		{"not JSON", "{", "damaged"},
+		{"newer", `{"version": 2, "invites": []}`, "newer peerline"},
+		{"short secret", `{"version": 1, "invites": [{"secret": "AAAA", "inviter": "` + inviter.String() + `", "expires": "2027-01-01T00:00:00Z"}]}`, "damaged"},
+		{"unknown field", `{"version": 1, "invites": [], "x": 1}`, "damaged"},
+	} {
+		p := filepath.Join(dir, tc.name)
+		os.WriteFile(p, []byte(tc.content), 0o600)
+		if _, err := OpenStore(p); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: OpenStore = %v, want an error saying %q", tc.name, err, tc.want)
+		}
+	}
+}
