@@ -32,8 +32,8 @@ const (
 	// phone table at 254 lines, is about 100 KiB.
 	maxMessage = 1 << 20
 	// timeout bounds one connection, so a stuck client cannot hold a
-	// handler slot.
-	timeout = 15 * time.Second
+	// handler slot. `peerline join` waits up to 20 s for the other Pi.
+	timeout = 25 * time.Second
 	// maxConcurrent is how many requests run at once; more wait.
 	maxConcurrent = 8
 )

@@ -112,15 +112,23 @@ func helloName(name string) string {
 	return name
 }
 
-// incoming decides on an introduction request from a key that is not a
-// peer: only a valid, unused invite proof is accepted. It runs on the
-// socket's reader, so the config change happens in the background.
+// incoming handles an introduction request from a key that is not a peer:
+// a valid, unused invite proof makes it one. It runs on the socket's
+// reader, so the config change happens in the background.
+//
+// It never lets the request itself through (it returns false): once the
+// joiner is a peer, this node's path manager connects to it, and the
+// server then tells both sides to punch at the same moment. Answering at
+// once would start the joiner punching while this node is still setting
+// up the tunnel, and on routers that answer unsolicited packets
+// themselves (input policy accept) those early probes leave conntrack
+// entries that move the mapping and spoil the direct path.
 func (pr *pairing) incoming(from nodekey.Key, pair []byte) bool {
 	h, err := invite.ParseHello(pair)
 	if err != nil || h.Proof == nil {
 		return false
 	}
-	err = pr.store.Redeem(time.Now(), *h.Proof, pr.key, from)
+	err = pr.store.Redeem(time.Now(), *h.Proof, pr.key.Public(), from)
 	switch {
 	case err == nil:
 		pr.log.Info("invite redeemed; pairing", "peer", from, "name", h.Name)
@@ -136,7 +144,7 @@ func (pr *pairing) incoming(from nodekey.Key, pair []byte) bool {
 			pr.log.Error("saving the new peer", "peer", from, "err", err)
 		}
 	}()
-	return true
+	return false
 }
 
 // onHello takes a peer's Hello: it completes a join, and keeps the peer's

@@ -47,13 +47,27 @@ type Node struct {
 
 	key       nodekey.Key
 	peerlined string
+	peerline  string
 }
 
 // Network is two nodes that have paired with each other.
 type Network struct {
 	Lab  *lab.Lab
-	Inet *lab.Bridge
+	Inet lab.Segment
 	A, B *Node
+	// With Options.NAT: the home routers, the VPS with its rendezvous
+	// server, and how pairing went.
+	NATA, NATB *lab.NAT
+	VPS        *lab.Host
+	Rendezvous *lab.Proc
+	Pairing    PairingResult
+}
+
+// PairingResult is what `peerline join` took.
+type PairingResult struct {
+	// Join is how long `peerline join` took; FirstPacket is from its start
+	// until a packet crossed the tunnel (a ping from B's phone to A's).
+	Join, FirstPacket time.Duration
 }
 
 // Options shape the network.
@@ -67,12 +81,39 @@ type Options struct {
 	// letter. The default is derived from the process id, so that two labs
 	// on one machine do not collide.
 	Prefix string
+	// NAT, when set, puts each Pi behind a home router of its own on an
+	// impaired Internet, with a rendezvous server on a VPS, and pairs the
+	// two by invite (`peerline invite` on A, `peerline join` on B) instead
+	// of writing their peers into the configs.
+	NAT *NATOptions
 	// HandsetsA and HandsetsB, when set, plug that many phones into the
 	// node's phone port through a switch and let the daemon give them
 	// lines by DHCP, instead of one phone with a hand-typed address. Each
 	// entry is the phone's vendor class (DHCP option 60).
 	HandsetsA, HandsetsB []string
 }
+
+// NATOptions shape the NAT network.
+type NATOptions struct {
+	A, B       lab.NATKind
+	Policy     lab.InputPolicy
+	Impairment lab.Impairment
+	// Rendezvousd and Peerline are the server and CLI binaries.
+	Rendezvousd, Peerline string
+}
+
+// Addresses of the NAT network: documentation ranges only.
+var (
+	vpsAddr   = netip.MustParsePrefix("203.0.113.10/24")
+	natWANA   = netip.MustParsePrefix("198.51.100.11/24")
+	natWANB   = netip.MustParsePrefix("198.51.100.12/24")
+	natLANA   = netip.MustParsePrefix("192.168.1.1/24")
+	natLANB   = netip.MustParsePrefix("192.168.2.1/24")
+	piLANA    = netip.MustParsePrefix("192.168.1.2/24")
+	piLANB    = netip.MustParsePrefix("192.168.2.2/24")
+	rvPort    = 3478
+	uplinkDev = "wan"
+)
 
 const (
 	phonePort  = "eth0"
@@ -96,16 +137,19 @@ func Build(ctx context.Context, l *lab.Lab, opts Options) (*Network, error) {
 	if opts.Prefix == "" {
 		opts.Prefix = "pl" + strconv.FormatInt(int64(os.Getpid()), 36)
 	}
+	if opts.NAT != nil {
+		return buildNAT(ctx, l, opts)
+	}
 	inet, err := l.Bridge("inet")
 	if err != nil {
 		return nil, err
 	}
 	n := &Network{Lab: l, Inet: inet}
-	n.A, err = newNode(l, inet, "A", opts.Prefix+"a", netip.MustParseAddr("198.51.100.1"), opts.Peerlined, opts.HandsetsA)
+	n.A, err = newNode(l, onSegment(inet, netip.MustParseAddr("198.51.100.1")), "A", opts.Prefix+"a", opts.Peerlined, opts.HandsetsA)
 	if err != nil {
 		return nil, err
 	}
-	n.B, err = newNode(l, inet, "B", opts.Prefix+"b", netip.MustParseAddr("198.51.100.2"), opts.Peerlined, opts.HandsetsB)
+	n.B, err = newNode(l, onSegment(inet, netip.MustParseAddr("198.51.100.2")), "B", opts.Prefix+"b", opts.Peerlined, opts.HandsetsB)
 	if err != nil {
 		return nil, err
 	}
@@ -153,12 +197,31 @@ func (n *Node) WaitConnected(ctx context.Context, timeout time.Duration) error {
 	})
 }
 
-func newNode(l *lab.Lab, inet *lab.Bridge, name, prefix string, wan netip.Addr, peerlined string, handsets []string) (*Node, error) {
+// uplink plugs a Pi into the Internet and returns its WAN address.
+type uplink func(host *lab.Host) (netip.Addr, error)
+
+// onSegment puts the Pi straight on the Internet at wan.
+func onSegment(seg lab.Segment, wan netip.Addr) uplink {
+	return func(host *lab.Host) (netip.Addr, error) {
+		_, err := seg.Attach(host, uplinkDev, netip.PrefixFrom(wan, wanPrefix).String())
+		return wan, err
+	}
+}
+
+// behind puts the Pi behind a home router at addr on its LAN.
+func behind(nat *lab.NAT, addr netip.Prefix) uplink {
+	return func(host *lab.Host) (netip.Addr, error) {
+		return nat.WAN(), nat.AttachAs(host, uplinkDev, addr)
+	}
+}
+
+func newNode(l *lab.Lab, up uplink, name, prefix string, peerlined string, handsets []string) (*Node, error) {
 	host, err := l.Host("pi" + name)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := inet.Attach(host, "wan", netip.PrefixFrom(wan, wanPrefix).String()); err != nil {
+	wan, err := up(host)
+	if err != nil {
 		return nil, err
 	}
 	var (

@@ -197,7 +197,7 @@ func TestUpDownLeavesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	node, err := newNode(l, inet, "A", fmt.Sprintf("plu%xa", os.Getpid()%0xfff), netip.MustParseAddr("198.51.100.1"), peerlinedBin, nil)
+	node, err := newNode(l, onSegment(inet, netip.MustParseAddr("198.51.100.1")), "A", fmt.Sprintf("plu%xa", os.Getpid()%0xfff), peerlinedBin, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

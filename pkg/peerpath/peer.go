@@ -92,8 +92,13 @@ func (p *peer) introduced(m *Manager, in *intro, now time.Time) {
 	p.nat = natClass(in)
 	p.connectBackoff = 0
 	p.connectAt = now.Add(connectMax)
-	if p.path == PathNone || !p.alive(now) {
+	switch {
+	case p.path == PathNone || !p.alive(now):
 		p.setPath(m, PathRelay, p.relay, "punching; relayed until a direct path answers", now)
+	case p.path == PathRelay:
+		// Each introduction comes with a new session; the server
+		// forgets the old one.
+		p.setPath(m, PathRelay, p.relay, p.reason, now)
 	}
 	start := now.Add(in.Delay)
 	p.punchUntil = start.Add(punchWindow)
@@ -145,11 +150,17 @@ func (p *peer) probed(m *Manager, in *probeIn) {
 		ch <- rtt
 	}
 	p.pingWaiters = nil
+	onPath := (in.session != 0 && p.path == PathRelay) || (in.session == 0 && p.path == PathDirect && in.from == p.direct)
+	if onPath {
+		// The path in use answers: whatever the tunnel's counters
+		// suggested, it is not dead.
+		p.stallProbed = time.Time{}
+		p.rxAt = in.at
+		p.txSinceRx = false
+	}
 	if in.session != 0 {
 		return // the relay works; that says nothing of a direct path
 	}
-	p.stallProbed = time.Time{}
-	p.rxAt = in.at
 	if p.path != PathDirect || p.direct != in.from {
 		reason := "probe answered"
 		if p.path == PathRelay {
@@ -191,11 +202,15 @@ func (p *peer) setPath(m *Manager, path Path, endpoint, reason string, now time.
 		p.startHandshake(m, endpoint)
 	} else if p.keepaliveAt.IsZero() {
 		p.keepaliveAt = now.Add(initiatorHold)
+		if p.bind != nil {
+			p.bind.HoldInitiations(initiatorHold)
+		}
 	}
 }
 
 func (p *peer) startHandshake(m *Manager, endpoint string) {
-	if p.bind != nil {
+	// The peer's handshake came while we held ours back: nothing to resend.
+	if p.bind != nil && time.Since(p.handshake) > 10*time.Second {
 		if _, err := p.bind.ResendHeld(endpoint, heldMaxAge); err != nil {
 			m.log.Debug("resending the held handshake", "peer", p.key, "err", err)
 		}
@@ -330,18 +345,21 @@ func (p *peer) checkTunnel(ctx context.Context, m *Manager, now time.Time, wg *s
 	}
 	switch {
 	case p.stallProbed.IsZero():
-		// Ask the path itself before giving up on it: a one-way
-		// stream (a call on hold) also sends without receiving.
+		// Ask the path itself before giving up on it: WireGuard's
+		// keepalives are not answered, and a one-way stream (a call on
+		// hold) also sends without receiving.
 		p.stallProbed = now
 		if p.path == PathDirect {
 			p.probeAll(m, []netip.AddrPort{p.direct}, now)
+		} else {
+			p.probeRelay(m, now)
 		}
-		// Our mapping may have changed: tell the servers now, so the
-		// relay and introductions use the new one.
-		m.reregister(ctx, wg)
 	case now.Sub(p.stallProbed) >= stallProbe:
 		p.stallProbed = now
 		m.log.Info("path stopped answering; looking for a new one", "peer", p.key, "path", p.path, "endpoint", p.endpoint)
+		// Our mapping may have changed: tell the servers now, so the
+		// relay and introductions use the new one.
+		m.reregister(ctx, wg)
 		if p.relay != "" && p.path == PathDirect {
 			p.setPath(m, PathRelay, p.relay, "the direct path stopped answering", now)
 		}

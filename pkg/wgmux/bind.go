@@ -32,6 +32,9 @@ type Bind struct {
 	lastDirect atomic.Pointer[Endpoint]
 	queue      atomic.Pointer[queue]
 	held       atomic.Pointer[heldInitiation]
+	// holdUntil (unix ns): until then, initiations are held, not sent,
+	// because the peer is about to initiate (see HoldInitiations).
+	holdUntil atomic.Int64
 	openMu     sync.Mutex
 }
 
@@ -185,7 +188,12 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 			b.mux.learnIndex(b, binary.LittleEndian.Uint32(p[4:]))
 		}
 		var err error
+		isInit := len(p) == initiationLen && p[0] == msgInitiation
 		switch {
+		case isInit && time.Now().UnixNano() < b.holdUntil.Load():
+			h := &heldInitiation{at: time.Now()}
+			copy(h.msg[:], p)
+			b.held.Store(h)
 		case e.pending:
 			if len(p) == initiationLen && p[0] == msgInitiation {
 				h := &heldInitiation{at: time.Now()}
@@ -306,6 +314,16 @@ const PendingEndpoint = "pending:"
 type heldInitiation struct {
 	msg [initiationLen]byte
 	at  time.Time
+}
+
+// HoldInitiations keeps this device's handshake initiations back for d:
+// the peer is starting a handshake right now. If both ends initiate at the
+// same moment, each consumes the other's initiation while its own is in
+// flight, both responses are refused, and neither side can send until
+// WireGuard retries 5 s later; a call placed then loses its first seconds.
+// A held initiation can be sent later with ResendHeld.
+func (b *Bind) HoldInitiations(d time.Duration) {
+	b.holdUntil.Store(time.Now().Add(d).UnixNano())
 }
 
 // ResendHeld sends the last initiation WireGuard gave the pending endpoint

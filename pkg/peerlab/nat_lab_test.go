@@ -1,0 +1,126 @@
+//go:build lab
+
+package peerlab
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/peerline/peerline/pkg/lab"
+)
+
+var rendezvousdBin string
+
+// natBins builds (or takes from the environment) the server binary the
+// NAT network needs besides peerlined and peerline.
+func natBins(t *testing.T) {
+	t.Helper()
+	if rendezvousdBin == "" {
+		rendezvousdBin = os.Getenv("RENDEZVOUSD")
+	}
+	if rendezvousdBin == "" {
+		rendezvousdBin = filepath.Join(t.TempDir(), "rendezvousd")
+		out, err := exec.Command("go", "build", "-o", rendezvousdBin, "github.com/peerline/peerline/cmd/rendezvousd").CombinedOutput()
+		if err != nil {
+			t.Fatalf("building rendezvousd: %v\n%s", err, out)
+		}
+	}
+}
+
+// natCase is one pair of home routers.
+type natCase struct {
+	a, b   lab.NATKind
+	policy lab.InputPolicy
+}
+
+// expectDirect is what theory allows (lab-nat.md): every pair goes direct
+// but port-restricted or symmetric against symmetric.
+func (c natCase) expectDirect() bool {
+	sym := func(k lab.NATKind) bool { return k == lab.Symmetric }
+	pr := func(k lab.NATKind) bool { return k == lab.PortRestricted }
+	switch {
+	case sym(c.a) && sym(c.b), sym(c.a) && pr(c.b), pr(c.a) && sym(c.b):
+		return false
+	}
+	return true
+}
+
+func (c natCase) String() string { return fmt.Sprintf("%s-%s-%s", c.a, c.b, c.policy) }
+
+// buildNATNetwork pairs two Pis behind the given routers by invite.
+func buildNATNetwork(t *testing.T, ctx context.Context, c natCase, imp lab.Impairment) *Network {
+	t.Helper()
+	l := newLab(t)
+	natBins(t)
+	n, err := Build(ctx, l, Options{Peerlined: peerlinedBin, NAT: &NATOptions{
+		A: c.a, B: c.b, Policy: c.policy, Impairment: imp,
+		Rendezvousd: rendezvousdBin, Peerline: peerlineBin,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// waitPath waits until both nodes agree on a settled path (punching over)
+// and returns it.
+func waitPath(t *testing.T, ctx context.Context, n *Network, within time.Duration) (path, reason string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		pa, ra, oa, errA := n.A.PeerPath()
+		pb, _, ob, errB := n.B.PeerPath()
+		settled := errA == nil && errB == nil && oa && ob && pa == pb && pa != "" &&
+			!(pa == "relay" && ra == "punching; relayed until a direct path answers")
+		if settled {
+			return pa, ra
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			t.Fatalf("no settled path within %v: A %s %q online=%v (%v), B %s online=%v (%v)", within, pa, ra, oa, errA, pb, ob, errB)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestNATMatrix pairs two Pis by invite behind every pair of home router
+// kinds, with both input policies, and calls phone to phone with audio
+// checked both ways. Pairs that theory allows must go direct; the others
+// must be relayed and still carry the call.
+func TestNATMatrix(t *testing.T) {
+	kinds := lab.NATKinds()
+	var cases []natCase
+	for i, a := range kinds {
+		for _, b := range kinds[i:] {
+			for _, p := range lab.InputPolicies() {
+				cases = append(cases, natCase{a: a, b: b, policy: p})
+			}
+		}
+	}
+	for _, c := range cases {
+		t.Run(c.String(), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+			defer cancel()
+			n := buildNATNetwork(t, ctx, c, lab.Impairment{Delay: 10 * time.Millisecond})
+			path, reason := waitPath(t, ctx, n, 15*time.Second)
+			want := "relay"
+			if c.expectDirect() {
+				want = "direct"
+			}
+			if path != want {
+				t.Errorf("path %s (%s), want %s", path, reason, want)
+			}
+			phoneA, phoneB, err := n.StartPhones(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := Call(ctx, phoneB, phoneA, "sip:a@"+n.B.AddrOf(n.A).String(), 2*time.Second)
+			requireCall(t, r, err, "sip:b@"+n.A.AddrOf(n.B).String())
+			t.Logf("%s: %s (%s); join %v, first packet %v", c, path, reason, n.Pairing.Join.Round(time.Millisecond), n.Pairing.FirstPacket.Round(time.Millisecond))
+		})
+	}
+}

@@ -1,0 +1,178 @@
+package peerlab
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/peerline/peerline/pkg/config"
+	"github.com/peerline/peerline/pkg/control"
+	"github.com/peerline/peerline/pkg/lab"
+	"github.com/peerline/peerline/pkg/nodekey"
+)
+
+// buildNAT builds the NAT network: VPS with rendezvousd, two home
+// routers, a Pi behind each, and pairs the Pis by invite.
+func buildNAT(ctx context.Context, l *lab.Lab, opts Options) (*Network, error) {
+	no := opts.NAT
+	if no.Rendezvousd == "" || no.Peerline == "" {
+		return nil, errors.New("peerlab: the NAT network needs the rendezvousd and peerline binaries")
+	}
+	inet, err := l.Internet(context.WithoutCancel(ctx), "inet", no.Impairment)
+	if err != nil {
+		return nil, err
+	}
+	n := &Network{Lab: l, Inet: inet}
+	if n.VPS, err = l.PublicHost("vps", inet, vpsAddr); err != nil {
+		return nil, err
+	}
+	server, err := n.startRendezvous(ctx, no.Rendezvousd)
+	if err != nil {
+		return nil, err
+	}
+	if n.NATA, err = l.NAT("natA", no.A, no.Policy, inet, natWANA, natLANA); err != nil {
+		return nil, err
+	}
+	if n.NATB, err = l.NAT("natB", no.B, no.Policy, inet, natWANB, natLANB); err != nil {
+		return nil, err
+	}
+	if n.A, err = newNode(l, behind(n.NATA, piLANA), "A", opts.Prefix+"a", opts.Peerlined, opts.HandsetsA); err != nil {
+		return nil, err
+	}
+	if n.B, err = newNode(l, behind(n.NATB, piLANB), "B", opts.Prefix+"b", opts.Peerlined, opts.HandsetsB); err != nil {
+		return nil, err
+	}
+	for _, node := range []*Node{n.A, n.B} {
+		node.Config.Rendezvous = []config.Rendezvous{server}
+		node.peerline = no.Peerline
+		if err := node.writeConfig(); err != nil {
+			return nil, err
+		}
+		if err := node.Start(ctx); err != nil {
+			return nil, err
+		}
+	}
+	for _, node := range []*Node{n.A, n.B} {
+		if _, err := node.WaitReady(ctx, daemonWait); err != nil {
+			return nil, err
+		}
+	}
+	if n.Pairing, err = n.pairByInvite(ctx); err != nil {
+		return nil, err
+	}
+	for _, node := range []*Node{n.A, n.B} {
+		if err := node.Lease(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return n, nil
+}
+
+func (n *Network) startRendezvous(ctx context.Context, bin string) (config.Rendezvous, error) {
+	dir := filepath.Join(n.Lab.Dir(), "vps")
+	out, err := n.VPS.Run(ctx, bin, "-state-dir", dir, "-public-key")
+	if err != nil {
+		return config.Rendezvous{}, fmt.Errorf("rendezvousd -public-key: %w: %s", err, out)
+	}
+	key, err := nodekey.Parse(strings.TrimSpace(out))
+	if err != nil {
+		return config.Rendezvous{}, fmt.Errorf("rendezvousd printed %q as its key: %w", out, err)
+	}
+	addr := netip.AddrPortFrom(vpsAddr.Addr(), uint16(rvPort))
+	addr2 := netip.AddrPortFrom(vpsAddr.Addr(), uint16(rvPort+1))
+	p, err := n.VPS.Start(context.WithoutCancel(ctx), "rendezvousd", bin, "-v", "-state-dir", dir, "-listen", addr.String(), "-listen2", addr2.String())
+	if err != nil {
+		return config.Rendezvous{}, err
+	}
+	n.Rendezvous = p
+	return config.Rendezvous{Address: addr.String(), Key: key}, nil
+}
+
+// pairByInvite runs `peerline invite` on A and `peerline join` on B, as a
+// user would, then waits until a packet crosses the tunnel.
+func (n *Network) pairByInvite(ctx context.Context) (PairingResult, error) {
+	var r PairingResult
+	var inv control.InviteResult
+	if err := n.A.cli(ctx, &inv, "invite", "--json", "--ttl", "10m"); err != nil {
+		return r, err
+	}
+	start := time.Now()
+	var joined control.PeerRef
+	if err := n.B.cli(ctx, &joined, "join", "--json", inv.Code); err != nil {
+		return r, err
+	}
+	r.Join = time.Since(start)
+	for _, node := range []*Node{n.A, n.B} {
+		if err := node.reloadConfig(ctx); err != nil {
+			return r, err
+		}
+	}
+	// The first packet: B's phone pings A's, through the tunnel.
+	dst := n.B.AddrOf(n.A)
+	if !dst.IsValid() {
+		return r, errors.New("B has no peer for A after joining")
+	}
+	deadline := time.Now().Add(daemonWait)
+	for {
+		if _, err := n.B.PhoneHost.Run(ctx, "ping", "-c1", "-W1", "-n", dst.String()); err == nil {
+			r.FirstPacket = time.Since(start)
+			return r, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return r, fmt.Errorf("no packet from B's phone to A's (%s) within %v of joining; see %s and %s", dst, daemonWait, n.A.daemonLog(), n.B.daemonLog())
+		}
+	}
+}
+
+// cli runs the peerline command on the node and decodes its --json answer.
+func (n *Node) cli(ctx context.Context, out any, args ...string) error {
+	full := append([]string{n.peerline, "-config", n.ConfigPath}, args...)
+	// stdout only: join says what it is doing on stderr.
+	cmd := n.Host.Command(ctx, full...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	res, err := cmd.Output()
+	if err != nil {
+		return fmt.Errorf("node %s: peerline %s: %w: %s", n.Name, strings.Join(args, " "), err, stderr.String())
+	}
+	if err := json.Unmarshal(res, out); err != nil {
+		return fmt.Errorf("node %s: peerline %s printed %q: %w", n.Name, strings.Join(args, " "), res, err)
+	}
+	return nil
+}
+
+// reloadConfig re-reads the config the daemon changed (pairing), and
+// waits until every peer in it is up.
+func (n *Node) reloadConfig(ctx context.Context) error {
+	cfg, err := config.Load(n.ConfigPath)
+	if err != nil {
+		return err
+	}
+	n.Config = *cfg
+	return n.waitFor(ctx, daemonWait, "peers not up after pairing", func() (bool, string) {
+		st, err := n.Status()
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(st.Peers) == len(n.Config.Peers) && allUp(st), fmt.Sprintf("peers %+v", st.Peers)
+	})
+}
+
+// PeerPath is the path manager's view of the node's only peer.
+func (n *Node) PeerPath() (path, reason string, online bool, err error) {
+	st, err := n.Status()
+	if err != nil {
+		return "", "", false, err
+	}
+	if len(st.Peers) != 1 {
+		return "", "", false, fmt.Errorf("node %s has %d peers", n.Name, len(st.Peers))
+	}
+	p := st.Peers[0]
+	return p.Path, p.PathReason, p.Online, nil
+}
+
