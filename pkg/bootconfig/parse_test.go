@@ -31,17 +31,17 @@ func TestParseGood(t *testing.T) {
 	}
 	no := false
 	want := &File{
-		Name:       "kitchen",
-		WiFi:       &WiFi{SSID: `My "Home" #1`, Password: `pa"ss#word = 1`, Country: "DE"},
+		Name: "kitchen",
+		WiFi: &WiFi{SSID: `My "Home" #1`, Password: `pa"ss#word = 1`, Country: "DE"},
 		Rendezvous: []config.Rendezvous{
 			{Address: "rv1.example.org:3478", Key: mustKey(t, "6byXW6RgSxwspuDs35smPGK/uwjTAEUcqNGZ18ijx30=")},
 			{Address: "198.51.100.7:3478", Key: mustKey(t, "BRCFwAqP3Au4JHj3IbPiEJ8tfwTlZuv8oUsvNwVgZok=")},
 			{Address: "[2001:db8::1]:3478", Key: mustKey(t, "6byXW6RgSxwspuDs35smPGK/uwjTAEUcqNGZ18ijx30=")},
 		},
-		Uplink:     Uplink{Interface: "wlan0"},
-		TimeZone:   "Europe/Berlin",
-		PhoneDHCP:  &no,
-		Lines:      []int{1, 2},
+		Uplink:    Uplink{Interface: "wlan0"},
+		TimeZone:  "Europe/Berlin",
+		PhoneDHCP: &no,
+		Lines:     []int{1, 2},
 	}
 	if !reflect.DeepEqual(f, want) {
 		t.Errorf("Parse = %+v\nwant %+v", f, want)

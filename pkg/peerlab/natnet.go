@@ -175,4 +175,3 @@ func (n *Node) PeerPath() (path, reason string, online bool, err error) {
 	p := st.Peers[0]
 	return p.Path, p.PathReason, p.Online, nil
 }
-

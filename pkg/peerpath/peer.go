@@ -28,7 +28,7 @@ type peer struct {
 	// relaySession and relayServer are that relay, for probes through it.
 	relaySession uint64
 	relayServer  netip.AddrPort
-	nat      string
+	nat          string
 
 	// candidates are addresses the peer may be reachable at directly.
 	candidates []netip.AddrPort

@@ -35,7 +35,7 @@ type Bind struct {
 	// holdUntil (unix ns): until then, initiations are held, not sent,
 	// because the peer is about to initiate (see HoldInitiations).
 	holdUntil atomic.Int64
-	openMu     sync.Mutex
+	openMu    sync.Mutex
 }
 
 var _ conn.Bind = (*Bind)(nil)
