@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Runs the benchmarks and writes one JSON file per package under bench/out/,
+# Runs the benchmarks and writes one JSON file per package under bench/out/
+# (pkg-<name>.json; the goal files such as rewrite.json come from the
+# bench-* targets),
 # so that speed goals are read from numbers rather than asserted in tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +11,7 @@ for pkg in $(go list ./... ); do
 	[ -n "$files" ] && grep -q '^func Benchmark' $files || continue
 	name=$(basename "$pkg")
 	echo "== $pkg"
-	go test -run='^$' -bench=. -benchmem -count=1 "$pkg" | tee "bench/out/$name.txt" |
+	go test -run='^$' -bench=. -benchmem -count=1 "$pkg" | tee "bench/out/pkg-$name.txt" |
 		awk -v pkg="$pkg" '
 			BEGIN { printf "{\"package\": \"%s\", \"results\": [", pkg; n = 0 }
 			/^Benchmark/ {
@@ -20,6 +22,6 @@ for pkg in $(go list ./... ); do
 				}
 				printf "%s%s}", (n++ ? ", " : ""), line
 			}
-			END { print "]}" }' >"bench/out/$name.json"
+			END { print "]}" }' >"bench/out/pkg-$name.json"
 done
 echo "results in bench/out/"

@@ -20,6 +20,7 @@ declare -A pkgs=(
 	[baresip]=baresip
 	[sox]=sox
 	[tcpdump]=tcpdump
+	[sipp]=sip-tester
 	[ping]=iputils-ping
 	[busybox]=busybox
 	[curl]=curl

@@ -2,14 +2,18 @@ package rewrite
 
 import (
 	"context"
+	"encoding/binary"
 	"log/slog"
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/peerline/peerline/pkg/numplan"
+	"github.com/peerline/peerline/pkg/sipmsg"
+	"github.com/peerline/peerline/pkg/tokenbucket"
 )
 
 // Device is the TUN of one tunnel's wireguard-go device, seen through the
@@ -19,35 +23,93 @@ import (
 //
 // A SIP message can grow when its addresses are mapped. On Read the packet
 // may use all of len(bufs[i]) past the offset; on Write, all of cap(bufs[i]).
-// wireguard-go's buffers hold 64 KiB, so only a message that no longer fits
-// in an IPv4 packet is passed with its addresses mapped but its SIP unchanged
-// (counted as SIPTooBig).
+// A message that then exceeds the TUN's MTU is sent as IPv4 fragments. On
+// Read, packets that one packet turns into (fragments) go into the unused
+// slots of bufs past the count the inner device returned, and what does not
+// fit there is returned by the next Read, before the inner device is read
+// again. Held fragments and dropped packets get sizes[i] == 0, which
+// wireguard-go skips.
+//
+// Fragments of UDP datagrams are reassembled (bounded; see frag.go) when the
+// datagram is SIP, so that its message can be rewritten whole, and the
+// result is fragmented again at the MTU. SIP arriving from the peer is
+// rate-limited (sipRate), RTP never is.
 type Device struct {
 	inner tun.Device
 	peer  uint8
 	log   *slog.Logger
 
-	// The scratch buffers in which SIP packets are rebuilt, one per
-	// direction. wireguard-go calls Read from one goroutine but Write from
-	// one goroutine per peer, so each is guarded by its own mutex; the RTP
-	// path takes neither.
-	outMu  sync.Mutex
-	outBuf []byte
-	inMu   sync.Mutex
-	inBuf  []byte
+	// base is the Device's clock origin: times are nanoseconds since it,
+	// read through its monotonic clock, one reading per batch of packets.
+	base time.Time
+	// clock, if set, replaces the monotonic clock (tests).
+	clock func() int64
+
+	// dirs is the state of the SIP and fragment path, per direction: the
+	// RTP path takes neither lock.
+	dirs [2]dirState
 
 	counts [2]counters
+	events [2]eventCounters
 	// media counts UDP packets to and from each local line's phone
 	// (10.0.s.1), indexed by s: a changing count means the phone is in a
 	// call with this peer. One atomic add per packet; no clock read.
 	media [256]atomic.Uint64
-	// logged records which unusual results have been logged once; after
-	// that they are only counted.
-	logged [2][numResults]atomic.Bool
+	// flows is the RTP quality per flow, per direction.
+	flows [2]flowTable
+	// sdp is the clock rates of the payload types the SIP announced.
+	sdp sdpTable
+	// logged records which unusual results and events have been logged
+	// once; after that they are only counted.
+	logged   [2][numResults]atomic.Bool
+	loggedEv [2][numEvents]atomic.Bool
 
 	closeOnce sync.Once
 	closeErr  error
 }
+
+// dirState is what the slow path of one direction keeps between packets.
+// wireguard-go calls Read from one goroutine but Write from one goroutine per
+// peer, so mu guards all of it.
+type dirState struct {
+	mu sync.Mutex
+	// buf is the scratch buffer in which SIP packets are rebuilt.
+	buf []byte
+	// frag is where one fragment is built before it is copied out.
+	frag []byte
+	// reasm is created on the first fragment: most tunnels never see one.
+	reasm *reassembler
+	sink  sink
+
+	// Outbound: packets that found no slot in the Read that made them,
+	// returned by the next Read. npending mirrors len(pending)-head so that
+	// Read checks it without the lock.
+	pending  [][]byte
+	head     int
+	npending atomic.Int32
+
+	// Inbound: the SIP flood limit, and the list and buffers handed to the
+	// inner device's Write when packets were added or removed.
+	bucket     tokenbucket.Bucket
+	bucketInit bool
+	list       [][]byte
+	pool       [][]byte
+	npool      int
+}
+
+// The SIP flood limit of one tunnel, in messages per second from the peer.
+// A call set-up is about a dozen messages counting provisional responses,
+// ACK and a retransmission or two; OPTIONS keep-alives and session-timer
+// re-INVITEs add one per phone every few tens of seconds. So even every line
+// of a node ringing at once, or a three-way conference being set up, stays
+// under the burst, and a steady 50 per second is several times what any real
+// pair of nodes sustains. A SIP scanner (sipvicious, "friendly-scanner")
+// sends hundreds to thousands per second; capped at 50, the desk phone it
+// targets still answers its own user, and the Pi spends its time on RTP.
+const (
+	sipRate  = 50
+	sipBurst = 100
+)
 
 // counters are the per-result packet counts of one direction, padded so that
 // the reading and the writing goroutine do not share a cache line.
@@ -55,6 +117,16 @@ type counters struct {
 	n [numResults]atomic.Uint64
 	_ [64]byte
 }
+
+type eventCounters struct {
+	n [numEvents]atomic.Uint64
+	_ [64]byte
+}
+
+const (
+	outbound = int(numplan.Outbound)
+	inbound  = int(numplan.Inbound)
+)
 
 var _ tun.Device = (*Device)(nil)
 
@@ -64,79 +136,211 @@ func Wrap(inner tun.Device, peer uint8, log *slog.Logger) *Device {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Device{inner: inner, peer: peer, log: log.With("peer", peer)}
+	d := &Device{inner: inner, peer: peer, log: log.With("peer", peer), base: time.Now()}
+	for dir := range d.dirs {
+		d.dirs[dir].sink.ds = &d.dirs[dir]
+	}
+	return d
 }
+
+// now reads the Device's clock.
+func (d *Device) now() int64 {
+	if d.clock != nil {
+		return d.clock()
+	}
+	return int64(time.Since(d.base))
+}
+
+// wall turns a reading of the Device's clock into a time.
+func (d *Device) wall(t int64) time.Time { return d.base.Add(time.Duration(t)) }
 
 // Read reads packets from the TUN and maps them for the wire.
 func (d *Device) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	if d.dirs[outbound].npending.Load() > 0 {
+		if n := d.readPending(bufs, sizes, offset); n > 0 {
+			return n, nil
+		}
+	}
 	n, err := d.inner.Read(bufs, sizes, offset)
+	if n <= 0 {
+		return n, err
+	}
+	now := d.now()
 	for i := range n {
 		if offset < 0 || offset > len(bufs[i]) || sizes[i] < 0 || sizes[i] > len(bufs[i])-offset {
 			continue
 		}
-		sizes[i] = d.rewrite(bufs[i][offset:], sizes[i], numplan.Outbound)
+		pkt, ihl, res, slow := classify(bufs[i][offset : offset+sizes[i]])
+		if slow {
+			return d.readSlow(bufs, sizes, offset, i, n, now), err
+		}
+		sizes[i] = d.plain(pkt, ihl, res, outbound, now)
 	}
 	return n, err
 }
 
+// readSlow is Read from packet from on, under the outbound lock.
+func (d *Device) readSlow(bufs [][]byte, sizes []int, offset, from, n int, now int64) int {
+	ds := &d.dirs[outbound]
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	s := &ds.sink
+	s.bufs, s.sizes, s.offset, s.next, s.cur, s.write = bufs, sizes, offset, n, -1, false
+	for i := from; i < n; i++ {
+		if offset < 0 || offset > len(bufs[i]) || sizes[i] < 0 || sizes[i] > len(bufs[i])-offset {
+			continue
+		}
+		room := bufs[i][offset:]
+		pkt, ihl, res, slow := classify(room[:sizes[i]])
+		if !slow {
+			sizes[i] = d.plain(pkt, ihl, res, outbound, now)
+			continue
+		}
+		s.cur = i
+		r := d.slowLocked(ds, outbound, room, sizes[i], now)
+		switch {
+		case r >= 0:
+			sizes[i] = r
+		case s.cur == i:
+			sizes[i] = 0 // held or dropped: wireguard-go skips it
+			s.free = append(s.free, i)
+		}
+		s.cur = -1
+	}
+	n = s.next
+	s.bufs, s.sizes, s.free, s.freeHead = nil, nil, s.free[:0], 0
+	d.logEvents(outbound)
+	return n
+}
+
+// readPending returns packets left over from an earlier Read.
+func (d *Device) readPending(bufs [][]byte, sizes []int, offset int) int {
+	ds := &d.dirs[outbound]
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	n := 0
+	for n < len(bufs) && n < len(sizes) && ds.head < len(ds.pending) {
+		p := ds.pending[ds.head]
+		ds.head++
+		if offset < 0 || offset > len(bufs[n]) || len(bufs[n])-offset < len(p) {
+			d.events[outbound].n[evDropNoRoom].Add(1)
+			continue
+		}
+		sizes[n] = copy(bufs[n][offset:], p)
+		n++
+	}
+	if ds.head == len(ds.pending) {
+		ds.pending, ds.head = ds.pending[:0], 0
+	}
+	ds.npending.Store(int32(len(ds.pending) - ds.head))
+	return n
+}
+
 // Write maps packets from the wire for the TUN and writes them to it.
 func (d *Device) Write(bufs [][]byte, offset int) (int, error) {
+	if len(bufs) == 0 {
+		return d.inner.Write(bufs, offset)
+	}
+	now := d.now()
 	for i, b := range bufs {
 		if offset < 0 || offset > len(b) {
 			continue
 		}
-		n := d.rewrite(b[offset:cap(b)], len(b)-offset, numplan.Inbound)
+		pkt, ihl, res, slow := classify(b[offset:])
+		if slow {
+			return d.writeSlow(bufs, offset, i, now)
+		}
+		n := d.plain(pkt, ihl, res, inbound, now)
 		bufs[i] = b[:offset+n]
 	}
 	return d.inner.Write(bufs, offset)
 }
 
-// rewrite maps the packet room[:size] in place and returns its new size.
-func (d *Device) rewrite(room []byte, size int, dir numplan.Direction) int {
-	pkt := room[:size]
-	var (
-		out   []byte
-		res   Result
-		local [4]byte
-	)
-	// Packets are mapped in place: keep the local source before it goes.
-	if dir == numplan.Outbound && len(pkt) >= ipHeaderLen {
-		local = [4]byte(pkt[offSrc : offSrc+4])
-	}
-	if mayRewriteSIP(pkt) {
-		out, res = d.rewriteSIP(room, pkt, dir)
-	} else {
-		out, res = Packet(nil, pkt, d.peer, dir)
-	}
-	d.counts[dir].n[res].Add(1)
-	if res == Plain {
-		if dir == numplan.Inbound && len(out) >= ipHeaderLen {
-			local = [4]byte(out[offDst : offDst+4])
+// writeSlow is Write from packet from on, under the inbound lock, which it
+// holds until the inner device has written its buffers.
+func (d *Device) writeSlow(bufs [][]byte, offset, from int, now int64) (int, error) {
+	ds := &d.dirs[inbound]
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	s := &ds.sink
+	s.offset, s.cur, s.write = offset, -1, true
+	ds.list = append(ds.list[:0], bufs[:from]...)
+	ds.npool = 0
+	for i := from; i < len(bufs); i++ {
+		b := bufs[i]
+		if offset < 0 || offset > len(b) {
+			ds.list = append(ds.list, b)
+			continue
 		}
-		d.countMedia(out, local)
-	}
-	switch res {
-	case Plain, SIPRewritten, SIPUnchanged:
-	default:
-		if !d.logged[dir][res].Load() && !d.logged[dir][res].Swap(true) {
-			d.log.LogAttrs(context.Background(), slog.LevelInfo,
-				"rewrite: first packet of this kind, later ones are only counted",
-				slog.String("dir", dir.String()), slog.String("kind", res.String()))
+		var r int
+		if pkt, ihl, res, slow := classify(b[offset:]); slow {
+			r = d.slowLocked(ds, inbound, b[offset:cap(b)], len(b)-offset, now)
+		} else {
+			r = d.plain(pkt, ihl, res, inbound, now)
+		}
+		if r >= 0 {
+			bufs[i] = b[:offset+r]
+			ds.list = append(ds.list, bufs[i])
 		}
 	}
-	return len(out)
+	d.logEvents(inbound)
+	var err error
+	if len(ds.list) > 0 {
+		_, err = d.inner.Write(ds.list, offset)
+	}
+	clear(ds.list)
+	if err != nil {
+		return 0, err
+	}
+	return len(bufs), nil
 }
 
-// countMedia notes a UDP packet of a local phone, whose address is local:
-// the source of an outbound packet before it was mapped, the destination of
-// an inbound one after.
-func (d *Device) countMedia(pkt []byte, local [4]byte) {
-	if len(pkt) < ipHeaderLen || pkt[offProto] != protoUDP {
-		return
+// classify checks pkt (trimming it to its IP total length) and reports
+// whether it needs its direction's lock: a UDP SIP message or a fragment of
+// a UDP datagram. What it learns is handed to plain, so that the RTP path
+// reads each header once.
+func classify(pkt []byte) (_ []byte, ihl int, res Result, slow bool) {
+	pkt, ihl, res = check(pkt)
+	if res != Plain || pkt[offProto] != protoUDP {
+		return pkt, ihl, res, false
 	}
-	if local[0] == 10 && local[1] == 0 && local[3] == numplan.HostPhone && numplan.ValidLine(int(local[2])) {
-		d.media[local[2]].Add(1)
+	if binary.BigEndian.Uint16(pkt[offFlags:])&(flagMF|fragOffsetMask) != 0 {
+		return pkt, ihl, res, true
 	}
+	return pkt, ihl, res, len(pkt) >= ihl+udpHeaderLen && sipmsg.IsSIP(pkt[ihl+udpHeaderLen:])
+}
+
+// plain maps a packet that classify found neither SIP nor a UDP fragment in
+// place and returns its new size; RTP is counted per flow. pkt, ihl and res
+// are what classify returned.
+func (d *Device) plain(pkt []byte, ihl int, res Result, dir int, now int64) int {
+	if res != Plain {
+		d.count(dir, res)
+		return len(pkt)
+	}
+	// Packets are mapped in place: keep the local source before it goes.
+	addrs := [8]byte(pkt[offSrc : offDst+4])
+	res = mapInPlace(pkt, ihl, d.peer, numplan.Direction(dir))
+	d.count(dir, res)
+	if res != Plain || pkt[offProto] != protoUDP || len(pkt) < ihl+udpHeaderLen {
+		return len(pkt)
+	}
+	sport := binary.BigEndian.Uint16(pkt[ihl:])
+	dport := binary.BigEndian.Uint16(pkt[ihl+2:])
+	var local, remote uint64
+	if dir == outbound {
+		local, remote = endpoint(addrs[0:4], sport), endpoint(addrs[4:8], dport)
+	} else {
+		local, remote = endpoint(pkt[offDst:offDst+4], dport), endpoint(pkt[offSrc:offSrc+4], sport)
+	}
+	// Only a local phone's media is a call on this node.
+	if l := local >> 16; l>>16 == 10<<8 {
+		if s := uint8(l >> 8); uint8(l) == numplan.HostPhone && numplan.ValidLine(int(s)) {
+			d.media[s].Add(1)
+		}
+		d.observeRTP(dir, pkt, ihl, local, remote, now)
+	}
+	return len(pkt)
 }
 
 // MediaPackets returns how many UDP packets of line s's phone crossed this
@@ -149,43 +353,287 @@ func (d *Device) MediaPackets(s int) uint64 {
 	return d.media[s].Load()
 }
 
-// rewriteSIP runs Packet with the direction's scratch buffer and copies a
-// rewritten packet back into room.
-func (d *Device) rewriteSIP(room, pkt []byte, dir numplan.Direction) ([]byte, Result) {
-	mu, buf := &d.outMu, &d.outBuf
-	if dir == numplan.Inbound {
-		mu, buf = &d.inMu, &d.inBuf
+// count counts a packet's result, and logs the first of an unusual kind.
+func (d *Device) count(dir int, res Result) {
+	d.counts[dir].n[res].Add(1)
+	switch res {
+	case Plain, SIPRewritten, SIPUnchanged:
+	default:
+		if !d.logged[dir][res].Load() && !d.logged[dir][res].Swap(true) {
+			d.log.LogAttrs(context.Background(), slog.LevelInfo,
+				"rewrite: first packet of this kind, later ones are only counted",
+				slog.String("dir", numplan.Direction(dir).String()), slog.String("kind", res.String()))
+		}
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	out, res := Packet(*buf, pkt, d.peer, dir)
-	if res != SIPRewritten {
-		return out, res
+}
+
+// logEvents logs the first drop of each kind.
+func (d *Device) logEvents(dir int) {
+	for e := evDropSIPFlood; e < numEvents; e++ {
+		if d.events[dir].n[e].Load() != 0 && !d.loggedEv[dir][e].Load() && !d.loggedEv[dir][e].Swap(true) {
+			d.log.LogAttrs(context.Background(), slog.LevelInfo,
+				"rewrite: first packet dropped for this reason, later ones are only counted",
+				slog.String("dir", numplan.Direction(dir).String()), slog.String("reason", e.String()))
+		}
 	}
-	// Keep the buffer Packet grew, so that the next message of this size
-	// does not allocate.
-	*buf = out[:0]
+}
+
+// slowLocked handles a SIP message or a UDP fragment, pkt = room[:size],
+// with ds locked. It returns the packet's new size if it stays where it
+// is, or -1 if it was held, dropped, or replaced by what went to ds.sink.
+func (d *Device) slowLocked(ds *dirState, dir int, room []byte, size int, now int64) int {
+	pkt, ihl, _ := check(room[:size])
+	if binary.BigEndian.Uint16(pkt[offFlags:])&(flagMF|fragOffsetMask) == 0 {
+		return d.datagramLocked(ds, dir, pkt, room, now)
+	}
+	if ds.reasm == nil {
+		ds.reasm = &reassembler{ev: &d.events[dir].n}
+	}
+	v, dg := ds.reasm.add(pkt, ihl, now)
+	switch v {
+	case fragPass:
+		// The first fragment of a SIP message passed over a reassembly
+		// limit still counts against the flood limit, or fragments would
+		// be a way around it.
+		if dir == inbound && sipFirstFragment(pkt) && !d.takeSIP(ds, now) {
+			return -1
+		}
+		out, res := mapHeaders(pkt, d.peer, numplan.Direction(dir))
+		d.count(dir, res)
+		return len(out)
+	case fragPassAll:
+		if dir == inbound && !d.takeSIPFragments(ds, pkt, dg, now) {
+			ds.reasm.release(dg)
+			return -1
+		}
+		out, res := mapHeaders(pkt, d.peer, numplan.Direction(dir))
+		d.count(dir, res)
+		ds.sink.cur = -1 // this fragment keeps its slot
+		for k := range dg.pieces {
+			f, res := mapHeaders(dg.piece(k), d.peer, numplan.Direction(dir))
+			d.count(dir, res)
+			ds.sink.put(f)
+		}
+		ds.reasm.release(dg)
+		return len(out)
+	case fragComplete:
+		return d.datagramLocked(ds, dir, ds.reasm.whole, nil, now)
+	}
+	return -1
+}
+
+// datagramLocked rewrites the whole SIP datagram pkt, which is in room
+// (nil when it was reassembled), with ds locked, and fragments the result
+// if it exceeds the MTU. It returns as slowLocked does.
+func (d *Device) datagramLocked(ds *dirState, dir int, pkt, room []byte, now int64) int {
+	ihl := int(pkt[0]&0x0f) * 4
+	if dir == inbound {
+		if !d.takeSIP(ds, now) {
+			return -1
+		}
+	} else if len(pkt) >= ihl+udpHeaderLen {
+		// The SDP of a message from a local phone, before its addresses
+		// are mapped: the clock rates of what the phone receives.
+		d.sdp.learn(pkt[ihl+udpHeaderLen:])
+	}
+	out, res := Packet(ds.buf, pkt, d.peer, numplan.Direction(dir))
+	if res == SIPRewritten {
+		// Keep the buffer Packet grew, so that the next message of this
+		// size does not allocate.
+		ds.buf = out[:0]
+	} else if room != nil {
+		// out is pkt, in room; the sink may write into room, so work on a
+		// copy.
+		ds.buf = append(ds.buf[:0], out...)
+		out = ds.buf
+	}
+	if dir == inbound && len(out) >= ihl+udpHeaderLen {
+		d.sdp.learn(out[ihl+udpHeaderLen:])
+	}
+	mtu := d.mtu()
+	if len(out) > mtu {
+		d.count(dir, res)
+		sp := newSplitter(out, mtu)
+		if cap(ds.frag) < mtu {
+			ds.frag = make([]byte, max(mtu, minMTU))
+		}
+		for k := range sp.n {
+			n := sp.frag(k, ds.frag[:cap(ds.frag)])
+			ds.sink.put(ds.frag[:n])
+		}
+		d.events[dir].n[evRefragmented].Add(uint64(sp.n))
+		return -1
+	}
+	if room == nil {
+		d.count(dir, res)
+		ds.sink.put(out)
+		return -1
+	}
 	if len(out) > len(room) {
-		out, _ = mapHeaders(pkt, d.peer, dir)
-		return out, SIPTooBig
+		// No room to grow (a Read with small buffers): addresses only.
+		out, _ = mapHeaders(pkt, d.peer, numplan.Direction(dir))
+		d.count(dir, SIPTooBig)
+		return len(out)
 	}
-	return room[:copy(room, out)], SIPRewritten
+	d.count(dir, res)
+	return copy(room, out)
+}
+
+// takeSIP takes a token from the SIP flood limit of the peer, or counts a
+// drop. ds is the inbound state, locked.
+func (d *Device) takeSIP(ds *dirState, now int64) bool {
+	if !ds.bucketInit {
+		ds.bucket, ds.bucketInit = tokenbucket.Full(sipBurst, d.wall(now)), true
+	}
+	if ds.bucket.Take(d.wall(now), sipRate, sipBurst, 1) {
+		return true
+	}
+	d.events[inbound].n[evDropSIPFlood].Add(1)
+	return false
+}
+
+// takeSIPFragments is takeSIP for fragments about to pass unreassembled:
+// pkt and those held in dg. Only a SIP first fragment costs a token; if
+// there is none, all of them are dropped (counted as the flood) since the
+// rest is useless without it.
+func (d *Device) takeSIPFragments(ds *dirState, pkt []byte, dg *datagram, now int64) bool {
+	first := sipFirstFragment(pkt)
+	for k := range dg.pieces {
+		first = first || sipFirstFragment(dg.piece(k))
+	}
+	if !first || d.takeSIP(ds, now) {
+		return true
+	}
+	d.events[inbound].n[evDropSIPFlood].Add(uint64(len(dg.pieces)))
+	return false
+}
+
+// sipFirstFragment reports whether the checked fragment pkt is the first of
+// a UDP datagram that carries SIP.
+func sipFirstFragment(pkt []byte) bool {
+	ihl := int(pkt[0]&0x0f) * 4
+	return pkt[offProto] == protoUDP && binary.BigEndian.Uint16(pkt[offFlags:])&fragOffsetMask == 0 &&
+		len(pkt) >= ihl+udpHeaderLen && sipmsg.IsSIP(pkt[ihl+udpHeaderLen:])
+}
+
+// mtu is the inner device's MTU, or no limit if it has none.
+func (d *Device) mtu() int {
+	m, err := d.inner.MTU()
+	if err != nil || m <= 0 {
+		return maxPacket
+	}
+	return max(m, minMTU)
+}
+
+// sink takes the packets the slow path makes: on Read, into free slots of
+// the caller's buffers (cur, the slot of the packet being handled, then
+// those of packets held or dropped earlier in the batch, then those past
+// what the inner device filled) and then the pending queue; on Write, into
+// buffers of the pool added to the list for the inner device.
+type sink struct {
+	ds     *dirState
+	write  bool
+	bufs   [][]byte
+	sizes  []int
+	offset int
+	next   int
+	cur    int
+	// free is the slots of packets held or dropped earlier in the batch;
+	// those before freeHead are taken.
+	free     []int
+	freeHead int
+}
+
+func (s *sink) put(p []byte) {
+	ds := s.ds
+	if s.write {
+		if ds.npool == len(ds.pool) {
+			ds.pool = append(ds.pool, nil)
+		}
+		b := ds.pool[ds.npool]
+		if cap(b) < s.offset+len(p) {
+			b = make([]byte, s.offset+max(len(p), 2048))
+			ds.pool[ds.npool] = b
+		}
+		ds.npool++
+		b = b[:s.offset+len(p)]
+		copy(b[s.offset:], p)
+		ds.list = append(ds.list, b)
+		return
+	}
+	// Earlier free slots first, so that fragments leave in order.
+	for s.freeHead < len(s.free) {
+		j := s.free[s.freeHead]
+		s.freeHead++
+		if len(s.bufs[j])-s.offset >= len(p) {
+			s.sizes[j] = copy(s.bufs[j][s.offset:], p)
+			return
+		}
+	}
+	if s.cur >= 0 && len(s.bufs[s.cur])-s.offset >= len(p) {
+		s.sizes[s.cur] = copy(s.bufs[s.cur][s.offset:], p)
+		s.cur = -1
+		return
+	}
+	for s.next < len(s.bufs) && s.next < len(s.sizes) {
+		j := s.next
+		s.next++
+		if s.offset <= len(s.bufs[j]) && len(s.bufs[j])-s.offset >= len(p) {
+			s.sizes[j] = copy(s.bufs[j][s.offset:], p)
+			return
+		}
+		s.sizes[j] = 0
+	}
+	if len(ds.pending) < cap(ds.pending) {
+		ds.pending = ds.pending[:len(ds.pending)+1]
+	} else {
+		ds.pending = append(ds.pending, nil)
+	}
+	q := &ds.pending[len(ds.pending)-1]
+	*q = append((*q)[:0], p...)
+	ds.npending.Store(int32(len(ds.pending) - ds.head))
 }
 
 // Counts are the packets of one direction by what was done with them (see
-// Result).
+// Result), what reassembly did, and what was dropped, by reason. A
+// reassembled datagram counts once, by its Result; the fragments it was made
+// of count in Reassembly.Held.
 type Counts struct {
-	Packets       uint64 // all of the below
+	Packets       uint64 // all of the results below
 	Plain         uint64
 	SIPRewritten  uint64
 	SIPUnchanged  uint64
 	SIPUnparsable uint64
 	SIPTooBig     uint64
 	SIPOverTCP    uint64
-	Fragments     uint64
+	Fragments     uint64 // passed with addresses mapped, payload as it was
 	BadTransport  uint64
 	NonIPv4       uint64
 	Malformed     uint64
+
+	Reassembly ReassemblyCounts
+	Dropped    DropCounts
+}
+
+// ReassemblyCounts are the fragments of UDP datagrams the rewriter handled.
+type ReassemblyCounts struct {
+	Held         uint64 // fragments held for reassembly
+	Datagrams    uint64 // datagrams reassembled
+	Refragmented uint64 // fragments sent after rewriting a datagram over the MTU
+	Duplicates   uint64 // fragments that repeated one already held (ignored)
+	// OverLimit is fragments passed as they were (also counted in
+	// Fragments) because a reassembly limit was reached: their SIP was not
+	// rewritten.
+	OverLimit uint64
+}
+
+// DropCounts are the packets dropped, by reason.
+type DropCounts struct {
+	SIPFlood        uint64 // SIP from the peer over the rate limit
+	FragmentOverlap uint64 // fragments of a datagram with overlapping fragments
+	FragmentTimeout uint64 // fragments of a datagram not completed in time
+	FragmentTooBig  uint64 // fragments reaching past 65535 bytes
+	NoRoom          uint64 // fragments that did not fit the caller's buffer
 }
 
 // LogValue logs the non-zero counts.
@@ -194,6 +642,11 @@ func (c Counts) LogValue() slog.Value {
 	for r := range numResults {
 		if n := c.get(r); n != 0 {
 			attrs = append(attrs, slog.Uint64(r.String(), n))
+		}
+	}
+	for e := range numEvents {
+		if n := *c.event(e); n != 0 {
+			attrs = append(attrs, slog.Uint64(e.String(), n))
 		}
 	}
 	return slog.GroupValue(attrs...)
@@ -225,6 +678,32 @@ func (c *Counts) field(r Result) *uint64 {
 	panic("rewrite: unknown Result " + r.String())
 }
 
+func (c *Counts) event(e event) *uint64 {
+	switch e {
+	case evFragHeld:
+		return &c.Reassembly.Held
+	case evReassembled:
+		return &c.Reassembly.Datagrams
+	case evRefragmented:
+		return &c.Reassembly.Refragmented
+	case evFragDuplicate:
+		return &c.Reassembly.Duplicates
+	case evFragOverLimit:
+		return &c.Reassembly.OverLimit
+	case evDropSIPFlood:
+		return &c.Dropped.SIPFlood
+	case evDropFragOverlap:
+		return &c.Dropped.FragmentOverlap
+	case evDropFragTimeout:
+		return &c.Dropped.FragmentTimeout
+	case evDropFragTooBig:
+		return &c.Dropped.FragmentTooBig
+	case evDropNoRoom:
+		return &c.Dropped.NoRoom
+	}
+	panic("rewrite: unknown event " + e.String())
+}
+
 func (c Counts) get(r Result) uint64 { return *c.field(r) }
 
 // Stats is a snapshot of a Device's counters.
@@ -244,6 +723,9 @@ func (d *Device) Stats() Stats {
 			*c.field(r) = n
 			c.Packets += n
 		}
+		for e := range numEvents {
+			*c.event(e) = d.events[dir].n[e].Load()
+		}
 	}
 	return s
 }
@@ -251,8 +733,8 @@ func (d *Device) Stats() Stats {
 // File returns the inner device's file.
 func (d *Device) File() *os.File { return d.inner.File() }
 
-// MTU returns the inner device's MTU. A rewritten SIP message can be a few
-// bytes larger than what the phone sent; see the package doc on fragments.
+// MTU returns the inner device's MTU. A SIP message that grows past it when
+// rewritten is sent as fragments.
 func (d *Device) MTU() (int, error) { return d.inner.MTU() }
 
 // Name returns the inner device's name.

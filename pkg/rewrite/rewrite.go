@@ -25,14 +25,34 @@
 //     after which the UDP and IP lengths and both checksums are recomputed.
 //     A message can grow or shrink by two bytes per literal.
 //
+// Packet is stateless and handles one packet. Device adds what needs state,
+// per tunnel and direction; the map does not depend on any of it, so a
+// restart loses only fragments in flight and call counters:
+//   - IPv4 fragments of a UDP datagram whose first fragment is SIP (an INVITE
+//     offering many codecs exceeds the tunnel MTU) are reassembled, the
+//     message rewritten whole, and the result fragmented again at the MTU;
+//     so is an unfragmented message that grows past the MTU. Reassembly is
+//     bounded (frag.go: datagrams per source and in all, bytes held, a 3 s
+//     timeout); fragments past a limit, and fragments of datagrams that are
+//     not SIP, pass with their addresses mapped as Packet does, so nothing
+//     legitimate is lost. Overlapping fragments drop their datagram (as RFC
+//     5722 does for IPv6); exact duplicates are ignored.
+//   - SIP from the peer is rate-limited (a token bucket, 50 messages/s,
+//     burst 100): a scanner cannot flood the phones. RTP is never limited.
+//   - RTP is measured per flow and direction: packets, loss (RFC 3550 A.1,
+//     A.3) and interarrival jitter (A.8), with clock rates from RFC 3551 or
+//     the a=rtpmap lines of the SDP it rewrote (Device.Calls).
+//
 // What is passed with its addresses mapped but its payload untouched, and
-// counted: IPv4 fragments (an INVITE with a large SDP can exceed the tunnel
-// MTU; its SIP would need reassembly first, which is stateful and is left for
-// a later change), SIP over TCP (rewriting would change lengths and need
-// sequence-number tracking; phones are provisioned for UDP), and SIP messages
-// sipmsg cannot parse. Non-IPv4 packets and packets whose IPv4 header is
-// invalid pass unchanged. Device counts packets by Result and logs the first
-// packet of each unusual kind only, never a line per packet.
+// counted: SIP over TCP, and SIP messages sipmsg cannot parse. TCP is a
+// decision, not a gap: rewriting it changes segment lengths, so every later
+// sequence and acknowledgement number of the connection would need
+// adjusting (as Linux's nf_nat_sip does through conntrack), which is state
+// that a restarted daemon loses mid-call; phones are provisioned for SIP
+// over UDP instead. Non-IPv4 packets and packets whose IPv4 header is invalid
+// pass unchanged. Device counts packets by Result, and what it held or
+// dropped by reason (Stats), and logs the first packet of each unusual kind
+// only, never a line per packet.
 //
 // IPv4, UDP, TCP and ICMP headers are read by hand rather than decoded with
 // gopacket: the RTP path runs for every voice packet and must stay far below
@@ -70,7 +90,8 @@ const (
 	// mapped, payload passed as it was.
 	SIPOverTCP
 	// Fragment is an IPv4 fragment: addresses mapped (and, in the first
-	// fragment, the transport checksum), payload passed as it was.
+	// fragment, the transport checksum), payload passed as it was. Device
+	// reassembles the fragments of SIP datagrams instead; see Stats.
 	Fragment
 	// BadTransport is a packet whose TCP, UDP or ICMP header is truncated or
 	// disagrees with the IP length: IP addresses mapped, nothing else.
@@ -183,13 +204,6 @@ func isUDPSIP(pkt []byte, ihl int) bool {
 		len(pkt) >= ihl+udpHeaderLen && sipmsg.IsSIP(pkt[ihl+udpHeaderLen:])
 }
 
-// mayRewriteSIP reports whether Packet could take its SIP path for pkt, so a
-// caller knows whether it needs a scratch buffer at all.
-func mayRewriteSIP(pkt []byte) bool {
-	pkt, ihl, res := check(pkt)
-	return res == Plain && isUDPSIP(pkt, ihl)
-}
-
 // mapHeaders is Packet without the SIP path: addresses only, in place.
 func mapHeaders(pkt []byte, peer uint8, dir numplan.Direction) ([]byte, Result) {
 	pkt, ihl, res := check(pkt)
@@ -300,8 +314,19 @@ func mapICMPError(icmp []byte, peer uint8, dir numplan.Direction) {
 // adjustChecksum.
 func mapAddrs(a []byte, peer uint8, dir numplan.Direction) (d uint32, changed bool) {
 	a = a[:8]
-	src, c1 := numplan.Map([4]byte(a[0:4]), peer, dir)
-	dst, c2 := numplan.Map([4]byte(a[4:8]), peer, dir)
+	// ToWire and FromWire inline where numplan.Map does not: this runs for
+	// every packet.
+	var (
+		src, dst [4]byte
+		c1, c2   bool
+	)
+	if dir == numplan.Inbound {
+		src, c1 = numplan.FromWire([4]byte(a[0:4]), peer)
+		dst, c2 = numplan.FromWire([4]byte(a[4:8]), peer)
+	} else {
+		src, c1 = numplan.ToWire([4]byte(a[0:4]), peer)
+		dst, c2 = numplan.ToWire([4]byte(a[4:8]), peer)
+	}
 	if !c1 && !c2 {
 		return 0, false
 	}

@@ -481,6 +481,13 @@ func (s *Server) requestLocked(m rendezvous.Message, env *rendezvous.Envelope, a
 		s.removeLocked(env.Sender)
 		return rendezvous.UnregisterReply{ReplyTo: env.ReplyID()}, nil
 	case rendezvous.Connect:
+		// A sealed request with a valid cookie proves the node is at src
+		// now: after its NAT rebound, this is its new mapping, and
+		// introductions and the relay must use it.
+		if e, ok := s.nodes[env.Sender]; ok {
+			n := e.Value.(*node)
+			n.addr[port], n.seen[port] = src, now
+		}
 		status, pushes := s.connectLocked(env.Sender, m, now)
 		return rendezvous.ConnectReply{ReplyTo: env.ReplyID(), Status: status}, pushes
 	}

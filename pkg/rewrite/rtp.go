@@ -1,0 +1,655 @@
+package rewrite
+
+import (
+	"cmp"
+	"encoding/binary"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Call quality is measured on the RTP packets the rewriter maps anyway: per
+// flow (a local phone's address and port and the remote one's, both in this
+// node's plan) and per direction, packets, loss (RFC 3550 A.1 and A.3) and
+// interarrival jitter (A.8). A table per direction, so that the reading and
+// the writing goroutine never wait on each other; one map lookup and a few
+// additions per packet, no allocation once a flow is in the table.
+const (
+	// maxFlows bounds the flows tracked per direction of a tunnel: two
+	// hundred calls, each one flow per direction (RTCP is not counted),
+	// with room for streams a re-INVITE moved. When it is full, the flow
+	// idle longest makes room.
+	maxFlows = 256
+	// flowExpiry is how long a flow that has gone quiet still shows in
+	// Calls: long enough to look at the quality of a call just ended.
+	flowExpiry = 5 * time.Minute
+
+	// RFC 3550 A.1.
+	maxDropout    = 3000
+	maxMisorder   = 100
+	minSequential = 2
+	seqMod        = 1 << 16
+
+	rtpHeaderLen = 12
+	// recheckClock is how many packets of a payload type whose clock rate
+	// is unknown pass before the SDP table is asked again: the answer
+	// carrying the rtpmap can arrive after the first media (early media).
+	recheckClock = 64
+)
+
+// flowKey is a flow in this node's plan: local and remote are
+// address<<16 | port.
+type flowKey struct{ local, remote uint64 }
+
+func endpoint(a []byte, port uint16) uint64 {
+	return uint64(binary.BigEndian.Uint32(a))<<16 | uint64(port)
+}
+
+func addrPort(e uint64) netip.AddrPort {
+	var a [4]byte
+	binary.BigEndian.PutUint32(a[:], uint32(e>>16))
+	return netip.AddrPortFrom(netip.AddrFrom4(a), uint16(e))
+}
+
+// rtpFlow is one RTP stream, one way.
+type rtpFlow struct {
+	key         flowKey
+	first, last int64 // nanoseconds on the Device's clock
+	packets     uint64
+	ssrc        uint32
+	pt          uint8
+	started     bool
+
+	// RFC 3550 A.1 source state.
+	maxSeq    uint16
+	probation uint8
+	cycles    uint32
+	baseSeq   uint32
+	badSeq    uint32
+	received  uint64
+	// Expected and received packets of earlier SSRCs of this flow (a phone
+	// restarts its stream on re-INVITE).
+	accExpected, accReceived uint64
+
+	// RFC 3550 A.8 state, in nanoseconds. Jitter is kept times 16 as in
+	// the RFC's integer version.
+	clockPT  uint8
+	clock    uint32 // clock rate of clockPT; 0 when unknown or events
+	nsPerTS  float64
+	clockSet bool
+	recheck  uint8
+	transit  bool // lastArr and lastTS are set
+	lastArr  int64
+	lastTS   uint32
+	jitter16 int64
+}
+
+// flowTable holds the flows of one direction, indexed by an open-addressing
+// hash table of fixed size (linear probing, at most a quarter full): the
+// lookup is the whole per-packet cost of the table, and a general map's
+// hashing of the 16-byte key costs more than the rest of the RTP path.
+type flowTable struct {
+	mu sync.Mutex
+	// slots holds 1 + an index into flows, 0 for an empty slot.
+	slots [flowSlots]uint16
+	flows []rtpFlow
+}
+
+const (
+	flowBits  = 10
+	flowSlots = 1 << flowBits
+)
+
+func flowHash(k flowKey) uint32 {
+	h := k.local*0x9e3779b97f4a7c15 ^ k.remote*0xc2b2ae3d27d4eb4f
+	return uint32(h >> (64 - flowBits))
+}
+
+// lookupLocked returns the flow k, making room for it if it is new.
+func (t *flowTable) lookupLocked(k flowKey, now int64) *rtpFlow {
+	i := flowHash(k)
+	for ; t.slots[i] != 0; i = (i + 1) & (flowSlots - 1) {
+		if f := &t.flows[t.slots[i]-1]; f.key == k {
+			return f
+		}
+	}
+	var n int
+	if len(t.flows) < maxFlows {
+		t.flows = append(t.flows, rtpFlow{})
+		n = len(t.flows) - 1
+	} else {
+		for j := range t.flows {
+			if t.flows[j].last < t.flows[n].last {
+				n = j
+			}
+		}
+		t.remove(t.flows[n].key)
+		// Removing may have moved entries; find k's free slot again.
+		i = flowHash(k)
+		for t.slots[i] != 0 {
+			i = (i + 1) & (flowSlots - 1)
+		}
+	}
+	t.flows[n] = rtpFlow{key: k, first: now}
+	t.slots[i] = uint16(n + 1)
+	return &t.flows[n]
+}
+
+// remove takes k out of the index, moving later entries of its probe run
+// back so that every entry stays reachable from its hash.
+func (t *flowTable) remove(k flowKey) {
+	i := flowHash(k)
+	for ; t.slots[i] != 0; i = (i + 1) & (flowSlots - 1) {
+		if t.flows[t.slots[i]-1].key == k {
+			break
+		}
+	}
+	if t.slots[i] == 0 {
+		return
+	}
+	t.slots[i] = 0
+	for j := (i + 1) & (flowSlots - 1); t.slots[j] != 0; j = (j + 1) & (flowSlots - 1) {
+		h := flowHash(t.flows[t.slots[j]-1].key)
+		// The entry at j may move to the hole at i unless its home h
+		// lies cyclically in (i, j].
+		if (j > i && (h <= i || h > j)) || (j < i && h <= i && h > j) {
+			t.slots[i], t.slots[j] = t.slots[j], 0
+			i = j
+		}
+	}
+}
+
+// isRTP reports whether a UDP payload looks like RTP: version 2, at least
+// a fixed header, and not RTCP (whose packet types 200-204 fall where RTP
+// payload types 72-76 with the marker bit would; RFC 5761 §4 keeps RTP off
+// 64-95 for this reason).
+func isRTP(p []byte) bool {
+	return len(p) >= rtpHeaderLen && p[0]>>6 == 2 && (p[1] < 192 || p[1] > 223)
+}
+
+// observeRTP counts the RTP packet pkt (a checked IPv4 UDP packet, not a
+// fragment, ihl its header length) in dir's table. local and remote are its two ends in this
+// node's plan.
+func (d *Device) observeRTP(dir int, pkt []byte, ihl int, local, remote uint64, now int64) {
+	p := pkt[ihl+udpHeaderLen:]
+	if !isRTP(p) {
+		return
+	}
+	pt := p[1] & 0x7f
+	seq := binary.BigEndian.Uint16(p[2:])
+	ts := binary.BigEndian.Uint32(p[4:])
+	ssrc := binary.BigEndian.Uint32(p[8:])
+	t := &d.flows[dir]
+	t.mu.Lock()
+	f := t.lookupLocked(flowKey{local, remote}, now)
+	f.packets++
+	f.last = now
+	f.pt = pt
+	if !f.started || f.ssrc != ssrc {
+		f.restart(seq, ssrc)
+	}
+	if f.updateSeq(seq) {
+		// The packets go to the receiver's address; its SDP says what
+		// the payload types it receives mean.
+		dst := local
+		if dir == outbound {
+			dst = remote
+		}
+		switch {
+		case !f.clockSet || f.clockPT != pt:
+			d.setClock(f, pt, dst)
+		case f.clock == 0:
+			if f.recheck--; f.recheck == 0 {
+				d.setClock(f, pt, dst)
+			}
+		}
+		if f.clock != 0 {
+			f.updateJitter(ts, now)
+		}
+	}
+	t.mu.Unlock()
+}
+
+// setClock looks up the clock rate of payload type pt for packets to dst.
+// A payload type change (codec switch, or a DTMF event between voice
+// packets) restarts the transit-time reference, since timestamps of
+// different payload types need not follow one another.
+func (d *Device) setClock(f *rtpFlow, pt uint8, dst uint64) {
+	if f.clockPT != pt || !f.clockSet {
+		f.transit = false
+	}
+	f.clockPT, f.clockSet, f.recheck = pt, true, recheckClock
+	f.clock = staticClock[pt]
+	if f.clock == 0 {
+		f.clock = d.sdp.clock(dst, pt)
+	}
+	if f.clock != 0 {
+		f.nsPerTS = float64(time.Second) / float64(f.clock)
+	}
+}
+
+// restart begins a new source (RFC 3550 A.1 init on the first packet),
+// keeping what the previous SSRC of the flow expected and received.
+func (f *rtpFlow) restart(seq uint16, ssrc uint32) {
+	if f.started {
+		f.accExpected += f.expected()
+		f.accReceived += f.received
+	}
+	f.started, f.ssrc = true, ssrc
+	f.initSeq(seq)
+	f.maxSeq = seq - 1
+	f.probation = minSequential
+	f.transit = false
+}
+
+func (f *rtpFlow) initSeq(seq uint16) {
+	f.baseSeq = uint32(seq)
+	f.maxSeq = seq
+	f.badSeq = seqMod + 1 // so seq == badSeq is false
+	f.cycles = 0
+	f.received = 0
+}
+
+// updateSeq is RFC 3550 A.1 update_seq: it reports whether seq is valid
+// (not during probation or a suspected restart).
+func (f *rtpFlow) updateSeq(seq uint16) bool {
+	udelta := seq - f.maxSeq
+	switch {
+	case f.probation > 0:
+		// A source is valid once minSequential packets arrived in order.
+		if seq == f.maxSeq+1 {
+			f.probation--
+			f.maxSeq = seq
+			if f.probation == 0 {
+				f.initSeq(seq)
+				f.received++
+				return true
+			}
+		} else {
+			f.probation = minSequential - 1
+			f.maxSeq = seq
+		}
+		return false
+	case udelta < maxDropout:
+		// In order, with a permissible gap.
+		if seq < f.maxSeq {
+			f.cycles += seqMod
+		}
+		f.maxSeq = seq
+	case udelta <= seqMod-maxMisorder:
+		// A very large jump: the sender restarted, or this is garbage.
+		// Two sequential packets after the jump resynchronise.
+		if uint32(seq) == f.badSeq {
+			f.initSeq(seq)
+		} else {
+			f.badSeq = (uint32(seq) + 1) & (seqMod - 1)
+			return false
+		}
+	default:
+		// A duplicate or a reordered packet.
+	}
+	f.received++
+	return true
+}
+
+// expected is RFC 3550 A.3's expected count for the current source.
+func (f *rtpFlow) expected() uint64 {
+	if f.received == 0 {
+		return 0
+	}
+	extMax := f.cycles + uint32(f.maxSeq)
+	return uint64(extMax-f.baseSeq) + 1
+}
+
+// updateJitter is RFC 3550 A.8 with time in nanoseconds: D is the
+// difference of the arrival spacing and the timestamp spacing of two
+// packets, and the jitter moves 1/16 of the way to |D|.
+func (f *rtpFlow) updateJitter(ts uint32, now int64) {
+	if !f.transit {
+		f.transit, f.lastArr, f.lastTS = true, now, ts
+		return
+	}
+	// A multiplication rather than a division by the clock rate: this
+	// runs for every voice packet.
+	d := (now - f.lastArr) - int64(float64(int32(ts-f.lastTS))*f.nsPerTS)
+	f.lastArr, f.lastTS = now, ts
+	if d < 0 {
+		d = -d
+	}
+	f.jitter16 += d - ((f.jitter16 + 8) >> 4)
+}
+
+// staticClock is the RTP clock rate of the static payload types of RFC
+// 3551 §6; 0 means dynamic or unassigned. G.722 is 8000 by that RFC's
+// erratum-turned-rule, although it samples at 16 kHz.
+var staticClock = [128]uint32{
+	0: 8000, 3: 8000, 4: 8000, 5: 8000, 6: 16000, 7: 8000, 8: 8000, 9: 8000,
+	10: 44100, 11: 44100, 12: 8000, 13: 8000, 14: 90000, 15: 8000,
+	16: 11025, 17: 22050, 18: 8000,
+	25: 90000, 26: 90000, 28: 90000, 31: 90000, 32: 90000, 33: 90000, 34: 90000,
+}
+
+// StreamStats is the quality of one direction of a call's RTP.
+type StreamStats struct {
+	// Packets is every RTP packet seen this way.
+	Packets     uint64
+	SSRC        uint32
+	PayloadType uint8
+	// ClockRate is that of PayloadType, from RFC 3551 or the call's SDP;
+	// 0 when unknown (then Jitter is not measured) or for DTMF events.
+	ClockRate uint32
+	// Expected is RFC 3550 A.3's count from sequence numbers, over every
+	// SSRC the flow had; Lost is Expected less the packets received, and
+	// can be negative when duplicates outnumber losses.
+	Expected uint64
+	Lost     int64
+	// Jitter is RFC 3550 A.8's interarrival jitter, measured where the
+	// rewriter sees the packet: for Received, after the Internet; for
+	// Sent, between the phone and this node.
+	Jitter      time.Duration
+	First, Last time.Time
+}
+
+// CallStats is the RTP between a local phone and a remote one through this
+// tunnel. Addresses are in this node's plan: Local is 10.0.s.p, Remote
+// 10.i.s.p.
+type CallStats struct {
+	Peer   uint8
+	Line   int // s of the local phone's address
+	Local  netip.AddrPort
+	Remote netip.AddrPort
+	// Sent is local to remote (read from the TUN), Received the other way.
+	Sent, Received StreamStats
+}
+
+// Calls returns the RTP flows seen in the last flowExpiry, a call per pair
+// of local and remote address and port, ordered by line. Taking it costs
+// allocations and a short lock of each direction's table; call it when a
+// user asks, not per packet.
+func (d *Device) Calls() []CallStats {
+	now := d.now()
+	byKey := map[flowKey]*CallStats{}
+	var keys []flowKey
+	for dir := range 2 {
+		t := &d.flows[dir]
+		t.mu.Lock()
+		for i := range t.flows {
+			f := &t.flows[i]
+			if now-f.last > int64(flowExpiry) {
+				continue
+			}
+			c, ok := byKey[f.key]
+			if !ok {
+				l := addrPort(f.key.local)
+				c = &CallStats{Peer: d.peer, Line: int(l.Addr().As4()[2]), Local: l, Remote: addrPort(f.key.remote)}
+				byKey[f.key] = c
+				keys = append(keys, f.key)
+			}
+			s := &c.Received
+			if dir == outbound {
+				s = &c.Sent
+			}
+			*s = d.streamStats(f)
+		}
+		t.mu.Unlock()
+	}
+	calls := make([]CallStats, 0, len(keys))
+	for _, k := range keys {
+		calls = append(calls, *byKey[k])
+	}
+	slices.SortFunc(calls, func(a, b CallStats) int {
+		return cmp.Or(cmp.Compare(a.Line, b.Line), a.Local.Compare(b.Local), a.Remote.Compare(b.Remote))
+	})
+	return calls
+}
+
+func (d *Device) streamStats(f *rtpFlow) StreamStats {
+	exp := f.accExpected + f.expected()
+	rcv := f.accReceived + f.received
+	s := StreamStats{
+		Packets:     f.packets,
+		SSRC:        f.ssrc,
+		PayloadType: f.pt,
+		Expected:    exp,
+		Lost:        int64(exp) - int64(rcv),
+		Jitter:      time.Duration(f.jitter16 >> 4),
+		First:       d.wall(f.first),
+		Last:        d.wall(f.last),
+	}
+	if f.clockPT == f.pt {
+		s.ClockRate = f.clock
+	}
+	return s
+}
+
+// sdpTable remembers, for the media endpoints the SIP crossing a tunnel
+// announced (c= address and m= port, in this node's plan), the clock rate
+// of each dynamic payload type (a=rtpmap). A small ring: the newest
+// maxSDP endpoints of both directions.
+type sdpTable struct {
+	mu   sync.Mutex
+	e    [maxSDP]sdpMedia
+	next int
+}
+
+const (
+	maxSDP    = 64
+	maxSDPPTs = 8
+)
+
+type sdpMedia struct {
+	ep  uint64 // address<<16 | port; 0 when unused
+	n   int
+	pts [maxSDPPTs]sdpPT
+}
+
+type sdpPT struct {
+	pt    uint8
+	clock uint32 // 0 for telephone-event: its timestamps stand still
+}
+
+// clock returns the clock rate of pt at ep, 0 if unknown.
+func (t *sdpTable) clock(ep uint64, pt uint8) uint32 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i := range t.e {
+		m := &t.e[i]
+		if m.ep != ep {
+			continue
+		}
+		for _, p := range m.pts[:m.n] {
+			if p.pt == pt {
+				return p.clock
+			}
+		}
+	}
+	return 0
+}
+
+// learn reads the audio media of the SDP body of the SIP message msg (UDP
+// payload, addresses in this node's plan).
+func (t *sdpTable) learn(msg []byte) {
+	body := sdpBody(msg)
+	if body == nil {
+		return
+	}
+	var (
+		sessionAddr, mediaAddr uint32
+		port                   uint16
+		inMedia, inAudio       bool
+		m                      sdpMedia
+	)
+	flush := func() {
+		a := mediaAddr
+		if a == 0 {
+			a = sessionAddr
+		}
+		if inAudio && a != 0 && port != 0 && m.n > 0 {
+			m.ep = uint64(a)<<16 | uint64(port)
+			t.store(m)
+		}
+	}
+	for len(body) > 0 {
+		var line []byte
+		line, body = cutLine(body)
+		switch {
+		case hasPrefix(line, "m="):
+			flush()
+			m, mediaAddr, port, inMedia, inAudio = sdpMedia{}, 0, 0, true, false
+			if rest, ok := cutPrefix(line, "m=audio "); ok {
+				p, _, ok := parseUint(rest, 65535)
+				inAudio, port = ok, uint16(p)
+			}
+		case hasPrefix(line, "c="):
+			if rest, ok := cutPrefix(line, "c=IN IP4 "); ok {
+				a, ok := parseIPv4(rest)
+				if !ok {
+					a = 0
+				}
+				if !inMedia {
+					sessionAddr = a
+				} else {
+					mediaAddr = a
+				}
+			}
+		case inAudio && hasPrefix(line, "a=rtpmap:"):
+			rest, _ := cutPrefix(line, "a=rtpmap:")
+			pt, rest, ok := parseUint(rest, 127)
+			if !ok || len(rest) == 0 || rest[0] != ' ' || m.n == maxSDPPTs {
+				continue
+			}
+			name, rate, found := cutByte(rest[1:], '/')
+			if !found {
+				continue
+			}
+			r, _, ok := parseUint(rate, 1<<24)
+			if !ok || r == 0 {
+				continue
+			}
+			if equalFold(name, "telephone-event") {
+				r = 0
+			}
+			m.pts[m.n] = sdpPT{pt: uint8(pt), clock: uint32(r)}
+			m.n++
+		}
+	}
+	flush()
+}
+
+func (t *sdpTable) store(m sdpMedia) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i := range t.e {
+		if t.e[i].ep == m.ep {
+			t.e[i] = m
+			return
+		}
+	}
+	t.e[t.next] = m
+	t.next = (t.next + 1) % maxSDP
+}
+
+// sdpBody returns the body of a SIP message if it looks like SDP.
+func sdpBody(msg []byte) []byte {
+	for i := 0; i+1 < len(msg); i++ {
+		if msg[i] != '\n' {
+			continue
+		}
+		switch {
+		case msg[i+1] == '\n':
+			return sdpStart(msg[i+2:])
+		case msg[i+1] == '\r' && i+2 < len(msg) && msg[i+2] == '\n':
+			return sdpStart(msg[i+3:])
+		}
+	}
+	return nil
+}
+
+func sdpStart(b []byte) []byte {
+	if hasPrefix(b, "v=0") {
+		return b
+	}
+	return nil
+}
+
+func cutLine(b []byte) (line, rest []byte) {
+	for i, c := range b {
+		if c == '\n' {
+			line, rest = b[:i], b[i+1:]
+			if len(line) > 0 && line[len(line)-1] == '\r' {
+				line = line[:len(line)-1]
+			}
+			return line, rest
+		}
+	}
+	return b, nil
+}
+
+func hasPrefix(b []byte, p string) bool { return len(b) >= len(p) && string(b[:len(p)]) == p }
+
+func cutPrefix(b []byte, p string) ([]byte, bool) {
+	if !hasPrefix(b, p) {
+		return b, false
+	}
+	return b[len(p):], true
+}
+
+func cutByte(b []byte, c byte) (before, after []byte, found bool) {
+	for i, x := range b {
+		if x == c {
+			return b[:i], b[i+1:], true
+		}
+	}
+	return b, nil, false
+}
+
+// parseUint reads a decimal number of at most limit at the start of b.
+func parseUint(b []byte, limit uint64) (n uint64, rest []byte, ok bool) {
+	i := 0
+	for i < len(b) && '0' <= b[i] && b[i] <= '9' {
+		n = n*10 + uint64(b[i]-'0')
+		if n > limit {
+			return 0, b, false
+		}
+		i++
+	}
+	return n, b[i:], i > 0
+}
+
+// parseIPv4 reads a dotted quad at the start of b (what follows, such as
+// a TTL, is ignored).
+func parseIPv4(b []byte) (uint32, bool) {
+	var a uint32
+	for k := range 4 {
+		o, rest, ok := parseUint(b, 255)
+		if !ok {
+			return 0, false
+		}
+		a = a<<8 | uint32(o)
+		b = rest
+		if k < 3 {
+			if len(b) == 0 || b[0] != '.' {
+				return 0, false
+			}
+			b = b[1:]
+		}
+	}
+	return a, true
+}
+
+func equalFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range b {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != s[i] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,94 @@
+// Package sipmsg rewrites the IPv4 address literals of a SIP message without
+// otherwise changing a byte of it.
+//
+// peerline's tunnels carry addresses relative to the two ends of a tunnel
+// (design §4, package numplan), so every address a phone wrote into a SIP
+// message must be mapped the same way as the IP header that carries it, or
+// replies, media and call-backs go to the wrong node. A full SIP parser would
+// re-serialise the message; phones and digest authentication care about the
+// exact bytes, so this package tokenises instead: it finds header fields and
+// SDP lines, replaces address literals inside the fields that carry a peer's
+// address (see Rewrite), recomputes Content-Length, and copies everything else
+// through verbatim, including the line endings (CRLF or bare LF).
+//
+// # Address literals
+//
+// An address literal is four decimal octets 0-255 separated by dots, each
+// written without a leading zero (a lone "0" is fine, "010" is not an octet,
+// as in RFC 3986's dec-octet), forming the whole of a run of digits and dots.
+// The run must not touch a letter, '-' or '_' on either side, because then it
+// is part of a host name or a token such as a branch, not an address. So
+// "110.0.1.15", "10.0.1.1234", "10.0.1.1.5", "10.0.1.1." and "x10.0.1.1" are
+// left alone; "sip:a@10.0.1.1:5060", "received=10.0.1.1;" and
+// "IN IP4 10.0.1.1/127" are rewritten. Replacing a literal never moves a run
+// boundary, which is why mapping with a bijection and then with its inverse
+// gives back the input byte for byte (the property the fuzz targets check).
+//
+// # Which fields
+//
+// Every occurrence of a literal is mapped in: the Request-URI; the header
+// fields that name a party or a hop — Via, Contact, From, To, Route,
+// Record-Route, Path, Refer-To, Referred-By, Reply-To, P-Asserted-Identity,
+// P-Preferred-Identity, P-Called-Party-ID, Remote-Party-ID, Diversion and
+// History-Info, with their compact forms (v m f t r b) — including their URI
+// parameters (maddr=, received=) and display names, because phones take caller
+// ID and call-back addresses from all of them; and in an application/sdp body
+// the o=, c= (session and media level), a=rtcp:, a=candidate: and
+// a=remote-candidates: lines. m= ports are never touched: the map is 1:1.
+//
+// What is left alone on purpose:
+//   - 0.0.0.0, the old way of putting a call on hold (RFC 2543), whatever the
+//     map says about it;
+//   - Call-ID, and with it Replaces, Join and In-Reply-To: they are opaque
+//     dialog identifiers that both phones compare byte for byte, and a Call-ID
+//     crosses the tunnel unchanged, so the copies of it must too. For the same
+//     reason the header part of a URI (after '?', as in a Refer-To carrying
+//     "?Replaces=...") is not rewritten;
+//   - Authorization and Proxy-Authorization: their uri= is covered by the
+//     digest response;
+//   - status lines, Warning, Call-Info, Alert-Info and every header not listed
+//     above;
+//   - bodies other than application/sdp, and an SDP body with a
+//     Content-Encoding other than identity (it is not text we can read).
+//     multipart bodies (RFC 4475 mpart01) pass as they are: no phone we
+//     support sends SDP inside multipart.
+//
+// # Framing
+//
+// Header fields may be folded over several lines (RFC 3261 §7.3.1), with
+// line breaks even between the name and the colon; a field is handled as the
+// whole of its lines. Names compare case-insensitively, in long or compact
+// form. The body is what follows the first empty line, Content-Length bytes of
+// it (or the rest of the datagram when there is no Content-Length, RFC 3261
+// §18.3); bytes past it are copied unchanged. When the SDP grows or shrinks,
+// the Content-Length digits (long or "l:" form, any spacing, folded or not)
+// are rewritten in place; leading zeros are refused because the recomputed
+// value, written without them, would not map back to the same bytes.
+//
+// # Hostile input
+//
+// Every datagram a peer sends is untrusted. Rewrite runs in time linear in
+// the message, never loops on its input, and appends at most
+// MaxGrowth(len(msg)) bytes to dst (a literal grows from 7 to at most 15
+// bytes), so a destination buffer of that capacity is never reallocated.
+// What it cannot parse it refuses with an error that is always a Reason: a
+// small set of constants the rewriter counts by, with no allocation. The
+// caller then passes the message on unchanged — unless Mappable finds an
+// address of our plan anywhere in it. Such a message would carry our local
+// addresses across the tunnel unmapped, where the other node reads 10.0.s.p
+// as one of its own phones: a peer's malformed message could make our phone
+// signal to a neighbour line, or ours theirs. That is the one unsafe case,
+// and it is dropped (and counted); a malformed message without such
+// addresses is harmless to pass, and the phone that gets it rejects it or
+// not as it would without peerline. The RFC 4475 torture messages in
+// testdata/rfc4475 are the regression corpus.
+//
+// # Why SDP lives here
+//
+// SDP is handled here rather than in a package of its own because only a few
+// line types matter and they need no SDP parsing beyond "line starts with".
+//
+// The package is pure (standard library only) and, given a destination buffer
+// with enough capacity, allocation-free: the rewriter calls it for every SIP
+// datagram that crosses a tunnel.
+package sipmsg
