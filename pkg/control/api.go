@@ -131,7 +131,7 @@ type InviteEntry struct {
 	ID      string    `json:"id"`
 	Created time.Time `json:"created"`
 	Expires time.Time `json:"expires"`
-	// State is "waiting", "used", "expired" or "revoked".
+	// State is "pending", "used", "expired" or "revoked".
 	State  string `json:"state"`
 	Joiner string `json:"joiner,omitempty"`
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -31,9 +32,13 @@ func buildNAT(ctx context.Context, l *lab.Lab, opts Options) (*Network, error) {
 	if n.VPS, err = l.PublicHost("vps", inet, vpsAddr); err != nil {
 		return nil, err
 	}
-	server, err := n.startRendezvous(ctx, no.Rendezvousd)
-	if err != nil {
-		return nil, err
+	var servers []config.Rendezvous
+	for i := range max(no.Servers, 1) {
+		server, err := n.startRendezvous(ctx, no.Rendezvousd, i)
+		if err != nil {
+			return nil, err
+		}
+		servers = append(servers, server)
 	}
 	if n.NATA, err = l.NAT("natA", no.A, no.Policy, inet, natWANA, natLANA); err != nil {
 		return nil, err
@@ -48,7 +53,7 @@ func buildNAT(ctx context.Context, l *lab.Lab, opts Options) (*Network, error) {
 		return nil, err
 	}
 	for _, node := range []*Node{n.A, n.B} {
-		node.Config.Rendezvous = []config.Rendezvous{server}
+		node.Config.Rendezvous = servers
 		node.peerline = no.Peerline
 		if err := node.writeConfig(); err != nil {
 			return nil, err
@@ -59,6 +64,11 @@ func buildNAT(ctx context.Context, l *lab.Lab, opts Options) (*Network, error) {
 	}
 	for _, node := range []*Node{n.A, n.B} {
 		if _, err := node.WaitReady(ctx, daemonWait); err != nil {
+			return nil, err
+		}
+	}
+	if no.beforePairing != nil {
+		if err := no.beforePairing(n); err != nil {
 			return nil, err
 		}
 	}
@@ -73,8 +83,10 @@ func buildNAT(ctx context.Context, l *lab.Lab, opts Options) (*Network, error) {
 	return n, nil
 }
 
-func (n *Network) startRendezvous(ctx context.Context, bin string) (config.Rendezvous, error) {
-	dir := filepath.Join(n.Lab.Dir(), "vps")
+// startRendezvous starts the i-th rendezvous server on the VPS, on ports
+// 3478+2i and 3479+2i.
+func (n *Network) startRendezvous(ctx context.Context, bin string, i int) (config.Rendezvous, error) {
+	dir := filepath.Join(n.Lab.Dir(), fmt.Sprintf("vps-rendezvous%d", i))
 	out, err := n.VPS.Run(ctx, bin, "-state-dir", dir, "-public-key")
 	if err != nil {
 		return config.Rendezvous{}, fmt.Errorf("rendezvousd -public-key: %w: %s", err, out)
@@ -83,14 +95,42 @@ func (n *Network) startRendezvous(ctx context.Context, bin string) (config.Rende
 	if err != nil {
 		return config.Rendezvous{}, fmt.Errorf("rendezvousd printed %q as its key: %w", out, err)
 	}
-	addr := netip.AddrPortFrom(vpsAddr.Addr(), uint16(rvPort))
-	addr2 := netip.AddrPortFrom(vpsAddr.Addr(), uint16(rvPort+1))
-	p, err := n.VPS.Start(context.WithoutCancel(ctx), "rendezvousd", bin, "-v", "-state-dir", dir, "-listen", addr.String(), "-listen2", addr2.String())
-	if err != nil {
+	addr := netip.AddrPortFrom(vpsAddr.Addr(), uint16(rvPort+2*i))
+	addr2 := netip.AddrPortFrom(vpsAddr.Addr(), uint16(rvPort+2*i+1))
+	srv := RendezvousServer{Dir: dir, Bin: bin, Addr: addr, Addr2: addr2}
+	if err := n.StartServer(ctx, &srv); err != nil {
 		return config.Rendezvous{}, err
 	}
-	n.Rendezvous = p
+	n.Servers = append(n.Servers, &srv)
 	return config.Rendezvous{Address: addr.String(), Key: key}, nil
+}
+
+// RendezvousServer is one rendezvousd on the VPS.
+type RendezvousServer struct {
+	Dir, Bin    string
+	Addr, Addr2 netip.AddrPort
+	Proc        *lab.Proc
+}
+
+// StartServer (re)starts a rendezvous server; its key stays the same.
+func (n *Network) StartServer(ctx context.Context, srv *RendezvousServer) error {
+	p, err := n.VPS.Start(context.WithoutCancel(ctx), fmt.Sprintf("rendezvousd-%d", srv.Addr.Port()), srv.Bin, "-v", "-state-dir", srv.Dir,
+		"-listen", srv.Addr.String(), "-listen2", srv.Addr2.String())
+	if err != nil {
+		return err
+	}
+	srv.Proc = p
+	return nil
+}
+
+// StopServer stops a rendezvous server, as a VPS that went down.
+func (srv *RendezvousServer) Stop() error {
+	if srv.Proc == nil {
+		return nil
+	}
+	err := srv.Proc.Stop(5 * time.Second)
+	srv.Proc = nil
+	return err
 }
 
 // pairByInvite runs `peerline invite` on A and `peerline join` on B, as a
@@ -101,6 +141,7 @@ func (n *Network) pairByInvite(ctx context.Context) (PairingResult, error) {
 	if err := n.A.cli(ctx, &inv, "invite", "--json", "--ttl", "10m"); err != nil {
 		return r, err
 	}
+	r.Code = inv.Code
 	start := time.Now()
 	var joined control.PeerRef
 	if err := n.B.cli(ctx, &joined, "join", "--json", inv.Code); err != nil {
@@ -174,4 +215,26 @@ func (n *Node) PeerPath() (path, reason string, online bool, err error) {
 	}
 	p := st.Peers[0]
 	return p.Path, p.PathReason, p.Online, nil
+}
+
+// pathLog is what the node's daemon logged about paths since t, for a
+// test that wants to say why recovery took long.
+func (n *Node) pathLog(since time.Time) string {
+	b, err := os.ReadFile(n.daemonLog())
+	if err != nil {
+		return err.Error()
+	}
+	var out strings.Builder
+	for line := range strings.Lines(string(b)) {
+		if !strings.Contains(line, "part=paths") && !strings.Contains(line, "handshake") {
+			continue
+		}
+		if ts, _, ok := strings.Cut(strings.TrimPrefix(line, "time="), " "); ok {
+			if at, err := time.Parse(time.RFC3339Nano, ts); err == nil && at.Before(since) {
+				continue
+			}
+		}
+		out.WriteString(line)
+	}
+	return out.String()
 }

@@ -59,12 +59,14 @@ type Network struct {
 	// server, and how pairing went.
 	NATA, NATB *lab.NAT
 	VPS        *lab.Host
-	Rendezvous *lab.Proc
+	Servers    []*RendezvousServer
 	Pairing    PairingResult
 }
 
 // PairingResult is what `peerline join` took.
 type PairingResult struct {
+	// Code is the invite B joined with.
+	Code string
 	// Join is how long `peerline join` took; FirstPacket is from its start
 	// until a packet crossed the tunnel (a ping from B's phone to A's).
 	Join, FirstPacket time.Duration
@@ -100,6 +102,11 @@ type NATOptions struct {
 	Impairment lab.Impairment
 	// Rendezvousd and Peerline are the server and CLI binaries.
 	Rendezvousd, Peerline string
+	// Servers is how many rendezvous servers run on the VPS (default 1).
+	Servers int
+	// beforePairing runs after the daemons are ready, before the invite
+	// (tests stop a server there).
+	beforePairing func(*Network) error
 }
 
 // Addresses of the NAT network: documentation ranges only.

@@ -50,6 +50,7 @@ type peer struct {
 	rx, tx      uint64
 	rxAt        time.Time // when rx last grew
 	txSinceRx   bool      // tx grew since rx last grew
+	rxSteady    int       // checks in a row in which rx grew (media flowing in)
 	stallProbed time.Time // when the stall probes went out; zero if none
 	handshake   time.Time
 
@@ -57,7 +58,14 @@ type peer struct {
 	keepaliveAt time.Time // when to turn it on if the peer did not start
 
 	pingWaiters []chan time.Duration
+	// byeAt is when the peer said it was going offline; signs of life
+	// from before then do not count.
+	byeAt time.Time
 }
+
+// byeGrace is how long after a bye the tunnel's traffic is not taken as a
+// sign of life.
+const byeGrace = 5 * time.Second
 
 type sentProbe struct {
 	to netip.AddrPort
@@ -81,6 +89,7 @@ func (p *peer) addCandidate(a netip.AddrPort) {
 // introduced: the servers told us where the peer is and gave us a relay.
 func (p *peer) introduced(m *Manager, in *intro, now time.Time) {
 	m.opt.Mux.AddRelay(p.key, in.Session, in.server)
+	p.byeAt = time.Time{} // it is back
 	p.relay = wgmux.RelayEndpoint(in.Session, in.server)
 	p.relaySession, p.relayServer = in.Session, in.server
 	for _, e := range in.Endpoints {
@@ -123,6 +132,13 @@ func natClass(in *intro) string {
 
 // probed: a probe or a probe answer arrived from the peer.
 func (p *peer) probed(m *Manager, in *probeIn) {
+	if in.p.Bye {
+		m.log.Info("peer is going offline", "peer", p.key)
+		p.byeAt, p.lastAlive, p.rtt = in.at, time.Time{}, 0
+		p.path, p.endpoint, p.reason = PathNone, "", "offline: the peer shut down"
+		p.connectAt, p.connectBackoff = in.at.Add(connectMin), connectMin
+		return
+	}
 	p.lastAlive = in.at
 	if !in.p.Reply && in.session != 0 {
 		return // answered already; the server's address is no candidate
@@ -242,6 +258,19 @@ func (p *peer) probeAll(m *Manager, to []netip.AddrPort, now time.Time) {
 	}
 }
 
+// sayBye tells the peer, on the path in use, that this node is going
+// offline. Twice, in case one is lost.
+func (p *peer) sayBye(m *Manager) {
+	for range 2 {
+		switch p.path {
+		case PathDirect:
+			m.sendProbe(p.key, p.direct, rendezvous.Probe{Bye: true})
+		case PathRelay:
+			m.sendProbeVia(p.key, p.relayServer, p.relaySession, rendezvous.Probe{Bye: true})
+		}
+	}
+}
+
 // probeRelay sends one probe through the relay, to measure it.
 func (p *peer) probeRelay(m *Manager, now time.Time) {
 	if p.relaySession == 0 {
@@ -315,10 +344,11 @@ func (p *peer) relayReason(m *Manager) string {
 	return "no probe was answered: UDP between the two may be blocked"
 }
 
-// checkTunnel reads the tunnel's counters every half second and notices a
-// path that stopped carrying: we send, nothing comes back.
+// checkTunnel reads the tunnel's counters every checkEvery and notices a
+// path that stopped carrying: we send and nothing comes back, or media that
+// was coming in stopped.
 func (p *peer) checkTunnel(ctx context.Context, m *Manager, now time.Time, wg *sync.WaitGroup) {
-	if now.Sub(p.lastCheck) < 500*time.Millisecond {
+	if now.Sub(p.lastCheck) < checkEvery {
 		return
 	}
 	p.lastCheck = now
@@ -330,9 +360,22 @@ func (p *peer) checkTunnel(ctx context.Context, m *Manager, now time.Time, wg *s
 	if st.RxBytes != p.rx {
 		p.rx = st.RxBytes
 		p.rxAt = now
-		p.lastAlive = now
+		// Packets still in flight when the peer said bye prove nothing.
+		if p.byeAt.IsZero() || now.Sub(p.byeAt) > byeGrace {
+			p.lastAlive = now
+		}
 		p.txSinceRx = false
 		p.stallProbed = time.Time{}
+		p.rxSteady++
+	} else if now.Sub(p.rxAt) >= stallAfter && p.rxSteady >= 4 {
+		m.log.Debug("media stopped coming in", "peer", p.key, "steady_checks", p.rxSteady)
+		// Media that was flowing in stopped: if our NAT rebound, the
+		// peer's packets go to a mapping that is gone, and we may be
+		// sending nothing that would show it. Check the path.
+		p.txSinceRx = true
+		p.rxSteady = 0
+	} else if now.Sub(p.rxAt) >= stallAfter {
+		p.rxSteady = 0
 	}
 	if st.TxBytes != p.tx {
 		p.tx = st.TxBytes
@@ -345,6 +388,7 @@ func (p *peer) checkTunnel(ctx context.Context, m *Manager, now time.Time, wg *s
 	}
 	switch {
 	case p.stallProbed.IsZero():
+		m.log.Debug("path may have stopped; probing it", "peer", p.key, "path", p.path, "silent_for", now.Sub(p.rxAt))
 		// Ask the path itself before giving up on it: WireGuard's
 		// keepalives are not answered, and a one-way stream (a call on
 		// hold) also sends without receiving.
@@ -372,11 +416,14 @@ func (p *peer) checkTunnel(ctx context.Context, m *Manager, now time.Time, wg *s
 
 func (p *peer) status(now time.Time) Status {
 	s := Status{Peer: p.key, Path: p.path, Reason: p.reason, Endpoint: p.endpoint, RTT: p.rtt, NAT: p.nat}
-	s.Online = p.alive(now) || (!p.handshake.IsZero() && now.Sub(p.handshake) < onlineFor)
+	s.Online = p.alive(now) || (!p.handshake.IsZero() && p.handshake.After(p.byeAt) && now.Sub(p.handshake) < onlineFor)
 	if !s.Online {
 		s.Path = PathNone
 		s.Reason = "offline: no answer from the peer"
-		if p.path == PathNone {
+		switch {
+		case !p.byeAt.IsZero():
+			s.Reason = "offline: the peer shut down"
+		case p.path == PathNone:
 			s.Reason = "offline: not introduced by any rendezvous server yet"
 		}
 	}

@@ -63,8 +63,10 @@ const (
 	tick             = 100 * time.Millisecond
 	// A path is suspect when we sent but heard nothing for stallAfter; it
 	// is dead when probes sent then are not answered within stallProbe.
-	stallAfter = time.Second
-	stallProbe = 600 * time.Millisecond
+	stallAfter = 750 * time.Millisecond
+	stallProbe = 500 * time.Millisecond
+	// checkEvery is how often the tunnel's counters are read.
+	checkEvery = 250 * time.Millisecond
 	// onlineFor is how long after the last sign of life a peer counts as
 	// online: two WireGuard keepalives and a bit.
 	onlineFor       = 60 * time.Second
@@ -175,6 +177,7 @@ type event struct {
 	probe   *probeIn
 	connEnd *connEnd
 	kick    *nodekey.Key
+	bye     bool
 	reply   chan any
 }
 
@@ -361,7 +364,7 @@ func (m *Manager) handle(b []byte, from netip.AddrPort, session uint64) {
 		if err != nil {
 			return
 		}
-		if !p.Reply {
+		if !p.Reply && !p.Bye {
 			// Answer at once, from the reader: the round trip measured
 			// by the prober should not include our scheduling.
 			m.sendProbeVia(sender, from, session, rendezvous.Probe{Reply: true, TxID: p.TxID, Time: p.Time})
@@ -439,6 +442,24 @@ func (m *Manager) send(ev event) {
 	select {
 	case m.events <- ev:
 	case <-m.done:
+	}
+}
+
+// Bye tells every peer with a path that this node is going offline, so
+// that calls to it fail at once rather than ring; call it before the
+// tunnels are torn down on a clean shutdown.
+func (m *Manager) Bye(ctx context.Context) {
+	reply := make(chan any, 1)
+	select {
+	case m.events <- event{bye: true, reply: reply}:
+	case <-m.done:
+		return
+	case <-ctx.Done():
+		return
+	}
+	select {
+	case <-reply:
+	case <-ctx.Done():
 	}
 }
 
@@ -612,6 +633,11 @@ func (m *Manager) handleEvent(ctx context.Context, ev event, wg *sync.WaitGroup)
 		if p := m.peers[ev.connEnd.peer]; p != nil {
 			p.connecting[ev.connEnd.server] = false
 		}
+	case ev.bye:
+		for _, p := range m.peers {
+			p.sayBye(m)
+		}
+		ev.reply <- nil
 	case ev.kick != nil:
 		p := m.peers[*ev.kick]
 		if p == nil {

@@ -248,3 +248,22 @@ func TestUnpairedStaysOffline(t *testing.T) {
 		t.Fatalf("status of an unpaired peer: %+v", st)
 	}
 }
+
+// TestBye: a node that shuts down tells its peers, which show it offline at
+// once instead of a minute later.
+func TestBye(t *testing.T) {
+	srv := startServer(t)
+	a := newTestNode(t, "10.9.0.1", []rvclient.Server{srv}, false)
+	b := newTestNode(t, "10.9.0.2", []rvclient.Server{srv}, false)
+	a.pair(t, b)
+	b.pair(t, a)
+	ping(t, a, b, 5*time.Second)
+	waitStatus(t, a, b, func(s Status) bool { return s.Online && s.Path == PathDirect }, 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	b.mgr.Bye(ctx)
+	st := waitStatus(t, a, b, func(s Status) bool { return !s.Online }, time.Second)
+	if !strings.Contains(st.Reason, "shut down") {
+		t.Errorf("reason %q, want one saying the peer shut down", st.Reason)
+	}
+}

@@ -20,6 +20,10 @@ import (
 type Probe struct {
 	Sender nodekey.Key
 	Reply  bool
+	// Bye says the sender is shutting down (TypeBye): its peers can show
+	// it offline at once and fail calls to it, instead of after a minute
+	// of silence.
+	Bye bool
 	// TxID identifies the probe; a reply echoes it.
 	TxID [12]byte
 	// Time is the prober's clock in unix milliseconds, echoed in the reply
@@ -50,7 +54,10 @@ func AppendProbe(dst []byte, aead cipher.AEAD, recipient nodekey.Key, p Probe) (
 		return dst, fmt.Errorf("rendezvous: nonce: %w", err)
 	}
 	t := TypeProbe
-	if p.Reply {
+	switch {
+	case p.Bye:
+		t = TypeBye
+	case p.Reply:
 		t = TypeProbeReply
 	}
 	start := len(dst)
@@ -69,7 +76,7 @@ func AppendProbe(dst []byte, aead cipher.AEAD, recipient nodekey.Key, p Probe) (
 func ProbeSender(b []byte) (nodekey.Key, bool) {
 	var k nodekey.Key
 	if len(b) != ProbeLen || b[0] != Magic || b[1] != Version || b[3] != 0 ||
-		(Type(b[2]) != TypeProbe && Type(b[2]) != TypeProbeReply) {
+		(Type(b[2]) != TypeProbe && Type(b[2]) != TypeProbeReply && Type(b[2]) != TypeBye) {
 		return k, false
 	}
 	copy(k[:], b[HeaderLen:])
@@ -89,7 +96,7 @@ func OpenProbe(b []byte, aead cipher.AEAD, recipient nodekey.Key) (Probe, error)
 	if _, err := aead.Open(plain[:0], nonce, b[hdr+NonceLen:], probeAD(b[:hdr], recipient)); err != nil {
 		return Probe{}, ErrAuth
 	}
-	p := Probe{Sender: sender, Reply: Type(b[2]) == TypeProbeReply}
+	p := Probe{Sender: sender, Reply: Type(b[2]) == TypeProbeReply, Bye: Type(b[2]) == TypeBye}
 	copy(p.TxID[:], plain[:12])
 	p.Time = int64(binary.BigEndian.Uint64(plain[12:]))
 	return p, nil

@@ -266,8 +266,8 @@ func TestProbe(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Probe{Sender: a.Public(), TxID: id, Time: 1700000000123}
-	for _, reply := range []bool{false, true} {
-		want.Reply = reply
+	for _, kind := range []string{"probe", "reply", "bye"} {
+		want.Reply, want.Bye = kind == "reply", kind == "bye"
 		pkt, err := AppendProbe(nil, ab, b.Public(), want)
 		if err != nil {
 			t.Fatal(err)

@@ -34,6 +34,7 @@ const (
 	TypeRelay           Type = 0x20 // node → server → node, not sealed
 	TypeProbe           Type = 0x30 // node → node, sealed with PeerAEAD
 	TypeProbeReply      Type = 0x31 // node → node, sealed with PeerAEAD
+	TypeBye             Type = 0x32 // node → node, sealed with PeerAEAD: going offline
 )
 
 // Sealed reports whether messages of type t travel in a sealed envelope.
@@ -77,12 +78,14 @@ func (t Type) String() string {
 		return "probe"
 	case TypeProbeReply:
 		return "probe-reply"
+	case TypeBye:
+		return "bye"
 	}
 	return fmt.Sprintf("type(%#x)", uint8(t))
 }
 
 func known(t Type) bool {
-	return t == TypeCookie || t == TypeRelay || t == TypeProbe || t == TypeProbeReply || t.Sealed()
+	return t == TypeCookie || t == TypeRelay || t == TypeProbe || t == TypeProbeReply || t == TypeBye || t.Sealed()
 }
 
 // Errors returned by the parsers. Callers count them; none is ever answered.

@@ -281,6 +281,11 @@ func (s *Supervisor) Run(ctx context.Context, reload <-chan *config.Config) erro
 		case <-ctx.Done():
 			sdnotify.Notify(sdnotify.Stopping)
 			s.log.Info("shutting down")
+			if s.paths != nil && !s.crashed {
+				byeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
+				s.paths.Bye(byeCtx)
+				cancel()
+			}
 			return nil
 		case cfg := <-reload:
 			s.log.Info("config reloaded")
