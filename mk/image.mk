@@ -16,9 +16,11 @@ image: image-deps rootfs build-arm64 ## SD card image out/peerline-VERSION-arm64
 qemu-test: image-deps ## boot the image in qemu: peerlined READY, a phone pings its gateway (root)
 	@$(IMAGE_SH)/qemu-test.sh $(IMAGE)
 
+# VERSION is fixed once: git describe changes when someone commits while the
+# image builds, and qemu-test would then look for an image never built.
 test-image: ## make image, then make qemu-test
-	@$(MAKE) --no-print-directory image
-	@$(MAKE) --no-print-directory qemu-test
+	@v='$(VERSION)'; $(MAKE) --no-print-directory image VERSION="$$v" && \
+		$(MAKE) --no-print-directory qemu-test VERSION="$$v"
 
 image-smoke: build-arm64 ## fast CI check: arm64 binaries under qemu-user, -version and -check-config
 	@$(IMAGE_SH)/deps.sh smoke

@@ -149,6 +149,48 @@ for u in "${disable[@]}"; do
 	! systemctl --root="$root" --quiet is-enabled "$u" 2>/dev/null || die "could not disable $u in the image"
 done
 echo "    enabled: ${enable[*]} wpa_supplicant@wlan0 (when wlan0 appears); disabled: ${disable[*]}"
+# Boot time. Under emulation every process and mount costs a visible share
+# of two busy vCPUs, and on a Pi 3 it still costs; each of these does
+# nothing for a headless appliance (measurements: board/README.md).
+#  - gettys: root's password is locked and there is no other account, so a
+#    login prompt (HDMI tty1, the serial console) can never be used;
+#  - kernel debug/trace, hugepages, mqueue, configfs, fuse, binfmt_misc,
+#    pstore (the Pi has no pstore backend, no EFI) and drm's early modprobe
+#    (no display; vc4 still loads from udev when a Pi has HDMI);
+#  - the journal's message catalog and update-done: /var is a tmpfs, so they
+#    rebuilt the catalog and stamped /var on every boot.
+# logind stays (the Pi 5's power button is a gpio-keys KEY_POWER it turns
+# into a clean shutdown), and so do fstrim.timer (/data on the SD card) and
+# the tmpfiles cleanup.
+mask=(getty@.service serial-getty@.service console-getty.service
+	sys-kernel-debug.mount sys-kernel-tracing.mount dev-hugepages.mount dev-mqueue.mount
+	sys-kernel-config.mount sys-fs-fuse-connections.mount proc-sys-fs-binfmt_misc.automount
+	modprobe@drm.service modprobe@efi_pstore.service modprobe@configfs.service modprobe@fuse.service
+	systemd-pstore.service systemd-journal-catalog-update.service systemd-update-done.service)
+systemctl --root="$root" --quiet disable getty@tty1.service systemd-pstore.service 2>/dev/null || true
+for u in "${mask[@]}"; do ln -sfn /dev/null "$root/etc/systemd/system/$u"; done
+# multi-user, not Debian's graphical.target: there is no display manager.
+ln -sfn /usr/lib/systemd/system/multi-user.target "$root/etc/systemd/system/default.target"
+# Generators run before systemd starts anything, all at once; these find
+# nothing to do here (no SysV scripts but dbus's, which has a unit; no
+# rc.local, sshd, TPM, hibernation, offline updates; an MBR card whose root
+# is on the command line), and the gettys are gone (above). Kept: fstab,
+# debug (systemd.mask=/wants= on the kernel command line) and run.
+for g in systemd-sysv-generator systemd-rc-local-generator systemd-ssh-generator systemd-tpm2-generator \
+	systemd-hibernate-resume-generator systemd-system-update-generator systemd-gpt-auto-generator \
+	systemd-getty-generator; do
+	[ -e "$root/usr/lib/systemd/system-generators/$g" ] || die "$g is not in the root filesystem; update the list in $0"
+	mkdir -p "$root/etc/systemd/system-generators"
+	ln -sfn /dev/null "$root/etc/systemd/system-generators/$g"
+done
+echo "    masked: ${mask[*]}; default target multi-user.target"
+# resolved's stub listener (127.0.0.53:53, 127.0.0.54:53) takes port 53 on
+# all interfaces as far as the kernel's bind check goes, so peerlined's DNS
+# forwarder for the phones, bound to eth0's :53, failed with "address
+# already in use". The stub is off (/etc/systemd/resolved.conf.d), and
+# resolv.conf lists the uplink's servers themselves, which is what both
+# peerlined's resolver and its forwarder read.
+ln -sfn ../run/systemd/resolve/resolv.conf "$root/etc/resolv.conf"
 # Empty machine-id: systemd makes a fresh one each boot on the read-only root
 # instead of every card sharing the build's.
 : >"$root/etc/machine-id"
