@@ -95,8 +95,10 @@ var (
 )
 
 const (
-	// lineTimeout bounds each EnsureLine and RemoveLine call.
-	lineTimeout = 5 * time.Second
+	// lineTimeout bounds each EnsureLine and RemoveLine call. Generous: on
+	// a Pi busy booting, the supervisor's loop may be setting up tunnels
+	// (the qemu boot test saw 5 s run out); the phone retries anyway.
+	lineTimeout = 15 * time.Second
 	// reensureEvery: a line whose Pi side was ensured less than this ago
 	// is not ensured again, so a phone retrying DISCOVER costs no netlink
 	// work, while an address removed by hand comes back within a minute.
