@@ -18,13 +18,13 @@ var rendezvousdBin string
 
 // natBins builds (or takes from the environment) the server binary the
 // NAT network needs besides peerlined and peerline.
-func natBins(t *testing.T) {
+func natBins(t testing.TB) {
 	t.Helper()
 	if rendezvousdBin == "" {
 		rendezvousdBin = os.Getenv("RENDEZVOUSD")
 	}
 	if rendezvousdBin == "" {
-		rendezvousdBin = filepath.Join(t.TempDir(), "rendezvousd")
+		rendezvousdBin = filepath.Join(os.TempDir(), fmt.Sprintf("peerlab-rendezvousd-%d", os.Getpid()))
 		out, err := exec.Command("go", "build", "-o", rendezvousdBin, "github.com/peerline/peerline/cmd/rendezvousd").CombinedOutput()
 		if err != nil {
 			t.Fatalf("building rendezvousd: %v\n%s", err, out)

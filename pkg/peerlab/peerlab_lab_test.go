@@ -56,7 +56,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func newLab(t *testing.T) *lab.Lab {
+func newLab(t testing.TB) *lab.Lab {
 	t.Helper()
 	labtest.RequireRoot(t)
 	labtest.RequireTools(t, "baresip", "sox", "wg", "nsenter")
