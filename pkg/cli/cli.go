@@ -49,6 +49,7 @@ commands:
   peers                paired peers: index, name, online, path, RTT, NAT, last handshake
   phones               phones on the phone port: line, MAC, model, address, lease, in a call
   phones forget LINE   free LINE: its phone gets a new line when it asks again
+  calls                calls through the tunnels: peer, line, remote, packets, loss, jitter
   invite [--ttl 24h]   make a one-time code (and QR code) another Pi joins with
   invite --list        the invites made here; invite --revoke ID withdraws one
   join CODE            pair with the Pi that made CODE
@@ -86,6 +87,8 @@ func Main(ctx context.Context, args []string, out io.Writer, version string) err
 		run = c.peers
 	case "phones":
 		run = c.phones
+	case "calls":
+		run = c.calls
 	case "invite":
 		run = c.invite
 	case "join":

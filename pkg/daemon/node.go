@@ -248,6 +248,9 @@ func (nd *node) handlers() map[string]control.Handler {
 		control.CmdPhones: func(ctx context.Context, _ json.RawMessage) (any, error) {
 			return nd.phones(ctx)
 		},
+		control.CmdCalls: func(ctx context.Context, _ json.RawMessage) (any, error) {
+			return nd.calls(ctx)
+		},
 		control.CmdInvite: func(_ context.Context, raw json.RawMessage) (any, error) {
 			var a control.InviteArgs
 			if err := decodeArgs(raw, &a); err != nil {

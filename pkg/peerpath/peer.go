@@ -288,7 +288,7 @@ func (p *peer) probeRelay(m *Manager, now time.Time) {
 }
 
 func (p *peer) alive(now time.Time) bool {
-	return !p.lastAlive.IsZero() && now.Sub(p.lastAlive) < onlineFor
+	return !p.lastAlive.IsZero() && p.lastAlive.After(p.byeAt) && now.Sub(p.lastAlive) < onlineFor
 }
 
 // tick runs every 100 ms: probes, connects, and checks the path.
@@ -415,7 +415,7 @@ func (p *peer) checkTunnel(ctx context.Context, m *Manager, now time.Time, wg *s
 }
 
 func (p *peer) status(now time.Time) Status {
-	s := Status{Peer: p.key, Path: p.path, Reason: p.reason, Endpoint: p.endpoint, RTT: p.rtt, NAT: p.nat}
+	s := Status{Peer: p.key, Path: p.path, Reason: p.reason, Endpoint: p.endpoint, RTT: p.rtt, NAT: p.nat, Bye: !p.byeAt.IsZero()}
 	s.Online = p.alive(now) || (!p.handshake.IsZero() && p.handshake.After(p.byeAt) && now.Sub(p.handshake) < onlineFor)
 	if !s.Online {
 		s.Path = PathNone

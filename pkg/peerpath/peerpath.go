@@ -101,6 +101,9 @@ type Status struct {
 	// peer's own address), "cone" (endpoint-independent), "symmetric",
 	// or "" if unknown.
 	NAT string
+	// Bye is set when the peer said it was shutting down and has not
+	// been heard from since.
+	Bye bool
 }
 
 // Server is a rendezvous server as configured: host names are resolved

@@ -33,7 +33,9 @@ import (
 // Fragments of UDP datagrams are reassembled (bounded; see frag.go) when the
 // datagram is SIP, so that its message can be rewritten whole, and the
 // result is fragmented again at the MTU. SIP arriving from the peer is
-// rate-limited (sipRate), RTP never is.
+// rate-limited (sipRate), RTP never is. While SetPeerState says the peer is
+// offline, a call from a local phone is answered here with a 480 instead of
+// being sent (offline.go).
 type Device struct {
 	inner tun.Device
 	peer  uint8
@@ -63,6 +65,14 @@ type Device struct {
 	// once; after that they are only counted.
 	logged   [2][numResults]atomic.Bool
 	loggedEv [2][numEvents]atomic.Bool
+	// refusals counts the SIP messages sipmsg refused, by its reason (the
+	// last slot for an error that is not one).
+	refusals [2][sipmsg.NumReasons + 1]atomic.Uint64
+
+	// offline is set while the path manager says the peer cannot be
+	// reached, and offlineReason says why (SetPeerState, offline.go).
+	offline       atomic.Bool
+	offlineReason atomic.Pointer[peerState]
 
 	closeOnce sync.Once
 	closeErr  error
@@ -95,6 +105,13 @@ type dirState struct {
 	list       [][]byte
 	pool       [][]byte
 	npool      int
+
+	// Outbound: the 480s answering calls to an offline peer, written to
+	// the inner device (offline.go).
+	reply      []byte
+	replyFrags [][]byte
+	replyList  [][]byte
+	replyID    uint16
 }
 
 // The SIP flood limit of one tunnel, in messages per second from the peer.
@@ -357,7 +374,7 @@ func (d *Device) MediaPackets(s int) uint64 {
 func (d *Device) count(dir int, res Result) {
 	d.counts[dir].n[res].Add(1)
 	switch res {
-	case Plain, SIPRewritten, SIPUnchanged:
+	case Plain, SIPRewritten, SIPUnchanged, SIPOfflineACK:
 	default:
 		if !d.logged[dir][res].Load() && !d.logged[dir][res].Swap(true) {
 			d.log.LogAttrs(context.Background(), slog.LevelInfo,
@@ -432,11 +449,21 @@ func (d *Device) datagramLocked(ds *dirState, dir int, pkt, room []byte, now int
 			return -1
 		}
 	} else if len(pkt) >= ihl+udpHeaderLen {
+		if d.answerLocked(ds, pkt, ihl) {
+			return -1
+		}
 		// The SDP of a message from a local phone, before its addresses
 		// are mapped: the clock rates of what the phone receives.
 		d.sdp.learn(pkt[ihl+udpHeaderLen:])
 	}
-	out, res := Packet(ds.buf, pkt, d.peer, numplan.Direction(dir))
+	out, res, why := packet(ds.buf, pkt, d.peer, numplan.Direction(dir))
+	if why != 0 {
+		d.refusals[dir][min(why, sipmsg.NumReasons)].Add(1)
+	}
+	if res == SIPRefused {
+		d.count(dir, res)
+		return -1
+	}
 	if res == SIPRewritten {
 		// Keep the buffer Packet grew, so that the next message of this
 		// size does not allocate.
@@ -610,6 +637,22 @@ type Counts struct {
 	BadTransport  uint64
 	NonIPv4       uint64
 	Malformed     uint64
+	// SIPRefused were dropped: sipmsg refused them and they held an
+	// address of our plan.
+	SIPRefused uint64
+	// SIPPeerOffline are initial INVITEs answered here with a 480 because
+	// the peer was offline, and SIPOfflineACK the ACKs of those 480s;
+	// neither was sent.
+	SIPPeerOffline uint64
+	SIPOfflineACK  uint64
+
+	// SIPRefusals counts the messages sipmsg refused (SIPUnparsable and
+	// SIPRefused) by its reason ("bad-content-length"); nil when there
+	// were none.
+	SIPRefusals map[string]uint64
+	// OfflineReplyFailed are 480s the inner device would not take: their
+	// INVITEs were sent on instead.
+	OfflineReplyFailed uint64
 
 	Reassembly ReassemblyCounts
 	Dropped    DropCounts
@@ -649,6 +692,15 @@ func (c Counts) LogValue() slog.Value {
 			attrs = append(attrs, slog.Uint64(e.String(), n))
 		}
 	}
+	if len(c.SIPRefusals) > 0 {
+		var refused []slog.Attr
+		for _, r := range refusalNames() {
+			if n := c.SIPRefusals[r]; n != 0 {
+				refused = append(refused, slog.Uint64(r, n))
+			}
+		}
+		attrs = append(attrs, slog.Attr{Key: "sip-refusals", Value: slog.GroupValue(refused...)})
+	}
 	return slog.GroupValue(attrs...)
 }
 
@@ -674,6 +726,12 @@ func (c *Counts) field(r Result) *uint64 {
 		return &c.NonIPv4
 	case Malformed:
 		return &c.Malformed
+	case SIPRefused:
+		return &c.SIPRefused
+	case SIPPeerOffline:
+		return &c.SIPPeerOffline
+	case SIPOfflineACK:
+		return &c.SIPOfflineACK
 	}
 	panic("rewrite: unknown Result " + r.String())
 }
@@ -700,6 +758,8 @@ func (c *Counts) event(e event) *uint64 {
 		return &c.Dropped.FragmentTooBig
 	case evDropNoRoom:
 		return &c.Dropped.NoRoom
+	case evOfflineReplyFailed:
+		return &c.OfflineReplyFailed
 	}
 	panic("rewrite: unknown event " + e.String())
 }
@@ -726,8 +786,26 @@ func (d *Device) Stats() Stats {
 		for e := range numEvents {
 			*c.event(e) = d.events[dir].n[e].Load()
 		}
+		for r, name := range refusalNames() {
+			if n := d.refusals[dir][r+1].Load(); n != 0 {
+				if c.SIPRefusals == nil {
+					c.SIPRefusals = map[string]uint64{}
+				}
+				c.SIPRefusals[name] = n
+			}
+		}
 	}
 	return s
+}
+
+// refusalNames are the names Counts.SIPRefusals uses, for sipmsg's
+// Reasons 1, 2, ... in order, then "other" for an error that is none.
+func refusalNames() []string {
+	names := make([]string, 0, sipmsg.NumReasons)
+	for r := sipmsg.Reason(1); r < sipmsg.NumReasons; r++ {
+		names = append(names, r.String())
+	}
+	return append(names, "other")
 }
 
 // File returns the inner device's file.

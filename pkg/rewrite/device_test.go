@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"reflect"
 	"runtime"
 	"strings"
 	"sync"
@@ -175,7 +176,7 @@ func TestDeviceStats(t *testing.T) {
 		Outbound: Counts{Packets: 4, Plain: 1, SIPRewritten: 1, NonIPv4: 1, Malformed: 1},
 		Inbound:  Counts{Packets: 1, SIPRewritten: 1},
 	}
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Stats() = %+v, want %+v", got, want)
 	}
 }
@@ -315,8 +316,16 @@ func (r *repeatTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 // TUN wrapped, and returns the TUNs.
 func wireGuardPair(t *testing.T) [2]*tuntest.ChannelTUN {
 	t.Helper()
+	tuns, _ := wireGuardPairDevices(t)
+	return tuns
+}
+
+// wireGuardPairDevices is wireGuardPair, and also returns the two rewriters.
+func wireGuardPairDevices(t *testing.T) ([2]*tuntest.ChannelTUN, [2]*Device) {
+	t.Helper()
 	goroutineLeakCheck(t)
 	binds := bindtest.NewChannelBinds()
+	var devs [2]*Device
 	var tuns [2]*tuntest.ChannelTUN
 	var keys [2]*ecdh.PrivateKey
 	for i := range keys {
@@ -332,7 +341,8 @@ func wireGuardPair(t *testing.T) [2]*tuntest.ChannelTUN {
 	for i := range 2 {
 		tuns[i] = tuntest.NewChannelTUN()
 		logger := &device.Logger{Verbosef: device.DiscardLogf, Errorf: device.DiscardLogf}
-		dev := device.NewDevice(Wrap(tuns[i].TUN(), index[i], nil), binds[i], logger)
+		devs[i] = Wrap(tuns[i].TUN(), index[i], nil)
+		dev := device.NewDevice(devs[i], binds[i], logger)
 		t.Cleanup(dev.Close)
 		var cfg strings.Builder
 		fmt.Fprintf(&cfg, "private_key=%s\nreplace_peers=true\n", hex.EncodeToString(keys[i].Bytes()))
@@ -348,7 +358,7 @@ func wireGuardPair(t *testing.T) [2]*tuntest.ChannelTUN {
 			t.Fatalf("Up(device %d) error %v", i, err)
 		}
 	}
-	return tuns
+	return tuns, devs
 }
 
 func TestDeviceOverWireGuard(t *testing.T) {
@@ -394,4 +404,60 @@ func goroutineLeakCheck(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	})
+}
+
+// TestDeviceRefusedSIP: a SIP message sipmsg refuses passes unchanged
+// unless it holds an address of our plan, which would name the wrong phone
+// at the other end: then it is dropped. Both are counted by sipmsg's reason.
+func TestDeviceRefusedSIP(t *testing.T) {
+	truncated := func(src, dst, uri string) []byte {
+		return udp4(src, dst, 5060, 5060, []byte("INVITE sip:bob@"+uri+" SIP/2.0\r\nVia: SIP/2.0/UDP "+uri+"\r\n"))
+	}
+	badLength := func(src, dst string) []byte {
+		return udp4(src, dst, 5060, 5060, []byte("OPTIONS sip:"+dst+" SIP/2.0\r\nContent-Length: 0099\r\n\r\n"))
+	}
+	tests := []struct {
+		name string
+		read bool // from a local phone (Read), else from the wire (Write)
+		pkt  []byte
+		sent bool // passed on, payload unchanged
+		want Counts
+	}{
+		{"local addresses, from the phone", true, truncated("10.0.1.1", "10.7.2.1", "10.7.2.1"), false,
+			Counts{Packets: 1, SIPRefused: 1, SIPRefusals: map[string]uint64{"no-header-end": 1}}},
+		{"no address of ours, from the phone", true, truncated("10.0.1.1", "10.7.2.1", "192.0.2.9"), true,
+			Counts{Packets: 1, SIPUnparsable: 1, SIPRefusals: map[string]uint64{"no-header-end": 1}}},
+		{"wire addresses, from the peer", false, badLength("10.255.2.1", "10.254.1.1"), false,
+			Counts{Packets: 1, SIPRefused: 1, SIPRefusals: map[string]uint64{"bad-content-length": 1}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			inner := newFakeTUN()
+			d := Wrap(inner, bobAtAlice, nil)
+			var sent [][]byte
+			var got Counts
+			if tt.read {
+				inner.toRead = [][]byte{tt.pkt}
+				sent = readOnce(t, d, 1)
+				got = d.Stats().Outbound
+			} else {
+				if _, err := d.Write([][]byte{bytes.Clone(tt.pkt)}, 0); err != nil {
+					t.Fatal(err)
+				}
+				sent = inner.written
+				got = d.Stats().Inbound
+			}
+			if (len(sent) == 1) != tt.sent {
+				t.Errorf("%d packets passed, want sent=%v", len(sent), tt.sent)
+			}
+			if tt.sent {
+				if p := udpPayload(sent[0]); !bytes.Equal(p, udpPayload(tt.pkt)) {
+					t.Errorf("payload changed: %q", p)
+				}
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("Stats() = %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
 }

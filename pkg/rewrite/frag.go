@@ -100,6 +100,8 @@ const (
 	evRefragmented
 	evFragDuplicate
 	evFragOverLimit
+	// evOfflineReplyFailed is not a drop: it is logged where it happens.
+	evOfflineReplyFailed
 	evDropSIPFlood
 	evDropFragOverlap
 	evDropFragTimeout
@@ -110,16 +112,17 @@ const (
 )
 
 var eventNames = [numEvents]string{
-	evFragHeld:        "fragment-held",
-	evReassembled:     "reassembled",
-	evRefragmented:    "refragmented",
-	evFragDuplicate:   "fragment-duplicate",
-	evFragOverLimit:   "fragment-over-limit",
-	evDropSIPFlood:    "drop-sip-flood",
-	evDropFragOverlap: "drop-fragment-overlap",
-	evDropFragTimeout: "drop-fragment-timeout",
-	evDropFragTooBig:  "drop-fragment-too-big",
-	evDropNoRoom:      "drop-no-room",
+	evFragHeld:           "fragment-held",
+	evReassembled:        "reassembled",
+	evRefragmented:       "refragmented",
+	evFragDuplicate:      "fragment-duplicate",
+	evFragOverLimit:      "fragment-over-limit",
+	evOfflineReplyFailed: "offline-reply-failed",
+	evDropSIPFlood:       "drop-sip-flood",
+	evDropFragOverlap:    "drop-fragment-overlap",
+	evDropFragTimeout:    "drop-fragment-timeout",
+	evDropFragTooBig:     "drop-fragment-too-big",
+	evDropNoRoom:         "drop-no-room",
 }
 
 func (e event) String() string { return eventNames[e] }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -317,7 +318,7 @@ func TestReassembler(t *testing.T) {
 					t.Fatalf("Write() error %v", err)
 				}
 			}
-			if got := d.Stats().Inbound; got != tt.want {
+			if got := d.Stats().Inbound; !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("Stats().Inbound = %+v\nwant %+v", got, tt.want)
 			}
 			if len(inner.written) != tt.wantOut {
@@ -489,7 +490,7 @@ func TestDeviceSIPFlood(t *testing.T) {
 		Packets: sipBurst + sipRate + 3*sipBurst, SIPRewritten: sipBurst + sipRate, Plain: 3 * sipBurst,
 		Dropped: DropCounts{SIPFlood: 2*sipBurst + sipRate},
 	}
-	if s != want {
+	if !reflect.DeepEqual(s, want) {
 		t.Errorf("Stats().Inbound = %+v\nwant %+v", s, want)
 	}
 	if got := len(inner.written); got != int(want.Packets) {
@@ -588,7 +589,7 @@ func TestDeviceSIPFloodFragments(t *testing.T) {
 		Reassembly: ReassemblyCounts{Held: maxPerSource, OverLimit: 2 * sipBurst},
 		Dropped:    DropCounts{SIPFlood: sipBurst},
 	}
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Stats().Inbound = %+v\nwant %+v", got, want)
 	}
 	if len(inner.written) != sipBurst {

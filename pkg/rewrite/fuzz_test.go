@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/peerline/peerline/pkg/numplan"
+	"github.com/peerline/peerline/pkg/sipmsg"
 )
 
 func FuzzRewritePacket(f *testing.F) {
@@ -40,17 +41,21 @@ func FuzzRewritePacket(f *testing.F) {
 
 		// Out at A, in at B, out at B, in at A gives back the input when
 		// every address in it belongs to A's view (10.0 or 10.i), and, if SIP
-		// was rebuilt, its checksums were right to begin with.
-		rebuilt := res == SIPRewritten
+		// was rebuilt, its checksums were right to begin with. A step that
+		// refuses the packet (SIPRefused) ends the trip: Device drops it.
+		rebuilt, refused := res == SIPRewritten, res == SIPRefused
 		got := out
 		for _, step := range []struct {
 			peer uint8
 			dir  numplan.Direction
 		}{{j, numplan.Inbound}, {j, numplan.Outbound}, {i, numplan.Inbound}} {
+			if refused {
+				break
+			}
 			prev := bytes.Clone(got)
 			got, res = Packet(scratch, got, step.peer, step.dir)
 			checkResult(t, prev, got, res)
-			rebuilt = rebuilt || res == SIPRewritten
+			rebuilt, refused = rebuilt || res == SIPRewritten, res == SIPRefused
 			got = bytes.Clone(got) // scratch is reused by the next step
 		}
 		if r := orig; len(r) >= ipHeaderLen && r[0]>>4 == 4 {
@@ -60,7 +65,7 @@ func FuzzRewritePacket(f *testing.F) {
 				orig = r[:total]
 			}
 		}
-		roundTrips := ownAddrsOnly(orig, i) && (!rebuilt || checksumsValid(orig))
+		roundTrips := !refused && ownAddrsOnly(orig, i) && (!rebuilt || checksumsValid(orig))
 		if roundTrips && !bytes.Equal(got, orig) {
 			t.Fatalf("round trip through i=%d j=%d of\n%q\ngave\n%q", i, j, orig, got)
 		}
@@ -159,6 +164,21 @@ func checkResult(t *testing.T, in, out []byte, res Result) {
 	case NonIPv4, Malformed:
 		if !bytes.Equal(out, in) {
 			t.Fatalf("Packet(%q) = %q, %v, want it unchanged", in, out, res)
+		}
+		return
+	case SIPRefused:
+		// Untouched (less bytes past the total length), and only ever a
+		// message sipmsg refuses that holds an address of some plan.
+		ihl := int(out[0]&0xf) * 4
+		p := out[ihl+udpHeaderLen:]
+		if !bytes.Equal(out, in[:len(out)]) {
+			t.Fatalf("Packet(%q) = %q, %v, want it unchanged", in, out, res)
+		}
+		if _, _, err := sipmsg.Rewrite(nil, p, func(a [4]byte) ([4]byte, bool) { return a, false }); err == nil {
+			t.Fatalf("Packet(%q) = %v, but sipmsg parses its payload", in, res)
+		}
+		if !bytes.Contains(p, []byte("10.")) {
+			t.Fatalf("Packet(%q) = %v without a 10/8 address in its payload", in, res)
 		}
 		return
 	case SIPRewritten:

@@ -352,6 +352,7 @@ func TestPacketResults(t *testing.T) {
 	badUDPLen[25] = 30
 	truncatedUDP := fixIPChecksum(setTotalLen(bytes.Clone(rtpLocalA)[:24]))
 	badSIP := udp4("10.0.1.1", "10.7.2.1", 5060, 5060, []byte("INVITE sip:bob@10.7.2.1 SIP/2.0\r\nVia: 10.0.1.1\r\n"))
+	badSIPNoMap := udp4("10.0.1.1", "10.7.2.1", 5060, 5060, []byte("INVITE sip:bob@192.0.2.2 SIP/2.0\r\nVia: 192.0.2.1\r\n"))
 	noMap := udp4("192.0.2.1", "192.0.2.2", 5060, 5060, place{"192.0.2.1", "192.0.2.2"}.sip(inviteTmpl))
 	sipTCP := tcp4("10.0.1.1", "10.7.2.1", atAlice.sip(inviteTmpl))
 	tests := []struct {
@@ -365,7 +366,10 @@ func TestPacketResults(t *testing.T) {
 		{"bytes past the total length are dropped", trailing, Plain, len(rtpLocalA), 28},
 		{"UDP length disagrees", badUDPLen, BadTransport, len(rtpLocalA), 28},
 		{"UDP header truncated", truncatedUDP, BadTransport, 24, 20},
-		{"SIP without an end of headers", badSIP, SIPUnparsable, len(badSIP), 28},
+		// Passed on as it is, it would carry 10.0.1.1 (Alice's phone) into
+		// the tunnel, where it names one of Bob's own phones.
+		{"unparsable SIP with our addresses", badSIP, SIPRefused, len(badSIP), 28},
+		{"unparsable SIP with no address to map", badSIPNoMap, SIPUnparsable, len(badSIPNoMap), 28},
 		{"SIP with nothing to map", noMap, SIPUnchanged, len(noMap), 28},
 		{"SIP over TCP", sipTCP, SIPOverTCP, len(sipTCP), 40},
 		{"ICMP", icmpUnreachable("10.0.1.1", "10.7.1.1", rtpLocalA), Plain, 28 + len(rtpLocalA), 0},

@@ -42,14 +42,20 @@
 //   - RTP is measured per flow and direction: packets, loss (RFC 3550 A.1,
 //     A.3) and interarrival jitter (A.8), with clock rates from RFC 3551 or
 //     the a=rtpmap lines of the SDP it rewrote (Device.Calls).
+//   - While the daemon says the peer is offline (Device.SetPeerState), an
+//     initial INVITE from a local phone is not sent but answered at once
+//     with a 480 written back into the TUN, so the call fails in a moment
+//     instead of ringing into a tunnel that goes nowhere (offline.go).
 //
 // What is passed with its addresses mapped but its payload untouched, and
-// counted: SIP over TCP, and SIP messages sipmsg cannot parse. TCP is a
-// decision, not a gap: rewriting it changes segment lengths, so every later
-// sequence and acknowledgement number of the connection would need
-// adjusting (as Linux's nf_nat_sip does through conntrack), which is state
-// that a restarted daemon loses mid-call; phones are provisioned for SIP
-// over UDP instead. Non-IPv4 packets and packets whose IPv4 header is invalid
+// counted: SIP over TCP, and SIP messages sipmsg cannot parse (by sipmsg's
+// Reason) — except those that still hold an address of our plan, which
+// would reach the other node meaning one of its own phones: those are
+// dropped (SIPRefused). TCP is a decision, not a gap: rewriting it changes
+// segment lengths, so every later sequence and acknowledgement number of
+// the connection would need adjusting (as Linux's nf_nat_sip does through
+// conntrack), which is state that a restarted daemon loses mid-call; phones
+// are provisioned for SIP over UDP instead. Non-IPv4 packets and packets whose IPv4 header is invalid
 // pass unchanged. Device counts packets by Result, and what it held or
 // dropped by reason (Stats), and logs the first packet of each unusual kind
 // only, never a line per packet.
@@ -100,21 +106,36 @@ const (
 	NonIPv4
 	// Malformed is a packet whose IPv4 header is invalid: passed unchanged.
 	Malformed
+	// SIPRefused is a UDP SIP message that sipmsg refused but that holds
+	// an address of our plan (sipmsg.Mappable): passed on unmapped, the
+	// other node would read it as one of its own, so Packet returns it
+	// untouched and Device drops it.
+	SIPRefused
+	// SIPPeerOffline is an initial INVITE from a local phone while the
+	// peer is offline: Device answered it with a 480 and did not send it
+	// (offline.go). Packet never returns it.
+	SIPPeerOffline
+	// SIPOfflineACK is the ACK of such a 480: absorbed, not sent. Packet
+	// never returns it.
+	SIPOfflineACK
 
 	numResults
 )
 
 var resultNames = [numResults]string{
-	Plain:         "plain",
-	SIPRewritten:  "sip-rewritten",
-	SIPUnchanged:  "sip-unchanged",
-	SIPUnparsable: "sip-unparsable",
-	SIPTooBig:     "sip-too-big",
-	SIPOverTCP:    "sip-over-tcp",
-	Fragment:      "fragment",
-	BadTransport:  "bad-transport",
-	NonIPv4:       "non-ipv4",
-	Malformed:     "malformed",
+	Plain:          "plain",
+	SIPRewritten:   "sip-rewritten",
+	SIPUnchanged:   "sip-unchanged",
+	SIPUnparsable:  "sip-unparsable",
+	SIPTooBig:      "sip-too-big",
+	SIPOverTCP:     "sip-over-tcp",
+	Fragment:       "fragment",
+	BadTransport:   "bad-transport",
+	NonIPv4:        "non-ipv4",
+	Malformed:      "malformed",
+	SIPRefused:     "sip-refused",
+	SIPPeerOffline: "sip-peer-offline",
+	SIPOfflineACK:  "sip-offline-ack",
 }
 
 func (r Result) String() string {
@@ -160,23 +181,34 @@ const (
 // untouched and out is the new packet, built in scratch[:0] (grown if its
 // capacity is too small; pass a 64 KiB buffer to never allocate). Bytes past
 // the IP total length are dropped, as wireguard-go does with what it
-// receives. Non-IPv4 and malformed packets are returned unchanged.
+// receives. Non-IPv4 and malformed packets are returned unchanged, and so
+// is a SIPRefused packet, which the caller must not send.
 func Packet(scratch, pkt []byte, peer uint8, dir numplan.Direction) (out []byte, res Result) {
+	out, res, _ = packet(scratch, pkt, peer, dir)
+	return out, res
+}
+
+// packet is Packet, and also says why sipmsg refused a message (0 if it
+// did not).
+func packet(scratch, pkt []byte, peer uint8, dir numplan.Direction) (out []byte, res Result, why sipmsg.Reason) {
 	pkt, ihl, res := check(pkt)
 	if res != Plain {
-		return pkt, res
+		return pkt, res, 0
 	}
 	if isUDPSIP(pkt, ihl) {
-		out, res := rewriteSIP(scratch, pkt, ihl, peer, dir)
-		if res == SIPRewritten {
-			return out, res
+		out, res, why := rewriteSIP(scratch, pkt, ihl, peer, dir)
+		switch res {
+		case SIPRewritten:
+			return out, res, why
+		case SIPRefused:
+			return pkt, res, why
 		}
 		if r := mapInPlace(pkt, ihl, peer, dir); r != Plain {
 			res = r
 		}
-		return pkt, res
+		return pkt, res, why
 	}
-	return pkt, mapInPlace(pkt, ihl, peer, dir)
+	return pkt, mapInPlace(pkt, ihl, peer, dir), 0
 }
 
 // check validates the IPv4 header of pkt and trims pkt to its total length.
@@ -382,12 +414,14 @@ func adjustUDPChecksum(c []byte, d uint32) uint32 {
 	return uint32(^old) + uint32(nc)
 }
 
-// rewriteSIP builds the packet with a rewritten SIP payload in scratch. Any
-// result other than SIPRewritten leaves pkt for mapInPlace.
-func rewriteSIP(scratch, pkt []byte, ihl int, peer uint8, dir numplan.Direction) ([]byte, Result) {
+// rewriteSIP builds the packet with a rewritten SIP payload in scratch.
+// SIPRefused means pkt must be dropped; any other result than SIPRewritten
+// leaves pkt for mapInPlace. why is sipmsg's reason for refusing the
+// message, 0 if it did not.
+func rewriteSIP(scratch, pkt []byte, ihl int, peer uint8, dir numplan.Direction) (_ []byte, _ Result, why sipmsg.Reason) {
 	udp := pkt[ihl:]
 	if int(binary.BigEndian.Uint16(udp[offUDPLen:])) != len(udp) {
-		return nil, BadTransport
+		return nil, BadTransport, 0
 	}
 	mapAddr := func(a [4]byte) ([4]byte, bool) { return numplan.Map(a, peer, dir) }
 	hdr := ihl + udpHeaderLen
@@ -395,11 +429,16 @@ func rewriteSIP(scratch, pkt []byte, ihl int, peer uint8, dir numplan.Direction)
 	out, changed, err := sipmsg.Rewrite(out, pkt[hdr:], mapAddr)
 	switch {
 	case err != nil:
-		return nil, SIPUnparsable
+		// Passed unchanged, a message still holding one of our plan's
+		// addresses would name, at the other node, one of its phones.
+		if sipmsg.Mappable(pkt[hdr:], mapAddr) {
+			return nil, SIPRefused, sipmsg.ReasonOf(err)
+		}
+		return nil, SIPUnparsable, sipmsg.ReasonOf(err)
 	case !changed:
-		return nil, SIPUnchanged
+		return nil, SIPUnchanged, 0
 	case len(out) > maxPacket:
-		return nil, SIPTooBig
+		return nil, SIPTooBig, 0
 	}
 	mapAddrs(out[offSrc:offDst+4], peer, dir)
 	binary.BigEndian.PutUint16(out[offTotalLen:], uint16(len(out)))
@@ -415,7 +454,7 @@ func rewriteSIP(scratch, pkt []byte, ihl int, peer uint8, dir numplan.Direction)
 		c = 0xffff
 	}
 	binary.BigEndian.PutUint16(u[offUDPChecksum:], c)
-	return out, SIPRewritten
+	return out, SIPRewritten, 0
 }
 
 // sum adds b to s as big-endian 16-bit words, padding an odd tail with zero.

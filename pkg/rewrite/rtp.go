@@ -363,6 +363,25 @@ type CallStats struct {
 	Sent, Received StreamStats
 }
 
+// Since is when the first media packet of the call, either way, was seen.
+func (c CallStats) Since() time.Time {
+	switch {
+	case c.Sent.Packets == 0:
+		return c.Received.First
+	case c.Received.Packets == 0 || c.Sent.First.Before(c.Received.First):
+		return c.Sent.First
+	}
+	return c.Received.First
+}
+
+// LastPacket is when the latest media packet of the call was seen.
+func (c CallStats) LastPacket() time.Time {
+	if c.Sent.Last.After(c.Received.Last) {
+		return c.Sent.Last
+	}
+	return c.Received.Last
+}
+
 // Calls returns the RTP flows seen in the last flowExpiry, a call per pair
 // of local and remote address and port, ordered by line. Taking it costs
 // allocations and a short lock of each direction's table; call it when a

@@ -369,3 +369,30 @@ func TestFlowTableIndex(t *testing.T) {
 		t.Errorf("%d flows held, want the table full at %d", len(tab.flows), maxFlows)
 	}
 }
+
+func TestCallStatsSinceLast(t *testing.T) {
+	t0 := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	stream := func(first, last int) StreamStats {
+		return StreamStats{Packets: 1, First: at(first), Last: at(last)}
+	}
+	tests := []struct {
+		name            string
+		sent, received  StreamStats
+		wantSince, want time.Time
+	}{
+		{"sent first", stream(1, 5), stream(2, 9), at(1), at(9)},
+		{"received first", stream(3, 9), stream(2, 4), at(2), at(9)},
+		{"early media: received only", StreamStats{}, stream(2, 4), at(2), at(4)},
+		{"sent only", stream(3, 7), StreamStats{}, at(3), at(7)},
+	}
+	for _, tt := range tests {
+		c := CallStats{Sent: tt.sent, Received: tt.received}
+		if got := c.Since(); !got.Equal(tt.wantSince) {
+			t.Errorf("%s: Since() = %v, want %v", tt.name, got, tt.wantSince)
+		}
+		if got := c.LastPacket(); !got.Equal(tt.want) {
+			t.Errorf("%s: LastPacket() = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}

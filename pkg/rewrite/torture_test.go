@@ -24,8 +24,8 @@ const tortureDir = "../sipmsg/testdata/rfc4475"
 //   - the localised messages come out as sipmsg's golden wire form when they
 //     are rewritten, with lengths and checksums right, and out at Alice's
 //     node, in at Bob's, out at Bob's and in at Alice's give back the packet;
-//     those sipmsg refuses pass unchanged or, once Packet drops malformed
-//     messages that carry our addresses (sipmsg.Mappable), are refused.
+//     those sipmsg refuses pass unchanged, or are refused (SIPRefused,
+//     dropped by Device) when they carry our addresses (sipmsg.Mappable).
 func TestPacketTorture(t *testing.T) {
 	for _, verdict := range []string{"valid", "invalid"} {
 		files, err := filepath.Glob(filepath.Join(tortureDir, verdict, "*.dat"))

@@ -149,6 +149,8 @@ type peer struct {
 	tunnel  Tunnel
 	rewrite *rewrite.Device
 	err     error
+	// tunnelAt is when the tunnel was started.
+	tunnelAt time.Time
 	// firewalled is set once this run has loaded the namespace's rules;
 	// loading is an exec, too costly for every periodic check.
 	firewalled bool
@@ -267,6 +269,8 @@ func (s *Supervisor) Run(ctx context.Context, reload <-chan *config.Config) erro
 	defer check.Stop()
 	status := time.NewTicker(s.statusEvery)
 	defer status.Stop()
+	peerStates := time.NewTicker(250 * time.Millisecond)
+	defer peerStates.Stop()
 	// Pinging from this loop, not a goroutine of its own, means systemd
 	// restarts a daemon whose loop is stuck, not just one that died.
 	var watchdog <-chan time.Time
@@ -295,6 +299,8 @@ func (s *Supervisor) Run(ctx context.Context, reload <-chan *config.Config) erro
 		case <-status.C:
 			s.sampleMedia()
 			s.writeStatus()
+		case <-peerStates.C:
+			s.syncPeerStates()
 		case fn := <-s.calls:
 			fn()
 		case <-watchdog:
@@ -688,7 +694,7 @@ func (s *Supervisor) ensureTunnel(p *peer, ns, dev string) error {
 	if err != nil {
 		return err
 	}
-	p.tunnel = t
+	p.tunnel, p.tunnelAt = t, time.Now()
 	s.paths.Add(p.cfg.PublicKey, t, bind, ep)
 	return nil
 }
