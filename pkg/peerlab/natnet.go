@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/peerline/peerline/pkg/control"
 	"github.com/peerline/peerline/pkg/lab"
 	"github.com/peerline/peerline/pkg/nodekey"
+	"github.com/peerline/peerline/pkg/numplan"
 )
 
 // buildNAT builds the NAT network: VPS with rendezvousd, two home
@@ -134,7 +136,7 @@ func (srv *RendezvousServer) Stop() error {
 }
 
 // pairByInvite runs `peerline invite` on A and `peerline join` on B, as a
-// user would, then waits until a packet crosses the tunnel.
+// user would, and measures until a packet crosses the tunnel.
 func (n *Network) pairByInvite(ctx context.Context) (PairingResult, error) {
 	var r PairingResult
 	var inv control.InviteResult
@@ -142,32 +144,37 @@ func (n *Network) pairByInvite(ctx context.Context) (PairingResult, error) {
 		return r, err
 	}
 	r.Code = inv.Code
+	// B's phone streams to A's from the moment the join starts, at the
+	// address A's phone will have at B: B gives A the first free index.
+	idx := 1
+	for slices.ContainsFunc(n.B.Config.Peers, func(p config.Peer) bool { return p.Index == idx }) {
+		idx++
+	}
+	media, err := StartStream(ctx, n.B.PhoneHost, n.A.PhoneHost, n.A.PhoneAddr(), numplan.Phone(uint8(idx), uint8(n.A.Line)), mediaEvery)
+	if err != nil {
+		return r, err
+	}
+	defer media.Stop()
 	start := time.Now()
 	var joined control.PeerRef
 	if err := n.B.cli(ctx, &joined, "join", "--json", inv.Code); err != nil {
 		return r, err
 	}
 	r.Join = time.Since(start)
+	if joined.Index != idx {
+		return r, fmt.Errorf("B numbered A %d, the lab expected %d", joined.Index, idx)
+	}
+	// The first packet through the tunnel: the stream's first arrival.
+	if err := media.WaitFlowing(ctx, start, 1, daemonWait); err != nil {
+		return r, fmt.Errorf("no packet from B's phone to A's within %v of joining: %w; see %s and %s", daemonWait, err, n.A.daemonLog(), n.B.daemonLog())
+	}
+	r.FirstPacket = media.First(start).Sub(start)
 	for _, node := range []*Node{n.A, n.B} {
 		if err := node.reloadConfig(ctx); err != nil {
 			return r, err
 		}
 	}
-	// The first packet: B's phone pings A's, through the tunnel.
-	dst := n.B.AddrOf(n.A)
-	if !dst.IsValid() {
-		return r, errors.New("B has no peer for A after joining")
-	}
-	deadline := time.Now().Add(daemonWait)
-	for {
-		if _, err := n.B.PhoneHost.Run(ctx, "ping", "-c1", "-W1", "-n", dst.String()); err == nil {
-			r.FirstPacket = time.Since(start)
-			return r, nil
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return r, fmt.Errorf("no packet from B's phone to A's (%s) within %v of joining; see %s and %s", dst, daemonWait, n.A.daemonLog(), n.B.daemonLog())
-		}
-	}
+	return r, nil
 }
 
 // cli runs the peerline command on the node and decodes its --json answer.

@@ -16,9 +16,6 @@ import (
 	"github.com/peerline/peerline/pkg/lab"
 )
 
-// mediaEvery is a G.711 call's packet interval.
-const mediaEvery = 20 * time.Millisecond
-
 // recoverWithin bounds how long media may stop after the network changed
 // under a call before the test gives up; the figure that matters (p95 of
 // the gap) is measured by bench-nat, not asserted here.

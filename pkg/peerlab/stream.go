@@ -24,6 +24,9 @@ type Stream struct {
 	arrivals []time.Time
 }
 
+// mediaEvery is a G.711 call's packet interval.
+const mediaEvery = 20 * time.Millisecond
+
 // streamPort is the UDP port the receiving phone listens on.
 const streamPort = 40000
 
@@ -88,6 +91,19 @@ func (s *Stream) Received(since time.Time) int {
 		}
 	}
 	return n
+}
+
+// First is when the first datagram arrived at or after since (zero if
+// none did).
+func (s *Stream) First(since time.Time) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, a := range s.arrivals {
+		if !a.Before(since) {
+			return a
+		}
+	}
+	return time.Time{}
 }
 
 // Gap is the longest time without a datagram from since until now or

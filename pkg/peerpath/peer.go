@@ -112,6 +112,12 @@ func (p *peer) introduced(m *Manager, in *intro, now time.Time) {
 	start := now.Add(in.Delay)
 	p.punchUntil = start.Add(punchWindow)
 	p.nextProbe = start
+	if in.Delay <= 0 {
+		// The peer starts now too: every tick of waiting is a tick
+		// longer on the relay.
+		p.probeAll(m, p.candidates, now)
+		p.nextProbe = now.Add(punchEvery)
+	}
 }
 
 func natClass(in *intro) string {

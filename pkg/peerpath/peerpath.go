@@ -613,6 +613,12 @@ func (m *Manager) handleEvent(ctx context.Context, ev event, wg *sync.WaitGroup)
 				p.introduced(m, in, now)
 			}
 		}
+		if p.path == PathNone && len(m.clientList()) > 0 {
+			// Now, not at the next tick: a join waits on this.
+			m.connect(ctx, p, wg)
+			p.connectBackoff = connectMin
+			p.connectAt = now.Add(connectMin)
+		}
 	case ev.remove != nil:
 		delete(m.peers, *ev.remove)
 		m.setPaired()

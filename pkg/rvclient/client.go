@@ -54,8 +54,9 @@ type Options struct {
 	// OnRelay is called (from the reading goroutine) with each packet
 	// relayed to this node. payload is only valid during the call.
 	OnRelay func(session uint64, payload []byte)
-	// Refresh is the re-registration interval in Run (default 25 s, well
-	// under the server's 2-minute expiry and common NAT UDP timeouts).
+	// Refresh is the re-registration interval in Run (default 20 s, well
+	// under the server's 2-minute expiry and common NAT UDP timeouts of
+	// 30 s and more; a node whose NAT rebound is found again within it).
 	Refresh time.Duration
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
@@ -114,7 +115,7 @@ func New(pc net.PacketConn, priv nodekey.Key, srv Server, opt Options) (*Client,
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
 	if opt.Refresh <= 0 {
-		opt.Refresh = 25 * time.Second
+		opt.Refresh = 20 * time.Second
 	}
 	if opt.Now == nil {
 		opt.Now = time.Now
