@@ -661,6 +661,12 @@ func (s *Supervisor) ensureFirewall(p *peer, ns, dev string) error {
 	return nil
 }
 
+// benchNoRewrite leaves the rewriter out of every tunnel, so that the lab
+// benchmark (pkg/peerlab BenchmarkRewriteLabTunnel) can compare a tunnel with it
+// against the same tunnel without it. Without the address map no phone can
+// call through the tunnel: never set it on a Pi.
+var benchNoRewrite = os.Getenv("PEERLINED_BENCH_NO_REWRITE") == "1"
+
 func (s *Supervisor) ensureTunnel(p *peer, ns, dev string) error {
 	if p.tunnel != nil {
 		return nil
@@ -682,6 +688,10 @@ func (s *Supervisor) ensureTunnel(p *peer, ns, dev string) error {
 			Keepalive:  time.Duration(p.cfg.Keepalive) * time.Second,
 		},
 		Wrap: func(inner tun.Device) tun.Device {
+			if benchNoRewrite {
+				log.Warn("tunnel without the SIP/RTP rewriter: PEERLINED_BENCH_NO_REWRITE=1 is for the lab benchmark only; phones cannot call through it")
+				return inner
+			}
 			p.rewrite = rewrite.Wrap(inner, uint8(i), log)
 			return p.rewrite
 		},
