@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -197,4 +198,22 @@ func TestInviteErrors(t *testing.T) {
 	}
 	iv.Expires = time.Now().Add(-time.Minute).Truncate(time.Second)
 	joinFails(iv.Code(), "expired")
+
+	// Unpairing takes the tunnel and its namespace down.
+	var removed control.PeerRef
+	if err := n.B.cli(ctx, &removed, "remove", "--json", "piA"); err != nil || removed.Index != 1 {
+		t.Fatalf("remove: %+v %v", removed, err)
+	}
+	ns := config.Names{Prefix: n.B.Config.Prefix}.Namespace(1)
+	err = n.B.waitFor(ctx, 5*time.Second, "peer still there after remove", func() (bool, string) {
+		st, err := n.B.Status()
+		if err != nil {
+			return false, err.Error()
+		}
+		_, nsErr := os.Stat("/run/netns/" + ns)
+		return len(st.Peers) == 0 && os.IsNotExist(nsErr), fmt.Sprintf("peers %d, namespace %s: %v", len(st.Peers), ns, nsErr)
+	})
+	if err != nil {
+		t.Error(err)
+	}
 }

@@ -30,6 +30,8 @@ type peer struct {
 	relayServer  netip.AddrPort
 	nat          string
 
+	// introAt is when the last introduction came.
+	introAt time.Time
 	// candidates are addresses the peer may be reachable at directly.
 	candidates []netip.AddrPort
 	// punchUntil: probe all candidates often until then.
@@ -90,6 +92,7 @@ func (p *peer) addCandidate(a netip.AddrPort) {
 func (p *peer) introduced(m *Manager, in *intro, now time.Time) {
 	m.opt.Mux.AddRelay(p.key, in.Session, in.server)
 	p.byeAt = time.Time{} // it is back
+	p.introAt = now
 	p.relay = wgmux.RelayEndpoint(in.Session, in.server)
 	p.relaySession, p.relayServer = in.Session, in.server
 	for _, e := range in.Endpoints {
@@ -328,10 +331,10 @@ func (p *peer) tick(ctx context.Context, m *Manager, now time.Time, wg *sync.Wai
 			m.log.Info("no direct path", "peer", p.key, "reason", p.reason)
 		}
 		p.probeAll(m, p.candidates, now)
-		if p.path == PathRelay {
-			p.probeRelay(m, now)
-		}
 		p.nextProbe = now.Add(upgradeEvery)
+		if now.Sub(p.introAt) > upgradeFor {
+			p.nextProbe = now.Add(upgradeSlowly)
+		}
 	}
 }
 
