@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -79,7 +80,7 @@ func (p *peer) addCandidate(a netip.AddrPort) {
 		return
 	}
 	a = netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
-	if containsAddr(p.candidates, a) {
+	if slices.Contains(p.candidates, a) {
 		return
 	}
 	if len(p.candidates) >= maxCandidates {
@@ -156,7 +157,7 @@ func (p *peer) probed(m *Manager, in *probeIn) {
 		// The peer reached us from in.from: it may be a mapping the
 		// servers never saw (symmetric NAT). Probe it back: our probe
 		// opens our NAT towards it, and its answer proves both ways.
-		if !containsAddr(p.candidates, in.from) {
+		if !slices.Contains(p.candidates, in.from) {
 			p.addCandidate(in.from)
 			p.probeAll(m, []netip.AddrPort{in.from}, in.at)
 		}

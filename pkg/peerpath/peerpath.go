@@ -30,7 +30,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -442,10 +441,6 @@ func (m *Manager) Add(peer nodekey.Key, tunnel Tunnel, bind *wgmux.Bind, static 
 // Remove forgets peer.
 func (m *Manager) Remove(peer nodekey.Key) { m.send(event{remove: &peer}) }
 
-// Kick makes the manager look for a path to peer now (a call is being
-// placed to it, or the user asked).
-func (m *Manager) Kick(peer nodekey.Key) { m.send(event{kick: &peer}) }
-
 func (m *Manager) send(ev event) {
 	select {
 	case m.events <- ev:
@@ -481,9 +476,6 @@ func (m *Manager) NATClass() string {
 	}
 	return ""
 }
-
-// Clients are the rendezvous clients of the servers resolved so far.
-func (m *Manager) Clients() []*rvclient.Client { return m.clientList() }
 
 // Ping probes peer on its current path and returns the round trip.
 func (m *Manager) Ping(ctx context.Context, peer nodekey.Key) (time.Duration, error) {
@@ -727,5 +719,3 @@ func (m *Manager) reregister(ctx context.Context, wg *sync.WaitGroup) {
 		})
 	}
 }
-
-func containsAddr(list []netip.AddrPort, a netip.AddrPort) bool { return slices.Contains(list, a) }

@@ -252,24 +252,6 @@ func RelayEndpoint(session uint64, server netip.AddrPort) string {
 	return fmt.Sprintf("%s%016x@%s", relayPrefix, session, server)
 }
 
-// ParseRelayEndpoint undoes RelayEndpoint; ok is false for a direct one.
-func ParseRelayEndpoint(s string) (session uint64, server netip.AddrPort, ok bool) {
-	rest, found := strings.CutPrefix(s, relayPrefix)
-	if !found {
-		return 0, netip.AddrPort{}, false
-	}
-	hexID, srv, found := strings.Cut(rest, "@")
-	if !found {
-		return 0, netip.AddrPort{}, false
-	}
-	session, err := strconv.ParseUint(hexID, 16, 64)
-	if err != nil {
-		return 0, netip.AddrPort{}, false
-	}
-	server, err = netip.ParseAddrPort(srv)
-	return session, server, err == nil
-}
-
 // Endpoint is where a device sends: a peer's UDP address, or a rendezvous
 // server with a relay session.
 type Endpoint struct {
