@@ -300,9 +300,6 @@ func validLines(lines []int) error {
 	return nil
 }
 
-// ValidHostPort accepts "host:port" with a DNS name or an IP literal.
-func ValidHostPort(hp string) error { return validHostPort(hp) }
-
 // validHostPort accepts "host:port" with a DNS name or an IP literal.
 func validHostPort(hp string) error {
 	host, port, err := net.SplitHostPort(hp)

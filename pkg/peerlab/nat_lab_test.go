@@ -71,20 +71,11 @@ func buildNATNetwork(t *testing.T, ctx context.Context, c natCase, imp lab.Impai
 // and returns it.
 func waitPath(t *testing.T, ctx context.Context, n *Network, within time.Duration) (path, reason string) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		pa, ra, oa, errA := n.A.PeerPath()
-		pb, _, ob, errB := n.B.PeerPath()
-		settled := errA == nil && errB == nil && oa && ob && pa == pb && pa != "" &&
-			!(pa == "relay" && ra == "punching; relayed until a direct path answers")
-		if settled {
-			return pa, ra
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			t.Fatalf("no settled path within %v: A %s %q online=%v (%v), B %s online=%v (%v)", within, pa, ra, oa, errA, pb, ob, errB)
-		}
-		time.Sleep(200 * time.Millisecond)
+	path, reason, err := n.SettledPath(ctx, within)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return path, reason
 }
 
 // TestNATMatrix pairs two Pis by invite behind every pair of home router

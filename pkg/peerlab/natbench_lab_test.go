@@ -117,23 +117,6 @@ func (n *Network) repair(ctx context.Context) (PairingResult, error) {
 	return n.pairByInvite(ctx)
 }
 
-// settledPath waits for both sides to agree on a path after punching.
-func settledPath(ctx context.Context, n *Network, within time.Duration) (path, reason string, err error) {
-	deadline := time.Now().Add(within)
-	for {
-		pa, ra, oa, errA := n.A.PeerPath()
-		pb, _, ob, errB := n.B.PeerPath()
-		if errA == nil && errB == nil && oa && ob && pa == pb && pa != "" &&
-			!(pa == "relay" && ra == "punching; relayed until a direct path answers") {
-			return pa, ra, nil
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return pa, ra, fmt.Errorf("no settled path: A %s %q, B %s", pa, ra, pb)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // BenchmarkNATMatrix pairs two Pis by invite NAT_RUNS times behind every
 // pair of router kinds and input policies.
 func BenchmarkNATMatrix(b *testing.B) {
@@ -186,7 +169,7 @@ func benchPair(b *testing.B, c natCase, runs int) natPairResult {
 		r.Connected++
 		firsts = append(firsts, pr.FirstPacket)
 		joins = append(joins, pr.Join)
-		path, reason, err := settledPath(ctx, n, 10*time.Second)
+		path, reason, err := n.SettledPath(ctx, 10*time.Second)
 		switch {
 		case err != nil:
 			fmt.Fprintf(os.Stderr, "%s run %d: %v\n", c, run, err)
@@ -222,7 +205,7 @@ func BenchmarkRecovery(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, _, err := settledPath(ctx, n, 10*time.Second); err != nil {
+	if _, _, err := n.SettledPath(ctx, 10*time.Second); err != nil {
 		b.Fatal(err)
 	}
 	pids := []int{n.A.Daemon.Pid(), n.B.Daemon.Pid()}

@@ -17,6 +17,7 @@ import (
 	"github.com/peerline/peerline/pkg/lab"
 	"github.com/peerline/peerline/pkg/nodekey"
 	"github.com/peerline/peerline/pkg/numplan"
+	"github.com/peerline/peerline/pkg/peerpath"
 )
 
 // buildNAT builds the NAT network: VPS with rendezvousd, two home
@@ -209,6 +210,24 @@ func (n *Node) reloadConfig(ctx context.Context) error {
 		}
 		return len(st.Peers) == len(n.Config.Peers) && allUp(st), fmt.Sprintf("peers %+v", st.Peers)
 	})
+}
+
+// SettledPath waits until both nodes see each other online on the same
+// path, with punching over, and returns it.
+func (n *Network) SettledPath(ctx context.Context, within time.Duration) (path, reason string, err error) {
+	deadline := time.Now().Add(within)
+	for {
+		pa, ra, oa, errA := n.A.PeerPath()
+		pb, _, ob, errB := n.B.PeerPath()
+		if errA == nil && errB == nil && oa && ob && pa == pb && pa != "" &&
+			!(pa == string(peerpath.PathRelay) && ra == peerpath.ReasonPunching) {
+			return pa, ra, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return pa, ra, fmt.Errorf("no settled path within %v: A %s %q online=%v (%v), B %s online=%v (%v)", within, pa, ra, oa, errA, pb, ob, errB)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // PeerPath is the path manager's view of the node's only peer.

@@ -107,7 +107,7 @@ func (p *peer) introduced(m *Manager, in *intro, now time.Time) {
 	p.connectAt = now.Add(connectMax)
 	switch {
 	case p.path == PathNone || !p.alive(now):
-		p.setPath(m, PathRelay, p.relay, "punching; relayed until a direct path answers", now)
+		p.setPath(m, PathRelay, p.relay, ReasonPunching, now)
 	case p.path == PathRelay:
 		// Each introduction comes with a new session; the server
 		// forgets the old one.
@@ -327,7 +327,7 @@ func (p *peer) tick(ctx context.Context, m *Manager, now time.Time, wg *sync.Wai
 		p.probeAll(m, []netip.AddrPort{p.direct}, now)
 		p.nextProbe = now.Add(directProbeEvery)
 	default:
-		if p.path == PathRelay && p.reason == "punching; relayed until a direct path answers" {
+		if p.path == PathRelay && p.reason == ReasonPunching {
 			p.reason = p.relayReason(m)
 			m.log.Info("no direct path", "peer", p.key, "reason", p.reason)
 		}

@@ -92,6 +92,10 @@ const (
 	PathRelay  Path = "relay"
 )
 
+// ReasonPunching is a relayed path's reason while the probes are still
+// trying for a direct one; any other reason means punching is over.
+const ReasonPunching = "punching; relayed until a direct path answers"
+
 // Status is what the manager knows of one peer.
 type Status struct {
 	Peer   nodekey.Key

@@ -40,6 +40,13 @@ func (t *fakeTunnel) Status() (wgtunnel.Status, error) {
 	return wgtunnel.Status{Endpoint: t.cfg.Peer.Endpoint.String()}, nil
 }
 
+// count is how many tunnels were started.
+func (f *fakeTunnels) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.started)
+}
+
 func (t *fakeTunnel) SetEndpoint(string) error { return nil }
 func (t *fakeTunnel) StartKeepalive() error    { return nil }
 
@@ -307,12 +314,13 @@ func TestReload(t *testing.T) {
 	next.Lines = []int{1, 3}
 	h.reload <- &next
 	h.waitReady(&next)
-	// Give the loop a moment past the reload it has already taken.
+	// Give the loop a moment past the reload it has already taken: the
+	// line comes first, then peer 7's namespace and tunnel.
 	deadline := time.Now().Add(2 * time.Second)
 	var got string
 	for time.Now().Before(deadline) {
 		got += h.rec.Take()
-		if strings.Contains(got, "addr add eth0 10.0.3.2/30") {
+		if strings.Contains(got, "addr add eth0 10.0.3.2/30") && strings.Contains(got, "ns add pl-7") && h.tun.count() == 3 {
 			break
 		}
 		time.Sleep(5 * time.Millisecond)

@@ -14,7 +14,6 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 
 	"github.com/peerline/peerline/pkg/nodekey"
-	"github.com/peerline/peerline/pkg/rendezvous"
 )
 
 // Bind is one WireGuard device's view of the shared socket.
@@ -203,10 +202,7 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 		case e.session == 0:
 			_, err = b.mux.conn.WriteToUDPAddrPort(p, e.addr)
 		default:
-			rb := relayBufPool.Get().(*[]byte)
-			*rb = rendezvous.AppendRelay((*rb)[:0], e.session, p)
-			_, err = b.mux.conn.WriteToUDPAddrPort(*rb, e.addr)
-			relayBufPool.Put(rb)
+			err = b.mux.WriteRelay(p, e.session, e.addr)
 		}
 		if err != nil {
 			return err
