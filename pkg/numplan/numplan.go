@@ -6,9 +6,11 @@
 // addresses are written relative to the two ends instead: 10.255.s.p is line s
 // at the sender of a packet and 10.254.s.p is line s at its receiver. The map
 // is 1:1 and stateless, which is why a restarted daemon has nothing to recover.
-// It speaks only for the two ends of a tunnel: a third node's address 10.k.s.p
-// crosses unchanged and means whatever node k is at the far end, so carrying
-// such addresses between nodes is left to the later mesh work.
+// It speaks only for the two ends of a tunnel: a third node's address
+// 10.k.s.p has no wire literal. No IP header needs one (a packet for node k
+// takes tunnel k), and in SIP, where a blind transfer writes one into its
+// Refer-To, the rewriter turns it into a host name both ends can resolve
+// (sipmsg.Third, rewrite.ThirdNodes).
 //
 // The package is pure (standard library only) and allocation-free on the
 // [4]byte forms, because the rewriter calls it for every packet.

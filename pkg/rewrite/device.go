@@ -74,6 +74,9 @@ type Device struct {
 	offline       atomic.Bool
 	offlineReason atomic.Pointer[peerState]
 
+	// third names the other nodes this node knows (SetThirdNodes, third.go).
+	third atomic.Pointer[ThirdNodes]
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -456,7 +459,7 @@ func (d *Device) datagramLocked(ds *dirState, dir int, pkt, room []byte, now int
 		// are mapped: the clock rates of what the phone receives.
 		d.sdp.learn(pkt[ihl+udpHeaderLen:])
 	}
-	out, res, why := packet(ds.buf, pkt, d.peer, numplan.Direction(dir))
+	out, res, why := packet(ds.buf, pkt, d.peer, numplan.Direction(dir), d.third.Load())
 	if why != 0 {
 		d.refusals[dir][min(why, sipmsg.NumReasons)].Add(1)
 	}

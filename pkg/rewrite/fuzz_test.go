@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/binary"
 	"slices"
+	"strings"
 	"testing"
 
+	"github.com/peerline/peerline/pkg/nodekey"
 	"github.com/peerline/peerline/pkg/numplan"
 	"github.com/peerline/peerline/pkg/sipmsg"
 )
@@ -19,6 +21,8 @@ func FuzzRewritePacket(f *testing.F) {
 		tcp4("10.0.1.1", "10.7.2.1", atAlice.sip(inviteTmpl)),
 		icmpUnreachable("10.0.1.1", "10.7.1.1", rtpLocalA),
 		{0x60, 0, 0, 0},
+		// Alice's phone transfers Bob's to Carol's, node 1 at Alice's.
+		udp4("10.0.1.1", "10.7.1.1", 5060, 5060, []byte(strings.ReplaceAll(referFromBob, "10.5.1.1", "10.1.1.1"))),
 	}
 	seeds = append(seeds, fragment(noDF(atAlice.fromAlice(inviteTmpl)), 128)...)
 	seeds = append(seeds, frag3()...)
@@ -35,8 +39,14 @@ func FuzzRewritePacket(f *testing.F) {
 		if !numplan.ValidNode(int(j)) {
 			j = 1 + j%numplan.MaxNode
 		}
+		// Carol's node is a third node both ends know: Alice numbers it
+		// kA, Bob kB; both differ from i and j so that an unmapped 10.kA
+		// never reads as either end at either node.
+		kA, kB := thirdIndex(i, j), thirdIndex(j, i)
+		thirdA := NewThirdNodes(aliceKey, bobKey, map[int]nodekey.Key{int(i): bobKey, int(kA): carolKey})
+		thirdB := NewThirdNodes(bobKey, aliceKey, map[int]nodekey.Key{int(j): aliceKey, int(kB): carolKey})
 		orig := bytes.Clone(pkt)
-		out, res := Packet(scratch, bytes.Clone(pkt), i, numplan.Outbound)
+		out, res, _ := packet(scratch, bytes.Clone(pkt), i, numplan.Outbound, thirdA)
 		checkResult(t, orig, out, res)
 
 		// Out at A, in at B, out at B, in at A gives back the input when
@@ -46,14 +56,15 @@ func FuzzRewritePacket(f *testing.F) {
 		rebuilt, refused := res == SIPRewritten, res == SIPRefused
 		got := out
 		for _, step := range []struct {
-			peer uint8
-			dir  numplan.Direction
-		}{{j, numplan.Inbound}, {j, numplan.Outbound}, {i, numplan.Inbound}} {
+			peer  uint8
+			dir   numplan.Direction
+			third *ThirdNodes
+		}{{j, numplan.Inbound, thirdB}, {j, numplan.Outbound, thirdB}, {i, numplan.Inbound, thirdA}} {
 			if refused {
 				break
 			}
 			prev := bytes.Clone(got)
-			got, res = Packet(scratch, got, step.peer, step.dir)
+			got, res, _ = packet(scratch, got, step.peer, step.dir, step.third)
 			checkResult(t, prev, got, res)
 			rebuilt, refused = rebuilt || res == SIPRewritten, res == SIPRefused
 			got = bytes.Clone(got) // scratch is reused by the next step
@@ -65,12 +76,23 @@ func FuzzRewritePacket(f *testing.F) {
 				orig = r[:total]
 			}
 		}
-		roundTrips := !refused && ownAddrsOnly(orig, i) && (!rebuilt || checksumsValid(orig))
+		// A wire name already in the input would come back as a literal.
+		roundTrips := !refused && ownAddrsOnly(orig, i, kA) && (!rebuilt || checksumsValid(orig)) &&
+			!bytes.Contains(orig, []byte(sipmsg.WireNameSuffix))
 		if roundTrips && !bytes.Equal(got, orig) {
 			t.Fatalf("round trip through i=%d j=%d of\n%q\ngave\n%q", i, j, orig, got)
 		}
 		fuzzDevices(t, orig, i, j, roundTrips)
 	})
+}
+
+// thirdIndex is the first node index that is neither i nor j.
+func thirdIndex(i, j uint8) uint8 {
+	k := uint8(numplan.MinNode)
+	for k == i || k == j {
+		k++
+	}
+	return k
 }
 
 // fuzzDevices sends a UDP datagram, cut into fragments of a size taken from
@@ -215,8 +237,8 @@ func checkResult(t *testing.T, in, out []byte, res Result) {
 // touch, in binary or as text, is 10.0.x.x or 10.i.x.x: others are not in A's
 // plan and do not come back the same (a third node's 10.k.s.p arrives at B as
 // its own 10.k.s.p, which is someone else there).
-func ownAddrsOnly(pkt []byte, i uint8) bool {
-	own := func(b byte) bool { return b == 0 || b == i }
+func ownAddrsOnly(pkt []byte, i, third uint8) bool {
+	own := func(b byte) bool { return b == 0 || b == i || b == third }
 	if len(pkt) >= ipHeaderLen {
 		for _, a := range [][]byte{pkt[offSrc:], pkt[offDst:]} {
 			if a[0] == 10 && !own(a[1]) {

@@ -23,7 +23,10 @@
 //     packet names the addresses its receiver knows that packet by.
 //   - the address literals of SIP messages carried by UDP (package sipmsg),
 //     after which the UDP and IP lengths and both checksums are recomputed.
-//     A message can grow or shrink by two bytes per literal.
+//     A message can grow or shrink by two bytes per literal, or by a few
+//     tens where a URI names a third node's phone (ThirdNodes: the one
+//     piece of the map that depends on the node's list of peers, set by the
+//     daemon, and rebuilt from its config after a restart).
 //
 // Packet is stateless and handles one packet. Device adds what needs state,
 // per tunnel and direction; the map does not depend on any of it, so a
@@ -184,19 +187,20 @@ const (
 // receives. Non-IPv4 and malformed packets are returned unchanged, and so
 // is a SIPRefused packet, which the caller must not send.
 func Packet(scratch, pkt []byte, peer uint8, dir numplan.Direction) (out []byte, res Result) {
-	out, res, _ = packet(scratch, pkt, peer, dir)
+	out, res, _ = packet(scratch, pkt, peer, dir, nil)
 	return out, res
 }
 
 // packet is Packet, and also says why sipmsg refused a message (0 if it
 // did not).
-func packet(scratch, pkt []byte, peer uint8, dir numplan.Direction) (out []byte, res Result, why sipmsg.Reason) {
+// third, if not nil, names the nodes other than the tunnel's two ends.
+func packet(scratch, pkt []byte, peer uint8, dir numplan.Direction, third *ThirdNodes) (out []byte, res Result, why sipmsg.Reason) {
 	pkt, ihl, res := check(pkt)
 	if res != Plain {
 		return pkt, res, 0
 	}
 	if isUDPSIP(pkt, ihl) {
-		out, res, why := rewriteSIP(scratch, pkt, ihl, peer, dir)
+		out, res, why := rewriteSIP(scratch, pkt, ihl, peer, dir, third)
 		switch res {
 		case SIPRewritten:
 			return out, res, why
@@ -418,7 +422,7 @@ func adjustUDPChecksum(c []byte, d uint32) uint32 {
 // SIPRefused means pkt must be dropped; any other result than SIPRewritten
 // leaves pkt for mapInPlace. why is sipmsg's reason for refusing the
 // message, 0 if it did not.
-func rewriteSIP(scratch, pkt []byte, ihl int, peer uint8, dir numplan.Direction) (_ []byte, _ Result, why sipmsg.Reason) {
+func rewriteSIP(scratch, pkt []byte, ihl int, peer uint8, dir numplan.Direction, third *ThirdNodes) (_ []byte, _ Result, why sipmsg.Reason) {
 	udp := pkt[ihl:]
 	if int(binary.BigEndian.Uint16(udp[offUDPLen:])) != len(udp) {
 		return nil, BadTransport, 0
@@ -426,12 +430,17 @@ func rewriteSIP(scratch, pkt []byte, ihl int, peer uint8, dir numplan.Direction)
 	mapAddr := func(a [4]byte) ([4]byte, bool) { return numplan.Map(a, peer, dir) }
 	hdr := ihl + udpHeaderLen
 	out := append(scratch[:0], pkt[:hdr]...)
-	out, changed, err := sipmsg.Rewrite(out, pkt[hdr:], mapAddr)
+	// A nil *ThirdNodes in the interface would be a non-nil Third.
+	var names sipmsg.Third
+	if third != nil {
+		names = third
+	}
+	out, changed, err := sipmsg.RewriteThird(out, pkt[hdr:], mapAddr, names)
 	switch {
 	case err != nil:
 		// Passed unchanged, a message still holding one of our plan's
 		// addresses would name, at the other node, one of its phones.
-		if sipmsg.Mappable(pkt[hdr:], mapAddr) {
+		if sipmsg.MappableThird(pkt[hdr:], mapAddr, names) {
 			return nil, SIPRefused, sipmsg.ReasonOf(err)
 		}
 		return nil, SIPUnparsable, sipmsg.ReasonOf(err)

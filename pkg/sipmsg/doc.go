@@ -35,6 +35,8 @@
 // ID and call-back addresses from all of them; and in an application/sdp body
 // the o=, c= (session and media level), a=rtcp:, a=candidate: and
 // a=remote-candidates: lines. m= ports are never touched: the map is 1:1.
+// RewriteThird also turns a third node's literal into a wire name, and back,
+// in the Request-URI and those header fields (Third explains why).
 //
 // What is left alone on purpose:
 //   - 0.0.0.0, the old way of putting a call on hold (RFC 2543), whatever the
@@ -70,7 +72,8 @@
 // Every datagram a peer sends is untrusted. Rewrite runs in time linear in
 // the message, never loops on its input, and appends at most
 // MaxGrowth(len(msg)) bytes to dst (a literal grows from 7 to at most 15
-// bytes), so a destination buffer of that capacity is never reallocated.
+// bytes, or to a wire name of at most 46), so a destination buffer of that
+// capacity is never reallocated.
 // What it cannot parse it refuses with an error that is always a Reason: a
 // small set of constants the rewriter counts by, with no allocation. The
 // caller then passes the message on unchanged — unless Mappable finds an

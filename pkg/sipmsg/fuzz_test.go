@@ -61,7 +61,7 @@ func FuzzHeaderValue(f *testing.F) {
 		f.Add([]byte(s), true)
 	}
 	f.Fuzz(func(t *testing.T, s []byte, inURI bool) {
-		same, changed := appendMappedURIs(nil, s, inURI, identity)
+		same, changed := appendMappedURIs(nil, s, inURI, identity, nil)
 		if changed || !bytes.Equal(same, s) {
 			t.Fatalf("appendMappedURIs(%q, identity) = %q, %v", s, same, changed)
 		}
@@ -70,7 +70,7 @@ func FuzzHeaderValue(f *testing.F) {
 				t.Fatalf("appendMappedURIs(%q) passed 0.0.0.0 to the map", s)
 			}
 			return swap(a)
-		})
+		}, nil)
 		if !changed && !bytes.Equal(out, s) {
 			t.Fatalf("appendMappedURIs(%q) = %q, unchanged but different", s, out)
 		}
@@ -80,7 +80,7 @@ func FuzzHeaderValue(f *testing.F) {
 		if len(out) > MaxGrowth(len(s)) {
 			t.Fatalf("appendMappedURIs(%q) grew to %d bytes, more than MaxGrowth", s, len(out))
 		}
-		back, _ := appendMappedURIs(nil, out, inURI, swap)
+		back, _ := appendMappedURIs(nil, out, inURI, swap, nil)
 		if !bytes.Equal(back, s) {
 			t.Fatalf("appendMappedURIs twice of %q = %q", s, back)
 		}

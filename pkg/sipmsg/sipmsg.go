@@ -70,6 +70,13 @@ func (r Reason) Error() string {
 // phones there), so the caller drops it; a refused message with nothing
 // mappable in it is harmless and passes unchanged.
 func Mappable(msg []byte, mapAddr func([4]byte) ([4]byte, bool)) bool {
+	return MappableThird(msg, mapAddr, nil)
+}
+
+// MappableThird is Mappable for a tunnel that also names third nodes: a
+// literal third can name counts as mappable, since the other node would
+// read it as one of its own nodes.
+func MappableThird(msg []byte, mapAddr func([4]byte) ([4]byte, bool), third Third) bool {
 	for i := 0; ; {
 		_, end, a, ok := nextAddr(msg, i)
 		if !ok {
@@ -77,6 +84,11 @@ func Mappable(msg []byte, mapAddr func([4]byte) ([4]byte, bool)) bool {
 		}
 		if _, ok := mapOne(a, mapAddr); ok {
 			return true
+		}
+		if third != nil && a != [4]byte{} {
+			if _, ok := third.WireTag(a); ok {
+				return true
+			}
 		}
 		i = end
 	}
@@ -93,9 +105,12 @@ func ReasonOf(err error) Reason {
 	return NumReasons
 }
 
-// MaxGrowth is the most Rewrite can append for a message of n bytes: every
-// literal may grow from 7 to 15 bytes, and Content-Length by as many digits.
-func MaxGrowth(n int) int { return n + n*8/7 + maxContentLengthDigits }
+// MaxGrowth is the most Rewrite (or RewriteThird) can append for a message
+// of n bytes: every literal may grow from 7 bytes to a wire name (the
+// longest growth), and Content-Length by as many digits.
+func MaxGrowth(n int) int {
+	return n + (n/7+1)*(maxWireName-len("0.0.0.0")) + maxContentLengthDigits
+}
 
 // maxContentLengthDigits bounds the Content-Length value so that parsing it
 // cannot overflow; no datagram is longer than 65535 bytes anyway.
@@ -130,6 +145,14 @@ type layout struct {
 // passes the message on untouched, or drops it if Mappable says it carries
 // addresses of our plan.
 func Rewrite(dst, msg []byte, mapAddr func([4]byte) ([4]byte, bool)) (out []byte, changed bool, err error) {
+	return RewriteThird(dst, msg, mapAddr, nil)
+}
+
+// RewriteThird is Rewrite on a tunnel that names third nodes (see Third):
+// in the Request-URI and the header fields whose literals are mapped, a
+// literal that mapAddr leaves alone but third can name becomes its wire
+// name, and a wire name third knows becomes a literal. third may be nil.
+func RewriteThird(dst, msg []byte, mapAddr func([4]byte) ([4]byte, bool), third Third) (out []byte, changed bool, err error) {
 	l, r := scan(msg)
 	if r != 0 {
 		return dst, false, r
@@ -148,7 +171,7 @@ func Rewrite(dst, msg []byte, mapAddr func([4]byte) ([4]byte, bool)) (out []byte
 	if uriStart, uriEnd, ok := requestURI(line); ok {
 		out = append(out, msg[:uriStart]...)
 		var c bool
-		out, c = appendMappedURIs(out, line[uriStart:uriEnd], true, mapAddr)
+		out, c = appendMappedURIs(out, line[uriStart:uriEnd], true, mapAddr, third)
 		changed = changed || c
 		out = append(out, msg[uriEnd:i]...)
 	} else {
@@ -168,7 +191,7 @@ func Rewrite(dst, msg []byte, mapAddr func([4]byte) ([4]byte, bool)) (out []byte
 		case kind == kindAddr:
 			out = append(out, msg[i:i+colon+1]...)
 			var c bool
-			out, c = appendMappedURIs(out, msg[i+colon+1:end], false, mapAddr)
+			out, c = appendMappedURIs(out, msg[i+colon+1:end], false, mapAddr, third)
 			changed = changed || c
 		case kind == kindContentLength && bodyLen != len(body):
 			out = append(out, msg[i:l.clStart]...)
@@ -391,7 +414,11 @@ func isIdentity(v []byte) bool {
 // '@' must be escaped in URI headers. '<', '>' and '?' inside a quoted
 // display name mean nothing. Mapping only rewrites digit runs, so the state
 // below evolves the same way over the output, and mapping back undoes it.
-func appendMappedURIs(dst, s []byte, inURI bool, mapAddr func([4]byte) ([4]byte, bool)) ([]byte, bool) {
+//
+// With third, a literal mapAddr leaves alone may become a wire name and a
+// wire name a literal (Third). A name ends in letters and a literal touches
+// none, so neither replacement moves the boundary of another run either.
+func appendMappedURIs(dst, s []byte, inURI bool, mapAddr func([4]byte) ([4]byte, bool), third Third) ([]byte, bool) {
 	changed := false
 	done := 0
 	inQuote, inHeaders := false, false
@@ -414,13 +441,32 @@ func appendMappedURIs(dst, s []byte, inURI bool, mapAddr func([4]byte) ([4]byte,
 			for j < len(s) && class[s[j]]&clDigitDot != 0 {
 				j++
 			}
-			if !inHeaders && (i == 0 || class[s[i-1]]&clWord == 0) && (j == len(s) || class[s[j]]&clWord == 0) {
+			if inHeaders || (i > 0 && class[s[i-1]]&clWord != 0) {
+				i = j
+				continue
+			}
+			if j == len(s) || class[s[j]]&clWord == 0 {
 				if a, ok := parseQuad(s[i:j]); ok {
 					if b, ok := mapOne(a, mapAddr); ok {
 						dst = append(dst, s[done:i]...)
 						dst = appendAddr(dst, b)
 						done = j
 						changed = true
+					} else if tag, ok := wireTag(a, third); ok {
+						dst = append(dst, s[done:i]...)
+						dst = AppendWireName(dst, a[2], a[3], tag)
+						done = j
+						changed = true
+					}
+				}
+			} else if third != nil {
+				if sl, p, tag, end, ok := wireNameAt(s, i, j); ok {
+					if node, ok := third.LocalNode(tag); ok {
+						dst = append(dst, s[done:i]...)
+						dst = appendAddr(dst, [4]byte{10, node, sl, p})
+						done = end
+						changed = true
+						j = end
 					}
 				}
 			}
@@ -566,6 +612,15 @@ func mapOne(a [4]byte, mapAddr func([4]byte) ([4]byte, bool)) ([4]byte, bool) {
 		return a, false
 	}
 	return b, true
+}
+
+// wireTag asks third for the tag of a literal that mapOne left alone,
+// never for 0.0.0.0.
+func wireTag(a [4]byte, third Third) (uint64, bool) {
+	if third == nil || a == [4]byte{} {
+		return 0, false
+	}
+	return third.WireTag(a)
 }
 
 // appendMapped appends s to dst with every address literal mapped.

@@ -119,13 +119,16 @@ type Supervisor struct {
 	linesSnap atomic.Pointer[[]int]
 
 	// Owned by the Run goroutine.
-	cfg      *config.Config
-	names    config.Names
-	key      nodekey.Key
-	peers    map[int]*peer
-	lines    []int
-	rootDone bool
-	ready    bool
+	cfg   *config.Config
+	names config.Names
+	key   nodekey.Key
+	peers map[int]*peer
+	// thirdKeys is the set of peer keys the rewriters last named
+	// (nameThirdNodes).
+	thirdKeys map[int]nodekey.Key
+	lines     []int
+	rootDone  bool
+	ready     bool
 	// extra are the lines added at run time (EnsureLine), beside cfg.Lines.
 	extra map[int]bool
 	// mediaSeen is the last reading of each tunnel's per-line media
@@ -154,6 +157,9 @@ type peer struct {
 	// firewalled is set once this run has loaded the namespace's rules;
 	// loading is an exec, too costly for every periodic check.
 	firewalled bool
+	// thirdNamed is set once rewrite has been told the other peers'
+	// names (nameThirdNodes).
+	thirdNamed bool
 }
 
 // New makes a Supervisor for cfg; Run starts it.
@@ -459,6 +465,7 @@ func (s *Supervisor) reconcile() {
 			p.err = nil
 		}
 	}
+	s.nameThirdNodes()
 	s.saveState()
 	becameReady := ok && !s.ready
 	if becameReady {
@@ -470,6 +477,27 @@ func (s *Supervisor) reconcile() {
 		if _, err := sdnotify.Notify(sdnotify.Ready); err != nil {
 			s.log.Warn("telling systemd we are ready", "err", err)
 		}
+	}
+}
+
+// nameThirdNodes tells each tunnel's rewriter how to name the other peers
+// on it, so that a transfer to a third node's phone crosses (rewrite
+// ThirdNodes). The names depend only on the set of peer keys, so they are
+// made again for every tunnel when that set changes, and otherwise only for
+// a tunnel that is new.
+func (s *Supervisor) nameThirdNodes() {
+	keys := make(map[int]nodekey.Key, len(s.cfg.Peers))
+	for _, pc := range s.cfg.Peers {
+		keys[pc.Index] = pc.PublicKey
+	}
+	changed := !maps.Equal(keys, s.thirdKeys)
+	s.thirdKeys = keys
+	for _, p := range s.peers {
+		if p.rewrite == nil || (p.thirdNamed && !changed) {
+			continue
+		}
+		p.rewrite.SetThirdNodes(rewrite.NewThirdNodes(s.key.Public(), p.cfg.PublicKey, keys))
+		p.thirdNamed = true
 	}
 }
 
