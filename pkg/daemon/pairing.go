@@ -53,6 +53,47 @@ type pairing struct {
 	mu sync.Mutex
 	// joining are the joins waiting for their inviter's answer.
 	joining map[nodekey.Key]*joinWait
+	// firstHandshake says, for a peer paired a moment ago, whether this
+	// node starts the first handshake with it (initiates).
+	firstHandshake map[nodekey.Key]firstRole
+}
+
+type firstRole struct {
+	initiate bool
+	until    time.Time
+}
+
+// firstRoleFor bounds how long after pairing the joiner keeps the role of
+// initiator: long enough for the first handshake, after which the order
+// of the keys decides, as for every other peer.
+const firstRoleFor = 30 * time.Second
+
+// initiates implements peerpath.Options.Initiates: the joiner starts the
+// first handshake. Its tunnel is up before the inviter has even seen the
+// request, and a phone on it may already be sending (someone who just
+// typed a code tends to call at once): that data waits on the handshake.
+// When the end without data initiates, the end with data cannot send
+// until the initiator's first packet confirms the keys; on the relay that
+// is two more trips through the server. The inviter's phone cannot be
+// sending yet: it learns the joiner's index only now.
+func (pr *pairing) initiates(peer nodekey.Key) (initiate, decided bool) {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	r, ok := pr.firstHandshake[peer]
+	if !ok {
+		return false, false
+	}
+	if time.Now().After(r.until) {
+		delete(pr.firstHandshake, peer)
+		return false, false
+	}
+	return r.initiate, true
+}
+
+func (pr *pairing) setFirstRole(peer nodekey.Key, initiate bool) {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	pr.firstHandshake[peer] = firstRole{initiate: initiate, until: time.Now().Add(firstRoleFor)}
 }
 
 type joinWait struct {
@@ -73,7 +114,7 @@ func newPairing(cfg *config.Config, configPath string, reload chan<- *config.Con
 		return nil, err
 	}
 	return &pairing{configPath: configPath, reload: reload, log: log, key: key, cfg: current, lines: lines,
-		store: store, joining: map[nodekey.Key]*joinWait{}}, nil
+		store: store, joining: map[nodekey.Key]*joinWait{}, firstHandshake: map[nodekey.Key]firstRole{}}, nil
 }
 
 // pathHooks plug pairing into the path manager.
@@ -81,6 +122,7 @@ func (pr *pairing) pathHooks(o *peerpath.Options) {
 	o.Pair = pr.hello
 	o.Incoming = pr.incoming
 	o.OnPair = pr.onHello
+	o.Initiates = pr.initiates
 }
 
 // hello is what this node tells peer in every box: its name and lines, and
@@ -132,6 +174,7 @@ func (pr *pairing) incoming(from nodekey.Key, pair []byte) bool {
 	switch {
 	case err == nil:
 		pr.log.Info("invite redeemed; pairing", "peer", from, "name", h.Name)
+		pr.setFirstRole(from, false)
 	case errors.Is(err, invite.ErrRetry):
 		// The joiner did not get our answer (or we crashed before saving
 		// the peer): pair if not yet paired, and answer again.
@@ -369,6 +412,7 @@ func (pr *pairing) join(ctx context.Context, code string) (control.PeerRef, erro
 		pr.mu.Unlock()
 	}()
 
+	pr.setFirstRole(iv.Inviter, true)
 	// Pin the inviter and its servers; undone below if it never answers.
 	var ref control.PeerRef
 	var addedServers []config.Rendezvous

@@ -140,6 +140,13 @@ func (srv *RendezvousServer) Stop() error {
 // user would, and measures until a packet crosses the tunnel.
 func (n *Network) pairByInvite(ctx context.Context) (PairingResult, error) {
 	var r PairingResult
+	// A friend types the code minutes after the invite, into a Pi that has
+	// long been registered; a join right after a daemon start would also
+	// time the start's registration (a cookie round trip per server port
+	// for a NAT mapping the server has not seen).
+	for _, node := range []*Node{n.A, n.B} {
+		node.waitRegistered(ctx, registerWait)
+	}
 	var inv control.InviteResult
 	if err := n.A.cli(ctx, &inv, "invite", "--json", "--ttl", "10m"); err != nil {
 		return r, err
@@ -176,6 +183,29 @@ func (n *Network) pairByInvite(ctx context.Context) (PairingResult, error) {
 		}
 	}
 	return r, nil
+}
+
+// registerWait bounds waitRegistered. With a server down a node may never
+// learn its NAT class; pairing must work then too, so it goes ahead.
+const registerWait = 5 * time.Second
+
+// waitRegistered waits until the node's daemon says a rendezvous server has
+// seen its mapping on both ports (its NAT class is known), or for at most
+// within.
+func (n *Node) waitRegistered(ctx context.Context, within time.Duration) {
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	for {
+		var st control.Status
+		if err := n.cli(ctx, &st, "status", "--json"); err == nil && st.NATClass != "" {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // cli runs the peerline command on the node and decodes its --json answer.

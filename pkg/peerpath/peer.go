@@ -224,7 +224,7 @@ func (p *peer) setPath(m *Manager, path Path, endpoint, reason string, now time.
 	}
 	// Only one side starts the handshake when both find the path at once:
 	// simultaneous initiations can cost a 5 s retry (wgtunnel).
-	if wgtunnel.InitiatesFirst(m.pub, p.key) {
+	if m.initiates(p.key) {
 		p.startHandshake(m, endpoint)
 	} else if p.keepaliveAt.IsZero() {
 		p.keepaliveAt = now.Add(initiatorHold)
@@ -248,6 +248,16 @@ func (p *peer) startHandshake(m *Manager, endpoint string) {
 	p.keepaliveOn = true
 }
 
+// initiates reports whether this node starts the handshake with peer.
+func (m *Manager) initiates(peer nodekey.Key) bool {
+	if m.opt.Initiates != nil {
+		if v, ok := m.opt.Initiates(peer); ok {
+			return v
+		}
+	}
+	return wgtunnel.InitiatesFirst(m.pub, peer)
+}
+
 // probeAll sends one probe to each address.
 func (p *peer) probeAll(m *Manager, to []netip.AddrPort, now time.Time) {
 	if p.pending == nil {
@@ -265,6 +275,12 @@ func (p *peer) probeAll(m *Manager, to []netip.AddrPort, now time.Time) {
 		}
 		p.pending[id] = sentProbe{to: a, at: now}
 		m.sendProbe(p.key, a, rendezvous.Probe{TxID: id, Time: now.UnixMilli()})
+	}
+	// While punching, the first handshake runs on the relay; a copy of it
+	// sent along with the probes saves the relay's extra hops whenever
+	// the direct path opens.
+	if now.Before(p.punchUntil) && p.bind != nil && m.initiates(p.key) {
+		p.bind.CopyInitiation(to, heldMaxAge)
 	}
 }
 

@@ -145,6 +145,11 @@ type Options struct {
 	Pair func(peer nodekey.Key) []byte
 	// OnPair receives the pairing data a peer sent in its box.
 	OnPair func(peer nodekey.Key, pair []byte)
+	// Initiates, if set, may decide which end starts the handshake with
+	// peer (decided true) instead of the order of the keys: the two ends
+	// must agree, so only for what both know, as who joined whom while
+	// pairing. Called from the manager's goroutine.
+	Initiates func(peer nodekey.Key) (initiate, decided bool)
 }
 
 // Manager keeps paths to peers.

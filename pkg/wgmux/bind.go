@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,6 +36,18 @@ type Bind struct {
 	// because the peer is about to initiate (see HoldInitiations).
 	holdUntil atomic.Int64
 	openMu    sync.Mutex
+
+	// sentMu guards sent, the last initiation that left (CopyInitiation).
+	sentMu sync.Mutex
+	sent   sentInitiation
+}
+
+// sentInitiation is an initiation that was sent, and the direct addresses
+// a copy of it went to.
+type sentInitiation struct {
+	msg    [initiationLen]byte
+	at     time.Time
+	copied []netip.AddrPort
 }
 
 var _ conn.Bind = (*Bind)(nil)
@@ -207,8 +220,48 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 		if err != nil {
 			return err
 		}
+		if isInit && !e.pending {
+			b.sentMu.Lock()
+			copy(b.sent.msg[:], p)
+			b.sent.at, b.sent.copied = time.Now(), b.sent.copied[:0]
+			if e.session == 0 {
+				b.sent.copied = append(b.sent.copied, e.addr)
+			}
+			b.sentMu.Unlock()
+		}
 	}
 	return nil
+}
+
+// CopyInitiation sends the last handshake initiation this device sent, if
+// it is younger than maxAge, straight to each of to that it has not gone to
+// yet. It returns how many copies it sent.
+//
+// While a path is being punched the device's endpoint is the relay, so its
+// first handshake takes a round trip through the server (two hops each
+// way). A copy sent along with the probes reaches the peer in one hop once
+// both NATs are open; the peer answers whichever copy comes first (to the
+// address it came from: WireGuard roams to it), and refuses the later one
+// as a replay. Only the side that starts the handshake may call this, or
+// the two ends initiate at once (see HoldInitiations).
+func (b *Bind) CopyInitiation(to []netip.AddrPort, maxAge time.Duration) int {
+	b.sentMu.Lock()
+	defer b.sentMu.Unlock()
+	if b.sent.at.IsZero() || time.Since(b.sent.at) > maxAge {
+		return 0
+	}
+	n := 0
+	for _, a := range to {
+		if slices.Contains(b.sent.copied, a) {
+			continue
+		}
+		if _, err := b.mux.conn.WriteToUDPAddrPort(b.sent.msg[:], a); err != nil {
+			continue // a candidate we cannot reach; the others may do
+		}
+		b.sent.copied = append(b.sent.copied, a)
+		n++
+	}
+	return n
 }
 
 // ParseEndpoint reads "ip:port" (direct) or RelayEndpoint's form.

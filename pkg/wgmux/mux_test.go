@@ -308,3 +308,50 @@ func TestPendingEndpoint(t *testing.T) {
 		t.Error("an initiation was resent twice")
 	}
 }
+
+// TestCopyInitiation: a's first handshake goes to a relay that loses it;
+// the copy sent straight to b completes the handshake (b answers where the
+// copy came from), long before WireGuard's 5 s retry.
+func TestCopyInitiation(t *testing.T) {
+	a, b := newNode(t, "10.9.0.1"), newNode(t, "10.9.0.2")
+	hole := mustListen(t) // a relay that forwards nothing
+	t.Cleanup(func() { hole.Close() })
+	srv := hole.LocalAddr().(*net.UDPAddr).AddrPort()
+	const session = 0x77
+	a.mux.AddRelay(b.key.Public(), session, srv)
+	a.pair(t, b, RelayEndpoint(session, srv))
+	b.pair(t, a, "")
+	bind := a.mux.Bind(b.key.Public())
+	if n := bind.CopyInitiation([]netip.AddrPort{b.udp()}, 4*time.Second); n != 0 {
+		t.Fatalf("copied %d initiations before any was sent", n)
+	}
+	pkt := tuntest.Ping(b.addr, a.addr)
+	a.tuns[b.key.Public()].Outbound <- pkt
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		if n := bind.CopyInitiation([]netip.AddrPort{b.udp(), b.udp()}, 4*time.Second); n > 0 {
+			if n != 1 {
+				t.Fatalf("CopyInitiation sent %d copies to one address", n)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no initiation went to the relay")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case got := <-b.tuns[a.key.Public()].Inbound:
+		if !bytes.Equal(got, pkt) {
+			t.Fatal("got a different packet")
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("the handshake did not complete on the direct copy")
+	}
+	if got := endpointOf(t, a.devs[b.key.Public()]); got != b.udp().String() {
+		t.Errorf("a's endpoint = %q, want b's direct address (roamed to the response)", got)
+	}
+	if n := bind.CopyInitiation([]netip.AddrPort{b.udp()}, 4*time.Second); n != 0 {
+		t.Errorf("the same initiation was copied to b again (%d)", n)
+	}
+}
