@@ -349,7 +349,10 @@ func (nd *node) status(ctx context.Context) (*control.Status, error) {
 			RxBytes:       p.RxBytes,
 			TxBytes:       p.TxBytes,
 		}
-		cp.Online = p.Up && (p.Online || p.LastHandshake != nil && time.Since(*p.LastHandshake) < onlineWithin)
+		// A recent handshake counts while the path manager has not heard
+		// from the peer yet, not against its word that the peer shut down
+		// or went silent.
+		cp.Online = p.Up && (p.Online || !p.Gone && p.LastHandshake != nil && time.Since(*p.LastHandshake) < onlineWithin)
 		cp.Path, cp.PathReason, cp.NATClass = p.Path, p.PathReason, p.NAT
 		if p.RTT > 0 {
 			d := control.Duration(p.RTT)

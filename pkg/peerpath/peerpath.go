@@ -53,10 +53,13 @@ type Tunnel interface {
 
 // Timing. The punch window is long enough for a few lost probes on a
 // lossy line. An idle tunnel costs each node WireGuard's keepalive every
-// 25 s, its own probe every 60 s and its answer to the peer's: 0.73
-// packets per 10 s. A relayed one tries its few direct candidates every
-// 20 s for two minutes after an introduction (a router's state may change
-// soon after), then every 2 minutes: about 0.65 per 10 s with three.
+// 25 s, its own probe every 60 s and its answer to the peer's (about 0.8
+// packets per 10 s with WireGuard's rekey; pkg/peerlab
+// BenchmarkIdleKeepalive measures it). A relayed one tries its few direct
+// candidates every 20 s for two minutes after an introduction (a router's
+// state may change soon after), then every 2 minutes; behind a NAT that
+// maps per destination, where punching cannot work, every 2 minutes from
+// the start.
 const (
 	punchWindow      = 3 * time.Second
 	punchEvery       = 150 * time.Millisecond
@@ -112,6 +115,9 @@ type Status struct {
 	// Bye is set when the peer said it was shutting down and has not
 	// been heard from since.
 	Bye bool
+	// Silent is set when a probe of the path went unanswered and nothing
+	// has come from the peer since (a power cut, a lost uplink).
+	Silent bool
 }
 
 // Server is a rendezvous server as configured: host names are resolved

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -92,6 +93,8 @@ type testNode struct {
 	addr netip.Addr
 	tuns map[nodekey.Key]*tuntest.ChannelTUN
 	devs map[nodekey.Key]*device.Device
+	// stop ends the node as a power cut would: no bye.
+	stop func()
 }
 
 func newTestNode(t *testing.T, addr string, rvs []rvclient.Server, noProbes bool) *testNode {
@@ -119,14 +122,18 @@ func newTestNode(t *testing.T, addr string, rvs []rvclient.Server, noProbes bool
 	muxDone, mgrDone := make(chan struct{}), make(chan struct{})
 	go func() { defer close(muxDone); mux.Run(ctx) }()
 	go func() { defer close(mgrDone); mgr.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-mgrDone
-		<-muxDone
-		for _, d := range n.devs {
-			d.Close()
-		}
-	})
+	var once sync.Once
+	n.stop = func() {
+		once.Do(func() {
+			cancel()
+			<-mgrDone
+			<-muxDone
+			for _, d := range n.devs {
+				d.Close()
+			}
+		})
+	}
+	t.Cleanup(n.stop)
 	return n
 }
 
@@ -266,4 +273,27 @@ func TestBye(t *testing.T) {
 	if !strings.Contains(st.Reason, "shut down") {
 		t.Errorf("reason %q, want one saying the peer shut down", st.Reason)
 	}
+}
+
+// TestSilentPeerGoesOffline: a peer that vanishes without a bye (power
+// cut) shows offline within about a second of our sending to it, not a
+// minute later, so that the call that found it gone fails at once.
+func TestSilentPeerGoesOffline(t *testing.T) {
+	srv := startServer(t)
+	a := newTestNode(t, "10.9.0.1", []rvclient.Server{srv}, false)
+	b := newTestNode(t, "10.9.0.2", []rvclient.Server{srv}, false)
+	a.pair(t, b)
+	b.pair(t, a)
+	ping(t, a, b, 5*time.Second)
+	waitStatus(t, a, b, func(s Status) bool { return s.Online && s.Path == PathDirect }, 5*time.Second)
+	// Past the punching, when the direct path is probed once a minute.
+	time.Sleep(time.Second)
+	b.stop() // b is gone: nothing answers, nothing says bye
+	sent := time.Now()
+	a.tuns[b.key.Public()].Outbound <- tuntest.Ping(b.addr, a.addr)
+	st := waitStatus(t, a, b, func(s Status) bool { return !s.Online }, 3*time.Second)
+	if !strings.Contains(st.Reason, "not answering") {
+		t.Errorf("reason %q, want one saying the peer stopped answering", st.Reason)
+	}
+	t.Logf("offline %v after sending to the vanished peer: %s", time.Since(sent).Round(time.Millisecond), st.Reason)
 }

@@ -59,7 +59,9 @@ func (s *Supervisor) syncPeerStates() {
 		if !ok {
 			continue
 		}
-		online := ps.Online || (!ps.Bye && now.Sub(p.tunnelAt) < startupGrace)
+		// The grace is for not having heard yet, not for a peer that was
+		// heard and then stopped answering.
+		online := ps.Online || (!ps.Bye && !ps.Silent && now.Sub(p.tunnelAt) < startupGrace)
 		p.rewrite.SetPeerState(online, ps.Reason)
 	}
 }

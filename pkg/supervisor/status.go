@@ -46,11 +46,14 @@ type PeerStatus struct {
 	Endpoint string `json:"endpoint,omitempty"`
 	// Online, Path, PathReason, RTT and NAT are the path manager's view
 	// (pkg/peerpath).
-	Online        bool           `json:"online"`
-	Path          string         `json:"path,omitempty"`
-	PathReason    string         `json:"path_reason,omitempty"`
-	RTT           time.Duration  `json:"rtt_ns,omitempty"`
-	NAT           string         `json:"nat,omitempty"`
+	Online     bool          `json:"online"`
+	Path       string        `json:"path,omitempty"`
+	PathReason string        `json:"path_reason,omitempty"`
+	RTT        time.Duration `json:"rtt_ns,omitempty"`
+	NAT        string        `json:"nat,omitempty"`
+	// Gone: the peer said it was shutting down, or stopped answering
+	// probes; a handshake from before then proves nothing.
+	Gone          bool           `json:"gone,omitempty"`
 	LastHandshake *time.Time     `json:"last_handshake,omitempty"`
 	RxBytes       uint64         `json:"rx_bytes"`
 	TxBytes       uint64         `json:"tx_bytes"`
@@ -115,6 +118,7 @@ func (s *Supervisor) status() *Status {
 		if ps.Up {
 			if pp, ok := paths[p.cfg.PublicKey]; ok {
 				ps.Online, ps.Path, ps.PathReason, ps.RTT, ps.NAT = pp.Online, string(pp.Path), pp.Reason, pp.RTT, pp.NAT
+				ps.Gone = pp.Bye || pp.Silent
 			}
 		}
 		if p.rewrite != nil {

@@ -275,7 +275,9 @@ func (s *Supervisor) Run(ctx context.Context, reload <-chan *config.Config) erro
 	defer check.Stop()
 	status := time.NewTicker(s.statusEvery)
 	defer status.Stop()
-	peerStates := time.NewTicker(250 * time.Millisecond)
+	// Often enough that a peer found gone turns the next INVITE
+	// retransmission into a 480 (rewrite/offline.go) well within 2 s.
+	peerStates := time.NewTicker(100 * time.Millisecond)
 	defer peerStates.Stop()
 	// Pinging from this loop, not a goroutine of its own, means systemd
 	// restarts a daemon whose loop is stuck, not just one that died.
