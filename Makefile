@@ -53,7 +53,7 @@ fuzz: ## run every fuzz target briefly (FUZZTIME=10s)
 .PHONY: bench
 bench: ## run the benchmarks; JSON results in bench/out/ (the NAT matrix needs root and takes a while)
 	@scripts/bench.sh
-	@$(MAKE) --no-print-directory bench-rendezvous bench-rewrite bench-nat
+	@$(MAKE) --no-print-directory bench-rendezvous bench-rewrite bench-nat bench-keepalive
 
 .PHONY: vet
 vet: ## go vet, for Linux and for another OS (Linux-only code must stay behind _linux.go)
