@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -227,20 +228,22 @@ func TestConference(t *testing.T) {
 // way.
 func TestTransfer(t *testing.T) {
 	t.Run("to B's own line", func(t *testing.T) {
-		testTransfer(t, func(tr *Trio) (target *Node, referTo string) {
+		testTransfer(t, "transfer-own-line", func(tr *Trio) (target *Node, referTo string) {
 			return tr.B, sipURI("b", tr.B.PhoneAddr())
 		})
 	})
 	t.Run("to C", func(t *testing.T) {
-		testTransfer(t, func(tr *Trio) (target *Node, referTo string) {
+		testTransfer(t, "transfer-third-node", func(tr *Trio) (target *Node, referTo string) {
 			return tr.C, sipURI("c", tr.B.AddrOf(tr.C))
 		})
 	})
 }
 
 // testTransfer runs one transfer; target says which node's phone B sends
-// A's phone to, and the Refer-To B's phone writes for it.
-func testTransfer(t *testing.T, target func(*Trio) (*Node, string)) {
+// A's phone to, and the Refer-To B's phone writes for it. The REFER, as B's
+// phone sent it and as A's received it, is checked against the golden file
+// test/sipp/golden/<golden>.txt.
+func testTransfer(t *testing.T, golden string, target func(*Trio) (*Node, string)) {
 	labtest.RequireTools(t, "tcpdump")
 	ctx, tr := newTrio(t, trioTimeout)
 	phoneA, err := tr.A.StartPhone(ctx, tr.Lab, "a", 1000)
@@ -273,6 +276,11 @@ func testTransfer(t *testing.T, target func(*Trio) (*Node, string)) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { capA.Stop() })
+	capB, err := tr.B.PhoneHost.Capture(ctx, "eth0", filepath.Join(tr.Lab.Dir(), "transfer-phoneB.pcap"), "udp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { capB.Stop() })
 
 	first := sipURI("b", tr.A.AddrOf(tr.B))
 	if err := phoneA.Dial(ctx, first); err != nil {
@@ -318,6 +326,12 @@ func testTransfer(t *testing.T, target func(*Trio) (*Node, string)) {
 		}
 	}
 	invites := invitesFrom(t, capA, tr.A.PhoneAddr(), transferAt)
+	if err := capB.Stop(); err != nil {
+		t.Logf("stopping B's capture: %v", err)
+	}
+	title := fmt.Sprintf("baresip on phone B blind-transfers phone A to %s (A numbers B %d and C %d; B numbers A %d and C %d): the REFER as B's phone sent it and as A's phone received it",
+		referTo, tr.A.AddrOf(tr.B).As4()[1], tr.A.AddrOf(tr.C).As4()[1], tr.B.AddrOf(tr.A).As4()[1], tr.B.AddrOf(tr.C).As4()[1])
+	checkGolden(t, filepath.Join(sippDir, "golden", golden+".txt"), referGolden(t, title, capB.Path(), capA.Path(), tr))
 	t.Logf("B's phone wrote Refer-To %s; A's phone was referred to %q, dialled %s, request lines %q", referTo, xfer.Param, dialled, invites)
 	if err != nil || end.Type != lab.EventCallEstablished || dialled != wantDial {
 		outcome := fmt.Sprintf("%s %s", end.Type, end.Param)
@@ -373,6 +387,37 @@ func testTransfer(t *testing.T, target func(*Trio) (*Node, string)) {
 		}
 		t.Logf("%s's phone heard %v from %s's", c.listener.Node.Name, a, c.speaker.Node.Name)
 	}
+}
+
+// cseqNumber is a REFER's CSeq number, which baresip starts at random;
+// baresipInstance is the address of a baresip object that it puts in its
+// Contact user parts, different every run.
+var (
+	cseqNumber      = regexp.MustCompile(`(?im)^(CSeq[ \t]*:[ \t]*)\d+`)
+	baresipInstance = regexp.MustCompile(`-0x[0-9a-f]+@`)
+)
+
+// referGolden renders the first REFER B's phone sent (from its capture) and
+// the first A's phone received (from its), normalized for a golden file.
+func referGolden(t *testing.T, title, capB, capA string, tr *Trio) string {
+	t.Helper()
+	first := func(path string, pick func(lab.Datagram) bool) string {
+		ds, err := lab.ReadDatagrams(path)
+		if err != nil {
+			t.Fatalf("reading %s: %v", path, err)
+		}
+		for _, d := range ds {
+			if pick(d) && strings.HasPrefix(string(d.Payload), "REFER ") {
+				text := cseqNumber.ReplaceAllString(lab.NormalizeSIP(d.Payload), "${1}<cseq>")
+				return baresipInstance.ReplaceAllString(text, "-<instance>@")
+			}
+		}
+		t.Errorf("no REFER in %s", path)
+		return ""
+	}
+	sent := first(capB, func(d lab.Datagram) bool { return d.Src.Addr() == tr.B.PhoneAddr() })
+	got := first(capA, func(d lab.Datagram) bool { return d.Dst.Addr() == tr.A.PhoneAddr() })
+	return fmt.Sprintf("# %s\n\n=== B's phone sent\n%s\n=== A's phone received\n%s", title, sent, got)
 }
 
 // invitesFrom returns the request lines of the INVITEs A's phone sent
