@@ -22,6 +22,7 @@ func (c *client) invite(args []string) error {
 	list := fs.Bool("list", false, "list the invites made on this Pi instead")
 	revoke := fs.String("revoke", "", "revoke the invite with this ID (see --list)")
 	noQR := fs.Bool("no-qr", false, "print the code only, no QR code")
+	long := fs.Bool("long", false, "print the long form of the code, which works even if the rendezvous server restarts before it is used")
 	if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
 		return ErrUsage
 	}
@@ -59,7 +60,13 @@ func (c *client) invite(args []string) error {
 	if *asJSON {
 		return c.printJSON(r)
 	}
+	if *long && r.Code != r.LongCode {
+		r.Code, r.URI = r.LongCode, r.LongURI
+	}
 	fmt.Fprintf(c.out, "Invite %s, valid until %s, for one Pi.\n\n", r.ID, r.Expires.Local().Format("2006-01-02 15:04"))
+	if r.Note != "" {
+		fmt.Fprintf(c.out, "(%s)\n\n", r.Note)
+	}
 	fmt.Fprintf(c.out, "On the other Pi, run:\n\n  peerline join %s\n\n", r.Code)
 	if !*noQR {
 		q, err := qrterm.Render(r.URI)

@@ -120,10 +120,18 @@ type InviteArgs struct {
 
 // InviteResult is a new invite: the code to type, the text for a QR code.
 type InviteResult struct {
+	// Code is the short code when a rendezvous server stored the invite,
+	// else the long one; URI is its QR form.
 	Code    string    `json:"code"`
 	URI     string    `json:"uri"`
 	ID      string    `json:"id"`
 	Expires time.Time `json:"expires"`
+	// LongCode holds everything itself: it works even when no server
+	// keeps the short code's part (a server restarted since).
+	LongCode string `json:"long_code"`
+	LongURI  string `json:"long_uri"`
+	// Note says why Code is the long form, if it is.
+	Note string `json:"note,omitempty"`
 }
 
 // InviteEntry is one invite as the inviter keeps it.

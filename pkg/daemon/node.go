@@ -61,6 +61,9 @@ func newNode(cfg *config.Config, configPath string, reload chan<- *config.Config
 	nd.cfg.Store(cfg)
 	var err error
 	nd.pair, err = newPairing(cfg, configPath, reload, nd.localLines, nd.cfg.Load, log.With("part", "pairing"))
+	if err == nil {
+		nd.pair.forget = nd.forgetInvite
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -125,18 +128,28 @@ func decodeArgs(raw json.RawMessage, v any) error {
 	return nil
 }
 
-// ping probes a peer once on its current path.
-func (nd *node) ping(ctx context.Context, which string) (*control.PingResult, error) {
-	p, err := findPeer(nd.cfg.Load(), which)
-	if err != nil {
-		return nil, err
-	}
+// pathManager is the supervisor's path manager, asked for on its own
+// goroutine (it is replaced when the servers change).
+func (nd *node) pathManager(ctx context.Context) (*peerpath.Manager, error) {
 	var paths *peerpath.Manager
 	if err := nd.sup.Do(ctx, func() { paths = nd.sup.Paths() }); err != nil {
 		return nil, err
 	}
 	if paths == nil {
 		return nil, errors.New("peerlined is still starting; try again in a moment")
+	}
+	return paths, nil
+}
+
+// ping probes a peer once on its current path.
+func (nd *node) ping(ctx context.Context, which string) (*control.PingResult, error) {
+	p, err := findPeer(nd.cfg.Load(), which)
+	if err != nil {
+		return nil, err
+	}
+	paths, err := nd.pathManager(ctx)
+	if err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
@@ -251,12 +264,12 @@ func (nd *node) handlers() map[string]control.Handler {
 		control.CmdCalls: func(ctx context.Context, _ json.RawMessage) (any, error) {
 			return nd.calls(ctx)
 		},
-		control.CmdInvite: func(_ context.Context, raw json.RawMessage) (any, error) {
+		control.CmdInvite: func(ctx context.Context, raw json.RawMessage) (any, error) {
 			var a control.InviteArgs
 			if err := decodeArgs(raw, &a); err != nil {
 				return nil, err
 			}
-			return nd.pair.invite(time.Duration(a.TTL))
+			return nd.invite(ctx, time.Duration(a.TTL))
 		},
 		control.CmdInvites: func(context.Context, json.RawMessage) (any, error) {
 			now := time.Now()
@@ -275,7 +288,13 @@ func (nd *node) handlers() map[string]control.Handler {
 			if err := decodeArgs(raw, &a); err != nil {
 				return nil, err
 			}
-			return nil, nd.pair.store.Revoke(time.Now(), a.ID)
+			if err := nd.pair.store.Revoke(time.Now(), a.ID); err != nil {
+				return nil, err
+			}
+			if id, ok := nd.pair.store.BlobID(a.ID); ok {
+				nd.forgetInvite(id)
+			}
+			return nil, nil
 		},
 		control.CmdJoin: func(ctx context.Context, raw json.RawMessage) (any, error) {
 			var a control.JoinArgs

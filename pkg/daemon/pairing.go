@@ -53,6 +53,9 @@ type pairing struct {
 	mu sync.Mutex
 	// joining are the joins waiting for their inviter's answer.
 	joining map[nodekey.Key]*joinWait
+	// forget, if set, deletes the short form of an invite from the
+	// rendezvous servers once it is used or revoked (shortcode.go).
+	forget func(blobID [16]byte)
 	// firstHandshake says, for a peer paired a moment ago, whether this
 	// node starts the first handshake with it (initiates).
 	firstHandshake map[nodekey.Key]firstRole
@@ -175,6 +178,7 @@ func (pr *pairing) incoming(from nodekey.Key, pair []byte) bool {
 	case err == nil:
 		pr.log.Info("invite redeemed; pairing", "peer", from, "name", h.Name)
 		pr.setFirstRole(from, false)
+		pr.forgetUsedBy(from)
 	case errors.Is(err, invite.ErrRetry):
 		// The joiner did not get our answer (or we crashed before saving
 		// the peer): pair if not yet paired, and answer again.
@@ -188,6 +192,22 @@ func (pr *pairing) incoming(from nodekey.Key, pair []byte) bool {
 		}
 	}()
 	return false
+}
+
+// forgetUsedBy deletes from the servers the short forms of the invites
+// joiner used: a third Pi given the same code then hears at once that it
+// is no longer valid, instead of waiting for an answer that never comes.
+func (pr *pairing) forgetUsedBy(joiner nodekey.Key) {
+	if pr.forget == nil {
+		return
+	}
+	for _, e := range pr.store.List(time.Now()) {
+		if e.Joiner == joiner {
+			if id, ok := pr.store.BlobID(e.ID); ok {
+				pr.forget(id)
+			}
+		}
+	}
 }
 
 // onHello takes a peer's Hello: it completes a join, and keeps the peer's
@@ -305,17 +325,17 @@ func nextFreeIndex(c *config.Config) int {
 	return 0
 }
 
-// invite makes a new invite with this node's servers.
-func (pr *pairing) invite(ttl time.Duration) (control.InviteResult, error) {
+// create makes a new invite with this node's servers.
+func (pr *pairing) create(ttl time.Duration) (invite.Invite, error) {
 	cfg := pr.cfg()
 	if len(cfg.Rendezvous) == 0 {
-		return control.InviteResult{}, errors.New("this Pi has no rendezvous server, so no other Pi could find it: add one (rendezvous = host:port KEY in peerline.txt, or \"rendezvous\" in the config) first")
+		return invite.Invite{}, errors.New("this Pi has no rendezvous server, so no other Pi could find it: add one (rendezvous = host:port KEY in peerline.txt, or \"rendezvous\" in the config) first")
 	}
 	var servers []invite.Server
 	for _, r := range cfg.Rendezvous {
 		s, err := inviteServer(r)
 		if err != nil {
-			return control.InviteResult{}, err
+			return invite.Invite{}, err
 		}
 		servers = append(servers, s)
 		if len(servers) == invite.MaxServers {
@@ -325,11 +345,7 @@ func (pr *pairing) invite(ttl time.Duration) (control.InviteResult, error) {
 	if ttl <= 0 {
 		ttl = invite.DefaultTTL
 	}
-	iv, err := pr.store.Create(time.Now(), ttl, pr.key.Public(), inviteName(cfg.Name), servers)
-	if err != nil {
-		return control.InviteResult{}, err
-	}
-	return control.InviteResult{Code: iv.Code(), URI: iv.URI(), ID: iv.ID(), Expires: iv.Expires}, nil
+	return pr.store.Create(time.Now(), ttl, pr.key.Public(), inviteName(cfg.Name), servers)
 }
 
 // inviteName fits the node name into an invite's alphabet (it is only
@@ -389,6 +405,11 @@ func (pr *pairing) join(ctx context.Context, code string) (control.PeerRef, erro
 	}
 	if iv.Expired(time.Now()) {
 		return control.PeerRef{}, fmt.Errorf("this invite expired at %s: ask %s for a new one (`peerline invite`)", iv.Expires.Local().Format("2006-01-02 15:04"), displayName(iv.Name))
+	}
+	if iv.Short() {
+		if err := fetchInvite(ctx, &iv); err != nil {
+			return control.PeerRef{}, err
+		}
 	}
 	if iv.Inviter == pr.key.Public() {
 		return control.PeerRef{}, errors.New("this is this Pi's own invite: type the code on the other Pi")

@@ -41,6 +41,31 @@
 // every burst that short, so a mistyped code is reported as a typo, never as
 // a different invite. A future version must keep the version byte first and
 // the CRC last so that this version says "update" rather than "typo".
+//
+// # Short codes
+//
+// A version-1 code is long (160 to 190 characters for one server) because
+// it carries two 32-byte keys. A version-2 code (ShortCode: 48 characters
+// for a server by IPv4 address, 60 for one named rv.example.org) holds only
+// what the joiner needs to fetch the rest, and the secret, with the CRC
+// last as in version 1, so it catches typos as well:
+//
+//	version(1) = 2
+//	flags(1): the server's kind byte as in version 1 (host kind, ports
+//	          follow); bits 4-7 zero
+//	expires(4) secret(16)
+//	the server's host and ports as in version 1, without its key
+//	crc(4): CRC-32C of everything before, big-endian
+//
+// The rest (inviter key, name, every server with its key, the expiry
+// again) is the invite's blob (SealBlob), which the inviter stores on its
+// rendezvous servers under BlobID(secret). The joiner fetches it from the
+// server the code names and opens it (Open) with the secret. Both the ID
+// and the blob's key are derived from the secret with their own labels, so
+// the server, which sees the ID and the ciphertext, can neither read the
+// blob nor make one the joiner would accept. The joiner learns the
+// inviter's key from the blob only, so a short code is exactly as strong as
+// its 128-bit secret, as a long one is.
 package invite
 
 import (
@@ -77,11 +102,16 @@ const (
 // instead of 8), which makes the symbol smaller and easier to scan.
 const URIPrefix = "PEERLINE:JOIN/"
 
-// Errors from Parse. Each says what the person holding the code should do.
+// Errors from Parse and Open. Each says what the person holding the code
+// should do.
 var (
 	ErrTypo      = errors.New("the invite code has a typo: check it letter by letter")
 	ErrVersion   = errors.New("the invite was made by a newer peerline: update this Pi")
 	ErrMalformed = errors.New("this is not a valid peerline invite: ask the inviter for a new one (`peerline invite`)")
+	// ErrBlob is Open's error: the blob fetched for a short code is not
+	// that code's. The wrapped text says whether it did not open (changed,
+	// or sealed with another secret) or opened but disagrees with the code.
+	ErrBlob = errors.New("the rest of the invite, stored on the rendezvous server, does not match the code: ask the inviter for a new code (`peerline invite`)")
 )
 
 // Server is a rendezvous server as an invite names it.
@@ -106,6 +136,11 @@ type Invite struct {
 	Secret [16]byte
 	// Expires is when the inviter stops accepting the code (whole seconds).
 	Expires time.Time
+
+	// short marks an invite parsed from a version-2 code and not yet
+	// opened: Inviter, Name and the servers' keys are still unknown, and
+	// nothing may trust or re-encode them as a long code.
+	short bool
 }
 
 // Expired reports whether the invite is no longer accepted at now.
@@ -127,8 +162,20 @@ var hostnameRE = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-
 
 const maxHostLen = 253
 
-// Validate reports why iv cannot be written as a code, if it cannot.
+// Validate reports why iv cannot be written as a code, if it cannot. A
+// Short invite is checked as what its version-2 code holds (one server's
+// address, the expiry); any other as a complete invite, which Code,
+// ShortCode and SealBlob can all write.
 func (iv Invite) Validate() error {
+	if iv.short {
+		if len(iv.Servers) != 1 {
+			return fmt.Errorf("short invite names %d rendezvous servers; its code names exactly one", len(iv.Servers))
+		}
+		if err := validServer(1, iv.Servers[0], false); err != nil {
+			return err
+		}
+		return validExpiry(iv.Expires)
+	}
 	if iv.Inviter.IsZero() {
 		return errors.New("invite has no inviter key")
 	}
@@ -139,18 +186,32 @@ func (iv Invite) Validate() error {
 		return fmt.Errorf("invite lists %d rendezvous servers; it needs 1 to %d (add one to the config's \"rendezvous\")", n, MaxServers)
 	}
 	for n, s := range iv.Servers {
-		if _, _, err := hostKind(s.Host); err != nil {
-			return fmt.Errorf("rendezvous server %d: %w", n+1, err)
-		}
-		if s.Port == 0 || s.Port2 == 0 || s.Port == s.Port2 {
-			return fmt.Errorf("rendezvous server %d (%s): ports %d and %d: need two different ports from 1 to 65535", n+1, s.Host, s.Port, s.Port2)
-		}
-		if s.Key.IsZero() {
-			return fmt.Errorf("rendezvous server %d (%s) has no key; get it with `rendezvousd -public-key` on the server", n+1, s.Host)
+		if err := validServer(n+1, s, true); err != nil {
+			return err
 		}
 	}
-	if sec := iv.Expires.Unix(); iv.Expires.IsZero() || sec < 0 || sec > 1<<32-1 {
-		return fmt.Errorf("invite expiry %v is out of range", iv.Expires)
+	return validExpiry(iv.Expires)
+}
+
+// validServer checks the n-th server; needKey is false for the one a
+// version-2 code names, whose key only the blob holds.
+func validServer(n int, s Server, needKey bool) error {
+	if _, _, err := hostKind(s.Host); err != nil {
+		return fmt.Errorf("rendezvous server %d: %w", n, err)
+	}
+	if s.Port == 0 || s.Port2 == 0 || s.Port == s.Port2 {
+		return fmt.Errorf("rendezvous server %d (%s): ports %d and %d: need two different ports from 1 to 65535", n, s.Host, s.Port, s.Port2)
+	}
+	if needKey && s.Key.IsZero() {
+		return fmt.Errorf("rendezvous server %d (%s) has no key; get it with `rendezvousd -public-key` on the server", n, s.Host)
+	}
+	return nil
+}
+
+// validExpiry checks that an expiry fits a code's 32 bits of Unix seconds.
+func validExpiry(t time.Time) error {
+	if sec := t.Unix(); t.IsZero() || sec < 0 || sec > 1<<32-1 {
+		return fmt.Errorf("invite expiry %v is out of range", t)
 	}
 	return nil
 }
@@ -205,8 +266,9 @@ func hostKind(host string) (kind byte, canon string, err error) {
 }
 
 // Code returns the invite as people read and type it: base32 in groups of
-// five separated by dashes. It panics if iv is not valid (see Validate);
-// invites from Store.Create always are.
+// five separated by dashes. It panics if iv is not valid (see Validate) or
+// is Short (a short invite has no inviter key to write until Open);
+// invites from Store.Create always are valid.
 func (iv Invite) Code() string { return group(encode32(iv.mustBinary())) }
 
 // URI returns the data for a QR code: URIPrefix and the code without
@@ -224,6 +286,9 @@ func (iv Invite) mustBinary() []byte {
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 func (iv Invite) appendBinary(b []byte) ([]byte, error) {
+	if iv.short {
+		return nil, errors.New("a short invite has no inviter key until it is opened with its blob")
+	}
 	if err := iv.Validate(); err != nil {
 		return nil, err
 	}
@@ -235,42 +300,59 @@ func (iv Invite) appendBinary(b []byte) ([]byte, error) {
 	b = append(b, byte(len(iv.Name)))
 	b = append(b, iv.Name...)
 	for _, s := range iv.Servers {
-		kind, host, _ := hostKind(s.Host)
-		flags := kind
-		if s.Port != DefaultPort {
-			flags |= flagPort
-		}
-		if s.Port2 != s.Port+1 {
-			flags |= flagPort2
-		}
-		b = append(b, flags)
-		switch kind {
-		case kindName:
-			b = append(b, byte(len(host)))
-			b = packName(b, host)
-		case kindIPv4:
-			a4 := netip.MustParseAddr(host).As4()
-			b = append(b, a4[:]...)
-		case kindIPv6:
-			a16 := netip.MustParseAddr(host).As16()
-			b = append(b, a16[:]...)
-		}
-		if flags&flagPort != 0 {
-			b = binary.BigEndian.AppendUint16(b, s.Port)
-		}
-		if flags&flagPort2 != 0 {
-			b = binary.BigEndian.AppendUint16(b, s.Port2)
-		}
+		b = appendServer(b, s)
 		b = append(b, s.Key[:]...)
 	}
 	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b[start:], castagnoli)), nil
 }
 
-// Parse reads a code as Code or URI wrote it, forgiving case, dashes,
-// spaces and line breaks. Its errors are ErrTypo, ErrVersion or
-// ErrMalformed (test with errors.Is), with details. It does not check the
-// expiry: compare Expired with the clock.
+// appendServer appends a valid server's kind byte, host and ports, without
+// its key: all a version-2 code says about it.
+func appendServer(b []byte, s Server) []byte {
+	kind, host, _ := hostKind(s.Host)
+	flags := kind
+	if s.Port != DefaultPort {
+		flags |= flagPort
+	}
+	if s.Port2 != s.Port+1 {
+		flags |= flagPort2
+	}
+	b = append(b, flags)
+	switch kind {
+	case kindName:
+		b = append(b, byte(len(host)))
+		b = packName(b, host)
+	case kindIPv4:
+		a4 := netip.MustParseAddr(host).As4()
+		b = append(b, a4[:]...)
+	case kindIPv6:
+		a16 := netip.MustParseAddr(host).As16()
+		b = append(b, a16[:]...)
+	}
+	if flags&flagPort != 0 {
+		b = binary.BigEndian.AppendUint16(b, s.Port)
+	}
+	if flags&flagPort2 != 0 {
+		b = binary.BigEndian.AppendUint16(b, s.Port2)
+	}
+	return b
+}
+
+// maxCodeChars bounds what Parse reads, white space included.
+const maxCodeChars = 4096
+
+// Parse reads a code as Code, URI, ShortCode or ShortURI wrote it,
+// forgiving case, dashes, spaces and line breaks. Its errors are ErrTypo,
+// ErrVersion or ErrMalformed (test with errors.Is), with details. It does
+// not check the expiry: compare Expired with the clock. An invite from a
+// short code is Short: Open it with its blob before using it.
 func Parse(code string) (Invite, error) {
+	// The longest code (four servers with 253-character names) has under
+	// 1,800 characters with its dashes; refusing far more up front keeps
+	// the cost of hostile or pasted junk small.
+	if len(code) > maxCodeChars {
+		return Invite{}, fmt.Errorf("%w (it has %d characters; a code has fewer than %d)", ErrMalformed, len(code), maxCodeChars)
+	}
 	s := strings.TrimSpace(code)
 	if len(s) >= len(URIPrefix) && strings.EqualFold(s[:len(URIPrefix)], URIPrefix) {
 		s = s[len(URIPrefix):]
@@ -279,7 +361,14 @@ func Parse(code string) (Invite, error) {
 	if err != nil {
 		return Invite{}, err
 	}
-	const minLen = 2 + 4 + nodekey.Len + 16 + 1 + 4
+	// The shortest code of each version: no name, one server of the
+	// smallest kind (a one-character DNS name or an IPv4 address). The
+	// version byte may itself be mistyped, so this only picks a clearer
+	// message; the CRC decides.
+	minLen := 2 + 4 + 16 + 3 + 4
+	if len(b) > 0 && b[0] == Version {
+		minLen = 2 + 4 + nodekey.Len + 16 + 1 + 4
+	}
 	if len(b) < minLen {
 		return Invite{}, fmt.Errorf("%w (it is too short: part of it is missing)", ErrTypo)
 	}
@@ -287,13 +376,15 @@ func Parse(code string) (Invite, error) {
 	if crc32.Checksum(body, castagnoli) != sum {
 		return Invite{}, ErrTypo
 	}
-	if body[0] != Version {
-		if body[0] > Version {
-			return Invite{}, ErrVersion
-		}
-		return Invite{}, fmt.Errorf("%w (unknown version %d)", ErrMalformed, body[0])
+	switch {
+	case body[0] == Version:
+		return parseBody(body)
+	case body[0] == VersionShort:
+		return parseShort(body)
+	case body[0] > VersionShort:
+		return Invite{}, ErrVersion
 	}
-	return parseBody(body)
+	return Invite{}, fmt.Errorf("%w (unknown version %d)", ErrMalformed, body[0])
 }
 
 // reader takes bytes off the front of a code; once short, it stays short.
@@ -334,35 +425,12 @@ func parseBody(body []byte) (Invite, error) {
 	iv.Name = string(r.take(nameLen))
 	iv.Servers = make([]Server, int(flags&3)+1)
 	for n := range iv.Servers {
-		s := &iv.Servers[n]
-		kind := r.byte()
-		if kind&^(3|flagPort|flagPort2) != 0 {
-			return bad("server %d: unknown flags %#x", n+1, kind)
-		}
-		switch kind & 3 {
-		case kindName:
-			chars := int(r.byte())
-			host, ok := unpackName(r.take((chars+2)/3*2), chars)
-			if !ok {
-				return bad("server %d: bad host name", n+1)
-			}
-			s.Host = host
-		case kindIPv4:
-			s.Host = netip.AddrFrom4([4]byte(r.take(4))).String()
-		case kindIPv6:
-			s.Host = netip.AddrFrom16([16]byte(r.take(16))).String()
-		default:
-			return bad("server %d: unknown host kind", n+1)
-		}
-		s.Port = DefaultPort
-		if kind&flagPort != 0 {
-			s.Port = binary.BigEndian.Uint16(r.take(2))
-		}
-		s.Port2 = s.Port + 1
-		if kind&flagPort2 != 0 {
-			s.Port2 = binary.BigEndian.Uint16(r.take(2))
+		s, err := readServer(r, r.byte())
+		if err != nil {
+			return bad("server %d: %v", n+1, err)
 		}
 		copy(s.Key[:], r.take(nodekey.Len))
+		iv.Servers[n] = s
 	}
 	switch {
 	case r.short:
@@ -380,6 +448,38 @@ func parseBody(body []byte) (Invite, error) {
 		return bad("not in canonical form")
 	}
 	return iv, nil
+}
+
+// readServer reads what appendServer wrote after the kind byte.
+func readServer(r *reader, kind byte) (Server, error) {
+	var s Server
+	if kind&^(3|flagPort|flagPort2) != 0 {
+		return s, fmt.Errorf("unknown flags %#x", kind)
+	}
+	switch kind & 3 {
+	case kindName:
+		chars := int(r.byte())
+		host, ok := unpackName(r.take((chars+2)/3*2), chars)
+		if !ok {
+			return s, errors.New("bad host name")
+		}
+		s.Host = host
+	case kindIPv4:
+		s.Host = netip.AddrFrom4([4]byte(r.take(4))).String()
+	case kindIPv6:
+		s.Host = netip.AddrFrom16([16]byte(r.take(16))).String()
+	default:
+		return s, errors.New("unknown host kind")
+	}
+	s.Port = DefaultPort
+	if kind&flagPort != 0 {
+		s.Port = binary.BigEndian.Uint16(r.take(2))
+	}
+	s.Port2 = s.Port + 1
+	if kind&flagPort2 != 0 {
+		s.Port2 = binary.BigEndian.Uint16(r.take(2))
+	}
+	return s, nil
 }
 
 // nameChars are the characters of a DNS name in base 40; 0 pads.

@@ -215,7 +215,7 @@ func TestParseErrors(t *testing.T) {
 		{"punctuation", strings.Replace(basic.Code(), "-", "!", 1), ErrTypo},
 		{"non-ASCII", "é" + basic.Code(), ErrTypo},
 		{"other URI scheme", "https://example.org/" + basic.Code(), ErrTypo},
-		{"newer version", edit(func(b []byte) []byte { b[0] = 2; return b }), ErrVersion},
+		{"newer version", edit(func(b []byte) []byte { b[0] = VersionShort + 1; return b }), ErrVersion},
 		{"version 0", edit(func(b []byte) []byte { b[0] = 0; return b }), ErrMalformed},
 		{"unknown flag", edit(func(b []byte) []byte { b[1] |= 4; return b }), ErrMalformed},
 		{"more servers than present", edit(func(b []byte) []byte { b[1] = 1; return b }), ErrMalformed},

@@ -282,6 +282,20 @@ func (s *Store) Redeem(now time.Time, proof [32]byte, inviter, joiner nodekey.Ke
 	return nil
 }
 
+// BlobID returns the ID under which the short form of the invite with this
+// ID (Invite.ID) is stored on rendezvous servers, so that the blob can be
+// deleted once the invite is used or revoked.
+func (s *Store) BlobID(id string) ([16]byte, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.records {
+		if secretID(r.secret()) == id {
+			return BlobID(r.secret()), true
+		}
+	}
+	return [16]byte{}, false
+}
+
 // List returns the invites remembered at now, oldest first.
 func (s *Store) List(now time.Time) []Entry {
 	s.mu.Lock()

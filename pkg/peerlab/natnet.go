@@ -31,7 +31,7 @@ func buildNAT(ctx context.Context, l *lab.Lab, opts Options) (*Network, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Network{Lab: l, Inet: inet}
+	n := &Network{Lab: l, Inet: inet, longCode: no.LongCode}
 	if n.VPS, err = l.PublicHost("vps", inet, vpsAddr); err != nil {
 		return nil, err
 	}
@@ -152,6 +152,9 @@ func (n *Network) pairByInvite(ctx context.Context) (PairingResult, error) {
 		return r, err
 	}
 	r.Code = inv.Code
+	if n.longCode {
+		r.Code = inv.LongCode
+	}
 	// B's phone streams to A's from the moment the join starts, at the
 	// address A's phone will have at B: B gives A the first free index.
 	idx := 1
@@ -165,7 +168,7 @@ func (n *Network) pairByInvite(ctx context.Context) (PairingResult, error) {
 	defer media.Stop()
 	start := time.Now()
 	var joined control.PeerRef
-	if err := n.B.cli(ctx, &joined, "join", "--json", inv.Code); err != nil {
+	if err := n.B.cli(ctx, &joined, "join", "--json", r.Code); err != nil {
 		return r, err
 	}
 	r.Join = time.Since(start)

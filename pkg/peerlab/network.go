@@ -61,6 +61,9 @@ type Network struct {
 	VPS        *lab.Host
 	Servers    []*RendezvousServer
 	Pairing    PairingResult
+
+	// longCode: pair with the invite's long code (NATOptions.LongCode).
+	longCode bool
 }
 
 // PairingResult is what `peerline join` took.
@@ -104,6 +107,9 @@ type NATOptions struct {
 	Rendezvousd, Peerline string
 	// Servers is how many rendezvous servers run on the VPS (default 1).
 	Servers int
+	// LongCode pairs with the long form of the invite code instead of
+	// the short one.
+	LongCode bool
 	// beforePairing runs after the daemons are ready, before the invite
 	// (tests stop a server there).
 	beforePairing func(*Network) error

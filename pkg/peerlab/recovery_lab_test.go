@@ -156,6 +156,7 @@ func TestInviteErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("join with %.20s...: %v, want an error saying %q", code, err, want)
 		}
+		t.Logf("join with %s: %v", code, err)
 		// The undo is a config change the daemon applies in a moment.
 		err = c.waitFor(ctx, 5*time.Second, "peers left after a failed join", func() (bool, string) {
 			st, err := c.Status()
@@ -172,9 +173,11 @@ func TestInviteErrors(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	// The code B paired with (in Build) is used: C is refused. A cannot
-	// tell C why without revealing itself, so C hears nothing back; its
-	// error lists this among the causes, and A's log says which.
+	// The code B paired with (in Build) is used: A deleted its short form
+	// from the server when B used it, so C hears at once that the server
+	// does not know it. (With the long form, A cannot tell C why without
+	// revealing itself: C hears nothing back, and its error lists this
+	// among the causes.)
 	var list []control.InviteEntry
 	if err := n.A.cli(ctx, &list, "invite", "--list", "--json"); err != nil || len(list) != 1 || list[0].State != "used" {
 		t.Fatalf("A's invites after pairing: %+v %v", list, err)
@@ -197,7 +200,16 @@ func TestInviteErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	iv.Expires = time.Now().Add(-time.Minute).Truncate(time.Second)
-	joinFails(iv.Code(), "expired")
+	if !iv.Short() {
+		t.Fatalf("A gave a long code (%s): its rendezvous server did not store the short form", n.Pairing.Code)
+	}
+	joinFails(iv.ShortCode(), "expired")
+
+	// A short code the server holds nothing for (revoked long ago, or
+	// made up): the joiner hears so from the server, at once.
+	iv.Expires = time.Now().Add(time.Hour).Truncate(time.Second)
+	iv.Secret[0] ^= 1
+	joinFails(iv.ShortCode(), "does not know this code")
 
 	// Unpairing takes the tunnel and its namespace down.
 	var removed control.PeerRef

@@ -168,7 +168,9 @@ type Manager struct {
 	// and are read by the socket's reader.
 	clientsMu sync.RWMutex
 	clients   []*rvclient.Client
-	byAddr    map[netip.AddrPort]*rvclient.Client
+	// serverKeys is each client's server's public key.
+	serverKeys map[*rvclient.Client]nodekey.Key
+	byAddr     map[netip.AddrPort]*rvclient.Client
 
 	events chan event
 	// paired is the set of peers, read by the socket reader (Accept).
@@ -242,20 +244,21 @@ func New(opt Options) (*Manager, error) {
 	}
 	m := &Manager{
 		opt: opt, log: opt.Log, pub: opt.PrivateKey.Public(),
-		byAddr: map[netip.AddrPort]*rvclient.Client{},
-		events: make(chan event, 256),
-		aeads:  map[nodekey.Key]cipher.AEAD{},
-		peers:  map[nodekey.Key]*peer{},
-		early:  map[nodekey.Key]*intro{},
-		done:   make(chan struct{}),
+		byAddr:     map[netip.AddrPort]*rvclient.Client{},
+		serverKeys: map[*rvclient.Client]nodekey.Key{},
+		events:     make(chan event, 256),
+		aeads:      map[nodekey.Key]cipher.AEAD{},
+		peers:      map[nodekey.Key]*peer{},
+		early:      map[nodekey.Key]*intro{},
+		done:       make(chan struct{}),
 	}
 	empty := map[nodekey.Key]bool{}
 	m.paired.Store(&empty)
 	st := map[nodekey.Key]Status{}
 	m.status.Store(&st)
 	if opt.Resolve == nil {
-		opt.Resolve = resolve
-		m.opt.Resolve = resolve
+		opt.Resolve = Resolve
+		m.opt.Resolve = Resolve
 	}
 	opt.Mux.SetHandler(m.handle)
 	return m, nil
@@ -281,6 +284,7 @@ func (m *Manager) addServer(ctx context.Context, srv rvclient.Server, wg *sync.W
 	}
 	m.clientsMu.Lock()
 	m.clients = append(m.clients, c)
+	m.serverKeys[c] = srv.Key
 	for _, a := range srv.Addrs {
 		if a.IsValid() {
 			m.byAddr[netip.AddrPortFrom(a.Addr().Unmap(), a.Port())] = c
@@ -291,7 +295,7 @@ func (m *Manager) addServer(ctx context.Context, srv rvclient.Server, wg *sync.W
 	return nil
 }
 
-// resolveServer resolves srv until it works or ctx ends, backing off.
+// ResolveServer resolves srv until it works or ctx ends, backing off.
 func (m *Manager) resolveServer(ctx context.Context, srv Server, wg *sync.WaitGroup) {
 	wait := time.Second
 	for {
@@ -331,7 +335,9 @@ func (m *Manager) resolveOnce(ctx context.Context, srv Server) (rvclient.Server,
 	return rs, nil
 }
 
-func resolve(ctx context.Context, hostport string) (netip.AddrPort, error) {
+// Resolve turns a server's host:port into an address: an IP literal as it
+// is, a name by DNS (IPv4: the node's socket is IPv4).
+func Resolve(ctx context.Context, hostport string) (netip.AddrPort, error) {
 	if ap, err := netip.ParseAddrPort(hostport); err == nil {
 		return ap, nil
 	}

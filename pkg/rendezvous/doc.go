@@ -21,12 +21,27 @@
 // (NodeAEAD/ServerAEAD). Replies use the same key but their own types, so a
 // request is never accepted as a reply or the other way round.
 //
-// Two messages are not sealed: Cookie (server to node: the return-routability
-// cookie for the node's source address and the server's clock, the only
-// answer an unauthenticated packet can get; it is smaller than the smallest
-// sealed request) and Relay (a WireGuard packet between two paired nodes,
+// Apart from the invite fetch below, two messages are not sealed: Cookie
+// (server to node: the return-routability cookie for the node's source
+// address and the server's clock, the answer to a sealed request that fails
+// the cookie or time check; it is smaller than the smallest sealed request)
+// and Relay (a WireGuard packet between two paired nodes,
 // addressed by a session id the server handed out in sealed Punch messages;
 // WireGuard authenticates the payload end to end).
+//
+// Invites: an inviting node stores a sealed invite blob (pkg/invite seals
+// it with a key derived from the invite code's secret) on its servers with
+// InvitePut (sealed like Register: cookie-checked, authenticated, and the id
+// then belongs to the sender's key until it expires or the sender deletes
+// it), answered by a sealed InvitePutReply. A joiner, who may not be
+// registered anywhere, fetches it without any key or cookie:
+//
+//	InviteGet: header(4) id(16) zero-padding to InviteGetLen (342 bytes)
+//	Invite:    header(4) id(16) length(2) blob(length ≤ MaxInviteBlob)
+//
+// An empty blob in an Invite means "not known here". InviteGet is padded to
+// the longest possible Invite and any other length is dropped, so the answer
+// is never longer than the question and can be sent without a cookie.
 //
 // Payloads that one node means for another (PeerInfo: LAN endpoints, later
 // pairing and punch data) travel as a Box sealed with PeerAEAD, a key derived
@@ -57,6 +72,17 @@
 // to an address than it received from it (spoofed sources fail the cookie
 // check, which binds every sealed request to its source address).
 //
+// Invite storage gives a stranger no more: anyone may ask for any invite
+// id, and gets at most as many bytes as they sent (so a spoofed source is
+// reflected, not amplified, as with Cookie). An id is 128 bits derived from
+// the invite secret, so guessing or enumerating one is hopeless, and what
+// comes back is ciphertext that only a holder of the code can open. Only the
+// key that stored an id can replace or delete it; storage is bounded per key
+// and in total, and blobs expire (at most MaxInviteTTL). Keys cost nothing,
+// so a stranger with many keys can fill the table and make other nodes'
+// stores fail until the stranger's blobs expire: denial of service, as
+// with the registration table, and nothing stored is lost or disclosed.
+//
 // An on-path attacker (sees and changes packets between node and server) can
 // additionally drop, delay or replay packets, and learn endpoints and who
 // talks to whom from addresses and sizes. Replays are refused (time window
@@ -69,5 +95,9 @@
 // traffic. It cannot read or forge a Box (PeerAEAD needs a node private key),
 // cannot impersonate a node to another (nodes pin each other's keys at
 // pairing; WireGuard authenticates every packet) and cannot read relayed
-// traffic (WireGuard encrypts it). At worst it denies service.
+// traffic (WireGuard encrypts it). Of invites it learns only ids, blob
+// sizes, which key stored them and which addresses fetched them: it cannot
+// open a blob or forge one that opens (that needs the code's secret), only
+// withhold it or hand out an older blob that the same node stored under
+// that id. At worst it denies service.
 package rendezvous

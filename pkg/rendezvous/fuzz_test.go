@@ -120,3 +120,44 @@ func FuzzOpenProbe(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseInviteGet: only datagrams of exactly InviteGetLen parse, they are
+// exactly what AppendInviteGet makes, and no answer to one is longer.
+func FuzzParseInviteGet(f *testing.F) {
+	f.Add(AppendInviteGet(nil, [InviteIDLen]byte{1, 2, 3}))
+	f.Add(AppendInviteGet(nil, [InviteIDLen]byte{})[:InviteGetLen-1])
+	f.Add(AppendInvite(nil, [InviteIDLen]byte{1}, []byte("blob")))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		id, err := ParseInviteGet(b)
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(AppendInviteGet(nil, id), b) {
+			t.Fatalf("ParseInviteGet(% x) = %x, which appends differently", b, id)
+		}
+		if n := len(AppendInvite(nil, id, make([]byte, MaxInviteBlob))); n > len(b) {
+			t.Fatalf("the longest answer (%d bytes) exceeds the %d-byte request", n, len(b))
+		}
+	})
+}
+
+// FuzzParseInvite: whatever parses appends back to the same bytes and stays
+// within the limits.
+func FuzzParseInvite(f *testing.F) {
+	f.Add(AppendInvite(nil, [InviteIDLen]byte{1, 2, 3}, []byte("sealed blob")))
+	f.Add(AppendInvite(nil, [InviteIDLen]byte{4}, nil))
+	f.Add(AppendInvite(nil, [InviteIDLen]byte{5}, bytes.Repeat([]byte{6}, MaxInviteBlob)))
+	f.Add(AppendInviteGet(nil, [InviteIDLen]byte{7}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		id, blob, err := ParseInvite(b)
+		if err != nil {
+			return
+		}
+		if len(blob) > MaxInviteBlob || len(b) > InviteGetLen {
+			t.Fatalf("ParseInvite accepted %d bytes with a %d-byte blob", len(b), len(blob))
+		}
+		if !bytes.Equal(AppendInvite(nil, id, blob), b) {
+			t.Fatalf("ParseInvite(% x) does not append back", b)
+		}
+	})
+}

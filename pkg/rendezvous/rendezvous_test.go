@@ -39,6 +39,10 @@ var messages = []Message{
 	Punch{Peer: pk, Endpoints: [2]netip.AddrPort{ap4, {}}},
 	Unregister{},
 	UnregisterReply{ReplyTo: ReplyID{8}},
+	InvitePut{ID: [InviteIDLen]byte{1, 2, 3}, Expires: time.Unix(1700000000, 0), Blob: bytes.Repeat([]byte{9}, MaxInviteBlob)},
+	InvitePut{ID: [InviteIDLen]byte{4}},
+	InvitePutReply{ReplyTo: ReplyID{7}, ID: [InviteIDLen]byte{5}, Stored: true},
+	InvitePutReply{ID: [InviteIDLen]byte{6}},
 }
 
 func TestBodyRoundTrip(t *testing.T) {

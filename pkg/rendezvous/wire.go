@@ -31,17 +31,22 @@ const (
 	TypePunch           Type = 0x15 // server → node (pushed)
 	TypeUnregister      Type = 0x16 // node → server
 	TypeUnregisterReply Type = 0x17 // server → node
+	TypeInvitePut       Type = 0x18 // node → server
+	TypeInvitePutReply  Type = 0x19 // server → node
 	TypeRelay           Type = 0x20 // node → server → node, not sealed
 	TypeProbe           Type = 0x30 // node → node, sealed with PeerAEAD
 	TypeProbeReply      Type = 0x31 // node → node, sealed with PeerAEAD
 	TypeBye             Type = 0x32 // node → node, sealed with PeerAEAD: going offline
+	TypeInviteGet       Type = 0x40 // anyone → server, not sealed
+	TypeInvite          Type = 0x41 // server → anyone, not sealed; never longer than its InviteGet
 )
 
 // Sealed reports whether messages of type t travel in a sealed envelope.
 func (t Type) Sealed() bool {
 	switch t {
 	case TypeRegister, TypeRegisterReply, TypeConnect, TypeConnectReply,
-		TypeIncoming, TypePunch, TypeUnregister, TypeUnregisterReply:
+		TypeIncoming, TypePunch, TypeUnregister, TypeUnregisterReply,
+		TypeInvitePut, TypeInvitePutReply:
 		return true
 	}
 	return false
@@ -49,7 +54,7 @@ func (t Type) Sealed() bool {
 
 // Request reports whether t is sent by a node to the server in an envelope.
 func (t Type) Request() bool {
-	return t == TypeRegister || t == TypeConnect || t == TypeUnregister
+	return t == TypeRegister || t == TypeConnect || t == TypeUnregister || t == TypeInvitePut
 }
 
 func (t Type) String() string {
@@ -72,6 +77,14 @@ func (t Type) String() string {
 		return "unregister"
 	case TypeUnregisterReply:
 		return "unregister-reply"
+	case TypeInvitePut:
+		return "invite-put"
+	case TypeInvitePutReply:
+		return "invite-put-reply"
+	case TypeInviteGet:
+		return "invite-get"
+	case TypeInvite:
+		return "invite"
 	case TypeRelay:
 		return "relay"
 	case TypeProbe:
@@ -85,7 +98,11 @@ func (t Type) String() string {
 }
 
 func known(t Type) bool {
-	return t == TypeCookie || t == TypeRelay || t == TypeProbe || t == TypeProbeReply || t == TypeBye || t.Sealed()
+	switch t {
+	case TypeCookie, TypeRelay, TypeProbe, TypeProbeReply, TypeBye, TypeInviteGet, TypeInvite:
+		return true
+	}
+	return t.Sealed()
 }
 
 // Errors returned by the parsers. Callers count them; none is ever answered.
@@ -307,6 +324,10 @@ func ParseBody(t Type, b []byte) (Message, error) {
 		var v UnregisterReply
 		r.bytes(v.ReplyTo[:])
 		m = v
+	case TypeInvitePut:
+		m = parseInvitePut(&r)
+	case TypeInvitePutReply:
+		m = parseInvitePutReply(&r)
 	default:
 		return nil, ErrType
 	}
@@ -410,9 +431,13 @@ func (r *reader) addrPort() netip.AddrPort {
 	return ap
 }
 
-func (r *reader) box() []byte {
+func (r *reader) box() []byte { return r.prefixed(MaxBox) }
+
+// prefixed reads a 2-byte length and that many bytes, at most max; empty is
+// nil.
+func (r *reader) prefixed(max int) []byte {
 	n := int(r.u16())
-	if n > MaxBox {
+	if n > max {
 		if r.err == nil {
 			r.err = ErrTooLong
 		}

@@ -2,7 +2,9 @@
 // (pkg/rendezvous): it registers with one server over a net.PacketConn it is
 // given, learns its NAT mapping as seen on both server ports, asks the server
 // to introduce it to a peer, answers introductions from paired peers, and
-// sends and receives relayed packets.
+// sends and receives relayed packets. It also stores this node's sealed
+// invite blobs on the server (PutInvite); GetInvite fetches one from any
+// server, without a key or registration, for a node joining by invite.
 //
 // The client does not own the socket's reads if the caller does not want it
 // to: a node that shares one UDP socket between WireGuard and rendezvous
@@ -267,6 +269,8 @@ func (c *Client) handleSealed(b []byte, port int) {
 	case rendezvous.ConnectReply:
 		replyTo = m.ReplyTo
 	case rendezvous.UnregisterReply:
+		replyTo = m.ReplyTo
+	case rendezvous.InvitePutReply:
 		replyTo = m.ReplyTo
 	}
 	if ch := c.waiters[replyTo]; ch != nil {

@@ -2,17 +2,23 @@
 // in-memory table of registered nodes and where the server saw them on each
 // of its two UDP ports, introduces two nodes to each other once both asked
 // (see pkg/rendezvous for the scheme and the threat model), and relays
-// WireGuard packets between introduced nodes whose direct path fails.
+// WireGuard packets between introduced nodes whose direct path fails. It
+// also keeps the sealed invite blobs that inviting nodes store, for joiners
+// to fetch by id.
 //
 // There is no database: a restart forgets every registration, and nodes
-// re-register within their refresh interval (about 25 s).
+// re-register within their refresh interval (about 25 s). It forgets invite
+// blobs too, so an inviting node should store its open invites again from
+// time to time.
 //
 // Cost of junk: a datagram is dropped after a header check (no crypto), then
 // after a cookie check (one HMAC; the cookie binds a request to its source
 // address, so spoofed sources cannot register, reflect or amplify), then
 // after a time check. Only then is a per-node key looked up in a bounded
 // cache, or derived with one X25519. An unauthenticated datagram gets at
-// most a Cookie, which is smaller than any sealed request; a sealed reply
+// most a Cookie, which is smaller than any sealed request, or an Invite,
+// which is never longer than the fixed-size InviteGet it answers (and costs
+// a map lookup, no cryptography); a sealed reply
 // larger than its request is never sent (clients pad requests to
 // rendezvous.MinRequestLen).
 package rvserver
@@ -66,6 +72,11 @@ type Config struct {
 	// PunchDelay is sent in Punch messages: how long after receipt both
 	// sides start probing.
 	PunchDelay time.Duration
+	// MaxInvites bounds the invite blobs kept in total, and
+	// MaxInvitesPerOwner those one node key may keep; a store beyond
+	// either is refused (expired blobs are dropped first).
+	MaxInvites         int
+	MaxInvitesPerOwner int
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
 }
@@ -109,6 +120,12 @@ func (c Config) withDefaults() Config {
 	if c.ConnectBurst <= 0 {
 		c.ConnectBurst = 20
 	}
+	if c.MaxInvites <= 0 {
+		c.MaxInvites = DefaultMaxInvites
+	}
+	if c.MaxInvitesPerOwner <= 0 {
+		c.MaxInvitesPerOwner = DefaultMaxInvitesPerOwner
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -129,6 +146,12 @@ type Stats struct {
 	Nodes, Sessions, Pending                                    int
 	Junk, BadCookie, BadTime, BadAuth, Replays, TooBig, Relayed uint64
 	RelayDropped, Evicted                                       uint64
+	// Invites is the number of live invite blobs; InvitesStored counts
+	// accepted InvitePuts (stores, replacements and deletions),
+	// InvitesRefused refused ones, InvitesServed InviteGets answered with
+	// a blob and InvitesUnknown those answered with none.
+	Invites                                                      int
+	InvitesStored, InvitesRefused, InvitesServed, InvitesUnknown uint64
 }
 
 // Server is a rendezvous server. Create it with New, then Run it (or
@@ -142,6 +165,7 @@ type Server struct {
 	conns [2]*net.UDPConn // set by Serve before the readers start
 
 	junk, badCookie, badTime, badAuth, replays, tooBig, relayed, relayDropped, evicted atomic.Uint64
+	invitesStored, invitesRefused, invitesServed, invitesUnknown                       atomic.Uint64
 
 	// mu guards everything below.
 	mu       sync.Mutex
@@ -152,6 +176,7 @@ type Server struct {
 	sessions map[uint64]*session
 	pairs    map[[2]nodekey.Key]uint64 // ordered pair → session id
 	replay   replayCache
+	invites  *inviteStore
 }
 
 type node struct {
@@ -198,6 +223,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		sessions: map[uint64]*session{},
 		pairs:    map[[2]nodekey.Key]uint64{},
 		replay:   replayCache{max: 64 * cfg.MaxNodes},
+		invites:  newInviteStore(cfg.MaxInvites, cfg.MaxInvitesPerOwner),
 	}
 	if _, err := rand.Read(s.cookieSecret[:]); err != nil {
 		return nil, fmt.Errorf("cookie secret: %w", err)
@@ -319,7 +345,8 @@ func (s *Server) runSweeper(ctx context.Context) {
 	}
 }
 
-// sweep drops expired registrations, one-sided connects and idle sessions.
+// sweep drops expired registrations, one-sided connects, idle sessions and
+// expired invites.
 func (s *Server) sweep() {
 	now := s.cfg.Now()
 	s.mu.Lock()
@@ -345,6 +372,7 @@ func (s *Server) sweep() {
 		}
 	}
 	s.replay.expire(now, 2*s.cfg.Window)
+	s.invites.expire(now)
 }
 
 func (s *Server) aliveLocked(n *node, now time.Time) bool {
@@ -366,11 +394,13 @@ func (s *Server) dropSessionLocked(id uint64, ss *session) {
 // Stats returns the current counters.
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
-	st := Stats{Nodes: len(s.nodes), Sessions: len(s.sessions), Pending: len(s.pending)}
+	st := Stats{Nodes: len(s.nodes), Sessions: len(s.sessions), Pending: len(s.pending), Invites: len(s.invites.byID)}
 	s.mu.Unlock()
 	st.Junk, st.BadCookie, st.BadTime = s.junk.Load(), s.badCookie.Load(), s.badTime.Load()
 	st.BadAuth, st.Replays, st.TooBig = s.badAuth.Load(), s.replays.Load(), s.tooBig.Load()
 	st.Relayed, st.RelayDropped, st.Evicted = s.relayed.Load(), s.relayDropped.Load(), s.evicted.Load()
+	st.InvitesStored, st.InvitesRefused = s.invitesStored.Load(), s.invitesRefused.Load()
+	st.InvitesServed, st.InvitesUnknown = s.invitesServed.Load(), s.invitesUnknown.Load()
 	return st
 }
 
@@ -389,8 +419,12 @@ func (s *Server) handle(b []byte, src netip.AddrPort, port int, w *scratch, send
 		s.junk.Add(1)
 		return
 	}
-	if t == rendezvous.TypeRelay {
+	switch t {
+	case rendezvous.TypeRelay:
 		s.handleRelay(b, src, port, send)
+		return
+	case rendezvous.TypeInviteGet:
+		s.handleInviteGet(b, src, port, w, send)
 		return
 	}
 	if !t.Request() {
@@ -490,6 +524,16 @@ func (s *Server) requestLocked(m rendezvous.Message, env *rendezvous.Envelope, a
 		}
 		status, pushes := s.connectLocked(env.Sender, m, now)
 		return rendezvous.ConnectReply{ReplyTo: env.ReplyID(), Status: status}, pushes
+	case rendezvous.InvitePut:
+		// No registration needed: the key that sealed the request owns
+		// the id, wherever it registers.
+		stored := s.invites.put(env.Sender, m, now)
+		if stored {
+			s.invitesStored.Add(1)
+		} else {
+			s.invitesRefused.Add(1)
+		}
+		return rendezvous.InvitePutReply{ReplyTo: env.ReplyID(), ID: m.ID, Stored: stored}, nil
 	}
 	return nil, nil
 }

@@ -224,6 +224,8 @@ func TestAmplification(t *testing.T) {
 	h := newHarness(t, Config{})
 	a := h.node("198.51.100.10:40000")
 	h.register(a, 0)
+	// The largest answer an InviteGet can get.
+	h.putInvite(a, [rendezvous.InviteIDLen]byte{1}, h.clock.now().Add(time.Hour), make([]byte, rendezvous.MaxInviteBlob))
 	stranger := netip.MustParseAddrPort("203.0.113.9:9999")
 	r := rand.New(rand.NewPCG(1, 2))
 	seeds := [][]byte{
@@ -231,6 +233,8 @@ func TestAmplification(t *testing.T) {
 		a.seal(t, rendezvous.Connect{Target: a.pub, Box: make([]byte, 300)}, h.clock.now()),
 		rendezvous.AppendRelay(nil, 1, make([]byte, 100)),
 		rendezvous.Cookie{}.Append(nil),
+		rendezvous.AppendInviteGet(nil, [rendezvous.InviteIDLen]byte{1}),
+		a.seal(t, rendezvous.InvitePut{ID: [rendezvous.InviteIDLen]byte{1}, Expires: h.clock.now().Add(time.Hour), Blob: make([]byte, 300)}, h.clock.now()),
 	}
 	for i := range 20000 {
 		b := append([]byte(nil), seeds[i%len(seeds)]...)
@@ -273,6 +277,9 @@ func FuzzServerHandle(f *testing.F) {
 	h.register(a, 0)
 	f.Add(a.seal(f, rendezvous.Register{}, h.clock.now()))
 	f.Add(rendezvous.AppendRelay(nil, 1, []byte("x")))
+	h.putInvite(a, [rendezvous.InviteIDLen]byte{1}, h.clock.now().Add(time.Hour), make([]byte, rendezvous.MaxInviteBlob))
+	f.Add(rendezvous.AppendInviteGet(nil, [rendezvous.InviteIDLen]byte{1}))
+	f.Add(a.seal(f, rendezvous.InvitePut{ID: [rendezvous.InviteIDLen]byte{1}, Expires: h.clock.now().Add(time.Hour), Blob: []byte("blob")}, h.clock.now()))
 	stranger := netip.MustParseAddrPort("203.0.113.9:9999")
 	f.Fuzz(func(t *testing.T, b []byte) {
 		checkAmplification(t, h, b, stranger)

@@ -1,0 +1,116 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/peerline/peerline/pkg/control"
+	"github.com/peerline/peerline/pkg/invite"
+	"github.com/peerline/peerline/pkg/peerpath"
+	"github.com/peerline/peerline/pkg/rvclient"
+)
+
+// Short codes. A version-2 code holds one rendezvous server's address, the
+// expiry and the secret; the rest of the invite (this node's key and name,
+// every server with its key) is a blob sealed with a key derived from the
+// secret, stored on the servers under an ID derived from it (package
+// invite). The servers learn nothing from it and cannot forge it; the
+// joiner fetches it from the server the code names and opens it. If no
+// server takes the blob, the invite is printed in its long form, which
+// needs nothing stored anywhere.
+
+// storeWait bounds storing a new invite's blob on the servers, and
+// fetchWait fetching it on the joining side.
+const (
+	storeWait = 5 * time.Second
+	fetchWait = 5 * time.Second
+)
+
+// invite makes an invite and returns its short code, or its long one when
+// no server the short code could name has stored the blob.
+func (nd *node) invite(ctx context.Context, ttl time.Duration) (control.InviteResult, error) {
+	iv, err := nd.pair.create(ttl)
+	if err != nil {
+		return control.InviteResult{}, err
+	}
+	res := control.InviteResult{Code: iv.Code(), URI: iv.URI(), ID: iv.ID(), Expires: iv.Expires, LongCode: iv.Code(), LongURI: iv.URI()}
+	short, err := nd.storeInvite(ctx, &iv)
+	if !short {
+		nd.log.Warn("no rendezvous server stored the invite; giving the long code", "invite", iv.ID(), "err", err)
+		res.Note = fmt.Sprintf("this is the long form of the code: no rendezvous server took the short form (%v)", err)
+		return res, nil
+	}
+	res.Code, res.URI = iv.ShortCode(), iv.ShortURI()
+	return res, nil
+}
+
+// storeInvite seals iv's blob and stores it on every server; it reports
+// whether a server that stored it now comes first in iv.Servers, the one
+// the short code names.
+func (nd *node) storeInvite(ctx context.Context, iv *invite.Invite) (bool, error) {
+	blob, err := invite.SealBlob(*iv)
+	if err != nil {
+		return false, err
+	}
+	paths, err := nd.pathManager(ctx)
+	if err != nil {
+		return false, err
+	}
+	stored, err := paths.PutInvite(ctx, invite.BlobID(iv.Secret), iv.Expires, blob, storeWait)
+	if err != nil {
+		return false, err
+	}
+	for i, s := range iv.Servers {
+		if s.Key == stored {
+			// The blob lists every server, so naming another one
+			// first changes nothing it says.
+			iv.Servers[0], iv.Servers[i] = iv.Servers[i], iv.Servers[0]
+			return true, nil
+		}
+	}
+	return false, errors.New("the server that stored it is not among the invite's servers")
+}
+
+// forgetInvite deletes an invite's blob from the servers, in the
+// background: it is tidiness (the servers drop it at its expiry anyway), and
+// what makes a used or revoked short code fail at once for a third Pi.
+func (nd *node) forgetInvite(blobID [16]byte) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), storeWait)
+		defer cancel()
+		paths, err := nd.pathManager(ctx)
+		if err == nil {
+			_, err = paths.PutInvite(ctx, blobID, time.Time{}, nil, storeWait)
+		}
+		if err != nil {
+			nd.log.Debug("deleting an invite's short form from the servers", "err", err)
+		}
+	}()
+}
+
+// fetchInvite completes a short invite from the blob on the server its
+// code names.
+func fetchInvite(ctx context.Context, iv *invite.Invite) error {
+	srv := iv.Servers[0]
+	where := net.JoinHostPort(srv.Host, fmt.Sprint(srv.Port))
+	ctx, cancel := context.WithTimeout(ctx, fetchWait)
+	defer cancel()
+	addr, err := peerpath.Resolve(ctx, where)
+	if err != nil {
+		return fmt.Errorf("the code names rendezvous server %s, which cannot be found (%w): check this Pi's Internet connection and DNS, or ask for the long form of the code (`peerline invite --long`)", where, err)
+	}
+	blob, err := rvclient.GetInvite(ctx, addr, invite.BlobID(iv.Secret))
+	switch {
+	case errors.Is(err, rvclient.ErrInviteUnknown):
+		return fmt.Errorf("rendezvous server %s does not know this code: it was already used or revoked, or it expired, or the server restarted since it was made; ask for a new code (`peerline invite`)", where)
+	case err != nil:
+		return fmt.Errorf("rendezvous server %s named in the code did not answer (%w): check this Pi's Internet connection, or ask for the long form of the code (`peerline invite --long`)", where, err)
+	}
+	if err := iv.Open(blob); err != nil {
+		return fmt.Errorf("what rendezvous server %s holds for this code does not match it (%w): ask for a new code", where, err)
+	}
+	return nil
+}

@@ -1,0 +1,159 @@
+package rvserver
+
+import (
+	"container/heap"
+	"net/netip"
+	"time"
+
+	"github.com/peerline/peerline/pkg/nodekey"
+	"github.com/peerline/peerline/pkg/rendezvous"
+)
+
+// Invite limits (Config.MaxInvites and Config.MaxInvitesPerOwner default to
+// these). A blob takes about 450 bytes with its bookkeeping, so a full table
+// is about 30 MB.
+const (
+	DefaultMaxInvites         = 65536
+	DefaultMaxInvitesPerOwner = 16
+)
+
+// inviteStore holds the invite blobs nodes stored with InvitePut (see
+// pkg/rendezvous). The server's mu guards it.
+//
+// Entries sit in a heap ordered by expiry as well as in the map, so that
+// expired blobs are dropped in O(log n) each, whenever the store is touched:
+// a full table never needs a scan, and an owner's count is always of live
+// blobs.
+type inviteStore struct {
+	max, perOwner int
+	byID          map[[rendezvous.InviteIDLen]byte]*invite
+	owners        map[nodekey.Key]int // live blobs per owner
+	expiry        inviteHeap
+}
+
+type invite struct {
+	id      [rendezvous.InviteIDLen]byte
+	owner   nodekey.Key
+	blob    []byte
+	expires time.Time
+	index   int // in expiry
+}
+
+func newInviteStore(max, perOwner int) *inviteStore {
+	return &inviteStore{
+		max: max, perOwner: perOwner,
+		byID:   map[[rendezvous.InviteIDLen]byte]*invite{},
+		owners: map[nodekey.Key]int{},
+	}
+}
+
+// expire drops every blob whose time has come.
+func (s *inviteStore) expire(now time.Time) {
+	for len(s.expiry) > 0 && !now.Before(s.expiry[0].expires) {
+		s.remove(s.expiry[0])
+	}
+}
+
+func (s *inviteStore) remove(in *invite) {
+	heap.Remove(&s.expiry, in.index)
+	delete(s.byID, in.id)
+	if s.owners[in.owner]--; s.owners[in.owner] <= 0 {
+		delete(s.owners, in.owner)
+	}
+}
+
+// put stores, replaces or (with an empty blob) deletes owner's blob under
+// id, and reports whether it did.
+func (s *inviteStore) put(owner nodekey.Key, m rendezvous.InvitePut, now time.Time) bool {
+	s.expire(now)
+	old := s.byID[m.ID]
+	if old != nil && old.owner != owner {
+		return false
+	}
+	if len(m.Blob) == 0 {
+		if old != nil {
+			s.remove(old)
+		}
+		return true
+	}
+	if len(m.Blob) > rendezvous.MaxInviteBlob || !m.Expires.After(now) {
+		return false
+	}
+	expires := m.Expires
+	if limit := now.Add(rendezvous.MaxInviteTTL); expires.After(limit) {
+		expires = limit
+	}
+	blob := m.Blob // ParseBody copied it out of the datagram
+	if old != nil {
+		old.blob, old.expires = blob, expires
+		heap.Fix(&s.expiry, old.index)
+		return true
+	}
+	if s.owners[owner] >= s.perOwner || len(s.byID) >= s.max {
+		return false
+	}
+	in := &invite{id: m.ID, owner: owner, blob: blob, expires: expires}
+	s.byID[m.ID] = in
+	s.owners[owner]++
+	heap.Push(&s.expiry, in)
+	return true
+}
+
+// get returns the live blob under id, or nil.
+func (s *inviteStore) get(id [rendezvous.InviteIDLen]byte, now time.Time) []byte {
+	s.expire(now)
+	if in := s.byID[id]; in != nil {
+		return in.blob
+	}
+	return nil
+}
+
+// inviteHeap is a container/heap of invites, soonest expiry first.
+type inviteHeap []*invite
+
+func (h inviteHeap) Len() int           { return len(h) }
+func (h inviteHeap) Less(i, j int) bool { return h[i].expires.Before(h[j].expires) }
+func (h inviteHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *inviteHeap) Push(x any) {
+	in := x.(*invite)
+	in.index = len(*h)
+	*h = append(*h, in)
+}
+func (h *inviteHeap) Pop() any {
+	old := *h
+	in := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return in
+}
+
+// handleInviteGet answers an InviteGet, from anyone, without a cookie: the
+// answer is never longer than the request (rendezvous.InviteGetLen), so a
+// spoofed source gains no amplification.
+func (s *Server) handleInviteGet(b []byte, src netip.AddrPort, port int, w *scratch, send sendFunc) {
+	id, err := rendezvous.ParseInviteGet(b)
+	if err != nil {
+		s.junk.Add(1)
+		return
+	}
+	now := s.cfg.Now()
+	s.mu.Lock()
+	// A stored blob is never changed in place (a replacement is a new
+	// slice), so it may be read after unlocking.
+	blob := s.invites.get(id, now)
+	s.mu.Unlock()
+	w.out = rendezvous.AppendInvite(w.out[:0], id, blob)
+	if len(w.out) > len(b) {
+		s.tooBig.Add(1) // cannot happen: InviteGetLen fits the longest answer
+		return
+	}
+	if blob == nil {
+		s.invitesUnknown.Add(1)
+	} else {
+		s.invitesServed.Add(1)
+	}
+	send(port, src, w.out)
+}

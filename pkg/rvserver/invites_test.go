@@ -1,0 +1,257 @@
+package rvserver
+
+import (
+	"bytes"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/peerline/peerline/pkg/rendezvous"
+)
+
+var joiner = netip.MustParseAddrPort("203.0.113.50:6000")
+
+// putInvite sends an InvitePut from n and returns whether it was stored.
+func (h *harness) putInvite(n *testNode, id [rendezvous.InviteIDLen]byte, expires time.Time, blob []byte) bool {
+	h.t.Helper()
+	r, rest := h.request(n, rendezvous.InvitePut{ID: id, Expires: expires, Blob: blob}, 0)
+	pr, ok := r.(rendezvous.InvitePutReply)
+	if !ok || pr.ID != id || len(rest) != 0 {
+		h.t.Fatalf("invite put from %s: reply %#v and %d other datagrams; want one InvitePutReply for %x", n.addr, r, len(rest), id)
+	}
+	return pr.Stored
+}
+
+// getInvite asks for id from src, as a joiner does, and returns the blob
+// (nil when the server answered "unknown"). It fails the test unless exactly
+// one answer went back to src, no longer than the request.
+func (h *harness) getInvite(id [rendezvous.InviteIDLen]byte, src netip.AddrPort) []byte {
+	h.t.Helper()
+	req := rendezvous.AppendInviteGet(nil, id)
+	out := h.deliver(req, src, 0)
+	if len(out) != 1 || out[0].to != src || out[0].port != 0 {
+		h.t.Fatalf("InviteGet from %s: server sent %+v; want one answer back", src, out)
+	}
+	if len(out[0].b) > len(req) {
+		h.t.Fatalf("InviteGet of %d bytes got %d back", len(req), len(out[0].b))
+	}
+	gotID, blob, err := rendezvous.ParseInvite(out[0].b)
+	if err != nil || gotID != id {
+		h.t.Fatalf("answer to InviteGet(%x) = %x, %v", id, gotID, err)
+	}
+	return blob
+}
+
+func TestInvitePutGetDelete(t *testing.T) {
+	h := newHarness(t, Config{})
+	a := h.node("198.51.100.10:40000")
+	id := [rendezvous.InviteIDLen]byte{1, 2, 3}
+	exp := h.clock.now().Add(time.Hour)
+
+	if got := h.getInvite(id, joiner); got != nil {
+		t.Fatalf("unknown id answered with %q", got)
+	}
+	// No registration needed.
+	if !h.putInvite(a, id, exp, []byte("sealed blob v1")) {
+		t.Fatal("first put refused")
+	}
+	if got := h.getInvite(id, joiner); string(got) != "sealed blob v1" {
+		t.Fatalf("get = %q, want v1", got)
+	}
+	full := bytes.Repeat([]byte{0xee}, rendezvous.MaxInviteBlob)
+	if !h.putInvite(a, id, exp, full) {
+		t.Fatal("replacing put refused")
+	}
+	if got := h.getInvite(id, joiner); !bytes.Equal(got, full) {
+		t.Fatalf("get after replace = %d bytes, want the %d-byte blob", len(got), len(full))
+	}
+	// The second port answers too.
+	req := rendezvous.AppendInviteGet(nil, id)
+	if out := h.deliver(req, joiner, 1); len(out) != 1 || out[0].port != 1 || len(out[0].b) > len(req) {
+		t.Errorf("InviteGet on port 1: sent %+v; want one answer from port 1", out)
+	}
+	if !h.putInvite(a, id, time.Time{}, nil) {
+		t.Fatal("delete refused")
+	}
+	if got := h.getInvite(id, joiner); got != nil {
+		t.Fatalf("get after delete = %q, want unknown", got)
+	}
+	if !h.putInvite(a, id, time.Time{}, nil) {
+		t.Error("deleting an unknown id refused; want success (nothing to delete)")
+	}
+	st := h.s.Stats()
+	if st.Invites != 0 || st.InvitesStored != 4 || st.InvitesRefused != 0 || st.InvitesServed != 3 || st.InvitesUnknown != 2 {
+		t.Errorf("stats = %+v; want 0 live, 4 stored, 0 refused, 3 served, 2 unknown", st)
+	}
+}
+
+func TestInviteOtherOwnerRefused(t *testing.T) {
+	h := newHarness(t, Config{})
+	a, b := h.node("198.51.100.10:40000"), h.node("198.51.100.11:40000")
+	id := [rendezvous.InviteIDLen]byte{7}
+	exp := h.clock.now().Add(time.Hour)
+	if !h.putInvite(a, id, exp, []byte("a's")) {
+		t.Fatal("a's put refused")
+	}
+	if h.putInvite(b, id, exp, []byte("b's")) {
+		t.Error("b replaced a's blob")
+	}
+	if h.putInvite(b, id, time.Time{}, nil) {
+		t.Error("b deleted a's blob")
+	}
+	if got := h.getInvite(id, joiner); string(got) != "a's" {
+		t.Errorf("get = %q, want a's blob", got)
+	}
+	if st := h.s.Stats(); st.InvitesRefused != 2 {
+		t.Errorf("refused = %d, want 2", st.InvitesRefused)
+	}
+	// Once a's blob expired, the id is free.
+	h.clock.add(time.Hour)
+	if !h.putInvite(b, id, h.clock.now().Add(time.Hour), []byte("b's")) {
+		t.Error("b's put after a's blob expired refused")
+	}
+}
+
+func TestInviteExpiry(t *testing.T) {
+	h := newHarness(t, Config{})
+	a := h.node("198.51.100.10:40000")
+	now := h.clock.now()
+	tests := []struct {
+		name    string
+		expires time.Time
+		stored  bool
+		lives   time.Duration // how long the blob is served
+	}{
+		{"in the past", now.Add(-time.Second), false, 0},
+		{"now", now, false, 0},
+		{"no expiry", time.Time{}, false, 0},
+		{"in a minute", now.Add(time.Minute), true, time.Minute},
+		{"in a year, capped", now.Add(365 * 24 * time.Hour), true, rendezvous.MaxInviteTTL},
+	}
+	for i, tt := range tests {
+		h.clock.t = now
+		id := [rendezvous.InviteIDLen]byte{byte(i), 0xe}
+		if got := h.putInvite(a, id, tt.expires, []byte("blob")); got != tt.stored {
+			t.Errorf("%s: stored = %v, want %v", tt.name, got, tt.stored)
+			continue
+		}
+		if !tt.stored {
+			if got := h.getInvite(id, joiner); got != nil {
+				t.Errorf("%s: refused blob served: %q", tt.name, got)
+			}
+			continue
+		}
+		h.clock.t = now.Add(tt.lives - time.Second)
+		if got := h.getInvite(id, joiner); string(got) != "blob" {
+			t.Errorf("%s: get a second before expiry = %q", tt.name, got)
+		}
+		h.clock.t = now.Add(tt.lives)
+		if got := h.getInvite(id, joiner); got != nil {
+			t.Errorf("%s: get at expiry = %q, want unknown", tt.name, got)
+		}
+	}
+	// The sweeper drops expired blobs nobody asks for.
+	h.clock.t = now
+	if !h.putInvite(a, [rendezvous.InviteIDLen]byte{0xf}, now.Add(time.Minute), []byte("x")) {
+		t.Fatal("put refused")
+	}
+	h.clock.add(time.Minute)
+	h.s.sweep()
+	if n := h.s.Stats().Invites; n != 0 {
+		t.Errorf("%d live invites after sweep, want 0", n)
+	}
+}
+
+func TestInviteLimits(t *testing.T) {
+	h := newHarness(t, Config{MaxInvites: 5, MaxInvitesPerOwner: 3})
+	a, b := h.node("198.51.100.10:40000"), h.node("198.51.100.11:40000")
+	now := h.clock.now()
+	put := func(n *testNode, i byte, life time.Duration) bool {
+		t.Helper()
+		return h.putInvite(n, [rendezvous.InviteIDLen]byte{i}, now.Add(life), []byte{i})
+	}
+	for i := range byte(3) {
+		if !put(a, i, time.Duration(i+1)*time.Minute) {
+			t.Fatalf("a's put %d refused", i)
+		}
+	}
+	if put(a, 3, time.Hour) {
+		t.Error("a's fourth blob stored; per-owner limit is 3")
+	}
+	if !put(a, 0, time.Hour) {
+		t.Error("replacing one of a's blobs at the limit refused")
+	}
+	if !put(b, 10, time.Hour) || !put(b, 11, time.Hour) {
+		t.Fatal("b's puts refused")
+	}
+	if put(b, 12, time.Hour) {
+		t.Error("sixth blob stored; total limit is 5")
+	}
+	// a's blob 1 expires after 2 minutes: room for one more, for anyone.
+	h.clock.add(2 * time.Minute)
+	if !put(b, 12, time.Hour) {
+		t.Error("put refused after a blob expired")
+	}
+	if put(a, 3, time.Hour) {
+		t.Error("put beyond the total stored")
+	}
+	// Deleting frees a's share and the table.
+	if !h.putInvite(a, [rendezvous.InviteIDLen]byte{0}, time.Time{}, nil) || !put(a, 3, time.Hour) {
+		t.Error("put after deleting refused")
+	}
+	if got := h.s.Stats().Invites; got != 5 {
+		t.Errorf("%d live invites, want 5", got)
+	}
+}
+
+// TestInvitePutNeedsCookie: a store is a sealed request like Register: no
+// cookie gets only a Cookie, and another address's packet stores nothing.
+func TestInvitePutNeedsCookie(t *testing.T) {
+	h := newHarness(t, Config{})
+	a := h.node("198.51.100.10:40000")
+	id := [rendezvous.InviteIDLen]byte{9}
+	req := a.seal(t, rendezvous.InvitePut{ID: id, Expires: h.clock.now().Add(time.Hour), Blob: []byte("x")}, h.clock.now())
+	if out := h.deliver(req, a.addr, 0); len(out) != 1 || len(out[0].b) != rendezvous.CookieMsgLen {
+		t.Fatalf("put without cookie: sent %+v; want a Cookie", out)
+	}
+	h.register(a, 0) // fetches the cookie
+	req = a.seal(t, rendezvous.InvitePut{ID: id, Expires: h.clock.now().Add(time.Hour), Blob: []byte("x")}, h.clock.now())
+	if out := h.deliver(req, joiner, 0); len(out) != 1 || len(out[0].b) != rendezvous.CookieMsgLen || out[0].to != joiner {
+		t.Fatalf("put from another address: sent %+v; want a Cookie back", out)
+	}
+	if got := h.getInvite(id, joiner); got != nil {
+		t.Errorf("a put without a valid cookie was stored: %q", got)
+	}
+}
+
+func TestInviteGetMalformed(t *testing.T) {
+	h := newHarness(t, Config{})
+	a := h.node("198.51.100.10:40000")
+	id := [rendezvous.InviteIDLen]byte{1}
+	if !h.putInvite(a, id, h.clock.now().Add(time.Hour), bytes.Repeat([]byte{1}, rendezvous.MaxInviteBlob)) {
+		t.Fatal("put refused")
+	}
+	good := rendezvous.AppendInviteGet(nil, id)
+	padded := bytes.Clone(good)
+	padded[len(padded)-1] = 1
+	tests := []struct {
+		name string
+		b    []byte
+	}{
+		{"short", good[:len(good)-1]},
+		{"id only", good[:rendezvous.HeaderLen+rendezvous.InviteIDLen]},
+		{"long", append(bytes.Clone(good), 0)},
+		{"non-zero padding", padded},
+		{"an Invite sent to the server", rendezvous.AppendInvite(nil, id, nil)},
+		{"an Invite of full size", append(rendezvous.AppendInvite(nil, id, nil), make([]byte, rendezvous.MaxInviteBlob)...)},
+	}
+	for _, tt := range tests {
+		before := h.s.Stats().Junk
+		if out := h.deliver(tt.b, joiner, 0); len(out) != 0 {
+			t.Errorf("%s: server answered %d datagrams", tt.name, len(out))
+		}
+		if h.s.Stats().Junk != before+1 {
+			t.Errorf("%s: not counted as junk", tt.name)
+		}
+	}
+}
