@@ -126,16 +126,13 @@ func (pr *pairing) pathHooks(o *peerpath.Options) {
 	o.Incoming = pr.incoming
 	o.OnPair = pr.onHello
 	o.Initiates = pr.initiates
+	o.OnInviteJoin = pr.onInviteJoin
 }
 
 // hello is what this node tells peer in every box: its name and lines, and
 // the proof while joining it.
 func (pr *pairing) hello(peer nodekey.Key) []byte {
-	cfg := pr.cfg()
-	h := invite.Hello{Name: helloName(cfg.Name), Lines: pr.lines()}
-	if len(h.Lines) > invite.MaxHelloLines {
-		h.Lines = h.Lines[:invite.MaxHelloLines]
-	}
+	h := pr.ownHello()
 	pr.mu.Lock()
 	if w := pr.joining[peer]; w != nil {
 		proof := w.proof
@@ -148,6 +145,15 @@ func (pr *pairing) hello(peer nodekey.Key) []byte {
 		return nil
 	}
 	return b
+}
+
+// ownHello is this node's name and lines, without a proof.
+func (pr *pairing) ownHello() invite.Hello {
+	h := invite.Hello{Name: helloName(pr.cfg().Name), Lines: pr.lines()}
+	if len(h.Lines) > invite.MaxHelloLines {
+		h.Lines = h.Lines[:invite.MaxHelloLines]
+	}
+	return h
 }
 
 func helloName(name string) string {
@@ -173,7 +179,39 @@ func (pr *pairing) incoming(from nodekey.Key, pair []byte) bool {
 	if err != nil || h.Proof == nil {
 		return false
 	}
-	err = pr.store.Redeem(time.Now(), *h.Proof, pr.key.Public(), from)
+	pr.redeem(from, h, *h.Proof)
+	return false
+}
+
+// onInviteJoin takes a join box a joiner sent with its fetch of one of our
+// invites' short form (shortcode.go): it is a join request that needs no
+// round trip through the server after the fetch, so the pairing starts
+// while the joiner is still opening the blob.
+func (pr *pairing) onInviteJoin(id [16]byte, box []byte) {
+	go func() {
+		secret, ok := pr.store.ByBlobID(time.Now(), id)
+		if !ok {
+			return
+		}
+		joiner, helloBytes, err := invite.OpenJoin(secret, box)
+		if err != nil {
+			pr.log.Warn("refused a join box that does not open with its invite's secret", "err", err)
+			return
+		}
+		h, err := invite.ParseHello(helloBytes)
+		if err != nil {
+			pr.log.Warn("refused a join box with a bad hello", "from", joiner, "err", err)
+			return
+		}
+		// The box opened with the secret: that is what the proof proves.
+		pr.redeem(joiner, h, invite.Proof(secret, pr.key.Public(), joiner))
+	}()
+}
+
+// redeem marks the invite proof answers used and pairs with from; the path
+// manager then connects to it.
+func (pr *pairing) redeem(from nodekey.Key, h invite.Hello, proof [32]byte) {
+	err := pr.store.Redeem(time.Now(), proof, pr.key.Public(), from)
 	switch {
 	case err == nil:
 		pr.log.Info("invite redeemed; pairing", "peer", from, "name", h.Name)
@@ -184,14 +222,13 @@ func (pr *pairing) incoming(from nodekey.Key, pair []byte) bool {
 		// the peer): pair if not yet paired, and answer again.
 	default:
 		pr.log.Warn("refused a join request", "from", from, "name", h.Name, "reason", err)
-		return false
+		return
 	}
 	go func() {
 		if _, err := pr.addPeer(from, h.Name, h.Lines); err != nil {
 			pr.log.Error("saving the new peer", "peer", from, "err", err)
 		}
 	}()
-	return false
 }
 
 // forgetUsedBy deletes from the servers the short forms of the invites
@@ -407,7 +444,7 @@ func (pr *pairing) join(ctx context.Context, code string) (control.PeerRef, erro
 		return control.PeerRef{}, fmt.Errorf("this invite expired at %s: ask %s for a new one (`peerline invite`)", iv.Expires.Local().Format("2006-01-02 15:04"), displayName(iv.Name))
 	}
 	if iv.Short() {
-		if err := fetchInvite(ctx, &iv); err != nil {
+		if err := pr.fetchInvite(ctx, &iv); err != nil {
 			return control.PeerRef{}, err
 		}
 	}

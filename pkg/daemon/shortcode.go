@@ -92,8 +92,18 @@ func (nd *node) forgetInvite(blobID [16]byte) {
 }
 
 // fetchInvite completes a short invite from the blob on the server its
-// code names.
-func fetchInvite(ctx context.Context, iv *invite.Invite) error {
+// code names. The fetch carries a join box, which the server passes to the
+// inviter: it starts pairing at once instead of a round trip later, when
+// this node's join request would reach it.
+func (pr *pairing) fetchInvite(ctx context.Context, iv *invite.Invite) error {
+	var join []byte
+	if hello, err := invite.AppendHello(nil, pr.ownHello()); err == nil {
+		if join, err = invite.SealJoin(iv.Secret, pr.key.Public(), hello); err != nil {
+			// Pairing still works, through the join request after the
+			// fetch.
+			pr.log.Debug("no join box with the fetch", "err", err)
+		}
+	}
 	srv := iv.Servers[0]
 	where := net.JoinHostPort(srv.Host, fmt.Sprint(srv.Port))
 	ctx, cancel := context.WithTimeout(ctx, fetchWait)
@@ -102,7 +112,7 @@ func fetchInvite(ctx context.Context, iv *invite.Invite) error {
 	if err != nil {
 		return fmt.Errorf("the code names rendezvous server %s, which cannot be found (%w): check this Pi's Internet connection and DNS, or ask for the long form of the code (`peerline invite --long`)", where, err)
 	}
-	blob, err := rvclient.GetInvite(ctx, addr, invite.BlobID(iv.Secret))
+	blob, err := rvclient.GetInvite(ctx, addr, invite.BlobID(iv.Secret), join)
 	switch {
 	case errors.Is(err, rvclient.ErrInviteUnknown):
 		return fmt.Errorf("rendezvous server %s does not know this code: it was already used or revoked, or it expired, or the server restarted since it was made; ask for a new code (`peerline invite`)", where)

@@ -60,6 +60,7 @@ const (
 const (
 	blobIDLabel  = "peerline invite blob id v1"
 	blobKeyLabel = "peerline invite blob key v1"
+	joinKeyLabel = "peerline invite join key v1"
 )
 
 // derive returns n bytes derived from secret for the use label names.

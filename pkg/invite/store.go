@@ -296,6 +296,19 @@ func (s *Store) BlobID(id string) ([16]byte, bool) {
 	return [16]byte{}, false
 }
 
+// ByBlobID returns the secret of the pending invite whose short form is
+// stored under id (BlobID), to open a join box sent for it.
+func (s *Store) ByBlobID(now time.Time, id [16]byte) ([16]byte, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.records {
+		if r.entry().State(now) == Pending && BlobID(r.secret()) == id {
+			return r.secret(), true
+		}
+	}
+	return [16]byte{}, false
+}
+
 // List returns the invites remembered at now, oldest first.
 func (s *Store) List(now time.Time) []Entry {
 	s.mu.Lock()

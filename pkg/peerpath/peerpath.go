@@ -151,6 +151,11 @@ type Options struct {
 	Pair func(peer nodekey.Key) []byte
 	// OnPair receives the pairing data a peer sent in its box.
 	OnPair func(peer nodekey.Key, pair []byte)
+	// OnInviteJoin receives a join box a joiner sent to a rendezvous
+	// server along with its fetch of an invite blob this node stored
+	// (rvclient.Options.OnInviteJoin). Called from a socket's reader: it
+	// must not block.
+	OnInviteJoin func(id [rendezvous.InviteIDLen]byte, box []byte)
 	// Initiates, if set, may decide which end starts the handshake with
 	// peer (decided true) instead of the order of the keys: the two ends
 	// must agree, so only for what both know, as who joined whom while
@@ -276,8 +281,9 @@ func (m *Manager) addServer(ctx context.Context, srv rvclient.Server, wg *sync.W
 		OnIntroduction: func(in rvclient.Introduction) {
 			m.post(event{intro: &intro{Introduction: in, server: srv.Addrs[0]}})
 		},
-		Pair:   m.opt.Pair,
-		OnPair: m.opt.OnPair,
+		Pair:         m.opt.Pair,
+		OnPair:       m.opt.OnPair,
+		OnInviteJoin: m.opt.OnInviteJoin,
 	})
 	if err != nil {
 		return err

@@ -124,16 +124,20 @@ func FuzzOpenProbe(f *testing.F) {
 // FuzzParseInviteGet: only datagrams of exactly InviteGetLen parse, they are
 // exactly what AppendInviteGet makes, and no answer to one is longer.
 func FuzzParseInviteGet(f *testing.F) {
-	f.Add(AppendInviteGet(nil, [InviteIDLen]byte{1, 2, 3}))
-	f.Add(AppendInviteGet(nil, [InviteIDLen]byte{})[:InviteGetLen-1])
+	f.Add(AppendInviteGet(nil, [InviteIDLen]byte{1, 2, 3}, nil))
+	f.Add(AppendInviteGet(nil, [InviteIDLen]byte{}, nil)[:InviteGetLen-1])
+	f.Add(AppendInviteGet(nil, [InviteIDLen]byte{4}, []byte("join box")))
 	f.Add(AppendInvite(nil, [InviteIDLen]byte{1}, []byte("blob")))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		id, err := ParseInviteGet(b)
+		id, join, err := ParseInviteGet(b)
 		if err != nil {
 			return
 		}
-		if !bytes.Equal(AppendInviteGet(nil, id), b) {
-			t.Fatalf("ParseInviteGet(% x) = %x, which appends differently", b, id)
+		if len(join) > MaxInviteJoin {
+			t.Fatalf("ParseInviteGet(% x): join box of %d bytes", b, len(join))
+		}
+		if !bytes.Equal(AppendInviteGet(nil, id, join), b) {
+			t.Fatalf("ParseInviteGet(% x) = %x, %x, which appends differently", b, id, join)
 		}
 		if n := len(AppendInvite(nil, id, make([]byte, MaxInviteBlob))); n > len(b) {
 			t.Fatalf("the longest answer (%d bytes) exceeds the %d-byte request", n, len(b))
@@ -147,7 +151,7 @@ func FuzzParseInvite(f *testing.F) {
 	f.Add(AppendInvite(nil, [InviteIDLen]byte{1, 2, 3}, []byte("sealed blob")))
 	f.Add(AppendInvite(nil, [InviteIDLen]byte{4}, nil))
 	f.Add(AppendInvite(nil, [InviteIDLen]byte{5}, bytes.Repeat([]byte{6}, MaxInviteBlob)))
-	f.Add(AppendInviteGet(nil, [InviteIDLen]byte{7}))
+	f.Add(AppendInviteGet(nil, [InviteIDLen]byte{7}, nil))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		id, blob, err := ParseInvite(b)
 		if err != nil {

@@ -107,34 +107,74 @@ func parseInvitePutReply(r *reader) Message {
 	return v
 }
 
-// AppendInviteGet appends an InviteGet datagram asking for id: the header,
-// the id, and zero padding up to InviteGetLen.
-func AppendInviteGet(b []byte, id [InviteIDLen]byte) []byte {
-	b = AppendHeader(b, TypeInviteGet)
-	b = append(b, id[:]...)
-	return append(b, make([]byte, InviteGetLen-HeaderLen-InviteIDLen)...)
+// MaxInviteJoin is the largest join box an InviteGet carries: what its
+// fixed length leaves after the header, the id and the box's length.
+const MaxInviteJoin = InviteGetLen - HeaderLen - InviteIDLen - 2
+
+// InviteJoin is a join box (pkg/invite: sealed with a key derived from the
+// invite's secret, which the server does not have) that a joiner sent with
+// its InviteGet; the server pushes it, sealed, to the node that stored the
+// blob under ID, so that the inviter can start pairing in the same round
+// trip as the joiner fetches the blob.
+type InviteJoin struct {
+	ID  [InviteIDLen]byte
+	Box []byte
 }
 
-// ParseInviteGet returns the id an InviteGet datagram asks for. Any length
-// other than InviteGetLen, or non-zero padding, is refused: a shorter
-// request could make the answer larger than the question.
-func ParseInviteGet(datagram []byte) (id [InviteIDLen]byte, err error) {
+func (InviteJoin) Type() Type { return TypeInviteJoin }
+
+func (m InviteJoin) Append(dst []byte) []byte {
+	dst = append(dst, m.ID[:]...)
+	return appendBox(dst, m.Box)
+}
+
+func parseInviteJoin(r *reader) Message {
+	var v InviteJoin
+	r.bytes(v.ID[:])
+	v.Box = r.prefixed(MaxInviteJoin)
+	return v
+}
+
+// AppendInviteGet appends an InviteGet datagram asking for id, carrying a
+// join box (none if empty): the header, the id, the box with its length,
+// and zero padding up to InviteGetLen. A box longer than MaxInviteJoin is
+// left out.
+func AppendInviteGet(b []byte, id [InviteIDLen]byte, join []byte) []byte {
+	if len(join) > MaxInviteJoin {
+		join = nil
+	}
+	start := len(b)
+	b = AppendHeader(b, TypeInviteGet)
+	b = append(b, id[:]...)
+	b = appendBox(b, join)
+	return append(b, make([]byte, InviteGetLen-(len(b)-start))...)
+}
+
+// ParseInviteGet returns the id an InviteGet datagram asks for and the join
+// box it carries (nil if none; it aliases datagram). Any length other than
+// InviteGetLen, or non-zero padding, is refused: a shorter request could
+// make the answer larger than the question.
+func ParseInviteGet(datagram []byte) (id [InviteIDLen]byte, join []byte, err error) {
 	t, err := ParseHeader(datagram)
 	if err != nil {
-		return id, err
+		return id, nil, err
 	}
 	if t != TypeInviteGet {
-		return id, ErrType
+		return id, nil, ErrType
 	}
 	if len(datagram) != InviteGetLen {
-		return id, ErrMalformed
+		return id, nil, ErrMalformed
 	}
 	r := reader{b: datagram[HeaderLen:]}
 	r.bytes(id[:])
+	join = r.prefixed(MaxInviteJoin)
 	if err := r.padding(); err != nil {
-		return [InviteIDLen]byte{}, err
+		return [InviteIDLen]byte{}, nil, err
 	}
-	return id, nil
+	if len(join) == 0 {
+		join = nil
+	}
+	return id, join, nil
 }
 
 // AppendInvite appends the answer to an InviteGet for id: the blob, or an

@@ -10,12 +10,20 @@ import (
 var inviteID = [InviteIDLen]byte{0xa1, 0xb2, 0xc3, 15: 0xff}
 
 func TestInviteGet(t *testing.T) {
-	b := AppendInviteGet(nil, inviteID)
+	b := AppendInviteGet(nil, inviteID, nil)
 	if len(b) != InviteGetLen {
 		t.Fatalf("InviteGet is %d bytes, want %d", len(b), InviteGetLen)
 	}
-	if id, err := ParseInviteGet(b); err != nil || id != inviteID {
-		t.Fatalf("ParseInviteGet(AppendInviteGet(%x)) = %x, %v", inviteID, id, err)
+	if id, join, err := ParseInviteGet(b); err != nil || id != inviteID || join != nil {
+		t.Fatalf("ParseInviteGet(AppendInviteGet(%x)) = %x, %x, %v", inviteID, id, join, err)
+	}
+	box := bytes.Repeat([]byte{0xbb}, MaxInviteJoin)
+	withJoin := AppendInviteGet(nil, inviteID, box)
+	if id, join, err := ParseInviteGet(withJoin); len(withJoin) != InviteGetLen || err != nil || id != inviteID || !bytes.Equal(join, box) {
+		t.Fatalf("InviteGet with a full join box: %d bytes, %x, %d-byte box, %v", len(withJoin), id, len(join), err)
+	}
+	if _, join, _ := ParseInviteGet(AppendInviteGet(nil, inviteID, append(box, 1))); join != nil {
+		t.Error("an oversized join box was sent")
 	}
 	withType := func(typ Type) []byte { c := bytes.Clone(b); c[2] = byte(typ); return c }
 	nonZeroPad := bytes.Clone(b)
@@ -36,7 +44,7 @@ func TestInviteGet(t *testing.T) {
 		{"not rendezvous", append([]byte{1}, b[1:]...), ErrMagic},
 	}
 	for _, tt := range tests {
-		if _, err := ParseInviteGet(tt.b); !errors.Is(err, tt.want) {
+		if _, _, err := ParseInviteGet(tt.b); !errors.Is(err, tt.want) {
 			t.Errorf("%s: ParseInviteGet(%d bytes) = %v, want %v", tt.name, len(tt.b), err, tt.want)
 		}
 	}
@@ -70,7 +78,7 @@ func TestInvite(t *testing.T) {
 	if _, _, err := ParseInvite(long); !errors.Is(err, ErrTooLong) {
 		t.Errorf("ParseInvite of a %d-byte blob = %v, want ErrTooLong", MaxInviteBlob+1, err)
 	}
-	if _, _, err := ParseInvite(AppendInviteGet(nil, inviteID)); !errors.Is(err, ErrType) {
+	if _, _, err := ParseInvite(AppendInviteGet(nil, inviteID, nil)); !errors.Is(err, ErrType) {
 		t.Errorf("ParseInvite(InviteGet) = %v, want ErrType", err)
 	}
 }

@@ -33,6 +33,7 @@ const (
 	TypeUnregisterReply Type = 0x17 // server → node
 	TypeInvitePut       Type = 0x18 // node → server
 	TypeInvitePutReply  Type = 0x19 // server → node
+	TypeInviteJoin      Type = 0x1A // server → node (pushed): a join box for an invite the node stored
 	TypeRelay           Type = 0x20 // node → server → node, not sealed
 	TypeProbe           Type = 0x30 // node → node, sealed with PeerAEAD
 	TypeProbeReply      Type = 0x31 // node → node, sealed with PeerAEAD
@@ -46,7 +47,7 @@ func (t Type) Sealed() bool {
 	switch t {
 	case TypeRegister, TypeRegisterReply, TypeConnect, TypeConnectReply,
 		TypeIncoming, TypePunch, TypeUnregister, TypeUnregisterReply,
-		TypeInvitePut, TypeInvitePutReply:
+		TypeInvitePut, TypeInvitePutReply, TypeInviteJoin:
 		return true
 	}
 	return false
@@ -81,6 +82,8 @@ func (t Type) String() string {
 		return "invite-put"
 	case TypeInvitePutReply:
 		return "invite-put-reply"
+	case TypeInviteJoin:
+		return "invite-join"
 	case TypeInviteGet:
 		return "invite-get"
 	case TypeInvite:
@@ -328,6 +331,8 @@ func ParseBody(t Type, b []byte) (Message, error) {
 		m = parseInvitePut(&r)
 	case TypeInvitePutReply:
 		m = parseInvitePutReply(&r)
+	case TypeInviteJoin:
+		m = parseInviteJoin(&r)
 	default:
 		return nil, ErrType
 	}

@@ -53,6 +53,10 @@ type Options struct {
 	// OnIntroduction is called (from the reading goroutine; do not block)
 	// for every introduction, including those answering Connect.
 	OnIntroduction func(Introduction)
+	// OnInviteJoin is called (from the reading goroutine; do not block)
+	// with a join box a joiner sent along with its fetch of the invite
+	// blob this node stored under id.
+	OnInviteJoin func(id [rendezvous.InviteIDLen]byte, box []byte)
 	// OnRelay is called (from the reading goroutine) with each packet
 	// relayed to this node. payload is only valid during the call.
 	OnRelay func(session uint64, payload []byte)
@@ -279,6 +283,10 @@ func (c *Client) handleSealed(b []byte, port int) {
 	c.mu.Unlock()
 
 	switch m := m.(type) {
+	case rendezvous.InviteJoin:
+		if c.opt.OnInviteJoin != nil {
+			c.opt.OnInviteJoin(m.ID, m.Box)
+		}
 	case rendezvous.Incoming:
 		if c.opt.Accept == nil {
 			return

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/peerline/peerline/pkg/nodekey"
+	"github.com/peerline/peerline/pkg/rendezvous"
 	"github.com/peerline/peerline/pkg/rvclient"
 	"github.com/peerline/peerline/pkg/rvserver"
 )
@@ -49,6 +50,7 @@ type peer struct {
 	mu     sync.Mutex
 	relay  [][]byte
 	intros []rvclient.Introduction
+	joins  [][]byte
 }
 
 func startClient(t *testing.T, srv rvclient.Server, accept func(nodekey.Key) bool) *peer {
@@ -70,6 +72,11 @@ func startClient(t *testing.T, srv rvclient.Server, accept func(nodekey.Key) boo
 		OnIntroduction: func(in rvclient.Introduction) {
 			p.mu.Lock()
 			p.intros = append(p.intros, in)
+			p.mu.Unlock()
+		},
+		OnInviteJoin: func(id [rendezvous.InviteIDLen]byte, box []byte) {
+			p.mu.Lock()
+			p.joins = append(p.joins, append(id[:len(id):len(id)], box...))
 			p.mu.Unlock()
 		},
 	})

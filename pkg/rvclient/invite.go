@@ -55,7 +55,9 @@ const (
 // is). It tries up to four times, waiting 250 ms and then twice as long
 // each time, within ctx. ErrInviteUnknown means the server answered that it
 // has no such blob; an error wrapping ErrNoReply that it never answered.
-func GetInvite(ctx context.Context, server netip.AddrPort, id [rendezvous.InviteIDLen]byte) ([]byte, error) {
+// join, if not empty, is a join box (pkg/invite) the server passes on to
+// the blob's owner, so that pairing starts in this same round trip.
+func GetInvite(ctx context.Context, server netip.AddrPort, id [rendezvous.InviteIDLen]byte, join []byte) ([]byte, error) {
 	server = unmap(server)
 	if !server.IsValid() {
 		return nil, fmt.Errorf("no rendezvous server address to fetch the invite from")
@@ -70,7 +72,7 @@ func GetInvite(ctx context.Context, server netip.AddrPort, id [rendezvous.Invite
 	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Now()) })
 	defer stop()
 
-	req := rendezvous.AppendInviteGet(nil, id)
+	req := rendezvous.AppendInviteGet(nil, id, join)
 	buf := make([]byte, rendezvous.MaxPacket+1)
 	wait := getInviteWait
 	var lastErr error

@@ -7,6 +7,7 @@ import (
 
 	"github.com/peerline/peerline/pkg/nodekey"
 	"github.com/peerline/peerline/pkg/rendezvous"
+	"github.com/peerline/peerline/pkg/tokenbucket"
 )
 
 // Invite limits (Config.MaxInvites and Config.MaxInvitesPerOwner default to
@@ -37,7 +38,17 @@ type invite struct {
 	blob    []byte
 	expires time.Time
 	index   int // in expiry
+	// joins limits the join boxes pushed to the owner: an InviteGet is
+	// unauthenticated, and only a joiner needs a few.
+	joins tokenbucket.Bucket
 }
+
+// Join boxes pushed to an invite's owner: a joiner sends one, and retries
+// a few times if the answer is lost.
+const (
+	joinsPerSec = 0.5
+	joinBurst   = 4
+)
 
 func newInviteStore(max, perOwner int) *inviteStore {
 	return &inviteStore{
@@ -108,6 +119,16 @@ func (s *inviteStore) get(id [rendezvous.InviteIDLen]byte, now time.Time) []byte
 	return nil
 }
 
+// joinOwner returns the owner of a live invite to push a join box to, if
+// its limit allows one now.
+func (s *inviteStore) joinOwner(id [rendezvous.InviteIDLen]byte, now time.Time) (nodekey.Key, bool) {
+	in := s.byID[id]
+	if in == nil || !in.joins.Take(now, joinsPerSec, joinBurst, 1) {
+		return nodekey.Key{}, false
+	}
+	return in.owner, true
+}
+
 // inviteHeap is a container/heap of invites, soonest expiry first.
 type inviteHeap []*invite
 
@@ -134,7 +155,7 @@ func (h *inviteHeap) Pop() any {
 // answer is never longer than the request (rendezvous.InviteGetLen), so a
 // spoofed source gains no amplification.
 func (s *Server) handleInviteGet(b []byte, src netip.AddrPort, port int, w *scratch, send sendFunc) {
-	id, err := rendezvous.ParseInviteGet(b)
+	id, join, err := rendezvous.ParseInviteGet(b)
 	if err != nil {
 		s.junk.Add(1)
 		return
@@ -144,7 +165,23 @@ func (s *Server) handleInviteGet(b []byte, src netip.AddrPort, port int, w *scra
 	// A stored blob is never changed in place (a replacement is a new
 	// slice), so it may be read after unlocking.
 	blob := s.invites.get(id, now)
+	var p *push
+	if blob != nil && join != nil {
+		if owner, ok := s.invites.joinOwner(id, now); ok {
+			if n := s.nodeLocked(owner, now); n != nil {
+				port, to := s.primary(n, now)
+				p = &push{port: port, to: to, aead: n.aead, msg: rendezvous.InviteJoin{ID: id, Box: join}}
+			}
+		}
+	}
 	s.mu.Unlock()
+	if p != nil {
+		// To the owner's registered address, which passed a cookie
+		// check, never to the request's source.
+		w.out = rendezvous.SealNonce(w.out[:0], p.aead, s.pub, s.cookie(now, 0, p.to), now, replyNonce(), p.msg, 0)
+		send(p.port, p.to, w.out)
+		s.invitesJoins.Add(1)
+	}
 	w.out = rendezvous.AppendInvite(w.out[:0], id, blob)
 	if len(w.out) > len(b) {
 		s.tooBig.Add(1) // cannot happen: InviteGetLen fits the longest answer

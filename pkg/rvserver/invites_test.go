@@ -27,7 +27,7 @@ func (h *harness) putInvite(n *testNode, id [rendezvous.InviteIDLen]byte, expire
 // one answer went back to src, no longer than the request.
 func (h *harness) getInvite(id [rendezvous.InviteIDLen]byte, src netip.AddrPort) []byte {
 	h.t.Helper()
-	req := rendezvous.AppendInviteGet(nil, id)
+	req := rendezvous.AppendInviteGet(nil, id, nil)
 	out := h.deliver(req, src, 0)
 	if len(out) != 1 || out[0].to != src || out[0].port != 0 {
 		h.t.Fatalf("InviteGet from %s: server sent %+v; want one answer back", src, out)
@@ -66,7 +66,7 @@ func TestInvitePutGetDelete(t *testing.T) {
 		t.Fatalf("get after replace = %d bytes, want the %d-byte blob", len(got), len(full))
 	}
 	// The second port answers too.
-	req := rendezvous.AppendInviteGet(nil, id)
+	req := rendezvous.AppendInviteGet(nil, id, nil)
 	if out := h.deliver(req, joiner, 1); len(out) != 1 || out[0].port != 1 || len(out[0].b) > len(req) {
 		t.Errorf("InviteGet on port 1: sent %+v; want one answer from port 1", out)
 	}
@@ -231,7 +231,7 @@ func TestInviteGetMalformed(t *testing.T) {
 	if !h.putInvite(a, id, h.clock.now().Add(time.Hour), bytes.Repeat([]byte{1}, rendezvous.MaxInviteBlob)) {
 		t.Fatal("put refused")
 	}
-	good := rendezvous.AppendInviteGet(nil, id)
+	good := rendezvous.AppendInviteGet(nil, id, nil)
 	padded := bytes.Clone(good)
 	padded[len(padded)-1] = 1
 	tests := []struct {

@@ -152,6 +152,8 @@ type Stats struct {
 	// a blob and InvitesUnknown those answered with none.
 	Invites                                                      int
 	InvitesStored, InvitesRefused, InvitesServed, InvitesUnknown uint64
+	// InviteJoins counts join boxes pushed to invites' owners.
+	InviteJoins uint64
 }
 
 // Server is a rendezvous server. Create it with New, then Run it (or
@@ -165,7 +167,7 @@ type Server struct {
 	conns [2]*net.UDPConn // set by Serve before the readers start
 
 	junk, badCookie, badTime, badAuth, replays, tooBig, relayed, relayDropped, evicted atomic.Uint64
-	invitesStored, invitesRefused, invitesServed, invitesUnknown                       atomic.Uint64
+	invitesStored, invitesRefused, invitesServed, invitesUnknown, invitesJoins         atomic.Uint64
 
 	// mu guards everything below.
 	mu       sync.Mutex
@@ -401,6 +403,7 @@ func (s *Server) Stats() Stats {
 	st.Relayed, st.RelayDropped, st.Evicted = s.relayed.Load(), s.relayDropped.Load(), s.evicted.Load()
 	st.InvitesStored, st.InvitesRefused = s.invitesStored.Load(), s.invitesRefused.Load()
 	st.InvitesServed, st.InvitesUnknown = s.invitesServed.Load(), s.invitesUnknown.Load()
+	st.InviteJoins = s.invitesJoins.Load()
 	return st
 }
 

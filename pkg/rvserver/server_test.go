@@ -233,7 +233,7 @@ func TestAmplification(t *testing.T) {
 		a.seal(t, rendezvous.Connect{Target: a.pub, Box: make([]byte, 300)}, h.clock.now()),
 		rendezvous.AppendRelay(nil, 1, make([]byte, 100)),
 		rendezvous.Cookie{}.Append(nil),
-		rendezvous.AppendInviteGet(nil, [rendezvous.InviteIDLen]byte{1}),
+		rendezvous.AppendInviteGet(nil, [rendezvous.InviteIDLen]byte{1}, nil),
 		a.seal(t, rendezvous.InvitePut{ID: [rendezvous.InviteIDLen]byte{1}, Expires: h.clock.now().Add(time.Hour), Blob: make([]byte, 300)}, h.clock.now()),
 	}
 	for i := range 20000 {
@@ -278,7 +278,7 @@ func FuzzServerHandle(f *testing.F) {
 	f.Add(a.seal(f, rendezvous.Register{}, h.clock.now()))
 	f.Add(rendezvous.AppendRelay(nil, 1, []byte("x")))
 	h.putInvite(a, [rendezvous.InviteIDLen]byte{1}, h.clock.now().Add(time.Hour), make([]byte, rendezvous.MaxInviteBlob))
-	f.Add(rendezvous.AppendInviteGet(nil, [rendezvous.InviteIDLen]byte{1}))
+	f.Add(rendezvous.AppendInviteGet(nil, [rendezvous.InviteIDLen]byte{1}, nil))
 	f.Add(a.seal(f, rendezvous.InvitePut{ID: [rendezvous.InviteIDLen]byte{1}, Expires: h.clock.now().Add(time.Hour), Blob: []byte("blob")}, h.clock.now()))
 	stranger := netip.MustParseAddrPort("203.0.113.9:9999")
 	f.Fuzz(func(t *testing.T, b []byte) {

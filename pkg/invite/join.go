@@ -1,0 +1,79 @@
+package invite
+
+import (
+	"crypto/cipher"
+	"crypto/rand"
+	"errors"
+	"fmt"
+
+	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/peerline/peerline/pkg/nodekey"
+)
+
+// A join box lets a joiner ask to pair in the same round trip as it
+// fetches a short code's blob: the joiner cannot yet write the usual proof
+// (it binds the inviter's key, which is in the blob), so it seals its own
+// key and Hello with a key derived from the secret instead, and the server
+// passes the box to the blob's owner. Opening it proves knowledge of the
+// secret as the proof does; the inviter then computes the proof itself.
+//
+//	version(1) = 1, nonce(24), XChaCha20-Poly1305(joiner(32) hello)
+//
+// with the BlobID as associated data, so a box is good for one invite.
+// MaxJoinBox is the largest join box; it must fit the server's fetch
+// request (rendezvous.InviteGetLen less its header, ID and length).
+const MaxJoinBox = 320
+
+const joinVersion = 1
+
+func joinAEAD(secret [16]byte) cipher.AEAD {
+	a, err := chacha20poly1305.NewX(derive(secret, joinKeyLabel, chacha20poly1305.KeySize))
+	if err != nil {
+		panic("invite: join key: " + err.Error())
+	}
+	return a
+}
+
+// SealJoin seals a joiner's key and Hello (AppendHello's bytes) for the
+// invite with this secret.
+func SealJoin(secret [16]byte, joiner nodekey.Key, hello []byte) ([]byte, error) {
+	var nonce [chacha20poly1305.NonceSizeX]byte
+	if _, err := rand.Read(nonce[:]); err != nil {
+		return nil, err
+	}
+	return sealJoin(secret, joiner, hello, nonce)
+}
+
+func sealJoin(secret [16]byte, joiner nodekey.Key, hello []byte, nonce [chacha20poly1305.NonceSizeX]byte) ([]byte, error) {
+	a := joinAEAD(secret)
+	if 1+len(nonce)+nodekey.Len+len(hello)+a.Overhead() > MaxJoinBox {
+		return nil, fmt.Errorf("invite: hello of %d bytes does not fit a join box", len(hello))
+	}
+	id := BlobID(secret)
+	out := append(make([]byte, 0, MaxJoinBox), joinVersion)
+	out = append(out, nonce[:]...)
+	pt := append(joiner[:len(joiner):len(joiner)], hello...)
+	return a.Seal(out, nonce[:], pt, append([]byte{joinVersion}, id[:]...)), nil
+}
+
+// ErrJoinBox is a join box that does not open with the invite's secret.
+var ErrJoinBox = errors.New("invite: join box does not open with this invite's secret")
+
+// OpenJoin opens a join box with the secret of the invite it names.
+func OpenJoin(secret [16]byte, box []byte) (joiner nodekey.Key, hello []byte, err error) {
+	a := joinAEAD(secret)
+	if len(box) < 1+a.NonceSize()+nodekey.Len+a.Overhead() || len(box) > MaxJoinBox || box[0] != joinVersion {
+		return joiner, nil, ErrJoinBox
+	}
+	id := BlobID(secret)
+	pt, err := a.Open(nil, box[1:1+a.NonceSize()], box[1+a.NonceSize():], append([]byte{joinVersion}, id[:]...))
+	if err != nil {
+		return joiner, nil, ErrJoinBox
+	}
+	copy(joiner[:], pt)
+	if joiner.IsZero() {
+		return joiner, nil, ErrJoinBox
+	}
+	return joiner, pt[nodekey.Len:], nil
+}
