@@ -36,12 +36,15 @@
 // it), answered by a sealed InvitePutReply. A joiner, who may not be
 // registered anywhere, fetches it without any key or cookie:
 //
-//	InviteGet: header(4) id(16) zero-padding to InviteGetLen (342 bytes)
+//	InviteGet: header(4) id(16) length(2) join-box(length) zero-padding to InviteGetLen (342 bytes)
 //	Invite:    header(4) id(16) length(2) blob(length ≤ MaxInviteBlob)
 //
 // An empty blob in an Invite means "not known here". InviteGet is padded to
 // the longest possible Invite and any other length is dropped, so the answer
-// is never longer than the question and can be sent without a cookie.
+// is never longer than the question and can be sent without a cookie. A
+// join box in the InviteGet (sealed by the joiner with a key derived from
+// the secret) is pushed, sealed, to the node that stored the id, as
+// InviteJoin, so that the inviter starts pairing in the same round trip.
 //
 // Payloads that one node means for another (PeerInfo: LAN endpoints, later
 // pairing and punch data) travel as a Box sealed with PeerAEAD, a key derived
@@ -82,6 +85,9 @@
 // so a stranger with many keys can fill the table and make other nodes'
 // stores fail until the stranger's blobs expire: denial of service, as
 // with the registration table, and nothing stored is lost or disclosed.
+// Join boxes reach only the registered address of an id's owner, a few per
+// invite (joinBurst, then one every 2 s); one that does not open with the
+// secret is dropped there.
 //
 // An on-path attacker (sees and changes packets between node and server) can
 // additionally drop, delay or replay packets, and learn endpoints and who
