@@ -255,3 +255,51 @@ func TestInviteGetMalformed(t *testing.T) {
 		}
 	}
 }
+
+// TestInviteJoinPush: a join box in an InviteGet goes, sealed, to the
+// registered address of the invite's owner, never to the request's source,
+// and only a few per invite however many gets come.
+func TestInviteJoinPush(t *testing.T) {
+	h := newHarness(t, Config{})
+	owner := h.node("198.51.100.10:40000")
+	h.register(owner, 0)
+	id := [rendezvous.InviteIDLen]byte{9}
+	if !h.putInvite(owner, id, h.clock.now().Add(time.Hour), []byte("blob")) {
+		t.Fatal("put refused")
+	}
+	get := func(id [rendezvous.InviteIDLen]byte) (answers, pushes int) {
+		for _, s := range h.deliver(rendezvous.AppendInviteGet(nil, id, []byte("join box")), joiner, 0) {
+			switch s.to {
+			case joiner:
+				answers++
+			case owner.addr:
+				m := owner.open(t, s.b)
+				if j, ok := m.(rendezvous.InviteJoin); !ok || j.ID != id || string(j.Box) != "join box" {
+					t.Fatalf("push to the owner: %#v", m)
+				}
+				pushes++
+			default:
+				t.Fatalf("the server sent to %s", s.to)
+			}
+		}
+		return answers, pushes
+	}
+	if a, p := get([rendezvous.InviteIDLen]byte{8}); a != 1 || p != 0 {
+		t.Fatalf("unknown id: %d answers, %d pushes; want 1, 0", a, p)
+	}
+	total := 0
+	for range 10 {
+		a, p := get(id)
+		if a != 1 {
+			t.Fatalf("%d answers to one get", a)
+		}
+		total += p
+	}
+	if total != joinBurst {
+		t.Errorf("10 gets at once pushed %d join boxes, want the burst of %d", total, joinBurst)
+	}
+	h.clock.add(3 * time.Second)
+	if _, p := get(id); p != 1 {
+		t.Errorf("after 3 s, %d pushes, want 1 (one every 2 s)", p)
+	}
+}
