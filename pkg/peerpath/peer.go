@@ -453,8 +453,16 @@ func (p *peer) checkTunnel(ctx context.Context, m *Manager, now time.Time, wg *s
 		// Our mapping may have changed: tell the servers now, so the
 		// relay and introductions use the new one.
 		m.reregister(ctx, wg)
-		if p.relay != "" && p.path == PathDirect {
+		switch {
+		case p.relay != "" && p.path == PathDirect:
 			p.setPath(m, PathRelay, p.relay, "the direct path stopped answering", now)
+			// One lost answer is enough to get here: try the direct
+			// path again soon rather than at the next upgrade round.
+			p.nextProbe = now.Add(time.Second)
+		case p.path == PathRelay:
+			// The relay may be what died (its server went down) while
+			// a direct path works: an answer moves the tunnel there.
+			p.probeAll(m, p.candidates, now)
 		}
 		p.rxAt = now
 		p.txSinceRx = false
