@@ -1,7 +1,6 @@
 package invite
 
 import (
-	"crypto/cipher"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -27,14 +26,6 @@ const MaxJoinBox = 320
 
 const joinVersion = 1
 
-func joinAEAD(secret [16]byte) cipher.AEAD {
-	a, err := chacha20poly1305.NewX(derive(secret, joinKeyLabel, chacha20poly1305.KeySize))
-	if err != nil {
-		panic("invite: join key: " + err.Error())
-	}
-	return a
-}
-
 // SealJoin seals a joiner's key and Hello (AppendHello's bytes) for the
 // invite with this secret.
 func SealJoin(secret [16]byte, joiner nodekey.Key, hello []byte) ([]byte, error) {
@@ -46,15 +37,14 @@ func SealJoin(secret [16]byte, joiner nodekey.Key, hello []byte) ([]byte, error)
 }
 
 func sealJoin(secret [16]byte, joiner nodekey.Key, hello []byte, nonce [chacha20poly1305.NonceSizeX]byte) ([]byte, error) {
-	a := joinAEAD(secret)
+	a := secretAEAD(secret, joinKeyLabel)
 	if 1+len(nonce)+nodekey.Len+len(hello)+a.Overhead() > MaxJoinBox {
 		return nil, fmt.Errorf("invite: hello of %d bytes does not fit a join box", len(hello))
 	}
-	id := BlobID(secret)
 	out := append(make([]byte, 0, MaxJoinBox), joinVersion)
 	out = append(out, nonce[:]...)
 	pt := append(joiner[:len(joiner):len(joiner)], hello...)
-	return a.Seal(out, nonce[:], pt, append([]byte{joinVersion}, id[:]...)), nil
+	return a.Seal(out, nonce[:], pt, blobAD(joinVersion, secret)), nil
 }
 
 // ErrJoinBox is a join box that does not open with the invite's secret.
@@ -62,12 +52,11 @@ var ErrJoinBox = errors.New("invite: join box does not open with this invite's s
 
 // OpenJoin opens a join box with the secret of the invite it names.
 func OpenJoin(secret [16]byte, box []byte) (joiner nodekey.Key, hello []byte, err error) {
-	a := joinAEAD(secret)
+	a := secretAEAD(secret, joinKeyLabel)
 	if len(box) < 1+a.NonceSize()+nodekey.Len+a.Overhead() || len(box) > MaxJoinBox || box[0] != joinVersion {
 		return joiner, nil, ErrJoinBox
 	}
-	id := BlobID(secret)
-	pt, err := a.Open(nil, box[1:1+a.NonceSize()], box[1+a.NonceSize():], append([]byte{joinVersion}, id[:]...))
+	pt, err := a.Open(nil, box[1:1+a.NonceSize()], box[1+a.NonceSize():], blobAD(joinVersion, secret))
 	if err != nil {
 		return joiner, nil, ErrJoinBox
 	}

@@ -80,17 +80,21 @@ func BlobID(secret [16]byte) [16]byte {
 	return [16]byte(derive(secret, blobIDLabel, 16))
 }
 
-func blobAEAD(secret [16]byte) cipher.AEAD {
-	a, err := chacha20poly1305.NewX(derive(secret, blobKeyLabel, chacha20poly1305.KeySize))
+func blobAEAD(secret [16]byte) cipher.AEAD { return secretAEAD(secret, blobKeyLabel) }
+
+// secretAEAD is the XChaCha20-Poly1305 keyed for one use (label) of an
+// invite's secret: the blob, or a join box.
+func secretAEAD(secret [16]byte, label string) cipher.AEAD {
+	a, err := chacha20poly1305.NewX(derive(secret, label, chacha20poly1305.KeySize))
 	if err != nil {
 		panic("invite: " + err.Error()) // only a key of the wrong size fails
 	}
 	return a
 }
 
-// blobAD is the associated data of a blob: its version and where it is
-// stored, so a blob cannot be moved to another ID or read as another
-// version, even by whoever holds the secret.
+// blobAD is the associated data of a blob or a join box: its version and
+// the invite's blob ID, so neither can be moved to another invite or read
+// as another version, even by whoever holds the secret.
 func blobAD(version byte, secret [16]byte) []byte {
 	id := BlobID(secret)
 	return append([]byte{version}, id[:]...)

@@ -3,6 +3,7 @@ package peerpath
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/peerline/peerline/pkg/nodekey"
@@ -33,14 +34,14 @@ func (m *Manager) PutInvite(ctx context.Context, id [rendezvous.InviteIDLen]byte
 	// Buffered for all: the puts outlive this call.
 	results := make(chan result, len(clients))
 	putCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), within)
+	var wg sync.WaitGroup
 	for i, c := range clients {
-		go func() {
+		wg.Go(func() {
 			results <- result{keys[i], c.PutInvite(putCtx, id, expires, blob)}
-		}()
+		})
 	}
 	go func() {
-		// Release the timer once every put is done.
-		<-putCtx.Done()
+		wg.Wait()
 		cancel()
 	}()
 	var errs []error

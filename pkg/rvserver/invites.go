@@ -178,8 +178,7 @@ func (s *Server) handleInviteGet(b []byte, src netip.AddrPort, port int, w *scra
 	if p != nil {
 		// To the owner's registered address, which passed a cookie
 		// check, never to the request's source.
-		w.out = rendezvous.SealNonce(w.out[:0], p.aead, s.pub, s.cookie(now, 0, p.to), now, replyNonce(), p.msg, 0)
-		send(p.port, p.to, w.out)
+		s.sendPush(*p, now, w, send)
 		s.invitesJoins.Add(1)
 	}
 	w.out = rendezvous.AppendInvite(w.out[:0], id, blob)

@@ -489,9 +489,15 @@ func (s *Server) handle(b []byte, src netip.AddrPort, port int, w *scratch, send
 		}
 	}
 	for _, p := range pushes {
-		w.out = rendezvous.SealNonce(w.out[:0], p.aead, s.pub, s.cookie(now, 0, p.to), now, replyNonce(), p.msg, 0)
-		send(p.port, p.to, w.out)
+		s.sendPush(p, now, w, send)
 	}
+}
+
+// sendPush seals p for its node and sends it to the node's registered
+// address.
+func (s *Server) sendPush(p push, now time.Time, w *scratch, send sendFunc) {
+	w.out = rendezvous.SealNonce(w.out[:0], p.aead, s.pub, s.cookie(now, 0, p.to), now, replyNonce(), p.msg, 0)
+	send(p.port, p.to, w.out)
 }
 
 // push is a message the server sends to a node other than the requester's
