@@ -396,6 +396,17 @@ func (p *peer) checkTunnel(ctx context.Context, m *Manager, now time.Time, wg *s
 		return
 	}
 	p.handshake = st.LastHandshake
+	if p.path == PathDirect && st.Endpoint != p.endpoint && wgmux.IsRelayEndpoint(st.Endpoint) {
+		// WireGuard sends to where an authenticated packet last came
+		// from: a handshake answered through the relay after the
+		// direct path was chosen moves the tunnel back onto the relay,
+		// where it stays unseen (the probes go direct) until the relay's
+		// server goes down with the media.
+		m.log.Debug("tunnel roamed to the relay; back to the direct path", "peer", p.key, "endpoint", st.Endpoint)
+		if err := p.tunnel.SetEndpoint(p.endpoint); err != nil {
+			m.log.Warn("setting the tunnel endpoint", "peer", p.key, "endpoint", p.endpoint, "err", err)
+		}
+	}
 	if st.RxBytes != p.rx {
 		p.rx = st.RxBytes
 		p.rxAt = now

@@ -295,6 +295,10 @@ func (b *Bind) ParseEndpoint(s string) (conn.Endpoint, error) {
 
 const relayPrefix = "relay:"
 
+// IsRelayEndpoint reports whether s (as WireGuard's UAPI shows an
+// endpoint) sends through a rendezvous relay.
+func IsRelayEndpoint(s string) bool { return strings.HasPrefix(s, relayPrefix) }
+
 // RelayEndpoint is the endpoint string (for WireGuard's UAPI) that sends
 // through server with session id session.
 func RelayEndpoint(session uint64, server netip.AddrPort) string {
