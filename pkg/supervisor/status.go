@@ -136,7 +136,7 @@ func (s *Supervisor) writeStatus() {
 		s.log.Error("encoding status", "err", err)
 		return
 	}
-	if err := atomicfile.WriteFile(filepath.Join(s.cfg.RunDir, statusFile), append(b, '\n'), 0o644); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(s.cfg.RunDir, statusFile), append(b, '\n'), 0o640); err != nil {
 		s.log.Error("writing status", "err", err)
 	}
 }
