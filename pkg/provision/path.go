@@ -17,6 +17,7 @@ const (
 	kindConfig                // a per-MAC configuration file
 	kindCommon                // a vendor's common file (nothing per line)
 	kindPhonebook             // the requester's phonebook
+	kindNotServed             // a provisioning name deliberately answered with 404
 )
 
 // request is a parsed provisioning path.
@@ -29,8 +30,17 @@ type request struct {
 // parsePath recognises the files phones fetch. Per-MAC names, as the vendors
 // document them (MAC in any case, with no separators or with ':' or '-'):
 //
-//	/cfg<mac>.xml, /cfg<mac>  Grandstream (GXP16xx admin guide, "Config File Download")
-//	/<mac>.cfg                Yealink (auto-provisioning guide, "MAC-Oriented CFG File")
+//	/cfg<mac>.xml  Grandstream (GXP16xx admin guide, "Config File Download")
+//	/<mac>.cfg     Yealink (auto-provisioning guide, "MAC-Oriented CFG File")
+//
+// Any number of leading slashes is accepted: a phone joins the server path
+// from DHCP option 66 and the file name with a "/" of its own, so a path
+// that ends in "/" (as option 66 did, or a Yealink server URL still does)
+// yields "//cfg<mac>.xml".
+//
+// /cfg<mac> without ".xml" is Grandstream's name for its legacy binary
+// (encoded) file; a firmware that asks for it expects that format, not XML,
+// so it is kindNotServed (404) and the phone goes on to cfg<mac>.xml.
 //
 // Common files: /y000000000031.cfg (T19P) and /y000000000053.cfg (T19P E2).
 // Phonebooks: /phonebook/yealink.xml; for Grandstream, which appends
@@ -44,7 +54,7 @@ func parsePath(p string) request {
 	if len(p) > maxPathLen || !strings.HasPrefix(p, "/") {
 		return request{}
 	}
-	name := strings.ToLower(p[1:])
+	name := strings.ToLower(strings.TrimLeft(p, "/"))
 	switch name {
 	case "y000000000031.cfg", "y000000000053.cfg":
 		return request{kind: kindCommon, vendor: Yealink}
@@ -54,11 +64,15 @@ func parsePath(p string) request {
 		return request{kind: kindPhonebook, vendor: Grandstream}
 	}
 	if rest, ok := strings.CutPrefix(name, "cfg"); ok {
-		rest, _ = strings.CutSuffix(rest, ".xml")
-		if mac := parseMAC(rest); mac != nil {
-			return request{kind: kindConfig, vendor: Grandstream, mac: mac}
+		rest, xml := strings.CutSuffix(rest, ".xml")
+		mac := parseMAC(rest)
+		switch {
+		case mac == nil:
+			return request{}
+		case !xml:
+			return request{kind: kindNotServed, vendor: Grandstream}
 		}
-		return request{}
+		return request{kind: kindConfig, vendor: Grandstream, mac: mac}
 	}
 	if rest, ok := strings.CutSuffix(name, ".cfg"); ok {
 		if mac := parseMAC(rest); mac != nil {

@@ -15,7 +15,18 @@ var pathTests = []struct {
 	{"/cfg000b82123456.xml", kindConfig, Grandstream, "00:0b:82:12:34:56"},
 	{"/cfg000B82ABCDEF.xml", kindConfig, Grandstream, "00:0b:82:ab:cd:ef"},
 	{"/CFG000b82123456.XML", kindConfig, Grandstream, "00:0b:82:12:34:56"},
-	{"/cfg000b82123456", kindConfig, Grandstream, "00:0b:82:12:34:56"},
+	{"//cfg000b82123456.xml", kindConfig, Grandstream, "00:0b:82:12:34:56"},
+	{"///cfg000b82123456.xml", kindConfig, Grandstream, "00:0b:82:12:34:56"},
+	{"//CFG000B82ABCDEF.XML", kindConfig, Grandstream, "00:0b:82:ab:cd:ef"},
+	{"//805ec0123456.cfg", kindConfig, Yealink, "80:5e:c0:12:34:56"},
+	{"///805EC0123456.cfg", kindConfig, Yealink, "80:5e:c0:12:34:56"},
+	{"//y000000000031.cfg", kindCommon, Yealink, ""},
+	{"//phonebook/yealink.xml", kindPhonebook, Yealink, ""},
+	{"///phonebook/grandstream/phonebook.xml", kindPhonebook, Grandstream, ""},
+	// Grandstream's legacy binary name: never XML.
+	{"/cfg000b82123456", kindNotServed, Grandstream, ""},
+	{"/CFG000B82ABCDEF", kindNotServed, Grandstream, ""},
+	{"//cfg00:0b:82:12:34:56", kindNotServed, Grandstream, ""},
 	{"/cfg00:0b:82:12:34:56.xml", kindConfig, Grandstream, "00:0b:82:12:34:56"},
 	{"/805ec0123456.cfg", kindConfig, Yealink, "80:5e:c0:12:34:56"},
 	{"/805EC0123456.cfg", kindConfig, Yealink, "80:5e:c0:12:34:56"},
@@ -41,7 +52,9 @@ var pathTests = []struct {
 	{"/cfg000b82123456.xml.bak", kindOther, 0, ""},
 	{"/cfg000b82123456.cfg", kindOther, 0, ""},
 	{"/805ec0123456.cfg.cfg", kindOther, 0, ""},
-	{"//805ec0123456.cfg", kindOther, 0, ""},
+	{"//", kindOther, 0, ""},
+	{"//x/805ec0123456.cfg", kindOther, 0, ""},
+	{"/cfg000b82123456.", kindOther, 0, ""},
 	{"/805ec0123456.xml", kindOther, 0, ""},
 	{"/" + strings.Repeat("a", maxPathLen), kindOther, 0, ""},
 }
@@ -63,7 +76,10 @@ func macString(r request) string {
 }
 
 // perMAC is an independent statement of the accepted per-MAC forms.
-var perMAC = regexp.MustCompile(`(?i)^/(?:cfg([0-9a-f]{12}|[0-9a-f]{2}(?::[0-9a-f]{2}){5}|[0-9a-f]{2}(?:-[0-9a-f]{2}){5})(?:\.xml)?|([0-9a-f]{12}|[0-9a-f]{2}(?::[0-9a-f]{2}){5}|[0-9a-f]{2}(?:-[0-9a-f]{2}){5})\.cfg)$`)
+var perMAC = regexp.MustCompile(`(?i)^/+(?:cfg([0-9a-f]{12}|[0-9a-f]{2}(?::[0-9a-f]{2}){5}|[0-9a-f]{2}(?:-[0-9a-f]{2}){5})\.xml|([0-9a-f]{12}|[0-9a-f]{2}(?::[0-9a-f]{2}){5}|[0-9a-f]{2}(?:-[0-9a-f]{2}){5})\.cfg)$`)
+
+// legacyBinary is Grandstream's cfg<mac> without ".xml".
+var legacyBinary = regexp.MustCompile(`(?i)^/+cfg(?:[0-9a-f]{12}|[0-9a-f]{2}(?::[0-9a-f]{2}){5}|[0-9a-f]{2}(?:-[0-9a-f]{2}){5})$`)
 
 func FuzzParsePath(f *testing.F) {
 	for _, tt := range pathTests {
@@ -71,9 +87,15 @@ func FuzzParsePath(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, p string) {
 		r := parsePath(p)
-		m := perMAC.FindStringSubmatch(p)
+		var m []string
+		if len(p) <= maxPathLen {
+			m = perMAC.FindStringSubmatch(p)
+		}
 		if (r.kind == kindConfig) != (m != nil) {
 			t.Fatalf("parsePath(%q).kind = %v, but the accepted-forms pattern matched: %v", p, r.kind, m != nil)
+		}
+		if legacy := len(p) <= maxPathLen && legacyBinary.MatchString(p); (r.kind == kindNotServed) != legacy {
+			t.Fatalf("parsePath(%q).kind = %v, but the legacy-name pattern matched: %v", p, r.kind, legacy)
 		}
 		if r.kind != kindConfig {
 			if r.mac != nil {

@@ -139,6 +139,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req := parsePath(r.URL.Path)
+	if req.kind == kindNotServed {
+		http.NotFound(w, r)
+		return
+	}
 	if req.kind == kindOther {
 		if s.opts.Extra == nil {
 			http.NotFound(w, r)

@@ -1,6 +1,7 @@
 package provision
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -77,7 +78,13 @@ func TestServe(t *testing.T) {
 		contains []string
 	}{
 		{"grandstream own file", "GET", "10.0.1.1:4000", "/cfg000b82123456.xml", 200, []string{"<mac>000b82123456</mac>", "<P3>alice line 1</P3>"}},
-		{"grandstream own file, no extension", "GET", "10.0.1.1:4000", "/cfg000B82123456", 200, []string{"<P30>10.0.1.2</P30>"}},
+		{"grandstream legacy binary name", "GET", "10.0.1.1:4000", "/cfg000B82123456", 404, nil},
+		{"grandstream legacy binary name, not handed to extra", "GET", "10.0.1.1:4000", "//cfg000b82123456", 404, nil},
+		{"grandstream own file, two slashes", "GET", "10.0.1.1:4000", "//cfg000b82123456.xml", 200, []string{"<P30>10.0.1.2</P30>"}},
+		{"grandstream own file, three slashes, upper case", "GET", "10.0.1.1:4000", "///CFG000B82123456.XML", 200, []string{"<mac>000b82123456</mac>"}},
+		{"yealink own file, two slashes", "GET", "10.0.2.1:4000", "//805ec0123456.cfg", 200, []string{"account.1.enable = 1"}},
+		{"another phone's file, two slashes", "GET", "10.0.1.1:4000", "//805ec0123456.cfg", 403, nil},
+		{"phonebook, two slashes", "GET", "10.0.2.1:4000", "//phonebook/yealink.xml", 200, []string{"<Telephone>10.9.1.1</Telephone>"}},
 		{"yealink own file", "GET", "10.0.2.1:4000", "/805EC0123456.cfg", 200, []string{"#!version:1.0.0.1\n", "account.1.display_name = alice line 2"}},
 		{"HEAD", "HEAD", "10.0.2.1:4000", "/805ec0123456.cfg", 200, nil},
 		{"another phone's file", "GET", "10.0.1.1:4000", "/805ec0123456.cfg", 403, nil},
@@ -243,5 +250,58 @@ func TestRunListenError(t *testing.T) {
 	}
 	if err := s.Run(t.Context()); err == nil || !strings.Contains(err.Error(), "address in use") {
 		t.Errorf("Run = %v, want the listen error", err)
+	}
+}
+
+// TestRunRequestTargets sends request lines as phones write them to a real
+// listener: net/http must hand the path to the handler with its leading
+// slashes intact (no ServeMux cleaning or redirect in between).
+func TestRunRequestTargets(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	phones := newFakePhones()
+	phones.bound[netip.MustParseAddr("127.0.0.1")] = binding{gsMAC, 1}
+	s, err := NewServer(Options{
+		Directory: func(context.Context) (Directory, error) { return exampleDir(), nil },
+		Phones:    phones,
+		Listen:    func(string, string) (net.Listener, error) { return ln, nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run = %v", err)
+		}
+	}()
+	for _, tt := range []struct {
+		target string
+		want   string
+	}{
+		{"/cfg000b82123456.xml", "HTTP/1.1 200 OK"},
+		{"//cfg000b82123456.xml", "HTTP/1.1 200 OK"},
+		{"///cfg000b82123456.xml", "HTTP/1.1 200 OK"},
+		{"//CFG000B82123456.xml", "HTTP/1.1 200 OK"},
+		{"/cfg000b82123456", "HTTP/1.1 404 Not Found"},
+		{"//cfg000b82123456", "HTTP/1.1 404 Not Found"},
+		{"//805ec0123456.cfg", "HTTP/1.1 403 Forbidden"},
+	} {
+		c, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, "GET "+tt.target+" HTTP/1.1\r\nHost: 10.0.1.2\r\nConnection: close\r\n\r\n")
+		line, err := bufio.NewReader(c).ReadString('\n')
+		c.Close()
+		if got := strings.TrimSpace(line); got != tt.want || err != nil {
+			t.Errorf("GET %s: status line %q, %v; want %q", tt.target, got, err, tt.want)
+		}
 	}
 }
