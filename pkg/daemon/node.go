@@ -21,7 +21,6 @@ import (
 	"github.com/peerline/peerline/pkg/dnsfwd"
 	"github.com/peerline/peerline/pkg/netsetup"
 	"github.com/peerline/peerline/pkg/ntpd"
-	"github.com/peerline/peerline/pkg/numplan"
 	"github.com/peerline/peerline/pkg/peerpath"
 	"github.com/peerline/peerline/pkg/provision"
 	"github.com/peerline/peerline/pkg/statuspage"
@@ -79,7 +78,7 @@ func newNode(cfg *config.Config, configPath string, reload chan<- *config.Config
 			StateDir:     cfg.StateDir,
 			Static:       cfg.Lines,
 			Lines:        &lines,
-			ProvisionURL: provisionURL,
+			ProvisionURL: provision.URL,
 			Log:          log.With("service", "dhcp"),
 		})
 		if err != nil {
@@ -190,12 +189,6 @@ func (noPhones) LineOf(context.Context, netip.Addr) (net.HardwareAddr, int, bool
 	return nil, 0, false
 }
 func (noPhones) NoteUserAgent(int, string) {}
-
-// provisionURL is what DHCP option 66 tells the phone on line s: the Pi's
-// own side of the line.
-func provisionURL(s int) string {
-	return "http://" + numplan.LineGateway(uint8(s)).String() + "/"
-}
 
 // run runs every service until ctx is cancelled or the supervisor fails.
 // The phone-port services are not essential: if one fails (a port in use),

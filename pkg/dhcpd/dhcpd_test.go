@@ -41,7 +41,7 @@ func TestOfferCarriesLineOptions(t *testing.T) {
 		{"server id", d.ServerIdentifier().String(), gw.String()},
 		{"dns", ipsString(d.DNS()), gw.String()},
 		{"ntp", ipsString(d.NTPServers()), gw.String()},
-		{"option 66", d.TFTPServerName(), "http://10.0.1.2/"},
+		{"option 66", d.TFTPServerName(), "http://10.0.1.2"},
 		{"lease", d.IPAddressLeaseTime(0).String(), LeaseTime.String()},
 		{"xid", d.TransactionID.String(), r.msg.TransactionID.String()},
 		{"dst", r.dst.String(), "255.255.255.255"},

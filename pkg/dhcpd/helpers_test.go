@@ -16,7 +16,7 @@ import (
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-func provURL(line int) string { return fmt.Sprintf("http://10.0.%d.2/", line) }
+func provURL(line int) string { return fmt.Sprintf("http://10.0.%d.2", line) }
 
 // fakeLines records EnsureLine/RemoveLine calls; lines in fail fail.
 type fakeLines struct {

@@ -110,7 +110,7 @@ func TestPhonesByDHCP(t *testing.T) {
 		if got := ack.YourIPAddr.String(); got != h.Addr().String() {
 			t.Errorf("%s: a second DHCP exchange offered %s, want its line's %s", h.Host.Name(), got, h.Addr())
 		}
-		if got, want := ack.TFTPServerName(), "http://"+gw+"/"; got != want {
+		if got, want := ack.TFTPServerName(), "http://"+gw; got != want {
 			t.Errorf("%s: option 66 = %q, want the provisioning URL %q", h.Host.Name(), got, want)
 		}
 	}

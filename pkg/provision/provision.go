@@ -125,6 +125,17 @@ func Config(vendor Vendor, dir Directory, line int, mac net.HardwareAddr) ([]byt
 	return nil, fmt.Errorf("%w: unknown vendor %v", ErrInvalid, vendor)
 }
 
+// URL is the provisioning server URL that DHCP option 66 gives the phone on
+// line s: "http://10.0.s.2", the Pi's side of the line, with no trailing
+// slash. Grandstream joins the server path and the file name with a "/" of
+// its own, so "http://10.0.s.2/" would make it ask for "//cfg<mac>.xml"; the
+// vendor-derived DHCP set-ups (Wazo, FusionPBX, Grandstream's examples) send
+// the URL without one. The server still accepts any number of leading
+// slashes (parsePath), for phones that add one anyway.
+func URL(line int) string {
+	return "http://" + numplan.LineGateway(uint8(line)).String()
+}
+
 // YealinkCommon returns the file served for y000000000031.cfg and
 // y000000000053.cfg: the mandatory header and nothing about any phone.
 func YealinkCommon() ([]byte, error) {

@@ -372,3 +372,12 @@ func TestInvalid(t *testing.T) {
 		t.Errorf("unknown vendor: err = %v, want ErrInvalid", err)
 	}
 }
+
+// TestURL: option 66 ends without a slash (issue 19 item 4).
+func TestURL(t *testing.T) {
+	for line, want := range map[int]string{1: "http://10.0.1.2", 2: "http://10.0.2.2", 254: "http://10.0.254.2"} {
+		if got := URL(line); got != want {
+			t.Errorf("URL(%d) = %q, want %q", line, got, want)
+		}
+	}
+}
