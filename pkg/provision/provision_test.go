@@ -6,9 +6,11 @@ import (
 	"encoding/xml"
 	"errors"
 	"flag"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -128,6 +130,7 @@ func TestGrandstreamConfig(t *testing.T) {
 		"P2347": "0", "P258": "0", // calls from anyone, any user part
 		"P2302": "1", "P2301": "0", "P2303": "0", "P79": "101", // RFC 2833, PT 101
 		"P57": "9", "P58": "0", "P59": "8", // G.722, PCMU, PCMA
+		"P60": "8", "P61": "8", "P62": "8", "P46": "8", // the rest repeat PCMA
 		"P1310": "0", "P6758": "1", // direct IP calls allowed, dial plan bypassed
 		"P30": "10.0.2.2", "P64": "customize", "P246": "CET-1CEST-2,M3.5.0/02:00:00,M10.5.0/03:00:00",
 		"P212": "1", "P237": "10.0.2.2", "P145": "1",
@@ -194,6 +197,9 @@ func TestYealinkConfig(t *testing.T) {
 		"local_time.start_time":                 "3/5/7/2",
 		"local_time.end_time":                   "10/5/7/3",
 		"remote_phonebook.data.1.url":           "http://10.0.1.2/phonebook/yealink.xml",
+		"features.remote_phonebook.flash_time":  "3600", // the documented minimum
+		"account.1.codec.5.payload_type":        "G729",
+		"account.1.codec.5.enable":              "0",
 		"auto_provision.server.url":             "http://10.0.1.2/",
 		"static.auto_provision.server.url":      "http://10.0.1.2/",
 	}
@@ -378,6 +384,96 @@ func TestURL(t *testing.T) {
 	for line, want := range map[int]string{1: "http://10.0.1.2", 2: "http://10.0.2.2", 254: "http://10.0.254.2"} {
 		if got := URL(line); got != want {
 			t.Errorf("URL(%d) = %q, want %q", line, got, want)
+		}
+	}
+}
+
+// TestOfferedCodecs checks, for every codec key a phone reads, that the
+// phones offer exactly G.722, PCMU, PCMA in that order, as docs/phones.md
+// says (issue 19 item 6): no vocoder choice or codec slot is left at a
+// factory value that would add G.729, G.726 or a second G.722.
+func TestOfferedCodecs(t *testing.T) {
+	want := []string{"G722", "PCMU", "PCMA"}
+
+	b, err := Config(Grandstream, exampleDir(), 1, gsMAC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, p := parseGrandstream(t, b)
+	gsName := map[string]string{"0": "PCMU", "2": "G726-32", "4": "G723", "8": "PCMA", "9": "G722", "18": "G729", "98": "iLBC"}
+	var gs []string
+	seen := map[string]bool{}
+	for _, k := range []string{"P57", "P58", "P59", "P60", "P61", "P62", "P46"} { // choices 1-7
+		v, ok := p[k]
+		if !ok {
+			t.Errorf("Grandstream vocoder choice %s left at its factory value", k)
+			continue
+		}
+		name, ok := gsName[v]
+		if !ok {
+			t.Errorf("Grandstream %s = %q is not a vocoder", k, v)
+		}
+		if !seen[name] {
+			seen[name] = true
+			gs = append(gs, name)
+		}
+	}
+	if strings.Join(gs, ",") != strings.Join(want, ",") {
+		t.Errorf("Grandstream offers %v, want %v", gs, want)
+	}
+
+	b, err = Config(Yealink, exampleDir(), 1, ylMAC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := parseYealink(t, b)
+	// V7x slots (T19P, firmware 31.x): the 13 slots, each with its factory
+	// codec, all written.
+	slots := []string{"PCMU", "PCMA", "G723_53", "G723_63", "G729", "G722", "iLBC", "G726-16", "G726-24", "G726-32", "G726-40", "iLBC_13_3", "iLBC_15_2"}
+	byPrio := map[string]string{}
+	for i, codec := range slots {
+		k := fmt.Sprintf("account.1.codec.%d.", i+1)
+		if got := keys[k+"payload_type"]; got != codec {
+			t.Errorf("%spayload_type = %q, want the slot's factory codec %s", k, got, codec)
+		}
+		switch keys[k+"enable"] {
+		case "1":
+			prio := keys[k+"priority"]
+			if byPrio[prio] != "" {
+				t.Errorf("%s and %s share priority %q", byPrio[prio], codec, prio)
+			}
+			byPrio[prio] = codec
+		case "0":
+		default:
+			t.Errorf("%senable = %q, want 0 or 1 (a missing key keeps the factory value)", k, keys[k+"enable"])
+		}
+	}
+	if n := strings.Count(string(b), "account.1.codec.14."); n != 0 {
+		t.Errorf("a 14th codec slot is written")
+	}
+	v7x := []string{byPrio["1"], byPrio["2"], byPrio["3"]}
+	if len(byPrio) != 3 || strings.Join(v7x, ",") != strings.Join(want, ",") {
+		t.Errorf("Yealink V7x slots offer %v (by priority: %v), want %v", v7x, byPrio, want)
+	}
+	// V80+ named codecs (T19P E2): exactly g722, pcmu, pcma on, in that order.
+	var on []string
+	for k, v := range keys {
+		if name, ok := strings.CutPrefix(k, "account.1.codec."); ok && strings.HasSuffix(name, ".enable") && v == "1" {
+			name = strings.TrimSuffix(name, ".enable")
+			if name[0] >= 'a' && name[0] <= 'z' {
+				on = append(on, name)
+			}
+		}
+	}
+	slices.SortFunc(on, func(a, b string) int {
+		return strings.Compare(keys["account.1.codec."+a+".priority"], keys["account.1.codec."+b+".priority"])
+	})
+	if strings.Join(on, ",") != "g722,pcmu,pcma" {
+		t.Errorf("Yealink V80 codecs on, by priority: %v, want g722,pcmu,pcma", on)
+	}
+	for _, c := range []string{"g729", "g726_16", "g726_24", "g726_32", "g726_40", "g723_53", "g723_63", "opus", "ilbc"} {
+		if keys["account.1.codec."+c+".enable"] != "0" {
+			t.Errorf("account.1.codec.%s.enable = %q, want 0", c, keys["account.1.codec."+c+".enable"])
 		}
 	}
 }
