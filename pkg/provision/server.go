@@ -46,6 +46,11 @@ type Options struct {
 	// Listen opens the listener; nil means a TCP listener bound to Port in
 	// the current network namespace. Tests replace it.
 	Listen func(network, addr string) (net.Listener, error)
+	// Neighbor returns the link-layer address the kernel holds for a
+	// requester's address on the phone port (nil if none); a file is only
+	// served if it is the MAC of the address's DHCP lease (see authorize).
+	// nil means LookupNeighbor on Port in the current network namespace.
+	Neighbor func(ctx context.Context, addr netip.Addr) (net.HardwareAddr, error)
 }
 
 // Limits on what one client can make the server do.
@@ -68,7 +73,7 @@ func NewServer(opts Options) (*Server, error) {
 	if opts.Directory == nil || opts.Phones == nil {
 		return nil, errors.New("provision: Options.Directory and Options.Phones are required")
 	}
-	if opts.Listen == nil && opts.Port == "" {
+	if (opts.Listen == nil || opts.Neighbor == nil) && opts.Port == "" {
 		return nil, errors.New("provision: Options.Port is required: name the phone port (e.g. eth0) so that nothing is served on the uplink")
 	}
 	if opts.Addr == "" {
@@ -76,6 +81,10 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Neighbor == nil {
+		port := opts.Port
+		opts.Neighbor = func(_ context.Context, a netip.Addr) (net.HardwareAddr, error) { return LookupNeighbor(port, a) }
 	}
 	s := &Server{opts: opts, log: opts.Log.With("port", opts.Port)}
 	s.handler = http.HandlerFunc(s.serveHTTP)
@@ -163,26 +172,44 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "forbidden", http.StatusForbidden)
 		return
 	}
-	mac, line, ok := s.opts.Phones.LineOf(r.Context(), ap.Addr().Unmap())
-	if !ok {
-		log.Warn("provisioning request refused: source address has no DHCP binding on the phone port")
+	src := ap.Addr().Unmap()
+	mac, line, leased := s.opts.Phones.LineOf(r.Context(), src)
+	var neighbor net.HardwareAddr
+	if leased {
+		// The request arrived on an established connection (HTTP) or will
+		// be answered through the same entry (TFTP), so the entry is the
+		// one the kernel uses for this requester now.
+		var nerr error
+		if neighbor, nerr = s.opts.Neighbor(r.Context(), src); nerr != nil {
+			log.Error("neighbour table not readable; refusing provisioning requests", "err", nerr)
+			neighbor = nil
+		}
+		log = log.With("line", line, "mac", mac.String())
+	}
+	v := authorize(req, mac, leased, neighbor)
+	if v == allow || v == refuseOtherFile {
+		// The requester is the lease holder: its User-Agent names its model.
+		if ua := cleanUA(r.UserAgent()); ua != "" {
+			s.opts.Phones.NoteUserAgent(line, ua)
+		}
+	}
+	if v != allow {
+		attrs := []any{"reason", v.String()}
+		if neighbor != nil {
+			attrs = append(attrs, "neighbor_mac", neighbor.String())
+		}
+		if req.kind == kindConfig {
+			attrs = append(attrs, "want_mac", req.mac.String())
+		}
+		log.Warn("provisioning request refused", attrs...)
 		http.Error(w, "forbidden", http.StatusForbidden)
 		return
-	}
-	log = log.With("line", line, "mac", mac.String())
-	if ua := cleanUA(r.UserAgent()); ua != "" {
-		s.opts.Phones.NoteUserAgent(line, ua)
 	}
 
 	var body []byte
 	contentType := "text/xml; charset=utf-8"
 	switch req.kind {
 	case kindConfig:
-		if !bytes.Equal(req.mac, mac) {
-			log.Warn("provisioning request refused: file of another phone", "want_mac", req.mac.String())
-			http.Error(w, "forbidden", http.StatusForbidden)
-			return
-		}
 		dir, derr := s.opts.Directory(r.Context())
 		if derr != nil {
 			err = derr

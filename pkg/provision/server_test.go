@@ -16,11 +16,14 @@ import (
 	"time"
 )
 
-// fakePhones is a DHCP binding table.
+// fakePhones is a DHCP binding table and the kernel's neighbour table of
+// the phone port.
 type fakePhones struct {
-	mu    sync.Mutex
-	bound map[netip.Addr]binding
-	uas   map[int]string
+	mu       sync.Mutex
+	bound    map[netip.Addr]binding
+	neigh    map[netip.Addr]net.HardwareAddr
+	neighErr error
+	uas      map[int]string
 }
 
 type binding struct {
@@ -34,8 +37,18 @@ func newFakePhones() *fakePhones {
 			netip.MustParseAddr("10.0.1.1"): {gsMAC, 1},
 			netip.MustParseAddr("10.0.2.1"): {ylMAC, 2},
 		},
+		neigh: map[netip.Addr]net.HardwareAddr{
+			netip.MustParseAddr("10.0.1.1"): gsMAC,
+			netip.MustParseAddr("10.0.2.1"): ylMAC,
+		},
 		uas: map[int]string{},
 	}
+}
+
+func (f *fakePhones) Neighbor(_ context.Context, a netip.Addr) (net.HardwareAddr, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.neigh[a], f.neighErr
 }
 
 func (f *fakePhones) LineOf(_ context.Context, a netip.Addr) (net.HardwareAddr, int, bool) {
@@ -51,7 +64,7 @@ func (f *fakePhones) NoteUserAgent(line int, ua string) {
 	f.uas[line] = ua
 }
 
-func newTestServer(t *testing.T, phones Phones, dirErr error) *Server {
+func newTestServer(t *testing.T, phones *fakePhones, dirErr error) *Server {
 	t.Helper()
 	extra := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "status page") })
 	s, err := NewServer(Options{
@@ -59,8 +72,9 @@ func newTestServer(t *testing.T, phones Phones, dirErr error) *Server {
 		Directory: func(context.Context) (Directory, error) {
 			return exampleDir(), dirErr
 		},
-		Phones: phones,
-		Extra:  extra,
+		Phones:   phones,
+		Neighbor: phones.Neighbor,
+		Extra:    extra,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -193,10 +207,12 @@ func TestRun(t *testing.T) {
 	}
 	phones := newFakePhones()
 	phones.bound[netip.MustParseAddr("127.0.0.1")] = binding{gsMAC, 1}
+	phones.neigh[netip.MustParseAddr("127.0.0.1")] = gsMAC
 	s, err := NewServer(Options{
 		Directory: func(context.Context) (Directory, error) { return exampleDir(), nil },
 		Phones:    phones,
 		Listen:    func(string, string) (net.Listener, error) { return ln, nil },
+		Neighbor:  phones.Neighbor,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -263,10 +279,12 @@ func TestRunRequestTargets(t *testing.T) {
 	}
 	phones := newFakePhones()
 	phones.bound[netip.MustParseAddr("127.0.0.1")] = binding{gsMAC, 1}
+	phones.neigh[netip.MustParseAddr("127.0.0.1")] = gsMAC
 	s, err := NewServer(Options{
 		Directory: func(context.Context) (Directory, error) { return exampleDir(), nil },
 		Phones:    phones,
 		Listen:    func(string, string) (net.Listener, error) { return ln, nil },
+		Neighbor:  phones.Neighbor,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -303,5 +321,51 @@ func TestRunRequestTargets(t *testing.T) {
 		if got := strings.TrimSpace(line); got != tt.want || err != nil {
 			t.Errorf("GET %s: status line %q, %v; want %q", tt.target, got, err, tt.want)
 		}
+	}
+}
+
+// TestServeNeighbor: the source address must be used by the MAC it is
+// leased to (issue 13 item 7); a device that gives itself a phone's
+// address gets nothing, and its User-Agent is not recorded.
+func TestServeNeighbor(t *testing.T) {
+	other := mustMAC("02:00:00:00:00:66")
+	tests := []struct {
+		name  string
+		neigh net.HardwareAddr // for 10.0.2.1; nil: no entry
+		err   error
+		path  string
+		want  int
+	}{
+		{"lease holder", ylMAC, nil, "/805ec0123456.cfg", 200},
+		{"impostor, own file of the address", other, nil, "/805ec0123456.cfg", 403},
+		{"impostor, phonebook", other, nil, "/phonebook/yealink.xml", 403},
+		{"impostor, common file", other, nil, "/y000000000031.cfg", 403},
+		{"impostor, by its own MAC", other, nil, "/020000000066.cfg", 403},
+		{"no neighbour entry", nil, nil, "/805ec0123456.cfg", 403},
+		{"neighbour table unreadable", ylMAC, errors.New("netlink: permission denied"), "/805ec0123456.cfg", 403},
+		{"not provisioning: status page", other, nil, "/", 200},
+		{"legacy name: 404 for anyone", other, nil, "/cfg805ec0123456", 404},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			phones := newFakePhones()
+			phones.neigh[netip.MustParseAddr("10.0.2.1")] = tt.neigh
+			phones.neighErr = tt.err
+			s := newTestServer(t, phones, nil)
+			r := httptest.NewRequest("GET", tt.path, nil)
+			r.RemoteAddr = "10.0.2.1:4000"
+			r.Header.Set("User-Agent", "Yealink SIP-T19P 31.72.0.75")
+			w := httptest.NewRecorder()
+			s.Handler().ServeHTTP(w, r)
+			if w.Code != tt.want {
+				t.Errorf("GET %s from 10.0.2.1 with neighbour %v = %d, want %d", tt.path, tt.neigh, w.Code, tt.want)
+			}
+			if w.Code == 403 && strings.Contains(w.Body.String(), "alice") {
+				t.Errorf("a refusal leaked content: %q", w.Body.String())
+			}
+			if _, noted := phones.uas[2]; noted != (tt.want == 200 && strings.HasSuffix(tt.path, ".cfg")) {
+				t.Errorf("User-Agent recorded: %v", noted)
+			}
+		})
 	}
 }
