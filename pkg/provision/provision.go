@@ -8,14 +8,19 @@
 // embedded from rootfs/usr/share/peerline/provision, whose comments cite the
 // vendor documents every key comes from. Serving (Server) answers only on the
 // phone port and only with the file of the phone that asks: the requester's
-// source address must map to a DHCP binding of the MAC in the file name.
+// source address must map to a DHCP binding, the kernel's neighbour entry for
+// that address must hold the binding's MAC (so a device that gives itself a
+// phone's address gets nothing), and a per-MAC file must be that MAC's
+// (authorize).
 //
 // The phones are told to fetch over HTTP: both vendors' factory settings
 // accept the provisioning server from DHCP option 66 (Grandstream P145 "Allow
 // DHCP Option 43 and Option 66 to override server", factory 1, and "Config
 // Upgrade Via" P212, factory 1 = HTTP; Yealink detects option 66 at start-up).
-// docs/phones.md lists what is confirmed and what is not, including whether a
-// factory Yealink honours the http:// scheme in option 66 or insists on TFTP.
+// Option 66 is URL(s), with no trailing slash. docs/phones.md lists what is
+// confirmed and what is not, including whether a factory T19P honours the
+// http:// scheme in option 66 or falls back to TFTP (pkg/tftpd serves the same
+// files through Server's handler).
 package provision
 
 import (
