@@ -162,6 +162,8 @@ func TestServe(t *testing.T) {
 	}{
 		{"own file", rrq(1, "cfg127.0.0.1.txt", "octet"), false, content(3000), nil, ""},
 		{"leading slash", rrq(1, "/cfg127.0.0.1.txt", "octet"), false, content(3000), nil, ""},
+		{"two leading slashes", rrq(1, "//cfg127.0.0.1.txt", "octet"), false, content(3000), nil, ""},
+		{"three leading slashes", rrq(1, "///cfg127.0.0.1.txt", "octet"), false, content(3000), nil, ""},
 		{"lost block retransmitted", rrq(1, "cfg127.0.0.1.txt", "octet"), true, content(3000), nil, ""},
 		{"options", rrq(1, "cfg127.0.0.1.txt", "octet", "blksize", "1428", "tsize", "0", "timeout", "2"), false, content(3000),
 			map[string]string{"blksize": "1428", "tsize": "3000", "timeout": "2"}, ""},
