@@ -8,6 +8,11 @@
 // gone with the process) and a config reload all take the same path, and
 // leftovers that no longer belong to the config are swept by name.
 //
+// Before anything else, and again at every check, it loads the node's
+// nftables policy (pkg/firewall, table inet peerline in its own namespace)
+// and checks that it and each peer's are still as loaded, loading them
+// again if they were flushed or deleted (firewall.go).
+//
 // Per peer i it builds, after design §3:
 //
 //	namespace <prefix>-<i> with the nftables rules of pkg/firewall
