@@ -341,3 +341,65 @@ func TestFirewallRestoredAfterFlush(t *testing.T) {
 		}
 	}
 }
+
+// TestNodeFirewallLifecycle: the node's table is there while the daemon
+// runs, goes with SIGTERM, stays after kill -9 (the Pi stays closed), and
+// peerlined -cleanup removes it.
+func TestNodeFirewallLifecycle(t *testing.T) {
+	l := newLab(t)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	inet, err := l.Bridge("inet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := newNode(l, onSegment(inet, netip.MustParseAddr("198.51.100.1")), "A", fmt.Sprintf("plf%xa", os.Getpid()%0xfff), peerlinedBin, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := node.writeConfig(); err != nil {
+		t.Fatal(err)
+	}
+	table := func() bool {
+		t.Helper()
+		out, err := node.Host.Run(ctx, "nft", "list", "tables")
+		if err != nil {
+			t.Fatalf("nft list tables: %v\n%s", err, out)
+		}
+		return strings.Contains(out, "table inet "+firewall.Table)
+	}
+	start := func() {
+		t.Helper()
+		if err := node.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := node.WaitReady(ctx, daemonWait); err != nil {
+			t.Fatal(err)
+		}
+		if !table() {
+			t.Fatal("daemon ready without its node firewall")
+		}
+	}
+	start()
+	if err := node.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if table() {
+		t.Error("node firewall left after SIGTERM")
+	}
+	start()
+	if err := syscall.Kill(node.Daemon.Pid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-node.Daemon.Done()
+	node.Daemon = nil
+	if !table() {
+		t.Error("node firewall gone after kill -9; the Pi would forward unfiltered until the next start")
+	}
+	if out, err := node.Host.Run(ctx, peerlinedBin, "-config", node.ConfigPath, "-cleanup"); err != nil {
+		t.Fatalf("peerlined -cleanup: %v\n%s", err, out)
+	}
+	if table() {
+		t.Error("node firewall left after peerlined -cleanup")
+	}
+}
