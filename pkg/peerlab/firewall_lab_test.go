@@ -335,6 +335,15 @@ func TestFirewallRestoredAfterFlush(t *testing.T) {
 		}
 	}
 	t.Logf("restored %v after the flush", time.Since(flushed).Round(time.Second))
+	// Each table was loaded again once, and only because it changed: an
+	// unchanged table is listed at every check, never reloaded.
+	log, err := os.ReadFile(n.A.daemonLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := strings.Count(string(log), "firewall changed behind peerlined's back"); c != 2 {
+		t.Errorf("A's log tells of %d tables restored, want 2 (the node's and peer 7's); see %s", c, n.A.daemonLog())
+	}
 	for ns, want := range rules {
 		if out, err := nft(ns, "list", "table", "inet", firewall.Table); err != nil || out != want {
 			t.Errorf("after the restore, table in %q = %v\n%s\nwant as before the flush:\n%s", ns, err, out, want)
