@@ -14,13 +14,20 @@ type Firewall interface {
 	Load(ns, rules string) error
 	List(ns string) (string, error)
 	Delete(ns string) error
+	// Generation is a counter the kernel bumps on every change to the
+	// namespace's ruleset; one netlink round trip, no process.
+	Generation(ns string) (uint32, error)
 }
 
 // loadedTable is what this run loaded into one namespace's table: the
-// ruleset, and how nft listed it right after, to tell on a later check
-// whether someone flushed, deleted or edited it.
+// ruleset, how nft listed it right after, to tell on a later check whether
+// someone flushed, deleted or edited it, and the ruleset generation read
+// before that listing (genOK), so that a check finds most times that
+// nothing changed at all without running nft.
 type loadedTable struct {
 	rules, listed string
+	gen           uint32
+	genOK         bool
 }
 
 // nodeRules is the node's policy for the current config and lines.
@@ -48,17 +55,24 @@ func (s *Supervisor) peerRules(p *peer) string {
 	})
 }
 
-// ensureTable makes the table in ns hold rules. A table whose rules this
-// run loaded is listed again (one nft exec) when verify is set, and loaded
-// again if the listing changed: the periodic check restores a table that
-// was flushed or deleted behind the daemon's back.
+// ensureTable makes the table in ns hold rules. When verify is set, a
+// table whose rules this run loaded is checked: if the namespace's ruleset
+// generation moved since the last check, the table is listed (one nft run)
+// and loaded again if the listing changed. So the periodic check restores
+// a table flushed, deleted or edited behind the daemon's back, and costs a
+// netlink round trip per namespace when nothing changed.
 func (s *Supervisor) ensureTable(ns, rules string, t *loadedTable, verify bool) error {
 	if t.rules == rules {
 		if !verify {
 			return nil
 		}
+		gen, gerr := s.fw.Generation(ns)
+		if gerr == nil && t.genOK && gen == t.gen {
+			return nil
+		}
 		listed, err := s.fw.List(ns)
 		if err == nil && listed == t.listed {
+			t.gen, t.genOK = gen, gerr == nil
 			return nil
 		}
 		s.log.Warn("firewall changed behind peerlined's back; loading it again", "ns", ns, "err", err)
@@ -67,11 +81,12 @@ func (s *Supervisor) ensureTable(ns, rules string, t *loadedTable, verify bool) 
 	if err := s.fw.Load(ns, rules); err != nil {
 		return err
 	}
+	gen, gerr := s.fw.Generation(ns)
 	listed, err := s.fw.List(ns)
 	if err != nil {
 		return err
 	}
-	*t = loadedTable{rules: rules, listed: listed}
+	*t = loadedTable{rules: rules, listed: listed, gen: gen, genOK: gerr == nil}
 	return nil
 }
 
