@@ -66,11 +66,11 @@ func (s *Supervisor) ensureTable(ns, rules string, t *loadedTable, verify bool) 
 		if !verify {
 			return nil
 		}
-		gen, gerr := s.fw.Generation(ns)
+		gen, gerr := s.firewallCtrl.Generation(ns)
 		if gerr == nil && t.genOK && gen == t.gen {
 			return nil
 		}
-		listed, err := s.fw.List(ns)
+		listed, err := s.firewallCtrl.List(ns)
 		if err == nil && listed == t.listed {
 			t.gen, t.genOK = gen, gerr == nil
 			return nil
@@ -78,11 +78,11 @@ func (s *Supervisor) ensureTable(ns, rules string, t *loadedTable, verify bool) 
 		s.log.Warn("firewall changed behind peerlined's back; loading it again", "ns", ns, "err", err)
 	}
 	*t = loadedTable{}
-	if err := s.fw.Load(ns, rules); err != nil {
+	if err := s.firewallCtrl.Load(ns, rules); err != nil {
 		return err
 	}
-	gen, gerr := s.fw.Generation(ns)
-	listed, err := s.fw.List(ns)
+	gen, gerr := s.firewallCtrl.Generation(ns)
+	listed, err := s.firewallCtrl.List(ns)
 	if err != nil {
 		return err
 	}
@@ -116,7 +116,7 @@ func (s *Supervisor) refreshFirewalls() {
 // removeNodeFirewall removes the node's policy at teardown.
 func (s *Supervisor) removeNodeFirewall() {
 	s.nodeFW = loadedTable{}
-	if err := s.fw.Delete(""); err != nil {
+	if err := s.firewallCtrl.Delete(""); err != nil {
 		s.log.Error("removing the node firewall", "err", err)
 	}
 }

@@ -106,15 +106,15 @@ type Options struct {
 
 // Supervisor brings a node up according to its config.
 type Supervisor struct {
-	net         netsetup.Ops
-	startTunnel TunnelStarter
-	fw          Firewall
-	log         *slog.Logger
-	checkEvery  time.Duration
-	statusEvery time.Duration
-	listen      func(port int, key nodekey.Key, log *slog.Logger) (*wgmux.Mux, error)
-	localAddrs  func() []netip.Addr
-	pathOptions func(*peerpath.Options)
+	net          netsetup.Ops
+	startTunnel  TunnelStarter
+	firewallCtrl Firewall
+	log          *slog.Logger
+	checkEvery   time.Duration
+	statusEvery  time.Duration
+	listen       func(port int, key nodekey.Key, log *slog.Logger) (*wgmux.Mux, error)
+	localAddrs   func() []netip.Addr
+	pathOptions  func(*peerpath.Options)
 
 	// mux is the tunnel socket and paths its path manager, both running
 	// for as long as Run; paths is replaced when the servers change.
@@ -132,10 +132,8 @@ type Supervisor struct {
 	// (nameThirdNodes).
 	thirdKeys map[int]nodekey.Key
 	lines     []int
-	// nodeFW is what this run loaded into the node's firewall.
-	nodeFW   loadedTable
-	rootDone bool
-	ready    bool
+	rootDone  bool
+	ready     bool
 	// extra are the lines added at run time (EnsureLine), beside cfg.Lines.
 	extra map[int]bool
 	// mediaSeen is the last reading of each tunnel's per-line media
@@ -143,6 +141,8 @@ type Supervisor struct {
 	// before: their phones are in a call with a peer.
 	mediaSeen map[[2]int]uint64
 	active    []int
+	// nodeFW is what this run loaded into the node's firewall.
+	nodeFW loadedTable
 
 	// calls carries work from other goroutines into Run's; done is closed
 	// when Run returns, so callers never wait on a loop that is gone.
@@ -171,22 +171,22 @@ type peer struct {
 // New makes a Supervisor for cfg; Run starts it.
 func New(cfg *config.Config, opts Options) *Supervisor {
 	s := &Supervisor{
-		net:         opts.Net,
-		startTunnel: opts.StartTunnel,
-		fw:          opts.Firewall,
-		log:         opts.Log,
-		checkEvery:  opts.CheckInterval,
-		statusEvery: opts.StatusInterval,
-		cfg:         cfg,
-		names:       config.Names{Prefix: cfg.Prefix},
-		peers:       map[int]*peer{},
-		extra:       map[int]bool{},
-		mediaSeen:   map[[2]int]uint64{},
-		calls:       make(chan func()),
-		done:        make(chan struct{}),
-		listen:      opts.ListenTunnels,
-		localAddrs:  opts.LocalEndpoints,
-		pathOptions: opts.PathOptions,
+		net:          opts.Net,
+		startTunnel:  opts.StartTunnel,
+		firewallCtrl: opts.Firewall,
+		log:          opts.Log,
+		checkEvery:   opts.CheckInterval,
+		statusEvery:  opts.StatusInterval,
+		cfg:          cfg,
+		names:        config.Names{Prefix: cfg.Prefix},
+		peers:        map[int]*peer{},
+		extra:        map[int]bool{},
+		mediaSeen:    map[[2]int]uint64{},
+		calls:        make(chan func()),
+		done:         make(chan struct{}),
+		listen:       opts.ListenTunnels,
+		localAddrs:   opts.LocalEndpoints,
+		pathOptions:  opts.PathOptions,
 	}
 	if s.listen == nil {
 		s.listen = func(port int, key nodekey.Key, log *slog.Logger) (*wgmux.Mux, error) {
@@ -202,8 +202,8 @@ func New(cfg *config.Config, opts Options) *Supervisor {
 	if s.startTunnel == nil {
 		s.startTunnel = StartWireGuard
 	}
-	if s.fw == nil {
-		s.fw = firewall.Loader{Do: s.net.Do}
+	if s.firewallCtrl == nil {
+		s.firewallCtrl = firewall.Loader{Do: s.net.Do}
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
