@@ -89,6 +89,10 @@ type Phones struct {
 	// TimeZone is the IANA zone written into phone configs, e.g.
 	// "Europe/Berlin"; empty means UTC.
 	TimeZone string `json:"time_zone,omitempty"`
+	// Internet lets the phones reach the uplink and beyond, masqueraded
+	// behind the Pi's uplink address. Off, they reach the Pi's services,
+	// the other lines and the tunnels only (pkg/firewall).
+	Internet bool `json:"internet,omitempty"`
 }
 
 // Peer is one remote node reached through its own tunnel.
@@ -326,7 +330,10 @@ type Names struct{ Prefix string }
 func (n Names) Namespace(i int) string { return n.Prefix + "-" + strconv.Itoa(i) }
 
 // Veth is the root end of the veth pair into the peer's namespace.
-func (n Names) Veth(i int) string { return n.Prefix + "v" + strconv.Itoa(i) }
+func (n Names) Veth(i int) string { return n.VethPrefix() + strconv.Itoa(i) }
+
+// VethPrefix starts every root-side veth end of this prefix.
+func (n Names) VethPrefix() string { return n.Prefix + "v" }
 
 // Device is the WireGuard device and its TUN, <prefix><i>; wireguard-go's
 // UAPI socket directory is shared by all namespaces, so this must be unique

@@ -167,3 +167,19 @@ func FuzzConfig(f *testing.F) {
 		}
 	})
 }
+
+// phones.internet is off unless the file says so: phones reach the uplink
+// only when the owner chose it (docs/firewall.md).
+func TestPhonesInternet(t *testing.T) {
+	c, err := Parse([]byte(goodConfig))
+	if err != nil || c.Phones.Internet {
+		t.Fatalf("Parse(good) = internet %v, %v; want off by default", c != nil && c.Phones.Internet, err)
+	}
+	on := strings.Replace(goodConfig, `"name": "bob",`, `"name": "bob", "phones": {"internet": true},`, 1)
+	if c, err := Parse([]byte(on)); err != nil || !c.Phones.Internet {
+		t.Errorf("Parse with phones.internet true = %v, %v; want it on", c, err)
+	}
+	if _, err := Parse([]byte(strings.Replace(on, "true", `"yes"`, 1))); err == nil {
+		t.Error(`Parse with phones.internet "yes" succeeded; want a type error`)
+	}
+}

@@ -1,93 +1,263 @@
-// Package firewall is the nftables ruleset of a peer's namespace: a paired
-// peer may reach our phones, with what a call needs, and never the Pi.
+// Package firewall is peerline's nftables policy: one table in each peer's
+// namespace and one for the node itself, in the namespace the daemon runs in
+// (the Pi's root namespace). docs/firewall.md has the whole policy with the
+// attacks it answers; in short, what may reach what:
 //
-// Design §3: from the tunnel, only SIP and RTP/RTCP (UDP) and ICMP echo to a
-// phone address 10.0.s.1 pass, plus replies and ICMP errors that conntrack
-// relates to flows our side started. Everything else from the tunnel is
-// dropped: the phones' web admin pages (TCP), the Pi's addresses on the
-// phone lines (10.0.s.2) and on the veth links, and the namespace itself.
-// Our phones may send anything towards the peer; the peer's firewall decides
-// what it takes.
+//   - A paired peer reaches our phones, with what a call needs, and nothing
+//     else: from its tunnel only UDP (SIP, RTP, RTCP) and ICMP echo to the
+//     exact phone address 10.0.s.1 of a line we serve pass, plus replies and
+//     ICMP errors that conntrack relates to flows our side started. Not the
+//     Pi (10.0.s.2, the veth links, the namespace), not a phone's web page
+//     (TCP), not an address of our plan that is no phone (10.0.0.1,
+//     10.0.s.5, 10.0.255.1), and not the uplink or anything beyond it.
+//   - A peer appears only as its own phones and Pi: a packet from tunnel i
+//     whose source is not in 10.i.0.0/16 (after the rewriter's map, wire
+//     10.255.s.p) is dropped. Posing as one of our own lines (our 10.0.s.p)
+//     or as a third node is refused here and, before that, counted and
+//     dropped by the rewriter (pkg/rewrite).
+//   - A device on the phone port reaches the Pi's own services (input is not
+//     filtered on the phone port: DHCP, DNS, NTP, provisioning, the status
+//     page), the other local lines, and the tunnels (10.i.0.0/16 through the
+//     link into peer i's namespace, where the peer's own firewall decides
+//     what it takes). It reaches the uplink only when the config's
+//     phones.internet says so, and then masqueraded behind the Pi's uplink
+//     address, so that nothing of the 10.0.s.p plan leaves the Pi.
+//   - Nothing is forwarded from the uplink to the phones or the tunnels
+//     except replies to what they started.
 //
-// UDP to any port is allowed because phones choose their RTP ports freely
-// (baresip at random, GXP from 5004, Yealink from 11780) and a peer's RTP can
-// arrive before our phone has sent any, so conntrack cannot open the way.
-// TCP is refused, including SIP over TCP, which the rewriter does not carry
-// (see pkg/rewrite).
+// UDP to any port of a phone is allowed because phones choose their RTP
+// ports freely (baresip at random, GXP from 5004, Yealink from 11780) and a
+// peer's RTP can arrive before our phone has sent any, so conntrack cannot
+// open the way. TCP is refused, including SIP over TCP, which the rewriter
+// does not carry (see pkg/rewrite).
 //
-// The ruleset is loaded with the nft command as one transaction that
-// replaces the table, so reloading never leaves a moment without rules. It
-// is loaded right after the namespace is made, before any link joins it.
+// Each ruleset is loaded with the nft command as one transaction that
+// replaces the table, so reloading never leaves a moment without rules: a
+// peer's right after its namespace is made, before any link joins it; the
+// node's before the phone port or any link comes up. The daemon keeps what
+// `nft list table` showed after each load and the namespace's ruleset
+// generation (Loader.Generation, one netlink round trip); on every
+// reconcile a moved generation makes it list the table again and compare,
+// so a table flushed, deleted or edited behind its back is loaded again
+// within one check interval, and an unchanged one costs no nft run. The rulesets are generated from the
+// config (lines, peers, the phone port, phones.internet) and reloaded when
+// any of that changes.
 package firewall
 
 import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os/exec"
+	"slices"
+	"strconv"
 	"strings"
+
+	"github.com/peerline/peerline/pkg/numplan"
 )
 
-// Table is the nftables table peerline owns in each peer namespace.
+// Table is the nftables table (family inet) peerline owns in each peer
+// namespace and in the node's namespace.
 const Table = "peerline"
 
-// PeerRules returns the ruleset for a peer namespace whose tunnel device is
-// tunnel and whose link to the daemon's namespace (and the phones) is
-// toPhones.
-func PeerRules(tunnel, toPhones string) string {
-	// The declare-then-delete pair makes the load replace the table
-	// atomically whether or not it existed.
-	return fmt.Sprintf(`table inet %[1]s
-delete table inet %[1]s
-table inet %[1]s {
-	chain forward {
+// localPlan is 10.0.0.0/16, this node's own lines and phones.
+var localPlan = numplan.NodePrefix(0)
+
+// Peer describes one peer namespace.
+type Peer struct {
+	// Index is i: the peer's phones appear here as 10.i.s.p.
+	Index int
+	// Tunnel is the TUN device inside the namespace.
+	Tunnel string
+	// ToPhones is the namespace's end of the link to the node's namespace.
+	ToPhones string
+	// Lines are the local lines s whose phones (10.0.s.1) the peer may
+	// reach.
+	Lines []int
+}
+
+// PeerRules returns the ruleset for a peer namespace.
+func PeerRules(p Peer) string {
+	var b strings.Builder
+	header(&b)
+	fmt.Fprintf(&b, `	chain forward {
 		type filter hook forward priority filter; policy drop;
+		iifname %[1]q ip saddr != %[3]s drop
 		ct state established,related accept
-		iifname %[3]q accept
-		iifname %[2]q oifname %[3]q ip daddr & 255.255.0.3 == 10.0.0.1 meta l4proto udp accept
-		iifname %[2]q oifname %[3]q ip daddr & 255.255.0.3 == 10.0.0.1 icmp type echo-request accept
+		iifname %[2]q accept
+`, p.Tunnel, p.ToPhones, numplan.NodePrefix(uint8(p.Index)))
+	if phones := phoneSet(p.Lines); phones != "" {
+		fmt.Fprintf(&b, `		iifname %[1]q oifname %[2]q ip daddr %[3]s meta l4proto udp accept
+		iifname %[1]q oifname %[2]q ip daddr %[3]s icmp type echo-request accept
+`, p.Tunnel, p.ToPhones, phones)
 	}
+	fmt.Fprintf(&b, `	}
 	chain input {
 		type filter hook input priority filter; policy drop;
 		ct state established,related accept
 		iifname "lo" accept
-		iifname %[3]q accept
+		iifname %q accept
 	}
 }
-`, Table, tunnel, toPhones)
+`, p.ToPhones)
+	return b.String()
+}
+
+// Node describes the node's own namespace.
+type Node struct {
+	// PhonePort is the interface the phones are plugged into.
+	PhonePort string
+	// Lines are the local lines served on it.
+	Lines []int
+	// Peers are the indices i of the peers whose links exist.
+	Peers []int
+	// VethPrefix starts the name of the link to each peer's namespace:
+	// VethPrefix + i.
+	VethPrefix string
+	// Internet lets the phones reach the uplink, masqueraded.
+	Internet bool
+}
+
+// NodeRules returns the ruleset for the node's namespace.
+func NodeRules(n Node) string {
+	var b strings.Builder
+	header(&b)
+	fmt.Fprintf(&b, `	chain forward {
+		type filter hook forward priority filter; policy drop;
+		ct state established,related accept
+		iifname %[1]q oifname %[1]q ip saddr %[2]s ip daddr %[2]s accept
+`, n.PhonePort, localPlan)
+	phones := phoneSet(n.Lines)
+	for _, i := range slices.Sorted(slices.Values(n.Peers)) {
+		veth := n.VethPrefix + strconv.Itoa(i)
+		node := numplan.NodePrefix(uint8(i))
+		fmt.Fprintf(&b, "\t\tiifname %q oifname %q ip saddr %s ip daddr %s accept\n", n.PhonePort, veth, localPlan, node)
+		if phones != "" {
+			fmt.Fprintf(&b, `		iifname %[1]q oifname %[2]q ip saddr %[3]s ip daddr %[4]s meta l4proto udp accept
+		iifname %[1]q oifname %[2]q ip saddr %[3]s ip daddr %[4]s icmp type echo-request accept
+`, veth, n.PhonePort, node, phones)
+		}
+	}
+	veths := n.VethPrefix + "*"
+	if n.Internet {
+		fmt.Fprintf(&b, "\t\tiifname %[1]q oifname != %[1]q oifname != %[2]q ip saddr %[3]s accept\n", n.PhonePort, veths, localPlan)
+	}
+	fmt.Fprintf(&b, `	}
+	chain input {
+		type filter hook input priority filter; policy accept;
+		iifname %[1]q ct state established,related accept
+		iifname %[1]q drop
+	}
+`, veths)
+	if n.Internet {
+		fmt.Fprintf(&b, `	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		iifname %[1]q oifname != %[1]q oifname != %[2]q ip saddr %[3]s masquerade
+	}
+`, n.PhonePort, veths, localPlan)
+	}
+	b.WriteString("}\n")
+	return b.String()
+}
+
+// header starts a ruleset: the declare-then-delete pair makes the load
+// replace the table atomically whether or not it existed.
+func header(b *strings.Builder) {
+	fmt.Fprintf(b, "table inet %[1]s\ndelete table inet %[1]s\ntable inet %[1]s {\n", Table)
+}
+
+// phoneSet is the nft set of the phones of lines, "" for none (nft has no
+// empty anonymous set).
+func phoneSet(lines []int) string {
+	var addrs []netip.Addr
+	for _, s := range slices.Sorted(slices.Values(lines)) {
+		if numplan.ValidLine(s) {
+			addrs = append(addrs, numplan.Phone(0, uint8(s)))
+		}
+	}
+	if len(addrs) == 0 {
+		return ""
+	}
+	parts := make([]string, len(addrs))
+	for k, a := range addrs {
+		parts[k] = a.String()
+	}
+	return "{ " + strings.Join(parts, ", ") + " }"
 }
 
 // Loader loads rulesets into namespaces.
 type Loader struct {
-	// Do runs fn inside namespace ns (netsetup's Ops.Do); a program
-	// started by fn inherits the namespace of fn's thread.
+	// Do runs fn inside namespace ns (netsetup's Ops.Do; "" is the
+	// caller's own); a program started by fn inherits the namespace of
+	// fn's thread.
 	Do func(ns string, fn func() error) error
 	// NFT is the nft binary; "" finds nft in PATH.
 	NFT string
 }
 
 // ErrNoNFT means the nft command is missing.
-var ErrNoNFT = errors.New("nft not found: install nftables (apt-get install nftables); peers stay down without their firewall")
+var ErrNoNFT = errors.New("nft not found: install nftables (apt-get install nftables); peers and phones stay cut off without their firewall")
+
+// ErrNoTable means peerline's table does not exist in the namespace.
+var ErrNoTable = errors.New("no peerline table")
 
 // Load replaces peerline's table in namespace ns with rules.
 func (l Loader) Load(ns, rules string) error {
+	if _, err := l.run(ns, rules, "-f", "-"); err != nil {
+		return fmt.Errorf("loading firewall in %s: %w", where(ns), err)
+	}
+	return nil
+}
+
+// List returns peerline's table in namespace ns as nft prints it, or
+// ErrNoTable.
+func (l Loader) List(ns string) (string, error) {
+	out, err := l.run(ns, "", "list", "table", "inet", Table)
+	if err != nil {
+		if strings.Contains(err.Error(), "No such file or directory") {
+			return "", ErrNoTable
+		}
+		return "", fmt.Errorf("listing firewall in %s: %w", where(ns), err)
+	}
+	return out, nil
+}
+
+// Delete removes peerline's table from namespace ns; a table that is not
+// there is no error.
+func (l Loader) Delete(ns string) error {
+	_, err := l.run(ns, "", "delete", "table", "inet", Table)
+	if err != nil && !strings.Contains(err.Error(), "No such file or directory") {
+		return fmt.Errorf("removing firewall in %s: %w", where(ns), err)
+	}
+	return nil
+}
+
+func (l Loader) run(ns, stdin string, args ...string) (string, error) {
 	nft := l.NFT
 	if nft == "" {
 		p, err := exec.LookPath("nft")
 		if err != nil {
-			return ErrNoNFT
+			return "", ErrNoNFT
 		}
 		nft = p
 	}
-	var out bytes.Buffer
+	var out, errOut bytes.Buffer
 	err := l.Do(ns, func() error {
-		cmd := exec.Command(nft, "-f", "-")
-		cmd.Stdin = strings.NewReader(rules)
-		cmd.Stdout, cmd.Stderr = &out, &out
+		cmd := exec.Command(nft, args...)
+		cmd.Stdin = strings.NewReader(stdin)
+		cmd.Stdout, cmd.Stderr = &out, &errOut
 		return cmd.Run()
 	})
 	if err != nil {
-		return fmt.Errorf("loading firewall in namespace %s: %w: %s", ns, err, strings.TrimSpace(out.String()))
+		return "", fmt.Errorf("%w: %s", err, strings.TrimSpace(errOut.String()+out.String()))
 	}
-	return nil
+	return out.String(), nil
+}
+
+func where(ns string) string {
+	if ns == "" {
+		return "the node's namespace"
+	}
+	return "namespace " + ns
 }

@@ -2,40 +2,157 @@ package firewall
 
 import (
 	"errors"
+	"flag"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
 
-func TestPeerRules(t *testing.T) {
-	got := PeerRules("pl7", "veth0")
-	const want = `table inet peerline
-delete table inet peerline
-table inet peerline {
-	chain forward {
-		type filter hook forward priority filter; policy drop;
-		ct state established,related accept
-		iifname "veth0" accept
-		iifname "pl7" oifname "veth0" ip daddr & 255.255.0.3 == 10.0.0.1 meta l4proto udp accept
-		iifname "pl7" oifname "veth0" ip daddr & 255.255.0.3 == 10.0.0.1 icmp type echo-request accept
+var update = flag.Bool("update", false, "rewrite the golden rulesets in testdata/")
+
+// checkGolden compares a ruleset with testdata/name; -update rewrites it.
+// The goldens are the rules as a reviewer reads them: a change to the
+// policy shows up as a diff of this text.
+func checkGolden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
-	chain input {
-		type filter hook input priority filter; policy drop;
-		ct state established,related accept
-		iifname "lo" accept
-		iifname "veth0" accept
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
 	}
-}
-`
-	if got != want {
-		t.Errorf("PeerRules(pl7, veth0) =\n%s\nwant\n%s", got, want)
+	if got != string(want) {
+		t.Errorf("ruleset %s =\n%s\nwant\n%s", name, got, want)
 	}
 }
 
+func TestPeerRules(t *testing.T) {
+	tests := []struct {
+		golden string
+		peer   Peer
+	}{
+		{"peer-7-lines-1-2.nft", Peer{Index: 7, Tunnel: "pl7", ToPhones: "veth0", Lines: []int{2, 1}}},
+		// A node without lines serves no phone: nothing may come in.
+		{"peer-7-no-lines.nft", Peer{Index: 7, Tunnel: "pl7", ToPhones: "veth0"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.golden, func(t *testing.T) {
+			got := PeerRules(tt.peer)
+			checkGolden(t, tt.golden, got)
+			checkCommon(t, got)
+		})
+	}
+}
+
+func TestNodeRules(t *testing.T) {
+	tests := []struct {
+		golden string
+		node   Node
+	}{
+		{"node-default.nft", Node{PhonePort: "eth0", Lines: []int{1, 2}, Peers: []int{9, 7}, VethPrefix: "plv"}},
+		{"node-internet.nft", Node{PhonePort: "eth0", Lines: []int{1}, Peers: []int{7}, VethPrefix: "plv", Internet: true}},
+		{"node-bare.nft", Node{PhonePort: "eth0", VethPrefix: "plv"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.golden, func(t *testing.T) {
+			got := NodeRules(tt.node)
+			checkGolden(t, tt.golden, got)
+			checkCommon(t, got)
+			if masq := strings.Contains(got, "masquerade"); masq != tt.node.Internet {
+				t.Errorf("masquerade in rules = %v, want %v (phones.internet)", masq, tt.node.Internet)
+			}
+		})
+	}
+}
+
+// checkCommon holds for every ruleset, whatever the goldens say: it
+// replaces the table atomically and forwards nothing by default.
+func checkCommon(t *testing.T, rules string) {
+	t.Helper()
+	if !strings.HasPrefix(rules, "table inet peerline\ndelete table inet peerline\n") {
+		t.Errorf("ruleset does not replace the table in one transaction:\n%s", rules)
+	}
+	if !strings.Contains(rules, "hook forward priority filter; policy drop;") {
+		t.Errorf("ruleset does not drop forwarded packets by default:\n%s", rules)
+	}
+	// The mask of the old rule let 10.0.0.1 and 10.0.s.5 through.
+	if strings.Contains(rules, "&") {
+		t.Errorf("ruleset matches addresses by mask; only exact phone addresses may be reached:\n%s", rules)
+	}
+}
+
+func TestPhoneSet(t *testing.T) {
+	for _, tt := range []struct {
+		lines []int
+		want  string
+	}{
+		{nil, ""},
+		{[]int{0, 255, -1}, ""},
+		{[]int{3, 1, 254}, "{ 10.0.1.1, 10.0.3.1, 10.0.254.1 }"},
+	} {
+		if got := phoneSet(tt.lines); got != tt.want {
+			t.Errorf("phoneSet(%v) = %q, want %q", tt.lines, got, tt.want)
+		}
+	}
+}
+
+func inPlace(ns string, fn func() error) error { return fn() }
+
+// fakeNFT writes a shell script standing in for nft.
+func fakeNFT(t *testing.T, script string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "nft")
+	if err := os.WriteFile(p, []byte("#!/bin/sh\n"+script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func TestLoadReportsNFTErrors(t *testing.T) {
-	inPlace := func(ns string, fn func() error) error { return fn() }
-	err := Loader{Do: inPlace, NFT: "/bin/false"}.Load("pl-7", "table inet peerline")
-	if err == nil || !strings.Contains(err.Error(), "namespace pl-7") {
-		t.Errorf("Load with a failing nft = %v, want an error naming the namespace", err)
+	nft := fakeNFT(t, "echo 'Error: syntax error' >&2; exit 1\n")
+	err := Loader{Do: inPlace, NFT: nft}.Load("pl-7", "table inet peerline")
+	if err == nil || !strings.Contains(err.Error(), "namespace pl-7") || !strings.Contains(err.Error(), "syntax error") {
+		t.Errorf("Load with a failing nft = %v, want an error naming the namespace and nft's message", err)
+	}
+	err = Loader{Do: inPlace, NFT: nft}.Load("", "table inet peerline")
+	if err == nil || !strings.Contains(err.Error(), "node's namespace") {
+		t.Errorf("Load in the node's namespace with a failing nft = %v, want an error naming it", err)
+	}
+}
+
+func TestLoadPassesRules(t *testing.T) {
+	dir := t.TempDir()
+	nft := fakeNFT(t, "echo \"$@\" > "+dir+"/args; cat > "+dir+"/stdin\n")
+	if err := (Loader{Do: inPlace, NFT: nft}).Load("pl-7", "RULES\n"); err != nil {
+		t.Fatal(err)
+	}
+	args, _ := os.ReadFile(filepath.Join(dir, "args"))
+	stdin, _ := os.ReadFile(filepath.Join(dir, "stdin"))
+	if string(args) != "-f -\n" || string(stdin) != "RULES\n" {
+		t.Errorf("nft ran with args %q stdin %q, want \"-f -\" and the rules", args, stdin)
+	}
+}
+
+func TestListAndDelete(t *testing.T) {
+	missing := fakeNFT(t, "echo 'Error: No such file or directory; did you mean table ‘x’?' >&2; exit 1\n")
+	if _, err := (Loader{Do: inPlace, NFT: missing}).List("pl-7"); !errors.Is(err, ErrNoTable) {
+		t.Errorf("List of a missing table = %v, want ErrNoTable", err)
+	}
+	if err := (Loader{Do: inPlace, NFT: missing}).Delete("pl-7"); err != nil {
+		t.Errorf("Delete of a missing table = %v, want nil", err)
+	}
+	present := fakeNFT(t, "echo \"listing $*\"\n")
+	if got, err := (Loader{Do: inPlace, NFT: present}).List(""); err != nil || got != "listing list table inet peerline\n" {
+		t.Errorf("List = %q, %v, want nft's output", got, err)
+	}
+	broken := fakeNFT(t, "echo 'Error: Operation not permitted' >&2; exit 1\n")
+	if err := (Loader{Do: inPlace, NFT: broken}).Delete(""); err == nil || errors.Is(err, ErrNoTable) {
+		t.Errorf("Delete with a failing nft = %v, want an error", err)
 	}
 }
 

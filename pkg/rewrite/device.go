@@ -266,6 +266,11 @@ func (d *Device) Write(bufs [][]byte, offset int) (int, error) {
 		if offset < 0 || offset > len(b) {
 			continue
 		}
+		// A spoofed packet must leave the batch: only the slow path
+		// rebuilds the list handed to the inner device.
+		if _, bad := spoofedSource(b[offset:]); bad {
+			return d.writeSlow(bufs, offset, i, now)
+		}
 		pkt, ihl, res, slow := classify(b[offset:])
 		if slow {
 			return d.writeSlow(bufs, offset, i, now)
@@ -292,6 +297,10 @@ func (d *Device) writeSlow(bufs [][]byte, offset, from int, now int64) (int, err
 			ds.list = append(ds.list, b)
 			continue
 		}
+		if ev, bad := spoofedSource(b[offset:]); bad {
+			d.events[inbound].n[ev].Add(1)
+			continue
+		}
 		var r int
 		if pkt, ihl, res, slow := classify(b[offset:]); slow {
 			r = d.slowLocked(ds, inbound, b[offset:cap(b)], len(b)-offset, now)
@@ -313,6 +322,27 @@ func (d *Device) writeSlow(bufs [][]byte, offset, from int, now int64) (int, err
 		return 0, err
 	}
 	return len(bufs), nil
+}
+
+// spoofedSource reports whether a packet from the peer claims a source
+// other than the peer's own addresses, and which kind. A peer may only ever
+// appear as its own phones and Pi (wire 10.255.s.p, our 10.i.s.p): a source
+// of wire 10.254.s.p would reach our phones as our own line s, and anything
+// else as a node it is not. WireGuard's allowed IPs already keep out every
+// source outside the two wire /16s, so the check is two byte compares.
+// Packets too short to hold an IPv4 source, or not IPv4, are left to the
+// usual path (counted Malformed or NonIPv4); WireGuard admits no IPv6.
+func spoofedSource(pkt []byte) (event, bool) {
+	if len(pkt) < ipHeaderLen || pkt[0]>>4 != 4 {
+		return 0, false
+	}
+	switch {
+	case pkt[offSrc] == 10 && pkt[offSrc+1] == numplan.WireSender:
+		return 0, false
+	case pkt[offSrc] == 10 && pkt[offSrc+1] == numplan.WireReceiver:
+		return evDropSourceOurs, true
+	}
+	return evDropSourceForeign, true
 }
 
 // classify checks pkt (trimming it to its IP total length) and reports
@@ -680,6 +710,14 @@ type DropCounts struct {
 	FragmentTimeout uint64 // fragments of a datagram not completed in time
 	FragmentTooBig  uint64 // fragments reaching past 65535 bytes
 	NoRoom          uint64 // fragments that did not fit the caller's buffer
+	// SourceOurs are packets from the peer whose source was in our own
+	// plan (wire 10.254.s.p, our 10.0.s.p): the peer posing as one of our
+	// phones or as the Pi.
+	SourceOurs uint64
+	// SourceForeign are packets from the peer whose source was neither
+	// its own (10.255.s.p) nor ours; WireGuard's allowed IPs admit none
+	// today, so a count here means they changed.
+	SourceForeign uint64
 }
 
 // LogValue logs the non-zero counts.
@@ -761,6 +799,10 @@ func (c *Counts) event(e event) *uint64 {
 		return &c.Dropped.FragmentTooBig
 	case evDropNoRoom:
 		return &c.Dropped.NoRoom
+	case evDropSourceOurs:
+		return &c.Dropped.SourceOurs
+	case evDropSourceForeign:
+		return &c.Dropped.SourceForeign
 	case evOfflineReplyFailed:
 		return &c.OfflineReplyFailed
 	}

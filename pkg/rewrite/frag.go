@@ -107,6 +107,9 @@ const (
 	evDropFragTimeout
 	evDropFragTooBig
 	evDropNoRoom
+	// The two below are inbound only (spoofedSource).
+	evDropSourceOurs
+	evDropSourceForeign
 
 	numEvents
 )
@@ -123,6 +126,8 @@ var eventNames = [numEvents]string{
 	evDropFragTimeout:    "drop-fragment-timeout",
 	evDropFragTooBig:     "drop-fragment-too-big",
 	evDropNoRoom:         "drop-no-room",
+	evDropSourceOurs:     "drop-source-ours",
+	evDropSourceForeign:  "drop-source-foreign",
 }
 
 func (e event) String() string { return eventNames[e] }

@@ -63,6 +63,13 @@
 // dropped by reason (Stats), and logs the first packet of each unusual kind
 // only, never a line per packet.
 //
+// A peer may only appear as its own phones and Pi: Device drops a packet
+// from the peer whose wire source is not 10.255.s.p before it reaches the
+// TUN, and counts it by reason (Dropped.SourceOurs for a source in our own
+// plan, wire 10.254.s.p, which would reach our phones as one of our own
+// lines; Dropped.SourceForeign for anything else). The peer namespace's
+// firewall checks the same again (pkg/firewall).
+//
 // IPv4, UDP, TCP and ICMP headers are read by hand rather than decoded with
 // gopacket: the RTP path runs for every voice packet and must stay far below
 // 100 ns without allocating. The tests check every checksum against gopacket.

@@ -8,6 +8,11 @@
 // gone with the process) and a config reload all take the same path, and
 // leftovers that no longer belong to the config are swept by name.
 //
+// Before anything else, and again at every check, it loads the node's
+// nftables policy (pkg/firewall, table inet peerline in its own namespace)
+// and checks that it and each peer's are still as loaded, loading them
+// again if they were flushed or deleted (firewall.go).
+//
 // Per peer i it builds, after design §3:
 //
 //	namespace <prefix>-<i> with the nftables rules of pkg/firewall
@@ -76,9 +81,9 @@ type Options struct {
 	Net netsetup.Ops
 	// StartTunnel starts WireGuard devices; nil is StartWireGuard.
 	StartTunnel TunnelStarter
-	// LoadFirewall loads an nftables ruleset into a namespace; nil is
-	// firewall.Loader on Net.Do.
-	LoadFirewall func(ns, rules string) error
+	// Firewall loads, lists and removes peerline's nftables tables; nil
+	// is firewall.Loader on Net.Do.
+	Firewall Firewall
 	// Log receives the daemon's log.
 	Log *slog.Logger
 	// CheckInterval is how often the kernel state is checked and repaired.
@@ -103,7 +108,7 @@ type Options struct {
 type Supervisor struct {
 	net          netsetup.Ops
 	startTunnel  TunnelStarter
-	loadFirewall func(ns, rules string) error
+	firewallCtrl Firewall
 	log          *slog.Logger
 	checkEvery   time.Duration
 	statusEvery  time.Duration
@@ -136,6 +141,8 @@ type Supervisor struct {
 	// before: their phones are in a call with a peer.
 	mediaSeen map[[2]int]uint64
 	active    []int
+	// nodeFW is what this run loaded into the node's firewall.
+	nodeFW loadedTable
 
 	// calls carries work from other goroutines into Run's; done is closed
 	// when Run returns, so callers never wait on a loop that is gone.
@@ -154,9 +161,8 @@ type peer struct {
 	err     error
 	// tunnelAt is when the tunnel was started.
 	tunnelAt time.Time
-	// firewalled is set once this run has loaded the namespace's rules;
-	// loading is an exec, too costly for every periodic check.
-	firewalled bool
+	// fw is what this run loaded into the namespace's firewall.
+	fw loadedTable
 	// thirdNamed is set once rewrite has been told the other peers'
 	// names (nameThirdNodes).
 	thirdNamed bool
@@ -167,7 +173,7 @@ func New(cfg *config.Config, opts Options) *Supervisor {
 	s := &Supervisor{
 		net:          opts.Net,
 		startTunnel:  opts.StartTunnel,
-		loadFirewall: opts.LoadFirewall,
+		firewallCtrl: opts.Firewall,
 		log:          opts.Log,
 		checkEvery:   opts.CheckInterval,
 		statusEvery:  opts.StatusInterval,
@@ -196,8 +202,8 @@ func New(cfg *config.Config, opts Options) *Supervisor {
 	if s.startTunnel == nil {
 		s.startTunnel = StartWireGuard
 	}
-	if s.loadFirewall == nil {
-		s.loadFirewall = firewall.Loader{Do: s.net.Do}.Load
+	if s.firewallCtrl == nil {
+		s.firewallCtrl = firewall.Loader{Do: s.net.Do}
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -435,6 +441,12 @@ func sameTunnel(a, b config.Peer) bool {
 // reconcile ensures the root side, every line and every peer exist as
 // configured. Failures are logged and retried on the next check.
 func (s *Supervisor) reconcile() {
+	// Before the phone port or any link comes up; without it the node
+	// stays as it is (closed on a first start) until the next check.
+	if err := s.ensureNodeFirewall(); err != nil {
+		s.log.Error("node firewall not loaded; phones and peers stay cut off until it is", "err", err)
+		return
+	}
 	ok := true
 	if err := s.ensureRoot(); err != nil {
 		s.log.Error("phone port not ready; phones cannot reach the network until this is fixed", "port", s.cfg.PhonePort, "err", err)
@@ -575,6 +587,7 @@ func (s *Supervisor) EnsureLine(ctx context.Context, l int) error {
 	if cerr := s.call(ctx, func() {
 		s.extra[l] = true
 		err = s.ensureLineAddr(l)
+		s.refreshFirewalls()
 		s.saveState()
 	}); cerr != nil {
 		return cerr
@@ -593,6 +606,7 @@ func (s *Supervisor) RemoveLine(ctx context.Context, l int) error {
 		}
 		delete(s.extra, l)
 		s.removeLines([]int{l})
+		s.refreshFirewalls()
 		s.saveState()
 	}); cerr != nil {
 		return cerr
@@ -655,7 +669,7 @@ func (s *Supervisor) ensurePeer(p *peer) error {
 	}{
 		{"namespace", func() error { return s.net.EnsureNamespace(ns) }},
 		// Before any link joins the namespace, so it is never open.
-		{"firewall", func() error { return s.ensureFirewall(p, ns, dev) }},
+		{"firewall", func() error { return s.ensureTable(ns, s.peerRules(p), &p.fw, true) }},
 		{"forwarding", func() error { return s.net.SetSysctl(ns, "net/ipv4/ip_forward", "1") }},
 		// Replies to phones leave through veth0 while the calls came in on
 		// the TUN; strict reverse-path filtering would drop such asymmetry.
@@ -677,17 +691,6 @@ func (s *Supervisor) ensurePeer(p *peer) error {
 			return fmt.Errorf("%s: %w", st.what, err)
 		}
 	}
-	return nil
-}
-
-func (s *Supervisor) ensureFirewall(p *peer, ns, dev string) error {
-	if p.firewalled {
-		return nil
-	}
-	if err := s.loadFirewall(ns, firewall.PeerRules(dev, config.VethInNamespace)); err != nil {
-		return err
-	}
-	p.firewalled = true
 	return nil
 }
 
@@ -845,6 +848,7 @@ func (s *Supervisor) teardown() {
 		s.removePeer(i)
 	}
 	s.removeLines(slices.Clone(s.lines))
+	s.removeNodeFirewall()
 	s.saveState()
 	os.Remove(filepath.Join(s.cfg.RunDir, statusFile))
 	s.log.Info("torn down")
@@ -872,6 +876,9 @@ func Cleanup(cfg *config.Config, n netsetup.Ops, log *slog.Logger) error {
 				log.Warn("removing line address", "line", l, "port", port, "err", err)
 			}
 		}
+	}
+	if err := (firewall.Loader{Do: n.Do}).Delete(""); err != nil {
+		log.Warn("removing the node firewall", "err", err)
 	}
 	if prev, _ := loadState(cfg.StateDir); prev != nil {
 		saveStateFile(cfg.StateDir, &state{})

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/peerline/peerline/pkg/config"
+	"github.com/peerline/peerline/pkg/firewall"
 	"github.com/peerline/peerline/pkg/netsetup/netsetuptest"
 	"github.com/peerline/peerline/pkg/nodekey"
 	"github.com/peerline/peerline/pkg/wgmux"
@@ -104,6 +105,7 @@ type harness struct {
 	t       *testing.T
 	rec     *netsetuptest.Recorder
 	tun     *fakeTunnels
+	fw      *fakeFirewall
 	sup     *Supervisor
 	started time.Time
 	cancel  context.CancelFunc
@@ -111,14 +113,75 @@ type harness struct {
 	reload  chan *config.Config
 }
 
-// loadFirewall records the ruleset in the transcript, by its tunnel, so the
-// test sees where in the order of steps it came; a real load would exec nft
-// in this test's own namespace.
-func (h *harness) loadFirewall(ns, rules string) error {
+// fakeFirewall records each load in the transcript, by its namespace, so
+// the test sees where in the order of steps it came, and keeps the tables
+// for List; a real load would exec nft in this test's own namespace.
+type fakeFirewall struct {
+	t   *testing.T
+	rec *netsetuptest.Recorder
+
+	mu     sync.Mutex
+	tables map[string]string
+	loads  int
+	lists  int
+	// gen stands for the kernel's ruleset generation, one for all
+	// namespaces: it moves on every change anywhere, which is more often
+	// than the kernel's per-namespace one, never less.
+	gen uint32
+}
+
+func (f *fakeFirewall) Load(ns, rules string) error {
 	if !strings.Contains(rules, "policy drop") {
-		h.t.Errorf("firewall for %s does not drop by default:\n%s", ns, rules)
+		f.t.Errorf("firewall for %q does not drop by default:\n%s", ns, rules)
 	}
-	return h.rec.Do(ns, func() error { return nil })
+	if err := f.rec.Do(ns, func() error { return nil }); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.tables[ns] = rules
+	f.loads++
+	f.gen++
+	return nil
+}
+
+func (f *fakeFirewall) Generation(string) (uint32, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.gen, nil
+}
+
+func (f *fakeFirewall) List(ns string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lists++
+	r, ok := f.tables[ns]
+	if !ok {
+		return "", firewall.ErrNoTable
+	}
+	return r, nil
+}
+
+func (f *fakeFirewall) Delete(ns string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.tables, ns)
+	f.gen++
+	return nil
+}
+
+// flush stands for `nft flush table inet peerline` in ns.
+func (f *fakeFirewall) flush(ns string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.tables[ns] = "flushed"
+	f.gen++
+}
+
+func (f *fakeFirewall) table(ns string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.tables[ns]
 }
 
 func newHarness(t *testing.T) *harness {
@@ -127,12 +190,13 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	rec.Take()
-	return &harness{t: t, rec: rec, tun: &fakeTunnels{rec: rec, running: map[string]*fakeTunnel{}}}
+	return &harness{t: t, rec: rec, tun: &fakeTunnels{rec: rec, running: map[string]*fakeTunnel{}},
+		fw: &fakeFirewall{t: t, rec: rec, tables: map[string]string{}}}
 }
 
 func (h *harness) start(cfg *config.Config) {
 	h.t.Helper()
-	s := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, LoadFirewall: h.loadFirewall, ListenTunnels: loopbackMux, Log: testLog(h.t), CheckInterval: time.Hour, StatusInterval: time.Hour})
+	s := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, Firewall: h.fw, ListenTunnels: loopbackMux, Log: testLog(h.t), CheckInterval: time.Hour, StatusInterval: time.Hour})
 	ctx, cancel := context.WithCancel(context.Background())
 	h.sup, h.cancel, h.done, h.reload = s, cancel, make(chan error, 1), make(chan *config.Config)
 	h.started = time.Now().UTC()
@@ -184,7 +248,8 @@ func (h *harness) crash(cfg *config.Config) {
 	h.tun.mu.Unlock()
 }
 
-const bringUp = `sysctl net/ipv4/ip_forward=1
+const bringUp = `do
+sysctl net/ipv4/ip_forward=1
 link up eth0
 addr add eth0 10.0.1.2/30
 addr add eth0 10.0.2.2/30
@@ -262,8 +327,11 @@ func TestRestartAfterCrashReconciles(t *testing.T) {
 	h.crash(cfg)
 	h.start(cfg)
 	// Only the TUNs died with the process; everything else is found in
-	// place, so a restart adds the TUNs and their routes and nothing else.
-	const want = `do pl-7
+	// place, so a restart adds the TUNs and their routes, and loads the
+	// firewalls again (the new run cannot know what the old one loaded),
+	// the node's first.
+	const want = `do
+do pl-7
 link add pl-7/pl7
 link up pl-7/pl7
 route add pl-7 10.7.0.0/16 dev pl7
@@ -340,7 +408,7 @@ func TestFailingPeerIsRetriedAndReported(t *testing.T) {
 	h := newHarness(t)
 	cfg := testConfig(t)
 	h.tun.failFor = "pl9"
-	s := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, LoadFirewall: h.loadFirewall, ListenTunnels: loopbackMux, Log: testLog(t), CheckInterval: 10 * time.Millisecond, StatusInterval: time.Hour})
+	s := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, Firewall: h.fw, ListenTunnels: loopbackMux, Log: testLog(t), CheckInterval: 10 * time.Millisecond, StatusInterval: time.Hour})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
@@ -377,7 +445,7 @@ func TestSecondDaemonRefused(t *testing.T) {
 	h := newHarness(t)
 	cfg := testConfig(t)
 	h.start(cfg)
-	err := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, LoadFirewall: h.loadFirewall, ListenTunnels: loopbackMux}).Run(context.Background(), nil)
+	err := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, Firewall: h.fw, ListenTunnels: loopbackMux}).Run(context.Background(), nil)
 	if !errors.Is(err, ErrAlreadyRunning) {
 		t.Errorf("second Run = %v, want ErrAlreadyRunning", err)
 	}
@@ -438,7 +506,7 @@ func TestVanishedNamespaceIsRebuiltWithFirewall(t *testing.T) {
 	h := newHarness(t)
 	cfg := testConfig(t)
 	h.tun.failFor = "pl9" // peer 9 has a namespace and rules but no tunnel
-	s := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, LoadFirewall: h.loadFirewall, ListenTunnels: loopbackMux, Log: testLog(t), CheckInterval: 10 * time.Millisecond, StatusInterval: time.Hour})
+	s := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, Firewall: h.fw, ListenTunnels: loopbackMux, Log: testLog(t), CheckInterval: 10 * time.Millisecond, StatusInterval: time.Hour})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx, nil) }()
@@ -483,11 +551,21 @@ func TestRuntimeLines(t *testing.T) {
 	if err := h.sup.EnsureLine(ctx, 5); err != nil {
 		t.Fatalf("EnsureLine(5) = %v", err)
 	}
-	if got := h.rec.Take(); got != "addr add eth0 10.0.5.2/30" {
-		t.Errorf("EnsureLine(5) did %q, want the line's address added", got)
+	// The new phone must be reachable from the peers at once: the node's
+	// and every peer's firewall take its address.
+	if got := h.rec.Take(); got != "addr add eth0 10.0.5.2/30\ndo\ndo pl-7\ndo pl-9" {
+		t.Errorf("EnsureLine(5) did %q, want the line's address added and the firewalls reloaded", got)
+	}
+	for _, ns := range []string{"", "pl-7", "pl-9"} {
+		if r := h.fw.table(ns); !strings.Contains(r, "10.0.5.1") {
+			t.Errorf("after EnsureLine(5) the firewall in %q does not name 10.0.5.1:\n%s", ns, r)
+		}
 	}
 	if err := h.sup.EnsureLine(ctx, 5); err != nil {
 		t.Fatalf("EnsureLine(5) again = %v", err)
+	}
+	if got := h.rec.Take(); got != "" {
+		t.Errorf("EnsureLine(5) again did %q, want nothing", got)
 	}
 	if err := h.sup.EnsureLine(ctx, 255); err == nil {
 		t.Error("EnsureLine(255) succeeded; 255 is no line")
@@ -524,7 +602,7 @@ func TestRuntimeLines(t *testing.T) {
 func TestExtraLinesKeptOnStart(t *testing.T) {
 	h := newHarness(t)
 	cfg := testConfig(t)
-	s := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, LoadFirewall: h.loadFirewall, ListenTunnels: loopbackMux, Log: testLog(t), CheckInterval: time.Hour, StatusInterval: time.Hour, ExtraLines: []int{7}})
+	s := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, Firewall: h.fw, ListenTunnels: loopbackMux, Log: testLog(t), CheckInterval: time.Hour, StatusInterval: time.Hour, ExtraLines: []int{7}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx, nil) }()
@@ -547,4 +625,84 @@ func TestExtraLinesKeptOnStart(t *testing.T) {
 // never take the real 51820.
 func loopbackMux(_ int, key nodekey.Key, log *slog.Logger) (*wgmux.Mux, error) {
 	return wgmux.Listen("127.0.0.1:0", key, log)
+}
+
+// A node or peer table flushed (or deleted) behind the daemon's back is
+// loaded again at the next check, and torn down with the node.
+func TestFirewallRestored(t *testing.T) {
+	h := newHarness(t)
+	cfg := testConfig(t)
+	s := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, Firewall: h.fw, ListenTunnels: loopbackMux, Log: testLog(t), CheckInterval: 10 * time.Millisecond, StatusInterval: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, nil) }()
+	h.started, h.done = time.Now().UTC(), done
+	h.waitReady(cfg)
+	want := map[string]string{"": h.fw.table(""), "pl-7": h.fw.table("pl-7")}
+	for ns, r := range want {
+		if !strings.Contains(r, "policy drop") {
+			t.Fatalf("firewall in %q after start = %q, want the ruleset", ns, r)
+		}
+	}
+	h.fw.flush("")
+	h.fw.flush("pl-7")
+	h.fw.Delete("pl-9")
+	deadline := time.Now().Add(5 * time.Second)
+	for h.fw.table("") != want[""] || h.fw.table("pl-7") != want["pl-7"] || h.fw.table("pl-9") == "" {
+		if time.Now().After(deadline) {
+			t.Fatalf("firewalls not restored after 5 s of 10 ms checks: node %q, pl-7 %q, pl-9 %q", h.fw.table(""), h.fw.table("pl-7"), h.fw.table("pl-9"))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// With nothing changed, a check reads the generation and neither lists
+	// nor loads a table.
+	time.Sleep(30 * time.Millisecond) // the check that saw the restore settles
+	h.fw.mu.Lock()
+	loads, lists := h.fw.loads, h.fw.lists
+	h.fw.mu.Unlock()
+	time.Sleep(50 * time.Millisecond)
+	h.fw.mu.Lock()
+	if h.fw.loads != loads || h.fw.lists != lists {
+		t.Errorf("%d loads and %d listings in 50 ms of checks with nothing changed, want none", h.fw.loads-loads, h.fw.lists-lists)
+	}
+	h.fw.mu.Unlock()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if r := h.fw.table(""); r != "" {
+		t.Errorf("node firewall after teardown = %q, want it removed", r)
+	}
+}
+
+// Without its node firewall the node brings nothing up: no phone port, no
+// peer.
+func TestNodeFirewallFailureKeepsNodeClosed(t *testing.T) {
+	h := newHarness(t)
+	cfg := testConfig(t)
+	fw := &failingFirewall{fakeFirewall: h.fw}
+	s := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, Firewall: fw, ListenTunnels: loopbackMux, Log: testLog(t), CheckInterval: 10 * time.Millisecond, StatusInterval: 10 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, nil) }()
+	time.Sleep(100 * time.Millisecond)
+	if got := h.rec.Take(); strings.Contains(got, "link up") || strings.Contains(got, "ns add") {
+		t.Errorf("without its firewall the node did:\n%s\nwant no link up and no namespace", got)
+	}
+	if st, err := ReadStatus(cfg.RunDir); err != nil || st.Ready {
+		t.Errorf("status without the node firewall = %+v, %v; want not ready", st, err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+type failingFirewall struct{ *fakeFirewall }
+
+func (f *failingFirewall) Load(ns, rules string) error {
+	if ns == "" {
+		return errors.New("nft: Operation not permitted")
+	}
+	return f.fakeFirewall.Load(ns, rules)
 }

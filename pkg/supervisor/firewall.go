@@ -1,0 +1,122 @@
+package supervisor
+
+import (
+	"maps"
+	"slices"
+
+	"github.com/peerline/peerline/pkg/config"
+	"github.com/peerline/peerline/pkg/firewall"
+)
+
+// Firewall loads, lists and removes peerline's nftables table in a
+// namespace ("" is the daemon's own); firewall.Loader is the real one.
+type Firewall interface {
+	Load(ns, rules string) error
+	List(ns string) (string, error)
+	Delete(ns string) error
+	// Generation is a counter the kernel bumps on every change to the
+	// namespace's ruleset; one netlink round trip, no process.
+	Generation(ns string) (uint32, error)
+}
+
+// loadedTable is what this run loaded into one namespace's table: the
+// ruleset, how nft listed it right after, to tell on a later check whether
+// someone flushed, deleted or edited it, and the ruleset generation read
+// before that listing (genOK), so that a check finds most times that
+// nothing changed at all without running nft.
+type loadedTable struct {
+	rules, listed string
+	gen           uint32
+	genOK         bool
+}
+
+// nodeRules is the node's policy for the current config and lines.
+func (s *Supervisor) nodeRules() string {
+	peers := make([]int, 0, len(s.cfg.Peers))
+	for _, p := range s.cfg.Peers {
+		peers = append(peers, p.Index)
+	}
+	return firewall.NodeRules(firewall.Node{
+		PhonePort:  s.cfg.PhonePort,
+		Lines:      s.wantLines(),
+		Peers:      peers,
+		VethPrefix: s.names.VethPrefix(),
+		Internet:   s.cfg.Phones.Internet,
+	})
+}
+
+// peerRules is the ruleset of peer p's namespace for the current lines.
+func (s *Supervisor) peerRules(p *peer) string {
+	return firewall.PeerRules(firewall.Peer{
+		Index:    p.cfg.Index,
+		Tunnel:   s.names.Device(p.cfg.Index),
+		ToPhones: config.VethInNamespace,
+		Lines:    s.wantLines(),
+	})
+}
+
+// ensureTable makes the table in ns hold rules. When verify is set, a
+// table whose rules this run loaded is checked: if the namespace's ruleset
+// generation moved since the last check, the table is listed (one nft run)
+// and loaded again if the listing changed. So the periodic check restores
+// a table flushed, deleted or edited behind the daemon's back, and costs a
+// netlink round trip per namespace when nothing changed.
+func (s *Supervisor) ensureTable(ns, rules string, t *loadedTable, verify bool) error {
+	if t.rules == rules {
+		if !verify {
+			return nil
+		}
+		gen, gerr := s.firewallCtrl.Generation(ns)
+		if gerr == nil && t.genOK && gen == t.gen {
+			return nil
+		}
+		listed, err := s.firewallCtrl.List(ns)
+		if err == nil && listed == t.listed {
+			t.gen, t.genOK = gen, gerr == nil
+			return nil
+		}
+		s.log.Warn("firewall changed behind peerlined's back; loading it again", "ns", ns, "err", err)
+	}
+	*t = loadedTable{}
+	if err := s.firewallCtrl.Load(ns, rules); err != nil {
+		return err
+	}
+	gen, gerr := s.firewallCtrl.Generation(ns)
+	listed, err := s.firewallCtrl.List(ns)
+	if err != nil {
+		return err
+	}
+	*t = loadedTable{rules: rules, listed: listed, gen: gen, genOK: gerr == nil}
+	return nil
+}
+
+// ensureNodeFirewall loads or checks the node's policy; reconcile does it
+// before anything else, so that no link is up without it.
+func (s *Supervisor) ensureNodeFirewall() error {
+	return s.ensureTable("", s.nodeRules(), &s.nodeFW, true)
+}
+
+// refreshFirewalls reloads the tables whose rules the lines changed,
+// without checking the others (EnsureLine runs on the DHCP server's path).
+func (s *Supervisor) refreshFirewalls() {
+	if err := s.ensureTable("", s.nodeRules(), &s.nodeFW, false); err != nil {
+		s.log.Error("reloading the node firewall for the new lines; retrying at the next check", "err", err)
+	}
+	for _, i := range slices.Sorted(maps.Keys(s.peers)) {
+		p := s.peers[i]
+		if p.fw.rules == "" {
+			continue // not built yet: ensurePeer loads it
+		}
+		if err := s.ensureTable(s.names.Namespace(i), s.peerRules(p), &p.fw, false); err != nil {
+			s.log.Error("reloading a peer's firewall for the new lines; retrying at the next check", "peer", i, "err", err)
+		}
+	}
+}
+
+// removeNodeFirewall removes the node's policy at teardown.
+func (s *Supervisor) removeNodeFirewall() {
+	s.nodeFW = loadedTable{}
+	if err := s.firewallCtrl.Delete(""); err != nil {
+		s.log.Error("removing the node firewall", "err", err)
+	}
+}
