@@ -330,6 +330,9 @@ func (s *Server) Serve(ctx context.Context, conns [2]*net.UDPConn) error {
 	<-ctx.Done()
 	closeAll(conns)
 	wg.Wait()
+	s.mu.Lock()
+	s.logLimitsLocked() // what the limits did since the last sweep
+	s.mu.Unlock()
 	s.log.Info("stopped", "stats", fmt.Sprintf("%+v", s.Stats()))
 	select {
 	case err := <-errs:

@@ -2,6 +2,7 @@ package rvflood
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"math"
@@ -11,16 +12,21 @@ import (
 	"time"
 
 	"github.com/peerline/peerline/pkg/nodekey"
+	"github.com/peerline/peerline/pkg/rendezvous"
 	"github.com/peerline/peerline/pkg/rvclient"
 )
 
 // Probe is a pair of legitimate nodes, paired with each other, that
 // measure what a flood does to everyone else: each round, A refreshes its
 // registration, asks to be introduced to B (B answers, both get a punch
-// with a relay session), and sends a packet through the relay to B.
+// with a relay session), and sends a packet through the relay to B; if
+// Fetch is set, A also stores an invite and B fetches it, as pairing does.
 type Probe struct {
 	A, B *rvclient.Client
-	got  chan string // relay payloads B received
+	// Fetch gets an invite blob as a joiner would (rvclient.GetInvite,
+	// run where B's network is); nil leaves invites out.
+	Fetch func(ctx context.Context, id [rendezvous.InviteIDLen]byte) ([]byte, error)
+	got   chan string // relay payloads B received
 }
 
 // NewProbe makes the two clients on pcA and pcB (already bound, in the
@@ -65,6 +71,7 @@ const (
 	OpRegister  = "register"
 	OpIntroduce = "introduce"
 	OpRelay     = "relay"
+	OpInvite    = "invite"
 )
 
 // ProbeResult is what the probe saw: per kind of operation, how many were
@@ -98,6 +105,9 @@ func (r ProbeResult) Totals() (tries, ok int, p95ms float64) {
 // bounded by timeout.
 func (p *Probe) Run(ctx context.Context, every, timeout time.Duration) ProbeResult {
 	r := ProbeResult{Ops: map[string]*OpStats{OpRegister: {}, OpIntroduce: {}, OpRelay: {}}}
+	if p.Fetch != nil {
+		r.Ops[OpInvite] = &OpStats{}
+	}
 	var mu sync.Mutex
 	record := func(kind string, start time.Time, err error) {
 		mu.Lock()
@@ -141,8 +151,32 @@ func (p *Probe) Run(ctx context.Context, every, timeout time.Duration) ProbeResu
 			start = time.Now()
 			record(OpRelay, start, p.relay(octx, in.Session, payload))
 		}
+		if p.Fetch != nil {
+			start = time.Now()
+			record(OpInvite, start, p.invite(octx, seq))
+		}
 		cancel()
 	}
+}
+
+// invite stores a blob as A and fetches it as B.
+func (p *Probe) invite(ctx context.Context, seq int) error {
+	var id [rendezvous.InviteIDLen]byte
+	rand.Read(id[:])
+	blob := fmt.Appendf(nil, "probe invite %d", seq)
+	if err := p.A.PutInvite(ctx, id, time.Now().Add(time.Minute), blob); err != nil {
+		return err
+	}
+	got, err := p.Fetch(ctx, id)
+	if err != nil {
+		return err
+	}
+	if string(got) != string(blob) {
+		return fmt.Errorf("invite fetched %q, stored %q", got, blob)
+	}
+	// Withdraw it, as a used invite is: the probe must not fill the
+	// table it measures.
+	return p.A.PutInvite(ctx, id, time.Time{}, nil)
 }
 
 // relay sends payload through the relay until B has it (a lost packet is

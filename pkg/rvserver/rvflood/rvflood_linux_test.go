@@ -54,12 +54,15 @@ func TestFloodLoopback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	p.Fetch = func(ctx context.Context, id [rendezvous.InviteIDLen]byte) ([]byte, error) {
+		return rvclient.GetInvite(ctx, srv.Addrs[0], id, nil)
+	}
 	var floodConns []net.PacketConn
 	for _, ip := range []string{"127.0.1.1", "127.0.2.1", "127.0.3.1"} {
 		floodConns = append(floodConns, listen(ip))
 	}
 	results := make(chan rvflood.ProbeResult, 1)
-	go func() { results <- p.Run(probeCtx, 200*time.Millisecond, 5*time.Second) }()
+	go func() { results <- p.Run(probeCtx, 300*time.Millisecond, 5*time.Second) }()
 	const maxPackets = 20000
 	fr, err := rvflood.Run(ctx, rvflood.Options{
 		Server: srv.Addrs[0], ServerKey: srv.Key, Conns: floodConns,
