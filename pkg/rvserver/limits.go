@@ -74,7 +74,10 @@ func (l Limits) withDefaults(maxNodes int) Limits {
 	def(&l.MaxSessions, 2*maxNodes)
 	def(&l.MaxSessionsPerKey, 256)
 	def(&l.MaxSessionsPerPrefix, l.MaxSessions/8)
-	def(&l.MaxReplay, 16*maxNodes)
+	// A node refreshes on two ports every 20 s: 10,000 nodes keep about
+	// 60,000 nonces in a 60 s window. Beyond, the busiest keys' oldest
+	// are forgotten, which costs them nothing (see replayCache).
+	def(&l.MaxReplay, 8*maxNodes)
 	def(&l.MaxReplayPerKey, 256)
 	return l
 }

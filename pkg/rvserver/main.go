@@ -1,6 +1,7 @@
 package rvserver
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/peerline/peerline/pkg/nodekey"
@@ -35,6 +37,7 @@ func Main(ctx context.Context, args []string, version string, stdout, stderr io.
 	fs.IntVar(&cfg.MaxReplay, "max-replay", 0, "most request nonces kept against replays (0: 16 × max-nodes, about 0.2 kB each)")
 	fs.Float64Var(&cfg.RequestPerSec, "request-rate", 0, "sealed requests per second one node key may make (0: 10)")
 	fs.Float64Var(&cfg.PrefixPerSec, "prefix-rate", 0, "sealed requests per second one source /24 (IPv6 /56) may make, however many keys it uses (0: 500)")
+	memLimit := fs.Int("memory-limit", 0, "soft memory limit in MiB for the Go runtime (0: 64 + 16 KiB per max-nodes, room for every table full; GOMEMLIMIT, if set, wins over the default)")
 	fs.DurationVar(&cfg.PunchDelay, "punch-delay", 0, "delay both nodes wait after an introduction before probing")
 	publicKey := fs.Bool("public-key", false, "print the server's public key (creating the key on first use) and exit")
 	checkConfig := fs.Bool("check-config", false, "check the flags, addresses and key file, print a summary and exit; non-zero with the reason if something is wrong")
@@ -58,7 +61,11 @@ func Main(ctx context.Context, args []string, version string, stdout, stderr io.
 		if err != nil {
 			return err
 		}
-		fmt.Fprintln(stdout, summary)
+		mem := "memory limit from GOMEMLIMIT"
+		if *memLimit > 0 || os.Getenv("GOMEMLIMIT") == "" {
+			mem = fmt.Sprintf("memory limit %d MiB", cmp.Or(max(*memLimit, 0), defaultMemoryLimitMiB(cfg.MaxNodes)))
+		}
+		fmt.Fprintln(stdout, summary+"; "+mem)
 		return nil
 	}
 	log := newLogger(stderr, *verbose)
@@ -76,7 +83,8 @@ func Main(ctx context.Context, args []string, version string, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	log.Info("starting", "version", version)
+	limit := setMemoryLimit(*memLimit, cfg.MaxNodes)
+	log.Info("starting", "version", version, "memory_limit_mib", limit>>20)
 	return s.Run(ctx)
 }
 
@@ -149,4 +157,29 @@ func newLogger(w io.Writer, verbose bool) *slog.Logger {
 		level = slog.LevelDebug
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+// setMemoryLimit sets the Go runtime's soft memory limit: mib if given,
+// else GOMEMLIMIT if the environment sets one, else enough for every table
+// full (Limits): about 14 KiB of live heap per max-nodes with the default
+// limits (BenchmarkFullTables), plus the runtime. Without a limit the
+// garbage collector lets the heap grow to twice what is live, so a server
+// whose tables a flood has filled would hold about twice what they need.
+// It returns the limit in force.
+func setMemoryLimit(mib, maxNodes int) int64 {
+	if mib <= 0 && os.Getenv("GOMEMLIMIT") != "" {
+		return debug.SetMemoryLimit(-1)
+	}
+	if mib <= 0 {
+		mib = defaultMemoryLimitMiB(maxNodes)
+	}
+	debug.SetMemoryLimit(int64(mib) << 20)
+	return int64(mib) << 20
+}
+
+func defaultMemoryLimitMiB(maxNodes int) int {
+	if maxNodes <= 0 {
+		maxNodes = 10000
+	}
+	return 64 + maxNodes*16/1024
 }
