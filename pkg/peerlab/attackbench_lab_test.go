@@ -130,6 +130,12 @@ type attackResult struct {
 	FloodReplies  map[string]int `json:"flood_replies"`
 	ServerStopped string         `json:"server_stats_at_stop"`
 	LimitLines    int            `json:"server_limits_log_lines"`
+	// VPSUDP*: the VPS kernel's UDP counters over the flood: datagrams
+	// delivered to sockets, and dropped because a socket's receive
+	// buffer was full (the server's, under the flood: where legitimate
+	// media relayed by it can be lost).
+	VPSUDPInDatagrams  int `json:"vps_udp_in_datagrams"`
+	VPSUDPRcvbufErrors int `json:"vps_udp_rcvbuf_errors"`
 	// LogsKept is where the run's logs were copied when a legitimate
 	// operation failed.
 	LogsKept string `json:"logs_kept,omitempty"`
@@ -145,9 +151,9 @@ type attackOp struct {
 }
 
 func (r attackResult) summary() string {
-	return fmt.Sprintf("attack run %d: legit %d/%d = %.4f, p95 %.1f ms; server peak RSS %.1f MB; Pis paired %v (join %.1f s) path %s, media %d/%d; flood %d packets in %.1f s (%.0f/s); %s",
+	return fmt.Sprintf("attack run %d: legit %d/%d = %.4f, p95 %.1f ms; server peak RSS %.1f MB; Pis paired %v (join %.1f s) path %s, media %d/%d; flood %d packets in %.1f s (%.0f/s); VPS UDP in %d, dropped for a full socket buffer %d; %s",
 		r.Run, r.LegitOK, r.LegitOps, r.SuccessRate, r.LatencyP95, r.PeakRSSMB, r.Paired, r.JoinS, r.Path, r.MediaReceived, r.MediaSent,
-		r.FloodSent, r.FloodS, r.FloodRate, r.ServerStopped)
+		r.FloodSent, r.FloodS, r.FloodRate, r.VPSUDPInDatagrams, r.VPSUDPRcvbufErrors, r.ServerStopped)
 }
 
 // attacker is the flood and the probe of one run, started by startAttack.
@@ -158,6 +164,7 @@ type attacker struct {
 	probeRes  chan rvflood.ProbeResult
 	probeErrs <-chan error
 	started   time.Time
+	udpBefore map[string]int
 }
 
 type floodDone struct {
@@ -223,6 +230,9 @@ func benchAttack(b *testing.B, run int) attackResult {
 	srv := nw.Servers[0]
 	srvLog := srv.Proc.LogPath()
 	r.PeakRSSMB = peakRSSMB(b, srv.Proc.Pid())
+	udp := udpCounters(ctx, nw.VPS)
+	r.VPSUDPRcvbufErrors = udp["RcvbufErrors"] - at.udpBefore["RcvbufErrors"]
+	r.VPSUDPInDatagrams = udp["InDatagrams"] - at.udpBefore["InDatagrams"]
 	time.Sleep(time.Second) // the probe sees the end of the flood too
 	at.probeStop()
 	pr := <-at.probeRes
@@ -346,7 +356,17 @@ func startAttack(ctx context.Context, n *Network) (*attacker, error) {
 	}
 	at.started = time.Now()
 	go func() { at.probeRes <- at.probe.Run(probeCtx, attackProbeEvery, attackProbeTimeout) }()
+	at.udpBefore = udpCounters(ctx, n.VPS)
 	go func() {
+		if os.Getenv("ATTACK_FLOOD") == "0" {
+			// The control: the same run without the flood.
+			select {
+			case <-time.After(attackFloodFor):
+			case <-ctx.Done():
+			}
+			at.flood <- floodDone{r: rvflood.Result{Elapsed: attackFloodFor}}
+			return
+		}
 		r, err := rvflood.Run(ctx, rvflood.Options{
 			Server: srvAddr, ServerKey: srv.Key, Conns: conns, Keys: attackFloodKeys,
 			Rate: attackFloodRate, MaxPackets: attackFloodPackets, Duration: attackFloodFor,
@@ -354,6 +374,32 @@ func startAttack(ctx context.Context, n *Network) (*attacker, error) {
 		at.flood <- floodDone{r, err}
 	}()
 	return at, nil
+}
+
+// udpCounters reads the Udp line of /proc/net/snmp inside h's namespace.
+func udpCounters(ctx context.Context, h *lab.Host) map[string]int {
+	out, err := h.Run(ctx, "cat", "/proc/net/snmp")
+	if err != nil {
+		return nil
+	}
+	var names []string
+	m := map[string]int{}
+	for line := range strings.Lines(out) {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Udp:" {
+			continue
+		}
+		if names == nil {
+			names = f[1:]
+			continue
+		}
+		for i, v := range f[1:] {
+			if i < len(names) {
+				m[names[i]], _ = strconv.Atoi(v)
+			}
+		}
+	}
+	return m
 }
 
 // peakRSSMB is a process's peak resident set (VmHWM), in MB.

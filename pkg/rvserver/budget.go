@@ -2,6 +2,7 @@ package rvserver
 
 import (
 	"net/netip"
+	"runtime"
 	"time"
 
 	"github.com/peerline/peerline/pkg/nodekey"
@@ -202,4 +203,22 @@ func (s *Server) logLimitsLocked() {
 	}
 	s.log.Warn("limits applied: a key or network is sending more than its share (counts since the last such line)", attrs...)
 	s.logged, s.loggedEvicted = st, evicted
+}
+
+// readBuffer is the socket receive buffer asked for: a flood arrives in
+// bursts, and a datagram the kernel drops because the buffer is full is
+// lost for everyone, legitimate relay traffic too. The kernel caps it at
+// net.core.rmem_max (raise that on the VPS to get all of it).
+const readBuffer = 4 << 20
+
+// tuneSockets enlarges the sockets' receive buffers and returns how many
+// readers each port gets: one per CPU, so that the cheap refusals of a
+// flood are spread over every core. handle is safe for concurrent use.
+func (s *Server) tuneSockets() int {
+	for _, c := range s.conns {
+		if err := c.SetReadBuffer(readBuffer); err != nil {
+			s.log.Debug("cannot enlarge the socket receive buffer", "err", err)
+		}
+	}
+	return max(1, runtime.GOMAXPROCS(0))
 }

@@ -31,7 +31,8 @@
 // (replayCache). So one key or one network cannot stop the server
 // answering others, and memory is set by the configuration. What the
 // limits refuse or evict is counted under its own reason (LimitStats) and
-// logged with the key or prefix it hit.
+// logged with the key or prefix it hit. docs/rendezvous-limits.md has the
+// defaults and how they are measured.
 package rvserver
 
 import (
@@ -315,16 +316,19 @@ func (s *Server) Serve(ctx context.Context, conns [2]*net.UDPConn) error {
 	s.conns = conns
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	s.log.Info("serving", "listen", conns[0].LocalAddr().String(), "listen2", conns[1].LocalAddr().String(), "public_key", s.pub)
+	readers := s.tuneSockets()
+	s.log.Info("serving", "listen", conns[0].LocalAddr().String(), "listen2", conns[1].LocalAddr().String(), "public_key", s.pub, "readers_per_port", readers)
 	var wg sync.WaitGroup
-	errs := make(chan error, 2)
+	errs := make(chan error, 2*readers)
 	for port := range conns {
-		wg.Go(func() {
-			if err := s.runReader(ctx, port); err != nil {
-				errs <- err
-				cancel()
-			}
-		})
+		for range readers {
+			wg.Go(func() {
+				if err := s.runReader(ctx, port); err != nil {
+					errs <- err
+					cancel()
+				}
+			})
+		}
 	}
 	wg.Go(func() { s.runSweeper(ctx) })
 	<-ctx.Done()
