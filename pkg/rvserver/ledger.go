@@ -49,8 +49,13 @@ type ledgerEntry[K comparable] struct {
 	key     K
 	used    uint64        // ledger.clock when last added or touched
 	el      *list.Element // in ledger.lru
-	charges []charge[K]
+	// charges has room for the most owners any table charges (a relay
+	// session: two keys, two prefixes), so an entry is one allocation.
+	charges [maxOwners]charge[K]
+	n       uint8 // charges in use
 }
+
+const maxOwners = 4
 
 // charge is an entry's place in one owner's list.
 type charge[K comparable] struct {
@@ -162,6 +167,9 @@ func (l *ledger[K]) add(k K, owners ...owner) {
 	if _, ok := l.entries[k]; ok {
 		panic("rvserver: ledger.add of a key already present")
 	}
+	if len(owners) > maxOwners {
+		panic("rvserver: ledger.add with more owners than maxOwners")
+	}
 	for i, o := range owners {
 		if dup(owners[:i], o) {
 			continue
@@ -193,7 +201,8 @@ func (l *ledger[K]) add(k K, owners ...owner) {
 			l.owners[o] = st
 			heap.Push(&l.largest, st)
 		}
-		e.charges = append(e.charges, charge[K]{o: st, el: st.l.PushBack(e)})
+		e.charges[e.n] = charge[K]{o: st, el: st.l.PushBack(e)}
+		e.n++
 		heap.Fix(&l.largest, st.index)
 	}
 	l.entries[k] = e
@@ -223,7 +232,7 @@ func (l *ledger[K]) touch(k K) {
 	l.clock++
 	e.used = l.clock
 	l.lru.MoveToBack(e.el)
-	for _, c := range e.charges {
+	for _, c := range e.charges[:e.n] {
 		c.o.l.MoveToBack(c.el)
 		heap.Fix(&l.largest, c.o.index) // its oldest entry may have changed
 	}
@@ -237,7 +246,7 @@ func (l *ledger[K]) remove(k K) {
 	}
 	delete(l.entries, k)
 	l.lru.Remove(e.el)
-	for _, c := range e.charges {
+	for _, c := range e.charges[:e.n] {
 		c.o.l.Remove(c.el)
 		if c.o.l.Len() == 0 {
 			heap.Remove(&l.largest, c.o.index)

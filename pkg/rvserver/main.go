@@ -161,7 +161,7 @@ func newLogger(w io.Writer, verbose bool) *slog.Logger {
 
 // setMemoryLimit sets the Go runtime's soft memory limit: mib if given,
 // else GOMEMLIMIT if the environment sets one, else enough for every table
-// full (Limits): about 14 KiB of live heap per max-nodes with the default
+// full (Limits): about 13 KiB of live heap per max-nodes with the default
 // limits (BenchmarkFullTables), plus the runtime. Without a limit the
 // garbage collector lets the heap grow to twice what is live, so a server
 // whose tables a flood has filled would hold about twice what they need.
