@@ -95,7 +95,7 @@ func BenchmarkFullTables(b *testing.B) {
 				"live_heap_mib_all_tables_full": live,
 				"limits":                        "defaults (Config{}: max-nodes 10000 and what derives from it)",
 				"entries":                       sizes,
-				"note":                          "the live heap when every table holds its maximum of the largest entries; the process's resident set is this plus the Go runtime and garbage not yet collected (up to about as much again with GOGC=100)",
+				"note":                          "the live heap when every table holds its maximum of the largest entries; without a memory limit Go lets the heap grow to about twice what is live, so rendezvousd sets a soft limit of 64 MiB + 16 KiB per max-nodes (220 MiB by default)",
 			}, "", "  ")
 			if err := os.WriteFile(filepath.Join(cmp.Or(dir, "."), "rendezvous-memory.json"), append(out, '\n'), 0o644); err != nil {
 				b.Fatal(err)

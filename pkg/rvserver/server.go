@@ -196,7 +196,7 @@ type Server struct {
 	pairs    map[[2]nodekey.Key]uint64 // ordered pair → session id
 	replay   *replayCache
 	invites  *inviteStore
-	// The accounts of the tables above (limits.go): who holds what,
+	// The accounts of the tables above (ledger.go, budget.go): who holds what,
 	// what goes when full.
 	nodesL    *ledger[nodekey.Key]
 	pendingL  *ledger[[2]nodekey.Key]
