@@ -46,9 +46,9 @@ type ledger[K comparable] struct {
 }
 
 type ledgerEntry[K comparable] struct {
-	key     K
-	used    uint64        // ledger.clock when last added or touched
-	el      *list.Element // in ledger.lru
+	key  K
+	used uint64        // ledger.clock when last added or touched
+	el   *list.Element // in ledger.lru
 	// charges has room for the most owners any table charges (a relay
 	// session: two keys, two prefixes), so an entry is one allocation.
 	charges [maxOwners]charge[K]
