@@ -22,6 +22,7 @@ type Stream struct {
 
 	mu       sync.Mutex
 	arrivals []time.Time
+	sent     int // datagrams the sender wrote without error
 }
 
 // mediaEvery is a G.711 call's packet interval.
@@ -65,7 +66,11 @@ func StartStream(ctx context.Context, from, to *lab.Host, toAddr, dst netip.Addr
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				send.WriteTo(payload, to)
+				if _, err := send.WriteTo(payload, to); err == nil {
+					s.mu.Lock()
+					s.sent++
+					s.mu.Unlock()
+				}
 			}
 		}
 	})
@@ -78,6 +83,13 @@ func (s *Stream) Stop() {
 	s.send.Close()
 	s.recv.Close()
 	s.wg.Wait()
+}
+
+// Sent is how many datagrams the sender has written.
+func (s *Stream) Sent() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sent
 }
 
 // Received is how many datagrams arrived since t.

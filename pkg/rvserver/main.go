@@ -1,6 +1,7 @@
 package rvserver
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/peerline/peerline/pkg/nodekey"
@@ -30,6 +32,12 @@ func Main(ctx context.Context, args []string, version string, stdout, stderr io.
 	fs.StringVar(&cfg.StateDir, "state-dir", DefaultDir, "directory for the server key ("+KeyFile+")")
 	fs.IntVar(&cfg.MaxNodes, "max-nodes", 10000, "most registrations kept in memory (about 1 kB each)")
 	fs.IntVar(&cfg.RelayBytesPerSec, "relay-rate", 256<<10, "bytes per second one node may send through the relay")
+	fs.IntVar(&cfg.MaxPending, "max-pending", 0, "most one-sided introductions kept (0: 4 × max-nodes, about 0.5 kB each)")
+	fs.IntVar(&cfg.MaxSessions, "max-sessions", 0, "most relay sessions kept (0: 2 × max-nodes, about 0.5 kB each)")
+	fs.IntVar(&cfg.MaxReplay, "max-replay", 0, "most request nonces kept against replays (0: 16 × max-nodes, about 0.2 kB each)")
+	fs.Float64Var(&cfg.RequestPerSec, "request-rate", 0, "sealed requests per second one node key may make (0: 10)")
+	fs.Float64Var(&cfg.PrefixPerSec, "prefix-rate", 0, "sealed requests per second one source /24 (IPv6 /56) may make, however many keys it uses (0: 500)")
+	memLimit := fs.Int("memory-limit", 0, "soft memory limit in MiB for the Go runtime (0: 64 + 16 KiB per max-nodes, room for every table full; GOMEMLIMIT, if set, wins over the default)")
 	fs.DurationVar(&cfg.PunchDelay, "punch-delay", 0, "delay both nodes wait after an introduction before probing")
 	publicKey := fs.Bool("public-key", false, "print the server's public key (creating the key on first use) and exit")
 	checkConfig := fs.Bool("check-config", false, "check the flags, addresses and key file, print a summary and exit; non-zero with the reason if something is wrong")
@@ -53,7 +61,11 @@ func Main(ctx context.Context, args []string, version string, stdout, stderr io.
 		if err != nil {
 			return err
 		}
-		fmt.Fprintln(stdout, summary)
+		mem := "memory limit from GOMEMLIMIT"
+		if *memLimit > 0 || os.Getenv("GOMEMLIMIT") == "" {
+			mem = fmt.Sprintf("memory limit %d MiB", cmp.Or(max(*memLimit, 0), defaultMemoryLimitMiB(cfg.MaxNodes)))
+		}
+		fmt.Fprintln(stdout, summary+"; "+mem)
 		return nil
 	}
 	log := newLogger(stderr, *verbose)
@@ -71,7 +83,8 @@ func Main(ctx context.Context, args []string, version string, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	log.Info("starting", "version", version)
+	limit := setMemoryLimit(*memLimit, cfg.MaxNodes)
+	log.Info("starting", "version", version, "memory_limit_mib", limit>>20)
 	return s.Run(ctx)
 }
 
@@ -99,6 +112,9 @@ func CheckConfig(cfg Config) (string, error) {
 	if cfg.MaxNodes < 1 {
 		return "", fmt.Errorf("-max-nodes %d: must be at least 1", cfg.MaxNodes)
 	}
+	if err := cfg.Limits.validate(); err != nil {
+		return "", err
+	}
 	keyPath := filepath.Join(cfg.StateDir, KeyFile)
 	keyNote := ""
 	b, err := os.ReadFile(keyPath)
@@ -117,7 +133,8 @@ func CheckConfig(cfg Config) (string, error) {
 	default:
 		return "", fmt.Errorf("cannot read key file %s (check its owner and mode 0600): %w", keyPath, err)
 	}
-	return fmt.Sprintf("rendezvousd: ok (listen %s and %s, max %d nodes, %s)", addrs[0], addrs[1], cfg.MaxNodes, keyNote), nil
+	return fmt.Sprintf("rendezvousd: ok (listen %s and %s, max %d nodes, %d pending introductions, %d relay sessions, %d replay nonces; %g requests/s per key, %g per source prefix; %s)",
+		addrs[0], addrs[1], cfg.MaxNodes, cfg.MaxPending, cfg.MaxSessions, cfg.MaxReplay, cfg.RequestPerSec, cfg.PrefixPerSec, keyNote), nil
 }
 
 // writable reports whether dir takes a file, or, if it does not exist yet,
@@ -140,4 +157,29 @@ func newLogger(w io.Writer, verbose bool) *slog.Logger {
 		level = slog.LevelDebug
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+// setMemoryLimit sets the Go runtime's soft memory limit: mib if given,
+// else GOMEMLIMIT if the environment sets one, else enough for every table
+// full (Limits): about 13 KiB of live heap per max-nodes with the default
+// limits (BenchmarkFullTables), plus the runtime. Without a limit the
+// garbage collector lets the heap grow to twice what is live, so a server
+// whose tables a flood has filled would hold about twice what they need.
+// It returns the limit in force.
+func setMemoryLimit(mib, maxNodes int) int64 {
+	if mib <= 0 && os.Getenv("GOMEMLIMIT") != "" {
+		return debug.SetMemoryLimit(-1)
+	}
+	if mib <= 0 {
+		mib = defaultMemoryLimitMiB(maxNodes)
+	}
+	debug.SetMemoryLimit(int64(mib) << 20)
+	return int64(mib) << 20
+}
+
+func defaultMemoryLimitMiB(maxNodes int) int {
+	if maxNodes <= 0 {
+		maxNodes = 10000
+	}
+	return 64 + maxNodes*16/1024
 }

@@ -21,10 +21,21 @@
 // a map lookup, no cryptography); a sealed reply
 // larger than its request is never sent (clients pad requests to
 // rendezvous.MinRequestLen).
+//
+// Cost of a flood: every table is bounded (Limits), and shared out per node
+// key and per source prefix (/24, IPv6 /56), whose address the cookie
+// proves. A sealed request spends its prefix's budget before any
+// cryptography and its key's budget after authentication; a full table
+// evicts the least recently used entry of whoever holds the most (ledger),
+// and the replay cache makes room rather than refuse fresh requests
+// (replayCache). So one key or one network cannot stop the server
+// answering others, and memory is set by the configuration. What the
+// limits refuse or evict is counted under its own reason (LimitStats) and
+// logged with the key or prefix it hit. docs/rendezvous-limits.md has the
+// defaults and how they are measured.
 package rvserver
 
 import (
-	"container/list"
 	"context"
 	"crypto/cipher"
 	"crypto/hmac"
@@ -77,6 +88,8 @@ type Config struct {
 	// either is refused (expired blobs are dropped first).
 	MaxInvites         int
 	MaxInvitesPerOwner int
+	// Limits bound the other tables, per key and per source prefix.
+	Limits
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
 }
@@ -126,6 +139,7 @@ func (c Config) withDefaults() Config {
 	if c.MaxInvitesPerOwner <= 0 {
 		c.MaxInvitesPerOwner = DefaultMaxInvitesPerOwner
 	}
+	c.Limits = c.Limits.withDefaults(c.MaxNodes)
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -145,7 +159,11 @@ const (
 type Stats struct {
 	Nodes, Sessions, Pending                                    int
 	Junk, BadCookie, BadTime, BadAuth, Replays, TooBig, Relayed uint64
-	RelayDropped, Evicted                                       uint64
+	// Evicted counts registrations dropped to make room (see Limits).
+	RelayDropped, Evicted uint64
+	// Refusals and evictions by the limits (limits.go), each with its
+	// real reason, so that an operator sees who is flooding.
+	LimitStats
 	// Invites is the number of live invite blobs; InvitesStored counts
 	// accepted InvitePuts (stores, replacements and deletions),
 	// InvitesRefused refused ones, InvitesServed InviteGets answered with
@@ -171,14 +189,24 @@ type Server struct {
 
 	// mu guards everything below.
 	mu       sync.Mutex
-	nodes    map[nodekey.Key]*list.Element // of *node, in lru
-	lru      *list.List                    // front: least recently refreshed
+	nodes    map[nodekey.Key]*node
 	keys     *keyCache
 	pending  map[[2]nodekey.Key]pending // key: {from, to}
 	sessions map[uint64]*session
 	pairs    map[[2]nodekey.Key]uint64 // ordered pair → session id
-	replay   replayCache
+	replay   *replayCache
 	invites  *inviteStore
+	// The accounts of the tables above (ledger.go, budget.go): who holds what,
+	// what goes when full.
+	nodesL    *ledger[nodekey.Key]
+	pendingL  *ledger[[2]nodekey.Key]
+	sessionsL *ledger[uint64]
+	prefixes  *prefixLimiter
+	lim       LimitStats // counters; the table sizes are filled in by Stats
+	blamed    blame
+	// As of the last limits log line.
+	logged        LimitStats
+	loggedEvicted uint64
 }
 
 type node struct {
@@ -188,6 +216,10 @@ type node struct {
 	seen    [2]time.Time
 	connect tokenbucket.Bucket
 	relay   tokenbucket.Bucket
+	// requests is the node's budget of sealed requests (Limits); prefix
+	// is the source prefix it is charged to in nodesL.
+	requests tokenbucket.Bucket
+	prefix   netip.Prefix
 }
 
 type pending struct {
@@ -213,20 +245,22 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := cfg.Limits.validate(); err != nil {
+		return nil, err
+	}
 	s := &Server{
 		cfg:      cfg,
 		log:      log,
 		priv:     priv,
 		pub:      priv.Public(),
-		nodes:    map[nodekey.Key]*list.Element{},
-		lru:      list.New(),
+		nodes:    map[nodekey.Key]*node{},
 		keys:     newKeyCache(2 * cfg.MaxNodes),
 		pending:  map[[2]nodekey.Key]pending{},
 		sessions: map[uint64]*session{},
 		pairs:    map[[2]nodekey.Key]uint64{},
-		replay:   replayCache{max: 64 * cfg.MaxNodes},
 		invites:  newInviteStore(cfg.MaxInvites, cfg.MaxInvitesPerOwner),
 	}
+	s.initLimits()
 	if _, err := rand.Read(s.cookieSecret[:]); err != nil {
 		return nil, fmt.Errorf("cookie secret: %w", err)
 	}
@@ -282,21 +316,27 @@ func (s *Server) Serve(ctx context.Context, conns [2]*net.UDPConn) error {
 	s.conns = conns
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	s.log.Info("serving", "listen", conns[0].LocalAddr().String(), "listen2", conns[1].LocalAddr().String(), "public_key", s.pub)
+	readers := s.tuneSockets()
+	s.log.Info("serving", "listen", conns[0].LocalAddr().String(), "listen2", conns[1].LocalAddr().String(), "public_key", s.pub, "readers_per_port", readers)
 	var wg sync.WaitGroup
-	errs := make(chan error, 2)
+	errs := make(chan error, 2*readers)
 	for port := range conns {
-		wg.Go(func() {
-			if err := s.runReader(ctx, port); err != nil {
-				errs <- err
-				cancel()
-			}
-		})
+		for range readers {
+			wg.Go(func() {
+				if err := s.runReader(ctx, port); err != nil {
+					errs <- err
+					cancel()
+				}
+			})
+		}
 	}
 	wg.Go(func() { s.runSweeper(ctx) })
 	<-ctx.Done()
 	closeAll(conns)
 	wg.Wait()
+	s.mu.Lock()
+	s.logLimitsLocked() // what the limits did since the last sweep
+	s.mu.Unlock()
 	s.log.Info("stopped", "stats", fmt.Sprintf("%+v", s.Stats()))
 	select {
 	case err := <-errs:
@@ -353,17 +393,14 @@ func (s *Server) sweep() {
 	now := s.cfg.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for e := s.lru.Front(); e != nil; {
-		n := e.Value.(*node)
-		next := e.Next()
+	for _, n := range s.nodes {
 		if !s.aliveLocked(n, now) {
 			s.removeLocked(n.pub)
 		}
-		e = next
 	}
 	for k, p := range s.pending {
 		if now.Sub(p.at) > pendingTTL {
-			delete(s.pending, k)
+			s.dropPendingLocked(k)
 		}
 	}
 	for id, ss := range s.sessions {
@@ -373,8 +410,10 @@ func (s *Server) sweep() {
 			s.dropSessionLocked(id, ss)
 		}
 	}
-	s.replay.expire(now, 2*s.cfg.Window)
+	s.replay.sweep(now)
+	s.prefixes.sweep(now, s.cfg.PrefixPerSec, s.cfg.PrefixBurst)
 	s.invites.expire(now)
+	s.logLimitsLocked()
 }
 
 func (s *Server) aliveLocked(n *node, now time.Time) bool {
@@ -382,21 +421,26 @@ func (s *Server) aliveLocked(n *node, now time.Time) bool {
 }
 
 func (s *Server) removeLocked(pub nodekey.Key) {
-	if e, ok := s.nodes[pub]; ok {
-		s.lru.Remove(e)
-		delete(s.nodes, pub)
-	}
+	delete(s.nodes, pub)
+	s.nodesL.remove(pub)
 }
 
 func (s *Server) dropSessionLocked(id uint64, ss *session) {
 	delete(s.sessions, id)
 	delete(s.pairs, pairOf(ss.a, ss.b))
+	s.sessionsL.remove(id)
+}
+
+func (s *Server) dropPendingLocked(k [2]nodekey.Key) {
+	delete(s.pending, k)
+	s.pendingL.remove(k)
 }
 
 // Stats returns the current counters.
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	st := Stats{Nodes: len(s.nodes), Sessions: len(s.sessions), Pending: len(s.pending), Invites: len(s.invites.byID)}
+	st.LimitStats = s.limitStatsLocked()
 	s.mu.Unlock()
 	st.Junk, st.BadCookie, st.BadTime = s.junk.Load(), s.badCookie.Load(), s.badTime.Load()
 	st.BadAuth, st.Replays, st.TooBig = s.badAuth.Load(), s.replays.Load(), s.tooBig.Load()
@@ -454,6 +498,9 @@ func (s *Server) handle(b []byte, src netip.AddrPort, port int, w *scratch, send
 		s.sendCookie(&env, cookie, now, src, port, send)
 		return
 	}
+	if !s.prefixAllow(src, now) {
+		return
+	}
 	aead, err := s.aead(env.Sender)
 	if err != nil {
 		s.badAuth.Add(1)
@@ -466,7 +513,7 @@ func (s *Server) handle(b []byte, src netip.AddrPort, port int, w *scratch, send
 	}
 	s.mu.Lock()
 	s.keys.put(env.Sender, aead)
-	fresh := s.replay.add(env.Nonce, now, 2*s.cfg.Window)
+	fresh := s.admitLocked(&env, now)
 	var reply rendezvous.Message
 	var pushes []push
 	if fresh {
@@ -474,7 +521,6 @@ func (s *Server) handle(b []byte, src netip.AddrPort, port int, w *scratch, send
 	}
 	s.mu.Unlock()
 	if !fresh {
-		s.replays.Add(1)
 		return
 	}
 
@@ -527,11 +573,10 @@ func (s *Server) requestLocked(m rendezvous.Message, env *rendezvous.Envelope, a
 		// A sealed request with a valid cookie proves the node is at src
 		// now: after its NAT rebound, this is its new mapping, and
 		// introductions and the relay must use it.
-		if e, ok := s.nodes[env.Sender]; ok {
-			n := e.Value.(*node)
+		if n, ok := s.nodes[env.Sender]; ok {
 			n.addr[port], n.seen[port] = src, now
 		}
-		status, pushes := s.connectLocked(env.Sender, m, now)
+		status, pushes := s.connectLocked(env.Sender, m, src, now)
 		return rendezvous.ConnectReply{ReplyTo: env.ReplyID(), Status: status}, pushes
 	case rendezvous.InvitePut:
 		// No registration needed: the key that sealed the request owns
@@ -548,31 +593,26 @@ func (s *Server) requestLocked(m rendezvous.Message, env *rendezvous.Envelope, a
 }
 
 func (s *Server) registerLocked(pub nodekey.Key, aead cipher.AEAD, src netip.AddrPort, port int, now time.Time) {
-	if e, ok := s.nodes[pub]; ok {
-		n := e.Value.(*node)
+	if n, ok := s.nodes[pub]; ok {
 		n.addr[port], n.seen[port] = src, now
-		s.lru.MoveToBack(e)
+		s.chargeNodeLocked(n, src)
 		return
-	}
-	for len(s.nodes) >= s.cfg.MaxNodes {
-		old := s.lru.Front().Value.(*node)
-		s.removeLocked(old.pub)
-		s.evicted.Add(1)
 	}
 	n := &node{pub: pub, aead: aead}
 	n.addr[port], n.seen[port] = src, now
 	n.connect = tokenbucket.Full(float64(s.cfg.ConnectBurst), now)
 	n.relay = tokenbucket.Full(float64(s.cfg.RelayBurst), now)
-	s.nodes[pub] = s.lru.PushBack(n)
+	n.requests = tokenbucket.Full(float64(s.cfg.RequestBurst), now)
+	s.chargeNodeLocked(n, src)
+	s.nodes[pub] = n
 }
 
 // nodeLocked returns a registered, unexpired node.
 func (s *Server) nodeLocked(pub nodekey.Key, now time.Time) *node {
-	e, ok := s.nodes[pub]
+	n, ok := s.nodes[pub]
 	if !ok {
 		return nil
 	}
-	n := e.Value.(*node)
 	if !s.aliveLocked(n, now) {
 		return nil
 	}
@@ -601,12 +641,13 @@ func (s *Server) endpoints(n *node, now time.Time) [2]netip.AddrPort {
 // connectLocked records that from wants to reach m.Target. If the target
 // asked for from too, both get a Punch; otherwise the target (if
 // registered) gets an Incoming, which carries no address.
-func (s *Server) connectLocked(from nodekey.Key, m rendezvous.Connect, now time.Time) (rendezvous.Status, []push) {
+func (s *Server) connectLocked(from nodekey.Key, m rendezvous.Connect, src netip.AddrPort, now time.Time) (rendezvous.Status, []push) {
 	a := s.nodeLocked(from, now)
 	if a == nil {
 		return rendezvous.StatusNotRegistered, nil
 	}
 	if !a.connect.Take(now, s.cfg.ConnectPerSec, float64(s.cfg.ConnectBurst), 1) {
+		s.lim.ConnectLimited++
 		return rendezvous.StatusRateLimited, nil
 	}
 	if m.Target == from {
@@ -615,9 +656,9 @@ func (s *Server) connectLocked(from nodekey.Key, m rendezvous.Connect, now time.
 	b := s.nodeLocked(m.Target, now)
 	other, ok := s.pending[[2]nodekey.Key{m.Target, from}]
 	if ok && b != nil && now.Sub(other.at) <= pendingTTL {
-		delete(s.pending, [2]nodekey.Key{m.Target, from})
-		delete(s.pending, [2]nodekey.Key{from, m.Target})
-		id := s.sessionLocked(from, m.Target, now)
+		s.dropPendingLocked([2]nodekey.Key{m.Target, from})
+		s.dropPendingLocked([2]nodekey.Key{from, m.Target})
+		id := s.sessionLocked(a, b, now)
 		delay := uint16(min(s.cfg.PunchDelay/time.Millisecond, 65535))
 		pa, toA := s.primary(a, now)
 		pb, toB := s.primary(b, now)
@@ -626,10 +667,7 @@ func (s *Server) connectLocked(from nodekey.Key, m rendezvous.Connect, now time.
 			{port: pb, to: toB, aead: b.aead, msg: rendezvous.Punch{Peer: a.pub, Endpoints: s.endpoints(a, now), DelayMs: delay, Session: id, Box: m.Box}},
 		}
 	}
-	if len(s.pending) >= 4*s.cfg.MaxNodes {
-		return rendezvous.StatusRateLimited, nil
-	}
-	s.pending[[2]nodekey.Key{from, m.Target}] = pending{box: m.Box, at: now}
+	s.putPendingLocked([2]nodekey.Key{from, m.Target}, pending{box: m.Box, at: now}, src)
 	if b == nil {
 		return rendezvous.StatusOK, nil
 	}
@@ -647,10 +685,12 @@ func pairOf(a, b nodekey.Key) [2]nodekey.Key {
 // sessionLocked returns the relay session of a and b, making one if needed.
 // Ids are random so that nobody can guess one; a relay packet must also come
 // from the sender's registered address.
-func (s *Server) sessionLocked(a, b nodekey.Key, now time.Time) uint64 {
+func (s *Server) sessionLocked(na, nb *node, now time.Time) uint64 {
+	a, b := na.pub, nb.pub
 	pair := pairOf(a, b)
 	if id, ok := s.pairs[pair]; ok {
 		s.sessions[id].lastUsed = now
+		s.sessionsL.touch(id)
 		return id
 	}
 	var id uint64
@@ -659,6 +699,7 @@ func (s *Server) sessionLocked(a, b nodekey.Key, now time.Time) uint64 {
 		rand.Read(r[:])
 		id = binary.BigEndian.Uint64(r[:])
 	}
+	s.chargeSessionLocked(id, na, nb)
 	s.sessions[id] = &session{a: pair[0], b: pair[1], lastUsed: now}
 	s.pairs[pair] = id
 	return id
@@ -704,6 +745,7 @@ func (s *Server) relayLocked(id uint64, src netip.AddrPort, port, size int, now 
 		return netip.AddrPort{}, false
 	}
 	ss.lastUsed = now
+	s.sessionsL.touch(id)
 	return b.addr[port], true
 }
 
