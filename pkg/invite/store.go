@@ -365,20 +365,25 @@ func (s *Store) Commit(now time.Time, joiner nodekey.Key) (id string, err error)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	next := s.prunedLocked(now)
+	used := ""
 	for i, r := range next {
-		if r.Joiner != joiner || !r.Revoked.IsZero() {
+		if r.Joiner != joiner {
 			continue
 		}
-		id = secretID(r.secret())
-		if !r.Used.IsZero() {
-			return id, nil
+		switch r.entry().State(now) {
+		case Used:
+			used = secretID(r.secret())
+		case Reserved:
+			next[i].Used = now.UTC().Round(0)
+			next[i].Reserved, next[i].HadPeer = time.Time{}, false
+			if err := s.saveLocked(next); err != nil {
+				return secretID(r.secret()), fmt.Errorf("saving the invite as used: %w", err)
+			}
+			return secretID(r.secret()), nil
 		}
-		next[i].Used = now.UTC().Round(0)
-		next[i].Reserved, next[i].HadPeer = time.Time{}, false
-		if err := s.saveLocked(next); err != nil {
-			return id, fmt.Errorf("saving the invite as used: %w", err)
-		}
-		return id, nil
+	}
+	if used != "" {
+		return used, nil
 	}
 	return "", ErrUnknown
 }
@@ -427,17 +432,26 @@ func (s *Store) Reservations(now time.Time) []Reservation {
 	return out
 }
 
-// UsedBy reports whether joiner paired through one of the invites (the
-// inviter then answers its confirmations with Committed).
+// UsedBy reports whether joiner paired through one of the invites and is
+// not pairing through another right now: the inviter then tells it
+// Committed. (A joiner that pairs again, with a new code, hears Committed
+// only once that pairing is committed as well.)
 func (s *Store) UsedBy(now time.Time, joiner nodekey.Key) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	used := false
 	for _, r := range s.records {
-		if r.Joiner == joiner && !r.Used.IsZero() {
-			return true
+		if r.Joiner != joiner {
+			continue
+		}
+		switch r.entry().State(now) {
+		case Used:
+			used = true
+		case Reserved:
+			return false
 		}
 	}
-	return false
+	return used
 }
 
 // BlobID returns the ID under which the short form of the invite with this

@@ -431,6 +431,18 @@ func TestReserveCommitRelease(t *testing.T) {
 	if !s.UsedBy(t0, other) || s.UsedBy(t0, joiner) {
 		t.Error("UsedBy does not name the joiner that committed")
 	}
+	// The same joiner pairing again with another code: not committed
+	// until that pairing is.
+	again := create(t, s, t0, time.Hour)
+	if _, _, err := s.Reserve(t0, join(t, again.Code(), other), inviter, other, until, true); err != nil {
+		t.Fatal(err)
+	}
+	if s.UsedBy(t0, other) {
+		t.Error("UsedBy names a joiner whose second pairing is still in progress")
+	}
+	if _, err := s.Commit(t0, other); err != nil || !s.UsedBy(t0, other) {
+		t.Errorf("Commit of the second pairing = %v, UsedBy %v", err, s.UsedBy(t0, other))
+	}
 	s2, err := OpenStore(path)
 	if err != nil {
 		t.Fatal(err)

@@ -71,15 +71,50 @@ func (pr *Pairing) commitLocked(joiner nodekey.Key, id string) {
 // inviterStep rolls back the reservations whose joiner did not confirm in
 // time: the provisional peer goes (unless it was a peer before), then the
 // invite is pending again. A crash between the two repeats the first.
+//
+// It also repeats our answer to each joiner still reserved, directly on
+// the path: the answer's first copy rides in our Connect box, and the
+// path may come up by probing alone when that box is lost.
 func (pr *Pairing) inviterStep(now time.Time) {
 	pr.inviteMu.Lock()
 	defer pr.inviteMu.Unlock()
+	pending := map[nodekey.Key]bool{}
 	for _, r := range pr.store.Reservations(now) {
 		if now.Before(r.Until) {
+			pending[r.Joiner] = true
 			continue
 		}
 		pr.rollbackInviteLocked(r)
 	}
+	pr.mu.Lock()
+	var answer []nodekey.Key
+	for k := range pr.answers {
+		if !pending[k] {
+			delete(pr.answers, k)
+		}
+	}
+	for k := range pending {
+		a, ok := pr.answers[k]
+		switch {
+		case !ok:
+			a = repeat{next: now.Add(answerFirst), every: answerFirst}
+		case !now.Before(a.next):
+			answer = append(answer, k)
+			a.every = min(2*a.every, answerMax)
+			a.next = now.Add(a.every)
+		}
+		pr.answers[k] = a
+	}
+	pr.mu.Unlock()
+	for _, k := range answer {
+		pr.send(k)
+	}
+}
+
+// repeat spaces the repeats of a message.
+type repeat struct {
+	next  time.Time
+	every time.Duration
 }
 
 func (pr *Pairing) rollbackInviteLocked(r invite.Reservation) {

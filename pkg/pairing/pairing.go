@@ -79,9 +79,12 @@ const (
 	// peer waiting for its confirmation: the joiner's whole join, and
 	// its confirmations' retransmissions, with room to spare.
 	AcceptFor = 45 * time.Second
-	// confirmFirst and confirmMax space the joiner's confirmations.
+	// confirmFirst and confirmMax space the joiner's confirmations, and
+	// answerFirst and answerMax the inviter's repeated answers.
 	confirmFirst = 300 * time.Millisecond
 	confirmMax   = 10 * time.Second
+	answerFirst  = 500 * time.Millisecond
+	answerMax    = 5 * time.Second
 	// tick is how often deadlines and retransmissions are looked at.
 	tick = 100 * time.Millisecond
 	// firstRoleFor bounds how long after pairing the joiner keeps the
@@ -145,6 +148,9 @@ type Pairing struct {
 	// firstHandshake says, for a peer paired a moment ago, whether this
 	// node starts the first handshake with it (initiates).
 	firstHandshake map[nodekey.Key]firstRole // mu
+	// answers space the inviter's repeated answers to joiners it has
+	// reserved an invite for.
+	answers map[nodekey.Key]repeat // mu
 
 	// journalPath is the joiner's journal (joins.json in StateDir).
 	journalPath string
@@ -176,7 +182,7 @@ func New(opt Options) (*Pairing, error) {
 		return nil, err
 	}
 	pr := &Pairing{opt: opt, log: opt.Log, key: opt.Key, store: store,
-		joins: map[nodekey.Key]*join{}, firstHandshake: map[nodekey.Key]firstRole{},
+		joins: map[nodekey.Key]*join{}, firstHandshake: map[nodekey.Key]firstRole{}, answers: map[nodekey.Key]repeat{},
 		journalPath: filepath.Join(opt.StateDir, "joins.json")}
 	entries, err := pr.loadJournal()
 	if err != nil {

@@ -35,6 +35,8 @@ import (
 //
 //	request      B's box to A while A does not know B (Incoming)
 //	answer       A's box to B in the Punch (A's acceptance)
+//	answer-hello the same, lost while the path comes up by probing
+//	answer-direct A's answer repeated directly on the path
 //	punch-to-A   B's box to A in the Punch
 //	confirm      B's Hello{Confirm} sent directly
 //	committed    A's Hello{Committed} sent directly
@@ -197,9 +199,19 @@ func (nd *node) start(t *testing.T) {
 		for {
 			select {
 			case c := <-reload:
-				if !l.killed.Load() {
-					nd.cfg.Store(c)
+				if l.killed.Load() {
+					continue
 				}
+				nd.cfg.Store(c)
+				// A removed peer loses its path at once, as
+				// peerpath.Manager.Remove does.
+				l.mu.Lock()
+				for k := range l.up {
+					if !nd.hasPeer(k) {
+						delete(l.up, k)
+					}
+				}
+				l.mu.Unlock()
 			case <-ctx.Done():
 				return
 			}
@@ -285,12 +297,14 @@ func (nd *node) connect(l *life, peer nodekey.Key) {
 	}
 	theirs := ol.pr.hello(nd.pub())
 	nd.n.deliver(kindTo(other, "punch-to-A", "answer"), func() {
-		if other.setUp(ol, nd.pub()) {
+		if other.setUp(ol, nd.pub()) && (other.name == "A" || nd.n.pass("answer-hello") > 0) {
 			ol.pr.onHello(nd.pub(), box)
 		}
 	})
 	nd.n.deliver(kindTo(nd, "punch-to-A", "answer"), func() {
-		if nd.setUp(l, peer) {
+		// answer-hello: the path comes up (by probing) but the
+		// Punch that carried A's answer is lost.
+		if nd.setUp(l, peer) && (nd.name == "A" || nd.n.pass("answer-hello") > 0) {
 			l.pr.onHello(peer, theirs)
 		}
 	})
@@ -321,7 +335,7 @@ func (nd *node) send(l *life, peer nodekey.Key, data []byte) error {
 	}
 	ol := other.life()
 	h, _ := invite.ParseHello(data)
-	kind := "pair"
+	kind := "answer-direct"
 	switch {
 	case h.Confirm:
 		kind = "confirm"

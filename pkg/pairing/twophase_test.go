@@ -116,7 +116,7 @@ func TestLossAndDuplicates(t *testing.T) {
 		kind  string
 		short bool
 	}{
-		{"request", false}, {"answer", false}, {"punch-to-A", false}, {"confirm", false}, {"committed", false},
+		{"request", false}, {"answer", false}, {"answer-hello", false}, {"punch-to-A", false}, {"confirm", false}, {"committed", false},
 		{"join-box", true}, {"fetch-reply", true}, {"answer", true}, {"confirm", true}, {"committed", true},
 	} {
 		for _, how := range []string{"lost", "duplicated"} {
@@ -176,7 +176,7 @@ func TestFailures(t *testing.T) {
 		{"join times out", false, func(t *testing.T, n *fakeNet, a, b *node, join <-chan joinResult) joinResult {
 			r := <-join
 			n.mu.Lock()
-			n.drop["answer"] = 0
+			n.drop["answer"], n.drop["answer-direct"] = 0, 0
 			n.mu.Unlock()
 			return r
 		}, false},
@@ -185,7 +185,7 @@ func TestFailures(t *testing.T) {
 			b.kill()
 			b.start(t)
 			n.mu.Lock()
-			n.drop["answer"] = 0
+			n.drop["answer"], n.drop["answer-direct"] = 0, 0
 			n.mu.Unlock()
 			return joinResult{err: errKilled}
 		}, false},
@@ -212,12 +212,15 @@ func TestFailures(t *testing.T) {
 			b.start(t)
 			return r
 		}, true},
+		{"every introduction to the joiner lost, the path found by probing", false, func(t *testing.T, n *fakeNet, a, b *node, join <-chan joinResult) joinResult {
+			return <-join
+		}, true},
 		{"inviter killed before the joiner committed", false, func(t *testing.T, n *fakeNet, a, b *node, join <-chan joinResult) joinResult {
 			waitUntil(t, 5*time.Second, "the inviter keeps the joiner provisionally", func() bool { return a.hasPeer(b.pub()) })
 			a.kill()
 			a.start(t)
 			n.mu.Lock()
-			n.drop["answer"] = 0
+			n.drop["answer"], n.drop["answer-direct"] = 0, 0
 			n.mu.Unlock()
 			return <-join
 		}, true},
@@ -249,7 +252,9 @@ func TestFailures(t *testing.T) {
 						}
 					})
 				case "join times out", "joiner killed before it committed", "inviter killed before the joiner committed":
-					n.drop["answer"] = 1 << 20
+					n.drop["answer"], n.drop["answer-direct"] = 1<<20, 1<<20
+				case "every introduction to the joiner lost, the path found by probing":
+					n.drop["answer-hello"] = 1 << 20
 				case "joiner killed after it committed", "joiner killed after it committed, back after the inviter gave up":
 					n.drop["confirm"] = 1 << 20
 				case "inviter killed before the joiner heard it committed":
@@ -290,3 +295,29 @@ func TestFailures(t *testing.T) {
 }
 
 var errKilled = context.Canceled
+
+// TestPairAgain: two Pis that paired, unpaired on both sides and pair
+// again with a new code go through both phases again: the first
+// pairing's used invite does not pass for the second's commit.
+func TestPairAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := newNet(t)
+		a, b := newNode(t, n, "A"), newNode(t, n, "B")
+		defer func() { a.kill(); b.kill() }()
+		for round := range 2 {
+			if r := <-startJoin(b, invitation(t, a, round == 1)); r.err != nil {
+				t.Fatalf("round %d: join: %v", round, r.err)
+			}
+			if !settled(t, a, b) {
+				t.Fatalf("round %d: not paired", round)
+			}
+			if _, err := a.pr().Remove("piB"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := b.pr().Remove("piA"); err != nil {
+				t.Fatal(err)
+			}
+			synctest.Wait()
+		}
+	})
+}
