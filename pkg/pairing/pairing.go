@@ -622,7 +622,8 @@ func FindPeer(c *config.Config, which string) (config.Peer, error) {
 }
 
 // Remove unpairs a peer: its tunnel and namespace go with the reload. A
-// join of it still in progress ends with it.
+// join of it still in progress ends with it, and so does its pairing with
+// us (the invite it was using is revoked).
 func (pr *Pairing) Remove(which string) (control.PeerRef, error) {
 	var ref control.PeerRef
 	var key nodekey.Key
@@ -638,6 +639,22 @@ func (pr *Pairing) Remove(which string) (control.PeerRef, error) {
 	if err != nil {
 		return ref, err
 	}
+	// A joiner removed while its pairing is in progress: its invite is
+	// revoked, or its next confirmation would pair it again.
+	pr.inviteMu.Lock()
+	for _, r := range pr.store.Reservations(time.Now()) {
+		if r.Joiner != key {
+			continue
+		}
+		err := pr.store.Release(time.Now(), key)
+		if err == nil {
+			err = pr.store.Revoke(time.Now(), r.ID)
+		}
+		if err != nil {
+			pr.log.Warn("revoking the invite of a removed joiner", "peer", key, "err", err)
+		}
+	}
+	pr.inviteMu.Unlock()
 	pr.mu.Lock()
 	j := pr.joins[key]
 	if j != nil && j.phase == phaseCommitted {

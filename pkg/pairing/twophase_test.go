@@ -321,3 +321,35 @@ func TestPairAgain(t *testing.T) {
 		}
 	})
 }
+
+// TestRemoveProvisional: the inviter's user removes a joiner whose pairing
+// is still in progress. Its confirmation, when it comes, must not pair it
+// again: the invite is revoked, and the joiner rolls back.
+func TestRemoveProvisional(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := newNet(t)
+		a, b := newNode(t, n, "A"), newNode(t, n, "B")
+		defer func() { a.kill(); b.kill() }()
+		n.drop["answer"], n.drop["answer-direct"] = 1<<20, 1<<20
+		join := startJoin(b, invitation(t, a, false))
+		waitUntil(t, 5*time.Second, "the inviter keeps the joiner provisionally", func() bool { return a.hasPeer(b.pub()) })
+		if _, err := a.pr().Remove("piB"); err != nil {
+			t.Fatal(err)
+		}
+		n.mu.Lock()
+		n.drop["answer"], n.drop["answer-direct"] = 0, 0
+		n.mu.Unlock()
+		if r := <-join; r.err == nil {
+			t.Errorf("join = %+v, want an error", r.ref)
+		}
+		time.Sleep(2 * AcceptFor)
+		synctest.Wait()
+		if a.hasPeer(b.pub()) || b.hasPeer(a.pub()) {
+			t.Errorf("A has B: %v, B has A: %v; want neither", a.hasPeer(b.pub()), b.hasPeer(a.pub()))
+		}
+		list := a.pr().Store().List(time.Now())
+		if st := list[len(list)-1].State(time.Now()); st != invite.Revoked {
+			t.Errorf("the removed joiner's invite is %v, want revoked", st)
+		}
+	})
+}
