@@ -301,3 +301,28 @@ func TestPairingJoinerKilled(t *testing.T) {
 	}
 	paired(t, ctx, n)
 }
+
+// TestPairingLossyLink: eight pairings over an Internet that loses 3 % of
+// packets (issue 14's lossy link, where one in eight failed) all succeed
+// and leave no ghost.
+func TestPairingLossyLink(t *testing.T) {
+	const pairings = 8
+	ctx, cancel := context.WithTimeout(t.Context(), 6*time.Minute)
+	defer cancel()
+	n := buildNATNetwork(t, ctx, natCase{a: lab.PortRestricted, b: lab.PortRestricted, policy: lab.InputDrop}, lab.Impairment{Delay: 20 * time.Millisecond, Loss: 0.03})
+	for i := range pairings {
+		unpair(t, ctx, n)
+		var inv control.InviteResult
+		if err := n.A.cli(ctx, &inv, "invite", "--json", "--ttl", "10m"); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		var ref control.PeerRef
+		if err := n.B.cli(ctx, &ref, "join", "--json", inv.Code); err != nil {
+			t.Fatalf("pairing %d of %d over a lossy link: %v", i+1, pairings, err)
+		}
+		took := time.Since(start)
+		paired(t, ctx, n)
+		t.Logf("pairing %d: joined in %v", i+1, took.Round(time.Millisecond))
+	}
+}
