@@ -415,11 +415,17 @@ func (pr *Pairing) updatePeer(peer nodekey.Key, h invite.Hello) {
 	}
 }
 
-var errNoChange = errors.New("no change")
+// ErrNoChange, returned by an Edit function, writes nothing.
+var ErrNoChange = errors.New("no change")
 
-// edit changes the config file through fn, validates the result, writes it
-// safely and hands it to the daemon. fn returning errNoChange writes
-// nothing.
+var errNoChange = ErrNoChange
+
+// Edit changes the config file through fn, validates the result, writes
+// it safely and hands it to the daemon, serialized with pairing's own
+// edits (the daemon's other config changes go through it too). fn
+// returning ErrNoChange writes nothing, and Edit returns ErrNoChange.
+func (pr *Pairing) Edit(fn func(*config.Config) error) error { return pr.edit(fn) }
+
 func (pr *Pairing) edit(fn func(*config.Config) error) error {
 	pr.editMu.Lock()
 	defer pr.editMu.Unlock()
