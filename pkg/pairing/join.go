@@ -100,16 +100,20 @@ func (pr *Pairing) loadJournal() ([]journalEntry, error) {
 	return f.Joins, nil
 }
 
-// saveJournalLocked writes the journal as joins would be with e in place
-// of the entry for its inviter (or without it, if drop), and only then
-// changes nothing else: the caller updates memory once it succeeded.
-func (pr *Pairing) saveJournalLocked(e journalEntry, drop bool) error {
+// saveJournal writes the journal as the joins are, with e in place of the
+// entry for its inviter (or without it, if drop). The caller holds
+// journalMu, not mu (the write may take a while on an SD card, and mu is
+// taken on the socket's reader), and changes memory to match once the
+// write succeeded, before it releases journalMu.
+func (pr *Pairing) saveJournal(e journalEntry, drop bool) error {
 	f := journalFile{Version: journalVersion, Joins: []journalEntry{}}
+	pr.mu.Lock()
 	for k, j := range pr.joins {
 		if k != e.Inviter {
 			f.Joins = append(f.Joins, j.entry)
 		}
 	}
+	pr.mu.Unlock()
 	if !drop {
 		f.Joins = append(f.Joins, e)
 	}
@@ -179,17 +183,22 @@ func (pr *Pairing) Join(ctx context.Context, code string) (control.PeerRef, erro
 		}
 	}
 	j := &join{entry: e, phase: phaseWaiting, done: make(chan error, 1)}
+	pr.journalMu.Lock()
 	pr.mu.Lock()
-	if pr.joins[iv.Inviter] != nil {
-		pr.mu.Unlock()
+	busy := pr.joins[iv.Inviter] != nil
+	pr.mu.Unlock()
+	if busy {
+		pr.journalMu.Unlock()
 		return control.PeerRef{}, errors.New("already joining this inviter; wait for that to finish")
 	}
-	if err := pr.saveJournalLocked(e, false); err != nil {
-		pr.mu.Unlock()
+	if err := pr.saveJournal(e, false); err != nil {
+		pr.journalMu.Unlock()
 		return control.PeerRef{}, fmt.Errorf("%w; nothing was changed here: free some space on the SD card and run the join again (the code still works)", err)
 	}
+	pr.mu.Lock()
 	pr.joins[iv.Inviter] = j
 	pr.mu.Unlock()
+	pr.journalMu.Unlock()
 
 	pr.setFirstRole(iv.Inviter, true)
 	var ref control.PeerRef
@@ -280,18 +289,22 @@ func (pr *Pairing) joinAnswer(inviter nodekey.Key, h invite.Hello) bool {
 // commitJoin is the joiner's commit: the journal says the peer is kept.
 // If the inviter said Committed already, the join is done at once.
 func (pr *Pairing) commitJoin(j *join, h invite.Hello) {
+	pr.journalMu.Lock()
 	pr.mu.Lock()
 	e := j.entry
+	pr.mu.Unlock()
 	e.Committed = true
-	err := pr.saveJournalLocked(e, h.Committed)
+	err := pr.saveJournal(e, h.Committed)
+	pr.mu.Lock()
 	if err != nil {
 		j.phase = phaseRollback
 		pr.mu.Unlock()
+		pr.journalMu.Unlock()
 		pr.log.Error("cannot save the pairing; rolling it back", "peer", e.Inviter, "err", err)
 		j.done <- err
 		return
 	}
-	j.entry = e
+	j.entry.Committed = true
 	j.phase = phaseCommitted
 	j.committed = true
 	j.confirmEvery = confirmFirst
@@ -300,6 +313,7 @@ func (pr *Pairing) commitJoin(j *join, h invite.Hello) {
 		delete(pr.joins, e.Inviter)
 	}
 	pr.mu.Unlock()
+	pr.journalMu.Unlock()
 	j.done <- nil
 	pr.log.Info("pairing committed; confirming to the inviter", "peer", e.Inviter)
 	if !h.Committed {
@@ -310,15 +324,20 @@ func (pr *Pairing) commitJoin(j *join, h invite.Hello) {
 
 // finishJoin ends a join the inviter committed: the journal forgets it.
 func (pr *Pairing) finishJoin(j *join, h invite.Hello) {
+	pr.journalMu.Lock()
+	defer pr.journalMu.Unlock()
 	pr.mu.Lock()
-	err := pr.saveJournalLocked(j.entry, true)
+	e := j.entry
+	pr.mu.Unlock()
+	err := pr.saveJournal(e, true)
+	pr.mu.Lock()
 	if err != nil {
 		j.phase = phaseCommitted // confirm again; the next Committed retries
 		pr.mu.Unlock()
-		pr.log.Warn("saving the finished pairing", "peer", j.entry.Inviter, "err", err)
+		pr.log.Warn("saving the finished pairing", "peer", e.Inviter, "err", err)
 		return
 	}
-	delete(pr.joins, j.entry.Inviter)
+	delete(pr.joins, e.Inviter)
 	pr.mu.Unlock()
 	pr.log.Info("inviter confirmed the pairing", "peer", j.entry.Inviter)
 	pr.updatePeer(j.entry.Inviter, h)
@@ -346,16 +365,21 @@ func (pr *Pairing) rollbackJoin(inviter nodekey.Key) {
 		pr.log.Error("undoing a failed join; retrying", "peer", inviter, "err", err)
 		return
 	}
+	pr.journalMu.Lock()
+	defer pr.journalMu.Unlock()
 	pr.mu.Lock()
-	defer pr.mu.Unlock()
-	if pr.joins[inviter] != j {
+	current := pr.joins[inviter] == j
+	pr.mu.Unlock()
+	if !current {
 		return
 	}
-	if err := pr.saveJournalLocked(e, true); err != nil {
+	if err := pr.saveJournal(e, true); err != nil {
 		pr.log.Error("undoing a failed join; retrying", "peer", inviter, "err", err)
 		return
 	}
+	pr.mu.Lock()
 	delete(pr.joins, inviter)
+	pr.mu.Unlock()
 	pr.log.Info("join rolled back", "peer", inviter)
 }
 

@@ -141,6 +141,8 @@ type Pairing struct {
 	// roll back), so that a commit never slips between a rollback's two
 	// steps.
 	inviteMu sync.Mutex
+	// journalMu serializes writes of the joiner's journal (saveJournal).
+	journalMu sync.Mutex
 
 	mu sync.Mutex
 	// joins are this node's joins in progress, as the journal has them.
