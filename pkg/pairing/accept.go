@@ -17,6 +17,11 @@ func (pr *Pairing) request(joiner nodekey.Key, h invite.Hello, proof [32]byte) {
 	pr.inviteMu.Lock()
 	defer pr.inviteMu.Unlock()
 	now := time.Now()
+	if h.Confirm {
+		pr.mu.Lock()
+		pr.confirming[joiner] = now
+		pr.mu.Unlock()
+	}
 	_, had := pr.hasPeer(joiner)
 	fresh, id, err := pr.store.Reserve(now, proof, pr.key.Public(), joiner, now.Add(pr.opt.AcceptFor), had)
 	switch {

@@ -93,6 +93,10 @@ const (
 	firstRoleFor = 30 * time.Second
 	// fetchWait bounds fetching a short code's invite.
 	fetchWait = 5 * time.Second
+	// confirmingFor is how long after a joiner's last confirmation the
+	// inviter's Hellos to it say Committed: longer than the joiner's
+	// longest wait between confirmations.
+	confirmingFor = 10 * time.Minute
 )
 
 // Options configure a Pairing.
@@ -153,6 +157,8 @@ type Pairing struct {
 	// answers space the inviter's repeated answers to joiners it has
 	// reserved an invite for.
 	answers map[nodekey.Key]repeat // mu
+	// confirming is when each joiner last confirmed its pairing.
+	confirming map[nodekey.Key]time.Time // mu
 
 	// journalPath is the joiner's journal (joins.json in StateDir).
 	journalPath string
@@ -185,6 +191,7 @@ func New(opt Options) (*Pairing, error) {
 	}
 	pr := &Pairing{opt: opt, log: opt.Log, key: opt.Key, store: store,
 		joins: map[nodekey.Key]*join{}, firstHandshake: map[nodekey.Key]firstRole{}, answers: map[nodekey.Key]repeat{},
+		confirming:  map[nodekey.Key]time.Time{},
 		journalPath: filepath.Join(opt.StateDir, "joins.json")}
 	entries, err := pr.loadJournal()
 	if err != nil {
@@ -283,8 +290,15 @@ func (pr *Pairing) hello(peer nodekey.Key) []byte {
 		h.Proof = &proof
 		h.Confirm = j.committed
 	}
+	confirmed := pr.confirming[peer]
+	if !confirmed.IsZero() && time.Since(confirmed) >= confirmingFor {
+		delete(pr.confirming, peer)
+	}
 	pr.mu.Unlock()
-	if h.Proof == nil && pr.store.UsedBy(time.Now(), peer) {
+	// Committed goes only to a joiner that confirmed lately: a peer that
+	// does not confirm needs no answer (and one running an older peerline
+	// would not understand it).
+	if h.Proof == nil && !confirmed.IsZero() && time.Since(confirmed) < confirmingFor && pr.store.UsedBy(time.Now(), peer) {
 		h.Committed = true
 	}
 	b, err := invite.AppendHello(nil, h)
