@@ -46,7 +46,7 @@ type invite struct {
 	// for retryGrace, for those boxes only, so that a joiner whose
 	// answer was lost gets the same answer when it asks again, while
 	// anyone else hears "unknown" at once.
-	served [maxServed]joinPrint
+	served  [maxServed]joinPrint
 	nServed int
 	closed  bool
 }
