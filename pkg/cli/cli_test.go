@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -145,5 +147,21 @@ func TestErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.wantErr) || ExitCode(err) != tt.wantCode {
 			t.Errorf("peerline %v = %v (exit %d), want an error containing %q, exit %d", tt.args, err, ExitCode(err), tt.wantErr, tt.wantCode)
 		}
+	}
+}
+
+// TestJoinError: a join whose answer was lost says that its outcome is
+// unknown and how to find out; the daemon's own errors pass unchanged.
+func TestJoinError(t *testing.T) {
+	lost := joinError(fmt.Errorf("reading peerlined's answer: %w", io.ErrUnexpectedEOF))
+	if !strings.Contains(lost.Error(), "peerline peers") || !errors.Is(lost, io.ErrUnexpectedEOF) {
+		t.Errorf("lost answer: %v", lost)
+	}
+	remote := &control.RemoteError{Message: "this invite expired"}
+	if got := joinError(remote); got != remote {
+		t.Errorf("daemon's error became %v", got)
+	}
+	if got := joinError(control.ErrNoDaemon); got != control.ErrNoDaemon {
+		t.Errorf("no daemon became %v", got)
 	}
 }

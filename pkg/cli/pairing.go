@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -95,13 +96,24 @@ func (c *client) join(args []string) error {
 	fmt.Fprintln(os.Stderr, "asking the inviting Pi; this takes a few seconds...")
 	var r control.PeerRef
 	if err := c.call(control.CmdJoin, control.JoinArgs{Code: code}, &r); err != nil {
-		return err
+		return joinError(err)
 	}
 	if *asJSON {
 		return c.printJSON(r)
 	}
 	fmt.Fprintf(c.out, "paired with %s: it is peer %d here; call its phones at 10.%d.s.1 (s = the line)\n", dash(r.Name), r.Index, r.Index)
 	return nil
+}
+
+// joinError explains a join whose answer never came back (peerlined
+// stopped, or the connection broke): whether it paired is unknown here,
+// and a guess either way would be wrong half the time.
+func joinError(err error) error {
+	var remote *control.RemoteError
+	if errors.As(err, &remote) || errors.Is(err, control.ErrNoDaemon) {
+		return err
+	}
+	return fmt.Errorf("%w\npeerlined's answer to the join was lost, so whether it paired is unknown here: `peerline peers` shows it; if the other Pi is not listed, run the join again (an unfinished pairing is undone on both Pis, and the code works again)", err)
 }
 
 func (c *client) remove(args []string) error {

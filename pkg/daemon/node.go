@@ -20,7 +20,9 @@ import (
 	"github.com/peerline/peerline/pkg/dhcpd"
 	"github.com/peerline/peerline/pkg/dnsfwd"
 	"github.com/peerline/peerline/pkg/netsetup"
+	"github.com/peerline/peerline/pkg/nodekey"
 	"github.com/peerline/peerline/pkg/ntpd"
+	"github.com/peerline/peerline/pkg/pairing"
 	"github.com/peerline/peerline/pkg/peerpath"
 	"github.com/peerline/peerline/pkg/provision"
 	"github.com/peerline/peerline/pkg/statuspage"
@@ -50,7 +52,7 @@ type node struct {
 	started time.Time
 	// bootErrorFile holds what is wrong with the boot partition's config.
 	bootErrorFile string
-	pair          *pairing
+	pair          *pairing.Pairing
 }
 
 // newNode makes the node's parts; configPath is where pairing writes
@@ -58,11 +60,15 @@ type node struct {
 func newNode(cfg *config.Config, configPath string, reload chan<- *config.Config, n netsetup.Ops, log *slog.Logger, version, bootErrorFile string) (*node, error) {
 	nd := &node{log: log, version: version, started: time.Now().UTC(), bootErrorFile: bootErrorFile}
 	nd.cfg.Store(cfg)
-	var err error
-	nd.pair, err = newPairing(cfg, configPath, reload, nd.localLines, nd.cfg.Load, log.With("part", "pairing"))
-	if err == nil {
-		nd.pair.forget = nd.forgetInvite
+	key, _, err := nodekey.LoadOrCreate(cfg.PrivateKeyFile)
+	if err != nil {
+		return nil, err
 	}
+	nd.pair, err = pairing.New(pairing.Options{
+		ConfigPath: configPath, Reload: reload, Config: nd.cfg.Load, Lines: nd.localLines,
+		Key: key, StateDir: cfg.StateDir, Log: log.With("part", "pairing"),
+		Forget: nd.forgetInvite, Send: nd.sendPair,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +92,7 @@ func newNode(cfg *config.Config, configPath string, reload chan<- *config.Config
 		}
 		extra = nd.dhcp.Lines()
 	}
-	nd.sup = supervisor.New(cfg, supervisor.Options{Net: n, Log: log, ExtraLines: extra, PathOptions: nd.pair.pathHooks})
+	nd.sup = supervisor.New(cfg, supervisor.Options{Net: n, Log: log, ExtraLines: extra, PathOptions: nd.pair.PathHooks})
 	lines.sup = nd.sup
 	var phones provision.Phones = noPhones{}
 	if nd.dhcp != nil {
@@ -142,7 +148,7 @@ func (nd *node) pathManager(ctx context.Context) (*peerpath.Manager, error) {
 
 // ping probes a peer once on its current path.
 func (nd *node) ping(ctx context.Context, which string) (*control.PingResult, error) {
-	p, err := findPeer(nd.cfg.Load(), which)
+	p, err := pairing.FindPeer(nd.cfg.Load(), which)
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +165,7 @@ func (nd *node) ping(ctx context.Context, which string) (*control.PingResult, er
 		if reason == "" {
 			reason = "no path to it yet"
 		}
-		return nil, fmt.Errorf("peer %d (%s) did not answer within 3 s: %s", p.Index, displayName(p.Name), reason)
+		return nil, fmt.Errorf("peer %d (%s) did not answer within 3 s: %s", p.Index, pairing.DisplayName(p.Name), reason)
 	}
 	return &control.PingResult{PeerRef: control.PeerRef{Index: p.Index, Name: p.Name}, RTT: control.Duration(rtt), Path: string(st.Path), Endpoint: st.Endpoint}, nil
 }
@@ -216,6 +222,7 @@ func (nd *node) run(ctx context.Context, reload <-chan *config.Config) error {
 	service("NTP server", nd.ntp.Run)
 	service("TFTP server", nd.tftp.Run)
 	service("DNS forwarder", nd.dns.Run)
+	service("pairing", nd.pair.Run)
 	if nd.dhcp != nil {
 		service("DHCP server", nd.dhcp.Run)
 	}
@@ -267,7 +274,7 @@ func (nd *node) handlers() map[string]control.Handler {
 		control.CmdInvites: func(context.Context, json.RawMessage) (any, error) {
 			now := time.Now()
 			out := []control.InviteEntry{}
-			for _, e := range nd.pair.store.List(now) {
+			for _, e := range nd.pair.Store().List(now) {
 				ie := control.InviteEntry{ID: e.ID, Created: e.Created, Expires: e.Expires, State: e.State(now).String()}
 				if !e.Joiner.IsZero() {
 					ie.Joiner = e.Joiner.String()
@@ -281,10 +288,10 @@ func (nd *node) handlers() map[string]control.Handler {
 			if err := decodeArgs(raw, &a); err != nil {
 				return nil, err
 			}
-			if err := nd.pair.store.Revoke(time.Now(), a.ID); err != nil {
+			if err := nd.pair.Store().Revoke(time.Now(), a.ID); err != nil {
 				return nil, err
 			}
-			if id, ok := nd.pair.store.BlobID(a.ID); ok {
+			if id, ok := nd.pair.Store().BlobID(a.ID); ok {
 				nd.forgetInvite(id)
 			}
 			return nil, nil
@@ -294,14 +301,14 @@ func (nd *node) handlers() map[string]control.Handler {
 			if err := decodeArgs(raw, &a); err != nil {
 				return nil, err
 			}
-			return nd.pair.join(ctx, a.Code)
+			return nd.pair.Join(ctx, a.Code)
 		},
 		control.CmdRemove: func(_ context.Context, raw json.RawMessage) (any, error) {
 			var a control.PeerArgs
 			if err := decodeArgs(raw, &a); err != nil {
 				return nil, err
 			}
-			return nd.pair.remove(a.Peer)
+			return nd.pair.Remove(a.Peer)
 		},
 		control.CmdPing: func(ctx context.Context, raw json.RawMessage) (any, error) {
 			var a control.PeerArgs

@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"time"
 
 	"github.com/peerline/peerline/pkg/control"
 	"github.com/peerline/peerline/pkg/invite"
-	"github.com/peerline/peerline/pkg/peerpath"
-	"github.com/peerline/peerline/pkg/rvclient"
+	"github.com/peerline/peerline/pkg/nodekey"
 )
 
 // Short codes. A version-2 code holds one rendezvous server's address, the
@@ -22,17 +20,13 @@ import (
 // server takes the blob, the invite is printed in its long form, which
 // needs nothing stored anywhere.
 
-// storeWait bounds storing a new invite's blob on the servers, and
-// fetchWait fetching it on the joining side.
-const (
-	storeWait = 5 * time.Second
-	fetchWait = 5 * time.Second
-)
+// storeWait bounds storing a new invite's blob on the servers.
+const storeWait = 5 * time.Second
 
 // invite makes an invite and returns its short code, or its long one when
 // no server the short code could name has stored the blob.
 func (nd *node) invite(ctx context.Context, ttl time.Duration) (control.InviteResult, error) {
-	iv, err := nd.pair.create(ttl)
+	iv, err := nd.pair.Create(ttl)
 	if err != nil {
 		return control.InviteResult{}, err
 	}
@@ -91,36 +85,11 @@ func (nd *node) forgetInvite(blobID [16]byte) {
 	}()
 }
 
-// fetchInvite completes a short invite from the blob on the server its
-// code names. The fetch carries a join box, which the server passes to the
-// inviter: it starts pairing at once instead of a round trip later, when
-// this node's join request would reach it.
-func (pr *pairing) fetchInvite(ctx context.Context, iv *invite.Invite) error {
-	var join []byte
-	if hello, err := invite.AppendHello(nil, pr.ownHello()); err == nil {
-		if join, err = invite.SealJoin(iv.Secret, pr.key.Public(), hello); err != nil {
-			// Pairing still works, through the join request after the
-			// fetch.
-			pr.log.Debug("no join box with the fetch", "err", err)
-		}
-	}
-	srv := iv.Servers[0]
-	where := net.JoinHostPort(srv.Host, fmt.Sprint(srv.Port))
-	ctx, cancel := context.WithTimeout(ctx, fetchWait)
-	defer cancel()
-	addr, err := peerpath.Resolve(ctx, where)
+// sendPair sends pairing data to a peer on its path (pkg/pairing).
+func (nd *node) sendPair(ctx context.Context, peer nodekey.Key, data []byte) error {
+	paths, err := nd.pathManager(ctx)
 	if err != nil {
-		return fmt.Errorf("the code names rendezvous server %s, which cannot be found (%w): check this Pi's Internet connection and DNS, or ask for the long form of the code (`peerline invite --long`)", where, err)
+		return err
 	}
-	blob, err := rvclient.GetInvite(ctx, addr, invite.BlobID(iv.Secret), join)
-	switch {
-	case errors.Is(err, rvclient.ErrInviteUnknown):
-		return fmt.Errorf("rendezvous server %s does not know this code: it was already used or revoked, or it expired, or the server restarted since it was made; ask for a new code (`peerline invite`)", where)
-	case err != nil:
-		return fmt.Errorf("rendezvous server %s named in the code did not answer (%w): check this Pi's Internet connection, or ask for the long form of the code (`peerline invite --long`)", where, err)
-	}
-	if err := iv.Open(blob); err != nil {
-		return fmt.Errorf("what rendezvous server %s holds for this code does not match it (%w): ask for a new code", where, err)
-	}
-	return nil
+	return paths.SendPair(ctx, peer, data)
 }

@@ -10,21 +10,36 @@ import (
 // Hello is what joiner and inviter tell each other while pairing, each
 // inside a box sealed for the other (rendezvous.PeerAEAD): the joiner's join
 // request carries Proof; the inviter's answer does not.
+//
+// Pairing is a two-phase commit (pkg/pairing): the inviter's answer is
+// its acceptance (it keeps the joiner as a provisional peer); the joiner
+// then saves the peer for good and says so with Proof and Confirm until
+// the inviter, having saved it for good as well, answers with Committed.
 type Hello struct {
 	// Name is the sender's node name, for display (MaxNameLen bytes).
 	Name string
 	// Lines are the sender's phone lines (numplan.ValidLine), each once,
 	// at most MaxHelloLines.
 	Lines []int
-	// Proof is Proof(secret, inviter, joiner), only in a join request.
+	// Proof is Proof(secret, inviter, joiner), only in a join request or
+	// a confirmation.
 	Proof *[32]byte
+	// Confirm (joiner to inviter, with Proof) says the joiner has saved
+	// the pairing for good: the inviter may commit.
+	Confirm bool
+	// Committed (inviter to joiner) says the inviter has saved the
+	// pairing for good: the joiner may stop confirming.
+	Committed bool
 }
 
 // Limits of a Hello.
 const (
-	MaxHelloLines = 16
-	helloVersion  = 1
-	helloHasProof = 1
+	MaxHelloLines  = 16
+	helloVersion   = 1
+	helloHasProof  = 1
+	helloConfirm   = 2
+	helloCommitted = 4
+	helloFlags     = helloHasProof | helloConfirm | helloCommitted
 	// MaxHelloLen is the longest encoded Hello.
 	MaxHelloLen = 3 + MaxNameLen + 1 + MaxHelloLines + 32
 )
@@ -36,7 +51,8 @@ var ErrHello = errors.New("the peer sent a malformed hello")
 // MaxHelloLen bytes:
 //
 //	version(1) = 1
-//	flags(1): bit 0 proof follows; other bits zero
+//	flags(1): bit 0 proof follows, bit 1 confirm (needs bit 0), bit 2
+//	          committed (not with bit 0); other bits zero
 //	name-length(1) name
 //	line-count(1) lines(1 byte each)
 //	[proof(32)]
@@ -52,6 +68,18 @@ func AppendHello(b []byte, h Hello) ([]byte, error) {
 	var flags byte
 	if h.Proof != nil {
 		flags |= helloHasProof
+	}
+	switch {
+	case h.Confirm && h.Proof == nil:
+		return nil, errors.New("a pairing confirmation needs the invite's proof")
+	case h.Committed && h.Proof != nil:
+		return nil, errors.New("only the inviter says committed, and it sends no proof")
+	}
+	if h.Confirm {
+		flags |= helloConfirm
+	}
+	if h.Committed {
+		flags |= helloCommitted
 	}
 	b = append(b, helloVersion, flags, byte(len(h.Name)))
 	b = append(b, h.Name...)
@@ -99,10 +127,13 @@ func ParseHello(b []byte) (Hello, error) {
 		return bad("version %d", v)
 	}
 	flags := r.byte()
-	if flags&^helloHasProof != 0 {
+	if flags&^helloFlags != 0 {
 		return bad("unknown flags %#x", flags)
 	}
-	var h Hello
+	if flags&helloConfirm != 0 && flags&helloHasProof == 0 || flags&helloCommitted != 0 && flags&helloHasProof != 0 {
+		return bad("flags %#x do not go together", flags)
+	}
+	h := Hello{Confirm: flags&helloConfirm != 0, Committed: flags&helloCommitted != 0}
 	n := int(r.byte())
 	if n > MaxNameLen {
 		return bad("name of %d bytes", n)

@@ -56,6 +56,9 @@ var hellos = []struct {
 	{"join request", Hello{Name: "al", Lines: []int{254}, Proof: &proof},
 		append([]byte{1, 1, 2, 'a', 'l', 1, 254}, proof[:]...)},
 	{"nothing", Hello{}, []byte{1, 0, 0, 0}},
+	{"confirmation", Hello{Name: "al", Proof: &proof, Confirm: true},
+		append([]byte{1, 3, 2, 'a', 'l', 0}, proof[:]...)},
+	{"committed", Hello{Name: "bob", Committed: true}, []byte{1, 4, 3, 'b', 'o', 'b', 0}},
 	{"largest", Hello{Name: strings.Repeat("ü", 16), Lines: []int{16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1}, Proof: &proof}, nil},
 }
 
@@ -100,6 +103,8 @@ func TestAppendHelloRefuses(t *testing.T) {
 		{"line 255", Hello{Lines: []int{255}}},
 		{"line twice", Hello{Lines: []int{3, 4, 3}}},
 		{"17 lines", Hello{Lines: []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17}}},
+		{"confirm without proof", Hello{Confirm: true}},
+		{"committed with proof", Hello{Committed: true, Proof: &proof}},
 	} {
 		if b, err := AppendHello(nil, tc.h); err == nil {
 			t.Errorf("%s: AppendHello = %x, want an error", tc.name, b)
@@ -118,7 +123,9 @@ func TestParseHelloErrors(t *testing.T) {
 		{"empty", nil, ErrHello},
 		{"newer version", edit(func(b []byte) []byte { b[0] = 2; return b }), ErrVersion},
 		{"version 0", edit(func(b []byte) []byte { b[0] = 0; return b }), ErrHello},
-		{"unknown flag", edit(func(b []byte) []byte { b[1] |= 2; return b }), ErrHello},
+		{"unknown flag", edit(func(b []byte) []byte { b[1] |= 8; return b }), ErrHello},
+		{"confirm without proof", []byte{1, 2, 0, 0}, ErrHello},
+		{"committed with proof", edit(func(b []byte) []byte { b[1] |= 4; return b }), ErrHello},
 		{"truncated proof", good[:len(good)-1], ErrHello},
 		{"proof flag without proof", []byte{1, 1, 0, 0}, ErrHello},
 		{"trailing byte", edit(func(b []byte) []byte { return append(b, 0) }), ErrHello},

@@ -45,6 +45,10 @@ var (
 	ErrRevoked = errors.New("this invite was revoked by the inviter: ask for a new one (`peerline invite`)")
 	ErrUnknown = errors.New("the inviter does not know this invite (made for another Pi, or forgotten long after it expired): make a new one with `peerline invite`")
 	ErrTooMany = fmt.Errorf("%d invites are waiting to be used: revoke one (`peerline invite --revoke ID`, see `peerline invite --list`) or wait until one expires", MaxPending)
+	// ErrBusy is returned by Reserve while another joiner's pairing with
+	// the invite is in progress: it either completes (the code is then
+	// used) or is rolled back within a minute (the code works again).
+	ErrBusy = errors.New("this invite is being used by another Pi right now: if that pairing does not complete, the code works again within a minute; otherwise ask for a new one (`peerline invite`)")
 )
 
 // State is where an invite is in its life.
@@ -55,6 +59,10 @@ const (
 	Used
 	Expired
 	Revoked
+	// Reserved is an invite whose joiner is pairing right now: the
+	// inviter holds it as a provisional peer until the joiner confirms
+	// (Commit) or the pairing times out (Release).
+	Reserved
 )
 
 func (s State) String() string {
@@ -67,6 +75,8 @@ func (s State) String() string {
 		return "expired"
 	case Revoked:
 		return "revoked"
+	case Reserved:
+		return "pairing"
 	}
 	return fmt.Sprintf("State(%d)", int(s))
 }
@@ -82,15 +92,21 @@ type Entry struct {
 	Joiner nodekey.Key
 	// Revoked is when it was revoked (zero if not).
 	Revoked time.Time
+	// Reserved is, while Joiner is pairing, when the inviter gives up on
+	// it unless it confirmed (zero if not reserved).
+	Reserved time.Time
 }
 
-// State returns the entry's state at now.
+// State returns the entry's state at now. A reservation outlives the
+// invite's expiry: the pairing began while the invite was valid.
 func (e Entry) State(now time.Time) State {
 	switch {
 	case !e.Revoked.IsZero():
 		return Revoked
 	case !e.Used.IsZero():
 		return Used
+	case !e.Reserved.IsZero():
+		return Reserved
 	case !now.Before(e.Expires):
 		return Expired
 	}
@@ -100,7 +116,7 @@ func (e Entry) State(now time.Time) State {
 // done is when the entry stopped mattering.
 func (e Entry) done() time.Time {
 	t := e.Expires
-	for _, u := range []time.Time{e.Used, e.Revoked} {
+	for _, u := range []time.Time{e.Used, e.Revoked, e.Reserved} {
 		if u.After(t) {
 			t = u
 		}
@@ -121,12 +137,17 @@ type record struct {
 	Used    time.Time   `json:"used,omitzero"`
 	Joiner  nodekey.Key `json:"joiner,omitzero"`
 	Revoked time.Time   `json:"revoked,omitzero"`
+	// Reserved is the deadline of a pairing in progress with Joiner
+	// (Entry.Reserved), and HadPeer whether Joiner was a peer already
+	// before it began (a rollback then keeps the peer).
+	Reserved time.Time `json:"reserved,omitzero"`
+	HadPeer  bool      `json:"had_peer,omitzero"`
 }
 
 func (r *record) secret() [16]byte { return [16]byte(r.Secret) }
 
 func (r *record) entry() Entry {
-	return Entry{ID: secretID(r.secret()), Created: r.Created, Expires: r.Expires, Used: r.Used, Joiner: r.Joiner, Revoked: r.Revoked}
+	return Entry{ID: secretID(r.secret()), Created: r.Created, Expires: r.Expires, Used: r.Used, Joiner: r.Joiner, Revoked: r.Revoked, Reserved: r.Reserved}
 }
 
 type storeFile struct {
@@ -211,7 +232,7 @@ func (s *Store) Create(now time.Time, ttl time.Duration, inviter nodekey.Key, na
 	pending := 0
 	for _, r := range next {
 		ids[secretID(r.secret())] = true
-		if r.entry().State(now) == Pending {
+		if st := r.entry().State(now); st == Pending || st == Reserved {
 			pending++
 		}
 	}
@@ -271,15 +292,166 @@ func (s *Store) Redeem(now time.Time, proof [32]byte, inviter, joiner nodekey.Ke
 			return ErrRetry
 		}
 		return ErrUsed
+	case Reserved:
+		if r.Joiner != joiner {
+			return ErrBusy
+		}
 	case Expired:
 		return ErrExpired
 	}
+	next[i].Reserved, next[i].HadPeer = time.Time{}, false
 	next[i].Used = now.UTC().Round(0)
 	next[i].Joiner = joiner
 	if err := s.saveLocked(next); err != nil {
 		return fmt.Errorf("saving invite as used: %w", err)
 	}
 	return nil
+}
+
+// Reserve is the inviter's first phase of pairing: it checks a joiner's
+// proof against the invites for inviter and, when one matches while it is
+// pending, reserves it for joiner until the deadline until, saved before
+// it returns: the inviter then keeps joiner as a provisional peer, which
+// Commit makes for good and Release undoes. hadPeer says joiner was a peer
+// already (Release must then keep it).
+//
+// fresh reports a new reservation. A repeated request from the same
+// joiner (its request or our answer was lost) returns fresh false and no
+// error, and changes nothing; one after its Commit returns ErrRetry, which
+// matches ErrUsed. Otherwise the error is ErrUnknown, ErrRevoked,
+// ErrExpired, ErrUsed or ErrBusy (another joiner's pairing is in progress).
+func (s *Store) Reserve(now time.Time, proof [32]byte, inviter, joiner nodekey.Key, until time.Time, hadPeer bool) (fresh bool, id string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next := s.prunedLocked(now)
+	i := slices.IndexFunc(next, func(r record) bool {
+		return r.Inviter == inviter && VerifyProof(r.secret(), inviter, joiner, proof)
+	})
+	if i < 0 {
+		return false, "", ErrUnknown
+	}
+	r := next[i]
+	id = secretID(r.secret())
+	switch r.entry().State(now) {
+	case Revoked:
+		return false, id, ErrRevoked
+	case Used:
+		if r.Joiner == joiner {
+			return false, id, ErrRetry
+		}
+		return false, id, ErrUsed
+	case Reserved:
+		if r.Joiner == joiner {
+			return false, id, nil
+		}
+		return false, id, ErrBusy
+	case Expired:
+		return false, id, ErrExpired
+	}
+	next[i].Joiner = joiner
+	next[i].Reserved = until.UTC().Round(0)
+	next[i].HadPeer = hadPeer
+	if err := s.saveLocked(next); err != nil {
+		return false, id, fmt.Errorf("saving the invite as reserved: %w", err)
+	}
+	return true, id, nil
+}
+
+// Commit is the inviter's second phase: the invite reserved for joiner
+// becomes used, saved before it returns, so the code can never pair again.
+// Committing twice is not an error; with no reservation for joiner it
+// returns ErrUnknown.
+func (s *Store) Commit(now time.Time, joiner nodekey.Key) (id string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next := s.prunedLocked(now)
+	used := ""
+	for i, r := range next {
+		if r.Joiner != joiner {
+			continue
+		}
+		switch r.entry().State(now) {
+		case Used:
+			used = secretID(r.secret())
+		case Reserved:
+			next[i].Used = now.UTC().Round(0)
+			next[i].Reserved, next[i].HadPeer = time.Time{}, false
+			if err := s.saveLocked(next); err != nil {
+				return secretID(r.secret()), fmt.Errorf("saving the invite as used: %w", err)
+			}
+			return secretID(r.secret()), nil
+		}
+	}
+	if used != "" {
+		return used, nil
+	}
+	return "", ErrUnknown
+}
+
+// Release undoes the reservation for joiner (the pairing timed out): the
+// invite is pending again, and its code works for another try. Nothing
+// reserved for joiner is not an error.
+func (s *Store) Release(now time.Time, joiner nodekey.Key) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next := s.prunedLocked(now)
+	changed := false
+	for i, r := range next {
+		if r.Joiner == joiner && r.Used.IsZero() && !r.Reserved.IsZero() {
+			next[i].Joiner, next[i].Reserved, next[i].HadPeer = nodekey.Key{}, time.Time{}, false
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	if err := s.saveLocked(next); err != nil {
+		return fmt.Errorf("saving the invite as pending again: %w", err)
+	}
+	return nil
+}
+
+// Reservation is a pairing in progress, as Reservations lists it.
+type Reservation struct {
+	ID      string
+	Joiner  nodekey.Key
+	Until   time.Time
+	HadPeer bool
+}
+
+// Reservations lists the invites reserved for a joiner.
+func (s *Store) Reservations(now time.Time) []Reservation {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Reservation
+	for _, r := range s.prunedLocked(now) {
+		if r.entry().State(now) == Reserved {
+			out = append(out, Reservation{ID: secretID(r.secret()), Joiner: r.Joiner, Until: r.Reserved, HadPeer: r.HadPeer})
+		}
+	}
+	return out
+}
+
+// UsedBy reports whether joiner paired through one of the invites and is
+// not pairing through another right now: the inviter then tells it
+// Committed. (A joiner that pairs again, with a new code, hears Committed
+// only once that pairing is committed as well.)
+func (s *Store) UsedBy(now time.Time, joiner nodekey.Key) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	used := false
+	for _, r := range s.records {
+		if r.Joiner != joiner {
+			continue
+		}
+		switch r.entry().State(now) {
+		case Used:
+			used = true
+		case Reserved:
+			return false
+		}
+	}
+	return used
 }
 
 // BlobID returns the ID under which the short form of the invite with this
@@ -296,13 +468,14 @@ func (s *Store) BlobID(id string) ([16]byte, bool) {
 	return [16]byte{}, false
 }
 
-// ByBlobID returns the secret of the pending invite whose short form is
-// stored under id (BlobID), to open a join box sent for it.
+// ByBlobID returns the secret of the pending or reserved invite whose
+// short form is stored under id (BlobID), to open a join box sent for it
+// (a reserved one: the same joiner retrying, whose first answer was lost).
 func (s *Store) ByBlobID(now time.Time, id [16]byte) ([16]byte, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, r := range s.records {
-		if r.entry().State(now) == Pending && BlobID(r.secret()) == id {
+		if st := r.entry().State(now); (st == Pending || st == Reserved) && BlobID(r.secret()) == id {
 			return r.secret(), true
 		}
 	}
@@ -336,6 +509,8 @@ func (s *Store) Revoke(now time.Time, id string) error {
 		return nil
 	case Used:
 		return fmt.Errorf("invite %s was already used; to undo the pairing, use `peerline remove`", id)
+	case Reserved:
+		return fmt.Errorf("invite %s is being used to pair right now; wait a minute and see `peerline invite --list`", id)
 	}
 	next[i].Revoked = now.UTC().Round(0)
 	if err := s.saveLocked(next); err != nil {
@@ -357,11 +532,11 @@ func (s *Store) prunedLocked(now time.Time) []record {
 }
 
 // dropOldestDone removes the n records that stopped mattering first; only
-// pending invites are never dropped (there are at most MaxPending).
+// pending and reserved invites are never dropped (at most MaxPending).
 func dropOldestDone(rs []record, now time.Time, n int) []record {
 	order := make([]int, 0, len(rs))
 	for i, r := range rs {
-		if r.entry().State(now) != Pending {
+		if st := r.entry().State(now); st != Pending && st != Reserved {
 			order = append(order, i)
 		}
 	}

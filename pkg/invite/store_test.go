@@ -355,3 +355,102 @@ func TestOpenStoreErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestReserveCommitRelease: the inviter's two phases. A reservation is
+// for one joiner, answers its repeats without change, is undone by Release
+// (the code works again, for anyone) and made for good by Commit; each
+// step is saved before it returns, and a failed save changes nothing.
+func TestReserveCommitRelease(t *testing.T) {
+	s, path := openTemp(t)
+	iv := create(t, s, t0, time.Hour)
+	other := key(0x30)
+	good, theirs := join(t, iv.Code(), joiner), join(t, iv.Code(), other)
+	until := t0.Add(time.Minute)
+	reserve := func(name string, now time.Time, p [32]byte, j nodekey.Key, wantFresh bool, want error) {
+		t.Helper()
+		fresh, id, err := s.Reserve(now, p, inviter, j, until, false)
+		if fresh != wantFresh || want == nil && err != nil || want != nil && !errors.Is(err, want) {
+			t.Errorf("%s: Reserve = %v, %v; want %v, %v", name, fresh, err, wantFresh, want)
+		}
+		if err == nil && id != iv.ID() {
+			t.Errorf("%s: Reserve names invite %s, want %s", name, id, iv.ID())
+		}
+	}
+	state := func(now time.Time) State {
+		t.Helper()
+		for _, e := range s.List(now) {
+			if e.ID == iv.ID() {
+				return e.State(now)
+			}
+		}
+		return -1
+	}
+	reserve("first", t0, good, joiner, true, nil)
+	reserve("repeat by the same joiner", t0, good, joiner, false, nil)
+	reserve("another joiner meanwhile", t0, theirs, other, false, ErrBusy)
+	if got := state(t0.Add(2 * time.Hour)); got != Reserved {
+		t.Errorf("reserved invite after its expiry: %v, want %v (the pairing began in time)", got, Reserved)
+	}
+	if r := s.Reservations(t0); len(r) != 1 || r[0].Joiner != joiner || !r[0].Until.Equal(until) {
+		t.Errorf("Reservations = %+v", r)
+	}
+	if _, ok := s.ByBlobID(t0, BlobID(iv.Secret)); !ok {
+		t.Error("ByBlobID does not find a reserved invite: a join box repeated by its joiner would be refused")
+	}
+	// Released: the code is usable again, by anyone.
+	if err := s.Release(t0, joiner); err != nil {
+		t.Fatal(err)
+	}
+	if got := state(t0); got != Pending {
+		t.Errorf("after Release: %v, want pending", got)
+	}
+	reserve("another joiner after the release", t0, theirs, other, true, nil)
+	if _, err := s.Commit(t0, joiner); !errors.Is(err, ErrUnknown) {
+		t.Errorf("Commit of a released reservation = %v, want ErrUnknown", err)
+	}
+	// A failed save changes nothing, in memory or on disk.
+	real := s.write
+	disk := errors.New("disk full")
+	s.write = func(string, []byte, os.FileMode) error { return disk }
+	if _, err := s.Commit(t0, other); !errors.Is(err, disk) {
+		t.Errorf("Commit with a full disk = %v", err)
+	}
+	if got := state(t0); got != Reserved {
+		t.Errorf("after a failed Commit: %v, want still reserved", got)
+	}
+	s.write = real
+	if id, err := s.Commit(t0.Add(time.Second), other); err != nil || id != iv.ID() {
+		t.Fatalf("Commit = %s, %v", id, err)
+	}
+	if id, err := s.Commit(t0.Add(2*time.Second), other); err != nil || id != iv.ID() {
+		t.Errorf("second Commit = %s, %v; want no error", id, err)
+	}
+	if err := s.Release(t0, other); err != nil || state(t0) != Used {
+		t.Errorf("Release after Commit = %v, state %v; want it to change nothing", err, state(t0))
+	}
+	if !s.UsedBy(t0, other) || s.UsedBy(t0, joiner) {
+		t.Error("UsedBy does not name the joiner that committed")
+	}
+	// The same joiner pairing again with another code: not committed
+	// until that pairing is.
+	again := create(t, s, t0, time.Hour)
+	if _, _, err := s.Reserve(t0, join(t, again.Code(), other), inviter, other, until, true); err != nil {
+		t.Fatal(err)
+	}
+	if s.UsedBy(t0, other) {
+		t.Error("UsedBy names a joiner whose second pairing is still in progress")
+	}
+	if _, err := s.Commit(t0, other); err != nil || !s.UsedBy(t0, other) {
+		t.Errorf("Commit of the second pairing = %v, UsedBy %v", err, s.UsedBy(t0, other))
+	}
+	s2, err := OpenStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s2.Reserve(t0, theirs, inviter, other, until, false); !errors.Is(err, ErrRetry) {
+		t.Errorf("reopened: Reserve by the committed joiner = %v, want ErrRetry", err)
+	}
+	if _, _, err := s2.Reserve(t0, good, inviter, joiner, until, false); !errors.Is(err, ErrUsed) {
+		t.Errorf("reopened: Reserve by another = %v, want ErrUsed", err)
+	}
+}

@@ -114,6 +114,15 @@ func parseFrame(b []byte) (frameInfo, bool) {
 	return fi, true
 }
 
+// ipPayload is the IP packet in a frame parseFrame took for IP.
+func ipPayload(b []byte) []byte {
+	eth := b[vnetHdrLen:]
+	if binary.BigEndian.Uint16(eth[12:14]) == 0x8100 {
+		return eth[18:]
+	}
+	return eth[14:]
+}
+
 func (fi frameInfo) flood() bool { return fi.dst[0]&1 != 0 } // broadcast or multicast
 
 // switchPort is one port of the Internet switch. Read blocks until a frame
@@ -203,6 +212,7 @@ type inFrame struct {
 type impairSwitch struct {
 	log   *slog.Logger
 	imp   atomic.Pointer[Impairment]
+	drop  atomic.Pointer[func(ip []byte) bool]
 	stats impairCounters
 	rand  func() float64 // [0,1); replaced by tests
 
@@ -323,6 +333,10 @@ func (s *impairSwitch) run(ctx context.Context) {
 				s.stats.lost.Add(1)
 				continue
 			}
+			if d := s.drop.Load(); d != nil && (*d)(ipPayload(f.data)) {
+				s.stats.lost.Add(1)
+				continue
+			}
 			if imp.Delay == 0 && line.len() == 0 {
 				write(q)
 				continue
@@ -433,6 +447,18 @@ func (l *Lab) Internet(ctx context.Context, name string, imp Impairment) (*Inter
 	go in.sw.run(ctx)
 	l.log.Info("internet created", "host", name, "ns", h.ns, "impairment", imp.String())
 	return in, nil
+}
+
+// SetDrop makes the Internet drop every IP packet (from its IP header on)
+// for which drop returns true, counted as lost; nil drops none. drop runs
+// on the switch's goroutine, once per packet: it must be quick, and must
+// not keep the packet. Tests use it to lose one chosen message.
+func (in *Internet) SetDrop(drop func(ip []byte) bool) {
+	if drop == nil {
+		in.sw.drop.Store(nil)
+		return
+	}
+	in.sw.drop.Store(&drop)
 }
 
 // Attach plugs h into the Internet with a veth pair: interface ifname

@@ -273,6 +273,23 @@ func TestSwitchLoss(t *testing.T) {
 	}
 }
 
+// TestSwitchDrop: the drop hook sees each IP packet from its IP header on
+// and drops those it chooses, counted as lost.
+func TestSwitchDrop(t *testing.T) {
+	s, p := startFakeSwitch(t, Impairment{}, 2)
+	drop := func(ip []byte) bool { return string(ip) == "b" }
+	s.drop.Store(&drop)
+	for _, payload := range []string{"a", "b", "c"} {
+		p[0].in <- frame(2, 1, 0x0800, payload)
+	}
+	p[1].expect(t, "a")
+	p[1].expect(t, "c")
+	p[1].expectNone(t, 20*time.Millisecond)
+	if st := s.stats.snapshot(); st.Lost != 1 || st.Forwarded != 2 {
+		t.Errorf("stats = %+v, want 1 lost, 2 forwarded", st)
+	}
+}
+
 func TestSwitchOverflow(t *testing.T) {
 	s, p := startFakeSwitch(t, Impairment{Delay: 100 * time.Millisecond, Limit: 3}, 2)
 	for _, payload := range []string{"1", "2", "3", "4", "5"} {

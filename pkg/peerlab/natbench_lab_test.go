@@ -167,6 +167,7 @@ func benchPair(b *testing.B, c natCase, runs int) natPairResult {
 			}
 		}
 		r.Connected++
+		fmt.Fprintf(os.Stderr, "%s run %d: join %v, first packet %v\n", c, run, pr.Join.Round(time.Millisecond), pr.FirstPacket.Round(time.Millisecond))
 		firsts = append(firsts, pr.FirstPacket)
 		joins = append(joins, pr.Join)
 		path, reason, err := n.SettledPath(ctx, 10*time.Second)

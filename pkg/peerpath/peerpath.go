@@ -26,6 +26,7 @@ package peerpath
 import (
 	"context"
 	"crypto/cipher"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -149,7 +150,9 @@ type Options struct {
 	// Pair returns the pairing data to put in the box for peer (the
 	// invite Hello), nil for none.
 	Pair func(peer nodekey.Key) []byte
-	// OnPair receives the pairing data a peer sent in its box.
+	// OnPair receives the pairing data a peer sent in its box, or
+	// directly with SendPair. Called from a socket's reader: it must not
+	// block.
 	OnPair func(peer nodekey.Key, pair []byte)
 	// OnInviteJoin receives a join box a joiner sent to a rendezvous
 	// server along with its fetch of an invite blob this node stored
@@ -200,6 +203,7 @@ type Manager struct {
 }
 
 type event struct {
+	pair    *pairOut
 	add     *addPeer
 	remove  *nodekey.Key
 	intro   *intro
@@ -235,6 +239,11 @@ type probeIn struct {
 	from    netip.AddrPort
 	session uint64 // came through this relay session; 0 if direct
 	at      time.Time
+}
+
+type pairOut struct {
+	peer nodekey.Key
+	data []byte
 }
 
 type connEnd struct {
@@ -386,6 +395,10 @@ func (m *Manager) accept(k nodekey.Key) bool { return (*m.paired.Load())[k] }
 // handle is the mux's Handler: rendezvous datagrams go to the client of
 // the server they came from, probes to Run.
 func (m *Manager) handle(b []byte, from netip.AddrPort, session uint64) {
+	if sender, ok := rendezvous.PairSender(b); ok {
+		m.handlePair(b, sender)
+		return
+	}
 	if sender, ok := rendezvous.ProbeSender(b); ok {
 		if !m.accept(sender) {
 			return
@@ -415,6 +428,78 @@ func (m *Manager) handle(b []byte, from netip.AddrPort, session uint64) {
 	if c != nil {
 		c.HandlePacket(b, from)
 	}
+}
+
+// pairMaxAge is how old pairing data sent directly may be; older copies
+// were replayed.
+const pairMaxAge = 2 * time.Minute
+
+// handlePair passes pairing data a peer sent directly to OnPair.
+func (m *Manager) handlePair(b []byte, sender nodekey.Key) {
+	if !m.accept(sender) || m.opt.OnPair == nil {
+		return
+	}
+	aead, err := m.aead(sender)
+	if err != nil {
+		return
+	}
+	msg, err := rendezvous.OpenPair(b, aead, m.pub)
+	if err != nil {
+		return
+	}
+	if age := time.Since(time.UnixMilli(msg.Time)); age > pairMaxAge || age < -pairMaxAge {
+		m.log.Debug("ignoring old pairing data", "peer", sender, "age", age)
+		return
+	}
+	m.opt.OnPair(sender, msg.Data)
+}
+
+// ErrNoPath is SendPair's error when the peer has no path yet.
+var ErrNoPath = errors.New("no path to the peer yet")
+
+// SendPair sends pairing data to peer directly, on the path its tunnel
+// uses (the relay or a direct one), once: the caller retransmits until it
+// hears back. It returns ErrNoPath while there is none.
+func (m *Manager) SendPair(ctx context.Context, peer nodekey.Key, data []byte) error {
+	if len(data) > rendezvous.MaxPairData {
+		return fmt.Errorf("pairing data of %d bytes, at most %d", len(data), rendezvous.MaxPairData)
+	}
+	reply := make(chan any, 1)
+	select {
+	case m.events <- event{pair: &pairOut{peer: peer, data: data}, reply: reply}:
+	case <-m.done:
+		return errors.New("the path manager stopped")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case v := <-reply:
+		if err, ok := v.(error); ok {
+			return err
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (m *Manager) sendPair(o *pairOut) error {
+	p := m.peers[o.peer]
+	if p == nil || p.path == PathNone {
+		return ErrNoPath
+	}
+	aead, err := m.aead(o.peer)
+	if err != nil {
+		return err
+	}
+	b, err := rendezvous.AppendPair(nil, aead, o.peer, rendezvous.PairMsg{Sender: m.pub, Time: time.Now().UnixMilli(), Data: o.data})
+	if err != nil {
+		return err
+	}
+	if p.path == PathRelay {
+		return m.opt.Mux.WriteRelay(b, p.relaySession, p.relayServer)
+	}
+	return m.opt.Mux.WriteTo(b, p.direct)
 }
 
 func (m *Manager) aead(peer nodekey.Key) (cipher.AEAD, error) {
@@ -618,6 +703,8 @@ func (m *Manager) local() []netip.AddrPort {
 func (m *Manager) handleEvent(ctx context.Context, ev event, wg *sync.WaitGroup) {
 	now := time.Now()
 	switch {
+	case ev.pair != nil:
+		ev.reply <- m.sendPair(ev.pair)
 	case ev.add != nil:
 		a := ev.add
 		p := m.peers[a.key]

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -17,6 +18,7 @@ import (
 	"golang.zx2c4.com/wireguard/tun/tuntest"
 
 	"github.com/peerline/peerline/pkg/nodekey"
+	"github.com/peerline/peerline/pkg/rendezvous"
 	"github.com/peerline/peerline/pkg/rvclient"
 	"github.com/peerline/peerline/pkg/rvserver"
 	"github.com/peerline/peerline/pkg/wgmux"
@@ -99,6 +101,12 @@ type testNode struct {
 
 func newTestNode(t *testing.T, addr string, rvs []rvclient.Server, noProbes bool) *testNode {
 	t.Helper()
+	return newTestNodeWith(t, addr, rvs, noProbes, nil)
+}
+
+// newTestNodeWith is newTestNode with opts changing the Options first.
+func newTestNodeWith(t *testing.T, addr string, rvs []rvclient.Server, noProbes bool, opts func(*Options)) *testNode {
+	t.Helper()
 	k, err := nodekey.Generate()
 	if err != nil {
 		t.Fatal(err)
@@ -111,7 +119,11 @@ func newTestNode(t *testing.T, addr string, rvs []rvclient.Server, noProbes bool
 	for _, s := range rvs {
 		servers = append(servers, Server{Address: s.Addrs[0].String(), Address2: s.Addrs[1].String(), Key: s.Key})
 	}
-	mgr, err := New(Options{Mux: mux, PrivateKey: k, Servers: servers})
+	o := Options{Mux: mux, PrivateKey: k, Servers: servers}
+	if opts != nil {
+		opts(&o)
+	}
+	mgr, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,4 +308,38 @@ func TestSilentPeerGoesOffline(t *testing.T) {
 		t.Errorf("reason %q, want one saying the peer stopped answering", st.Reason)
 	}
 	t.Logf("offline %v after sending to the vanished peer: %s", time.Since(sent).Round(time.Millisecond), st.Reason)
+}
+
+// TestSendPair: pairing data sent directly reaches the peer's OnPair, on a
+// direct path and through the relay; before there is a path, SendPair
+// says so.
+func TestSendPair(t *testing.T) {
+	srv := startServer(t)
+	got := make(chan string, 4)
+	a := newTestNode(t, "10.9.0.1", []rvclient.Server{srv}, false)
+	b := newTestNodeWith(t, "10.9.0.2", []rvclient.Server{srv}, false, func(o *Options) {
+		o.OnPair = func(peer nodekey.Key, data []byte) { got <- string(data) }
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	a.pair(t, b)
+	if err := a.mgr.SendPair(ctx, b.key.Public(), []byte("too early")); !errors.Is(err, ErrNoPath) {
+		t.Errorf("SendPair before a path = %v, want ErrNoPath", err)
+	}
+	b.pair(t, a)
+	waitStatus(t, a, b, func(s Status) bool { return s.Path == PathDirect }, 5*time.Second)
+	if err := a.mgr.SendPair(ctx, b.key.Public(), []byte("direct")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case s := <-got:
+		if s != "direct" {
+			t.Errorf("OnPair got %q", s)
+		}
+	case <-ctx.Done():
+		t.Fatal("pairing data sent directly never arrived")
+	}
+	if err := a.mgr.SendPair(ctx, b.key.Public(), make([]byte, rendezvous.MaxPairData+1)); err == nil {
+		t.Error("SendPair took more than MaxPairData")
+	}
 }

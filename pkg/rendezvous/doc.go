@@ -45,6 +45,20 @@
 // join box in the InviteGet (sealed by the joiner with a key derived from
 // the secret) is pushed, sealed, to the node that stored the id, as
 // InviteJoin, so that the inviter starts pairing in the same round trip.
+// A fetch repeated with the same join box (a retransmission) gets the same
+// answer for 30 s after the owner deleted the blob, so a joiner whose first
+// answer was lost is not told the code is unknown.
+//
+// Two nodes also send each other, directly or through the relay, probes
+// (TypeProbe, TypeProbeReply, TypeBye; see Probe) and pairing data
+// (TypePair: the joiner's confirmation and the inviter's answers, see
+// PairMsg and pkg/pairing), both sealed with PeerAEAD:
+//
+//	Probe: header(4) sender(32) nonce(24) XChaCha20-Poly1305(txid(12) time-ms(8))
+//	Pair:  header(4) sender(32) nonce(24) XChaCha20-Poly1305(time-ms(8) data(≤ MaxPairData))
+//
+// with the label, the header, the sender and the recipient as associated
+// data.
 //
 // Payloads that one node means for another (PeerInfo: LAN endpoints, later
 // pairing and punch data) travel as a Box sealed with PeerAEAD, a key derived

@@ -103,7 +103,7 @@ func TestParseHeader(t *testing.T) {
 		{"wireguard initiation", []byte{1, 0, 0, 0}, ErrMagic},
 		{"version 2", []byte{Magic, 2, byte(TypeRegister), 0}, ErrVersion},
 		{"version 0", []byte{Magic, 0, byte(TypeRegister), 0}, ErrVersion},
-		{"unknown type", []byte{Magic, Version, 0x33, 0}, ErrType},
+		{"unknown type", []byte{Magic, Version, 0x34, 0}, ErrType},
 		{"reserved byte set", []byte{Magic, Version, byte(TypeRegister), 1}, ErrType},
 	}
 	for _, tt := range tests {

@@ -38,6 +38,7 @@ const (
 	TypeProbe           Type = 0x30 // node → node, sealed with PeerAEAD
 	TypeProbeReply      Type = 0x31 // node → node, sealed with PeerAEAD
 	TypeBye             Type = 0x32 // node → node, sealed with PeerAEAD: going offline
+	TypePair            Type = 0x33 // node → node, sealed with PeerAEAD: pairing data (PairMsg)
 	TypeInviteGet       Type = 0x40 // anyone → server, not sealed
 	TypeInvite          Type = 0x41 // server → anyone, not sealed; never longer than its InviteGet
 )
@@ -96,13 +97,15 @@ func (t Type) String() string {
 		return "probe-reply"
 	case TypeBye:
 		return "bye"
+	case TypePair:
+		return "pair"
 	}
 	return fmt.Sprintf("type(%#x)", uint8(t))
 }
 
 func known(t Type) bool {
 	switch t {
-	case TypeCookie, TypeRelay, TypeProbe, TypeProbeReply, TypeBye, TypeInviteGet, TypeInvite:
+	case TypeCookie, TypeRelay, TypeProbe, TypeProbeReply, TypeBye, TypePair, TypeInviteGet, TypeInvite:
 		return true
 	}
 	return t.Sealed()

@@ -41,6 +41,60 @@ type invite struct {
 	// joins limits the join boxes pushed to the owner: an InviteGet is
 	// unauthenticated, and only a joiner needs a few.
 	joins tokenbucket.Bucket
+	// served are the join boxes (by fingerprint) the blob was served
+	// with, and closed says the owner deleted the blob: it is then kept
+	// for retryGrace, for those boxes only, so that a joiner whose
+	// answer was lost gets the same answer when it asks again, while
+	// anyone else hears "unknown" at once.
+	served  [maxServed]joinPrint
+	nServed int
+	closed  bool
+}
+
+// joinPrint is a join box's fingerprint: its random nonce, which a
+// retransmission repeats and another fetch never does.
+type joinPrint [16]byte
+
+func printOf(join []byte) (joinPrint, bool) {
+	var p joinPrint
+	if len(join) < 1+len(p) {
+		return p, false
+	}
+	copy(p[:], join[1:])
+	return p, true
+}
+
+// A deleted blob stays for retryGrace for the fetches it answered (up to
+// maxServed of them): a joiner's retries span about 4 s.
+const (
+	retryGrace = 30 * time.Second
+	maxServed  = 4
+)
+
+func (in *invite) servedTo(join []byte) bool {
+	p, ok := printOf(join)
+	if !ok {
+		return false
+	}
+	for _, q := range in.served[:in.nServed] {
+		if q == p {
+			return true
+		}
+	}
+	return false
+}
+
+func (in *invite) serve(join []byte) {
+	p, ok := printOf(join)
+	if !ok || in.servedTo(join) {
+		return
+	}
+	if in.nServed < maxServed {
+		in.nServed++
+	} else {
+		copy(in.served[:], in.served[1:]) // forget the oldest
+	}
+	in.served[in.nServed-1] = p
 }
 
 // Join boxes pushed to an invite's owner: a joiner sends one, and retries
@@ -82,7 +136,16 @@ func (s *inviteStore) put(owner nodekey.Key, m rendezvous.InvitePut, now time.Ti
 		return false
 	}
 	if len(m.Blob) == 0 {
-		if old != nil {
+		switch {
+		case old == nil || old.closed:
+		case old.nServed > 0:
+			// Kept a moment for the fetches it answered.
+			old.closed = true
+			if limit := now.Add(retryGrace); old.expires.After(limit) {
+				old.expires = limit
+				heap.Fix(&s.expiry, old.index)
+			}
+		default:
 			s.remove(old)
 		}
 		return true
@@ -96,6 +159,9 @@ func (s *inviteStore) put(owner nodekey.Key, m rendezvous.InvitePut, now time.Ti
 	}
 	blob := m.Blob // ParseBody copied it out of the datagram
 	if old != nil {
+		if old.closed {
+			old.closed, old.nServed = false, 0 // a new life
+		}
 		old.blob, old.expires = blob, expires
 		heap.Fix(&s.expiry, old.index)
 		return true
@@ -110,20 +176,31 @@ func (s *inviteStore) put(owner nodekey.Key, m rendezvous.InvitePut, now time.Ti
 	return true
 }
 
-// get returns the live blob under id, or nil.
-func (s *inviteStore) get(id [rendezvous.InviteIDLen]byte, now time.Time) []byte {
+// get returns the live blob under id, or nil; join is the fetch's join
+// box. A deleted blob is still returned, for a while, to a fetch repeating
+// a join box it answered: the answer to a retry never depends on whether
+// the first answer arrived.
+func (s *inviteStore) get(id [rendezvous.InviteIDLen]byte, join []byte, now time.Time) []byte {
 	s.expire(now)
-	if in := s.byID[id]; in != nil {
-		return in.blob
+	in := s.byID[id]
+	switch {
+	case in == nil:
+		return nil
+	case in.closed:
+		if in.servedTo(join) {
+			return in.blob
+		}
+		return nil
 	}
-	return nil
+	in.serve(join)
+	return in.blob
 }
 
 // joinOwner returns the owner of a live invite to push a join box to, if
 // its limit allows one now.
 func (s *inviteStore) joinOwner(id [rendezvous.InviteIDLen]byte, now time.Time) (nodekey.Key, bool) {
 	in := s.byID[id]
-	if in == nil || !in.joins.Take(now, joinsPerSec, joinBurst, 1) {
+	if in == nil || in.closed || !in.joins.Take(now, joinsPerSec, joinBurst, 1) {
 		return nodekey.Key{}, false
 	}
 	return in.owner, true
@@ -164,7 +241,7 @@ func (s *Server) handleInviteGet(b []byte, src netip.AddrPort, port int, w *scra
 	s.mu.Lock()
 	// A stored blob is never changed in place (a replacement is a new
 	// slice), so it may be read after unlocking.
-	blob := s.invites.get(id, now)
+	blob := s.invites.get(id, join, now)
 	var p *push
 	if blob != nil && join != nil {
 		if owner, ok := s.invites.joinOwner(id, now); ok {

@@ -303,3 +303,61 @@ func TestInviteJoinPush(t *testing.T) {
 		t.Errorf("after 3 s, %d pushes, want 1 (one every 2 s)", p)
 	}
 }
+
+// TestInviteGetRetryAfterDelete: the owner deletes a blob (its invite was
+// used) while the joiner's answer is lost; the joiner's retry, which
+// repeats its join box, gets the same answer for a while. A fetch with
+// another box, or none, hears "unknown" at once, and nothing is pushed to
+// the owner any more.
+func TestInviteGetRetryAfterDelete(t *testing.T) {
+	h := newHarness(t, Config{})
+	owner := h.node("198.51.100.10:40000")
+	h.register(owner, 0)
+	id := [rendezvous.InviteIDLen]byte{7}
+	if !h.putInvite(owner, id, h.clock.now().Add(time.Hour), []byte("blob")) {
+		t.Fatal("put refused")
+	}
+	box := func(nonce byte) []byte { return append([]byte{1, nonce}, bytes.Repeat([]byte{nonce}, 40)...) }
+	get := func(join []byte) (blob []byte, pushes int) {
+		t.Helper()
+		for _, s := range h.deliver(rendezvous.AppendInviteGet(nil, id, join), joiner, 0) {
+			switch s.to {
+			case joiner:
+				_, blob, _ = rendezvous.ParseInvite(s.b)
+			case owner.addr:
+				pushes++
+			}
+		}
+		return blob, pushes
+	}
+	if b, p := get(box(1)); string(b) != "blob" || p != 1 {
+		t.Fatalf("first fetch: %q, %d pushes", b, p)
+	}
+	if !h.putInvite(owner, id, time.Time{}, nil) {
+		t.Fatal("delete refused")
+	}
+	h.clock.add(2 * time.Second)
+	if b, p := get(box(1)); string(b) != "blob" || p != 0 {
+		t.Errorf("the same fetch again after the delete: %q, %d pushes; want the blob, no push", b, p)
+	}
+	if b, _ := get(box(2)); b != nil {
+		t.Errorf("another fetch after the delete: %q, want unknown", b)
+	}
+	if b := h.getInvite(id, joiner); b != nil {
+		t.Errorf("a fetch without a join box after the delete: %q, want unknown", b)
+	}
+	h.clock.add(retryGrace)
+	if b, _ := get(box(1)); b != nil {
+		t.Errorf("the same fetch %v after the delete: %q, want unknown", retryGrace, b)
+	}
+	// A blob nobody fetched goes at once.
+	if !h.putInvite(owner, id, h.clock.now().Add(time.Hour), []byte("blob2")) || !h.putInvite(owner, id, time.Time{}, nil) {
+		t.Fatal("put or delete refused")
+	}
+	if b, _ := get(box(3)); b != nil {
+		t.Errorf("an unfetched blob after its delete: %q", b)
+	}
+	if len(h.s.invites.byID) != 0 {
+		t.Errorf("%d blobs kept after an unfetched blob's delete, want none", len(h.s.invites.byID))
+	}
+}

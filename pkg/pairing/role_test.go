@@ -1,4 +1,4 @@
-package daemon
+package pairing
 
 import (
 	"testing"
@@ -11,7 +11,7 @@ import (
 // inviter waits, both only for a while after pairing; then, and for a
 // peer never paired by invite here, the order of the keys decides.
 func TestFirstHandshakeRole(t *testing.T) {
-	pr := &pairing{firstHandshake: map[nodekey.Key]firstRole{}}
+	pr := &Pairing{firstHandshake: map[nodekey.Key]firstRole{}}
 	inviter, joiner, other := nodekey.Key{1}, nodekey.Key{2}, nodekey.Key{3}
 	pr.setFirstRole(inviter, true) // we joined the inviter
 	pr.setFirstRole(joiner, false) // we invited the joiner
@@ -24,12 +24,12 @@ func TestFirstHandshakeRole(t *testing.T) {
 		{"we invited", joiner, false, true},
 		{"never paired by invite here", other, false, false},
 	} {
-		if i, d := pr.initiates(tt.peer); i != tt.initiate || d != tt.decide {
+		if i, d := pr.Initiates(tt.peer); i != tt.initiate || d != tt.decide {
 			t.Errorf("%s: initiates = %v, %v; want %v, %v", tt.name, i, d, tt.initiate, tt.decide)
 		}
 	}
 	pr.firstHandshake[inviter] = firstRole{initiate: true, until: time.Now().Add(-time.Second)}
-	if _, d := pr.initiates(inviter); d {
+	if _, d := pr.Initiates(inviter); d {
 		t.Error("the joiner's role outlived firstRoleFor")
 	}
 	if _, kept := pr.firstHandshake[inviter]; kept {

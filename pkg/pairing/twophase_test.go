@@ -1,0 +1,355 @@
+package pairing
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/peerline/peerline/pkg/control"
+	"github.com/peerline/peerline/pkg/invite"
+)
+
+// invitation makes an invite on a: its long code, or its short one with
+// the blob on the server.
+func invitation(t *testing.T, a *node, short bool) string {
+	t.Helper()
+	iv, err := a.pr().Create(time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !short {
+		return iv.Code()
+	}
+	blob, err := invite.SealBlob(iv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.n.mu.Lock()
+	a.n.blobs[invite.BlobID(iv.Secret)] = blob
+	a.n.mu.Unlock()
+	return iv.ShortCode()
+}
+
+type joinResult struct {
+	ref control.PeerRef
+	err error
+}
+
+// startJoin runs `peerline join code` on b in the background.
+func startJoin(b *node, code string) <-chan joinResult {
+	ch := make(chan joinResult, 1)
+	pr := b.pr()
+	go func() {
+		ref, err := pr.Join(context.Background(), code)
+		ch <- joinResult{ref, err}
+	}()
+	return ch
+}
+
+// waitUntil polls cond every 50 ms for at most d.
+func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(d); !cond(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("not within %v: %s", d, what)
+		}
+	}
+}
+
+// settled waits until nothing is left to time out, and checks that the
+// two ends agree: both keep the peer or neither does, on disk too; the
+// joiner's journal is empty; the invite is used if they paired and
+// pending (its code usable) if not. It reports whether they paired.
+func settled(t *testing.T, a, b *node) bool {
+	t.Helper()
+	time.Sleep(2 * AcceptFor)
+	synctest.Wait()
+	ab, ba := a.hasPeer(b.pub()), b.hasPeer(a.pub())
+	if ab != ba {
+		t.Fatalf("A has B: %v, B has A: %v: a ghost", ab, ba)
+	}
+	for _, nd := range []*node{a, b} {
+		c, err := os.ReadFile(nd.cfgPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		other := b
+		if nd == b {
+			other = a
+		}
+		if onDisk := strings.Contains(string(c), other.pub().String()); onDisk != ab {
+			t.Errorf("%s's config file has the peer: %v, in memory: %v", nd.name, onDisk, ab)
+		}
+	}
+	b.pr().mu.Lock()
+	left := len(b.pr().joins)
+	b.pr().mu.Unlock()
+	if left != 0 {
+		t.Errorf("the joiner still has %d joins in progress", left)
+	}
+	if j, err := os.ReadFile(filepath.Join(b.dir, "joins.json")); err == nil && strings.Contains(string(j), "inviter") {
+		t.Errorf("the joiner's journal is not empty: %s", j)
+	}
+	list := a.pr().Store().List(time.Now())
+	if len(list) == 0 {
+		t.Fatal("the inviter forgot its invite")
+	}
+	st := list[len(list)-1].State(time.Now())
+	switch {
+	case ab && st != invite.Used:
+		t.Errorf("paired, but the invite is %v, not used", st)
+	case !ab && st != invite.Pending:
+		t.Errorf("not paired, but the invite is %v, not pending: its code would not work again", st)
+	}
+	return ab
+}
+
+// TestLossAndDuplicates: each pairing message lost once, or delivered
+// twice, and the pairing still completes, with the same outcome on both
+// ends.
+func TestLossAndDuplicates(t *testing.T) {
+	for _, tc := range []struct {
+		kind  string
+		short bool
+	}{
+		{"request", false}, {"answer", false}, {"answer-hello", false}, {"punch-to-A", false}, {"confirm", false}, {"committed", false},
+		{"join-box", true}, {"fetch-reply", true}, {"answer", true}, {"confirm", true}, {"committed", true},
+	} {
+		for _, how := range []string{"lost", "duplicated"} {
+			code := "long"
+			if tc.short {
+				code = "short"
+			}
+			t.Run(strings.Join([]string{tc.kind, how, code}, "-"), func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					n := newNet(t)
+					a, b := newNode(t, n, "A"), newNode(t, n, "B")
+					defer a.kill()
+					defer b.kill()
+					if how == "lost" {
+						n.drop[tc.kind] = 1
+					} else {
+						n.dup[tc.kind] = 1
+					}
+					r := <-startJoin(b, invitation(t, a, tc.short))
+					if r.err != nil {
+						t.Fatalf("join: %v", r.err)
+					}
+					if !settled(t, a, b) {
+						t.Fatal("not paired")
+					}
+					if n.drop[tc.kind] != 0 || n.dup[tc.kind] != 0 {
+						t.Errorf("no %s message went: the test tests nothing", tc.kind)
+					}
+				})
+			})
+		}
+	}
+}
+
+// TestFailures: the joiner or the inviter failing at each step. Either
+// both keep the peer or neither does; when neither does, the same code
+// then pairs.
+func TestFailures(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		short bool
+		// fail breaks something during the join; it returns once the
+		// failure is over (the disk has space again, the node is back).
+		fail func(t *testing.T, n *fakeNet, a, b *node, join <-chan joinResult) joinResult
+		// paired is the outcome the failure must lead to.
+		paired bool
+	}{
+		{"joiner's disk full before it starts", true, func(t *testing.T, n *fakeNet, a, b *node, _ <-chan joinResult) joinResult {
+			return joinResult{} // set up below, see diskFullFirst
+		}, false},
+		{"joiner's disk full when the answer comes", false, func(t *testing.T, n *fakeNet, a, b *node, join <-chan joinResult) joinResult {
+			r := <-join
+			time.Sleep(time.Minute)
+			b.diskFull.Store(false)
+			return r
+		}, false},
+		{"join times out", false, func(t *testing.T, n *fakeNet, a, b *node, join <-chan joinResult) joinResult {
+			r := <-join
+			n.mu.Lock()
+			n.drop["answer"], n.drop["answer-direct"] = 0, 0
+			n.mu.Unlock()
+			return r
+		}, false},
+		{"joiner killed before it committed", false, func(t *testing.T, n *fakeNet, a, b *node, join <-chan joinResult) joinResult {
+			waitUntil(t, 5*time.Second, "the inviter keeps the joiner provisionally", func() bool { return a.hasPeer(b.pub()) })
+			b.kill()
+			b.start(t)
+			n.mu.Lock()
+			n.drop["answer"], n.drop["answer-direct"] = 0, 0
+			n.mu.Unlock()
+			return joinResult{err: errKilled}
+		}, false},
+		{"joiner killed after it committed", false, func(t *testing.T, n *fakeNet, a, b *node, join <-chan joinResult) joinResult {
+			r := <-join
+			b.kill()
+			time.Sleep(10 * time.Second)
+			n.mu.Lock()
+			n.drop["confirm"] = 0
+			n.mu.Unlock()
+			b.start(t)
+			return r
+		}, true},
+		{"joiner killed after it committed, back after the inviter gave up", false, func(t *testing.T, n *fakeNet, a, b *node, join <-chan joinResult) joinResult {
+			r := <-join
+			b.kill()
+			time.Sleep(2 * AcceptFor)
+			if a.hasPeer(b.pub()) {
+				t.Error("the inviter kept an unconfirmed joiner past its deadline")
+			}
+			n.mu.Lock()
+			n.drop["confirm"] = 0
+			n.mu.Unlock()
+			b.start(t)
+			return r
+		}, true},
+		{"every introduction to the joiner lost, the path found by probing", false, func(t *testing.T, n *fakeNet, a, b *node, join <-chan joinResult) joinResult {
+			return <-join
+		}, true},
+		{"inviter killed before the joiner committed", false, func(t *testing.T, n *fakeNet, a, b *node, join <-chan joinResult) joinResult {
+			waitUntil(t, 5*time.Second, "the inviter keeps the joiner provisionally", func() bool { return a.hasPeer(b.pub()) })
+			a.kill()
+			a.start(t)
+			n.mu.Lock()
+			n.drop["answer"], n.drop["answer-direct"] = 0, 0
+			n.mu.Unlock()
+			return <-join
+		}, true},
+		{"inviter killed before the joiner heard it committed", true, func(t *testing.T, n *fakeNet, a, b *node, join <-chan joinResult) joinResult {
+			r := <-join
+			waitUntil(t, 5*time.Second, "the inviter commits", func() bool { return a.pr().Store().UsedBy(time.Now(), b.pub()) })
+			a.kill()
+			time.Sleep(5 * time.Second)
+			n.mu.Lock()
+			n.drop["committed"] = 0
+			n.mu.Unlock()
+			a.start(t)
+			return r
+		}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				n := newNet(t)
+				a, b := newNode(t, n, "A"), newNode(t, n, "B")
+				defer func() { a.kill(); b.kill() }()
+				code := invitation(t, a, tc.short)
+				switch tc.name {
+				case "joiner's disk full before it starts":
+					b.diskFull.Store(true)
+				case "joiner's disk full when the answer comes":
+					n.setOnDeliver(func(kind string) {
+						if kind == "answer" {
+							b.diskFull.Store(true)
+						}
+					})
+				case "join times out", "joiner killed before it committed", "inviter killed before the joiner committed":
+					n.drop["answer"], n.drop["answer-direct"] = 1<<20, 1<<20
+				case "every introduction to the joiner lost, the path found by probing":
+					n.drop["answer-hello"] = 1 << 20
+				case "joiner killed after it committed", "joiner killed after it committed, back after the inviter gave up":
+					n.drop["confirm"] = 1 << 20
+				case "inviter killed before the joiner heard it committed":
+					n.drop["committed"] = 1 << 20
+				}
+				join := startJoin(b, code)
+				var r joinResult
+				if tc.name == "joiner's disk full before it starts" {
+					r = <-join
+					b.diskFull.Store(false)
+				} else {
+					r = tc.fail(t, n, a, b, join)
+				}
+				n.setOnDeliver(nil)
+				t.Logf("join: %+v", r)
+				if (r.err == nil) != tc.paired && r.err != errKilled {
+					t.Errorf("join = %+v, %v; want success %v", r.ref, r.err, tc.paired)
+				}
+				if r.err != nil && r.err != errKilled && !strings.Contains(r.err.Error(), "code still works") {
+					t.Errorf("the join's error does not say the code still works: %v", r.err)
+				}
+				if got := settled(t, a, b); got != tc.paired {
+					t.Fatalf("paired = %v, want %v", got, tc.paired)
+				}
+				if tc.paired {
+					return
+				}
+				// Nothing kept: the same code pairs now.
+				if r := <-startJoin(b, code); r.err != nil {
+					t.Fatalf("the join again with the same code: %v", r.err)
+				}
+				if !settled(t, a, b) {
+					t.Fatal("the join again did not pair")
+				}
+			})
+		})
+	}
+}
+
+var errKilled = context.Canceled
+
+// TestPairAgain: two Pis that paired, unpaired on both sides and pair
+// again with a new code go through both phases again: the first
+// pairing's used invite does not pass for the second's commit.
+func TestPairAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := newNet(t)
+		a, b := newNode(t, n, "A"), newNode(t, n, "B")
+		defer func() { a.kill(); b.kill() }()
+		for round := range 2 {
+			if r := <-startJoin(b, invitation(t, a, round == 1)); r.err != nil {
+				t.Fatalf("round %d: join: %v", round, r.err)
+			}
+			if !settled(t, a, b) {
+				t.Fatalf("round %d: not paired", round)
+			}
+			if _, err := a.pr().Remove("piB"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := b.pr().Remove("piA"); err != nil {
+				t.Fatal(err)
+			}
+			synctest.Wait()
+		}
+	})
+}
+
+// TestRemoveProvisional: the inviter's user removes a joiner whose pairing
+// is still in progress. Its confirmation, when it comes, must not pair it
+// again: the invite is revoked, and the joiner rolls back.
+func TestRemoveProvisional(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := newNet(t)
+		a, b := newNode(t, n, "A"), newNode(t, n, "B")
+		defer func() { a.kill(); b.kill() }()
+		n.drop["answer"], n.drop["answer-direct"] = 1<<20, 1<<20
+		join := startJoin(b, invitation(t, a, false))
+		waitUntil(t, 5*time.Second, "the inviter keeps the joiner provisionally", func() bool { return a.hasPeer(b.pub()) })
+		if _, err := a.pr().Remove("piB"); err != nil {
+			t.Fatal(err)
+		}
+		n.mu.Lock()
+		n.drop["answer"], n.drop["answer-direct"] = 0, 0
+		n.mu.Unlock()
+		if r := <-join; r.err == nil {
+			t.Errorf("join = %+v, want an error", r.ref)
+		}
+		time.Sleep(2 * AcceptFor)
+		synctest.Wait()
+		if a.hasPeer(b.pub()) || b.hasPeer(a.pub()) {
+			t.Errorf("A has B: %v, B has A: %v; want neither", a.hasPeer(b.pub()), b.hasPeer(a.pub()))
+		}
+		list := a.pr().Store().List(time.Now())
+		if st := list[len(list)-1].State(time.Now()); st != invite.Revoked {
+			t.Errorf("the removed joiner's invite is %v, want revoked", st)
+		}
+	})
+}

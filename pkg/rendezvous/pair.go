@@ -1,0 +1,87 @@
+package rendezvous
+
+import (
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/peerline/peerline/pkg/nodekey"
+)
+
+// PairMsg is pairing data (pkg/invite's Hello) one node sends another
+// directly, on the path their tunnel uses (TypePair), once the two have a
+// path: the joiner's confirmation and the inviter's answer to it, which
+// must get through after the introduction that carried the first Hellos.
+// It is sealed with the two nodes' PeerAEAD like a probe; Time (the
+// sender's clock, unix milliseconds) lets the receiver refuse old copies.
+type PairMsg struct {
+	Sender nodekey.Key
+	Time   int64
+	Data   []byte
+}
+
+const (
+	// MaxPairData bounds PairMsg.Data; a Hello is at most 84 bytes.
+	MaxPairData = 128
+	pairHdrLen  = HeaderLen + nodekey.Len + NonceLen
+	// MinPairLen and MaxPairLen bound a pair datagram.
+	MinPairLen = pairHdrLen + 8 + TagLen
+	MaxPairLen = MinPairLen + MaxPairData
+	labelPair  = "peerline rendezvous v1 pair"
+)
+
+// AppendPair appends m, sealed for recipient, to dst.
+func AppendPair(dst []byte, aead cipher.AEAD, recipient nodekey.Key, m PairMsg) ([]byte, error) {
+	if len(m.Data) > MaxPairData {
+		return dst, fmt.Errorf("rendezvous: pair data of %d bytes, at most %d", len(m.Data), MaxPairData)
+	}
+	var nonce [NonceLen]byte
+	if _, err := rand.Read(nonce[:]); err != nil {
+		return dst, fmt.Errorf("rendezvous: nonce: %w", err)
+	}
+	start := len(dst)
+	dst = AppendHeader(dst, TypePair)
+	dst = append(dst, m.Sender[:]...)
+	dst = append(dst, nonce[:]...)
+	ad := pairAD(dst[start:start+HeaderLen+nodekey.Len], recipient)
+	plain := make([]byte, 8, 8+len(m.Data))
+	binary.BigEndian.PutUint64(plain, uint64(m.Time))
+	plain = append(plain, m.Data...)
+	return aead.Seal(dst, nonce[:], plain, ad), nil
+}
+
+// PairSender returns the claimed sender of a pair datagram without opening
+// it, so the receiver can pick the key to open it with.
+func PairSender(b []byte) (nodekey.Key, bool) {
+	var k nodekey.Key
+	if len(b) < MinPairLen || len(b) > MaxPairLen || b[0] != Magic || b[1] != Version || b[3] != 0 || Type(b[2]) != TypePair {
+		return k, false
+	}
+	copy(k[:], b[HeaderLen:])
+	return k, true
+}
+
+// OpenPair opens a pair datagram that its sender sealed for recipient with
+// aead (PeerAEAD of the two). Data is a copy.
+func OpenPair(b []byte, aead cipher.AEAD, recipient nodekey.Key) (PairMsg, error) {
+	sender, ok := PairSender(b)
+	if !ok {
+		return PairMsg{}, ErrMalformed
+	}
+	hdr := HeaderLen + nodekey.Len
+	plain, err := aead.Open(nil, b[hdr:hdr+NonceLen], b[pairHdrLen:], pairAD(b[:hdr], recipient))
+	if err != nil {
+		return PairMsg{}, ErrAuth
+	}
+	return PairMsg{Sender: sender, Time: int64(binary.BigEndian.Uint64(plain)), Data: plain[8:]}, nil
+}
+
+// pairAD binds the label, the header, the sender and the recipient.
+func pairAD(headerAndSender []byte, recipient nodekey.Key) []byte {
+	var ad [len(labelPair) + HeaderLen + 2*nodekey.Len]byte
+	n := copy(ad[:], labelPair)
+	n += copy(ad[n:], headerAndSender)
+	copy(ad[n:], recipient[:])
+	return ad[:]
+}
