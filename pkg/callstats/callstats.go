@@ -8,8 +8,9 @@
 // packet, no allocation): packets, loss from sequence numbers (RFC 3550
 // A.1/A.3, wrap, reordering and restarts included) and interarrival jitter
 // (RFC 3550 §6.4.1/A.8, with the clock rate from the payload type or the
-// call's SDP, 8000 when neither says). A Tracker samples those cumulative
-// counters every Interval and decides, in pure code (Tracker.Update):
+// call's SDP). The supervisor hands a Tracker those cumulative counters
+// and each peer's RTT every status interval (5 s), and Tracker.Update
+// decides, in pure code:
 //
 //   - a call is a flow (local phone address and port ↔ remote phone address
 //     and port, both directions) with media in the last EndAfter; it ends

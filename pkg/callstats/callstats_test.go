@@ -2,7 +2,6 @@ package callstats
 
 import (
 	"context"
-	"errors"
 	"math"
 	"net/netip"
 	"sync"
@@ -342,61 +341,58 @@ func TestRTTBounded(t *testing.T) {
 	}
 }
 
-// Run ends a call within EndAfter + Interval of its last packet, on the
-// clock the call's own times are on.
-func TestRun(t *testing.T) {
+// Sampled every 5 s as the supervisor does, a call ends within EndAfter
+// plus a sample of its last packet, on the clock its packets are timed by.
+func TestSampledEnd(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var mu sync.Mutex
 		m := newMedia(alice, bob)
 		sending := true
-		fail := false
-		src := func(context.Context) ([]Peer, error) {
-			mu.Lock()
-			defer mu.Unlock()
-			if fail {
-				return nil, errors.New("supervisor busy")
-			}
-			if sending {
-				m.send(perTick, time.Now())
-			}
-			return []Peer{peer(7, 30*time.Millisecond, m.f)}, nil
-		}
 		tr := NewTracker(10 * time.Second)
 		ctx, cancel := context.WithCancel(t.Context())
-		done := make(chan error)
-		go func() { done <- tr.Run(ctx, Options{Source: src, Interval: 5 * time.Second}) }()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			tick := time.NewTicker(5 * time.Second)
+			defer tick.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
+				mu.Lock()
+				if sending {
+					m.send(perTick, time.Now())
+				}
+				f := m.f
+				mu.Unlock()
+				tr.Update(time.Now(), []Peer{peer(7, 30*time.Millisecond, f)})
+			}
+		}()
 
-		time.Sleep(30 * time.Second)
+		time.Sleep(31 * time.Second)
 		synctest.Wait()
 		c := tr.Calls()
-		if len(c) != 1 || c[0].Ended || c[0].Received.Packets != 7*perTick {
-			t.Fatalf("after 30 s: %+v, want one live call with %d packets", c, 7*perTick)
+		if len(c) != 1 || c[0].Ended || c[0].Received.Packets != 6*perTick {
+			t.Fatalf("after 30 s: %+v, want one live call with %d packets", c, 6*perTick)
 		}
 		mu.Lock()
 		sending = false
-		stopped := time.Now()
 		mu.Unlock()
-		// A failing source changes nothing.
-		mu.Lock()
-		fail = true
-		mu.Unlock()
-		time.Sleep(20 * time.Second)
+		stopped := time.Now().Add(-time.Second) // the 30 s sample's packets
+		time.Sleep(10 * time.Second)
 		synctest.Wait()
 		if c := tr.Calls(); c[0].Ended {
-			t.Fatalf("call ended while the source failed")
+			t.Fatalf("call ended %v after its last packet, want live until 10 s", time.Since(stopped))
 		}
-		mu.Lock()
-		fail = false
-		mu.Unlock()
 		time.Sleep(5 * time.Second)
 		synctest.Wait()
 		c = tr.Calls()
-		if !c[0].Ended || c[0].LastPacket.After(stopped) {
-			t.Fatalf("25 s after media stopped: %+v, want ended", c[0])
+		if !c[0].Ended || !c[0].LastPacket.Equal(stopped) {
+			t.Fatalf("15 s after media stopped: %+v, want ended at %v", c[0], stopped)
 		}
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run() = %v after cancel, want nil", err)
-		}
+		<-done
 	})
 }

@@ -114,3 +114,24 @@ func TestEstimate(t *testing.T) {
 		}
 	}
 }
+
+func TestLossPercent(t *testing.T) {
+	tests := []struct {
+		name     string
+		expected uint64
+		lost     int64
+		want     float64
+	}{
+		{"nothing expected", 0, 0, 0},
+		{"nothing lost", 500, 0, 0},
+		{"duplicates outnumber losses", 500, -3, 0},
+		{"one in a thousand", 1000, 1, 0.1},
+		{"half", 200, 100, 50},
+		{"more lost than expected (wrapped counters)", 10, 20, 100},
+	}
+	for _, tt := range tests {
+		if got := LossPercent(tt.expected, tt.lost); got != tt.want {
+			t.Errorf("%s: LossPercent(%d, %d) = %v, want %v", tt.name, tt.expected, tt.lost, got, tt.want)
+		}
+	}
+}

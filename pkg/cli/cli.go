@@ -49,7 +49,7 @@ commands:
   peers                paired peers: index, name, online, path, RTT, NAT, last handshake
   phones               phones on the phone port: line, MAC, model, address, lease, in a call
   phones forget LINE   free LINE: its phone gets a new line when it asks again
-  calls                calls through the tunnels: peer, line, remote, packets, loss, jitter
+  calls                calls through the tunnels, live and last 24 h: packets, loss, jitter, MOS
   invite [--ttl 24h]   make a one-time code (and QR code) another Pi joins with
   invite --list        the invites made here; invite --revoke ID withdraws one
   join CODE            pair with the Pi that made CODE

@@ -44,6 +44,7 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/peerline/peerline/pkg/atomicfile"
+	"github.com/peerline/peerline/pkg/callstats"
 	"github.com/peerline/peerline/pkg/config"
 	"github.com/peerline/peerline/pkg/firewall"
 	"github.com/peerline/peerline/pkg/netsetup"
@@ -117,6 +118,9 @@ type Supervisor struct {
 	paths     *peerpath.Manager
 	stopPaths func()
 	linesSnap atomic.Pointer[[]int]
+	// callStats follows the calls; fed by Run (sampleCalls), read by
+	// anyone.
+	callStats *callstats.Tracker
 
 	// Owned by the Run goroutine.
 	cfg   *config.Config
@@ -136,6 +140,8 @@ type Supervisor struct {
 	// before: their phones are in a call with a peer.
 	mediaSeen map[[2]int]uint64
 	active    []int
+	// callSampled is when sampleCalls last ran.
+	callSampled time.Time
 
 	// calls carries work from other goroutines into Run's; done is closed
 	// when Run returns, so callers never wait on a loop that is gone.
@@ -176,6 +182,7 @@ func New(cfg *config.Config, opts Options) *Supervisor {
 		peers:        map[int]*peer{},
 		extra:        map[int]bool{},
 		mediaSeen:    map[[2]int]uint64{},
+		callStats:    callstats.NewTracker(callstats.DefaultEndAfter),
 		calls:        make(chan func()),
 		done:         make(chan struct{}),
 		listen:       opts.ListenTunnels,
@@ -306,6 +313,7 @@ func (s *Supervisor) Run(ctx context.Context, reload <-chan *config.Config) erro
 			s.reconcile()
 		case <-status.C:
 			s.sampleMedia()
+			s.sampleCalls()
 			s.writeStatus()
 		case <-peerStates.C:
 			s.syncPeerStates()
