@@ -52,15 +52,13 @@ func TestGolden(t *testing.T) {
 				Series: []Series{{Name: "bob", Points: rttDay()[:180]}}})
 		}},
 		{"call-quality", func(w io.Writer) error {
-			var mos, loss []Point
+			var mos []Point
 			for k := range 60 {
-				m, l := 4.4, 0.0
+				m := 4.4
 				if k >= 20 && k < 30 {
-					m, l = 3.6, 5
+					m = 3.6
 				}
-				at := t0.Add(10*time.Hour + time.Duration(k)*5*time.Second)
-				mos = append(mos, Point{at, m})
-				loss = append(loss, Point{at, l})
+				mos = append(mos, Point{t0.Add(10*time.Hour + time.Duration(k)*5*time.Second), m})
 			}
 			return Line(w, Chart{Title: "Call 3 with bob <line 1>", YMin: 1, YMax: 4.5, Series: []Series{{Name: "MOS", Points: mos}},
 				Bands: []Band{{From: 4, To: 4.5, Label: "good", Class: "good"}, {From: 3.6, To: 4, Label: "fair", Class: "fair"}, {From: 1, To: 3.6, Label: "poor", Class: "poor"}}})
