@@ -13,8 +13,16 @@ import (
 // calls is `peerline calls`: the live calls, then those of the last 24 h,
 // with their quality.
 func (nd *node) calls(ctx context.Context) ([]control.CallInfo, error) {
-	if err := nd.sup.SampleCalls(ctx); err != nil {
-		return nil, err
+	// A supervisor busy for a second (setting up a tunnel) or stopped
+	// still has its last sample, at most a status interval old.
+	sctx, cancel := context.WithTimeout(ctx, time.Second)
+	err := nd.sup.SampleCalls(sctx)
+	cancel()
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	if err != nil {
+		nd.log.Debug("calls: showing the last sample", "err", err)
 	}
 	calls := nd.sup.CallStats().Calls()
 	out := make([]control.CallInfo, 0, len(calls))

@@ -274,10 +274,10 @@ func (pr *pairing) updatePeer(peer nodekey.Key, h invite.Hello) {
 			if p.PublicKey != peer {
 				continue
 			}
-			if (h.Name == "" || p.Name == h.Name) && slices.Equal(p.Lines, h.Lines) {
+			if (h.Name == "" || p.Renamed || p.Name == h.Name) && slices.Equal(p.Lines, h.Lines) {
 				return errNoChange
 			}
-			if h.Name != "" {
+			if h.Name != "" && !p.Renamed {
 				p.Name = h.Name
 			}
 			p.Lines = slices.Clone(h.Lines)
@@ -443,10 +443,14 @@ func (pr *pairing) join(ctx context.Context, code string) (control.PeerRef, erro
 	if iv.Expired(time.Now()) {
 		return control.PeerRef{}, fmt.Errorf("this invite expired at %s: ask %s for a new one (`peerline invite`)", iv.Expires.Local().Format("2006-01-02 15:04"), displayName(iv.Name))
 	}
+	joinStage(ctx, stageChecked, "")
 	if iv.Short() {
 		if err := pr.fetchInvite(ctx, &iv); err != nil {
 			return control.PeerRef{}, err
 		}
+		joinStage(ctx, stageServer, "")
+	} else {
+		joinStage(ctx, stageServer, "not needed: the long code holds everything")
 	}
 	if iv.Inviter == pr.key.Public() {
 		return control.PeerRef{}, errors.New("this is this Pi's own invite: type the code on the other Pi")
@@ -496,6 +500,7 @@ func (pr *pairing) join(ctx context.Context, code string) (control.PeerRef, erro
 	if err != nil {
 		return control.PeerRef{}, err
 	}
+	joinStage(ctx, stageWaiting, "")
 	ctx, cancel := context.WithTimeout(ctx, joinTimeout)
 	defer cancel()
 	select {
