@@ -76,9 +76,13 @@ func (nd *node) rttHistory(which string) (*control.RTTHistory, error) {
 	return out, nil
 }
 
-// callHandlers are the control commands about calls, for node.handlers.
+// callHandlers are the control commands about calls and counters, for
+// node.handlers.
 func (nd *node) callHandlers() map[string]control.Handler {
 	return map[string]control.Handler{
+		control.CmdCounters: func(ctx context.Context, _ json.RawMessage) (any, error) {
+			return nd.counters(ctx)
+		},
 		control.CmdCalls: func(ctx context.Context, _ json.RawMessage) (any, error) {
 			return nd.calls(ctx)
 		},
