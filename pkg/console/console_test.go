@@ -645,3 +645,32 @@ func TestEveryPageRenders(t *testing.T) {
 		}
 	}
 }
+
+func TestMount(t *testing.T) {
+	e := newEnv(t)
+	e.c.Mount("/charts/x.svg", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "chart") }), false)
+	e.c.Mount("/metrics", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !e.c.Authed(r) && r.Header.Get("Authorization") != "Bearer tok" {
+			http.Error(w, "no", http.StatusUnauthorized)
+			return
+		}
+		io.WriteString(w, "metrics")
+	}), true)
+	b := &browser{e: e, h: e.c.Handler(PhonePort), addr: "10.0.1.1:1", host: "10.0.1.2", cookies: map[string]string{}}
+	if w := b.do("GET", "/charts/x.svg", nil); w.Code != http.StatusSeeOther {
+		t.Errorf("chart without a login = %d, want a redirect", w.Code)
+	}
+	if w := b.do("GET", "/metrics", nil); w.Code != http.StatusUnauthorized {
+		t.Errorf("metrics without a login or token = %d, want 401", w.Code)
+	}
+	if w := b.do("GET", "/metrics", nil, "Authorization", "Bearer tok"); w.Code != 200 {
+		t.Errorf("metrics with the token = %d", w.Code)
+	}
+	b.setup("correct horse")
+	if w := b.do("GET", "/charts/x.svg", nil); w.Code != 200 || w.Body.String() != "chart" {
+		t.Errorf("chart with a login = %d %q", w.Code, w.Body)
+	}
+	if w := b.do("GET", "/metrics", nil); w.Code != 200 {
+		t.Errorf("metrics with a login = %d", w.Code)
+	}
+}

@@ -63,13 +63,26 @@ func (c *Console) routes(mux *http.ServeMux) {
 	}
 }
 
+// Mount serves h at path: behind the login, or as it is when open (h
+// checks access itself, as /metrics does with its token). Call it before
+// Handler.
+func (c *Console) Mount(path string, h http.Handler, open bool) {
+	if c.opts.Extra == nil {
+		c.opts.Extra = map[string]http.Handler{}
+	}
+	if c.opts.ExtraOpen == nil {
+		c.opts.ExtraOpen = map[string]bool{}
+	}
+	c.opts.Extra[path] = h
+	c.opts.ExtraOpen[path] = open
+}
+
 // Authed reports whether r carries a live session (for handlers mounted
 // through Options.ExtraOpen that accept a session or their own token).
 func (c *Console) Authed(r *http.Request) bool {
 	_, s := c.auth.lookup(c.opts.Now(), r)
 	return s != nil
 }
-
 
 // logged wraps a handler that needs a login. A POST must also carry the
 // session's CSRF token.

@@ -168,11 +168,10 @@ func (nd *node) runJoin(id, code string) {
 				if pe.Up && pe.LastHandshake != nil {
 					nd.joins.update(id, func(p *control.JoinProgress) { reach(p, stageTunnel, "WireGuard handshake done") })
 				}
-				if pe.Online {
+				// Done once the path manager has chosen a path, so the
+				// page can say which and why.
+				if pe.Online && pe.Path != "" {
 					path := pe.Path
-					if path == "" {
-						path = "direct"
-					}
 					if pe.PathReason != "" {
 						path += ": " + pe.PathReason
 					}
@@ -460,6 +459,9 @@ func (nd *node) diagnostics(ctx context.Context) (control.Diagnostics, error) {
 		add("calls.json", calls)
 	}
 	add("logs.json", nd.logs())
+	if c, err := nd.counters(ctx); err == nil {
+		add("counters.json", c)
+	}
 	cfg := *nd.cfg.Load()
 	if cfg.Console.MetricsToken != "" {
 		cfg.Console.MetricsToken = "<removed>"

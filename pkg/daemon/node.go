@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -110,6 +111,12 @@ func newNode(cfg *config.Config, configPath string, reload chan<- *config.Config
 		Started:      nd.started,
 		Log:          log.With("service", "console"),
 	})
+	// The charts and /metrics are served by the console: the charts
+	// behind its login, /metrics with its token or a login.
+	nd.console.Mount("/charts/rtt.svg", nd.rttChartHandler(), false)
+	nd.console.Mount("/charts/call.svg", nd.callChartHandler(), false)
+	nd.console.Mount("/charts/calls.svg", nd.callsChartHandler(), false)
+	nd.console.Mount("/metrics", nd.metricsHandler(nd.console.Authed), true)
 	var phones provision.Phones = noPhones{}
 	if nd.dhcp != nil {
 		phones = nd.dhcp
@@ -261,6 +268,7 @@ func (nd *node) run(ctx context.Context, reload <-chan *config.Config) error {
 		})
 	})
 	service("join from peerline.txt", nd.runBootJoin)
+	service("mDNS responder", nd.runMDNS)
 	// The supervisor gets its own copy of each reload; the services read
 	// the newest config through nd.cfg.
 	supReload := make(chan *config.Config)
@@ -289,15 +297,18 @@ func (nd *node) run(ctx context.Context, reload <-chan *config.Config) error {
 }
 
 func (nd *node) handlers() map[string]control.Handler {
+	h := nd.manageHandlers()
+	maps.Copy(h, nd.callHandlers())
+	return h
+}
+
+func (nd *node) manageHandlers() map[string]control.Handler {
 	return map[string]control.Handler{
 		control.CmdStatus: func(ctx context.Context, _ json.RawMessage) (any, error) {
 			return nd.status(ctx)
 		},
 		control.CmdPhones: func(ctx context.Context, _ json.RawMessage) (any, error) {
 			return nd.phones(ctx)
-		},
-		control.CmdCalls: func(ctx context.Context, _ json.RawMessage) (any, error) {
-			return nd.calls(ctx)
 		},
 		control.CmdInvite: func(ctx context.Context, raw json.RawMessage) (any, error) {
 			var a control.InviteArgs

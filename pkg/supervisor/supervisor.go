@@ -436,6 +436,7 @@ func staticEndpoint(p config.Peer) netip.AddrPort {
 // WireGuard is configured with is equal.
 func sameTunnel(a, b config.Peer) bool {
 	a.Name, b.Name = "", ""
+	a.Renamed, b.Renamed = false, false
 	a.Lines, b.Lines = nil, nil
 	return reflect.DeepEqual(a, b)
 }
