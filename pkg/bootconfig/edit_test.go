@@ -141,3 +141,42 @@ func TestUpdate(t *testing.T) {
 		t.Error("Update of admin_password allowed")
 	}
 }
+
+// FuzzEdit: whatever the file holds, setting a key leaves exactly one line
+// setting it, with the value, and every line about other keys as it was.
+func FuzzEdit(f *testing.F) {
+	f.Add(good, "attic")
+	f.Add("# name = x\r\nname = a\r\nname = b\r\n", "c")
+	f.Add("", "")
+	f.Add("name\n=\n;name = z\n", "y y")
+	f.Fuzz(func(t *testing.T, text, val string) {
+		if strings.ContainsAny(val, "\r\n") || strings.TrimSpace(val) != val {
+			return
+		}
+		out := Edit(text, map[string]string{"name": val})
+		var names []string
+		var others, before []string
+		for _, l := range strings.Split(strings.ReplaceAll(out, "\r\n", "\n"), "\n") {
+			if k, set, _ := keyOf(l); set && k == "name" {
+				names = append(names, l)
+			} else if set {
+				others = append(others, strings.TrimSuffix(l, "\r"))
+			}
+		}
+		for _, l := range strings.Split(strings.ReplaceAll(text, "\r\n", "\n"), "\n") {
+			if k, set, _ := keyOf(l); set && k != "name" {
+				before = append(before, strings.TrimSuffix(l, "\r"))
+			}
+		}
+		want := 1
+		if val == "" {
+			want = 0
+		}
+		if len(names) != want || want == 1 && names[0] != "name = "+val {
+			t.Fatalf("Edit(%q, name=%q) set lines %q", text, val, names)
+		}
+		if strings.Join(others, "\n") != strings.Join(before, "\n") {
+			t.Fatalf("Edit(%q) changed other settings:\n%q\nwant\n%q", text, others, before)
+		}
+	})
+}

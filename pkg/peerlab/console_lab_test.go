@@ -4,8 +4,10 @@ package peerlab
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -19,9 +21,12 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/miekg/dns"
+	"golang.org/x/net/ipv4"
 
 	"github.com/peerline/peerline/pkg/adminpass"
 	"github.com/peerline/peerline/pkg/bootconfig"
+	"github.com/peerline/peerline/pkg/control"
 	"github.com/peerline/peerline/pkg/lab"
 	"github.com/peerline/peerline/pkg/numplan"
 )
@@ -96,6 +101,25 @@ func TestConsoleBrowser(t *testing.T) {
 		}
 		if body := mustGet(t, c, "http://192.168.2.2/setup", http.StatusForbidden); !strings.Contains(body, "only from the phone port") {
 			t.Errorf("/setup on the uplink: %s", body)
+		}
+	})
+
+	// The home network finds the console by the Pi's name.
+	t.Run("found by mDNS from the home network", func(t *testing.T) {
+		addrs := resolveMDNS(t, homeA, "eth0", "pia.local.")
+		if len(addrs) != 1 || addrs[0] != netip.MustParseAddr("192.168.1.2") {
+			t.Fatalf("pia.local from A's home network = %v, want [192.168.1.2]", addrs)
+		}
+		c := httpFrom(homeA)
+		req, _ := http.NewRequest("GET", "http://"+addrs[0].String()+"/", nil)
+		req.Host = "pia.local"
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("http://pia.local/ = %d", resp.StatusCode)
 		}
 	})
 
@@ -407,7 +431,9 @@ func TestConsoleNotOnPublicUplink(t *testing.T) {
 	}{
 		{n.B.Host, "http://" + n.A.WAN.String() + "/"},
 		{n.B.Host, "http://" + n.A.WAN.String() + "/setup"},
+		{n.B.Host, "http://" + n.A.WAN.String() + "/metrics"},
 		{n.B.PhoneHost, "http://" + n.B.AddrOf(n.A).Next().String() + "/"},
+		{n.B.PhoneHost, "http://" + n.B.AddrOf(n.A).Next().String() + "/metrics"},
 	} {
 		c := httpFrom(tc.from)
 		if resp, err := c.Get(tc.url); err == nil {
@@ -443,4 +469,131 @@ func TestConsoleNotOnPublicUplink(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	mustGet(t, c, "http://"+n.A.WAN.String()+"/setup", http.StatusForbidden)
+}
+
+// resolveMDNS asks for name's A records on ifname's link from h, as a
+// one-shot (legacy unicast) mDNS query, and returns the answers.
+func resolveMDNS(t *testing.T, h *lab.Host, ifname, name string) []netip.Addr {
+	t.Helper()
+	pc, err := lab.In(h, func() (*net.UDPConn, error) { return net.ListenUDP("udp4", &net.UDPAddr{}) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	ifi, err := lab.In(h, func() (*net.Interface, error) { return net.InterfaceByName(ifname) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ipv4.NewPacketConn(pc).SetMulticastInterface(ifi); err != nil {
+		t.Fatal(err)
+	}
+	m := &dns.Msg{Question: []dns.Question{{Name: name, Qtype: dns.TypeA, Qclass: dns.ClassINET}}}
+	m.Id = 0x4242
+	b, err := m.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []netip.Addr
+	buf := make([]byte, 9000)
+	// A few tries: the responder may still be opening its socket.
+	for try := 0; try < 5 && len(out) == 0; try++ {
+		if _, err := pc.WriteToUDPAddrPort(b, netip.MustParseAddrPort("224.0.0.251:5353")); err != nil {
+			t.Fatal(err)
+		}
+		pc.SetReadDeadline(time.Now().Add(time.Second))
+		for {
+			n, _, err := pc.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				break
+			}
+			var r dns.Msg
+			if r.Unpack(buf[:n]) != nil {
+				continue
+			}
+			for _, rr := range r.Answer {
+				if a, ok := rr.(*dns.A); ok {
+					if ip, ok := netip.AddrFromSlice(a.A); ok {
+						out = append(out, ip.Unmap())
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// TestConsoleBootJoin: `join = CODE` in B's peerline.txt, applied by the
+// boot step before B starts, pairs B with A once; B's status page and
+// status.json report the steps and the result, and the code is gone from
+// the card.
+func TestConsoleBootJoin(t *testing.T) {
+	l := newLab(t)
+	natBins(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	defer cancel()
+	n, err := Build(ctx, l, Options{Peerlined: peerlinedBin, NAT: &NATOptions{
+		A: lab.PortRestricted, B: lab.PortRestricted, Policy: lab.InputDrop, Rendezvousd: rendezvousdBin, Peerline: peerlineBin,
+		noPairing: true,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.A.waitRegistered(ctx, registerWait)
+	var inv control.InviteResult
+	if err := n.A.cli(ctx, &inv, "invite", "--json", "--ttl", "10m"); err != nil {
+		t.Fatal(err)
+	}
+	// B is switched off, its card gets the code, and it starts again.
+	if err := n.B.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	n.B.BootFile = filepath.Join(filepath.Dir(n.B.ConfigPath), "peerline.txt")
+	if err := os.WriteFile(n.B.BootFile, []byte("name = piB\nuplink_interface = wan\njoin = "+inv.Code+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := bootconfig.Apply(bootconfig.ApplyOptions{
+		BootFile: n.B.BootFile, ConfigPath: n.B.ConfigPath, StateDir: n.B.Config.StateDir, RunDir: n.B.Config.RunDir,
+		NetworkDir: filepath.Join(dir, "network"), WPAFile: filepath.Join(dir, "wpa.conf"), ErrorFile: filepath.Join(dir, "error"),
+		PhonePort: n.B.Config.PhonePort,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(n.B.BootFile); strings.Contains(string(b), inv.Code) {
+		t.Fatalf("the code is still on the card:\n%s", b)
+	}
+	if err := n.B.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c := httpFrom(n.B.PhoneHost)
+	deadline := time.Now().Add(90 * time.Second)
+	var st struct {
+		BootJoin *control.JoinProgress `json:"boot_join"`
+		Peers    []control.Peer        `json:"peers"`
+	}
+	for {
+		resp, err := c.Get("http://10.0.1.2/status.json")
+		if err == nil {
+			err = json.NewDecoder(resp.Body).Decode(&st)
+			resp.Body.Close()
+		}
+		if err == nil && st.BootJoin != nil && st.BootJoin.Done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("B's status shows no finished boot join after 90 s: %+v (err %v); see %s", st.BootJoin, err, n.B.daemonLog())
+		}
+		time.Sleep(time.Second)
+	}
+	if st.BootJoin.Error != "" || st.BootJoin.Peer == nil || len(st.Peers) != 1 || !st.Peers[0].Online {
+		t.Fatalf("boot join: %+v, peers %+v", st.BootJoin, st.Peers)
+	}
+	page := mustGet(t, c, "http://10.0.1.2/", 200)
+	if !strings.Contains(page, "Join from peerline.txt") || !strings.Contains(page, "Paired with piA") {
+		t.Errorf("B's status page does not report the boot join:\n%s", page)
+	}
+	// Applied once: a restart does not join again.
+	if _, err := os.Stat(filepath.Join(n.B.Config.StateDir, bootconfig.JoinFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the join code is still waiting in the state directory: %v", err)
+	}
 }
