@@ -713,7 +713,7 @@ func (c *Console) settingsPost(w http.ResponseWriter, r *http.Request, s *sessio
 		return
 	}
 	c.changed(r, "settings changed", "name", st.Name, "time_zone", st.TimeZone, "wifi_ssid", st.WiFiSSID)
-	c.redirect(w, r, s, "/settings", "Settings saved in peerline.txt and applied. A new Wi-Fi name or password takes effect at the next start of the Pi.")
+	c.redirect(w, r, s, "/settings", strings.TrimSpace("Settings saved in peerline.txt and applied. "+st.Note))
 }
 
 func capitalize(s string) string {

@@ -104,6 +104,9 @@ type Settings struct {
 	// settings are then shown but cannot be changed here.
 	Writable bool   `json:"writable"`
 	Problem  string `json:"problem,omitempty"`
+	// Note says what a change did beyond being saved (set by
+	// CmdSetSettings): whether the Wi-Fi took it at once.
+	Note string `json:"note,omitempty"`
 }
 
 // SettingsArgs are the new settings. Rendezvous holds one server per line

@@ -19,6 +19,7 @@ import (
 	"github.com/peerline/peerline/pkg/bootconfig"
 	"github.com/peerline/peerline/pkg/config"
 	"github.com/peerline/peerline/pkg/control"
+	"github.com/peerline/peerline/pkg/wpactl"
 )
 
 // This file holds what the web console and `peerline` change on the node
@@ -411,6 +412,10 @@ func (nd *node) setSettings(a control.SettingsArgs) (control.Settings, error) {
 		}
 	}
 	cfg := nd.cfg.Load()
+	var oldWiFi *bootconfig.WiFi
+	if f, err := bootconfig.Read(nd.bootFile); err == nil {
+		oldWiFi = f.WiFi
+	}
 	pr := nd.pair
 	pr.editMu.Lock()
 	err := bootconfig.Update(bootconfig.ApplyOptions{
@@ -432,7 +437,30 @@ func (nd *node) setSettings(a control.SettingsArgs) (control.Settings, error) {
 		return control.Settings{}, errors.New("the settings were saved but the daemon did not take them; restart the Pi")
 	}
 	nd.log.Info("settings changed", "name", checked.Name, "time_zone", checked.Phones.TimeZone, "rendezvous", len(checked.Rendezvous), "wifi_ssid_set", a.WiFiSSID != "", "wifi_password_changed", a.WiFiPassword != "")
-	return nd.settings(), nil
+	out := nd.settings()
+	out.Note = nd.applyWiFi(oldWiFi)
+	return out, nil
+}
+
+// applyWiFi asks wpa_supplicant to re-read the Wi-Fi file if the Wi-Fi
+// settings changed, and says what happened.
+func (nd *node) applyWiFi(old *bootconfig.WiFi) string {
+	f, err := bootconfig.Read(nd.bootFile)
+	if err != nil || f.WiFi == nil || old != nil && *old == *f.WiFi {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(nd.runCtx, 5*time.Second)
+	defer cancel()
+	switch err := wpactl.Reconfigure(ctx, wpactl.DefaultDir, f.Uplink.Interface, nd.cfg.Load().RunDir); {
+	case err == nil:
+		nd.log.Info("Wi-Fi settings handed to wpa_supplicant")
+		return "The Wi-Fi uses the new settings now; if this page was opened over the Wi-Fi, reconnect to the new network."
+	case errors.Is(err, wpactl.ErrNotRunning):
+		return "The new Wi-Fi settings apply when the Wi-Fi starts (at the latest at the next start of the Pi)."
+	default:
+		nd.log.Warn("Wi-Fi settings saved but not applied", "err", err)
+		return "The new Wi-Fi settings are saved but apply only at the next start of the Pi (" + err.Error() + ")."
+	}
 }
 
 // diagnostics gathers what a bug report needs. Secrets are left out: the
