@@ -522,7 +522,7 @@ func TestInviteAndJoin(t *testing.T) {
 	if w.Code != 200 || !strings.Contains(body, "ABCDE-FGHIJ") || !strings.Contains(body, `src="data:image/png;base64,`) {
 		t.Fatalf("POST /invite = %d; want the code and a QR image:\n%s", w.Code, body)
 	}
-	if w := b.post("/join", "/join", "code", "WRONG-CODE"); w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "typo in group 2") {
+	if w := b.post("/join", "/join", "code", "WRONG-CODE</textarea><b>"); w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "typo in group 2") || !strings.Contains(w.Body.String(), "WRONG-CODE&lt;/textarea&gt;&lt;b&gt;</textarea>") {
 		t.Errorf("join with a wrong code = %d, want 400 with the reason", w.Code)
 	}
 	e.node.joins["j1"] = control.JoinProgress{ID: "j1", Steps: []control.JoinStep{{Name: "Code checked", State: control.StepDone}, {Name: "Rendezvous server contacted", State: control.StepActive}}}

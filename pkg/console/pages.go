@@ -511,6 +511,8 @@ func (c *Console) joinPost(w http.ResponseWriter, r *http.Request, s *session) {
 	if err := c.call(r, control.CmdJoinStart, control.JoinArgs{Code: code}, &p); err != nil {
 		v := c.base(s, "Join a friend", "join")
 		v.Error = err.Error()
+		// The code stays in the box, to be corrected.
+		v.Data = code
 		c.render(w, r, http.StatusBadRequest, "join", v)
 		return
 	}

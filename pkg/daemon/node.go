@@ -22,6 +22,7 @@ import (
 	"github.com/peerline/peerline/pkg/control"
 	"github.com/peerline/peerline/pkg/dhcpd"
 	"github.com/peerline/peerline/pkg/dnsfwd"
+	"github.com/peerline/peerline/pkg/invite"
 	"github.com/peerline/peerline/pkg/logring"
 	"github.com/peerline/peerline/pkg/netsetup"
 	"github.com/peerline/peerline/pkg/ntpd"
@@ -387,6 +388,12 @@ func (nd *node) manageHandlers() map[string]control.Handler {
 			}
 			if strings.TrimSpace(a.Code) == "" {
 				return nil, errors.New("no code: paste the code your friend sent you")
+			}
+			// A typo is reported at once, on the form that holds the
+			// code; everything after needs the network and is followed
+			// on the progress page.
+			if _, err := invite.Parse(a.Code); err != nil {
+				return nil, err
 			}
 			return nd.startJoin(a.Code, false), nil
 		},

@@ -3,6 +3,8 @@
 package peerlab
 
 import (
+	"archive/tar"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -197,6 +199,17 @@ func TestConsoleBrowser(t *testing.T) {
 	if loc := b.location(); !strings.HasSuffix(loc, "/join") {
 		t.Fatalf("B: after logging in at %s, want /join", loc)
 	}
+	// A mistyped code is caught before anything is changed.
+	typo := []byte(code)
+	typo[8] = map[bool]byte{true: 'A', false: 'B'}[typo[8] != 'A']
+	b.do("paste a mistyped code", chromedp.SendKeys("#code", string(typo)))
+	if text := b.submit(`form[action="/join"] button`); !strings.Contains(text, "typo") {
+		t.Errorf("B: a mistyped code was not reported as a typo:\n%s", text)
+	}
+	if v := get(b, "the typed code", chromedp.Evaluate[string](`document.getElementById("code").value`)); v != string(typo) {
+		t.Errorf("B: the refused code was not kept for correcting: %q", v)
+	}
+	b.open(consoleB + "/join")
 	b.do("paste the code", chromedp.SendKeys("#code", code))
 	b.submit(`form[action="/join"] button`)
 	b.shot("joining")
@@ -301,6 +314,7 @@ func TestConsoleBrowser(t *testing.T) {
 	a.shot("phones")
 	a.open(consoleA + "/logs")
 	a.shot("logs")
+	checkDiagnostics(t, laptopA.Host, consoleA, pwA, n.A.BootFile)
 	a.open(consoleA + "/settings")
 	a.do("bad zone", chromedp.Clear("#time_zone"), chromedp.SendKeys("#time_zone", "Mars/Base"))
 	if text := a.submit(`form[action="/settings"] button`); !strings.Contains(text, `"Mars/Base" is not in the tz database`) {
@@ -595,5 +609,76 @@ func TestConsoleBootJoin(t *testing.T) {
 	// Applied once: a restart does not join again.
 	if _, err := os.Stat(filepath.Join(n.B.Config.StateDir, bootconfig.JoinFile)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the join code is still waiting in the state directory: %v", err)
+	}
+}
+
+// checkDiagnostics logs in from h as another browser would and downloads
+// the diagnostics bundle: it holds the status and the counters, and
+// peerline.txt without its secrets.
+func checkDiagnostics(t *testing.T, h *lab.Host, console, pw, bootFile string) {
+	t.Helper()
+	// A secret on the card, to see it removed from the bundle.
+	old, err := os.ReadFile(bootFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.WriteFile(bootFile, old, 0o600)
+	if err := os.WriteFile(bootFile, append(old, []byte("wifi_password = hunter2hunter2\n")...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := httpFrom(h)
+	csrfOf := func(path string) string {
+		body := mustGet(t, c, console+path, 200)
+		m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(body)
+		if m == nil {
+			t.Fatalf("no CSRF token on %s", path)
+		}
+		return m[1]
+	}
+	resp, err := c.PostForm(console+"/login", url.Values{"csrf": {csrfOf("/login")}, "password": {pw}, "next": {"/logs"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("login from a second browser = %d", resp.StatusCode)
+	}
+	resp, err = c.PostForm(console+"/diagnostics", url.Values{"csrf": {csrfOf("/logs")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/gzip" {
+		t.Fatalf("diagnostics = %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	gz, err := gzip.NewReader(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(gz)
+	files := map[string]string{}
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(tr)
+		files[strings.TrimPrefix(hdr.Name, "peerline-diagnostics/")] = string(b)
+	}
+	for _, f := range []string{"status.json", "logs.json", "counters.json", "peerlined.json", "supervisor-status.json", "peerline.txt", "version.txt"} {
+		if _, ok := files[f]; !ok {
+			t.Errorf("diagnostics bundle lacks %s (has %d files)", f, len(files))
+		}
+	}
+	if txt := files["peerline.txt"]; strings.Contains(txt, "hunter2") || !strings.Contains(txt, "wifi_password = <removed>") {
+		t.Errorf("peerline.txt in the bundle:\n%s", txt)
+	}
+	for name, body := range files {
+		if strings.Contains(body, "hunter2") || strings.Contains(body, "PRIVATE") {
+			t.Errorf("%s in the bundle holds a secret", name)
+		}
 	}
 }
