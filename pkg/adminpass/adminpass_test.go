@@ -84,3 +84,12 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkHashDefault is what one login or first-use attempt costs.
+func BenchmarkHashDefault(b *testing.B) {
+	for b.Loop() {
+		if _, err := Hash("correct horse battery", Default); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

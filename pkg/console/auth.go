@@ -26,7 +26,7 @@ const (
 	maxLifetime = 12 * time.Hour
 	// Per source: 5 attempts, then one every 12 s; globally: 10, then one
 	// a second. A guesser on the home network gets 300 tries an hour, and
-	// many guessers together 3600, against argon2id at ~0.3 s each.
+	// many guessers together 3600.
 	perSourceRate  = 1.0 / 12
 	perSourceBurst = 5
 	globalRate     = 1

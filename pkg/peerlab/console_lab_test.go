@@ -211,9 +211,11 @@ func TestConsoleBrowser(t *testing.T) {
 	}
 	b.open(consoleB + "/join")
 	b.do("paste the code", chromedp.SendKeys("#code", code))
+	joinStart := time.Now()
 	b.submit(`form[action="/join"] button`)
 	b.shot("joining")
 	text := b.waitText(90*time.Second, false, "is online", "failed")
+	t.Logf("join: from clicking Join to the page saying online: %v (the page refreshes every second)", time.Since(joinStart).Round(100*time.Millisecond))
 	b.shot("joined")
 	if !strings.Contains(text, "is online") {
 		t.Fatalf("B: join failed:\n%s", text)
