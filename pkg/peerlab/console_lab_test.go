@@ -189,6 +189,15 @@ func TestConsoleBrowser(t *testing.T) {
 	a.shot("invite")
 	t.Logf("invite code: %s", code)
 
+	// A second invite, revoked on A's page before anyone uses it.
+	a.open(consoleA + "/invite")
+	a.submit(`form[action="/invite"] button`)
+	revoked := get(a, "read the second code", chromedp.Value("#code"))
+	revokedID := get(a, "read its ID", chromedp.Text("#invite-id"))
+	if text := a.submit(`form[action="/invite/revoke"] input[value="` + revokedID + `"] ~ button`); !strings.Contains(text, "Invite revoked") {
+		t.Errorf("A: revoking an invite:\n%s", text)
+	}
+
 	// B logs in with the password from peerline.txt and joins.
 	if text := b.open(consoleB + "/join"); !strings.Contains(text, "Admin password") {
 		t.Fatalf("B: /join without a login did not ask for the password:\n%s", text)
@@ -209,6 +218,14 @@ func TestConsoleBrowser(t *testing.T) {
 	if v := get(b, "the typed code", chromedp.Evaluate[string](`document.getElementById("code").value`)); v != string(typo) {
 		t.Errorf("B: the refused code was not kept for correcting: %q", v)
 	}
+	// The revoked code fails at the server, and says so.
+	b.open(consoleB + "/join")
+	b.do("paste the revoked code", chromedp.SendKeys("#code", revoked))
+	b.submit(`form[action="/join"] button`)
+	if text := b.waitText(45*time.Second, false, "failed"); !strings.Contains(text, "revoked") || !strings.Contains(text, "Try again") {
+		t.Errorf("B: joining with a revoked code:\n%s", text)
+	}
+	b.shot("join-revoked")
 	b.open(consoleB + "/join")
 	b.do("paste the code", chromedp.SendKeys("#code", code))
 	joinStart := time.Now()
@@ -405,7 +422,7 @@ func mustGet(t *testing.T, c *http.Client, u string, want int) string {
 }
 
 // docsShots are the screenshots the README shows.
-var docsShots = []string{"A-01-status", "A-02-setup", "A-03-invite", "B-03-joined", "A-04-peers", "A-05-calls-live", "A-09-settings-error"}
+var docsShots = []string{"A-01-status", "A-02-setup", "A-03-invite", "B-04-joined", "A-04-peers", "A-05-calls-live", "A-09-settings-error"}
 
 // copyDocsShots copies the README's screenshots into the directory
 // PEERLINE_DOCS_SHOTS names (docs/console): how they are made.
