@@ -33,8 +33,9 @@
 //     SetupWindow (30 minutes) after peerlined started. A stranger on the
 //     home Wi-Fi never gets it; one on the phone port would have to be
 //     there within 30 minutes of a power-on before the owner.
-//     Power-cycling the Pi opens the window again, which again needs
-//     someone at the Pi.
+//     Power-cycling the Pi opens the window again (so does any restart of
+//     peerlined, the window is counted from its start), which again needs
+//     someone on the phone port, and only while no password is set.
 //   - admin_password = … in peerline.txt on the boot partition (set or
 //     reset, for someone who can take out the SD card). The boot service
 //     hashes it and removes the line.
