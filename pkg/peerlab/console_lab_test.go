@@ -303,6 +303,9 @@ func TestConsoleBrowser(t *testing.T) {
 	// A renames B: markup is refused and shown as text, a plain name is
 	// taken.
 	a.open(consoleA + "/peers")
+	if text := a.submit(`form[action="/peers/ping"] button`); !regexp.MustCompile(`Peer \d+ answered in [\d.]+ ms over the (direct|relay) path`).MatchString(text) {
+		t.Errorf("A: ping:\n%s", text)
+	}
 	sel := `#name` + indexOfB
 	a.do("clear the name", chromedp.Clear(sel), chromedp.SendKeys(sel, "<b>Bob</b>"))
 	text = a.submit(`form[action="/peers/rename"] button`)
