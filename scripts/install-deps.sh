@@ -26,6 +26,8 @@ declare -A pkgs=(
 	[curl]=curl
 	[make]=make
 	[gcc]=gcc
+	# The web console's browser lab test (pkg/peerlab TestConsoleBrowser).
+	[chromium]=chromium
 )
 missing=()
 for cmd in "${!pkgs[@]}"; do

@@ -161,9 +161,11 @@ func Apply(opts ApplyOptions) error {
 	if err := writeIfChanged(opts.ConfigPath, cfgBytes, 0o600); err != nil {
 		return fmt.Errorf("applying boot config: %w", err)
 	}
-	if err := writeIfChanged(filepath.Join(opts.StateDir, lastGoodFile), b, 0o600); err != nil {
+	text, _ := decodeText(b)
+	if err := writeIfChanged(filepath.Join(opts.StateDir, lastGoodFile), []byte(withoutOneShot(text)), 0o600); err != nil {
 		return fmt.Errorf("applying boot config: %w", err)
 	}
+	applyOneShot(opts, f, text, log)
 	removeErrorFile(opts, log)
 	if f.WiFi == nil && f.Uplink.Interface == DefaultUplink {
 		log.Warn("the boot config sets no Wi-Fi and no other uplink: the Pi has no way to the Internet; set wifi_ssid, wifi_password and wifi_country in peerline.txt")

@@ -30,7 +30,9 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 
+	"github.com/peerline/peerline/pkg/adminpass"
 	"github.com/peerline/peerline/pkg/config"
+	"github.com/peerline/peerline/pkg/invite"
 	"github.com/peerline/peerline/pkg/nodekey"
 	"github.com/peerline/peerline/pkg/numplan"
 )
@@ -60,6 +62,11 @@ type File struct {
 	// Lines are the static phone lines; nil when not given, empty for
 	// "lines = none".
 	Lines []int
+	// AdminPassword sets or resets the web console's password; Apply
+	// stores its hash and removes the line from the card.
+	AdminPassword string
+	// Join is an invite code to pair with at the next start, once.
+	Join string
 }
 
 // WiFi is the uplink's Wi-Fi network (WPA2-PSK).
@@ -129,8 +136,12 @@ func (e *Error) Error() string {
 var keys = []string{
 	"name", "wifi_ssid", "wifi_password", "wifi_country", "rendezvous",
 	"uplink_interface", "uplink_address", "uplink_gateway", "uplink_dns",
-	"time_zone", "phone_dhcp", "lines",
+	"time_zone", "phone_dhcp", "lines", "admin_password", "join",
 }
+
+// secretKeys are the keys whose values never leave the card: Apply removes
+// them from the file once applied, and Redact hides them in copies.
+var secretKeys = []string{"wifi_password", "admin_password", "join"}
 
 var (
 	ifnameRE   = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
@@ -261,7 +272,7 @@ func unquote(v string) string {
 func (p *parser) value(n int, key, v string) {
 	f := &p.f
 	commentHint := ""
-	if strings.Contains(v, "#") && key != "wifi_password" && key != "wifi_ssid" {
+	if strings.Contains(v, "#") && key != "wifi_password" && key != "wifi_ssid" && key != "admin_password" {
 		commentHint = "; comments go on a line of their own, starting with #"
 	}
 	switch key {
@@ -384,6 +395,20 @@ func (p *parser) value(n int, key, v string) {
 			return
 		}
 		f.PhoneDHCP = &on
+	case "admin_password":
+		if err := adminpass.Check(v); err != nil {
+			// The value is not quoted back: the message reaches the
+			// status page.
+			p.problem(n, key, err.Error(), "write the password for the web console exactly as you want it, at least 8 characters")
+			return
+		}
+		f.AdminPassword = v
+	case "join":
+		if _, err := invite.Parse(v); err != nil {
+			p.problem(n, key, err.Error(), "copy the code again from your friend's message, or leave join out and pair from the web console")
+			return
+		}
+		f.Join = strings.TrimSpace(v)
 	case "lines":
 		lines := []int{}
 		if strings.ToLower(v) != "none" {

@@ -30,6 +30,8 @@ func TestUnitsMatchContract(t *testing.T) {
 		{daemon, "daemon keeps /run/peerline", `(?m)^RuntimeDirectoryPreserve=yes$`},
 		{daemon, "daemon runs the applied config", `(?m)^ExecStart=/usr/bin/peerlined -config /data/peerline/peerlined.json$`},
 		{daemon, "daemon may write the state dir", `(?m)^ReadWritePaths=-/data/peerline$`},
+		{daemon, "the console's settings may write peerline.txt", `(?m)^ReadWritePaths=-/boot/firmware$`},
+		{boot, "boot step may remove admin_password from peerline.txt", `(?m)^ReadWritePaths=-/boot/firmware$`},
 	} {
 		if !regexp.MustCompile(tc.re).MatchString(tc.unit) {
 			t.Errorf("%s: no line matching %s", tc.name, tc.re)

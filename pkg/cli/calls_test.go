@@ -39,6 +39,7 @@ func callsClient(t *testing.T, calls []control.CallInfo) (*client, *bytes.Buffer
 func TestCalls(t *testing.T) {
 	calls := []control.CallInfo{
 		{
+			ID: 4, State: control.CallLive, MOS: 4.38,
 			Peer: 7, PeerName: "bob", Line: 1,
 			Local: netip.MustParseAddrPort("10.0.1.1:10000"), Remote: netip.MustParseAddrPort("10.7.2.1:20000"),
 			Since: t0.Add(-90 * time.Second), LastPacket: t0,
@@ -47,6 +48,7 @@ func TestCalls(t *testing.T) {
 		},
 		{
 			// Early media only one way, payload type unknown: no jitter.
+			ID: 2, State: control.CallEnded,
 			Peer: 9, Line: 2,
 			Local: netip.MustParseAddrPort("10.0.2.1:10002"), Remote: netip.MustParseAddrPort("10.9.1.1:30000"),
 			Since: t0.Add(-5 * time.Second), LastPacket: t0.Add(-4 * time.Second),
@@ -58,9 +60,9 @@ func TestCalls(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		"PEER     LINE  REMOTE    SENT  RECEIVED  LOSS  JITTER  SINCE      LAST PACKET",
-		"7 (bob)  1     10.7.2.1  4500  4491      0.2%  2.3 ms  1m30s ago  0s ago",
-		"9        2     10.9.1.1  0     50        0.0%  -       5s ago     4s ago",
+		"ID  PEER     LINE  REMOTE    STATE  LENGTH  SENT  RECEIVED  LOSS  JITTER  MOS  LAST PACKET",
+		"4   7 (bob)  1     10.7.2.1  live   1m30s   4500  4491      0.2%  2.3 ms  4.4  0s ago",
+		"2   9        2     10.9.1.1  ended  1s      0     50        0.0%  -       -    4s ago",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("calls output lacks %q:\n%s", want, out)

@@ -49,11 +49,14 @@ commands:
   peers                paired peers: index, name, online, path, RTT, NAT, last handshake
   phones               phones on the phone port: line, MAC, model, address, lease, in a call
   phones forget LINE   free LINE: its phone gets a new line when it asks again
-  calls                calls through the tunnels: peer, line, remote, packets, loss, jitter
+  phones label LINE TEXT  name LINE ("" removes the label)
+  calls                calls through the tunnels, live and last 24 h: packets, loss, jitter, MOS
   invite [--ttl 24h]   make a one-time code (and QR code) another Pi joins with
   invite --list        the invites made here; invite --revoke ID withdraws one
   join CODE            pair with the Pi that made CODE
   remove PEER          unpair PEER (index or name): its tunnel goes
+  rename PEER NAME     call PEER NAME here, whatever it calls itself
+  logs                 peerlined's recent warnings and errors
   ping PEER            one probe to PEER: round trip and path
   version              this command's version
 
@@ -97,6 +100,10 @@ func Main(ctx context.Context, args []string, out io.Writer, version string) err
 		run = c.remove
 	case "ping":
 		run = c.ping
+	case "rename":
+		run = c.rename
+	case "logs":
+		run = c.logs
 	case "version":
 		fmt.Fprintln(out, "peerline", version)
 		return nil
@@ -276,6 +283,9 @@ func (c *client) phones(args []string) error {
 	if len(args) > 0 && args[0] == "forget" {
 		return c.forget(args[1:])
 	}
+	if len(args) > 0 && args[0] == "label" {
+		return c.label(args[1:])
+	}
 	asJSON, _, err := c.flags("phones", args, 0)
 	if err != nil {
 		return err
@@ -295,7 +305,7 @@ func (c *client) phones(args []string) error {
 		return nil
 	}
 	w := tabwriter.NewWriter(c.out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "LINE\tMAC\tMODEL\tADDRESS\tLEASED\tLAST SEEN\tIN A CALL")
+	fmt.Fprintln(w, "LINE\tLABEL\tMAC\tMODEL\tADDRESS\tLEASED\tLAST SEEN\tIN A CALL")
 	for _, p := range phones {
 		model := p.Model
 		if model == "" {
@@ -305,7 +315,7 @@ func (c *client) phones(args []string) error {
 		if p.InCall {
 			inCall = "yes"
 		}
-		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Line, p.MAC, dash(model), p.Addr, ago(p.Bound), ago(p.LastSeen), inCall)
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Line, dash(p.Label), p.MAC, dash(model), p.Addr, ago(p.Bound), ago(p.LastSeen), inCall)
 	}
 	return w.Flush()
 }

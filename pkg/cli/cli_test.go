@@ -35,7 +35,7 @@ func fakeDaemon(t *testing.T) (socket string, forgotten *[]int) {
 		},
 	}
 	phones := []control.Phone{
-		{Line: 1, MAC: "00:0b:82:01:02:03", Vendor: "Grandstream", Model: "GXP1610", Addr: netip.MustParseAddr("10.0.1.1"), Bound: t0.Add(-48 * time.Hour), LastSeen: t0.Add(-time.Minute)},
+		{Line: 1, Label: "kitchen", MAC: "00:0b:82:01:02:03", Vendor: "Grandstream", Model: "GXP1610", Addr: netip.MustParseAddr("10.0.1.1"), Bound: t0.Add(-48 * time.Hour), LastSeen: t0.Add(-time.Minute)},
 		{Line: 2, MAC: "80:5e:c0:01:02:03", Vendor: "Yealink", Addr: netip.MustParseAddr("10.0.2.1"), Bound: t0.Add(-time.Hour), LastSeen: t0, InCall: true},
 	}
 	var got []int
@@ -43,6 +43,15 @@ func fakeDaemon(t *testing.T) (socket string, forgotten *[]int) {
 	srv, err := control.Listen(socket, map[string]control.Handler{
 		control.CmdStatus: func(context.Context, json.RawMessage) (any, error) { return st, nil },
 		control.CmdPhones: func(context.Context, json.RawMessage) (any, error) { return phones, nil },
+		control.CmdRename: func(_ context.Context, raw json.RawMessage) (any, error) {
+			var a control.RenameArgs
+			json.Unmarshal(raw, &a)
+			return control.PeerRef{Index: 7, Name: a.Name}, nil
+		},
+		control.CmdLabelLine: func(_ context.Context, raw json.RawMessage) (any, error) { return nil, nil },
+		control.CmdLogs: func(context.Context, json.RawMessage) (any, error) {
+			return []control.LogLine{{Time: t0, Level: "WARN", Text: "msg=trouble"}}, nil
+		},
 		control.CmdForgetPhone: func(_ context.Context, raw json.RawMessage) (any, error) {
 			var a control.ForgetPhoneArgs
 			json.Unmarshal(raw, &a)
@@ -83,10 +92,13 @@ func TestCommands(t *testing.T) {
 			"9      carol  error: tunnel: UDP port in use  -       -     -    never           -",
 		}},
 		{[]string{"phones"}, []string{
-			"LINE  MAC                MODEL    ADDRESS   LEASED       LAST SEEN  IN A CALL",
-			"1     00:0b:82:01:02:03  GXP1610  10.0.1.1  48h0m0s ago  1m0s ago   no",
-			"2     80:5e:c0:01:02:03  Yealink  10.0.2.1  1h0m0s ago   0s ago     yes",
+			"LINE  LABEL    MAC                MODEL    ADDRESS   LEASED       LAST SEEN  IN A CALL",
+			"1     kitchen  00:0b:82:01:02:03  GXP1610  10.0.1.1  48h0m0s ago  1m0s ago   no",
+			"2     -        80:5e:c0:01:02:03  Yealink  10.0.2.1  1h0m0s ago   0s ago     yes",
 		}},
+		{[]string{"rename", "7", "Bob K."}, []string{"peer 7 is now called Bob K. here"}},
+		{[]string{"phones", "label", "2", " hall "}, []string{"line 2 is labelled hall"}},
+		{[]string{"logs"}, []string{"WARN msg=trouble"}},
 		{[]string{"phones", "forget", "2"}, []string{"line 2 is free"}},
 		{[]string{"phones", "forget", "1", "--json"}, []string{`"forgotten": 1`}},
 	}

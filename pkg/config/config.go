@@ -22,6 +22,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
+	"unicode"
 
 	"github.com/peerline/peerline/pkg/nodekey"
 	"github.com/peerline/peerline/pkg/numplan"
@@ -64,6 +66,23 @@ type Config struct {
 	// Rendezvous are the servers this node registers with; pairing and
 	// hole punching work while any one shared with the peer is up.
 	Rendezvous []Rendezvous `json:"rendezvous,omitempty"`
+	// LineLabels are the owner's names for local lines ("kitchen"), shown
+	// in the console and `peerline phones`.
+	LineLabels map[int]string `json:"line_labels,omitempty"`
+	// Console configures the web console (pkg/console).
+	Console Console `json:"console,omitempty"`
+}
+
+// Console configures where the web console is served. It is always served
+// on the phone port and on the uplink's private (RFC 1918, IPv6 ULA)
+// addresses, never to a peer through a tunnel.
+type Console struct {
+	// PublicUplink serves it on a public uplink address too; off by
+	// default, because anyone on the Internet could then try passwords.
+	PublicUplink bool `json:"public_uplink,omitempty"`
+	// MetricsToken, when set, lets a scraper read /metrics with
+	// "Authorization: Bearer <token>" instead of a console login.
+	MetricsToken string `json:"metrics_token,omitempty"`
 }
 
 // Rendezvous is one rendezvous server (cmd/rendezvousd).
@@ -111,6 +130,9 @@ type Peer struct {
 	// Lines are the peer's phone lines as it announced them, for the
 	// phonebook; empty means line 1 only.
 	Lines []int `json:"lines,omitempty"`
+	// Renamed means the owner chose Name here (console or `peerline
+	// rename`), so the name the peer announces no longer replaces it.
+	Renamed bool `json:"renamed,omitempty"`
 }
 
 const (
@@ -119,6 +141,8 @@ const (
 	defaultMTU        = 1420
 	// maxPrefix keeps <prefix>v<253> inside the kernel's 15-byte link names.
 	maxPrefix = 11
+	// maxLabel bounds a line label; it is shown in narrow table cells.
+	maxLabel = 63
 )
 
 var (
@@ -272,6 +296,17 @@ func (c *Config) Validate() error {
 	}
 	if tz := c.Phones.TimeZone; tz != "" && !timeZoneRE.MatchString(tz) {
 		return fmt.Errorf("phones.time_zone %q: use an IANA zone name such as \"Europe/Berlin\", or leave it out for UTC", tz)
+	}
+	for l, label := range c.LineLabels {
+		if !numplan.ValidLine(l) {
+			return fmt.Errorf("line_labels: line %d: use %d to %d", l, numplan.MinLine, numplan.MaxLine)
+		}
+		if len(label) > maxLabel || strings.ContainsFunc(label, unicode.IsControl) {
+			return fmt.Errorf("line_labels: line %d: a label is at most %d bytes, without control characters", l, maxLabel)
+		}
+	}
+	if t := c.Console.MetricsToken; t != "" && (len(t) < 16 || strings.ContainsFunc(t, func(r rune) bool { return r <= ' ' || r > '~' })) {
+		return errors.New("console.metrics_token: use at least 16 printable characters without spaces (e.g. from `openssl rand -hex 16`), or leave it out")
 	}
 	for n, r := range c.Rendezvous {
 		if err := validHostPort(r.Address); err != nil {

@@ -34,8 +34,12 @@ type Status struct {
 	NATClass string `json:"nat_class,omitempty"`
 	// BootConfigError is what is wrong with the boot partition's config
 	// file, if anything.
-	BootConfigError string    `json:"boot_config_error,omitempty"`
-	Started         time.Time `json:"started"`
+	BootConfigError string `json:"boot_config_error,omitempty"`
+	// BootJoin is the join `join =` in peerline.txt asked for, if any.
+	BootJoin *JoinProgress `json:"boot_join,omitempty"`
+	// Console says whether the web console has an admin password yet.
+	ConsolePasswordSet bool      `json:"console_password_set"`
+	Started            time.Time `json:"started"`
 }
 
 // Peer is one paired node and its tunnel.
@@ -71,6 +75,8 @@ type Phone struct {
 	Bound     time.Time  `json:"bound"`
 	LastSeen  time.Time  `json:"last_seen"`
 	InCall    bool       `json:"in_call"`
+	// Label is the owner's name for the line.
+	Label string `json:"label,omitempty"`
 }
 
 // ForgetPhoneArgs names the line to free.

@@ -194,3 +194,51 @@ func Call(ctx context.Context, path, command string, args, result any) error {
 	}
 	return nil
 }
+
+// Caller runs a command: the socket client (Client) for `peerline`, Local
+// inside the daemon for the web console. Both go through the same
+// handlers, so the console and the command never compute anything twice.
+type Caller interface {
+	Call(ctx context.Context, command string, args, result any) error
+}
+
+// Client calls the daemon on its socket.
+type Client struct{ Path string }
+
+// Call is Call(ctx, c.Path, …).
+func (c Client) Call(ctx context.Context, command string, args, result any) error {
+	return Call(ctx, c.Path, command, args, result)
+}
+
+// Local calls handlers in the same process, encoding arguments and
+// results as the socket does, so that a handler sees exactly what a
+// socket request would give it.
+type Local map[string]Handler
+
+// Call runs command's handler.
+func (l Local) Call(ctx context.Context, command string, args, result any) error {
+	h, ok := l[command]
+	if !ok {
+		return &RemoteError{fmt.Sprintf("unknown command %q", command)}
+	}
+	var raw json.RawMessage
+	if args != nil {
+		b, err := json.Marshal(args)
+		if err != nil {
+			return err
+		}
+		raw = b
+	}
+	out, err := h(ctx, raw)
+	if err != nil {
+		return &RemoteError{err.Error()}
+	}
+	if result == nil {
+		return nil
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return fmt.Errorf("encoding the answer to %s: %w", command, err)
+	}
+	return json.Unmarshal(b, result)
+}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/peerline/peerline/pkg/bootconfig"
 	"github.com/peerline/peerline/pkg/config"
+	"github.com/peerline/peerline/pkg/logring"
 	"github.com/peerline/peerline/pkg/netsetup"
 	"github.com/peerline/peerline/pkg/nodekey"
 	"github.com/peerline/peerline/pkg/supervisor"
@@ -33,6 +34,7 @@ func Main(ctx context.Context, args []string, version string) error {
 	publicKey := fs.Bool("public-key", false, "print this node's public key (creating the key on first use) and exit")
 	bootConfig := fs.String("boot-config", "", "apply this first-boot file (peerline.txt on the boot partition) to -config and the uplink's network files, and exit")
 	bootConfigError := fs.String("boot-config-error", bootconfig.DefaultErrorFile, "file in which the boot config's problems are reported, for the status page and `peerline status`")
+	bootFile := fs.String("boot-file", bootconfig.DefaultBootFile, "the boot partition's peerline.txt, which the web console's settings page edits")
 	verbose := fs.Bool("v", false, "log debug messages (WireGuard's too)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
@@ -50,7 +52,8 @@ func Main(ctx context.Context, args []string, version string) error {
 	}
 	// Before config.Load: on a first boot this is what makes the config.
 	if *bootConfig != "" {
-		return bootconfig.Apply(bootconfig.ApplyOptions{BootFile: *bootConfig, ConfigPath: *configPath, ErrorFile: *bootConfigError, Log: newLogger(os.Stderr, *verbose)})
+		log, _ := newLogger(os.Stderr, *verbose)
+		return bootconfig.Apply(bootconfig.ApplyOptions{BootFile: *bootConfig, ConfigPath: *configPath, ErrorFile: *bootConfigError, Log: log})
 	}
 	cfg, err := config.Load(*configPath)
 	if err != nil {
@@ -71,7 +74,8 @@ func Main(ctx context.Context, args []string, version string) error {
 		fmt.Println(k.Public())
 		return nil
 	}
-	log := newLogger(os.Stderr, *verbose).With("node", cfg.Name)
+	log, ring := newLogger(os.Stderr, *verbose)
+	log = log.With("node", cfg.Name)
 	n, err := netsetup.NewKernel("", log)
 	if err != nil {
 		return err
@@ -86,7 +90,7 @@ func Main(ctx context.Context, args []string, version string) error {
 	reload := make(chan *config.Config, 1)
 	go watchReload(ctx, *configPath, reload, log)
 	log.Info("starting", "version", version, "config", *configPath)
-	nd, err := newNode(cfg, *configPath, reload, n, log, version, *bootConfigError)
+	nd, err := newNode(cfg, *configPath, reload, n, log, ring, version, *bootConfigError, *bootFile)
 	if err != nil {
 		return err
 	}
@@ -118,10 +122,16 @@ func watchReload(ctx context.Context, path string, reload chan<- *config.Config,
 	}
 }
 
-func newLogger(w io.Writer, verbose bool) *slog.Logger {
+// ringSize is how many warnings and errors the console's logs page keeps.
+const ringSize = 300
+
+// newLogger logs to w and keeps the last warnings and errors in a ring
+// for the web console, whose owner has no journal to read.
+func newLogger(w io.Writer, verbose bool) (*slog.Logger, *logring.Ring) {
 	level := slog.LevelInfo
 	if verbose {
 		level = slog.LevelDebug
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+	h := logring.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}), ringSize, slog.LevelWarn)
+	return slog.New(h), h.Ring()
 }

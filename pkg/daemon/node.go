@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -15,10 +16,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/peerline/peerline/pkg/adminpass"
 	"github.com/peerline/peerline/pkg/config"
+	"github.com/peerline/peerline/pkg/console"
 	"github.com/peerline/peerline/pkg/control"
 	"github.com/peerline/peerline/pkg/dhcpd"
 	"github.com/peerline/peerline/pkg/dnsfwd"
+	"github.com/peerline/peerline/pkg/invite"
+	"github.com/peerline/peerline/pkg/logring"
 	"github.com/peerline/peerline/pkg/netsetup"
 	"github.com/peerline/peerline/pkg/nodekey"
 	"github.com/peerline/peerline/pkg/ntpd"
@@ -52,13 +57,24 @@ type node struct {
 	started time.Time
 	// bootErrorFile holds what is wrong with the boot partition's config.
 	bootErrorFile string
-	pair          *pairing.Pairing
+	// bootFile is peerline.txt, which the console's settings edit.
+	bootFile string
+	pair     *pairing.Pairing
+	// ring keeps the recent warnings for the console's logs page.
+	ring    *logring.Ring
+	console *console.Console
+	// runCtx is run's context, for work started by a request that outlives
+	// it (a join followed by its progress page).
+	runCtx context.Context
+	joins  joins
+	// bootJoinID is the join peerline.txt asked for; guarded by joins.mu.
+	bootJoinID string
 }
 
 // newNode makes the node's parts; configPath is where pairing writes
 // peers, and reload where it hands the daemon the new config.
-func newNode(cfg *config.Config, configPath string, reload chan<- *config.Config, n netsetup.Ops, log *slog.Logger, version, bootErrorFile string) (*node, error) {
-	nd := &node{log: log, version: version, started: time.Now().UTC(), bootErrorFile: bootErrorFile}
+func newNode(cfg *config.Config, configPath string, reload chan<- *config.Config, n netsetup.Ops, log *slog.Logger, ring *logring.Ring, version, bootErrorFile, bootFile string) (*node, error) {
+	nd := &node{log: log, ring: ring, version: version, started: time.Now().UTC(), bootErrorFile: bootErrorFile, bootFile: bootFile, runCtx: context.Background()}
 	nd.cfg.Store(cfg)
 	key, _, err := nodekey.LoadOrCreate(cfg.PrivateKeyFile)
 	if err != nil {
@@ -94,6 +110,19 @@ func newNode(cfg *config.Config, configPath string, reload chan<- *config.Config
 	}
 	nd.sup = supervisor.New(cfg, supervisor.Options{Net: n, Log: log, ExtraLines: extra, PathOptions: nd.pair.PathHooks})
 	lines.sup = nd.sup
+	nd.console = console.New(console.Options{
+		Control:      control.Local(nd.handlers()),
+		Status:       statuspage.New(nd.snapshot, statuspage.Options{BootConfigErrorFile: bootErrorFile, Log: log.With("service", "statuspage")}),
+		PasswordFile: adminpass.Path(cfg.StateDir),
+		Started:      nd.started,
+		Log:          log.With("service", "console"),
+	})
+	// The charts and /metrics are served by the console: the charts
+	// behind its login, /metrics with its token or a login.
+	nd.console.Mount("/charts/rtt.svg", nd.rttChartHandler(), false)
+	nd.console.Mount("/charts/call.svg", nd.callChartHandler(), false)
+	nd.console.Mount("/charts/calls.svg", nd.callsChartHandler(), false)
+	nd.console.Mount("/metrics", nd.metricsHandler(nd.console.Authed), true)
 	var phones provision.Phones = noPhones{}
 	if nd.dhcp != nil {
 		phones = nd.dhcp
@@ -102,8 +131,9 @@ func newNode(cfg *config.Config, configPath string, reload chan<- *config.Config
 		Port:      cfg.PhonePort,
 		Directory: nd.directory,
 		Phones:    phones,
-		// Whoever browses to the Pi from the phone port sees its status.
-		Extra: statuspage.New(nd.snapshot, statuspage.Options{BootConfigErrorFile: bootErrorFile, Log: log.With("service", "statuspage")}),
+		// Whoever browses to the Pi from the phone port gets the console
+		// (its open part is the status page).
+		Extra: nd.console.Handler(console.PhonePort),
 		Log:   log.With("service", "provision"),
 	})
 	if err != nil {
@@ -207,6 +237,7 @@ func (nd *node) run(ctx context.Context, reload <-chan *config.Config) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	nd.runCtx = ctx
 	var wg sync.WaitGroup
 	service := func(name string, run func(context.Context) error) {
 		wg.Add(1)
@@ -226,6 +257,19 @@ func (nd *node) run(ctx context.Context, reload <-chan *config.Config) error {
 	if nd.dhcp != nil {
 		service("DHCP server", nd.dhcp.Run)
 	}
+	service("console on the uplink", func(ctx context.Context) error {
+		return console.ServeUplink(ctx, console.UplinkOptions{
+			Handler: nd.console.Handler(console.Uplink),
+			Skip: func(ifname string) bool {
+				c := nd.cfg.Load()
+				return ifname == c.PhonePort || strings.HasPrefix(ifname, c.Prefix)
+			},
+			Public: func() bool { return nd.cfg.Load().Console.PublicUplink },
+			Log:    nd.log.With("service", "console"),
+		})
+	})
+	service("join from peerline.txt", nd.runBootJoin)
+	service("mDNS responder", nd.runMDNS)
 	// The supervisor gets its own copy of each reload; the services read
 	// the newest config through nd.cfg.
 	supReload := make(chan *config.Config)
@@ -254,15 +298,18 @@ func (nd *node) run(ctx context.Context, reload <-chan *config.Config) error {
 }
 
 func (nd *node) handlers() map[string]control.Handler {
+	h := nd.manageHandlers()
+	maps.Copy(h, nd.callHandlers())
+	return h
+}
+
+func (nd *node) manageHandlers() map[string]control.Handler {
 	return map[string]control.Handler{
 		control.CmdStatus: func(ctx context.Context, _ json.RawMessage) (any, error) {
 			return nd.status(ctx)
 		},
 		control.CmdPhones: func(ctx context.Context, _ json.RawMessage) (any, error) {
 			return nd.phones(ctx)
-		},
-		control.CmdCalls: func(ctx context.Context, _ json.RawMessage) (any, error) {
-			return nd.calls(ctx)
 		},
 		control.CmdInvite: func(ctx context.Context, raw json.RawMessage) (any, error) {
 			var a control.InviteArgs
@@ -317,6 +364,63 @@ func (nd *node) handlers() map[string]control.Handler {
 			}
 			return nd.ping(ctx, a.Peer)
 		},
+		control.CmdRename: func(_ context.Context, raw json.RawMessage) (any, error) {
+			var a control.RenameArgs
+			if err := decodeArgs(raw, &a); err != nil {
+				return nil, err
+			}
+			return nd.rename(a)
+		},
+		control.CmdLabelLine: func(_ context.Context, raw json.RawMessage) (any, error) {
+			var a control.LabelLineArgs
+			if err := decodeArgs(raw, &a); err != nil {
+				return nil, err
+			}
+			return nil, nd.labelLine(a)
+		},
+		control.CmdLogs: func(context.Context, json.RawMessage) (any, error) {
+			return nd.logs(), nil
+		},
+		control.CmdJoinStart: func(_ context.Context, raw json.RawMessage) (any, error) {
+			var a control.JoinArgs
+			if err := decodeArgs(raw, &a); err != nil {
+				return nil, err
+			}
+			if strings.TrimSpace(a.Code) == "" {
+				return nil, errors.New("no code: paste the code your friend sent you")
+			}
+			// A typo is reported at once, on the form that holds the
+			// code; everything after needs the network and is followed
+			// on the progress page.
+			if _, err := invite.Parse(a.Code); err != nil {
+				return nil, err
+			}
+			return nd.startJoin(a.Code, false), nil
+		},
+		control.CmdJoinProgress: func(_ context.Context, raw json.RawMessage) (any, error) {
+			var a control.JoinProgressArgs
+			if err := decodeArgs(raw, &a); err != nil {
+				return nil, err
+			}
+			p, ok := nd.joins.get(a.ID)
+			if !ok {
+				return nil, errors.New("no such join here (peerlined may have restarted since): start it again")
+			}
+			return p, nil
+		},
+		control.CmdDiagnostics: func(ctx context.Context, _ json.RawMessage) (any, error) {
+			return nd.diagnostics(ctx)
+		},
+		control.CmdSettings: func(context.Context, json.RawMessage) (any, error) {
+			return nd.settings(), nil
+		},
+		control.CmdSetSettings: func(_ context.Context, raw json.RawMessage) (any, error) {
+			var a control.SettingsArgs
+			if err := decodeArgs(raw, &a); err != nil {
+				return nil, err
+			}
+			return nd.setSettings(a)
+		},
 		control.CmdForgetPhone: func(ctx context.Context, raw json.RawMessage) (any, error) {
 			var a control.ForgetPhoneArgs
 			if err := json.Unmarshal(raw, &a); err != nil {
@@ -357,6 +461,8 @@ func (nd *node) status(ctx context.Context) (*control.Status, error) {
 	if b, err := os.ReadFile(nd.bootErrorFile); err == nil {
 		out.BootConfigError = strings.TrimSpace(string(b))
 	}
+	out.BootJoin = nd.bootJoin()
+	out.ConsolePasswordSet = nd.passwordSet()
 	for _, p := range st.Peers {
 		cp := control.Peer{
 			Index:         p.Index,
@@ -408,6 +514,7 @@ func (nd *node) phones(ctx context.Context) ([]control.Phone, error) {
 			Line: p.Line, MAC: p.MAC, Vendor: p.Vendor, Model: p.Model, Hostname: p.Hostname,
 			UserAgent: p.UserAgent, Addr: p.Addr, Bound: p.Bound, LastSeen: p.LastSeen,
 			InCall: slices.Contains(st.ActiveLines, p.Line),
+			Label:  nd.cfg.Load().LineLabels[p.Line],
 		})
 	}
 	return out, nil

@@ -145,10 +145,14 @@ func (pr *Pairing) Join(ctx context.Context, code string) (control.PeerRef, erro
 	if iv.Inviter == pr.key.Public() {
 		return control.PeerRef{}, errors.New("this is this Pi's own invite: type the code on the other Pi")
 	}
+	reportStage(ctx, StageChecked, "")
 	if iv.Short() {
 		if err := pr.fetchInvite(ctx, &iv); err != nil {
 			return control.PeerRef{}, err
 		}
+		reportStage(ctx, StageServer, "")
+	} else {
+		reportStage(ctx, StageServer, "not needed: the long code holds everything")
 	}
 	if iv.Inviter == pr.key.Public() {
 		return control.PeerRef{}, errors.New("this is this Pi's own invite: type the code on the other Pi")
@@ -221,6 +225,7 @@ func (pr *Pairing) Join(ctx context.Context, code string) (control.PeerRef, erro
 		pr.mu.Lock()
 		j.entry.Index = ref.Index
 		pr.mu.Unlock()
+		reportStage(ctx, StageWaiting, "")
 		select {
 		case err = <-j.done:
 			decided = true
@@ -446,4 +451,26 @@ func (pr *Pairing) fetchInvite(ctx context.Context, iv *invite.Invite) error {
 		return fmt.Errorf("what rendezvous server %s holds for this code does not match it (%w): ask for a new code", where, err)
 	}
 	return nil
+}
+
+// Join's stages, reported to the function WithStages puts in its context
+// (the console's progress page); a join nobody follows reports nothing.
+const (
+	StageChecked = iota // the code parsed and has not expired
+	StageServer         // the short code's rest came from a rendezvous server
+	StageWaiting        // the inviter is pinned here; waiting for its answer
+)
+
+type stageKey struct{}
+
+// WithStages returns ctx carrying f, which Join calls as it reaches each
+// stage.
+func WithStages(ctx context.Context, f func(stage int, detail string)) context.Context {
+	return context.WithValue(ctx, stageKey{}, f)
+}
+
+func reportStage(ctx context.Context, stage int, detail string) {
+	if f, ok := ctx.Value(stageKey{}).(func(int, string)); ok {
+		f(stage, detail)
+	}
 }

@@ -415,10 +415,12 @@ func (pr *Pairing) updatePeer(peer nodekey.Key, h invite.Hello) {
 			if p.PublicKey != peer {
 				continue
 			}
-			if (h.Name == "" || p.Name == h.Name) && slices.Equal(p.Lines, h.Lines) {
+			// A name the owner gave the peer here wins over the one it
+			// announces.
+			if (h.Name == "" || p.Renamed || p.Name == h.Name) && slices.Equal(p.Lines, h.Lines) {
 				return errNoChange
 			}
-			if h.Name != "" {
+			if h.Name != "" && !p.Renamed {
 				p.Name = h.Name
 			}
 			p.Lines = slices.Clone(h.Lines)
@@ -441,6 +443,28 @@ var errNoChange = ErrNoChange
 // edits (the daemon's other config changes go through it too). fn
 // returning ErrNoChange writes nothing, and Edit returns ErrNoChange.
 func (pr *Pairing) Edit(fn func(*config.Config) error) error { return pr.edit(fn) }
+
+// ErrNotTaken means a config was saved but the daemon did not take it.
+var ErrNotTaken = errors.New("the config was saved but the daemon did not take it; restart peerlined")
+
+// EditFile runs fn, which rewrites the config file at path by other means
+// (the console's settings go through peerline.txt) and returns the checked
+// result, serialized with pairing's own edits, and hands the result to the
+// daemon.
+func (pr *Pairing) EditFile(fn func(path string) (*config.Config, error)) error {
+	pr.editMu.Lock()
+	checked, err := fn(pr.opt.ConfigPath)
+	pr.editMu.Unlock()
+	if err != nil {
+		return err
+	}
+	select {
+	case pr.opt.Reload <- checked:
+	case <-time.After(10 * time.Second):
+		return ErrNotTaken
+	}
+	return nil
+}
 
 func (pr *Pairing) edit(fn func(*config.Config) error) error {
 	pr.editMu.Lock()

@@ -75,6 +75,9 @@ func buildNAT(ctx context.Context, l *lab.Lab, opts Options) (*Network, error) {
 			return nil, err
 		}
 	}
+	if no.noPairing {
+		return n, nil
+	}
 	if n.Pairing, err = n.pairByInvite(ctx); err != nil {
 		return nil, err
 	}

@@ -44,6 +44,9 @@ type Node struct {
 	Handsets []*Handset
 	// Switch is the bridge between the phone port and the handsets.
 	Switch *lab.Bridge
+	// BootFile, when set, is the node's peerline.txt (-boot-file), which
+	// the web console's settings edit; "" leaves the daemon's default.
+	BootFile string
 
 	key       nodekey.Key
 	peerlined string
@@ -113,6 +116,9 @@ type NATOptions struct {
 	// beforePairing runs after the daemons are ready, before the invite
 	// (tests stop a server there).
 	beforePairing func(*Network) error
+	// noPairing leaves the Pis unpaired (the console test pairs them from
+	// a browser).
+	noPairing bool
 }
 
 // Addresses of the NAT network: documentation ranges only.
@@ -338,7 +344,11 @@ func (n *Node) writeConfig() error {
 // still cross the tunnels.
 func (n *Node) Start(ctx context.Context) error {
 	// -v: WireGuard's own log (handshakes, drops) is what a failed lab run needs.
-	p, err := n.Host.Start(context.WithoutCancel(ctx), "peerlined", n.peerlined, "-v", "-config", n.ConfigPath)
+	args := []string{n.peerlined, "-v", "-config", n.ConfigPath}
+	if n.BootFile != "" {
+		args = append(args, "-boot-file", n.BootFile, "-boot-config-error", filepath.Join(filepath.Dir(n.BootFile), "boot-config-error"))
+	}
+	p, err := n.Host.Start(context.WithoutCancel(ctx), "peerlined", args...)
 	if err != nil {
 		return err
 	}

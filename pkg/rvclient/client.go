@@ -21,6 +21,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/peerline/peerline/pkg/nodekey"
@@ -100,6 +101,8 @@ type Client struct {
 	opt  Options
 	log  *slog.Logger
 	aead cipher.AEAD
+	// registered is when the server last answered a Register (Unix ns).
+	registered atomic.Int64
 
 	// mu guards the fields below.
 	mu       sync.Mutex
@@ -440,6 +443,7 @@ func (c *Client) Register(ctx context.Context, port int) (netip.AddrPort, error)
 	if !ok {
 		return netip.AddrPort{}, fmt.Errorf("rendezvous server answered register with %s", r.Type())
 	}
+	c.registered.Store(c.opt.Now().UnixNano())
 	return rr.Observed, nil
 }
 

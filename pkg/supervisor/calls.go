@@ -6,6 +6,9 @@ import (
 	"slices"
 	"time"
 
+	"github.com/peerline/peerline/pkg/callstats"
+	"github.com/peerline/peerline/pkg/nodekey"
+	"github.com/peerline/peerline/pkg/peerpath"
 	"github.com/peerline/peerline/pkg/rewrite"
 )
 
@@ -35,6 +38,49 @@ func (s *Supervisor) Calls(ctx context.Context) ([]PeerCalls, error) {
 		out[k].Calls = d.Calls()
 	}
 	return out, nil
+}
+
+// CallStats is the node's call tracker: live calls, those of the last
+// 24 h, and each peer's round trip over the day.
+func (s *Supervisor) CallStats() *callstats.Tracker { return s.callStats }
+
+// SampleCalls brings the call tracker up to date now, for a user who asks
+// (`peerline calls` right after hanging up sees the call), unless it was
+// sampled in the last second: a shorter interval's loss says little.
+func (s *Supervisor) SampleCalls(ctx context.Context) error {
+	return s.call(ctx, func() {
+		if time.Since(s.callSampled) >= time.Second {
+			s.sampleCalls()
+		}
+	})
+}
+
+// sampleCalls feeds the call tracker every status interval, on Run's
+// goroutine: the rewriters' flows and the path manager's round trips.
+func (s *Supervisor) sampleCalls() {
+	s.callSampled = time.Now()
+	var paths map[nodekey.Key]peerpath.Status
+	if s.paths != nil {
+		paths = s.paths.Status()
+	}
+	out := make([]callstats.Peer, 0, len(s.peers))
+	for _, i := range slices.Sorted(maps.Keys(s.peers)) {
+		p := s.peers[i]
+		cp := callstats.Peer{Index: i, Name: p.cfg.Name, RTT: paths[p.cfg.PublicKey].RTT}
+		if p.rewrite != nil {
+			for _, c := range p.rewrite.Calls() {
+				cp.Flows = append(cp.Flows, callstats.Flow{Line: c.Line, Local: c.Local, Remote: c.Remote,
+					Sent: callStream(c.Sent), Received: callStream(c.Received)})
+			}
+		}
+		out = append(out, cp)
+	}
+	s.callStats.Update(time.Now(), out)
+}
+
+func callStream(st rewrite.StreamStats) callstats.Stream {
+	return callstats.Stream{Packets: st.Packets, Expected: st.Expected, Lost: st.Lost, Jitter: st.Jitter,
+		PayloadType: st.PayloadType, ClockRate: st.ClockRate, First: st.First, Last: st.Last}
 }
 
 // startupGrace is how long after its tunnel came up a peer not found yet

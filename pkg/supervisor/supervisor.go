@@ -49,6 +49,7 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/peerline/peerline/pkg/atomicfile"
+	"github.com/peerline/peerline/pkg/callstats"
 	"github.com/peerline/peerline/pkg/config"
 	"github.com/peerline/peerline/pkg/firewall"
 	"github.com/peerline/peerline/pkg/netsetup"
@@ -122,6 +123,9 @@ type Supervisor struct {
 	paths     *peerpath.Manager
 	stopPaths func()
 	linesSnap atomic.Pointer[[]int]
+	// callStats follows the calls; fed by Run (sampleCalls), read by
+	// anyone.
+	callStats *callstats.Tracker
 
 	// Owned by the Run goroutine.
 	cfg   *config.Config
@@ -143,6 +147,8 @@ type Supervisor struct {
 	active    []int
 	// nodeFW is what this run loaded into the node's firewall.
 	nodeFW loadedTable
+	// callSampled is when sampleCalls last ran.
+	callSampled time.Time
 
 	// calls carries work from other goroutines into Run's; done is closed
 	// when Run returns, so callers never wait on a loop that is gone.
@@ -182,6 +188,7 @@ func New(cfg *config.Config, opts Options) *Supervisor {
 		peers:        map[int]*peer{},
 		extra:        map[int]bool{},
 		mediaSeen:    map[[2]int]uint64{},
+		callStats:    callstats.NewTracker(callstats.DefaultEndAfter),
 		calls:        make(chan func()),
 		done:         make(chan struct{}),
 		listen:       opts.ListenTunnels,
@@ -312,6 +319,7 @@ func (s *Supervisor) Run(ctx context.Context, reload <-chan *config.Config) erro
 			s.reconcile()
 		case <-status.C:
 			s.sampleMedia()
+			s.sampleCalls()
 			s.writeStatus()
 		case <-peerStates.C:
 			s.syncPeerStates()
@@ -434,6 +442,7 @@ func staticEndpoint(p config.Peer) netip.AddrPort {
 // WireGuard is configured with is equal.
 func sameTunnel(a, b config.Peer) bool {
 	a.Name, b.Name = "", ""
+	a.Renamed, b.Renamed = false, false
 	a.Lines, b.Lines = nil, nil
 	return reflect.DeepEqual(a, b)
 }

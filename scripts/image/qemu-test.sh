@@ -194,6 +194,19 @@ done
 [ -n "$ok" ] || die "the phone ($phone_ip on eth0's wire) cannot ping its gateway $gateway: line $line is not up on the phone port"
 ip netns exec "$ns" ping -c 3 -i 0.3 -W 2 -q "$gateway" | tail -n 2 | sed 's/^/    /'
 printf '    first reply %.1f s after qemu started\n' "$(elapsed)"
+stage "qemu-test: the phone opens the web console at http://$gateway/"
+# The status page is open to anyone on the phone port, and on a first boot
+# the first-use page offers to set the admin password (pkg/console).
+page=""
+for _ in $(seq 20); do
+	page=$(ip netns exec "$ns" timeout 10 busybox wget -q -O - "http://$gateway/" 2>/dev/null) && break
+	sleep 1
+done
+grep -q 'Manage this Pi' <<<"$page" || die "the phone got no console status page from http://$gateway/"
+setup=$(ip netns exec "$ns" timeout 10 busybox wget -q -O - "http://$gateway/setup" 2>/dev/null) ||
+	die "the first-use page http://$gateway/setup is not offered on the phone port of a fresh image"
+grep -q 'name="password"' <<<"$setup" || die "http://$gateway/setup has no password form on a fresh image"
+echo "    status page and first-use page served"
 # Errors the daemon logged during the boot, for whoever reads the run.
 if grep -q 'peerlined\[[0-9]*\]:.*level=ERROR' "$log"; then
 	echo "    peerlined logged errors:"
