@@ -4,8 +4,6 @@ import (
 	"encoding/binary"
 	"sync/atomic"
 	"time"
-
-	"github.com/peerline/peerline/pkg/sipmsg"
 )
 
 // Reassembly limits, per direction of one tunnel. A SIP message that needs
@@ -110,24 +108,28 @@ const (
 	// The two below are inbound only (spoofedSource).
 	evDropSourceOurs
 	evDropSourceForeign
+	// Inbound only: a SIP message naming one of our own lines where the
+	// peer may only name itself (sipmsg.Impersonation).
+	evDropSIPImpersonation
 
 	numEvents
 )
 
 var eventNames = [numEvents]string{
-	evFragHeld:           "fragment-held",
-	evReassembled:        "reassembled",
-	evRefragmented:       "refragmented",
-	evFragDuplicate:      "fragment-duplicate",
-	evFragOverLimit:      "fragment-over-limit",
-	evOfflineReplyFailed: "offline-reply-failed",
-	evDropSIPFlood:       "drop-sip-flood",
-	evDropFragOverlap:    "drop-fragment-overlap",
-	evDropFragTimeout:    "drop-fragment-timeout",
-	evDropFragTooBig:     "drop-fragment-too-big",
-	evDropNoRoom:         "drop-no-room",
-	evDropSourceOurs:     "drop-source-ours",
-	evDropSourceForeign:  "drop-source-foreign",
+	evFragHeld:             "fragment-held",
+	evReassembled:          "reassembled",
+	evRefragmented:         "refragmented",
+	evFragDuplicate:        "fragment-duplicate",
+	evFragOverLimit:        "fragment-over-limit",
+	evOfflineReplyFailed:   "offline-reply-failed",
+	evDropSIPFlood:         "drop-sip-flood",
+	evDropFragOverlap:      "drop-fragment-overlap",
+	evDropFragTimeout:      "drop-fragment-timeout",
+	evDropFragTooBig:       "drop-fragment-too-big",
+	evDropNoRoom:           "drop-no-room",
+	evDropSourceOurs:       "drop-source-ours",
+	evDropSourceForeign:    "drop-source-foreign",
+	evDropSIPImpersonation: "drop-sip-impersonation",
 }
 
 func (e event) String() string { return eventNames[e] }
@@ -215,7 +217,7 @@ func (r *reassembler) add(pkt []byte, ihl int, now int64) (fragVerdict, *datagra
 	}
 	if start == 0 {
 		p := pkt[ihl:]
-		if key.proto != protoUDP || len(p) < udpHeaderLen || !sipmsg.IsSIP(p[udpHeaderLen:]) {
+		if key.proto != protoUDP || len(p) < udpHeaderLen || !udpSIP(p) {
 			dg.state = passing
 			return fragPassAll, dg
 		}
