@@ -3,6 +3,7 @@ package rewrite
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -327,4 +328,28 @@ func FuzzNoPlanAddressLeaves(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestStatsJSONNames pins the names status.json shows for the refusals of
+// this file: the daemon writes Stats as JSON as it is.
+func TestStatsJSONNames(t *testing.T) {
+	inner := newFakeTUN()
+	d := Wrap(inner, bobAtAlice, nil)
+	for _, p := range [][]byte{
+		udp4("10.255.2.1", "10.254.1.1", 5060, 5060, []byte("INVITE sip:a@10.254.1.1 SIP/2.0\r\nFrom: <sip:10.254.2.1>;tag=1\r\nContent-Length: 0\r\n\r\n")),
+		udp4("10.255.2.1", "10.254.1.1", 5060, 5060, []byte("\r\nINVITE sip:a@10.254.1.1 SIP/2.0\r\nContent-Length: 0\r\n\r\n")),
+	} {
+		if _, err := d.Write([][]byte{p}, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := json.Marshal(d.Stats())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{`"SIPImpersonation":1`, `"SIPRefused":1`, `"SIPRefusals":{"not-sip":1}`} {
+		if !strings.Contains(string(b), s) {
+			t.Errorf("Stats as JSON lacks %s:\n%s", s, b)
+		}
+	}
 }
