@@ -505,7 +505,7 @@ func (d *Device) datagramLocked(ds *dirState, dir int, pkt, room []byte, now int
 	}
 	if dir == inbound {
 		if field, bad := impersonation(out, res); bad {
-			d.events[inbound].n[evDropSIPImpersonation].Add(1)
+			d.events[inbound].n[evDropImpersonation].Add(1)
 			d.sampleRefused(dir, now, src, pkt, "impersonation:"+field)
 			return -1
 		}
@@ -827,7 +827,7 @@ func (c *Counts) event(e event) *uint64 {
 		return &c.Dropped.SourceOurs
 	case evDropSourceForeign:
 		return &c.Dropped.SourceForeign
-	case evDropSIPImpersonation:
+	case evDropImpersonation:
 		return &c.Dropped.SIPImpersonation
 	case evOfflineReplyFailed:
 		return &c.OfflineReplyFailed

@@ -110,26 +110,26 @@ const (
 	evDropSourceForeign
 	// Inbound only: a SIP message naming one of our own lines where the
 	// peer may only name itself (sipmsg.Impersonation).
-	evDropSIPImpersonation
+	evDropImpersonation
 
 	numEvents
 )
 
 var eventNames = [numEvents]string{
-	evFragHeld:             "fragment-held",
-	evReassembled:          "reassembled",
-	evRefragmented:         "refragmented",
-	evFragDuplicate:        "fragment-duplicate",
-	evFragOverLimit:        "fragment-over-limit",
-	evOfflineReplyFailed:   "offline-reply-failed",
-	evDropSIPFlood:         "drop-sip-flood",
-	evDropFragOverlap:      "drop-fragment-overlap",
-	evDropFragTimeout:      "drop-fragment-timeout",
-	evDropFragTooBig:       "drop-fragment-too-big",
-	evDropNoRoom:           "drop-no-room",
-	evDropSourceOurs:       "drop-source-ours",
-	evDropSourceForeign:    "drop-source-foreign",
-	evDropSIPImpersonation: "drop-sip-impersonation",
+	evFragHeld:           "fragment-held",
+	evReassembled:        "reassembled",
+	evRefragmented:       "refragmented",
+	evFragDuplicate:      "fragment-duplicate",
+	evFragOverLimit:      "fragment-over-limit",
+	evOfflineReplyFailed: "offline-reply-failed",
+	evDropSIPFlood:       "drop-sip-flood",
+	evDropFragOverlap:    "drop-fragment-overlap",
+	evDropFragTimeout:    "drop-fragment-timeout",
+	evDropFragTooBig:     "drop-fragment-too-big",
+	evDropNoRoom:         "drop-no-room",
+	evDropSourceOurs:     "drop-source-ours",
+	evDropSourceForeign:  "drop-source-foreign",
+	evDropImpersonation:  "drop-sip-impersonation",
 }
 
 func (e event) String() string { return eventNames[e] }
