@@ -79,6 +79,9 @@ type Device struct {
 
 	// third names the other nodes this node knows (SetThirdNodes, third.go).
 	third atomic.Pointer[ThirdNodes]
+	// notPeer is the test for addresses the peer may not claim as its own
+	// (sipgate.go).
+	notPeer func([4]byte) bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -159,7 +162,7 @@ func Wrap(inner tun.Device, peer uint8, log *slog.Logger) *Device {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	d := &Device{inner: inner, peer: peer, log: log.With("peer", peer), base: time.Now()}
+	d := &Device{inner: inner, peer: peer, log: log.With("peer", peer), base: time.Now(), notPeer: notPeer(peer)}
 	for dir := range d.dirs {
 		d.dirs[dir].sink.ds = &d.dirs[dir]
 	}
@@ -504,7 +507,7 @@ func (d *Device) datagramLocked(ds *dirState, dir int, pkt, room []byte, now int
 		return -1
 	}
 	if dir == inbound {
-		if field, bad := impersonation(out, res); bad {
+		if field, bad := impersonation(out, res, d.notPeer); bad {
 			d.events[inbound].n[evDropImpersonation].Add(1)
 			d.sampleRefused(dir, now, src, pkt, "impersonation:"+field)
 			return -1
@@ -738,9 +741,10 @@ type DropCounts struct {
 	// today, so a count here means they changed.
 	SourceForeign uint64
 	// SIPImpersonation are SIP messages from the peer that named one of
-	// our own lines where the peer may only name itself (From, Contact,
-	// P-Asserted-Identity, ...: sipmsg.Impersonation), or, not parsable,
-	// held an address of ours anywhere.
+	// our own lines, or another node's, where the peer may only name
+	// itself (From, Contact, P-Asserted-Identity, ...:
+	// sipmsg.Impersonation), or, not parsable, held such an address
+	// anywhere.
 	SIPImpersonation uint64
 }
 

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/peerline/peerline/pkg/nodekey"
 	"github.com/peerline/peerline/pkg/numplan"
 	"github.com/peerline/peerline/pkg/sipmsg"
 )
@@ -165,6 +166,12 @@ func TestDeviceWriteDropsImpersonation(t *testing.T) {
 		{"From our line 2, written in our own numbering", req(invite, "From: <sip:10.0.2.1>;tag=1\r\n"), false},
 		{"Contact at our line 2", req(invite, "From: <sip:bob@10.255.2.1>;tag=1\r\nm: <sip:10.254.2.1>\r\n"), false},
 		{"P-Asserted-Identity of our Pi", req(invite, "From: <sip:bob@10.255.2.1>;tag=1\r\nP-Asserted-Identity: <sip:10.254.1.2>\r\n"), false},
+		// A literal of a node Alice knows becomes its wire name (which
+		// names nothing at her phones); of one she does not, it stays.
+		{"From a node we do not know", req(invite, "From: <sip:dave@10.12.1.1>;tag=1\r\n"), false},
+		{"From a third node, by its wire name", req(invite, "From: <sip:carol@"+thirdWireName(t, 1, 1)+">;tag=1\r\n"), false},
+		{"From outside the plan", req(invite, "From: <sip:bob@192.0.2.7>;tag=1\r\n"), true},
+		{"transfer to a third node's phone", req("REFER sip:alice@10.254.1.1 SIP/2.0", "From: <sip:bob@10.255.2.1>;tag=1\r\nRefer-To: <sip:10.9.1.1>\r\n"), true},
 		{"transfer of our line 1 to our line 2", req("REFER sip:alice@10.254.1.1 SIP/2.0", "From: <sip:bob@10.255.2.1>;tag=1\r\nRefer-To: <sip:10.254.2.1>\r\n"), true},
 		{"call to our line 2 referred by our line 1", req("INVITE sip:10.254.2.1 SIP/2.0", "From: <sip:bob@10.255.2.1>;tag=1\r\nReferred-By: <sip:10.254.1.1>\r\n"), true},
 		{"302 to our line 2", udp4("10.255.2.1", "10.254.1.1", 5060, 5060, []byte("SIP/2.0 302 Moved\r\n"+
@@ -181,6 +188,7 @@ func TestDeviceWriteDropsImpersonation(t *testing.T) {
 			var log strings.Builder
 			inner := newFakeTUN()
 			d := Wrap(inner, bobAtAlice, newTestLogger(&log))
+			d.SetThirdNodes(aliceThirds())
 			buf := make([]byte, len(tt.pkt), len(tt.pkt)+512)
 			copy(buf, tt.pkt)
 			if _, err := d.Write([][]byte{buf}, 0); err != nil {
@@ -267,10 +275,10 @@ func leavesNoPlanAddress(t *testing.T, p []byte, peer uint8, dir numplan.Directi
 		return
 	}
 	if err == nil {
-		if f, bad := sipmsg.Impersonation(m, ourAddr); bad {
+		if f, bad := sipmsg.Impersonation(m, notPeer(peer)); bad {
 			t.Fatalf("a message from the peer names our line in %s:\n%q", f, m)
 		}
-	} else if sipmsg.HasAddr(m, ourAddr) {
+	} else if sipmsg.HasAddr(m, notPeer(peer)) {
 		t.Fatalf("an unparsable message from the peer holds our address:\n%q", m)
 	}
 }
@@ -352,4 +360,19 @@ func TestStatsJSONNames(t *testing.T) {
 			t.Errorf("Stats as JSON lacks %s:\n%s", s, b)
 		}
 	}
+}
+
+// aliceThirds is what Alice's node knows: Bob is node 7, Carol node 9.
+func aliceThirds() *ThirdNodes {
+	return NewThirdNodes(aliceKey, bobKey, map[int]nodekey.Key{bobAtAlice: bobKey, 9: carolKey})
+}
+
+// thirdWireName is the wire name of Carol's line s, host p, in the tunnel
+// between Alice and Bob.
+func thirdWireName(t *testing.T, s, p uint8) string {
+	tag, ok := aliceThirds().WireTag([4]byte{10, 9, s, p})
+	if !ok {
+		t.Fatal("no wire name for Carol's node")
+	}
+	return string(sipmsg.AppendWireName(nil, s, p, tag))
 }

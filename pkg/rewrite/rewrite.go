@@ -71,10 +71,11 @@
 // firewall checks the same again (pkg/firewall). Inside a SIP message from
 // the peer, the same holds for the fields in which the sender names itself
 // (From, Contact, Via, P-Asserted-Identity, ...; sipmsg's "Who may be
-// named" says which, for requests and responses): a message naming one of
-// our own lines there, as mapped for our phones, is dropped and counted
+// named" says which, for requests and responses): a message naming there,
+// as mapped for our phones, one of our own lines (10.0.s.p) or another
+// node's (10.k.s.p, k not the peer) is dropped and counted
 // (Dropped.SIPImpersonation), and so is an inbound message sipmsg cannot
-// parse that holds an address of ours anywhere.
+// parse that holds such an address anywhere.
 //
 // Which datagrams are SIP: every UDP datagram to or from port 5060 except
 // keep-alives (blank lines, RFC 5626), and on other ports whatever

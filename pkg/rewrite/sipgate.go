@@ -28,18 +28,23 @@ func udpSIP(u []byte) bool {
 	return sipmsg.LooksLikeSIP(p)
 }
 
-// ourAddr reports whether a literal in a message written to the TUN names
-// this node: 10.0.s.p, one of our own lines or the Pi.
-func ourAddr(a [4]byte) bool { return a[0] == 10 && a[1] == 0 }
+// notPeer returns the test for a literal, in a message from tunnel peer as
+// mapped for our phones, that names someone the peer is not: any address
+// of the plan but the peer's own 10.peer.s.p, so our own lines (10.0.s.p)
+// and other nodes' (10.k.s.p). Addresses outside 10/8 are not ours to
+// judge. Device makes it once, so that the check allocates nothing.
+func notPeer(peer uint8) func([4]byte) bool {
+	return func(a [4]byte) bool { return a[0] == 10 && a[1] != peer }
+}
 
 // impersonation checks an inbound SIP datagram as it is about to be written
 // to the TUN (out, with the Result packet gave it): a message from the peer
-// must not name one of our own lines where the sender names itself
-// (sipmsg.Impersonation). A message that was not parsed (the payload passes
-// as it came) must hold no address of ours at all, since where it is
-// cannot be told. It returns the field for the log ("unparsed" for the
-// latter).
-func impersonation(out []byte, res Result) (field string, bad bool) {
+// must not name one of our own lines, or another node's, where the sender
+// names itself (sipmsg.Impersonation; other is notPeer's test). A message
+// that was not parsed (the payload passes as it came) must hold no such
+// address at all, since where it is cannot be told. It returns the field
+// for the log ("unparsed" for the latter).
+func impersonation(out []byte, res Result, other func([4]byte) bool) (field string, bad bool) {
 	ihl := int(out[0]&0x0f) * 4
 	if len(out) < ihl+udpHeaderLen {
 		return "", false
@@ -47,9 +52,9 @@ func impersonation(out []byte, res Result) (field string, bad bool) {
 	p := out[ihl+udpHeaderLen:]
 	switch res {
 	case SIPRewritten, SIPUnchanged:
-		return sipmsg.Impersonation(p, ourAddr)
+		return sipmsg.Impersonation(p, other)
 	}
-	if sipmsg.HasAddr(p, ourAddr) {
+	if sipmsg.HasAddr(p, other) {
 		return "unparsed", true
 	}
 	return "", false

@@ -93,8 +93,9 @@
 // claim to come from one of our own lines: a From of wire 10.254.2.1 is
 // our 10.0.2.1 once mapped, and our phone would show the call as coming
 // from its neighbour. Impersonation finds such a field in a message from
-// the peer after it was mapped: an address of ours (10.0.s.p) in a field
-// where the sender names itself — in a request Via, From, Contact,
+// the peer after it was mapped: an address the peer may not claim (the
+// rewriter's test: our own 10.0.s.p, or another node's 10.k.s.p) in a
+// field where the sender names itself — in a request Via, From, Contact,
 // Record-Route, Path, Reply-To, P-Asserted-Identity, P-Preferred-Identity
 // and Remote-Party-ID, display names included; in a response only Contact
 // (except in a 3xx, a redirect to one of our lines), P-Asserted-Identity,
@@ -105,7 +106,7 @@
 // transfer or redirect on our side sent it to, and who on our side referred
 // it (Impersonation's doc gives the call each case comes from). The rewriter
 // drops such a message and counts it; it drops an inbound message it cannot
-// parse if it holds any address of ours (HasAddr), since it cannot tell
+// parse if it holds any such address (HasAddr), since it cannot tell
 // where. The SDP is not checked here: media addresses are not an identity.
 //
 // # What counts as SIP

@@ -1,9 +1,10 @@
 package sipmsg
 
 // Impersonation finds, in a message that arrived from a peer and has been
-// rewritten for this node, an address of this node (ours reports which
-// literals those are: 10.0.s.p, our own lines) in a header field where the
-// peer may only name itself. It returns the field's lower-case long name
+// rewritten for this node, an address the peer may not claim (ours reports
+// which literals those are: for the rewriter 10.0.s.p, our own lines, and
+// other nodes' 10.k.s.p) in a header field where the peer may only name
+// itself. It returns the field's lower-case long name
 // ("from", "contact", ...) and true, or "" and false when there is none or
 // the message cannot be parsed (the caller checks those with HasAddr).
 //
