@@ -454,11 +454,22 @@ func (d *Device) slowLocked(ds *dirState, dir int, room []byte, size int, now in
 		if dir == inbound && sipFirstFragment(pkt) && !d.takeSIP(ds, now) {
 			return -1
 		}
+		if d.refuseFragment(dir, pkt, now) {
+			return -1
+		}
 		out, res := mapHeaders(pkt, d.peer, numplan.Direction(dir))
 		d.count(dir, res)
 		return len(out)
 	case fragPassAll:
 		if dir == inbound && !d.takeSIPFragments(ds, pkt, dg, now) {
+			ds.reasm.release(dg)
+			return -1
+		}
+		refused := d.refuseFragment(dir, pkt, now)
+		for k := range dg.pieces {
+			refused = refused || d.refuseFragment(dir, dg.piece(k), now)
+		}
+		if refused {
 			ds.reasm.release(dg)
 			return -1
 		}
@@ -719,9 +730,10 @@ type ReassemblyCounts struct {
 	Datagrams    uint64 // datagrams reassembled
 	Refragmented uint64 // fragments sent after rewriting a datagram over the MTU
 	Duplicates   uint64 // fragments that repeated one already held (ignored)
-	// OverLimit is fragments passed as they were (also counted in
-	// Fragments) because a reassembly limit was reached: their SIP was not
-	// rewritten.
+	// OverLimit is fragments not held because a reassembly limit was
+	// reached: passed as they were (also counted in Fragments), their SIP
+	// not rewritten, or, for the first fragment of a SIP message holding
+	// plan addresses, dropped (counted in SIPRefused).
 	OverLimit uint64
 }
 

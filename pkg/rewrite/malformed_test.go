@@ -376,3 +376,58 @@ func thirdWireName(t *testing.T, s, p uint8) string {
 	}
 	return string(sipmsg.AppendWireName(nil, s, p, tag))
 }
+
+// TestOverLimitSIPFragments: past the reassembly limits a SIP message
+// cannot be rewritten, so its first fragment passes as it came only if it
+// holds nothing the rule forbids; otherwise it is dropped and the rest of
+// the datagram, unable to reassemble, reaches no phone.
+func TestOverLimitSIPFragments(t *testing.T) {
+	// Bob's node sends to Alice's line 1: wire source 10.255.2.1.
+	msg := func(from string) []byte {
+		body := strings.Repeat("a=x-padding:0123456789abcdef0123456789abcdef\r\n", 40)
+		m := "MESSAGE sip:alice@pbx.example SIP/2.0\r\nVia: SIP/2.0/UDP host.example;branch=z9hG4bK-f\r\n" +
+			"From: <sip:" + from + ">;tag=1\r\nTo: <sip:alice@pbx.example>\r\nCall-ID: f@x\r\nCSeq: 1 MESSAGE\r\n" +
+			"Content-Type: text/plain\r\nContent-Length: " + fmt.Sprint(len(body)) + "\r\n\r\n" + body
+		return udp4("10.255.2.1", "10.254.1.1", 5060, 5060, []byte(m))
+	}
+	tests := []struct {
+		name string
+		pkt  []byte
+		pass bool
+		want Counts
+	}{
+		{"no address of the plan: passes as it came", msg("bob@host.example"), true,
+			Counts{Packets: 1, Fragments: 1, Reassembly: ReassemblyCounts{Held: maxPerSource, OverLimit: 1}}},
+		{"a wire address: refused", msg("bob@10.255.2.1"), false,
+			Counts{Packets: 1, SIPRefused: 1, Reassembly: ReassemblyCounts{Held: maxPerSource, OverLimit: 1}}},
+		{"our own line: impersonation", msg("mum@10.0.2.1"), false,
+			Counts{Reassembly: ReassemblyCounts{Held: maxPerSource, OverLimit: 1}, Dropped: DropCounts{SIPImpersonation: 1}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			inner := newFakeTUN()
+			d := Wrap(inner, bobAtAlice, nil)
+			d.clock = func() int64 { return 0 }
+			first := fragmentAt(tt.pkt, 1420)[0]
+			// Fill the source's reassembly slots with other datagrams'
+			// first fragments, then send this one.
+			for id := range uint16(maxPerSource + 1) {
+				p := bytes.Clone(first)
+				binary.BigEndian.PutUint16(p[4:], 1000+id)
+				buf := make([]byte, len(p), 2048)
+				copy(buf, fixIPChecksum(p))
+				if _, err := d.Write([][]byte{buf}, 0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := len(inner.written) == 1; got != tt.pass {
+				t.Errorf("passed = %v, want %v", got, tt.pass)
+			}
+			got := d.Stats().Inbound
+			got.SIPRefusals = nil
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Errorf("Stats().Inbound = %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+}

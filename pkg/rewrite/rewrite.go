@@ -36,9 +36,12 @@
 //     message rewritten whole, and the result fragmented again at the MTU;
 //     so is an unfragmented message that grows past the MTU. Reassembly is
 //     bounded (frag.go: datagrams per source and in all, bytes held, a 3 s
-//     timeout); fragments past a limit, and fragments of datagrams that are
-//     not SIP, pass with their addresses mapped as Packet does, so nothing
-//     legitimate is lost. Overlapping fragments drop their datagram (as RFC
+//     timeout); fragments of datagrams that are not SIP pass with their
+//     addresses mapped as Packet does. Past a limit, a SIP datagram cannot
+//     be rewritten: its first fragment is dropped (SIPRefused) if it holds
+//     an address the map would change (or, from the peer, one it may not
+//     claim), which leaves the rest unable to reassemble; otherwise its
+//     fragments pass as they came. Overlapping fragments drop their datagram (as RFC
 //     5722 does for IPv6); exact duplicates are ignored.
 //   - SIP from the peer is rate-limited (a token bucket, 50 messages/s,
 //     burst 100): a scanner cannot flood the phones. RTP is never limited.

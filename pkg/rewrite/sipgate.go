@@ -121,3 +121,29 @@ func firstToken(p []byte) string {
 	}
 	return string(b)
 }
+
+// refuseFragment reports whether the checked fragment pkt, about to pass
+// unreassembled (over a reassembly limit), is the first fragment of a SIP
+// message that must not pass unrewritten: one holding an address the map
+// would change, or, from the peer, one it may not claim (impersonation's
+// test for an unparsed message). It counts and logs it. Dropping the first
+// fragment is enough: without it the rest never reassemble into a message,
+// so none of their bytes reach a phone.
+func (d *Device) refuseFragment(dir int, pkt []byte, now int64) bool {
+	if !sipFirstFragment(pkt) {
+		return false
+	}
+	ihl := int(pkt[0]&0x0f) * 4
+	src := [4]byte(pkt[offSrc : offSrc+4])
+	switch {
+	case mappablePayload(pkt, ihl, d.peer, numplan.Direction(dir), d.third.Load()):
+		d.count(dir, SIPRefused)
+		d.sampleRefused(dir, now, src, pkt, "fragment-over-limit")
+		return true
+	case dir == inbound && sipmsg.HasAddr(pkt[ihl+udpHeaderLen:], d.notPeer):
+		d.events[inbound].n[evDropImpersonation].Add(1)
+		d.sampleRefused(dir, now, src, pkt, "impersonation:fragment")
+		return true
+	}
+	return false
+}
