@@ -514,7 +514,12 @@ func (d *Device) datagramLocked(ds *dirState, dir int, pkt, room []byte, now int
 	}
 	if res == SIPRefused {
 		d.count(dir, res)
-		d.sampleRefused(dir, now, src, pkt, why.String())
+		reason := why.String()
+		if why == 0 {
+			// Parsed, but its UDP length was wrong or it would not fit.
+			reason = "not-rewritable"
+		}
+		d.sampleRefused(dir, now, src, pkt, reason)
 		return -1
 	}
 	if dir == inbound {
