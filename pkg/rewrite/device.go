@@ -68,6 +68,9 @@ type Device struct {
 	// refusals counts the SIP messages sipmsg refused, by its reason (the
 	// last slot for an error that is not one).
 	refusals [2][sipmsg.NumReasons + 1]atomic.Uint64
+	// sampled is when a refused SIP message was last logged, per
+	// direction (sampleRefused).
+	sampled [2]atomic.Int64
 
 	// offline is set while the path manager says the peer cannot be
 	// reached, and offlineReason says why (SetPeerState, offline.go).
@@ -76,6 +79,9 @@ type Device struct {
 
 	// third names the other nodes this node knows (SetThirdNodes, third.go).
 	third atomic.Pointer[ThirdNodes]
+	// notPeer is the test for addresses the peer may not claim as its own
+	// (sipgate.go).
+	notPeer func([4]byte) bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -156,7 +162,7 @@ func Wrap(inner tun.Device, peer uint8, log *slog.Logger) *Device {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	d := &Device{inner: inner, peer: peer, log: log.With("peer", peer), base: time.Now()}
+	d := &Device{inner: inner, peer: peer, log: log.With("peer", peer), base: time.Now(), notPeer: notPeer(peer)}
 	for dir := range d.dirs {
 		d.dirs[dir].sink.ds = &d.dirs[dir]
 	}
@@ -357,7 +363,7 @@ func classify(pkt []byte) (_ []byte, ihl int, res Result, slow bool) {
 	if binary.BigEndian.Uint16(pkt[offFlags:])&(flagMF|fragOffsetMask) != 0 {
 		return pkt, ihl, res, true
 	}
-	return pkt, ihl, res, len(pkt) >= ihl+udpHeaderLen && sipmsg.IsSIP(pkt[ihl+udpHeaderLen:])
+	return pkt, ihl, res, len(pkt) >= ihl+udpHeaderLen && udpSIP(pkt[ihl:])
 }
 
 // plain maps a packet that classify found neither SIP nor a UDP fragment in
@@ -448,11 +454,22 @@ func (d *Device) slowLocked(ds *dirState, dir int, room []byte, size int, now in
 		if dir == inbound && sipFirstFragment(pkt) && !d.takeSIP(ds, now) {
 			return -1
 		}
+		if d.refuseFragment(dir, pkt, now) {
+			return -1
+		}
 		out, res := mapHeaders(pkt, d.peer, numplan.Direction(dir))
 		d.count(dir, res)
 		return len(out)
 	case fragPassAll:
 		if dir == inbound && !d.takeSIPFragments(ds, pkt, dg, now) {
+			ds.reasm.release(dg)
+			return -1
+		}
+		refused := d.refuseFragment(dir, pkt, now)
+		for k := range dg.pieces {
+			refused = refused || d.refuseFragment(dir, dg.piece(k), now)
+		}
+		if refused {
 			ds.reasm.release(dg)
 			return -1
 		}
@@ -489,13 +506,28 @@ func (d *Device) datagramLocked(ds *dirState, dir int, pkt, room []byte, now int
 		// are mapped: the clock rates of what the phone receives.
 		d.sdp.learn(pkt[ihl+udpHeaderLen:])
 	}
+	// The sender, for the log, before pkt may be mapped in place.
+	src := [4]byte(pkt[offSrc : offSrc+4])
 	out, res, why := packet(ds.buf, pkt, d.peer, numplan.Direction(dir), d.third.Load())
 	if why != 0 {
 		d.refusals[dir][min(why, sipmsg.NumReasons)].Add(1)
 	}
 	if res == SIPRefused {
 		d.count(dir, res)
+		reason := why.String()
+		if why == 0 {
+			// Parsed, but its UDP length was wrong or it would not fit.
+			reason = "not-rewritable"
+		}
+		d.sampleRefused(dir, now, src, pkt, reason)
 		return -1
+	}
+	if dir == inbound {
+		if field, bad := impersonation(out, res, d.notPeer); bad {
+			d.events[inbound].n[evDropImpersonation].Add(1)
+			d.sampleRefused(dir, now, src, pkt, "impersonation:"+field)
+			return -1
+		}
 	}
 	if res == SIPRewritten {
 		// Keep the buffer Packet grew, so that the next message of this
@@ -530,7 +562,13 @@ func (d *Device) datagramLocked(ds *dirState, dir int, pkt, room []byte, now int
 		return -1
 	}
 	if len(out) > len(room) {
-		// No room to grow (a Read with small buffers): addresses only.
+		// No room to grow (a Read with small buffers): addresses only,
+		// unless the message holds addresses of the plan.
+		if mappablePayload(pkt, ihl, d.peer, numplan.Direction(dir), d.third.Load()) {
+			d.count(dir, SIPRefused)
+			d.sampleRefused(dir, now, src, pkt, "no-room")
+			return -1
+		}
 		out, _ = mapHeaders(pkt, d.peer, numplan.Direction(dir))
 		d.count(dir, SIPTooBig)
 		return len(out)
@@ -573,7 +611,7 @@ func (d *Device) takeSIPFragments(ds *dirState, pkt []byte, dg *datagram, now in
 func sipFirstFragment(pkt []byte) bool {
 	ihl := int(pkt[0]&0x0f) * 4
 	return pkt[offProto] == protoUDP && binary.BigEndian.Uint16(pkt[offFlags:])&fragOffsetMask == 0 &&
-		len(pkt) >= ihl+udpHeaderLen && sipmsg.IsSIP(pkt[ihl+udpHeaderLen:])
+		len(pkt) >= ihl+udpHeaderLen && udpSIP(pkt[ihl:])
 }
 
 // mtu is the inner device's MTU, or no limit if it has none.
@@ -697,9 +735,10 @@ type ReassemblyCounts struct {
 	Datagrams    uint64 // datagrams reassembled
 	Refragmented uint64 // fragments sent after rewriting a datagram over the MTU
 	Duplicates   uint64 // fragments that repeated one already held (ignored)
-	// OverLimit is fragments passed as they were (also counted in
-	// Fragments) because a reassembly limit was reached: their SIP was not
-	// rewritten.
+	// OverLimit is fragments not held because a reassembly limit was
+	// reached: passed as they were (also counted in Fragments), their SIP
+	// not rewritten, or, for the first fragment of a SIP message holding
+	// plan addresses, dropped (counted in SIPRefused).
 	OverLimit uint64
 }
 
@@ -718,6 +757,12 @@ type DropCounts struct {
 	// its own (10.255.s.p) nor ours; WireGuard's allowed IPs admit none
 	// today, so a count here means they changed.
 	SourceForeign uint64
+	// SIPImpersonation are SIP messages from the peer that named one of
+	// our own lines, or another node's, where the peer may only name
+	// itself (From, Contact, P-Asserted-Identity, ...:
+	// sipmsg.Impersonation), or, not parsable, held such an address
+	// anywhere.
+	SIPImpersonation uint64
 }
 
 // LogValue logs the non-zero counts.
@@ -803,6 +848,8 @@ func (c *Counts) event(e event) *uint64 {
 		return &c.Dropped.SourceOurs
 	case evDropSourceForeign:
 		return &c.Dropped.SourceForeign
+	case evDropImpersonation:
+		return &c.Dropped.SIPImpersonation
 	case evOfflineReplyFailed:
 		return &c.OfflineReplyFailed
 	}

@@ -4,8 +4,6 @@ import (
 	"encoding/binary"
 	"sync/atomic"
 	"time"
-
-	"github.com/peerline/peerline/pkg/sipmsg"
 )
 
 // Reassembly limits, per direction of one tunnel. A SIP message that needs
@@ -110,6 +108,9 @@ const (
 	// The two below are inbound only (spoofedSource).
 	evDropSourceOurs
 	evDropSourceForeign
+	// Inbound only: a SIP message naming one of our own lines where the
+	// peer may only name itself (sipmsg.Impersonation).
+	evDropImpersonation
 
 	numEvents
 )
@@ -128,6 +129,7 @@ var eventNames = [numEvents]string{
 	evDropNoRoom:         "drop-no-room",
 	evDropSourceOurs:     "drop-source-ours",
 	evDropSourceForeign:  "drop-source-foreign",
+	evDropImpersonation:  "drop-sip-impersonation",
 }
 
 func (e event) String() string { return eventNames[e] }
@@ -215,7 +217,7 @@ func (r *reassembler) add(pkt []byte, ihl int, now int64) (fragVerdict, *datagra
 	}
 	if start == 0 {
 		p := pkt[ihl:]
-		if key.proto != protoUDP || len(p) < udpHeaderLen || !sipmsg.IsSIP(p[udpHeaderLen:]) {
+		if key.proto != protoUDP || len(p) < udpHeaderLen || !udpSIP(p) {
 			dg.state = passing
 			return fragPassAll, dg
 		}

@@ -296,13 +296,15 @@ func TestReassembler(t *testing.T) {
 			Counts{Packets: 2, Fragments: 2}},
 		{"middle fragment not a multiple of 8 passes", []step{{oddMiddle, 0}}, 1, false,
 			Counts{Packets: 1, Fragments: 1}},
-		{"per-source limit: the rest pass", func() []step {
+		// Past a limit, a SIP message cannot be rewritten; passed as it
+		// came, it would carry wire addresses to the phone (issue 15).
+		{"per-source limit: SIP with plan addresses is refused", func() []step {
 			var s []step
 			for id := range uint16(maxPerSource + 1) {
 				s = append(s, step{otherID(f[0], id), 0})
 			}
 			return s
-		}(), 1, false, Counts{Packets: 1, Fragments: 1, Reassembly: ReassemblyCounts{Held: maxPerSource, OverLimit: 1}}},
+		}(), 0, false, Counts{Packets: 1, SIPRefused: 1, Reassembly: ReassemblyCounts{Held: maxPerSource, OverLimit: 1}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -566,8 +568,9 @@ func TestDeviceReadMixedBatch(t *testing.T) {
 }
 
 // TestDeviceSIPFloodFragments floods first fragments of SIP messages, each
-// of its own datagram: past the reassembly limit they pass unreassembled,
-// but still within the SIP flood limit.
+// of its own datagram: past the reassembly limit they would pass
+// unreassembled, but the SIP flood limit still applies, and those within
+// it are refused since they carry wire addresses unrewritten.
 func TestDeviceSIPFloodFragments(t *testing.T) {
 	inner := newFakeTUN()
 	d := Wrap(inner, aliceAtBob, nil)
@@ -585,14 +588,14 @@ func TestDeviceSIPFloodFragments(t *testing.T) {
 	}
 	got := d.Stats().Inbound
 	want := Counts{
-		Packets: sipBurst, Fragments: sipBurst,
+		Packets: sipBurst, SIPRefused: sipBurst,
 		Reassembly: ReassemblyCounts{Held: maxPerSource, OverLimit: 2 * sipBurst},
 		Dropped:    DropCounts{SIPFlood: sipBurst},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Stats().Inbound = %+v\nwant %+v", got, want)
 	}
-	if len(inner.written) != sipBurst {
-		t.Errorf("%d fragments written, want %d", len(inner.written), sipBurst)
+	if len(inner.written) != 0 {
+		t.Errorf("%d fragments written, want 0", len(inner.written))
 	}
 }

@@ -36,9 +36,12 @@
 //     message rewritten whole, and the result fragmented again at the MTU;
 //     so is an unfragmented message that grows past the MTU. Reassembly is
 //     bounded (frag.go: datagrams per source and in all, bytes held, a 3 s
-//     timeout); fragments past a limit, and fragments of datagrams that are
-//     not SIP, pass with their addresses mapped as Packet does, so nothing
-//     legitimate is lost. Overlapping fragments drop their datagram (as RFC
+//     timeout); fragments of datagrams that are not SIP pass with their
+//     addresses mapped as Packet does. Past a limit, a SIP datagram cannot
+//     be rewritten: its first fragment is dropped (SIPRefused) if it holds
+//     an address the map would change (or, from the peer, one it may not
+//     claim), which leaves the rest unable to reassemble; otherwise its
+//     fragments pass as they came. Overlapping fragments drop their datagram (as RFC
 //     5722 does for IPv6); exact duplicates are ignored.
 //   - SIP from the peer is rate-limited (a token bucket, 50 messages/s,
 //     burst 100): a scanner cannot flood the phones. RTP is never limited.
@@ -68,7 +71,25 @@
 // TUN, and counts it by reason (Dropped.SourceOurs for a source in our own
 // plan, wire 10.254.s.p, which would reach our phones as one of our own
 // lines; Dropped.SourceForeign for anything else). The peer namespace's
-// firewall checks the same again (pkg/firewall).
+// firewall checks the same again (pkg/firewall). Inside a SIP message from
+// the peer, the same holds for the fields in which the sender names itself
+// (From, Contact, Via, P-Asserted-Identity, ...; sipmsg's "Who may be
+// named" says which, for requests and responses): a message naming there,
+// as mapped for our phones, one of our own lines (10.0.s.p) or another
+// node's (10.k.s.p, k not the peer) is dropped and counted
+// (Dropped.SIPImpersonation), and so is an inbound message sipmsg cannot
+// parse that holds such an address anywhere.
+//
+// Which datagrams are SIP: every UDP datagram to or from port 5060 except
+// keep-alives (blank lines, RFC 5626), and on other ports whatever
+// sipmsg.LooksLikeSIP (a loose sniff that also catches a leading blank
+// line, a lower-case or long method, a tab or double space, a bracketed or
+// non-SIP Request-URI). Each is rewritten, or, if it cannot be and its
+// payload holds an address the map would change, dropped as SIPRefused
+// (also when its UDP length is wrong, or when the rewritten message does not
+// fit): so no SIP datagram leaves with the sender's numbering in a field the
+// other node would read. A sample of what was refused is logged, at most
+// one line per direction every 10 s (method, reason, size, source).
 //
 // IPv4, UDP, TCP and ICMP headers are read by hand rather than decoded with
 // gopacket: the RTP path runs for every voice packet and must stay far below
@@ -116,10 +137,11 @@ const (
 	NonIPv4
 	// Malformed is a packet whose IPv4 header is invalid: passed unchanged.
 	Malformed
-	// SIPRefused is a UDP SIP message that sipmsg refused but that holds
-	// an address of our plan (sipmsg.Mappable): passed on unmapped, the
-	// other node would read it as one of its own, so Packet returns it
-	// untouched and Device drops it.
+	// SIPRefused is a UDP SIP message that holds an address of our plan
+	// (sipmsg.Mappable) but that cannot be rewritten: sipmsg refused it,
+	// its UDP length is wrong, or the result does not fit. Passed on
+	// unmapped, the other node would read it as one of its own, so Packet
+	// returns it untouched and Device drops it.
 	SIPRefused
 	// SIPPeerOffline is an initial INVITE from a local phone while the
 	// peer is offline: Device answered it with a 480 and did not send it
@@ -244,7 +266,7 @@ func check(pkt []byte) (_ []byte, ihl int, res Result) {
 func isUDPSIP(pkt []byte, ihl int) bool {
 	return pkt[offProto] == protoUDP &&
 		binary.BigEndian.Uint16(pkt[offFlags:])&(flagMF|fragOffsetMask) == 0 &&
-		len(pkt) >= ihl+udpHeaderLen && sipmsg.IsSIP(pkt[ihl+udpHeaderLen:])
+		len(pkt) >= ihl+udpHeaderLen && udpSIP(pkt[ihl:])
 }
 
 // mapHeaders is Packet without the SIP path: addresses only, in place.
@@ -432,6 +454,10 @@ func adjustUDPChecksum(c []byte, d uint32) uint32 {
 func rewriteSIP(scratch, pkt []byte, ihl int, peer uint8, dir numplan.Direction, third *ThirdNodes) (_ []byte, _ Result, why sipmsg.Reason) {
 	udp := pkt[ihl:]
 	if int(binary.BigEndian.Uint16(udp[offUDPLen:])) != len(udp) {
+		// Its payload would pass as it is.
+		if mappablePayload(pkt, ihl, peer, dir, third) {
+			return nil, SIPRefused, 0
+		}
 		return nil, BadTransport, 0
 	}
 	mapAddr := func(a [4]byte) ([4]byte, bool) { return numplan.Map(a, peer, dir) }
@@ -454,6 +480,9 @@ func rewriteSIP(scratch, pkt []byte, ihl int, peer uint8, dir numplan.Direction,
 	case !changed:
 		return nil, SIPUnchanged, 0
 	case len(out) > maxPacket:
+		if mappablePayload(pkt, ihl, peer, dir, third) {
+			return nil, SIPRefused, 0
+		}
 		return nil, SIPTooBig, 0
 	}
 	mapAddrs(out[offSrc:offDst+4], peer, dir)

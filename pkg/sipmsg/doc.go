@@ -86,6 +86,43 @@
 // not as it would without peerline. The RFC 4475 torture messages in
 // testdata/rfc4475 are the regression corpus.
 //
+// # Who may be named
+//
+// A paired peer may only ever appear as its own phones. The IP source of
+// what it sends is checked by the rewriter; the message inside could still
+// claim to come from one of our own lines: a From of wire 10.254.2.1 is
+// our 10.0.2.1 once mapped, and our phone would show the call as coming
+// from its neighbour. Impersonation finds such a field in a message from
+// the peer after it was mapped: an address the peer may not claim (the
+// rewriter's test: our own 10.0.s.p, or another node's 10.k.s.p) in a
+// field where the sender names itself — in a request Via, From, Contact,
+// Record-Route, Path, Reply-To, P-Asserted-Identity, P-Preferred-Identity
+// and Remote-Party-ID, display names included; in a response only Contact
+// (except in a 3xx, a redirect to one of our lines), P-Asserted-Identity,
+// P-Preferred-Identity, Remote-Party-ID and Reply-To, since its Via, From
+// and To are copies of our own request. Our addresses are legitimate in the
+// Request-URI, To, Route, Refer-To, Referred-By, Diversion, History-Info and
+// P-Called-Party-ID of a request: they say whom the request is for, whom a
+// transfer or redirect on our side sent it to, and who on our side referred
+// it (Impersonation's doc gives the call each case comes from). The rewriter
+// drops such a message and counts it; it drops an inbound message it cannot
+// parse if it holds any such address (HasAddr), since it cannot tell
+// where. The SDP is not checked here: media addresses are not an identity.
+//
+// # What counts as SIP
+//
+// IsSIP is the strict sniff (a method in capitals, one space, a sip:, sips:
+// or tel: URI, or a status line), and a datagram it accepts is rewritten or
+// refused. The rewriter also hands this package every other datagram to or
+// from a SIP port but keep-alives (KeepAlive), and any datagram on other
+// ports that LooksLikeSIP: a message with a leading blank line, a
+// lower-case or long method, a tab or double space, a bracketed or
+// non-SIP Request-URI. Rewrite parses the forms whose request line is
+// still Method SP URI SP SIP/2.0 (any token, any URI) and maps them like
+// any other; the rest it refuses, and they are then passed only if they
+// hold no address of the plan. So the rule above holds for every datagram
+// the rewriter sees as SIP, not only for well-formed ones.
+//
 // # Why SDP lives here
 //
 // SDP is handled here rather than in a package of its own because only a few
