@@ -27,12 +27,12 @@ var ErrUsage = errors.New("bad usage")
 // Main runs peerlined with args (without the program name).
 func Main(ctx context.Context, args []string, version string) error {
 	fs := flag.NewFlagSet("peerlined", flag.ContinueOnError)
-	configPath := fs.String("config", config.DefaultPath, "config file")
+	configPath := fs.String("config", config.DefaultPath, "config `file`")
 	checkConfig := fs.Bool("check-config", false, "check the config file and exit; non-zero with the reason if it is wrong")
 	cleanup := fs.Bool("cleanup", false, "remove every namespace, link, socket and line address this node's prefix may have left, and exit")
 	publicKey := fs.Bool("public-key", false, "print this node's public key (creating the key on first use) and exit")
-	bootConfig := fs.String("boot-config", "", "apply this first-boot file (peerline.txt on the boot partition) to -config and the uplink's network files, and exit")
-	bootConfigError := fs.String("boot-config-error", bootconfig.DefaultErrorFile, "file in which the boot config's problems are reported, for the status page and `peerline status`")
+	bootConfig := fs.String("boot-config", "", "apply this first-boot `file` (peerline.txt on the boot partition) to -config and the uplink's network files, and exit")
+	bootConfigError := fs.String("boot-config-error", bootconfig.DefaultErrorFile, "`file` in which the boot config's problems are reported, for the status page and peerline status")
 	verbose := fs.Bool("v", false, "log debug messages (WireGuard's too)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
