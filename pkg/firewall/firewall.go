@@ -1,7 +1,7 @@
 // Package firewall is the nftables ruleset of a peer's namespace: a paired
 // peer may reach our phones, with what a call needs, and never the Pi.
 //
-// Design §3: from the tunnel, only SIP and RTP/RTCP (UDP) and ICMP echo to a
+// docs/design.md §3.1: from the tunnel, only SIP and RTP/RTCP (UDP) and ICMP echo to a
 // phone address 10.0.s.1 pass, plus replies and ICMP errors that conntrack
 // relates to flows our side started. Everything else from the tunnel is
 // dropped: the phones' web admin pages (TCP), the Pi's addresses on the

@@ -8,7 +8,7 @@
 // gone with the process) and a config reload all take the same path, and
 // leftovers that no longer belong to the config are swept by name.
 //
-// Per peer i it builds, after design §3:
+// Per peer i it builds, after docs/design.md §3:
 //
 //	namespace <prefix>-<i> with the nftables rules of pkg/firewall
 //	root: route 10.i.0.0/16 via 169.254.i.2 dev <prefix>v<i>
