@@ -16,6 +16,8 @@ LAB_TIMEOUT ?= 20m
 # PKG=./pkg/peerlab only those packages; either skips vet and image-smoke.
 RUN ?=
 PKG ?= ./...
+, := ,
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: help
 help: ## list the targets
@@ -48,15 +50,15 @@ demo: build ## two simulated Pis, a phone on each, a call both ways with audio c
 .PHONY: test
 test: deps $(if $(RUN)$(filter-out ./...,$(PKG)),,vet fmt-check) ## all tests: unit and lab (lab tests need root; CI=true makes a skip a failure); RUN=regexp, PKG=./pkg/x for fewer
 	$(GO) build -o $(BIN)/ $(addprefix ./cmd/,$(CMDS)) ./scripts/testprogress
-	@echo "make test: the unit and lab tests of $(PKG), one package at a time (-p 1): about 25 minutes on a 2-core machine, most of it in pkg/peerlab's calls through simulated Pis; a line per package as it starts, and per test still running after 30 s"
+	@echo "make test: $(if $(RUN)$(filter-out ./...,$(PKG)),the tests $(if $(RUN),matching $(value RUN) )in $(PKG),the unit and lab tests of every package, one package at a time: about 25 minutes on a 2-core machine$(,) most of it in pkg/peerlab's calls through simulated Pis); a line per package as it starts, and per test still running after 30 s"
 	@set -o pipefail; PEERLINED=$(CURDIR)/$(BIN)/peerlined PEERLINE=$(CURDIR)/$(BIN)/peerline RENDEZVOUSD=$(CURDIR)/$(BIN)/rendezvousd \
-		$(GO) test -json -tags lab -p 1 -count=1 -timeout $(LAB_TIMEOUT) $(if $(RUN),-run '$(RUN)') $(PKG) 2>&1 | $(BIN)/testprogress
+		$(GO) test -json -tags lab -p 1 -count=1 -timeout $(LAB_TIMEOUT) $(if $(RUN),-run '$(value RUN)') $(PKG) 2>&1 | $(BIN)/testprogress
 	@# The image's programs under qemu-user; the full qemu boot is make test-image (board/README.md).
 	@$(if $(RUN)$(filter-out ./...,$(PKG)),,$(MAKE) --no-print-directory image-smoke)
 
 .PHONY: test-unit
 test-unit: go-toolchain ## unit tests only: fast, no root (RUN=regexp, PKG=./pkg/x for fewer)
-	$(GO) test -count=1 $(if $(RUN),-run '$(RUN)') $(PKG)
+	$(GO) test -count=1 $(if $(RUN),-run '$(value RUN)') $(PKG)
 
 .PHONY: fuzz
 fuzz: go-toolchain ## run every fuzz target briefly (FUZZTIME=10s)
@@ -68,10 +70,13 @@ bench: go-toolchain ## run the benchmarks; JSON results in bench/out/ (the NAT m
 	@$(MAKE) --no-print-directory bench-rendezvous bench-rewrite bench-nat bench-keepalive
 
 .PHONY: vet
-vet: go-toolchain ## go vet, for Linux and for another OS (Linux-only code must stay behind _linux.go)
+vet: go-toolchain ## go vet, for Linux and for another OS (Linux-only code must stay behind _linux.go), and staticcheck
 	$(GO) vet ./...
 	$(GO) vet -tags lab ./...
 	GOOS=darwin $(GO) vet ./...
+	@# Pinned; go run fetches it through the module proxy once and caches it.
+	$(GO) run $(STATICCHECK) ./...
+	$(GO) run $(STATICCHECK) -tags lab ./...
 
 .PHONY: fmt-check
 fmt-check: go-toolchain ## fail if gofmt would change a file
