@@ -94,7 +94,15 @@ dirty=$(git -C "$repo" status --porcelain --untracked-files=normal | wc -l)
 git -C "$repo" ls-files -z --deleted | (cd "$dst" && xargs -0 -r rm -f)
 step "copied the checkout ($(git -C "$repo" rev-parse --short HEAD), $dirty changed or new files on top)"
 
+# The machine's network comes along: its resolver, and the certificate
+# authorities it added locally (a TLS-inspecting proxy's, say), which the
+# root's ca-certificates then trusts as the machine does. Without them the
+# go command cannot fetch the toolchain on such a network.
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
+	mkdir -p "$root/usr/local/share/ca-certificates"
+	cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+fi
 mount -t proc proc "$root/proc"
 mount -t sysfs sysfs "$root/sys"
 mount --rbind /dev "$root/dev"
