@@ -86,6 +86,9 @@ done
 # sox reads WAV without this, but the baresip recordings are written by
 # libsndfile and checked with sox's stat effect; keep the formats package.
 dpkg-query -W -f='${Status}' libsox-fmt-base 2>/dev/null | grep -q "ok installed" || missing+=(libsox-fmt-base)
+# gcc builds cgo (make build, go test -race) only with the C library's
+# headers, which gcc merely recommends.
+dpkg-query -W -f='${Status}' libc6-dev 2>/dev/null | grep -q "ok installed" || missing+=(libc6-dev)
 
 if [ ${#missing[@]} -gt 0 ]; then
 	need_root "${missing[@]}"
