@@ -67,6 +67,7 @@ cleanup() {
 	for m in dev/pts dev sys proc run; do
 		mountpoint -q "$root/$m" && umount -R "$root/$m"
 	done
+	mountpoint -q "$root" && umount -R "$root"
 	if findmnt -rn -o TARGET | grep -q "^$root"; then
 		echo "check-fresh: mounts remain under $root; not removing it" | tee -a "$log"
 	elif [ "${KEEP:-}" = 1 ]; then
@@ -103,6 +104,10 @@ if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
 	mkdir -p "$root/usr/local/share/ca-certificates"
 	cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
 fi
+# The root is made a mount point of its own: ip netns exec and ip -n make
+# "/" a slave mount in their mount namespace, which fails (EINVAL) when
+# the chroot's "/" is only a directory.
+mount --bind "$root" "$root"
 mount -t proc proc "$root/proc"
 mount -t sysfs sysfs "$root/sys"
 mount --rbind /dev "$root/dev"
