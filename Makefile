@@ -12,14 +12,26 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 CMDS := $(notdir $(wildcard cmd/*))
 # The lab and demo are short; a hung softphone must not hang CI.
 LAB_TIMEOUT ?= 20m
+# make test RUN=TestFirewall runs only the tests matching (go test -run),
+# PKG=./pkg/peerlab only those packages; either skips vet and image-smoke.
+RUN ?=
+PKG ?= ./...
+, := ,
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: help
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: deps
 deps: ## install what building, tests and the demo need (apt packages, Go modules)
 	@scripts/install-deps.sh
+
+# The prerequisite of every target that needs only the go command: installs
+# Go (and nothing else) when there is none, so they work from a fresh clone.
+.PHONY: go-toolchain
+go-toolchain: ## make sure a go command exists (installs only Go when there is none)
+	@scripts/install-deps.sh go
 
 .PHONY: build
 build: deps ## build the commands for this machine into bin/
@@ -27,7 +39,7 @@ build: deps ## build the commands for this machine into bin/
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
 
 .PHONY: build-arm64
-build-arm64: ## build static arm64 binaries for the Pi into bin/arm64/
+build-arm64: go-toolchain ## build static arm64 binaries for the Pi into bin/arm64/
 	@mkdir -p $(BIN)/arm64
 	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/arm64/ $(addprefix ./cmd/,$(CMDS))
 
@@ -36,35 +48,45 @@ demo: build ## two simulated Pis, a phone on each, a call both ways with audio c
 	$(BIN)/peerlab -peerlined $(BIN)/peerlined demo
 
 .PHONY: test
-test: deps vet fmt-check ## all tests: unit and lab (lab tests need root; CI=true makes a skip a failure)
-	$(GO) build -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
-	PEERLINED=$(CURDIR)/$(BIN)/peerlined PEERLINE=$(CURDIR)/$(BIN)/peerline RENDEZVOUSD=$(CURDIR)/$(BIN)/rendezvousd $(GO) test -tags lab -p 1 -count=1 -timeout $(LAB_TIMEOUT) ./...
+test: deps $(if $(RUN)$(filter-out ./...,$(PKG)),,vet fmt-check) ## all tests: unit and lab (lab tests need root; CI=true makes a skip a failure); RUN=regexp, PKG=./pkg/x for fewer
+	$(GO) build -o $(BIN)/ $(addprefix ./cmd/,$(CMDS)) ./scripts/testprogress
+	@echo "make test: $(if $(RUN)$(filter-out ./...,$(PKG)),the tests $(if $(RUN),matching $(value RUN) )in $(PKG),the unit and lab tests of every package, one package at a time: about 25 minutes on a 2-core machine$(,) most of it in pkg/peerlab's calls through simulated Pis); a line per package as it starts, and per test still running after 30 s"
+	@set -o pipefail; PEERLINED=$(CURDIR)/$(BIN)/peerlined PEERLINE=$(CURDIR)/$(BIN)/peerline RENDEZVOUSD=$(CURDIR)/$(BIN)/rendezvousd \
+		$(GO) test -json -tags lab -p 1 -count=1 -timeout $(LAB_TIMEOUT) $(if $(RUN),-run '$(value RUN)') $(PKG) 2>&1 | $(BIN)/testprogress
 	@# The image's programs under qemu-user; the full qemu boot is make test-image (board/README.md).
-	@$(MAKE) --no-print-directory image-smoke
+	@$(if $(RUN)$(filter-out ./...,$(PKG)),,$(MAKE) --no-print-directory image-smoke)
 
 .PHONY: test-unit
-test-unit: ## unit tests only: fast, no root
-	$(GO) test -count=1 ./...
+test-unit: go-toolchain ## unit tests only: fast, no root (RUN=regexp, PKG=./pkg/x for fewer)
+	$(GO) test -count=1 $(if $(RUN),-run '$(value RUN)') $(PKG)
 
 .PHONY: fuzz
-fuzz: ## run every fuzz target briefly (FUZZTIME=10s)
+fuzz: go-toolchain ## run every fuzz target briefly (FUZZTIME=10s)
 	@scripts/fuzz.sh $(or $(FUZZTIME),10s)
 
 .PHONY: bench
-bench: ## run the benchmarks; JSON results in bench/out/ (the NAT matrix needs root and takes a while)
+bench: go-toolchain ## run the benchmarks; JSON results in bench/out/ (the NAT matrix needs root and takes a while)
 	@scripts/bench.sh
 	@$(MAKE) --no-print-directory bench-rendezvous bench-rewrite bench-nat bench-keepalive
 
 .PHONY: vet
-vet: ## go vet, for Linux and for another OS (Linux-only code must stay behind _linux.go)
+vet: go-toolchain ## go vet, for Linux and for another OS (Linux-only code must stay behind _linux.go), and staticcheck
 	$(GO) vet ./...
 	$(GO) vet -tags lab ./...
 	GOOS=darwin $(GO) vet ./...
+	@# Pinned; go run fetches it through the module proxy once and caches it.
+	$(GO) run $(STATICCHECK) ./...
+	$(GO) run $(STATICCHECK) -tags lab ./...
 
 .PHONY: fmt-check
-fmt-check: ## fail if gofmt would change a file
-	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+fmt-check: go-toolchain ## fail if gofmt would change a file
+	@# The toolchain's own gofmt: the one beside a bootstrap go (1.23) may not parse newer Go.
+	@out=$$("$$($(GO) env GOROOT)/bin/gofmt" -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')) || exit 1; \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+.PHONY: check-fresh
+check-fresh: ## the README's commands in a fresh Debian minbase root (mmdebstrap): make demo, CI=true make test (root; make test's time + ~10 min)
+	@scripts/check-fresh.sh
 
 .PHONY: clean
 clean: ## remove build output

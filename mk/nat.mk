@@ -4,7 +4,7 @@
 # and rebindings (default 10; the goals are read at 50: NAT_RUNS=50).
 NAT_RUNS ?= 10
 .PHONY: bench-nat
-bench-nat: ## NAT matrix and rebinding recovery in the lab (root) -> bench/out/nat-matrix.json, recovery.json
+bench-nat: deps ## NAT matrix and rebinding recovery in the lab (root) -> bench/out/nat-matrix.json, recovery.json
 	@mkdir -p bench/out
 	$(GO) build -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
 	NAT_RUNS=$(NAT_RUNS) BENCH_OUT=$(CURDIR)/bench/out PEERLINED=$(CURDIR)/$(BIN)/peerlined PEERLINE=$(CURDIR)/$(BIN)/peerline RENDEZVOUSD=$(CURDIR)/$(BIN)/rendezvousd \
@@ -14,7 +14,7 @@ bench-nat: ## NAT matrix and rebinding recovery in the lab (root) -> bench/out/n
 # and relayed, counted from a capture on a Pi's uplink. Root, ~6 minutes.
 IDLE_WINDOW ?= 150s
 .PHONY: bench-keepalive
-bench-keepalive: ## idle tunnel keepalive cost, direct and relayed, in the lab (root) -> bench/out/keepalive.json
+bench-keepalive: deps ## idle tunnel keepalive cost, direct and relayed, in the lab (root) -> bench/out/keepalive.json
 	@mkdir -p bench/out
 	$(GO) build -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
 	IDLE_WINDOW=$(IDLE_WINDOW) BENCH_OUT=$(CURDIR)/bench/out PEERLINED=$(CURDIR)/$(BIN)/peerlined PEERLINE=$(CURDIR)/$(BIN)/peerline RENDEZVOUSD=$(CURDIR)/$(BIN)/rendezvousd \

@@ -1,7 +1,7 @@
 # The rendezvous server's benchmark: authenticated registrations per second
 # on one core (issue 3 goal: >= 50 000), from BenchmarkRegister's ns/op.
 .PHONY: bench-rendezvous
-bench-rendezvous: ## rendezvous registrations per second per core -> bench/out/rendezvous.json
+bench-rendezvous: go-toolchain ## rendezvous registrations per second per core -> bench/out/rendezvous.json
 	@mkdir -p bench/out
 	$(GO) test -run='^$$' -bench='^BenchmarkRegister$$' -benchtime=2s -benchmem -count=1 -cpu=1 ./pkg/rvserver | tee bench/out/rendezvous.txt
 	@awk '/^BenchmarkRegister/ { ns = $$3; for (i = 3; i < NF; i++) { if ($$(i + 1) == "B/op") bytes = $$i; if ($$(i + 1) == "allocs/op") allocs = $$i } } \

@@ -19,7 +19,7 @@ REWRITE_LAB_CALL_STEP ?= 50
 REWRITE_LAB_MAX_CALLS ?= 400
 REWRITE_LAB_TIMEOUT ?= 40m
 .PHONY: bench-rewrite
-bench-rewrite: ## rewriter ns/allocs per packet; as root also lab capacity, latency, concurrent calls -> bench/out/rewrite.json
+bench-rewrite: go-toolchain ## rewriter ns/allocs per packet; as root also lab capacity, latency, concurrent calls -> bench/out/rewrite.json
 	@mkdir -p bench/out
 	$(GO) test -run='^$$' -bench='^BenchmarkDevice(ReadRTP|Invite|FragmentedInvite)$$' -benchmem -count=$(REWRITE_BENCH_COUNT) -cpu=1 ./pkg/rewrite | tee bench/out/rewrite-bench.txt
 	@set -o pipefail; rm -f bench/out/rewrite-lab.txt bench/out/rewrite-lab.json; lab=0; \

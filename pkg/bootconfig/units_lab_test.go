@@ -22,9 +22,10 @@ var unitFiles = []string{"peerlined.service", "peerline-boot.service"}
 // every command exists and is executable). verify reports unknown keys and
 // values it cannot parse as warnings and still exits 0, so any output at all
 // fails the test. It needs no root; it is a lab test because it needs
-// systemd-analyze and builds the daemon.
+// systemd-analyze (and /bin/kill, which peerlined.service reloads with) and
+// builds the daemon.
 func TestUnitsVerify(t *testing.T) {
-	labtest.RequireTools(t, "systemd-analyze")
+	labtest.RequireTools(t, "systemd-analyze", "/bin/kill") // peerlined.service's ExecReload
 	bin := os.Getenv("PEERLINED")
 	dir := t.TempDir()
 	if bin == "" {

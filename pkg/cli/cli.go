@@ -64,7 +64,7 @@ commands:
 `
 
 // Main runs the command line args (without the program name).
-func Main(ctx context.Context, args []string, out io.Writer, version string) error {
+func Main(ctx context.Context, args []string, out io.Writer, version string) (err error) {
 	fs := flag.NewFlagSet("peerline", flag.ContinueOnError)
 	fs.SetOutput(os.Stderr)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), usage) }
@@ -119,6 +119,11 @@ func Main(ctx context.Context, args []string, out io.Writer, version string) err
 	if err != nil {
 		return err
 	}
+	defer func() {
+		if errors.Is(err, errHelp) {
+			err = nil
+		}
+	}()
 	c.call = func(command string, args, result any) error {
 		// join waits up to 20 s for the other Pi.
 		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -166,12 +171,13 @@ type client struct {
 func (c *client) flags(name string, args []string, nargs int) (asJSON bool, pos []string, err error) {
 	fs := flag.NewFlagSet("peerline "+name, flag.ContinueOnError)
 	fs.SetOutput(os.Stderr)
+	commandUsage(fs, name)
 	j := fs.Bool("json", false, "print the answer as JSON")
 	// Allow --json after positional arguments too: "phones forget 3 --json".
 	var rest []string
 	for len(args) > 0 {
 		if err := fs.Parse(args); err != nil {
-			return false, nil, ErrUsage
+			return false, nil, usageError(err)
 		}
 		if fs.NArg() == 0 {
 			break
@@ -184,6 +190,37 @@ func (c *client) flags(name string, args []string, nargs int) (asJSON bool, pos 
 		return false, nil, ErrUsage
 	}
 	return *j, rest, nil
+}
+
+// errHelp ends a command whose --help was asked for; Main returns nil.
+var errHelp = errors.New("help shown")
+
+// usageError is what a command returns when its flags do not parse.
+func usageError(err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		return errHelp
+	}
+	return ErrUsage
+}
+
+// commandUsage makes `peerline NAME --help` show the command's lines of the
+// usage text, with its arguments, before its flags.
+func commandUsage(fs *flag.FlagSet, name string) {
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage:\n%s\nflags:\n", commandLines(name))
+		fs.PrintDefaults()
+	}
+}
+
+// commandLines are the lines of the usage text about command name.
+func commandLines(name string) string {
+	var b strings.Builder
+	for line := range strings.Lines(usage) {
+		if strings.HasPrefix(line, "  "+name+" ") {
+			b.WriteString("  peerline " + line[2:])
+		}
+	}
+	return b.String()
 }
 
 func (c *client) printJSON(v any) error {

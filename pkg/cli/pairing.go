@@ -18,13 +18,17 @@ import (
 func (c *client) invite(args []string) error {
 	fs := flag.NewFlagSet("peerline invite", flag.ContinueOnError)
 	fs.SetOutput(os.Stderr)
+	commandUsage(fs, "invite")
 	asJSON := fs.Bool("json", false, "print the answer as JSON")
 	ttl := fs.Duration("ttl", 24*time.Hour, "how long the code is valid")
 	list := fs.Bool("list", false, "list the invites made on this Pi instead")
-	revoke := fs.String("revoke", "", "revoke the invite with this ID (see --list)")
+	revoke := fs.String("revoke", "", "revoke the invite with this `ID` (see --list)")
 	noQR := fs.Bool("no-qr", false, "print the code only, no QR code")
 	long := fs.Bool("long", false, "print the long form of the code, which works even if the rendezvous server restarts before it is used")
-	if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
+	if err := fs.Parse(args); err != nil {
+		return usageError(err)
+	}
+	if fs.NArg() != 0 {
 		return ErrUsage
 	}
 	switch {
@@ -83,9 +87,10 @@ func (c *client) invite(args []string) error {
 func (c *client) join(args []string) error {
 	fs := flag.NewFlagSet("peerline join", flag.ContinueOnError)
 	fs.SetOutput(os.Stderr)
+	commandUsage(fs, "join")
 	asJSON := fs.Bool("json", false, "print the answer as JSON")
 	if err := fs.Parse(args); err != nil {
-		return ErrUsage
+		return usageError(err)
 	}
 	if fs.NArg() == 0 {
 		fmt.Fprint(os.Stderr, "peerline join: give the code that `peerline invite` printed on the other Pi\n")

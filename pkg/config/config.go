@@ -160,7 +160,7 @@ func Load(path string) (*Config, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("config file %s does not exist: create it from the example in /etc/peerline/peerlined.json or pass -config", path)
+			return nil, fmt.Errorf("config file %s does not exist: pass -config with the right file, or write one: %s", path, exampleHint)
 		}
 		return nil, fmt.Errorf("reading config: %w", err)
 	}
@@ -188,34 +188,12 @@ func Parse(b []byte) (*Config, error) {
 		return nil, describeJSONError(b, err)
 	}
 	if dec.More() {
-		return nil, errors.New("extra data after the closing brace")
+		return nil, fmt.Errorf("%s: extra data after the closing brace; the config is one JSON object", position(b, dec.InputOffset()))
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	return &c, nil
-}
-
-// describeJSONError turns a decoder error into one that gives a line number.
-func describeJSONError(b []byte, err error) error {
-	var syn *json.SyntaxError
-	if errors.As(err, &syn) {
-		return fmt.Errorf("line %d: %w", lineOf(b, syn.Offset), err)
-	}
-	var typ *json.UnmarshalTypeError
-	if errors.As(err, &typ) {
-		return fmt.Errorf("line %d: %q must be %s", lineOf(b, typ.Offset), typ.Field, typ.Type)
-	}
-	// Errors from UnmarshalText (keys) carry no offset the decoder reports
-	// reliably; a wrong line number would mislead more than none.
-	return err
-}
-
-func lineOf(b []byte, off int64) int {
-	if off > int64(len(b)) {
-		off = int64(len(b))
-	}
-	return bytes.Count(b[:off], []byte("\n")) + 1
 }
 
 // Validate fills in defaults and checks every field, returning the first

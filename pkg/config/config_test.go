@@ -1,6 +1,8 @@
 package config
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -40,73 +42,169 @@ func TestParseDefaults(t *testing.T) {
 	}
 }
 
+// TestParseErrors shows every message Parse gives, whole: each must say
+// where the problem is and what to write instead.
 func TestParseErrors(t *testing.T) {
+	// at inserts text after the node's name, so a case adds one key.
+	at := func(text string) func(string) string {
+		return func(s string) string { return strings.Replace(s, `"name": "bob",`, `"name": "bob", `+text, 1) }
+	}
+	repl := func(old, new string) func(string) string {
+		return func(s string) string {
+			if !strings.Contains(s, old) {
+				panic("test config lacks " + old)
+			}
+			return strings.Replace(s, old, new, 1)
+		}
+	}
+	const rvKey = `"key": "z0N+zdnGxDshMomphWwDcR+XpM8r/8jYk+CBxPOcpaY="`
 	tests := []struct {
-		name    string
-		edit    func(string) string
-		wantErr string
+		name string
+		edit func(string) string
+		want string
 	}{
-		{"unknown key is a typo", func(s string) string { return strings.Replace(s, `"lines"`, `"line"`, 1) }, `unknown field "line"`},
-		{"syntax error names the line", func(s string) string { return strings.Replace(s, `"eth0",`, `"eth0"`, 1) }, "line 4"},
-		{"index out of range", func(s string) string { return strings.Replace(s, `"index": 7`, `"index": 254`, 1) }, "index 254"},
-		{"bad key", func(s string) string { return strings.Replace(s, `Y9//`, `Y9/`, 1) }, "is not base64"},
-		{"missing key", func(s string) string {
-			return strings.Replace(s, `"public_key": "Y9//y9jiDSs1pIpWEtgYbJYWCjgZwXRRhhcrL4bDhzc=", `, ``, 1)
-		}, "public_key is missing"},
-		{"endpoint without port", func(s string) string { return strings.Replace(s, `:51824`, ``, 1) }, "want IP:port"},
-		{"line zero", func(s string) string { return strings.Replace(s, `[1, 2]`, `[0]`, 1) }, "0 is not a line"},
-		{"line twice", func(s string) string { return strings.Replace(s, `[1, 2]`, `[2, 2]`, 1) }, "listed twice"},
-		{"prefix with dash", func(s string) string {
-			return strings.Replace(s, `"name": "bob",`, `"name": "bob", "prefix": "p-l",`, 1)
-		}, "prefix"},
-		{"prefix ending in digit", func(s string) string {
-			return strings.Replace(s, `"name": "bob",`, `"name": "bob", "prefix": "pl1",`, 1)
-		}, "ending with a letter"},
-		{"relative state dir", func(s string) string {
-			return strings.Replace(s, `"name": "bob",`, `"name": "bob", "state_dir": "var",`, 1)
-		}, "absolute"},
-		{"no phone port", func(s string) string { return strings.Replace(s, `"eth0"`, `""`, 1) }, "phone_port"},
-		{"trailing garbage", func(s string) string { return s + "{}" }, "extra data"},
-		{"wrong type", func(s string) string { return strings.Replace(s, `[1, 2]`, `"1"`, 1) }, `"lines" must be`},
-		{"peer line out of range", func(s string) string {
-			return strings.Replace(s, `"endpoint"`, `"lines": [255], "endpoint"`, 1)
-		}, "(alice): lines: 255"},
-		{"time zone with spaces", func(s string) string {
-			return strings.Replace(s, `"name": "bob",`, `"name": "bob", "phones": {"time_zone": "Central Europe"},`, 1)
-		}, "IANA zone"},
-		{"rendezvous without port", func(s string) string {
-			return strings.Replace(s, `"name": "bob",`, `"name": "bob", "rendezvous": [{"address": "rv.example.org", "key": "z0N+zdnGxDshMomphWwDcR+XpM8r/8jYk+CBxPOcpaY="}],`, 1)
-		}, "want host:port"},
-		{"rendezvous bad host", func(s string) string {
-			return strings.Replace(s, `"name": "bob",`, `"name": "bob", "rendezvous": [{"address": "rv_example:3478", "key": "z0N+zdnGxDshMomphWwDcR+XpM8r/8jYk+CBxPOcpaY="}],`, 1)
-		}, "neither an IP"},
-		{"rendezvous without key", func(s string) string {
-			return strings.Replace(s, `"name": "bob",`, `"name": "bob", "rendezvous": [{"address": "rv.example.org:3478"}],`, 1)
-		}, "rendezvousd -public-key"},
-		{"peer without endpoint or rendezvous", func(s string) string {
-			return strings.Replace(s, `, "endpoint": "198.51.100.1:51824"`, ``, 1)
-		}, "no endpoint and no rendezvous"},
+		// The file as a whole.
+		{"empty", func(string) string { return "" },
+			"the file is empty; write the config as one JSON object, {...}: " + exampleHint},
+		{"only blanks", func(string) string { return " \n\t\n" },
+			"the file is empty; write the config as one JSON object, {...}: " + exampleHint},
+		{"cut short", func(s string) string { return s[:len(s)-4] },
+			"line 7, column 2: the file ends inside the JSON; is a closing } or ] missing?"},
+		{"syntax error", repl(`"eth0",`, `"eth0"`),
+			"line 4, column 3: invalid character '\"' after object key:value pair"},
+		{"trailing garbage", func(s string) string { return s + "{}" },
+			"line 8, column 2: extra data after the closing brace; the config is one JSON object"},
+		{"too large", func(string) string { return strings.Repeat(" ", MaxSize+1) },
+			"file is larger than 1048576 bytes; is it the right file?"},
+
+		// Keys the config does not have.
+		{"unknown key, typo", repl(`"lines"`, `"line"`),
+			`line 4, column 3: line: unknown key; did you mean "lines"?`},
+		{"unknown peer key, typo", repl(`"public_key"`, `"publc_key"`),
+			`line 6, column 35: peers[0].publc_key (peer alice): unknown key; did you mean "public_key"?`},
+		{"unknown key, far from any", at(`"colour": "blue",`),
+			"line 2, column 18: colour: unknown key; the keys here are name, prefix, state_dir, run_dir, private_key_file, listen_port, mtu, phone_port, lines, peers, phones, rendezvous"},
+		{"unknown phones key", at(`"phones": {"dchp": true},`),
+			`line 2, column 29: phones.dchp: unknown key; did you mean "dhcp"?`},
+
+		// Values of the wrong kind or form.
+		{"bad peer key", repl(`Y9//`, `Y9/`),
+			"line 6, column 49: peers[0].public_key (peer alice): key \"Y9/y9jiDSs1pIpWEtgYbJYWCjgZwXRRhhcrL4bDhzc=\" is not base64 (as printed by `wg pubkey`): illegal base64 data at input byte 43; it is what `peerlined -public-key` prints on the peer"},
+		{"short peer key", repl(`Y9//y9jiDSs1pIpWEtgYbJYWCjgZwXRRhhcrL4bDhzc=`, `Y9//y9jiDSs1pIpWEtgYbJYW`),
+			"line 6, column 49: peers[0].public_key (peer alice): key \"Y9//y9jiDSs1pIpWEtgYbJYW\" is 18 bytes, want 32; it is what `peerlined -public-key` prints on the peer"},
+		{"peer key not a string", repl(`"Y9//y9jiDSs1pIpWEtgYbJYWCjgZwXRRhhcrL4bDhzc="`, `7`),
+			"line 6, column 49: peers[0].public_key (peer alice): 7 must be a string in double quotes, \"...\"; it is what `peerlined -public-key` prints on the peer"},
+		{"bad rendezvous key", at(`"rendezvous": [{"address": "rv.example.org:3478", "key": "abc"}],`),
+			"line 2, column 75: rendezvous[0].key (server rv.example.org:3478): key \"abc\" is not base64 (as printed by `wg pubkey`): illegal base64 data at input byte 0; it is what `rendezvousd -public-key` prints on the server"},
+		{"list as a string", repl(`[1, 2]`, `"1"`),
+			`line 4, column 12: lines: "1" must be a list, [...]`},
+		{"fraction", repl(`[1, 2]`, `[1.5]`),
+			"line 4, column 13: lines[0]: 1.5 must be a whole number"},
+		{"number as a string", repl(`"index": 7`, `"index": "7"`),
+			`line 6, column 15: peers[0].index (peer alice): "7" must be a whole number`},
+		{"bool as a string", at(`"phones": {"dhcp": "yes"},`),
+			`line 2, column 37: phones.dhcp: "yes" must be true or false`},
+		{"object as a list", at(`"phones": [],`),
+			"line 2, column 28: phones: must be an object, {...}, not a list"},
+		{"list as an object", repl(`[1, 2]`, `{}`),
+			"line 4, column 12: lines: must be a list, [...], not an object"},
+
+		// Values the decoder takes and Validate refuses.
+		{"prefix with dash", at(`"prefix": "p-l",`),
+			`prefix "p-l": use 1 to 11 lower-case letters and digits, starting and ending with a letter`},
+		{"prefix ending in digit", at(`"prefix": "pl1",`),
+			`prefix "pl1": use 1 to 11 lower-case letters and digits, starting and ending with a letter`},
+		{"relative state dir", at(`"state_dir": "var",`),
+			`state_dir "var" must be an absolute path`},
+		{"relative run dir", at(`"run_dir": "run",`),
+			`run_dir "run" must be an absolute path`},
+		{"listen port", at(`"listen_port": 70000,`),
+			"listen_port 70000: use a port from 1 to 65535"},
+		{"mtu", at(`"mtu": 100,`),
+			"mtu 100: use 576 to 9000 (1420 suits WireGuard over a 1500-byte uplink)"},
+		{"no phone port", repl(`"eth0"`, `""`),
+			`phone_port "": name the Ethernet interface the phones are plugged into, e.g. "eth0"`},
+		{"line zero", repl(`[1, 2]`, `[0]`),
+			"lines: 0 is not a line number; use 1 to 254"},
+		{"line twice", repl(`[1, 2]`, `[2, 2]`),
+			"lines: 2 is listed twice"},
+		{"index out of range", repl(`"index": 7`, `"index": 254`),
+			"peers[0] (alice): index 254: use 1 to 253"},
+		{"missing key", repl(`"public_key": "Y9//y9jiDSs1pIpWEtgYbJYWCjgZwXRRhhcrL4bDhzc=", `, ``),
+			"peers[0] (alice): public_key is missing; ask the peer for the output of `peerlined -public-key`"},
+		{"endpoint without port", repl(`:51824`, ``),
+			`peers[0] (alice): endpoint "198.51.100.1": want IP:port, e.g. "198.51.100.7:51820", or leave it out to find the peer through the rendezvous servers`},
+		{"peer without endpoint or rendezvous", repl(`, "endpoint": "198.51.100.1:51824"`, ``),
+			"peers[0] (alice): no endpoint and no rendezvous server to find the peer through: add a rendezvous server, or the peer's fixed IP:port as endpoint"},
+		{"keepalive", repl(`"endpoint"`, `"keepalive": -1, "endpoint"`),
+			"peers[0] (alice): keepalive -1: use 0 (off) to 65535 seconds"},
+		{"peer line out of range", repl(`"endpoint"`, `"lines": [255], "endpoint"`),
+			"peers[0] (alice): lines: 255 is not a line number; use 1 to 254"},
+		{"time zone with spaces", at(`"phones": {"time_zone": "Central Europe"},`),
+			`phones.time_zone "Central Europe": use an IANA zone name such as "Europe/Berlin", or leave it out for UTC`},
+		{"rendezvous without port", at(`"rendezvous": [{"address": "rv.example.org", ` + rvKey + `}],`),
+			`rendezvous[0] address "rv.example.org": want host:port, e.g. "rv.example.org:3478"`},
+		{"rendezvous port out of range", at(`"rendezvous": [{"address": "rv.example.org:0", ` + rvKey + `}],`),
+			`rendezvous[0] address "rv.example.org:0": port "0": use 1 to 65535`},
+		{"rendezvous bad host", at(`"rendezvous": [{"address": "rv_example:3478", ` + rvKey + `}],`),
+			`rendezvous[0] address "rv_example:3478": host "rv_example" is neither an IP address nor a DNS name`},
+		{"rendezvous bad second address", at(`"rendezvous": [{"address": "rv.example.org:3478", "address2": "rv.example.org", ` + rvKey + `}],`),
+			`rendezvous[0] address2 "rv.example.org": want host:port, e.g. "rv.example.org:3478"`},
+		{"rendezvous without key", at(`"rendezvous": [{"address": "rv.example.org:3478"}],`),
+			"rendezvous[0] rv.example.org:3478: key is missing; it is what `rendezvousd -public-key` prints on the server"},
+		{"duplicate index", repl(`"peers": [`, `"peers": [
+    {"index": 7, "public_key": "EI1mjysvXOTKAgD4781cIY3O/LalPFV0ORgUlmfF+1Y=", "endpoint": "198.51.100.3:51820"},`),
+			"peers[1] (alice): index 7 is used by another peer; each peer needs its own"},
+		{"duplicate key", repl(`"peers": [`, `"peers": [
+    {"index": 8, "public_key": "Y9//y9jiDSs1pIpWEtgYbJYWCjgZwXRRhhcrL4bDhzc=", "endpoint": "198.51.100.3:51820"},`),
+			"peers[1] (alice): public_key is the same as peers[0]'s; one node cannot be paired twice"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Parse([]byte(tt.edit(goodConfig)))
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Errorf("Parse() error = %v, want one containing %q", err, tt.wantErr)
+			if err == nil || err.Error() != tt.want {
+				t.Errorf("Parse() error =\n%v\nwant\n%s", err, tt.want)
 			}
 		})
 	}
 }
 
-func TestDuplicatePeers(t *testing.T) {
-	two := strings.Replace(goodConfig, `"peers": [`, `"peers": [
-    {"index": 7, "public_key": "EI1mjysvXOTKAgD4781cIY3O/LalPFV0ORgUlmfF+1Y=", "endpoint": "198.51.100.3:51820"},`, 1)
-	if _, err := Parse([]byte(two)); err == nil || !strings.Contains(err.Error(), "index 7 is used") {
-		t.Errorf("duplicate index: err = %v", err)
+func TestLoadErrors(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty.json")
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+		t.Fatal(err)
 	}
-	sameKey := strings.Replace(goodConfig, `"peers": [`, `"peers": [
-    {"index": 8, "public_key": "Y9//y9jiDSs1pIpWEtgYbJYWCjgZwXRRhhcrL4bDhzc=", "endpoint": "198.51.100.3:51820"},`, 1)
-	if _, err := Parse([]byte(sameKey)); err == nil || !strings.Contains(err.Error(), "paired twice") {
-		t.Errorf("duplicate key: err = %v", err)
+	for _, tc := range []struct{ name, path, want string }{
+		{"missing", filepath.Join(dir, "peerlined.json"),
+			"config file " + filepath.Join(dir, "peerlined.json") + " does not exist: pass -config with the right file, or write one: " + exampleHint},
+		{"empty", empty, "config " + empty + ": the file is empty; write the config as one JSON object, {...}: " + exampleHint},
+		{"a directory", dir, "reading config " + dir + ": read " + dir + ": is a directory"},
+	} {
+		_, err := Load(tc.path)
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("%s: Load() error =\n%v\nwant\n%s", tc.name, err, tc.want)
+		}
+	}
+}
+
+// TestExampleLoads: the example every error message points at is valid.
+func TestExampleLoads(t *testing.T) {
+	if _, err := Load("../../rootfs/etc/peerline/peerlined.json"); err != nil {
+		t.Errorf("the example config: %v", err)
+	}
+}
+
+func TestEditDistance(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want int
+	}{
+		{"", "", 0}, {"publc_key", "public_key", 1}, {"kitten", "sitting", 3}, {"abc", "", 3}, {"", "abc", 3}, {"dchp", "dhcp", 2},
+	} {
+		if got := editDistance(tc.a, tc.b); got != tc.want {
+			t.Errorf("editDistance(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)
+		}
 	}
 }
 
@@ -147,15 +245,22 @@ func TestNames(t *testing.T) {
 	}
 }
 
-// FuzzConfig feeds arbitrary bytes to the parser: it must never panic, and
-// whatever it accepts must validate again unchanged (defaults are stable).
+// FuzzConfig feeds arbitrary bytes to the parser: it must never panic,
+// every key or value the decoder refuses must be found and placed (no bare
+// decoder message), and whatever it accepts must validate again unchanged
+// (defaults are stable).
 func FuzzConfig(f *testing.F) {
 	f.Add([]byte(goodConfig))
+	f.Add([]byte(`{"phone_port":"eth0","peers":[{"index":7,"name":"alice","publc_key":"x"}]}`))
+	f.Add([]byte(`{"phone_port":"eth0","phones":{"dhcp":"yes"},"lines":[1.5]}`))
 	f.Add([]byte(`{}`))
 	f.Add([]byte(`{"phone_port":"eth0","lines":[1],"peers":[{"index":1,"public_key":"Y9//y9jiDSs1pIpWEtgYbJYWCjgZwXRRhhcrL4bDhzc=","endpoint":"[::1]:1"}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := Parse(b)
 		if err != nil {
+			if strings.HasPrefix(err.Error(), "json: ") {
+				t.Fatalf("Parse(%q) = %v: the decoder's message, not placed in the file", b, err)
+			}
 			return
 		}
 		before := *c

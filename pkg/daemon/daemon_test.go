@@ -65,7 +65,7 @@ func TestFlags(t *testing.T) {
 	}{
 		{"check good config", []string{"-config", good, "-check-config"}, 0, "ok (0 peers, 1 lines"},
 		{"check bad config names the problem", []string{"-config", bad, "-check-config"}, 1, "lines: 300 is not a line number"},
-		{"missing config says what to do", []string{"-config", filepath.Join(dir, "nope.json"), "-check-config"}, 1, "does not exist: create it"},
+		{"missing config says what to do", []string{"-config", filepath.Join(dir, "nope.json"), "-check-config"}, 1, "does not exist: pass -config"},
 		{"stray argument", []string{"-config", good, "start"}, 1, `unexpected argument "start"`},
 		{"unknown flag", []string{"-frobnicate"}, 1, "flag provided but not defined"},
 		{"version", []string{"-version"}, 0, "peerlined test"},

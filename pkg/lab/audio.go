@@ -50,7 +50,7 @@ func (a Audio) String() string {
 // AnalyzeWAV measures the audio file at path with `sox path -n stat`.
 func AnalyzeWAV(path string) (Audio, error) {
 	if _, err := exec.LookPath("sox"); err != nil {
-		return Audio{}, fmt.Errorf("analyzing %s needs sox: %w", path, err)
+		return Audio{}, fmt.Errorf("analyzing %s needs sox (apt-get install sox libsox-fmt-base): %w", path, err)
 	}
 	out, err := run(context.Background(), "sox", path, "-n", "stat")
 	if err != nil {

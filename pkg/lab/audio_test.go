@@ -128,7 +128,7 @@ func TestCheckTone(t *testing.T) {
 // It needs sox but not root.
 func TestToneRoundTrip(t *testing.T) {
 	if _, err := exec.LookPath("sox"); err != nil {
-		t.Skip("needs sox")
+		t.Skip("needs sox: apt-get install sox libsox-fmt-base")
 	}
 	dir := t.TempDir()
 	mk := func(name string, hz float64) string {

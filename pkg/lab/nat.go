@@ -11,7 +11,7 @@ import (
 )
 
 // NATKind is the RFC 4787 class of a lab home NAT (see
-// ../shared/lab-nat.md): how it maps internal endpoints to external ports,
+// docs/design.md §7.1): how it maps internal endpoints to external ports,
 // and which inbound packets it lets through to a mapping.
 type NATKind string
 
@@ -227,7 +227,7 @@ func natPortBlock(epoch int) (lo, hi int) {
 // natRuleset returns the nftables script for a NAT box. It deletes and
 // recreates table ip lab atomically (nft -f is one transaction).
 //
-// Differences from ../shared/lab-nat.md, and why:
+// Differences from the first plan (docs/design.md §7.2), and why:
 //   - fc and rc forward inbound packets with a dynamic map "eim" from
 //     external port to internal address and port, learned after source NAT
 //     (postrouting, priority srcnat+10). The document's "dnat to <host A>"

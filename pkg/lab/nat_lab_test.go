@@ -93,7 +93,7 @@ func TestNATKinds(t *testing.T) {
 			}
 			// fc forwards the unsolicited packet to the host, so the
 			// mapping stays; sym maps per destination anyway; for rc and
-			// pr only policy drop keeps it (../shared/lab-nat.md).
+			// pr only policy drop keeps it (docs/design.md §7.2).
 			wantKept := c.kind == lab.FullCone || (c.kind != lab.Symmetric && c.policy == lab.InputDrop)
 			if got.MappingKept != wantKept {
 				t.Errorf("mapping kept after refused unsolicited packets = %v, want %v", got.MappingKept, wantKept)
@@ -257,7 +257,7 @@ func punch(ctx context.Context, t *testing.T, a, b *lab.Host, srv netip.AddrPort
 }
 
 // TestNATPunchTheory checks that the lab's NATs reproduce the expected
-// hole-punching outcome of ../shared/lab-nat.md with input policy drop:
+// hole-punching outcome of docs/design.md §7.1 with input policy drop:
 // every pair connects directly except pr × sym and sym × sym. This is the
 // baseline the peerline NAT matrix is judged against.
 func TestNATPunchTheory(t *testing.T) {

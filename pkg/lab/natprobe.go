@@ -207,7 +207,7 @@ type NATProbe struct {
 	// MappingKept reports whether the second socket, sending afterwards
 	// to (ip2, p1), kept its mapping. A NAT with input policy accept
 	// loses it when (ip2, p1)'s packet was refused: the conntrack entry
-	// that refusal left blocks the port (../shared/lab-nat.md).
+	// that refusal left blocks the port (docs/design.md §7.2).
 	MappingKept bool
 }
 

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -33,7 +34,8 @@ func RequireRoot(t testing.TB) {
 }
 
 // RequireTools skips the test (fails it under CI) unless every tool is in
-// PATH, e.g. RequireTools(t, "baresip", "sox").
+// PATH (or, given as an absolute path, exists there), e.g.
+// RequireTools(t, "baresip", "sox").
 func RequireTools(t testing.TB, tools ...string) {
 	t.Helper()
 	var missing []string
@@ -43,9 +45,50 @@ func RequireTools(t testing.TB, tools ...string) {
 		}
 	}
 	if len(missing) > 0 {
-		skipOrFail(t, "lab test needs "+strings.Join(missing, ", ")+
-			": run `sudo make test` (it installs them) or apt-get install baresip sox iproute2")
+		skipOrFail(t, toolsMessage(missing))
 	}
+}
+
+// toolPackages names the Debian package of each tool a lab test asks for;
+// scripts/install-deps.sh (make deps, and so make test) installs them all.
+var toolPackages = map[string]string{
+	"baresip":         "baresip",
+	"busybox":         "busybox",
+	"curl":            "curl",
+	"ip":              "iproute2",
+	"nft":             "nftables",
+	"nsenter":         "util-linux",
+	"ping":            "iputils-ping",
+	"sipp":            "sip-tester",
+	"sox":             "sox",
+	"ss":              "iproute2",
+	"systemd-analyze": "systemd",
+	"tcpdump":         "tcpdump",
+	"wg":              "wireguard-tools",
+	"/bin/kill":       "procps",
+}
+
+// toolsMessage says which tools are missing, which packages hold them, and
+// how to install them.
+func toolsMessage(missing []string) string {
+	var named, pkgs []string
+	for _, tool := range missing {
+		pkg, ok := toolPackages[tool]
+		if !ok {
+			named = append(named, tool)
+			continue
+		}
+		named = append(named, tool+" (package "+pkg+")")
+		if !slices.Contains(pkgs, pkg) {
+			pkgs = append(pkgs, pkg)
+		}
+	}
+	msg := "lab test needs " + strings.Join(named, ", ")
+	if len(pkgs) == 0 {
+		return msg + ": install it and put it in PATH"
+	}
+	return msg + ": apt-get install " + strings.Join(pkgs, " ") +
+		", or sudo make deps, which installs everything the tests use"
 }
 
 func skipOrFail(t testing.TB, msg string) {

@@ -12,14 +12,14 @@ import (
 )
 
 // The call-flow lab (flows_lab_test.go) checks what each phone received
-// through the two Pis against design §4 field by field: a phone must know
+// through the two Pis against docs/design.md §4 field by field: a phone must know
 // itself as 10.0.s.1 and everything at the other node as 10.i.s.p, i being
 // its own node's index for that node. A value check alone cannot tell a
 // correct own address from the other phone's 10.0.s.1 leaking through
 // unmapped, so which of the two a field must hold depends on the field and
 // on whether the message is a request or a response.
 
-// sipFields are the headers that carry a phone's address (design §4), by
+// sipFields are the headers that carry a phone's address (docs/design.md §4), by
 // full and compact name, lower-cased.
 var sipFields = map[string]string{
 	"via": "via", "v": "via",
@@ -42,7 +42,7 @@ func ownField(field string, request bool) bool {
 }
 
 // AddrProblems lists every address in msg, as phone own received it from a
-// phone at the node it numbers peerNode, that is not where design §4 says it
+// phone at the node it numbers peerNode, that is not where docs/design.md §4 says it
 // must be: the receiver itself (10.0.s.1, in the fields ownField names) or
 // the other node (10.peerNode.s.p, everywhere else). c=IN IP4 0.0.0.0 (hold)
 // must stay as it is. Each problem names the line.

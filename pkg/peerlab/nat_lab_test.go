@@ -41,7 +41,7 @@ type natCase struct {
 	longCode bool
 }
 
-// expectDirect is what theory allows (lab-nat.md): every pair goes direct
+// expectDirect is what theory allows (docs/design.md §7.1): every pair goes direct
 // but port-restricted or symmetric against symmetric.
 func (c natCase) expectDirect() bool {
 	sym := func(k lab.NATKind) bool { return k == lab.Symmetric }

@@ -176,7 +176,7 @@ func (n *Network) pairByInvite(ctx context.Context) (PairingResult, error) {
 	}
 	r.Join = time.Since(start)
 	if joined.Index != idx {
-		return r, fmt.Errorf("B numbered A %d, the lab expected %d", joined.Index, idx)
+		return r, fmt.Errorf("node B numbered A %d, the lab expected %d", joined.Index, idx)
 	}
 	// The first packet through the tunnel: the stream's first arrival.
 	if err := media.WaitFlowing(ctx, start, 1, daemonWait); err != nil {
@@ -281,6 +281,8 @@ func (n *Node) PeerPath() (path, reason string, online bool, err error) {
 
 // pathLog is what the node's daemon logged about paths since t, for a
 // test that wants to say why recovery took long.
+//
+//lint:ignore U1000 used by the lab tests (recovery_lab_test.go)
 func (n *Node) pathLog(since time.Time) string {
 	b, err := os.ReadFile(n.daemonLog())
 	if err != nil {

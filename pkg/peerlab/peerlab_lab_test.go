@@ -363,7 +363,7 @@ func reaches(t *testing.T, ctx context.Context, proto string, src, dst *lab.Host
 	return false
 }
 
-// TestFirewall checks design §3 from B's phone: A's phone takes UDP (SIP,
+// TestFirewall checks docs/design.md §3.1 from B's phone: A's phone takes UDP (SIP,
 // RTP) and ping through the tunnel, but not TCP, and A's Pi takes nothing.
 func TestFirewall(t *testing.T) {
 	ctx, n := newNetwork(t, time.Minute)

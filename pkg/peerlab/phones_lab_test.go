@@ -86,7 +86,7 @@ func TestPhonesByDHCP(t *testing.T) {
 	}
 	hs := n.A.Handsets
 
-	// Each handset has its own line, with the /30 of design §2 and the Pi
+	// Each handset has its own line, with the /30 of docs/design.md §2 and the Pi
 	// as router, DNS, NTP and provisioning server.
 	seen := map[int]bool{}
 	for _, h := range hs {

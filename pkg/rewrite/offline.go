@@ -348,7 +348,7 @@ func dialogHash(f *inviteFields) uint64 {
 // unfoldedOrNil returns v with folds replaced by spaces; it allocates only
 // for a folded value, which phones do not send.
 func unfoldedOrNil(v []byte) []byte {
-	if bytes.IndexAny(v, "\r\n") < 0 {
+	if !bytes.ContainsAny(v, "\r\n") {
 		return v
 	}
 	out, _ := appendField(nil, "", v)
@@ -401,7 +401,7 @@ func nextField(msg []byte, i int) (name, value []byte, next int, ok bool) {
 		return nil, nil, -1, false
 	}
 	name = bytes.TrimRight(field[:colon], " \t")
-	if len(name) == 0 || bytes.IndexAny(name, " \t\r\n") >= 0 {
+	if len(name) == 0 || bytes.ContainsAny(name, " \t\r\n") {
 		return nil, nil, -1, false
 	}
 	return name, field[colon+1:], next, true

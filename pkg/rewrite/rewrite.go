@@ -1,7 +1,7 @@
 // Package rewrite maps the addresses of every packet that crosses a peerline
 // tunnel between the node's local 10.i.s.p plan and the tunnel's wire plan.
 //
-// Inside a tunnel addresses are relative to its two ends (design §4):
+// Inside a tunnel addresses are relative to its two ends (docs/design.md §4):
 // 10.255.s.p is line s at the sender of a packet and 10.254.s.p is line s at
 // its receiver, so two nodes never have to agree on each other's index. Going
 // out through tunnel i, 10.0.s.p becomes 10.255.s.p and 10.i.s.p becomes

@@ -85,7 +85,7 @@ func startNode(t *testing.T, ctx context.Context, h *lab.Host, srv rvclient.Serv
 
 // TestRendezvousd runs the real binary in a "vps" namespace with two nodes
 // and a stranger on an "Internet" bridge; node B sits behind a symmetric NAT
-// (masquerade fully-random, lab-nat.md's sym).
+// (masquerade fully-random, docs/design.md §7.1's sym).
 func TestRendezvousd(t *testing.T) {
 	bin := rendezvousdBin(t)
 	l := labtest.New(t)

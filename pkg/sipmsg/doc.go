@@ -2,7 +2,7 @@
 // otherwise changing a byte of it.
 //
 // peerline's tunnels carry addresses relative to the two ends of a tunnel
-// (design §4, package numplan), so every address a phone wrote into a SIP
+// (docs/design.md §4, package numplan), so every address a phone wrote into a SIP
 // message must be mapped the same way as the IP header that carries it, or
 // replies, media and call-backs go to the wrong node. A full SIP parser would
 // re-serialise the message; phones and digest authentication care about the

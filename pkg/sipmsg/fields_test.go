@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// TestRewriteFields covers every field sip-notes §2 lists, one call flow
+// TestRewriteFields covers every field docs/design.md §4 lists, one call flow
 // feature per case, outbound at Alice's node (Bob's node is 7).
 func TestRewriteFields(t *testing.T) {
 	tests := []struct {

@@ -29,7 +29,6 @@ func sipText(s, eol string) string {
 
 // Alice's node knows Bob's as 7; Bob's node knows Alice's as 4.
 func outVia7(a [4]byte) ([4]byte, bool) { return numplan.ToWire(a, 7) }
-func inVia4(a [4]byte) ([4]byte, bool)  { return numplan.FromWire(a, 4) }
 
 // everything maps any address, to show what is left alone on purpose.
 func everything(a [4]byte) ([4]byte, bool) { return [4]byte{192, 0, 2, a[3]}, true }

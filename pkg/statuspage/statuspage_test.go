@@ -116,7 +116,7 @@ func TestBootConfigError(t *testing.T) {
 			if !strings.Contains(body, `id="boot-config-error"`) || !strings.Contains(body, "line 7: wifi_password") || !strings.Contains(body, "Fix: write") {
 				t.Errorf("page does not show the boot-config problem:\n%s", body)
 			}
-			res, body = get(t, h, "/status.json")
+			_, body = get(t, h, "/status.json")
 			var got struct {
 				BootConfigError string `json:"boot_config_error"`
 			}

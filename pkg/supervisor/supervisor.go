@@ -13,7 +13,7 @@
 // and checks that it and each peer's are still as loaded, loading them
 // again if they were flushed or deleted (firewall.go).
 //
-// Per peer i it builds, after design §3:
+// Per peer i it builds, after docs/design.md §3:
 //
 //	namespace <prefix>-<i> with the nftables rules of pkg/firewall
 //	root: route 10.i.0.0/16 via 169.254.i.2 dev <prefix>v<i>

@@ -24,7 +24,7 @@ pkgs=(
 )
 
 if [ "${1:-}" = smoke ]; then
-	pkgs=(qemu-user-static)
+	pkgs=(qemu-user-static bc) # bc: lib.sh times the stages
 fi
 
 missing=()

@@ -11,7 +11,6 @@ import (
 )
 
 var (
-	linkNet  = netip.MustParsePrefix("169.254.7.0/30")
 	rootAddr = netip.MustParsePrefix("169.254.7.1/30")
 	nsAddr   = netip.MustParsePrefix("169.254.7.2/30")
 	remote   = netip.MustParsePrefix("10.7.0.0/16")
