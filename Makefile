@@ -11,7 +11,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # Every directory under cmd/ is a command.
 CMDS := $(notdir $(wildcard cmd/*))
 # The lab and demo are short; a hung softphone must not hang CI.
-LAB_TIMEOUT ?= 20m
+LAB_TIMEOUT ?= 45m
 # make test RUN=TestFirewall runs only the tests matching (go test -run),
 # PKG=./pkg/peerlab only those packages; either skips vet and image-smoke.
 RUN ?=

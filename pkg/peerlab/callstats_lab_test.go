@@ -193,4 +193,3 @@ func rttOf(c control.CallInfo) time.Duration {
 	}
 	return time.Duration(*c.RTT)
 }
-
