@@ -19,7 +19,7 @@ bootcheck: image-deps ## check the cached rootfs' initramfs against every Pi dev
 qemu-test: image-deps ## boot the image in qemu: peerlined READY, a phone pings its gateway (root)
 	@$(IMAGE_SH)/qemu-test.sh $(IMAGE)
 
-qemu-pi: image-deps ## boot the image in qemu's Pi models as the firmware would: raspi3b to READY, raspi4b to the SD card (root)
+qemu-pi: image-deps ## boot the image in qemu's Pi models as the firmware would: raspi3b to READY, raspi4b to emmc2 probing (root)
 	@$(IMAGE_SH)/qemu-pi.sh raspi3b $(IMAGE)
 	@$(IMAGE_SH)/qemu-pi.sh raspi4b $(IMAGE)
 
