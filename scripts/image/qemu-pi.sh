@@ -211,7 +211,10 @@ if [ "$machine" = raspi4b ]; then
 	fi
 fi
 # The boot config a user would edit: this node's name. Uplink and phone
-# settings stay as shipped.
+# settings stay as shipped: there is no uplink to give (no Wi-Fi, one NIC),
+# so peerline-boot reports the missing Wi-Fi settings and fails, as on an
+# unconfigured card, and peerlined starts with the defaults (the name
+# included) and must still reach READY.
 mcopy -n -i "$fat" ::peerline.txt "$work/peerline.txt"
 sed -i -E '/^[[:space:]]*name[[:space:]]*=/d' "$work/peerline.txt"
 printf '\n# set by make qemu-test\nname = %s\n' "$NODE_NAME" >>"$work/peerline.txt"
