@@ -45,7 +45,7 @@ rootfs_tar=$BUILD_DIR/rootfs.tar
 t_all=$(date +%s.%N)
 stage "image: checks"
 need_root "unpacking the root filesystem with its owners and device nodes"
-need_cmd mkfs.vfat mcopy mdir mksquashfs unsquashfs mkfs.ext4 debugfs sfdisk zstd systemctl bc
+need_cmd mkfs.vfat mcopy mdir mksquashfs unsquashfs mkfs.ext4 debugfs sfdisk zstd systemctl bc cpio go
 [ -e "$rootfs_tar" ] || die "$rootfs_tar missing; run: make rootfs"
 ls "$repo"/bin/arm64/peerlined >/dev/null 2>&1 || die "bin/arm64/peerlined missing; run: make build-arm64"
 file -b "$repo/bin/arm64/peerlined" 2>/dev/null | grep -q 'ARM aarch64.*statically linked' ||
@@ -79,6 +79,17 @@ dtbdir=$root/usr/lib/modules/$kver/dtb/broadcom
 cp "$dtbdir"/bcm2837-rpi-*.dtb "$dtbdir"/bcm2711-rpi-*.dtb "$dtbdir"/bcm2712-*.dtb "$boot/" ||
 	die "the Pi device trees are missing from linux-image-$kver"
 cp "$repo"/board/rpi/{config.txt,cmdline.txt,cmdline-pi5.txt} "$boot/"
+# Pi 5 with the D0 stepping: the firmware loads bcm2712-rpi-5-b.dtb and, on a
+# D0 board, applies overlays/bcm2712d0.dtbo (board/README.md). Ours is
+# derived from the kernel's own C0 and D0 trees (their difference as
+# property assignments, proved by applying it), so the D0 board gets
+# exactly bcm2712-d-rpi-5-b.dtb whichever of the two the firmware loads.
+mkdir -p "$boot/overlays"
+(cd "$repo" && go build -o "$work/dtdiff" ./cmd/dtdiff) || die "go build ./cmd/dtdiff failed"
+"$work/dtdiff" -compatible brcm,bcm2712 -o "$boot/overlays/bcm2712d0.dtbo" \
+	"$boot/bcm2712-rpi-5-b.dtb" "$boot/bcm2712-d-rpi-5-b.dtb" | sed 's/^/    bcm2712d0.dtbo sets /' ||
+	die "cannot derive the Pi 5 D0 overlay from bcm2712-rpi-5-b.dtb and bcm2712-d-rpi-5-b.dtb"
+[ -s "$boot/overlays/bcm2712d0.dtbo" ] || die "no overlays/bcm2712d0.dtbo written"
 if [ -f "$repo/board/rpi/peerline.txt" ]; then
 	cp "$repo/board/rpi/peerline.txt" "$boot/peerline.txt"
 else
@@ -87,6 +98,11 @@ else
 	printf '%s\n' '# peerline boot config: see board/rpi/peerline.txt in the source.' 'name = peerline' >"$boot/peerline.txt"
 fi
 echo "    kernel $kver, $(du -sm "$boot" | cut -f1) MiB on the boot partition"
+
+# Before anything slow: every Pi must reach its root filesystem with this
+# initramfs (a regulator or pin driver missing from MODULES=list defers the
+# SD controller forever). Checked on the device trees the card carries.
+"$here/bootcheck.sh" "$boot/initrd.img" "$root/usr/lib/modules/$kver" "$boot"/*.dtb
 
 stage "image: root filesystem contents"
 # The kernel, initrd and device trees live on the boot partition only: the
@@ -211,7 +227,7 @@ rm -f "$work/boot.vfat"
 mkfs.vfat -F 32 -n PEERLINE -i "$DISKID" --invariant -C "$work/boot.vfat" $((BOOT_MIB * 1024)) >/dev/null
 # Sorted, so the directory order does not depend on readdir.
 # shellcheck disable=SC2046 # file names are ours, without spaces
-(cd "$boot" && mcopy -m -o -i "$work/boot.vfat" $(LC_ALL=C ls) ::/)
+(cd "$boot" && mcopy -s -m -o -i "$work/boot.vfat" $(LC_ALL=C ls) ::/)
 
 stage "image: root filesystem (squashfs, zstd level 19)"
 rm -f "$work/root.sqfs"

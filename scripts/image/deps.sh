@@ -21,6 +21,8 @@ pkgs=(
 	iproute2          # network namespace and tap for the simulated phone
 	iputils-ping
 	bc                # stage durations
+	cpio              # bootcheck lists the initramfs
+	device-tree-compiler # fdtput: qemu-pi.sh disables nodes qemu's raspi4b does not model
 )
 
 if [ "${1:-}" = smoke ]; then
