@@ -24,7 +24,7 @@ type LimitStats struct {
 	ReplayStale uint64
 	// Evicted*: entries dropped to make room in a full table or for an
 	// owner over its share. (Stats.Evicted counts registrations.)
-	EvictedPending, EvictedSessions, EvictedReplay uint64
+	EvictedPending, EvictedSessions, EvictedReplay, EvictedInvites uint64
 	// Sizes of the replay cache and the per-prefix budget table.
 	ReplayNonces, Prefixes int
 }
@@ -135,6 +135,7 @@ func (s *Server) chargeSessionLocked(id uint64, a, b *node) {
 func (s *Server) limitStatsLocked() LimitStats {
 	st := s.lim
 	st.EvictedReplay = s.replay.evicted
+	st.EvictedInvites = s.invites.evicted
 	st.ReplayNonces = s.replay.len()
 	st.Prefixes = s.prefixes.l.len()
 	return st
@@ -149,7 +150,7 @@ func (s *Server) logLimitsLocked() {
 	evicted := s.evicted.Load()
 	if st.KeyLimited == old.KeyLimited && st.PrefixLimited == old.PrefixLimited && st.ConnectLimited == old.ConnectLimited &&
 		st.ReplayStale == old.ReplayStale && st.EvictedPending == old.EvictedPending && st.EvictedSessions == old.EvictedSessions &&
-		st.EvictedReplay == old.EvictedReplay && evicted == s.loggedEvicted {
+		st.EvictedReplay == old.EvictedReplay && st.EvictedInvites == old.EvictedInvites && evicted == s.loggedEvicted {
 		return
 	}
 	attrs := []any{
@@ -160,6 +161,7 @@ func (s *Server) logLimitsLocked() {
 		"pending_evicted", st.EvictedPending - old.EvictedPending,
 		"sessions_evicted", st.EvictedSessions - old.EvictedSessions,
 		"replay_nonces_forgotten", st.EvictedReplay - old.EvictedReplay,
+		"invites_evicted", st.EvictedInvites - old.EvictedInvites,
 		"refused_older_than_forgotten", st.ReplayStale - old.ReplayStale,
 	}
 	name := func(o owner) string {
@@ -194,6 +196,7 @@ func (s *Server) logLimitsLocked() {
 		{"registrations", s.nodesL.top, s.nodesL.len()},
 		{"pending", s.pendingL.top, s.pendingL.len()},
 		{"sessions", s.sessionsL.top, s.sessionsL.len()},
+		{"invites", s.invites.led.top, s.invites.led.len()},
 	} {
 		o, n := t.top()
 		attrs = append(attrs, t.name, t.size)

@@ -12,7 +12,11 @@ import (
 
 // Invite limits (Config.MaxInvites and Config.MaxInvitesPerOwner default to
 // these). A blob takes about 450 bytes with its bookkeeping, so a full table
-// is about 30 MB.
+// is about 30 MB. Like the server's other tables, the store is shared out
+// by a ledger: an owner key holding its share loses its own oldest blob to
+// a new one, a source prefix holds at most an eighth of the table, and a
+// full table loses the oldest blob of whoever holds the most, so many keys
+// storing junk evict each other, never the one invite a user just made.
 const (
 	DefaultMaxInvites         = 65536
 	DefaultMaxInvitesPerOwner = 16
@@ -30,6 +34,8 @@ type inviteStore struct {
 	byID          map[[rendezvous.InviteIDLen]byte]*invite
 	owners        map[nodekey.Key]int // live blobs per owner
 	expiry        inviteHeap
+	led           *ledger[[rendezvous.InviteIDLen]byte]
+	evicted       uint64 // blobs dropped to make room
 }
 
 type invite struct {
@@ -105,11 +111,18 @@ const (
 )
 
 func newInviteStore(max, perOwner int) *inviteStore {
-	return &inviteStore{
+	s := &inviteStore{
 		max: max, perOwner: perOwner,
 		byID:   map[[rendezvous.InviteIDLen]byte]*invite{},
 		owners: map[nodekey.Key]int{},
 	}
+	s.led = newLedger(max, perOwner, max/8, func(id [rendezvous.InviteIDLen]byte, _ owner, _ evictReason) {
+		if in := s.byID[id]; in != nil {
+			s.drop(in)
+			s.evicted++
+		}
+	})
+	return s
 }
 
 // expire drops every blob whose time has come.
@@ -120,6 +133,12 @@ func (s *inviteStore) expire(now time.Time) {
 }
 
 func (s *inviteStore) remove(in *invite) {
+	s.drop(in)
+	s.led.remove(in.id)
+}
+
+// drop forgets in everywhere but in the ledger.
+func (s *inviteStore) drop(in *invite) {
 	heap.Remove(&s.expiry, in.index)
 	delete(s.byID, in.id)
 	if s.owners[in.owner]--; s.owners[in.owner] <= 0 {
@@ -128,8 +147,9 @@ func (s *inviteStore) remove(in *invite) {
 }
 
 // put stores, replaces or (with an empty blob) deletes owner's blob under
-// id, and reports whether it did.
-func (s *inviteStore) put(owner nodekey.Key, m rendezvous.InvitePut, now time.Time) bool {
+// id, and reports whether it did; src is where the request came from, whose
+// prefix the blob is charged to as well.
+func (s *inviteStore) put(owner nodekey.Key, src netip.AddrPort, m rendezvous.InvitePut, now time.Time) bool {
 	s.expire(now)
 	old := s.byID[m.ID]
 	if old != nil && old.owner != owner {
@@ -166,9 +186,7 @@ func (s *inviteStore) put(owner nodekey.Key, m rendezvous.InvitePut, now time.Ti
 		heap.Fix(&s.expiry, old.index)
 		return true
 	}
-	if s.owners[owner] >= s.perOwner || len(s.byID) >= s.max {
-		return false
-	}
+	s.led.add(m.ID, keyOwner(owner), prefixOwner(sourcePrefix(src)))
 	in := &invite{id: m.ID, owner: owner, blob: blob, expires: expires}
 	s.byID[m.ID] = in
 	s.owners[owner]++

@@ -2,6 +2,7 @@ package rvserver
 
 import (
 	"bytes"
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -163,44 +164,73 @@ func TestInviteExpiry(t *testing.T) {
 }
 
 func TestInviteLimits(t *testing.T) {
-	h := newHarness(t, Config{MaxInvites: 5, MaxInvitesPerOwner: 3})
-	a, b := h.node("198.51.100.10:40000"), h.node("198.51.100.11:40000")
+	h := newHarness(t, Config{MaxInvites: 64, MaxInvitesPerOwner: 3})
+	a, b := h.node("198.51.100.10:40000"), h.node("203.0.113.11:40000")
 	now := h.clock.now()
 	put := func(n *testNode, i byte, life time.Duration) bool {
 		t.Helper()
 		return h.putInvite(n, [rendezvous.InviteIDLen]byte{i}, now.Add(life), []byte{i})
+	}
+	get := func(i byte) bool {
+		return h.s.invites.byID[[rendezvous.InviteIDLen]byte{i}] != nil
 	}
 	for i := range byte(3) {
 		if !put(a, i, time.Duration(i+1)*time.Minute) {
 			t.Fatalf("a's put %d refused", i)
 		}
 	}
-	if put(a, 3, time.Hour) {
-		t.Error("a's fourth blob stored; per-owner limit is 3")
+	// A fourth blob from a costs a its own oldest, nobody else's.
+	if !put(b, 10, time.Hour) {
+		t.Fatal("b's put refused")
 	}
-	if !put(a, 0, time.Hour) {
+	if !put(a, 3, time.Hour) {
+		t.Error("a's fourth blob refused; it should evict a's oldest")
+	}
+	if get(0) || !get(1) || !get(2) || !get(3) || !get(10) {
+		t.Errorf("after a's fourth blob: have 0:%v 1:%v 2:%v 3:%v b's:%v; want only a's oldest (0) gone", get(0), get(1), get(2), get(3), get(10))
+	}
+	if !put(a, 1, time.Hour) {
 		t.Error("replacing one of a's blobs at the limit refused")
 	}
-	if !put(b, 10, time.Hour) || !put(b, 11, time.Hour) {
-		t.Fatal("b's puts refused")
+	if got := h.s.Stats().Invites; got != 4 {
+		t.Errorf("%d live invites, want 4", got)
 	}
-	if put(b, 12, time.Hour) {
-		t.Error("sixth blob stored; total limit is 5")
+}
+
+// TestInviteFloodEvictsTheFlood: many keys from many networks filling the
+// store evict each other; the invite a user just stored survives, and a
+// user can store one while the table is full.
+func TestInviteFloodEvictsTheFlood(t *testing.T) {
+	const max = 64
+	h := newHarness(t, Config{MaxInvites: max, MaxInvitesPerOwner: 4})
+	now := h.clock.now()
+	user := h.node("203.0.113.7:40000")
+	mine := [rendezvous.InviteIDLen]byte{0xaa}
+	if !h.putInvite(user, mine, now.Add(time.Hour), []byte("mine")) {
+		t.Fatal("the user's invite refused")
 	}
-	// a's blob 1 expires after 2 minutes: room for one more, for anyone.
-	h.clock.add(2 * time.Minute)
-	if !put(b, 12, time.Hour) {
-		t.Error("put refused after a blob expired")
+	var id byte
+	for net := range 16 {
+		for k := range 4 {
+			n := h.node(fmt.Sprintf("198.18.%d.%d:40000", net, k+1))
+			for range 4 {
+				id++
+				h.putInvite(n, [rendezvous.InviteIDLen]byte{1, id}, now.Add(time.Hour), []byte("junk"))
+			}
+		}
 	}
-	if put(a, 3, time.Hour) {
-		t.Error("put beyond the total stored")
+	if h.s.invites.byID[mine] == nil {
+		t.Error("the user's invite was evicted by a flood of 256 blobs from 64 keys in 16 networks")
 	}
-	// Deleting frees a's share and the table.
-	if !h.putInvite(a, [rendezvous.InviteIDLen]byte{0}, time.Time{}, nil) || !put(a, 3, time.Hour) {
-		t.Error("put after deleting refused")
+	if got := h.s.Stats().Invites; got > max {
+		t.Errorf("%d invites stored, want at most %d", got, max)
 	}
-	if got := h.s.Stats().Invites; got != 5 {
-		t.Errorf("%d live invites, want 5", got)
+	later := h.node("192.0.2.9:40000")
+	if !h.putInvite(later, [rendezvous.InviteIDLen]byte{0xbb}, now.Add(time.Hour), []byte("x")) {
+		t.Error("a user's invite refused while the flood holds the table")
+	}
+	if h.s.invites.evicted == 0 {
+		t.Error("no eviction counted")
 	}
 }
 

@@ -75,7 +75,9 @@ func BenchmarkFullTables(b *testing.B) {
 		for i := range c.MaxInvites {
 			var id [rendezvous.InviteIDLen]byte
 			copy(id[:], fmt.Appendf(nil, "%d", i))
-			if !s.invites.put(key(i/c.MaxInvitesPerOwner), rendezvous.InvitePut{ID: id, Expires: now.Add(time.Hour), Blob: make([]byte, rendezvous.MaxInviteBlob)}, now) {
+			j := i / c.MaxInvitesPerOwner
+			src := netip.AddrPortFrom(netip.AddrFrom4([4]byte{101, byte(j >> 16), byte(j >> 8), byte(j)}), 40000)
+			if !s.invites.put(key(j), src, rendezvous.InvitePut{ID: id, Expires: now.Add(time.Hour), Blob: make([]byte, rendezvous.MaxInviteBlob)}, now) {
 				b.Fatalf("invite %d refused", i)
 			}
 		}

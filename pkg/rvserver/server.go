@@ -85,7 +85,8 @@ type Config struct {
 	PunchDelay time.Duration
 	// MaxInvites bounds the invite blobs kept in total, and
 	// MaxInvitesPerOwner those one node key may keep; a store beyond
-	// either is refused (expired blobs are dropped first).
+	// either evicts (expired blobs are dropped first): the owner's own
+	// oldest, or in a full table the oldest of whoever holds the most.
 	MaxInvites         int
 	MaxInvitesPerOwner int
 	// Limits bound the other tables, per key and per source prefix.
@@ -581,7 +582,7 @@ func (s *Server) requestLocked(m rendezvous.Message, env *rendezvous.Envelope, a
 	case rendezvous.InvitePut:
 		// No registration needed: the key that sealed the request owns
 		// the id, wherever it registers.
-		stored := s.invites.put(env.Sender, m, now)
+		stored := s.invites.put(env.Sender, src, m, now)
 		if stored {
 			s.invitesStored.Add(1)
 		} else {
