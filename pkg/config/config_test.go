@@ -83,7 +83,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown peer key, typo", repl(`"public_key"`, `"publc_key"`),
 			`line 6, column 35: peers[0].publc_key (peer alice): unknown key; did you mean "public_key"?`},
 		{"unknown key, far from any", at(`"colour": "blue",`),
-			"line 2, column 18: colour: unknown key; the keys here are name, prefix, state_dir, run_dir, private_key_file, listen_port, mtu, phone_port, lines, peers, phones, rendezvous"},
+			"line 2, column 18: colour: unknown key; the keys here are name, prefix, state_dir, run_dir, private_key_file, listen_port, mtu, phone_port, lines, peers, phones, rendezvous, line_labels, console"},
 		{"unknown phones key", at(`"phones": {"dchp": true},`),
 			`line 2, column 29: phones.dchp: unknown key; did you mean "dhcp"?`},
 
