@@ -65,6 +65,7 @@ import (
 
 	"github.com/peerline/peerline/pkg/adminpass"
 	"github.com/peerline/peerline/pkg/control"
+	"github.com/peerline/peerline/pkg/statuspage"
 )
 
 // Zone is where a request came from.
@@ -238,11 +239,10 @@ func sameOrigin(r *http.Request) bool {
 var templateFS embed.FS
 
 var funcs = template.FuncMap{
-	"ago":     ago,
+	"ago":     statuspage.Ago,
 	"ms":      func(d control.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) },
 	"when":    func(t time.Time) string { return t.Local().Format("2006-01-02 15:04") },
-	"bytes":   humanBytes,
-	"join":    strings.Join,
+	"bytes":   statuspage.HumanBytes,
 	"pct":     func(f float64) string { return fmt.Sprintf("%.1f %%", f) },
 	"datauri": func(b []byte) template.URL { return template.URL("data:image/png;base64," + b64(b)) },
 	"deref":   func(d *control.Duration) control.Duration { return *d },
@@ -278,7 +278,6 @@ type view struct {
 	Nav      string
 	CSRF     string
 	LoggedIn bool
-	Zone     string
 	Flash    string
 	Error    string
 	Refresh  int
@@ -295,7 +294,6 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, code int, page 
 		return
 	}
 	v.Now = c.opts.Now()
-	v.Zone = zoneOf(r).String()
 	var buf bytes.Buffer
 	if err := t.Execute(&buf, v); err != nil {
 		c.log.Error("console: rendering", "page", page, "err", err)

@@ -384,7 +384,6 @@ func (c *Console) passwordPost(w http.ResponseWriter, r *http.Request, s *sessio
 
 type peersData struct {
 	Status control.Status
-	Ping   *control.PingResult
 }
 
 func (c *Console) peersPage(w http.ResponseWriter, r *http.Request, s *session) {
@@ -539,7 +538,6 @@ func (c *Console) joinProgress(w http.ResponseWriter, r *http.Request, s *sessio
 
 type phonesData struct {
 	Phones []control.Phone
-	Lines  []int
 }
 
 func (c *Console) phonesPage(w http.ResponseWriter, r *http.Request, s *session) {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/peerline/peerline/pkg/adminpass"
+	"github.com/peerline/peerline/pkg/atomicfile"
 	"github.com/peerline/peerline/pkg/bootconfig"
 	"github.com/peerline/peerline/pkg/config"
 	"github.com/peerline/peerline/pkg/control"
@@ -33,8 +34,8 @@ const (
 	stageChecked = pairing.StageChecked
 	stageServer  = pairing.StageServer
 	stageWaiting = pairing.StageWaiting
-	stageTunnel  = iota
-	stagePath
+	stageTunnel  = pairing.StageWaiting + 1
+	stagePath    = stageTunnel + 1
 )
 
 var stageNames = []string{"Code checked", "Rendezvous server contacted", "Friend's Pi answered", "Tunnel up", "Path chosen"}
@@ -203,7 +204,7 @@ func (nd *node) saveBootJoin(id string) {
 		return
 	}
 	b, _ := json.Marshal(p)
-	if err := os.WriteFile(filepath.Join(nd.cfg.Load().StateDir, bootJoinResultFile), b, 0o600); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(nd.cfg.Load().StateDir, bootJoinResultFile), b, 0o600); err != nil {
 		nd.log.Warn("saving the boot join's result", "err", err)
 	}
 }

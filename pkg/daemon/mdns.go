@@ -13,14 +13,18 @@ import (
 func (nd *node) runMDNS(ctx context.Context) error {
 	r, err := mdns.New(mdns.Options{
 		Name: func() string { return nd.cfg.Load().Name },
-		Skip: func(ifname string) bool {
-			c := nd.cfg.Load()
-			return ifname == c.PhonePort || strings.HasPrefix(ifname, c.Prefix)
-		},
-		Log: nd.log.With("service", "mdns"),
+		Skip: nd.notUplink,
+		Log:  nd.log.With("service", "mdns"),
 	})
 	if err != nil {
 		return err
 	}
 	return r.Run(ctx)
+}
+
+// notUplink reports whether the link ifname is the phone port or one of
+// the tunnels' links: the console and mDNS answer on every other link.
+func (nd *node) notUplink(ifname string) bool {
+	c := nd.cfg.Load()
+	return ifname == c.PhonePort || strings.HasPrefix(ifname, c.Prefix)
 }

@@ -260,12 +260,9 @@ func (nd *node) run(ctx context.Context, reload <-chan *config.Config) error {
 	service("console on the uplink", func(ctx context.Context) error {
 		return console.ServeUplink(ctx, console.UplinkOptions{
 			Handler: nd.console.Handler(console.Uplink),
-			Skip: func(ifname string) bool {
-				c := nd.cfg.Load()
-				return ifname == c.PhonePort || strings.HasPrefix(ifname, c.Prefix)
-			},
-			Public: func() bool { return nd.cfg.Load().Console.PublicUplink },
-			Log:    nd.log.With("service", "console"),
+			Skip:    nd.notUplink,
+			Public:  func() bool { return nd.cfg.Load().Console.PublicUplink },
+			Log:     nd.log.With("service", "console"),
 		})
 	})
 	service("join from peerline.txt", nd.runBootJoin)

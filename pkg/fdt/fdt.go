@@ -14,6 +14,7 @@
 package fdt
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -167,7 +168,7 @@ func (p *parser) node(parent *Node, depth int) (*Node, error) {
 	if depth > maxDepth {
 		return nil, formatErr("nodes nested deeper than %d", maxDepth)
 	}
-	end := indexZero(p.s[p.off:])
+	end := bytes.IndexByte(p.s[p.off:], 0)
 	if end < 0 {
 		return nil, formatErr("node name not terminated")
 	}
@@ -199,7 +200,7 @@ func (p *parser) node(parent *Node, depth int) (*Node, error) {
 			if uint64(nameOff) >= uint64(len(p.strs)) {
 				return nil, formatErr("property name offset %d outside the strings block", nameOff)
 			}
-			ne := indexZero(p.strs[nameOff:])
+			ne := bytes.IndexByte(p.strs[nameOff:], 0)
 			if ne < 0 {
 				return nil, formatErr("property name not terminated")
 			}
@@ -220,15 +221,6 @@ func (p *parser) node(parent *Node, depth int) (*Node, error) {
 			return nil, formatErr("unexpected token %d in node %q", tok, n.Name)
 		}
 	}
-}
-
-func indexZero(b []byte) int {
-	for i, c := range b {
-		if c == 0 {
-			return i
-		}
-	}
-	return -1
 }
 
 func (t *Tree) indexPhandles(n *Node) {

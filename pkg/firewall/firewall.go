@@ -215,7 +215,7 @@ func (l Loader) Load(ns, rules string) error {
 func (l Loader) List(ns string) (string, error) {
 	out, err := l.run(ns, "", "list", "table", "inet", Table)
 	if err != nil {
-		if strings.Contains(err.Error(), "No such file or directory") {
+		if isNoTable(err) {
 			return "", ErrNoTable
 		}
 		return "", fmt.Errorf("listing firewall in %s: %w", where(ns), err)
@@ -227,7 +227,7 @@ func (l Loader) List(ns string) (string, error) {
 // there is no error.
 func (l Loader) Delete(ns string) error {
 	_, err := l.run(ns, "", "delete", "table", "inet", Table)
-	if err != nil && !strings.Contains(err.Error(), "No such file or directory") {
+	if err != nil && !isNoTable(err) {
 		return fmt.Errorf("removing firewall in %s: %w", where(ns), err)
 	}
 	return nil
@@ -260,4 +260,10 @@ func where(ns string) string {
 		return "the node's namespace"
 	}
 	return "namespace " + ns
+}
+
+// isNoTable reports whether nft failed because the table does not exist
+// (nft says so only in its message).
+func isNoTable(err error) bool {
+	return strings.Contains(err.Error(), "No such file or directory")
 }

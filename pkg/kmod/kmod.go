@@ -157,9 +157,6 @@ type Match struct {
 	Modules []string
 }
 
-// None reports whether no driver at all matched.
-func (m Match) None() bool { return len(m.Builtin) == 0 && len(m.Modules) == 0 }
-
 // Modalias is the kernel's device-tree modalias for a node (of_modalias):
 // "of:N<base name>T<device_type>C<compatible>..." with an empty type when
 // the node has none.

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/peerline/peerline/pkg/numplan"
 )
 
 // Wire constants (RFC 6762).
@@ -208,8 +210,10 @@ func Label(name string) string {
 // never the tunnels' wire ranges 10.254/16 and 10.255/16.
 func Private(a netip.Addr) bool {
 	a = a.Unmap()
-	if a.Is4() && a.As4()[0] == 10 && a.As4()[1] >= 254 {
-		return false
+	for _, p := range numplan.WirePrefixes {
+		if p.Contains(a) {
+			return false
+		}
 	}
 	return a.IsPrivate()
 }

@@ -418,7 +418,7 @@ func (pr *Pairing) updatePeer(peer nodekey.Key, h invite.Hello) {
 			// A name the owner gave the peer here wins over the one it
 			// announces.
 			if (h.Name == "" || p.Renamed || p.Name == h.Name) && slices.Equal(p.Lines, h.Lines) {
-				return errNoChange
+				return ErrNoChange
 			}
 			if h.Name != "" && !p.Renamed {
 				p.Name = h.Name
@@ -426,17 +426,15 @@ func (pr *Pairing) updatePeer(peer nodekey.Key, h invite.Hello) {
 			p.Lines = slices.Clone(h.Lines)
 			return nil
 		}
-		return errNoChange
+		return ErrNoChange
 	})
-	if err != nil && !errors.Is(err, errNoChange) {
+	if err != nil && !errors.Is(err, ErrNoChange) {
 		pr.log.Warn("updating a peer's name and lines", "peer", peer, "err", err)
 	}
 }
 
 // ErrNoChange, returned by an Edit function, writes nothing.
 var ErrNoChange = errors.New("no change")
-
-var errNoChange = ErrNoChange
 
 // Edit changes the config file through fn, validates the result, writes
 // it safely and hands it to the daemon, serialized with pairing's own
@@ -513,7 +511,7 @@ func (pr *Pairing) addPeer(key nodekey.Key, name string, lines []int) (control.P
 		for _, p := range c.Peers {
 			if p.PublicKey == key {
 				ref = control.PeerRef{Index: p.Index, Name: p.Name}
-				return errNoChange
+				return ErrNoChange
 			}
 		}
 		i := nextFreeIndex(c)
@@ -524,7 +522,7 @@ func (pr *Pairing) addPeer(key nodekey.Key, name string, lines []int) (control.P
 		ref = control.PeerRef{Index: i, Name: name}
 		return nil
 	})
-	if errors.Is(err, errNoChange) {
+	if errors.Is(err, ErrNoChange) {
 		err = nil
 	}
 	return ref, err
@@ -539,11 +537,11 @@ func (pr *Pairing) dropPeer(key nodekey.Key, servers []config.Rendezvous) error 
 			return slices.ContainsFunc(servers, func(x config.Rendezvous) bool { return x.Key == r.Key && x.Address == r.Address })
 		})
 		if len(c.Peers)+len(c.Rendezvous) == n {
-			return errNoChange
+			return ErrNoChange
 		}
 		return nil
 	})
-	if errors.Is(err, errNoChange) {
+	if errors.Is(err, ErrNoChange) {
 		err = nil
 	}
 	return err

@@ -210,8 +210,8 @@ func newConfigData(dir Directory, line int) (configData, error) {
 		DisplayName:  fitName(node, " ", label),
 		UserID:       strconv.Itoa(line),
 		Pi:           pi,
-		ServerURL:    "http://" + pi + "/",
-		PhonebookURL: "http://" + pi + "/phonebook/" + Yealink.String() + ".xml",
+		ServerURL:    URL(line) + "/",
+		PhonebookURL: URL(line) + "/phonebook/" + Yealink.String() + ".xml",
 	}, nil
 }
 

@@ -30,12 +30,10 @@ const (
 // a full table never needs a scan, and an owner's count is always of live
 // blobs.
 type inviteStore struct {
-	max, perOwner int
-	byID          map[[rendezvous.InviteIDLen]byte]*invite
-	owners        map[nodekey.Key]int // live blobs per owner
-	expiry        inviteHeap
-	led           *ledger[[rendezvous.InviteIDLen]byte]
-	evicted       uint64 // blobs dropped to make room
+	byID    map[[rendezvous.InviteIDLen]byte]*invite
+	expiry  inviteHeap
+	led     *ledger[[rendezvous.InviteIDLen]byte] // shares per owner key and prefix
+	evicted uint64                                // blobs dropped to make room
 }
 
 type invite struct {
@@ -112,9 +110,7 @@ const (
 
 func newInviteStore(max, perOwner int) *inviteStore {
 	s := &inviteStore{
-		max: max, perOwner: perOwner,
-		byID:   map[[rendezvous.InviteIDLen]byte]*invite{},
-		owners: map[nodekey.Key]int{},
+		byID: map[[rendezvous.InviteIDLen]byte]*invite{},
 	}
 	s.led = newLedger(max, perOwner, max/8, func(id [rendezvous.InviteIDLen]byte, _ owner, _ evictReason) {
 		if in := s.byID[id]; in != nil {
@@ -141,9 +137,6 @@ func (s *inviteStore) remove(in *invite) {
 func (s *inviteStore) drop(in *invite) {
 	heap.Remove(&s.expiry, in.index)
 	delete(s.byID, in.id)
-	if s.owners[in.owner]--; s.owners[in.owner] <= 0 {
-		delete(s.owners, in.owner)
-	}
 }
 
 // put stores, replaces or (with an empty blob) deletes owner's blob under
@@ -189,7 +182,6 @@ func (s *inviteStore) put(owner nodekey.Key, src netip.AddrPort, m rendezvous.In
 	s.led.add(m.ID, keyOwner(owner), prefixOwner(sourcePrefix(src)))
 	in := &invite{id: m.ID, owner: owner, blob: blob, expires: expires}
 	s.byID[m.ID] = in
-	s.owners[owner]++
 	heap.Push(&s.expiry, in)
 	return true
 }

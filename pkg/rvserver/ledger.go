@@ -233,8 +233,14 @@ func (l *ledger[K]) touch(k K) {
 	e.used = l.clock
 	l.lru.MoveToBack(e.el)
 	for _, c := range e.charges[:e.n] {
+		// The heap orders owners by size, then by their oldest entry's
+		// use: only moving that entry can reorder it. Relayed packets
+		// touch their session each, so the common case skips the Fix.
+		wasOldest := c.o.l.Front() == c.el
 		c.o.l.MoveToBack(c.el)
-		heap.Fix(&l.largest, c.o.index) // its oldest entry may have changed
+		if wasOldest {
+			heap.Fix(&l.largest, c.o.index)
+		}
 	}
 }
 

@@ -58,8 +58,8 @@ const refreshSeconds = 10
 var pageHTML string
 
 var page = template.Must(template.New("page").Funcs(template.FuncMap{
-	"ago":   ago,
-	"bytes": humanBytes,
+	"ago":   Ago,
+	"bytes": HumanBytes,
 	"lines": joinLines,
 }).Parse(pageHTML))
 
@@ -192,9 +192,9 @@ func readErrorFile(path string) string {
 	return strings.TrimSpace(string(b))
 }
 
-// ago says how long before now t (a time.Time or *time.Time) was, in the
-// largest sensible unit.
-func ago(now time.Time, v any) string {
+// Ago says how long before now t (a time.Time or *time.Time) was, in the
+// largest sensible unit; the console's pages say it the same way.
+func Ago(now time.Time, v any) string {
 	var t time.Time
 	switch v := v.(type) {
 	case time.Time:
@@ -222,7 +222,8 @@ func ago(now time.Time, v any) string {
 	}
 }
 
-func humanBytes(n uint64) string {
+// HumanBytes writes a byte count in binary units ("1.5 KiB").
+func HumanBytes(n uint64) string {
 	const unit = 1024
 	if n < unit {
 		return fmt.Sprintf("%d B", n)

@@ -205,11 +205,11 @@ func TestAgo(t *testing.T) {
 		d    time.Duration
 		want string
 	}{{5 * time.Second, "5 s ago"}, {90 * time.Second, "1 min ago"}, {3 * time.Hour, "3 h ago"}, {72 * time.Hour, "3 days ago"}, {-time.Second, "just now"}} {
-		if got := ago(now, now.Add(-tc.d)); got != tc.want {
+		if got := Ago(now, now.Add(-tc.d)); got != tc.want {
 			t.Errorf("ago(%v) = %q, want %q", tc.d, got, tc.want)
 		}
 	}
-	if got := ago(now, (*time.Time)(nil)); got != "never" {
+	if got := Ago(now, (*time.Time)(nil)); got != "never" {
 		t.Errorf("ago(nil) = %q", got)
 	}
 }

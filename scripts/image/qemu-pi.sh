@@ -41,7 +41,7 @@ NODE_NAME=${NODE_NAME:-qemu-$machine}
 work=$BUILD_DIR/qemu-$machine
 ns=plpi-$$
 log=$work/console.log
-MAKE_TARGET=qemu-test
+MAKE_TARGET=qemu-pi
 
 case $machine in
 raspi3b)
@@ -217,7 +217,7 @@ fi
 # included) and must still reach READY.
 mcopy -n -i "$fat" ::peerline.txt "$work/peerline.txt"
 sed -i -E '/^[[:space:]]*name[[:space:]]*=/d' "$work/peerline.txt"
-printf '\n# set by make qemu-test\nname = %s\n' "$NODE_NAME" >>"$work/peerline.txt"
+printf '\n# set by make qemu-pi\nname = %s\n' "$NODE_NAME" >>"$work/peerline.txt"
 mcopy -o -i "$fat" "$work/peerline.txt" ::peerline.txt
 # Only for emulation: kpti=0, as in qemu-test.sh (board/README.md); and a
 # longer wait for devices. qemu runs the Pi 3's four cores on whatever the

@@ -29,12 +29,11 @@ import (
 // event is one line of `go test -json` (cmd/test2json's TestEvent, plus the
 // build events of go 1.24).
 type event struct {
-	Action     string
-	Package    string
-	Test       string
-	Elapsed    float64
-	Output     string
-	ImportPath string
+	Action  string
+	Package string
+	Test    string
+	Elapsed float64
+	Output  string
 }
 
 // printer holds what is known about the run. Its methods are called from one
@@ -143,7 +142,6 @@ func (p *printer) packageEvent(e event, now time.Time) {
 				p.flush(key)
 			}
 			delete(p.buf, key)
-			delete(p.running, key)
 		}
 		for key := range p.running {
 			if strings.HasPrefix(key, e.Package+" ") {
