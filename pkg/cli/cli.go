@@ -46,7 +46,7 @@ const usage = `usage: peerline [-socket PATH | -config FILE] COMMAND [--json] [A
 
 commands:
   status               the node: name, key, ready, lines, peers online
-  peers                paired peers: index, name, online, path, RTT, NAT, last handshake
+  peers                paired peers: index, name, online, path, RTT, tunnel MTU, NAT, last handshake
   phones               phones on the phone port: line, MAC, model, address, lease, in a call
   phones forget LINE   free LINE: its phone gets a new line when it asks again
   phones label LINE TEXT  name LINE ("" removes the label)
@@ -286,7 +286,7 @@ func (c *client) peers(args []string) error {
 		return nil
 	}
 	w := tabwriter.NewWriter(c.out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "INDEX\tNAME\tONLINE\tPATH\tRTT\tNAT\tLAST HANDSHAKE\tENDPOINT")
+	fmt.Fprintln(w, "INDEX\tNAME\tONLINE\tPATH\tRTT\tMTU\tNAT\tLAST HANDSHAKE\tENDPOINT")
 	for _, p := range st.Peers {
 		online := "no"
 		switch {
@@ -303,7 +303,11 @@ func (c *client) peers(args []string) error {
 		if p.LastHandshake != nil {
 			hs = ago(*p.LastHandshake)
 		}
-		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Index, dash(p.Name), online, dash(p.Path), rtt, dash(p.NATClass), hs, dash(p.Endpoint))
+		mtu := "-"
+		if p.MTU > 0 {
+			mtu = strconv.Itoa(p.MTU)
+		}
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Index, dash(p.Name), online, dash(p.Path), rtt, mtu, dash(p.NATClass), hs, dash(p.Endpoint))
 	}
 	if err := w.Flush(); err != nil {
 		return err

@@ -30,7 +30,7 @@ func fakeDaemon(t *testing.T) (socket string, forgotten *[]int) {
 		Name: "alice", Version: "v1", PublicKey: "KEY=", Ready: true, Started: t0.Add(-time.Hour),
 		Lines: []int{1, 2}, ActiveLines: []int{2},
 		Peers: []control.Peer{
-			{Index: 7, Name: "bob", Up: true, Online: true, Path: "direct", Endpoint: "198.51.100.2:51827", RTT: &rtt, LastHandshake: &hs},
+			{Index: 7, Name: "bob", Up: true, Online: true, Path: "direct", Endpoint: "198.51.100.2:51827", MTU: 1184, RTT: &rtt, LastHandshake: &hs},
 			{Index: 9, Name: "carol", Error: "tunnel: UDP port in use"},
 		},
 	}
@@ -87,9 +87,9 @@ func TestCommands(t *testing.T) {
 	}{
 		{[]string{"status"}, []string{"node        alice", "ready       yes", "lines       1, 2", "in a call   2", "peers       2 paired, 1 online", "1h0m0s ago"}},
 		{[]string{"peers"}, []string{
-			"INDEX  NAME   ONLINE                          PATH    RTT   NAT  LAST HANDSHAKE  ENDPOINT",
-			"7      bob    yes                             direct  23ms  -    42s ago         198.51.100.2:51827",
-			"9      carol  error: tunnel: UDP port in use  -       -     -    never           -",
+			"INDEX  NAME   ONLINE                          PATH    RTT   MTU   NAT  LAST HANDSHAKE  ENDPOINT",
+			"7      bob    yes                             direct  23ms  1184  -    42s ago         198.51.100.2:51827",
+			"9      carol  error: tunnel: UDP port in use  -       -     -     -    never           -",
 		}},
 		{[]string{"phones"}, []string{
 			"LINE  LABEL    MAC                MODEL    ADDRESS   LEASED       LAST SEEN  IN A CALL",

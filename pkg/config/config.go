@@ -52,7 +52,10 @@ type Config struct {
 	// ListenPort is the UDP port every tunnel, the rendezvous registration
 	// and hole punching share (pkg/wgmux).
 	ListenPort int `json:"listen_port,omitempty"`
-	// MTU of the tunnels and the veth links to them.
+	// MTU is the largest IP packet a tunnel carries to its peer; the
+	// rewriter fragments what is larger. The default, DefaultMTU, fits
+	// every path of at least 1280 bytes (see docs/mtu.md): raise it only
+	// for an uplink known to carry more end to end.
 	MTU int `json:"mtu,omitempty"`
 	// PhonePort is the Ethernet interface the phones are plugged into.
 	PhonePort string `json:"phone_port"`
@@ -135,10 +138,19 @@ type Peer struct {
 	Renamed bool `json:"renamed,omitempty"`
 }
 
+// DefaultMTU is the tunnel MTU unless the config says otherwise: the
+// largest multiple of 16 (WireGuard pads to 16) whose encrypted datagram
+// still fits a 1280-byte path in the worst case, relayed over IPv6: 1184 +
+// 32 (WireGuard) + 12 (relay header) + 8 (UDP) + 40 (IPv6) = 1276. Paths
+// smaller than the 1500 bytes of Ethernet are common (DS-Lite, PPPoE,
+// mobile) and often drop the ICMP that would tell a sender; a desk phone's
+// media never comes near this size, and a large SIP message costs one more
+// fragment (docs/mtu.md).
+const DefaultMTU = 1184
+
 const (
 	defaultPrefix     = "pl"
 	defaultListenPort = 51820
-	defaultMTU        = 1420
 	// maxPrefix keeps <prefix>v<253> inside the kernel's 15-byte link names.
 	maxPrefix = 11
 	// maxLabel bounds a line label; it is shown in narrow table cells.
@@ -226,10 +238,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("listen_port %d: use a port from 1 to 65535", c.ListenPort)
 	}
 	if c.MTU == 0 {
-		c.MTU = defaultMTU
+		c.MTU = DefaultMTU
 	}
 	if c.MTU < 576 || c.MTU > 9000 {
-		return fmt.Errorf("mtu %d: use 576 to 9000 (1420 suits WireGuard over a 1500-byte uplink)", c.MTU)
+		return fmt.Errorf("mtu %d: use 576 to 9000, or leave it out for %d, which fits every path of at least 1280 bytes", c.MTU, DefaultMTU)
 	}
 	if !ifnameRE.MatchString(c.PhonePort) {
 		return fmt.Errorf("phone_port %q: name the Ethernet interface the phones are plugged into, e.g. \"eth0\"", c.PhonePort)

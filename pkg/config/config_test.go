@@ -37,8 +37,8 @@ func TestParseDefaults(t *testing.T) {
 	if c.ListenPort != 51820 {
 		t.Errorf("listen_port = %d, want 51820", c.ListenPort)
 	}
-	if c.MTU != 1420 {
-		t.Errorf("mtu = %d, want 1420", c.MTU)
+	if c.MTU != 1184 {
+		t.Errorf("mtu = %d, want 1184", c.MTU)
 	}
 }
 
@@ -121,7 +121,7 @@ func TestParseErrors(t *testing.T) {
 		{"listen port", at(`"listen_port": 70000,`),
 			"listen_port 70000: use a port from 1 to 65535"},
 		{"mtu", at(`"mtu": 100,`),
-			"mtu 100: use 576 to 9000 (1420 suits WireGuard over a 1500-byte uplink)"},
+			"mtu 100: use 576 to 9000, or leave it out for 1184, which fits every path of at least 1280 bytes"},
 		{"no phone port", repl(`"eth0"`, `""`),
 			`phone_port "": name the Ethernet interface the phones are plugged into, e.g. "eth0"`},
 		{"line zero", repl(`[1, 2]`, `[0]`),

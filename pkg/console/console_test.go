@@ -144,7 +144,7 @@ type testEnv struct {
 func newEnv(t *testing.T) *testEnv {
 	t.Helper()
 	e := &testEnv{t: t, node: &fakeNode{joins: map[string]control.JoinProgress{}}, now: time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)}
-	e.node.status = control.Status{Name: "alice", Peers: []control.Peer{{Index: 7, Name: "bob", Online: true, Path: "relay", PathReason: "symmetric NAT on both sides"}}}
+	e.node.status = control.Status{Name: "alice", Peers: []control.Peer{{Index: 7, Name: "bob", Online: true, Path: "relay", PathReason: "symmetric NAT on both sides", MTU: 1184}}}
 	e.pwf = filepath.Join(t.TempDir(), adminpass.FileName)
 	e.c = New(Options{
 		Control:      e.node.handlers(),
@@ -295,6 +295,9 @@ func TestFirstUseRule(t *testing.T) {
 		}
 		if w := b.do("GET", "/peers", nil); w.Code != 200 || !strings.Contains(w.Body.String(), "Password set") {
 			t.Errorf("after setup GET /peers = %d, want the peers page with the flash", w.Code)
+		}
+		if w := b.do("GET", "/peers", nil); !strings.Contains(w.Body.String(), "<td class=\"opt\">1184 bytes;") {
+			t.Errorf("GET /peers does not show the peer's tunnel MTU:\n%s", w.Body)
 		}
 		enc, err := adminpass.Load(e.pwf)
 		if ok, _ := adminpass.Verify(enc, "correct horse"); err != nil || !ok {

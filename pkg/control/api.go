@@ -53,9 +53,12 @@ type Peer struct {
 	Error  string `json:"error,omitempty"`
 	// Path is "direct" or "relay"; PathReason says why a path was chosen
 	// when that is not obvious.
-	Path          string     `json:"path,omitempty"`
-	PathReason    string     `json:"path_reason,omitempty"`
-	Endpoint      string     `json:"endpoint,omitempty"`
+	Path       string `json:"path,omitempty"`
+	PathReason string `json:"path_reason,omitempty"`
+	Endpoint   string `json:"endpoint,omitempty"`
+	// MTU is the largest packet the tunnel carries to the peer: larger
+	// ones (a desk phone's big INVITE) cross it in fragments.
+	MTU           int        `json:"mtu,omitempty"`
 	RTT           *Duration  `json:"rtt,omitempty"`
 	NATClass      string     `json:"nat_class,omitempty"`
 	LastHandshake *time.Time `json:"last_handshake,omitempty"`

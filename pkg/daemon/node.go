@@ -467,6 +467,7 @@ func (nd *node) status(ctx context.Context) (*control.Status, error) {
 			Up:            p.Up,
 			Error:         p.Error,
 			Endpoint:      p.Endpoint,
+			MTU:           p.MTU,
 			LastHandshake: p.LastHandshake,
 			RxBytes:       p.RxBytes,
 			TxBytes:       p.TxBytes,

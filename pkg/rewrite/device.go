@@ -83,6 +83,10 @@ type Device struct {
 	// (sipgate.go).
 	notPeer func([4]byte) bool
 
+	// wireMTU is the largest packet Read hands to WireGuard (SetMTU); 0
+	// means the inner device's MTU.
+	wireMTU atomic.Int32
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -192,12 +196,13 @@ func (d *Device) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		return n, err
 	}
 	now := d.now()
+	wire := d.wire()
 	for i := range n {
 		if offset < 0 || offset > len(bufs[i]) || sizes[i] < 0 || sizes[i] > len(bufs[i])-offset {
 			continue
 		}
 		pkt, ihl, res, slow := classify(bufs[i][offset : offset+sizes[i]])
-		if slow {
+		if slow || oversized(pkt, res, wire) {
 			return d.readSlow(bufs, sizes, offset, i, n, now), err
 		}
 		sizes[i] = d.plain(pkt, ihl, res, outbound, now)
@@ -212,18 +217,25 @@ func (d *Device) readSlow(bufs [][]byte, sizes []int, offset, from, n int, now i
 	defer ds.mu.Unlock()
 	s := &ds.sink
 	s.bufs, s.sizes, s.offset, s.next, s.cur, s.write = bufs, sizes, offset, n, -1, false
+	wire := d.wire()
 	for i := from; i < n; i++ {
 		if offset < 0 || offset > len(bufs[i]) || sizes[i] < 0 || sizes[i] > len(bufs[i])-offset {
 			continue
 		}
 		room := bufs[i][offset:]
 		pkt, ihl, res, slow := classify(room[:sizes[i]])
-		if !slow {
+		if !slow && !oversized(pkt, res, wire) {
 			sizes[i] = d.plain(pkt, ihl, res, outbound, now)
 			continue
 		}
 		s.cur = i
-		r := d.slowLocked(ds, outbound, room, sizes[i], now)
+		var r int
+		if slow {
+			r = d.slowLocked(ds, outbound, room, sizes[i], now)
+		} else {
+			// Not SIP, not a fragment, larger than the tunnel carries.
+			r = d.fitLocked(ds, outbound, pkt[:d.plain(pkt, ihl, res, outbound, now)])
+		}
 		switch {
 		case r >= 0:
 			sizes[i] = r
@@ -459,7 +471,7 @@ func (d *Device) slowLocked(ds *dirState, dir int, room []byte, size int, now in
 		}
 		out, res := mapHeaders(pkt, d.peer, numplan.Direction(dir))
 		d.count(dir, res)
-		return len(out)
+		return d.fitLocked(ds, dir, out)
 	case fragPassAll:
 		if dir == inbound && !d.takeSIPFragments(ds, pkt, dg, now) {
 			ds.reasm.release(dg)
@@ -475,14 +487,26 @@ func (d *Device) slowLocked(ds *dirState, dir int, room []byte, size int, now in
 		}
 		out, res := mapHeaders(pkt, d.peer, numplan.Direction(dir))
 		d.count(dir, res)
-		ds.sink.cur = -1 // this fragment keeps its slot
+		limit := d.passMTU(dir)
+		keep := len(out) <= limit
+		if keep {
+			ds.sink.cur = -1 // this fragment keeps its slot
+		} else {
+			// Too large for the tunnel: cut after the held ones, and
+			// its slot is free for them.
+			ds.buf = append(ds.buf[:0], out...)
+		}
 		for k := range dg.pieces {
 			f, res := mapHeaders(dg.piece(k), d.peer, numplan.Direction(dir))
 			d.count(dir, res)
-			ds.sink.put(f)
+			d.putFittedLocked(ds, dir, f, limit)
 		}
 		ds.reasm.release(dg)
-		return len(out)
+		if keep {
+			return len(out)
+		}
+		d.putFittedLocked(ds, dir, ds.buf, limit)
+		return -1
 	case fragComplete:
 		return d.datagramLocked(ds, dir, ds.reasm.whole, nil, now)
 	}
@@ -542,18 +566,9 @@ func (d *Device) datagramLocked(ds *dirState, dir int, pkt, room []byte, now int
 	if dir == inbound && len(out) >= ihl+udpHeaderLen {
 		d.sdp.learn(out[ihl+udpHeaderLen:])
 	}
-	mtu := d.mtu()
-	if len(out) > mtu {
+	if len(out) > d.dirMTU(dir) {
 		d.count(dir, res)
-		sp := newSplitter(out, mtu)
-		if cap(ds.frag) < mtu {
-			ds.frag = make([]byte, max(mtu, minMTU))
-		}
-		for k := range sp.n {
-			n := sp.frag(k, ds.frag[:cap(ds.frag)])
-			ds.sink.put(ds.frag[:n])
-		}
-		d.events[dir].n[evRefragmented].Add(uint64(sp.n))
+		d.putFittedLocked(ds, dir, out, d.dirMTU(dir))
 		return -1
 	}
 	if room == nil {
@@ -612,6 +627,94 @@ func sipFirstFragment(pkt []byte) bool {
 	ihl := int(pkt[0]&0x0f) * 4
 	return pkt[offProto] == protoUDP && binary.BigEndian.Uint16(pkt[offFlags:])&fragOffsetMask == 0 &&
 		len(pkt) >= ihl+udpHeaderLen && udpSIP(pkt[ihl:])
+}
+
+// oversized reports whether a checked IPv4 packet is larger than the
+// tunnel carries. Only IPv4 can be cut; WireGuard admits nothing else.
+func oversized(pkt []byte, res Result, wire int) bool {
+	return len(pkt) > wire && res == Plain
+}
+
+// fitLocked sends the checked, mapped packet out (which may lie in the
+// slot being handled) in fragments if it is a packet to the peer larger
+// than the tunnel MTU, with ds locked. Packets from the peer that pass
+// unreassembled are left as they came: the kernel forwards them to the
+// phone like any other.
+// It returns as slowLocked does: out's size if it stays where it is.
+//
+// On the way out, Don't Fragment is not obeyed: the tunnel is one hop to
+// the far Pi, the fragments cross it inside WireGuard and the far phone
+// reassembles them; refusing instead would cost the phone a retransmission
+// (its kernel learns the smaller MTU from the ICMP only after losing the
+// datagram), and the first INVITE of a call must get through the first
+// time. All the sender loses is learning an MTU it does not need to know.
+func (d *Device) fitLocked(ds *dirState, dir int, out []byte) int {
+	limit := d.passMTU(dir)
+	if len(out) <= limit {
+		return len(out)
+	}
+	// The sink may write the first fragment where out lies.
+	ds.buf = append(ds.buf[:0], out...)
+	d.putFittedLocked(ds, dir, ds.buf, limit)
+	return -1
+}
+
+// passMTU is the largest packet passed in direction dir without being
+// rewritten: the tunnel MTU towards the peer, no limit towards the phones.
+func (d *Device) passMTU(dir int) int {
+	if dir == outbound {
+		return d.wire()
+	}
+	return maxPacket
+}
+
+// putFittedLocked hands the checked IPv4 packet (or fragment) pkt to the
+// sink, cut into fragments of at most mtu bytes. pkt must not lie in the
+// sink's buffers.
+func (d *Device) putFittedLocked(ds *dirState, dir int, pkt []byte, mtu int) {
+	if len(pkt) <= mtu {
+		ds.sink.put(pkt)
+		return
+	}
+	sp := newSplitter(pkt, mtu)
+	if cap(ds.frag) < mtu {
+		ds.frag = make([]byte, max(mtu, minMTU))
+	}
+	for k := range sp.n {
+		n := sp.frag(k, ds.frag[:cap(ds.frag)])
+		ds.sink.put(ds.frag[:n])
+	}
+	d.events[dir].n[evRefragmented].Add(uint64(sp.n))
+}
+
+// SetMTU sets the tunnel MTU: the largest packet Read hands to WireGuard,
+// which MTU reports. Larger packets from the phones are sent as fragments
+// (fitLocked), so the TUN and the links from the phone port to it can stay
+// at the phone port's 1500 bytes and a phone's full-size datagram, Don't
+// Fragment and all, reaches the rewriter instead of being refused by the
+// kernel. n <= 0 goes back to the inner device's MTU.
+func (d *Device) SetMTU(n int) {
+	if n > 0 {
+		n = max(n, minMTU)
+	}
+	d.wireMTU.Store(int32(min(max(n, 0), maxPacket)))
+}
+
+// wire is the tunnel MTU: what SetMTU set, else the inner device's MTU.
+func (d *Device) wire() int {
+	if m := d.wireMTU.Load(); m > 0 {
+		return int(m)
+	}
+	return d.mtu()
+}
+
+// dirMTU is the largest packet that leaves in direction dir: the tunnel MTU
+// towards the peer, the TUN's own towards the phones.
+func (d *Device) dirMTU(dir int) int {
+	if dir == outbound {
+		return d.wire()
+	}
+	return d.mtu()
 }
 
 // mtu is the inner device's MTU, or no limit if it has none.
@@ -903,9 +1006,15 @@ func refusalNames() []string {
 // File returns the inner device's file.
 func (d *Device) File() *os.File { return d.inner.File() }
 
-// MTU returns the inner device's MTU. A SIP message that grows past it when
-// rewritten is sent as fragments.
-func (d *Device) MTU() (int, error) { return d.inner.MTU() }
+// MTU returns the tunnel MTU (SetMTU), or the inner device's MTU if none
+// was set: what WireGuard pads up to. A packet from a phone over it, or a
+// SIP message that grows past it when rewritten, is sent as fragments.
+func (d *Device) MTU() (int, error) {
+	if m := d.wireMTU.Load(); m > 0 {
+		return int(m), nil
+	}
+	return d.inner.MTU()
+}
 
 // Name returns the inner device's name.
 func (d *Device) Name() (string, error) { return d.inner.Name() }

@@ -361,10 +361,14 @@ func (r *reassembler) count(e event, n uint64) {
 // splitter cuts a whole IPv4 datagram into fragments of at most mtu bytes
 // (RFC 791 §3.2): the first keeps the whole header, the others carry only
 // the options marked to be copied; every fragment but the last carries a
-// multiple of 8 payload bytes.
+// multiple of 8 payload bytes. A fragment is cut the same way into smaller
+// ones: their offsets start at its own, and the last keeps its
+// more-fragments flag.
 type splitter struct {
 	pkt         []byte
 	ihl         int
+	base        uint16   // the fragment offset of pkt, in 8-byte units
+	more        bool     // pkt's more-fragments flag
 	opts        [40]byte // copied options, padded to 4 bytes
 	nopts       int
 	first, rest int // payload bytes per fragment
@@ -374,6 +378,8 @@ type splitter struct {
 func newSplitter(pkt []byte, mtu int) splitter {
 	mtu = max(mtu, minMTU)
 	s := splitter{pkt: pkt, ihl: int(pkt[0]&0x0f) * 4}
+	flags := binary.BigEndian.Uint16(pkt[offFlags:])
+	s.base, s.more = flags&fragOffsetMask, flags&flagMF != 0
 	for o := pkt[ipHeaderLen:s.ihl]; len(o) > 0; {
 		t := o[0]
 		if t == 0 { // end of options
@@ -423,8 +429,8 @@ func (s *splitter) frag(k int, dst []byte) int {
 	}
 	n := ihl + copy(dst[ihl:], payload[start:end])
 	binary.BigEndian.PutUint16(dst[offTotalLen:], uint16(n))
-	flags := uint16(start / 8)
-	if k < s.n-1 {
+	flags := s.base + uint16(start/8)
+	if k < s.n-1 || s.more {
 		flags |= flagMF
 	}
 	// Don't-fragment is cleared: these are fragments.

@@ -44,6 +44,9 @@ type PeerStatus struct {
 	Up       bool   `json:"up"`
 	Error    string `json:"error,omitempty"`
 	Endpoint string `json:"endpoint,omitempty"`
+	// MTU is the largest packet the tunnel carries to the peer; the
+	// rewriter fragments larger ones (docs/mtu.md).
+	MTU int `json:"mtu,omitempty"`
 	// Online, Path, PathReason, RTT and NAT are the path manager's view
 	// (pkg/peerpath).
 	Online     bool          `json:"online"`
@@ -124,6 +127,7 @@ func (s *Supervisor) status() *Status {
 		if p.rewrite != nil {
 			rs := p.rewrite.Stats()
 			ps.Rewrite = &rs
+			ps.MTU, _ = p.rewrite.MTU()
 		}
 		st.Peers = append(st.Peers, ps)
 	}

@@ -659,6 +659,14 @@ func linePiAddr(s int) netip.Prefix {
 	return netip.PrefixFrom(numplan.LineGateway(uint8(s)), 30)
 }
 
+// linkMTU is the MTU of the veth into each peer's namespace and of the
+// tunnel's TUN: the phone port's Ethernet 1500, so that every datagram a
+// phone sends, Don't Fragment and all, reaches the rewriter instead of
+// being refused by the kernel ("fragmentation needed", and a lost first
+// INVITE). The rewriter cuts what exceeds the tunnel MTU, config's mtu
+// (rewrite.Device.SetMTU; docs/mtu.md).
+const linkMTU = 1500
+
 // vethAddrs are the two ends of the link into peer i's namespace.
 func vethAddrs(i int) (root, ns netip.Prefix) {
 	r := netip.AddrFrom4([4]byte{169, 254, byte(i), 1})
@@ -684,7 +692,7 @@ func (s *Supervisor) ensurePeer(p *peer) error {
 		// the TUN; strict reverse-path filtering would drop such asymmetry.
 		{"rp_filter", func() error { return s.net.SetSysctl(ns, "net/ipv4/conf/all/rp_filter", "0") }},
 		{"rp_filter default", func() error { return s.net.SetSysctl(ns, "net/ipv4/conf/default/rp_filter", "0") }},
-		{"veth", func() error { return s.net.EnsureVeth(veth, ns, config.VethInNamespace, s.cfg.MTU) }},
+		{"veth", func() error { return s.net.EnsureVeth(veth, ns, config.VethInNamespace, linkMTU) }},
 		{"root veth address", func() error { return s.net.EnsureAddr("", veth, rootAddr) }},
 		{"namespace veth address", func() error { return s.net.EnsureAddr(ns, config.VethInNamespace, nsAddr) }},
 		{"root veth up", func() error { return s.net.LinkUp("", veth) }},
@@ -720,7 +728,7 @@ func (s *Supervisor) ensureTunnel(p *peer, ns, dev string) error {
 	cfg := wgtunnel.Config{
 		Name:       dev,
 		Namespace:  ns,
-		MTU:        s.cfg.MTU,
+		MTU:        linkMTU,
 		PrivateKey: s.key,
 		Bind:       bind,
 		Peer: wgtunnel.Peer{
@@ -735,6 +743,7 @@ func (s *Supervisor) ensureTunnel(p *peer, ns, dev string) error {
 				return inner
 			}
 			p.rewrite = rewrite.Wrap(inner, uint8(i), log)
+			p.rewrite.SetMTU(s.cfg.MTU)
 			return p.rewrite
 		},
 		InNamespace: s.net.Do,

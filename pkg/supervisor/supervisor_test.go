@@ -258,7 +258,7 @@ do pl-7
 sysctl pl-7 net/ipv4/ip_forward=1
 sysctl pl-7 net/ipv4/conf/all/rp_filter=0
 sysctl pl-7 net/ipv4/conf/default/rp_filter=0
-veth add plv7 <-> pl-7/veth0 mtu 1420
+veth add plv7 <-> pl-7/veth0 mtu 1500
 addr add plv7 169.254.7.1/30
 addr add pl-7/veth0 169.254.7.2/30
 link up plv7
@@ -273,7 +273,7 @@ do pl-9
 sysctl pl-9 net/ipv4/ip_forward=1
 sysctl pl-9 net/ipv4/conf/all/rp_filter=0
 sysctl pl-9 net/ipv4/conf/default/rp_filter=0
-veth add plv9 <-> pl-9/veth0 mtu 1420
+veth add plv9 <-> pl-9/veth0 mtu 1500
 addr add plv9 169.254.9.1/30
 addr add pl-9/veth0 169.254.9.2/30
 link up plv9

@@ -1,0 +1,138 @@
+package rewrite
+
+import (
+	"bytes"
+	"encoding/binary"
+	"strings"
+	"testing"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+)
+
+// linkTUN is a fakeTUN whose MTU is the phone port's, as the supervisor
+// sets up a tunnel's TUN: the tunnel MTU is the Device's (SetMTU).
+type linkTUN struct {
+	*fakeTUN
+	mtu int
+}
+
+func (l *linkTUN) MTU() (int, error) { return l.mtu, nil }
+
+// tunnelMTU is config.DefaultMTU (this package does not import config).
+const tunnelMTU = 1184
+
+// deskPhoneInvite is an INVITE from Alice's phone padded to exactly size
+// bytes of IP packet, Don't Fragment set as a phone's kernel sends it.
+func deskPhoneInvite(t *testing.T, size int) string {
+	t.Helper()
+	pad := size - len(atAlice.fromAlice(inviteTmpl))
+	tmpl := strings.Replace(inviteTmpl, "User-Agent: baresip v1.0.0", "User-Agent: baresip v1.0.0"+strings.Repeat("x", pad), 1)
+	if got := len(atAlice.fromAlice(tmpl)); got != size {
+		t.Fatalf("desk-phone INVITE is %d bytes, want %d", got, size)
+	}
+	return tmpl
+}
+
+// TestDeviceDFInviteFitsTunnel reads a full-size (1500-byte) INVITE with
+// Don't Fragment set from the TUN, as a desk phone on a 1500-byte port sends
+// it (issue 15.3): it must leave for the peer at once, in fragments of at
+// most the tunnel MTU, with every address mapped.
+func TestDeviceDFInviteFitsTunnel(t *testing.T) {
+	for _, size := range []int{1185, 1421, 1500} {
+		tmpl := deskPhoneInvite(t, size)
+		in := atAlice.fromAlice(tmpl)
+		if binary.BigEndian.Uint16(in[6:])&0x4000 == 0 {
+			t.Fatal("the test INVITE has no DF")
+		}
+		d := Wrap(&linkTUN{fakeTUN: newFakeTUN(in), mtu: 1500}, bobAtAlice, nil)
+		d.SetMTU(tunnelMTU)
+		if m, err := d.MTU(); m != tunnelMTU || err != nil {
+			t.Errorf("MTU() = %d, %v, want %d (what WireGuard pads to)", m, err, tunnelMTU)
+		}
+		out := readAll(t, d, 2)
+		want := onWireA.fromAlice(tmpl)
+		checkFragments(t, out, tunnelMTU, noDF(want))
+		if s := d.Stats().Outbound; s.SIPRewritten != 1 || s.Reassembly.Refragmented != uint64(len(out)) {
+			t.Errorf("%d bytes: Stats().Outbound = %+v, want 1 rewritten, %d refragmented", size, s, len(out))
+		}
+	}
+}
+
+// TestDeviceFitsTunnel reads packets other than whole SIP messages that
+// exceed the tunnel MTU: each must leave in fragments of at most the tunnel
+// MTU that reassemble into the packet as it would have left whole. Packets
+// from the peer are never cut here.
+func TestDeviceFitsTunnel(t *testing.T) {
+	big := bytes.Repeat([]byte{0xa5}, 2972)
+	icmp := func(at place) []byte {
+		ip := ip4(at.alice, at.bob, layers.IPProtocolICMPv4)
+		echo := &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeEchoRequest, 0), Id: 7, Seq: 1}
+		return serialize(ip, echo, gopacket.Payload(bytes.Repeat([]byte{0x5a}, 1400)))
+	}
+	media := func(n int) func(place) []byte {
+		return func(at place) []byte { return udp4(at.alice, at.bob, 10000, 20000, big[:n]) }
+	}
+	tests := []struct {
+		name string
+		pkt  func(place) []byte // the packet as the phone meant it, at a place
+		frag bool               // the phone fragmented it at 1500
+	}{
+		{"ping with DF", icmp, false},
+		{"UDP media with DF", media(1472), false},
+		{"UDP fragmented by the phone at 1500", media(len(big)), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := [][]byte{tt.pkt(atAlice)}
+			if tt.frag {
+				in = fragmentAt(in[0], 1500)
+			}
+			d := Wrap(&linkTUN{fakeTUN: newFakeTUN(in...), mtu: 1500}, bobAtAlice, nil)
+			d.SetMTU(tunnelMTU)
+			out := readAll(t, d, 3)
+			checkFragments(t, out, tunnelMTU, noDF(tt.pkt(onWireA)))
+		})
+	}
+
+	t.Run("from the peer", func(t *testing.T) {
+		inner := &linkTUN{fakeTUN: newFakeTUN(), mtu: 1500}
+		d := Wrap(inner, aliceAtBob, nil)
+		d.SetMTU(tunnelMTU)
+		pkt := udp4(onWireA.alice, onWireA.bob, 10000, 20000, big[:1400])
+		buf := make([]byte, testOffset+len(pkt), 65536)
+		copy(buf[testOffset:], pkt)
+		if _, err := d.Write([][]byte{buf}, testOffset); err != nil {
+			t.Fatal(err)
+		}
+		if len(inner.written) != 1 || len(inner.written[0]) != len(pkt) {
+			t.Errorf("a %d-byte packet from the peer was written as %d packets, want 1 as it came", len(pkt), len(inner.written))
+		}
+	})
+}
+
+// TestSplitterFragment cuts a middle fragment: the pieces start at its
+// offset and all of them, the last included, say more fragments follow.
+func TestSplitterFragment(t *testing.T) {
+	frags := fragmentAt(udp4(atAlice.alice, atAlice.bob, 10000, 20000, bytes.Repeat([]byte{1}, 4000)), 1500)
+	mid := frags[1]
+	base := binary.BigEndian.Uint16(mid[6:]) & fragOffsetMask
+	sp := newSplitter(mid, 600)
+	next := int(base) * 8
+	var payload []byte
+	for k := range sp.n {
+		dst := make([]byte, 600)
+		n := sp.frag(k, dst)
+		f := dst[:n]
+		checkIPHeader(t, f)
+		fo := binary.BigEndian.Uint16(f[6:])
+		if int(fo&fragOffsetMask)*8 != next || fo&flagMF == 0 {
+			t.Errorf("piece %d: offset %d MF %v, want offset %d MF true", k, int(fo&fragOffsetMask)*8, fo&flagMF != 0, next)
+		}
+		next += n - ipHeaderLen
+		payload = append(payload, f[ipHeaderLen:]...)
+	}
+	if !bytes.Equal(payload, mid[ipHeaderLen:]) {
+		t.Error("the pieces carry a different payload than the fragment")
+	}
+}
