@@ -8,7 +8,7 @@
 //     exact phone address 10.0.s.1 of a line we serve pass, plus replies and
 //     ICMP errors that conntrack relates to flows our side started. Not the
 //     Pi (10.0.s.2, the veth links, the namespace), not a phone's web page
-//     (TCP), not an address of our plan that is no phone (10.0.0.1,
+//     (TCP, refused with a reset), not an address of our plan that is no phone (10.0.0.1,
 //     10.0.s.5, 10.0.255.1), and not the uplink or anything beyond it.
 //   - A peer appears only as its own phones and Pi: a packet from tunnel i
 //     whose source is not in 10.i.0.0/16 (after the rewriter's map, wire
@@ -28,8 +28,17 @@
 // UDP to any port of a phone is allowed because phones choose their RTP
 // ports freely (baresip at random, GXP from 5004, Yealink from 11780) and a
 // peer's RTP can arrive before our phone has sent any, so conntrack cannot
-// open the way. TCP is refused, including SIP over TCP, which the rewriter
-// does not carry (see pkg/rewrite).
+// open the way.
+//
+// TCP between phones and tunnels is refused, SIP over TCP (and TLS)
+// included, which the rewriter does not carry (see pkg/rewrite), and
+// refused out loud: a TCP reset, never a silent drop. A phone set to TCP
+// that is left to time out waits about 40 s before it gives up; one that
+// gets a reset fails the call at once, and falls back to UDP if it can.
+// The node's table resets a local phone's connection before it enters a
+// tunnel; the peer namespace's resets a connection to one of our phones
+// that arrives from a peer anyway (an older peer). Phones are provisioned
+// for SIP over UDP (pkg/provision).
 //
 // Each ruleset is loaded with the nft command as one transaction that
 // replaces the table, so reloading never leaves a moment without rules: a
@@ -90,6 +99,7 @@ func PeerRules(p Peer) string {
 	if phones := phoneSet(p.Lines); phones != "" {
 		fmt.Fprintf(&b, `		iifname %[1]q oifname %[2]q ip daddr %[3]s meta l4proto udp accept
 		iifname %[1]q oifname %[2]q ip daddr %[3]s icmp type echo-request accept
+		iifname %[1]q oifname %[2]q ip daddr %[3]s meta l4proto tcp reject with tcp reset
 `, p.Tunnel, p.ToPhones, phones)
 	}
 	fmt.Fprintf(&b, `	}
@@ -128,6 +138,12 @@ func NodeRules(n Node) string {
 		ct state established,related accept
 		iifname %[1]q oifname %[1]q ip saddr %[2]s ip daddr %[2]s accept
 `, n.PhonePort, localPlan)
+	veths := n.VethPrefix + "*"
+	if len(n.Peers) > 0 {
+		// Before the accepts below: a phone's TCP towards a tunnel is
+		// refused here, at once, not left to time out at the far end.
+		fmt.Fprintf(&b, "\t\tiifname %q oifname %q meta l4proto tcp reject with tcp reset\n", n.PhonePort, veths)
+	}
 	phones := phoneSet(n.Lines)
 	for _, i := range slices.Sorted(slices.Values(n.Peers)) {
 		veth := n.VethPrefix + strconv.Itoa(i)
@@ -139,7 +155,6 @@ func NodeRules(n Node) string {
 `, veth, n.PhonePort, node, phones)
 		}
 	}
-	veths := n.VethPrefix + "*"
 	if n.Internet {
 		fmt.Fprintf(&b, "\t\tiifname %[1]q oifname != %[1]q oifname != %[2]q ip saddr %[3]s accept\n", n.PhonePort, veths, localPlan)
 	}

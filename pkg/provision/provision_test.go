@@ -126,7 +126,7 @@ func TestGrandstreamConfig(t *testing.T) {
 	want := map[string]string{
 		"P271": "1", "P47": "", "P31": "0", // account on, no server, no registration
 		"P3": "alice line 2", "P270": "line 2", "P35": "2",
-		"P130":  "0",              // UDP
+		"P130":  "0",              // UDP: SIP over TCP is refused (pkg/firewall)
 		"P2347": "0", "P258": "0", // calls from anyone, any user part
 		"P2302": "1", "P2301": "0", "P2303": "0", "P79": "101", // RFC 2833, PT 101
 		"P57": "9", "P58": "0", "P59": "8", // G.722, PCMU, PCMA
@@ -182,7 +182,8 @@ func TestYealinkConfig(t *testing.T) {
 		"account.1.enable":                      "1",
 		"account.1.display_name":                "alice line 1",
 		"account.1.sip_server.1.address":        "%NULL%",
-		"account.1.sip_server.1.transport_type": "0",
+		"account.1.sip_server.1.transport_type": "0", // SIP over UDP: TCP is refused (pkg/firewall)
+		"account.1.transport":                   "0",
 		"features.direct_ip_call_enable":        "1",
 		"sip.trust_ctrl":                        "0",
 		"account.1.dtmf.type":                   "1",

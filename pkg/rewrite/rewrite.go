@@ -34,7 +34,16 @@
 //   - IPv4 fragments of a UDP datagram whose first fragment is SIP (an INVITE
 //     offering many codecs exceeds the tunnel MTU) are reassembled, the
 //     message rewritten whole, and the result fragmented again at the MTU;
-//     so is an unfragmented message that grows past the MTU. Reassembly is
+//     so is an unfragmented message that grows past the MTU.
+//   - Towards the peer, the MTU is the tunnel MTU (Device.SetMTU, config's
+//     mtu, 1184 by default so that the encrypted datagram fits any path of
+//     1280 bytes, ICMP or not), while the TUN and the links from the phone
+//     port stay at 1500: every packet a phone sends reaches the Device, and
+//     any that exceeds the tunnel MTU, SIP or not, whole or a fragment, Don't
+//     Fragment set or not, leaves in fragments the far phone reassembles
+//     (device.go fitLocked says why DF is not obeyed). The first INVITE of
+//     a desk phone gets through the first time. docs/mtu.md has the
+//     choice and its measured cost. Reassembly is
 //     bounded (frag.go: datagrams per source and in all, bytes held, a 3 s
 //     timeout); fragments of datagrams that are not SIP pass with their
 //     addresses mapped as Packet does. Past a limit, a SIP datagram cannot
@@ -61,7 +70,10 @@
 // segment lengths, so every later sequence and acknowledgement number of
 // the connection would need adjusting (as Linux's nf_nat_sip does through
 // conntrack), which is state that a restarted daemon loses mid-call; phones
-// are provisioned for SIP over UDP instead. Non-IPv4 packets and packets whose IPv4 header is invalid
+// are provisioned for SIP over UDP instead, and the firewall (pkg/firewall)
+// answers TCP between phones and tunnels with a reset, so no SIP over TCP
+// reaches a far phone and a phone set to TCP fails at once rather than
+// after its 40 s timeout. SIPOverTCP counts what gets here anyway. Non-IPv4 packets and packets whose IPv4 header is invalid
 // pass unchanged. Device counts packets by Result, and what it held or
 // dropped by reason (Stats), and logs the first packet of each unusual kind
 // only, never a line per packet.
