@@ -39,3 +39,18 @@ func TestSafeName(t *testing.T) {
 		t.Errorf("safeName() = %q, want %q", got, want)
 	}
 }
+
+func TestNFTPackets(t *testing.T) {
+	listing := `table ip labpmtu {
+	chain out {
+		type filter hook output priority filter; policy accept;
+		icmp type destination-unreachable icmp code frag-needed counter packets 6 bytes 3360 drop
+	}
+}`
+	if got := nftPackets(listing); got != 6 {
+		t.Errorf("nftPackets = %d, want 6", got)
+	}
+	if got := nftPackets("counter packets x bytes 0"); got != 0 {
+		t.Errorf("nftPackets of a garbled listing = %d, want 0", got)
+	}
+}
