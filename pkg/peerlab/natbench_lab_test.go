@@ -135,10 +135,12 @@ func BenchmarkNATMatrix(b *testing.B) {
 			}
 		}
 	}
-	benchOut(b, "nat-matrix.json", map[string]any{
+	out := map[string]any{
 		"one_way_delay_ms": benchDelay.Delay.Milliseconds(),
 		"pairs":            results,
-	})
+	}
+	addSmallMTURow(b, out, runs)
+	benchOut(b, "nat-matrix.json", out)
 }
 
 func benchPair(b *testing.B, c natCase, runs int) natPairResult {

@@ -3,6 +3,7 @@ package rewrite
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -136,3 +137,51 @@ func TestSplitterFragment(t *testing.T) {
 		t.Error("the pieces carry a different payload than the fragment")
 	}
 }
+
+// BenchmarkDeviceTunnelMTU reads one INVITE of a given size from a phone
+// on a 1500-byte port and reports what crosses the tunnel at the old
+// tunnel MTU (1420) and the new default (1184): packets and bytes on the
+// wire per message, counting WireGuard's 32 bytes and an outer IPv4/UDP
+// header per packet (docs/mtu.md).
+func BenchmarkDeviceTunnelMTU(b *testing.B) {
+	for _, size := range []int{1000, 1300, 1466} {
+		pad := size - len(atAlice.fromAlice(inviteTmpl))
+		tmpl := strings.Replace(inviteTmpl, "User-Agent: baresip v1.0.0", "User-Agent: baresip v1.0.0"+strings.Repeat("x", pad), 1)
+		pkt := atAlice.fromAlice(tmpl)
+		for _, mtu := range []int{1420, tunnelMTU} {
+			b.Run(fmt.Sprintf("invite %d at %d", size, mtu), func(b *testing.B) {
+				d := Wrap(&repeatLinkTUN{repeatTUN: repeatTUN{pkt: pkt}, mtu: 1500}, bobAtAlice, nil)
+				d.SetMTU(mtu)
+				bufs := make([][]byte, 4)
+				for i := range bufs {
+					bufs[i] = make([]byte, 2048)
+				}
+				sizes := make([]int, len(bufs))
+				b.SetBytes(int64(len(pkt)))
+				b.ReportAllocs()
+				var packets, wire int
+				for b.Loop() {
+					n, _ := d.Read(bufs, sizes, testOffset)
+					packets, wire = 0, 0
+					for i := range n {
+						if sizes[i] > 0 {
+							packets++
+							wire += sizes[i] + 32 + 8 + 20
+						}
+					}
+				}
+				b.ReportMetric(float64(packets), "packets/op")
+				b.ReportMetric(float64(wire), "wire-bytes/op")
+			})
+		}
+	}
+}
+
+// repeatLinkTUN is repeatTUN on a 1500-byte link, as the supervisor sets up
+// a tunnel's TUN.
+type repeatLinkTUN struct {
+	repeatTUN
+	mtu int
+}
+
+func (r *repeatLinkTUN) MTU() (int, error) { return r.mtu, nil }
