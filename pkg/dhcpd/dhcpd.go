@@ -37,6 +37,14 @@
 //     from option 66 before option 43 (admin guides: "custom option > option
 //     66 > option 43"), and Grandstream GXP16xx reads option 66 as the config
 //     server path; option 150 is Cisco's.
+//   - Option 26 (interface MTU) is not sent: the phone port, the links to
+//     the tunnels and their TUNs are all 1500 bytes, so a phone's full-size
+//     datagram, Don't Fragment and all, reaches the rewriter, which cuts
+//     what exceeds the tunnel MTU itself (pkg/rewrite, docs/mtu.md). Giving
+//     phones the tunnel MTU instead would help only phones that honour the
+//     option, would shrink everything else they send (provisioning, the
+//     phone's own web pages), and would tie every phone to the smallest
+//     tunnel of the node.
 package dhcpd
 
 import (
