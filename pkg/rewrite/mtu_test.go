@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -185,3 +186,45 @@ type repeatLinkTUN struct {
 }
 
 func (r *repeatLinkTUN) MTU() (int, error) { return r.mtu, nil }
+
+// FuzzDeviceTunnelMTU reads what a phone might send (up to four packets,
+// each prefixed by a 2-byte length) at a fuzzed tunnel MTU: nothing may
+// panic, and no IPv4 packet that leaves for the peer may exceed the tunnel
+// MTU. (What is not IPv4, or is malformed, passes unchanged, and WireGuard
+// admits none of it.)
+func FuzzDeviceTunnelMTU(f *testing.F) {
+	frame := func(pkts ...[]byte) []byte {
+		var b []byte
+		for _, p := range pkts {
+			b = binary.BigEndian.AppendUint16(b, uint16(len(p)))
+			b = append(b, p...)
+		}
+		return b
+	}
+	invite := atAlice.fromAlice(inviteTmpl)
+	big := atAlice.fromAlice(bigInviteTmpl)
+	f.Add(frame(invite), uint16(tunnelMTU))
+	f.Add(frame(fragmentAt(big, 1500)...), uint16(tunnelMTU))
+	f.Add(frame(fragmentAt(big, 1500)...), uint16(600))
+	f.Add(frame(udp4(atAlice.alice, atAlice.bob, 10000, 20000, bytes.Repeat([]byte{1}, 1472)), rtpLocalA), uint16(tunnelMTU))
+	f.Add(frame(fragmentAt(udp4(atAlice.alice, atAlice.bob, 10000, 20000, bytes.Repeat([]byte{1}, 4000)), 1500)...), uint16(576))
+	f.Fuzz(func(t *testing.T, data []byte, mtu uint16) {
+		var pkts [][]byte
+		for len(data) >= 2 && len(pkts) < 4 {
+			n := min(int(binary.BigEndian.Uint16(data)), len(data)-2)
+			pkts = append(pkts, bytes.Clone(data[2:2+n]))
+			data = data[2+n:]
+		}
+		if len(pkts) == 0 || slices.ContainsFunc(pkts, func(p []byte) bool { return len(p) > 2000 }) {
+			return // readAll's buffers hold 2048 bytes, a phone port's frames 1500
+		}
+		d := Wrap(&linkTUN{fakeTUN: newFakeTUN(pkts...), mtu: 1500}, bobAtAlice, nil)
+		d.SetMTU(int(mtu))
+		wire, _ := d.MTU()
+		for _, out := range readAll(t, d, 3) {
+			if _, _, res := check(out); res == Plain && len(out) > wire {
+				t.Errorf("a %d-byte IPv4 packet left for the peer, tunnel MTU %d", len(out), wire)
+			}
+		}
+	})
+}
