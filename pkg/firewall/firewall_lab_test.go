@@ -60,6 +60,10 @@ func TestPeerRulesInKernel(t *testing.T) {
 
 	capture, err := phones.Capture(t.Context(), "eth0", l.Dir()+"/phones.pcap", "ip", "and", "dst", "net", "10.0.0.0/16")
 	must(t, err)
+	// What comes back out of the namespace towards the peer: the reset
+	// that refuses SIP over TCP.
+	back, err := tunnel.Capture(t.Context(), "eth0", l.Dir()+"/tunnel.pcap", "tcp")
+	must(t, err)
 	fd, err := lab.In(tunnel, func() (int, error) {
 		return unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
 	})
@@ -75,7 +79,8 @@ func TestPeerRulesInKernel(t *testing.T) {
 	peerPhone := addr("10.7.1.1")
 	send(udp(peerPhone, addr("10.0.1.1"), 1)) // the control: a call's SIP or RTP
 	send(echo(peerPhone, addr("10.0.1.1")))
-	send(tcpSYN(peerPhone, addr("10.0.1.1"))) // the phone's web page
+	send(tcpSYN(peerPhone, addr("10.0.1.1"), 80))   // the phone's web page
+	send(tcpSYN(peerPhone, addr("10.0.1.1"), 5060)) // SIP over TCP
 	for _, spoof := range []string{"10.0.2.1", "10.0.1.2", "10.9.1.1", "192.0.2.1"} {
 		send(udp(addr(spoof), addr("10.0.1.1"), 2))
 	}
@@ -85,6 +90,18 @@ func TestPeerRulesInKernel(t *testing.T) {
 	}
 	time.Sleep(500 * time.Millisecond)
 	must(t, capture.Stop())
+	must(t, back.Stop())
+	var resets []string
+	for _, p := range tcpSegments(t, back.Path()) {
+		if p.RST {
+			resets = append(resets, fmt.Sprintf("%v:%d > %v:%d RST", p.src, p.SrcPort, p.dst, p.DstPort))
+		}
+	}
+	// Both SYNs are refused at once, so that a phone set to TCP stops
+	// waiting (it would otherwise wait about 40 s).
+	if want := []string{"10.0.1.1:80 > 10.7.1.1:40000 RST", "10.0.1.1:5060 > 10.7.1.1:40000 RST"}; !slices.Equal(resets, want) {
+		t.Errorf("resets back into the tunnel:\n%s\nwant\n%s", strings.Join(resets, "\n"), strings.Join(want, "\n"))
+	}
 	got := ipPackets(t, capture.Path())
 	if want := []string{"10.7.1.1 > 10.0.1.1 UDP", "10.7.1.1 > 10.0.1.1 ICMPv4"}; !slices.Equal(got, want) {
 		t.Errorf("what reached the phones' side:\n%s\nwant only\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -143,13 +160,47 @@ func echo(src, dst netip.Addr) []byte {
 	return ipv4(src, dst, unix.IPPROTO_ICMP, m)
 }
 
-func tcpSYN(src, dst netip.Addr) []byte {
+// tcpSYN is a SYN with a valid checksum: the kernel answers a bad one
+// with nothing, not even a reset.
+func tcpSYN(src, dst netip.Addr, port uint16) []byte {
 	seg := make([]byte, 20)
 	binary.BigEndian.PutUint16(seg[0:], 40000)
-	binary.BigEndian.PutUint16(seg[2:], 80)
+	binary.BigEndian.PutUint16(seg[2:], port)
 	seg[12], seg[13] = 5<<4, 0x02
 	binary.BigEndian.PutUint16(seg[14:], 1024)
+	s, d := src.As4(), dst.As4()
+	pseudo := append(append(append([]byte{}, s[:]...), d[:]...), 0, unix.IPPROTO_TCP, 0, byte(len(seg)))
+	binary.BigEndian.PutUint16(seg[16:], ^checksum(append(pseudo, seg...)))
 	return ipv4(src, dst, unix.IPPROTO_TCP, seg)
+}
+
+type tcpSegment struct {
+	src, dst netip.Addr
+	*layers.TCP
+}
+
+// tcpSegments lists the TCP segments of a pcap file.
+func tcpSegments(t *testing.T, path string) []tcpSegment {
+	t.Helper()
+	f, err := os.Open(path)
+	must(t, err)
+	defer f.Close()
+	r, err := pcapgo.NewReader(f)
+	must(t, err)
+	var out []tcpSegment
+	for {
+		data, _, err := r.ReadPacketData()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		must(t, err)
+		p := gopacket.NewPacket(data, layers.LayerTypeEthernet, gopacket.Default)
+		ip, ok := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+		tcp, ok2 := p.Layer(layers.LayerTypeTCP).(*layers.TCP)
+		if ok && ok2 {
+			out = append(out, tcpSegment{netip.AddrFrom4([4]byte(ip.SrcIP.To4())), netip.AddrFrom4([4]byte(ip.DstIP.To4())), tcp})
+		}
+	}
 }
 
 func checksum(b []byte) uint16 {
