@@ -189,12 +189,12 @@ func newNode(opts Options, key nodekey.Key, n netsetup.Ops) (*node, error) {
 		return nil, err
 	}
 	var extra []int
-	// The supervisor is made first because the DHCP server calls it; it
-	// learns the DHCP lines before its first reconcile, so that a phone
-	// with a lease finds its gateway as soon as the daemon is up.
+	// The DHCP server is made before the supervisor, which learns the
+	// DHCP lines before its first reconcile, so that a phone with a lease
+	// finds its gateway as soon as the daemon is up; the DHCP server
+	// reaches the supervisor through lines, set once it exists.
 	var lines lineSetter
 	if cfg.Phones.DHCP {
-		var err error
 		nd.dhcp, err = dhcpd.New(dhcpd.Options{
 			Port:         cfg.PhonePort,
 			StateDir:     cfg.StateDir,
