@@ -10,7 +10,8 @@
 # through one node ramped by REWRITE_LAB_CALL_STEP up to REWRITE_LAB_MAX_CALLS
 # until the knee (goal >= 200 with loss <= 0.1 %). The tunnel without the
 # rewriter is peerlined run with PEERLINED_BENCH_NO_REWRITE=1, a switch
-# pkg/supervisor reads for this benchmark only; the benchmark fails if the
+# peerlined's command line (pkg/daemon) reads for this benchmark only and
+# hands the supervisor (Options.NoRewrite); the benchmark fails if the
 # daemon ignores it. Without root those four figures are null. The lab's full
 # output is bench/out/rewrite-lab.txt, and all its figures (rates, raw
 # percentiles, per-round spread, the knee, machine load) rewrite-lab.json.

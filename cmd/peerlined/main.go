@@ -1,6 +1,7 @@
 // Command peerlined is the peerline daemon: it builds a namespace, a
 // WireGuard tunnel and a SIP/RTP rewriter per paired peer, and the phone
-// lines on the phone port. See pkg/supervisor.
+// lines on the phone port. The command line is pkg/daemon, the node it
+// runs is built by pkg/node, and its core is pkg/supervisor.
 package main
 
 import (

@@ -1,6 +1,7 @@
 // Package daemon is peerlined's command line: flags, logging, signals, and
-// the choice between running, checking the config and cleaning up. It lives
-// outside cmd/ so that main stays one statement and this stays testable.
+// the choice between running, checking the config, printing the key and
+// cleaning up. It lives outside cmd/ so that main stays one statement and
+// this stays testable; the node it runs is built by package node.
 package daemon
 
 import (
@@ -17,10 +18,14 @@ import (
 	"github.com/peerline/peerline/pkg/bootconfig"
 	"github.com/peerline/peerline/pkg/config"
 	"github.com/peerline/peerline/pkg/logring"
-	"github.com/peerline/peerline/pkg/netsetup"
-	"github.com/peerline/peerline/pkg/nodekey"
-	"github.com/peerline/peerline/pkg/supervisor"
+	"github.com/peerline/peerline/pkg/node"
 )
+
+// benchNoRewriteEnv set to 1 makes the node leave the SIP/RTP rewriter out
+// of its tunnels, for the lab benchmark that measures what the rewriter
+// costs (pkg/peerlab BenchmarkRewriteLabTunnel, mk/rewrite.mk). No phone
+// can call through such a tunnel: never set it on a Pi.
+const benchNoRewriteEnv = "PEERLINED_BENCH_NO_REWRITE"
 
 // ErrUsage is returned for bad flags; the flag package has printed why.
 var ErrUsage = errors.New("bad usage")
@@ -64,25 +69,17 @@ func Main(ctx context.Context, args []string, version string) error {
 		return nil
 	}
 	if *publicKey {
-		if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
-			return fmt.Errorf("creating state directory: %w", err)
-		}
-		k, _, err := nodekey.LoadOrCreate(cfg.PrivateKeyFile)
+		k, err := node.PublicKey(cfg)
 		if err != nil {
 			return err
 		}
-		fmt.Println(k.Public())
+		fmt.Println(k)
 		return nil
 	}
 	log, ring := newLogger(os.Stderr, *verbose)
 	log = log.With("node", cfg.Name)
-	n, err := netsetup.NewKernel("", log)
-	if err != nil {
-		return err
-	}
-	defer n.Close()
 	if *cleanup {
-		return supervisor.Cleanup(cfg, n, log)
+		return node.Cleanup(cfg, log)
 	}
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
@@ -90,11 +87,17 @@ func Main(ctx context.Context, args []string, version string) error {
 	reload := make(chan *config.Config, 1)
 	go watchReload(ctx, *configPath, reload, log)
 	log.Info("starting", "version", version, "config", *configPath)
-	nd, err := newNode(cfg, *configPath, reload, n, log, ring, version, *bootConfigError, *bootFile)
-	if err != nil {
-		return err
-	}
-	return nd.run(ctx, reload)
+	return node.Run(ctx, node.Options{
+		Config:              cfg,
+		ConfigPath:          *configPath,
+		Reload:              reload,
+		Log:                 log,
+		Ring:                ring,
+		Version:             version,
+		BootConfigErrorFile: *bootConfigError,
+		BootFile:            *bootFile,
+		BenchNoRewrite:      os.Getenv(benchNoRewriteEnv) == "1",
+	})
 }
 
 // watchReload re-reads the config on SIGHUP; a config that does not

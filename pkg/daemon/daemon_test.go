@@ -2,11 +2,17 @@ package daemon
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/peerline/peerline/pkg/control"
 )
 
 // The flags are checked through a real process, as a user and systemd see
@@ -86,5 +92,38 @@ func TestFlags(t *testing.T) {
 	}
 	if fi, err := os.Stat(filepath.Join(dir, "state", "node.key")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("node key file: %v, mode %v; want 0600", err, fi.Mode().Perm())
+	}
+}
+
+// TestSecondDaemonRefused: peerlined started while another holds the run
+// directory exits at once, saying what to do, before it makes the state
+// directory or the control socket (and so before any port is bound: those
+// come after both); -cleanup is refused alike.
+func TestSecondDaemonRefused(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeConfig(t, `{"name": "bob", "phone_port": "eth0", "lines": [1], "state_dir": "`+dir+`/state", "run_dir": "`+dir+`/run", "peers": []}`)
+	if err := os.MkdirAll(filepath.Join(dir, "run"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The first daemon, as far as the lock tells: the flock and its pid.
+	lock, err := os.OpenFile(filepath.Join(dir, "run", "peerlined.lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	lock.WriteString("4242\n")
+	for _, args := range [][]string{{"-config", cfg}, {"-config", cfg, "-cleanup"}} {
+		out, code := runPeerlined(t, args...)
+		if code != 1 || !strings.Contains(out, "another peerlined with this prefix is running (pid 4242") || !strings.Contains(out, "stop it first (systemctl stop peerlined)") {
+			t.Errorf("peerlined %v with the run directory locked: exit %d, output %q; want exit 1 naming pid 4242 and saying to stop it first", args, code, out)
+		}
+	}
+	for _, p := range []string{filepath.Join(dir, "state"), filepath.Join(dir, "run", control.SocketName)} {
+		if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s after a refused start: %v; want it not made", p, err)
+		}
 	}
 }

@@ -147,11 +147,11 @@ func notExist(err error) bool {
 }
 
 func (k *Kernel) EnsureNamespace(name string) error {
-	if err := check.NamespaceName(name); err != nil {
-		return fmt.Errorf("creating namespace: %w", err)
+	unlock, err := check.Begin(&k.mu, "creating namespace", check.NamespaceName(name))
+	if err != nil {
+		return err
 	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
+	defer unlock()
 	if k.closed {
 		return net.ErrClosed
 	}
@@ -197,11 +197,11 @@ func (k *Kernel) EnsureNamespace(name string) error {
 }
 
 func (k *Kernel) DeleteNamespace(name string) error {
-	if err := check.NamespaceName(name); err != nil {
-		return fmt.Errorf("deleting namespace: %w", err)
+	unlock, err := check.Begin(&k.mu, "deleting namespace", check.NamespaceName(name))
+	if err != nil {
+		return err
 	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
+	defer unlock()
 	if k.closed {
 		return net.ErrClosed
 	}
@@ -252,16 +252,11 @@ func linkList(h *netlink.Handle) ([]netlink.Link, error) {
 
 func (k *Kernel) EnsureVeth(rootEnd, ns, nsEnd string, mtu int) error {
 	step := fmt.Sprintf("creating veth %s <-> %s", rootEnd, check.Where(ns, nsEnd))
-	for _, err := range []error{check.LinkName(rootEnd), check.LinkName(nsEnd), check.MTU(mtu)} {
-		if err != nil {
-			return fmt.Errorf("%s: %w", step, err)
-		}
+	unlock, err := check.Begin(&k.mu, step, check.LinkName(rootEnd), check.LinkName(nsEnd), check.MTU(mtu), check.VethPeer(ns == "" || k.target(ns) == k.root))
+	if err != nil {
+		return err
 	}
-	if ns == "" || k.target(ns) == k.root {
-		return fmt.Errorf("%s: the peer end must be in a namespace other than root", step)
-	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
+	defer unlock()
 	hr, err := k.handleLocked("")
 	if err != nil {
 		return stepError(step, err)
@@ -345,11 +340,11 @@ func link(h *netlink.Handle, name string) (netlink.Link, error) {
 
 func (k *Kernel) LinkUp(ns, name string) error {
 	step := "setting " + check.Where(ns, name) + " up"
-	if err := check.LinkName(name); err != nil {
-		return fmt.Errorf("%s: %w", step, err)
+	unlock, err := check.Begin(&k.mu, step, check.LinkName(name))
+	if err != nil {
+		return err
 	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
+	defer unlock()
 	h, err := k.handleLocked(ns)
 	if err != nil {
 		return stepError(step, err)
@@ -369,11 +364,11 @@ func (k *Kernel) LinkUp(ns, name string) error {
 
 func (k *Kernel) DeleteLink(ns, name string) error {
 	step := "deleting link " + check.Where(ns, name)
-	if err := check.LinkName(name); err != nil {
-		return fmt.Errorf("%s: %w", step, err)
+	unlock, err := check.Begin(&k.mu, step, check.LinkName(name))
+	if err != nil {
+		return err
 	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
+	defer unlock()
 	h, err := k.handleLocked(ns)
 	if notExist(err) {
 		return nil
@@ -427,13 +422,11 @@ func ipNet(p netip.Prefix) *net.IPNet {
 
 func (k *Kernel) EnsureAddr(ns, linkName string, p netip.Prefix) error {
 	step := fmt.Sprintf("adding address %v to %s", p, check.Where(ns, linkName))
-	for _, err := range []error{check.LinkName(linkName), check.AddrPrefix(p)} {
-		if err != nil {
-			return fmt.Errorf("%s: %w", step, err)
-		}
+	unlock, err := check.Begin(&k.mu, step, check.LinkName(linkName), check.AddrPrefix(p))
+	if err != nil {
+		return err
 	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
+	defer unlock()
 	h, err := k.handleLocked(ns)
 	if err != nil {
 		return stepError(step, err)
@@ -450,13 +443,11 @@ func (k *Kernel) EnsureAddr(ns, linkName string, p netip.Prefix) error {
 
 func (k *Kernel) DeleteAddr(ns, linkName string, p netip.Prefix) error {
 	step := fmt.Sprintf("deleting address %v from %s", p, check.Where(ns, linkName))
-	for _, err := range []error{check.LinkName(linkName), check.AddrPrefix(p)} {
-		if err != nil {
-			return fmt.Errorf("%s: %w", step, err)
-		}
+	unlock, err := check.Begin(&k.mu, step, check.LinkName(linkName), check.AddrPrefix(p))
+	if err != nil {
+		return err
 	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
+	defer unlock()
 	h, err := k.handleLocked(ns)
 	if notExist(err) {
 		return nil
@@ -476,13 +467,11 @@ func (k *Kernel) DeleteAddr(ns, linkName string, p netip.Prefix) error {
 
 func (k *Kernel) EnsureRoute(ns string, dst netip.Prefix, dev string, gw netip.Addr) error {
 	step := "adding route " + check.Route(ns, dst, dev, gw)
-	for _, err := range []error{check.RouteDst(dst), check.LinkName(dev), check.Gateway(dst, gw)} {
-		if err != nil {
-			return fmt.Errorf("%s: %w", step, err)
-		}
+	unlock, err := check.Begin(&k.mu, step, check.RouteDst(dst), check.LinkName(dev), check.Gateway(dst, gw))
+	if err != nil {
+		return err
 	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
+	defer unlock()
 	h, err := k.handleLocked(ns)
 	if err != nil {
 		return stepError(step, err)
@@ -514,11 +503,11 @@ func (k *Kernel) EnsureRoute(ns string, dst netip.Prefix, dev string, gw netip.A
 
 func (k *Kernel) DeleteRoute(ns string, dst netip.Prefix) error {
 	step := "deleting route " + check.In(ns) + dst.String()
-	if err := check.RouteDst(dst); err != nil {
-		return fmt.Errorf("%s: %w", step, err)
+	unlock, err := check.Begin(&k.mu, step, check.RouteDst(dst))
+	if err != nil {
+		return err
 	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
+	defer unlock()
 	h, err := k.handleLocked(ns)
 	if notExist(err) {
 		return nil
@@ -545,19 +534,17 @@ func (k *Kernel) DeleteRoute(ns string, dst netip.Prefix) error {
 
 func (k *Kernel) SetSysctl(ns, key, value string) error {
 	step := fmt.Sprintf("setting sysctl %s%s=%s", check.In(ns), key, value)
-	for _, err := range []error{check.SysctlKey(key), check.SysctlValue(value)} {
-		if err != nil {
-			return fmt.Errorf("%s: %w", step, err)
-		}
+	unlock, err := check.Begin(&k.mu, step, check.SysctlKey(key), check.SysctlValue(value))
+	if err != nil {
+		return err
 	}
-	k.mu.Lock()
 	closed := k.closed
-	k.mu.Unlock()
+	unlock()
 	if closed {
 		return net.ErrClosed
 	}
 	// /proc/sys/net shows the namespace of the thread that opens the file.
-	err := Do(k.target(ns), func() error {
+	err = Do(k.target(ns), func() error {
 		f, err := os.OpenFile(filepath.Join("/proc/sys", key), os.O_WRONLY, 0)
 		if err != nil {
 			return err

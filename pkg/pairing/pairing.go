@@ -111,7 +111,8 @@ type Options struct {
 	Lines func() []int
 	// Key is this node's private key.
 	Key nodekey.Key
-	// StateDir holds the invite store and the joiner's journal.
+	// StateDir holds the invite store and the joiner's journal; the caller
+	// made it (pkg/node makes it before any part that keeps files there).
 	StateDir string
 	Log      *slog.Logger
 	// Forget deletes an invite's short form from the servers (once it is
@@ -181,9 +182,6 @@ func New(opt Options) (*Pairing, error) {
 	}
 	if opt.Fetch == nil {
 		opt.Fetch = fetchBlob
-	}
-	if err := os.MkdirAll(opt.StateDir, 0o700); err != nil {
-		return nil, fmt.Errorf("creating state directory: %w", err)
 	}
 	store, err := invite.OpenStore(filepath.Join(opt.StateDir, "invites.json"))
 	if err != nil {

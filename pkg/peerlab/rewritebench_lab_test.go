@@ -40,7 +40,7 @@ import (
 // b.N is, and reports its figures with b.ReportMetric.
 //
 // The tunnel without the rewriter is a second two-Pi network whose daemons
-// run with PEERLINED_BENCH_NO_REWRITE=1, which makes the supervisor hand
+// run with PEERLINED_BENCH_NO_REWRITE=1, which has the supervisor hand
 // wireguard-go the bare TUN. Without the address map the phones' own
 // addresses cannot cross it (WireGuard routes only the wire prefixes, and
 // the far firewall forwards only to 10.0.s.1), so on that network the
@@ -50,8 +50,8 @@ import (
 // the same on both networks. Capacity is measured on one network after the
 // other, latency on both at once.
 
-// benchNoRewriteEnv is the switch pkg/supervisor reads to leave the
-// rewriter out.
+// benchNoRewriteEnv is the switch peerlined's command line (pkg/daemon)
+// reads to have the supervisor leave the rewriter out.
 const benchNoRewriteEnv = "PEERLINED_BENCH_NO_REWRITE"
 
 const (

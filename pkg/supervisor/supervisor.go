@@ -45,7 +45,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/peerline/peerline/pkg/atomicfile"
@@ -80,6 +79,9 @@ func StartWireGuard(cfg wgtunnel.Config, log *slog.Logger) (Tunnel, error) {
 type Options struct {
 	// Net does the kernel plumbing.
 	Net netsetup.Ops
+	// Key is the node's private key, loaded by the caller, which also made
+	// the state directory and holds the run directory's lock (pkg/node).
+	Key nodekey.Key
 	// StartTunnel starts WireGuard devices; nil is StartWireGuard.
 	StartTunnel TunnelStarter
 	// Firewall loads, lists and removes peerline's nftables tables; nil
@@ -103,6 +105,12 @@ type Options struct {
 	// PathOptions adjusts the path manager's options before it starts
 	// (pairing hooks).
 	PathOptions func(*peerpath.Options)
+	// NoRewrite leaves the rewriter out of every tunnel, so that the lab
+	// benchmark (pkg/peerlab BenchmarkRewriteLabTunnel) can compare a
+	// tunnel with it against the same tunnel without it. Without the
+	// address map no phone can call through the tunnel: never set it on a
+	// Pi.
+	NoRewrite bool
 }
 
 // Supervisor brings a node up according to its config.
@@ -116,6 +124,7 @@ type Supervisor struct {
 	listen       func(port int, key nodekey.Key, log *slog.Logger) (*wgmux.Mux, error)
 	localAddrs   func() []netip.Addr
 	pathOptions  func(*peerpath.Options)
+	noRewrite    bool
 
 	// mux is the tunnel socket and paths its path manager, both running
 	// for as long as Run; paths is replaced when the servers change.
@@ -194,6 +203,8 @@ func New(cfg *config.Config, opts Options) *Supervisor {
 		listen:       opts.ListenTunnels,
 		localAddrs:   opts.LocalEndpoints,
 		pathOptions:  opts.PathOptions,
+		noRewrite:    opts.NoRewrite,
+		key:          opts.Key,
 	}
 	if s.listen == nil {
 		s.listen = func(port int, key nodekey.Key, log *slog.Logger) (*wgmux.Mux, error) {
@@ -224,29 +235,16 @@ func New(cfg *config.Config, opts Options) *Supervisor {
 	return s
 }
 
-// ErrAlreadyRunning means another daemon with the same prefix holds the lock.
-var ErrAlreadyRunning = errors.New("another peerlined with this prefix is running")
-
 // Run brings the node up, keeps it reconciled and, when ctx is cancelled,
 // tears down everything it built. Reloaded configs arrive on reload. It
-// returns nil on a clean shutdown.
+// returns nil on a clean shutdown. The caller holds the run directory's
+// lock and made the state and run directories (pkg/node).
 func (s *Supervisor) Run(ctx context.Context, reload <-chan *config.Config) error {
 	defer close(s.done)
-	unlock, err := lockRunDir(s.cfg.RunDir)
-	if err != nil {
-		return err
+	if s.key == (nodekey.Key{}) {
+		return errors.New("supervisor: no node key in Options.Key")
 	}
-	defer unlock()
-	if err := os.MkdirAll(s.cfg.StateDir, 0o700); err != nil {
-		return fmt.Errorf("creating state directory: %w", err)
-	}
-	key, created, err := nodekey.LoadOrCreate(s.cfg.PrivateKeyFile)
-	if err != nil {
-		return err
-	}
-	s.key = key
-	s.log.Info("node identity", "public_key", key.Public(), "new", created)
-	mux, err := s.listen(s.cfg.ListenPort, key, s.log.With("part", "socket"))
+	mux, err := s.listen(s.cfg.ListenPort, s.key, s.log.With("part", "socket"))
 	if err != nil {
 		return err
 	}
@@ -711,12 +709,6 @@ func (s *Supervisor) ensurePeer(p *peer) error {
 	return nil
 }
 
-// benchNoRewrite leaves the rewriter out of every tunnel, so that the lab
-// benchmark (pkg/peerlab BenchmarkRewriteLabTunnel) can compare a tunnel with it
-// against the same tunnel without it. Without the address map no phone can
-// call through the tunnel: never set it on a Pi.
-var benchNoRewrite = os.Getenv("PEERLINED_BENCH_NO_REWRITE") == "1"
-
 func (s *Supervisor) ensureTunnel(p *peer, ns, dev string) error {
 	if p.tunnel != nil {
 		return nil
@@ -738,7 +730,7 @@ func (s *Supervisor) ensureTunnel(p *peer, ns, dev string) error {
 			Keepalive:  time.Duration(p.cfg.Keepalive) * time.Second,
 		},
 		Wrap: func(inner tun.Device) tun.Device {
-			if benchNoRewrite {
+			if s.noRewrite {
 				log.Warn("tunnel without the SIP/RTP rewriter: PEERLINED_BENCH_NO_REWRITE=1 is for the lab benchmark only; phones cannot call through it")
 				return inner
 			}
@@ -874,14 +866,9 @@ func (s *Supervisor) teardown() {
 
 // Cleanup removes everything a daemon with cfg's prefix may have left: all
 // its namespaces, links and UAPI sockets whatever their index, and the line
-// addresses of the config and of the last state. It refuses while a daemon
-// holds the lock.
+// addresses of the config and of the last state. The caller holds the run
+// directory's lock, so that no daemon runs meanwhile (pkg/node).
 func Cleanup(cfg *config.Config, n netsetup.Ops, log *slog.Logger) error {
-	unlock, err := lockRunDir(cfg.RunDir)
-	if err != nil {
-		return fmt.Errorf("%w; stop it first (systemctl stop peerlined)", err)
-	}
-	defer unlock()
 	names := config.Names{Prefix: cfg.Prefix}
 	removeStale(n, names, nil, log)
 	lines := map[string][]int{cfg.PhonePort: cfg.Lines}
@@ -903,28 +890,6 @@ func Cleanup(cfg *config.Config, n netsetup.Ops, log *slog.Logger) error {
 	}
 	os.Remove(filepath.Join(cfg.RunDir, statusFile))
 	return nil
-}
-
-// lockRunDir takes an exclusive lock in the run directory, so that two
-// daemons (or a daemon and --cleanup) never fight over the same names. The
-// kernel drops the lock when the process dies, even by kill -9.
-func lockRunDir(dir string) (unlock func(), err error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("creating run directory: %w", err)
-	}
-	p := filepath.Join(dir, "peerlined.lock")
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("opening lock file: %w", err)
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		pid, _ := os.ReadFile(p)
-		f.Close()
-		return nil, fmt.Errorf("%w (pid %s, lock %s)", ErrAlreadyRunning, strings.TrimRight(string(pid), "\r\n"), p)
-	}
-	f.Truncate(0)
-	f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
-	return func() { f.Close() }, nil
 }
 
 // state is what was applied, kept in the state directory so that a restart

@@ -96,8 +96,17 @@ func testConfig(t *testing.T) *config.Config {
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
+	// What pkg/node does before it makes the Supervisor.
+	for _, d := range []string{c.StateDir, c.RunDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return c
 }
+
+// testKey is the node's key, which pkg/node loads and hands the Supervisor.
+var testKey, _ = nodekey.Generate()
 
 // harness runs a Supervisor in the background and lets a test drive its
 // loop step by step.
@@ -196,7 +205,7 @@ func newHarness(t *testing.T) *harness {
 
 func (h *harness) start(cfg *config.Config) {
 	h.t.Helper()
-	s := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, Firewall: h.fw, ListenTunnels: loopbackMux, Log: testLog(h.t), CheckInterval: time.Hour, StatusInterval: time.Hour})
+	s := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, Firewall: h.fw, Key: testKey, ListenTunnels: loopbackMux, Log: testLog(h.t), CheckInterval: time.Hour, StatusInterval: time.Hour})
 	ctx, cancel := context.WithCancel(context.Background())
 	h.sup, h.cancel, h.done, h.reload = s, cancel, make(chan error, 1), make(chan *config.Config)
 	h.started = time.Now().UTC()
@@ -408,7 +417,7 @@ func TestFailingPeerIsRetriedAndReported(t *testing.T) {
 	h := newHarness(t)
 	cfg := testConfig(t)
 	h.tun.failFor = "pl9"
-	s := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, Firewall: h.fw, ListenTunnels: loopbackMux, Log: testLog(t), CheckInterval: 10 * time.Millisecond, StatusInterval: time.Hour})
+	s := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, Firewall: h.fw, Key: testKey, ListenTunnels: loopbackMux, Log: testLog(t), CheckInterval: 10 * time.Millisecond, StatusInterval: time.Hour})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
@@ -439,20 +448,6 @@ func (h *harness) waitReadyFor(cfg *config.Config, done chan error) {
 	h.done = done
 	h.started = time.Now().UTC()
 	h.waitReady(cfg)
-}
-
-func TestSecondDaemonRefused(t *testing.T) {
-	h := newHarness(t)
-	cfg := testConfig(t)
-	h.start(cfg)
-	err := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, Firewall: h.fw, ListenTunnels: loopbackMux}).Run(context.Background(), nil)
-	if !errors.Is(err, ErrAlreadyRunning) {
-		t.Errorf("second Run = %v, want ErrAlreadyRunning", err)
-	}
-	if err := Cleanup(cfg, h.rec, slog.New(slog.DiscardHandler)); !errors.Is(err, ErrAlreadyRunning) {
-		t.Errorf("Cleanup while running = %v, want ErrAlreadyRunning", err)
-	}
-	h.stop()
 }
 
 func TestCleanupRemovesEveryIndex(t *testing.T) {
@@ -506,7 +501,7 @@ func TestVanishedNamespaceIsRebuiltWithFirewall(t *testing.T) {
 	h := newHarness(t)
 	cfg := testConfig(t)
 	h.tun.failFor = "pl9" // peer 9 has a namespace and rules but no tunnel
-	s := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, Firewall: h.fw, ListenTunnels: loopbackMux, Log: testLog(t), CheckInterval: 10 * time.Millisecond, StatusInterval: time.Hour})
+	s := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, Firewall: h.fw, Key: testKey, ListenTunnels: loopbackMux, Log: testLog(t), CheckInterval: 10 * time.Millisecond, StatusInterval: time.Hour})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx, nil) }()
@@ -602,7 +597,7 @@ func TestRuntimeLines(t *testing.T) {
 func TestExtraLinesKeptOnStart(t *testing.T) {
 	h := newHarness(t)
 	cfg := testConfig(t)
-	s := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, Firewall: h.fw, ListenTunnels: loopbackMux, Log: testLog(t), CheckInterval: time.Hour, StatusInterval: time.Hour, ExtraLines: []int{7}})
+	s := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, Firewall: h.fw, Key: testKey, ListenTunnels: loopbackMux, Log: testLog(t), CheckInterval: time.Hour, StatusInterval: time.Hour, ExtraLines: []int{7}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx, nil) }()
@@ -632,7 +627,7 @@ func loopbackMux(_ int, key nodekey.Key, log *slog.Logger) (*wgmux.Mux, error) {
 func TestFirewallRestored(t *testing.T) {
 	h := newHarness(t)
 	cfg := testConfig(t)
-	s := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, Firewall: h.fw, ListenTunnels: loopbackMux, Log: testLog(t), CheckInterval: 10 * time.Millisecond, StatusInterval: time.Hour})
+	s := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, Firewall: h.fw, Key: testKey, ListenTunnels: loopbackMux, Log: testLog(t), CheckInterval: 10 * time.Millisecond, StatusInterval: time.Hour})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx, nil) }()
@@ -681,7 +676,7 @@ func TestNodeFirewallFailureKeepsNodeClosed(t *testing.T) {
 	h := newHarness(t)
 	cfg := testConfig(t)
 	fw := &failingFirewall{fakeFirewall: h.fw}
-	s := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, Firewall: fw, ListenTunnels: loopbackMux, Log: testLog(t), CheckInterval: 10 * time.Millisecond, StatusInterval: 10 * time.Millisecond})
+	s := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, Firewall: fw, Key: testKey, ListenTunnels: loopbackMux, Log: testLog(t), CheckInterval: 10 * time.Millisecond, StatusInterval: 10 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx, nil) }()

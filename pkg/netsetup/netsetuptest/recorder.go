@@ -48,7 +48,6 @@
 package netsetuptest
 
 import (
-	"errors"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -225,20 +224,13 @@ func (r *Recorder) linkLocked(line, ns, name string) (*linkModel, error) {
 	return nil, fmt.Errorf("%s: no link named %s: %w", line, check.Where(ns, name), syscall.ENODEV)
 }
 
-func argError(line string, errs ...error) error {
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("%s: %w", line, err)
-	}
-	return nil
-}
-
 func (r *Recorder) EnsureNamespace(name string) error {
 	line := "ns add " + name
-	if err := argError(line, check.NamespaceName(name)); err != nil {
+	unlock, err := check.Begin(&r.mu, line, check.NamespaceName(name))
+	if err != nil {
 		return err
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	defer unlock()
 	if err := r.beginLocked(line); err != nil {
 		return err
 	}
@@ -254,11 +246,11 @@ func (r *Recorder) EnsureNamespace(name string) error {
 
 func (r *Recorder) DeleteNamespace(name string) error {
 	line := "ns del " + name
-	if err := argError(line, check.NamespaceName(name)); err != nil {
+	unlock, err := check.Begin(&r.mu, line, check.NamespaceName(name))
+	if err != nil {
 		return err
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	defer unlock()
 	if err := r.beginLocked(line); err != nil {
 		return err
 	}
@@ -313,14 +305,11 @@ func (r *Recorder) EnsureVeth(rootEnd, ns, nsEnd string, mtu int) error {
 	if mtu != 0 {
 		line += " mtu " + strconv.Itoa(mtu)
 	}
-	if err := argError(line, check.LinkName(rootEnd), check.LinkName(nsEnd), check.MTU(mtu)); err != nil {
+	unlock, err := check.Begin(&r.mu, line, check.LinkName(rootEnd), check.LinkName(nsEnd), check.MTU(mtu), check.VethPeer(ns == ""))
+	if err != nil {
 		return err
 	}
-	if ns == "" {
-		return fmt.Errorf("%s: the peer end must be in a namespace other than root", line)
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	defer unlock()
 	if err := r.beginLocked(line); err != nil {
 		return err
 	}
@@ -361,11 +350,11 @@ func (r *Recorder) EnsureVeth(rootEnd, ns, nsEnd string, mtu int) error {
 
 func (r *Recorder) LinkUp(ns, name string) error {
 	line := "link up " + check.Where(ns, name)
-	if err := argError(line, check.LinkName(name)); err != nil {
+	unlock, err := check.Begin(&r.mu, line, check.LinkName(name))
+	if err != nil {
 		return err
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	defer unlock()
 	if err := r.beginLocked(line); err != nil {
 		return err
 	}
@@ -382,11 +371,11 @@ func (r *Recorder) LinkUp(ns, name string) error {
 
 func (r *Recorder) DeleteLink(ns, name string) error {
 	line := "link del " + check.Where(ns, name)
-	if err := argError(line, check.LinkName(name)); err != nil {
+	unlock, err := check.Begin(&r.mu, line, check.LinkName(name))
+	if err != nil {
 		return err
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	defer unlock()
 	if err := r.beginLocked(line); err != nil {
 		return err
 	}
@@ -416,11 +405,11 @@ func (r *Recorder) Links(ns, prefix string) ([]string, error) {
 
 func (r *Recorder) EnsureAddr(ns, link string, p netip.Prefix) error {
 	line := fmt.Sprintf("addr add %s %v", check.Where(ns, link), p)
-	if err := argError(line, check.LinkName(link), check.AddrPrefix(p)); err != nil {
+	unlock, err := check.Begin(&r.mu, line, check.LinkName(link), check.AddrPrefix(p))
+	if err != nil {
 		return err
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	defer unlock()
 	if err := r.beginLocked(line); err != nil {
 		return err
 	}
@@ -437,11 +426,11 @@ func (r *Recorder) EnsureAddr(ns, link string, p netip.Prefix) error {
 
 func (r *Recorder) DeleteAddr(ns, link string, p netip.Prefix) error {
 	line := fmt.Sprintf("addr del %s %v", check.Where(ns, link), p)
-	if err := argError(line, check.LinkName(link), check.AddrPrefix(p)); err != nil {
+	unlock, err := check.Begin(&r.mu, line, check.LinkName(link), check.AddrPrefix(p))
+	if err != nil {
 		return err
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	defer unlock()
 	if err := r.beginLocked(line); err != nil {
 		return err
 	}
@@ -457,11 +446,11 @@ func (r *Recorder) DeleteAddr(ns, link string, p netip.Prefix) error {
 func (r *Recorder) EnsureRoute(ns string, dst netip.Prefix, dev string, gw netip.Addr) error {
 	route := check.Route(ns, dst, dev, gw)
 	line := "route add " + route
-	if err := argError(line, check.RouteDst(dst), check.LinkName(dev), check.Gateway(dst, gw)); err != nil {
+	unlock, err := check.Begin(&r.mu, line, check.RouteDst(dst), check.LinkName(dev), check.Gateway(dst, gw))
+	if err != nil {
 		return err
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	defer unlock()
 	old, exists := routeModel{}, false
 	if m := r.nss[ns]; m != nil {
 		old, exists = m.routes[dst]
@@ -494,11 +483,11 @@ func (r *Recorder) EnsureRoute(ns string, dst netip.Prefix, dev string, gw netip
 
 func (r *Recorder) DeleteRoute(ns string, dst netip.Prefix) error {
 	line := "route del " + check.In(ns) + dst.String()
-	if err := argError(line, check.RouteDst(dst)); err != nil {
+	unlock, err := check.Begin(&r.mu, line, check.RouteDst(dst))
+	if err != nil {
 		return err
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	defer unlock()
 	if err := r.beginLocked(line); err != nil {
 		return err
 	}
@@ -513,11 +502,11 @@ func (r *Recorder) DeleteRoute(ns string, dst netip.Prefix) error {
 
 func (r *Recorder) SetSysctl(ns, key, value string) error {
 	line := fmt.Sprintf("sysctl %s%s=%s", check.In(ns), key, value)
-	if err := argError(line, check.SysctlKey(key), check.SysctlValue(value)); err != nil {
+	unlock, err := check.Begin(&r.mu, line, check.SysctlKey(key), check.SysctlValue(value))
+	if err != nil {
 		return err
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	defer unlock()
 	if err := r.beginLocked(line); err != nil {
 		return err
 	}
@@ -558,11 +547,11 @@ func (r *Recorder) Close() error { return nil }
 // recorded as "link add", down, with the default MTU.
 func (r *Recorder) AddLink(ns, name string) error {
 	line := "link add " + check.Where(ns, name)
-	if err := argError(line, check.LinkName(name)); err != nil {
+	unlock, err := check.Begin(&r.mu, line, check.LinkName(name))
+	if err != nil {
 		return err
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	defer unlock()
 	m, ok := r.nss[ns]
 	if !ok {
 		return fmt.Errorf("%s: %w", line, netsetup.ErrNoNamespace)

@@ -9,7 +9,24 @@ import (
 	"io/fs"
 	"net/netip"
 	"strings"
+	"sync"
 )
+
+// Begin starts an Ops call, the same way in netsetup.Kernel and
+// netsetuptest.Recorder: it refuses the call if one of its argument checks
+// (the results of this package's functions, in argument order) failed,
+// with the first failure behind the call's name, and only then takes mu,
+// which the caller releases with the returned unlock. A malformed call so
+// never waits for the lock, and both implementations refuse it alike.
+func Begin(mu sync.Locker, call string, checks ...error) (unlock func(), err error) {
+	for _, err := range checks {
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", call, err)
+		}
+	}
+	mu.Lock()
+	return mu.Unlock, nil
+}
 
 // NamespaceName accepts a name for /run/netns: one path element, because
 // the name becomes a file name there.
@@ -52,6 +69,16 @@ func hasSpace(s string) bool {
 func MTU(mtu int) error {
 	if mtu != 0 && (mtu < 68 || mtu > 65535) {
 		return fmt.Errorf("MTU %d is outside 68..65535 (0 keeps the default)", mtu)
+	}
+	return nil
+}
+
+// VethPeer refuses a veth whose namespace end would be in the root
+// namespace as well; inRoot says whether the namespace named for it is the
+// root one.
+func VethPeer(inRoot bool) error {
+	if inRoot {
+		return errors.New("the peer end must be in a namespace other than root")
 	}
 	return nil
 }

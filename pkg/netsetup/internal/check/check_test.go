@@ -1,8 +1,10 @@
 package check
 
 import (
+	"errors"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -127,5 +129,38 @@ func TestText(t *testing.T) {
 		if tt.got != tt.want {
 			t.Errorf("got %q, want %q", tt.got, tt.want)
 		}
+	}
+}
+
+// TestBegin: a failed check refuses the call, naming it, with the first
+// failure, and leaves the lock alone; passing checks take the lock until
+// unlock.
+func TestBegin(t *testing.T) {
+	var mu sync.Mutex
+	first, second := errors.New("first"), errors.New("second")
+	unlock, err := Begin(&mu, "link up pl-7/x", nil, first, second)
+	if unlock != nil || !errors.Is(err, first) || errors.Is(err, second) || err.Error() != "link up pl-7/x: first" {
+		t.Errorf("Begin with failed checks = %v; want %q wrapping only the first", err, "link up pl-7/x: first")
+	}
+	if !mu.TryLock() {
+		t.Fatal("a refused call left the lock taken")
+	}
+	mu.Unlock()
+	unlock, err = Begin(&mu, "link up pl-7/veth0", nil, nil)
+	if err != nil {
+		t.Fatalf("Begin with passing checks = %v", err)
+	}
+	if mu.TryLock() {
+		t.Fatal("Begin did not take the lock")
+	}
+	unlock()
+	if !mu.TryLock() {
+		t.Fatal("unlock did not release the lock")
+	}
+	if err := VethPeer(true); err == nil {
+		t.Error("VethPeer(true) = nil, want the root namespace refused")
+	}
+	if err := VethPeer(false); err != nil {
+		t.Errorf("VethPeer(false) = %v, want nil", err)
 	}
 }

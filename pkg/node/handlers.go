@@ -1,157 +1,33 @@
-package daemon
+package node
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"maps"
-	"net"
-	"net/netip"
 	"os"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/peerline/peerline/pkg/adminpass"
 	"github.com/peerline/peerline/pkg/config"
-	"github.com/peerline/peerline/pkg/console"
 	"github.com/peerline/peerline/pkg/control"
 	"github.com/peerline/peerline/pkg/dhcpd"
-	"github.com/peerline/peerline/pkg/dnsfwd"
 	"github.com/peerline/peerline/pkg/invite"
-	"github.com/peerline/peerline/pkg/logring"
-	"github.com/peerline/peerline/pkg/netsetup"
-	"github.com/peerline/peerline/pkg/nodekey"
-	"github.com/peerline/peerline/pkg/ntpd"
 	"github.com/peerline/peerline/pkg/pairing"
 	"github.com/peerline/peerline/pkg/peerpath"
 	"github.com/peerline/peerline/pkg/provision"
 	"github.com/peerline/peerline/pkg/statuspage"
-	"github.com/peerline/peerline/pkg/supervisor"
-	"github.com/peerline/peerline/pkg/tftpd"
 )
+
+// This file holds what the node answers on its control socket (and so to
+// the web console and `peerline`): status, phones, pairing, pings, and the
+// directory the phones are given.
 
 // onlineWithin is how recent a handshake must be for a peer to count as
 // online: WireGuard drops a session it has not renewed in 180 s.
 const onlineWithin = 180 * time.Second
-
-// node is one running peerlined: the supervisor and the services around it
-// (control socket, and on the phone port DHCP and provisioning). Each runs
-// in its own goroutine; they talk through the supervisor's and the DHCP
-// server's methods, never through shared state, except cfg, which is
-// replaced whole on reload.
-type node struct {
-	cfg     atomic.Pointer[config.Config]
-	sup     *supervisor.Supervisor
-	dhcp    *dhcpd.Server // nil when DHCP is off
-	prov    *provision.Server
-	ntp     *ntpd.Server
-	tftp    *tftpd.Server
-	dns     *dnsfwd.Server
-	log     *slog.Logger
-	version string
-	started time.Time
-	// bootErrorFile holds what is wrong with the boot partition's config.
-	bootErrorFile string
-	// bootFile is peerline.txt, which the console's settings edit.
-	bootFile string
-	pair     *pairing.Pairing
-	// ring keeps the recent warnings for the console's logs page.
-	ring    *logring.Ring
-	console *console.Console
-	// runCtx is run's context, for work started by a request that outlives
-	// it (a join followed by its progress page).
-	runCtx context.Context
-	joins  joins
-	// bootJoinID is the join peerline.txt asked for; guarded by joins.mu.
-	bootJoinID string
-}
-
-// newNode makes the node's parts; configPath is where pairing writes
-// peers, and reload where it hands the daemon the new config.
-func newNode(cfg *config.Config, configPath string, reload chan<- *config.Config, n netsetup.Ops, log *slog.Logger, ring *logring.Ring, version, bootErrorFile, bootFile string) (*node, error) {
-	nd := &node{log: log, ring: ring, version: version, started: time.Now().UTC(), bootErrorFile: bootErrorFile, bootFile: bootFile, runCtx: context.Background()}
-	nd.cfg.Store(cfg)
-	key, _, err := nodekey.LoadOrCreate(cfg.PrivateKeyFile)
-	if err != nil {
-		return nil, err
-	}
-	nd.pair, err = pairing.New(pairing.Options{
-		ConfigPath: configPath, Reload: reload, Config: nd.cfg.Load, Lines: nd.localLines,
-		Key: key, StateDir: cfg.StateDir, Log: log.With("part", "pairing"),
-		Forget: nd.forgetInvite, Send: nd.sendPair,
-	})
-	if err != nil {
-		return nil, err
-	}
-	var extra []int
-	// The supervisor is made first because the DHCP server calls it; it
-	// learns the DHCP lines before its first reconcile, so that a phone
-	// with a lease finds its gateway as soon as the daemon is up.
-	var lines lineSetter
-	if cfg.Phones.DHCP {
-		var err error
-		nd.dhcp, err = dhcpd.New(dhcpd.Options{
-			Port:         cfg.PhonePort,
-			StateDir:     cfg.StateDir,
-			Static:       cfg.Lines,
-			Lines:        &lines,
-			ProvisionURL: provision.URL,
-			Log:          log.With("service", "dhcp"),
-		})
-		if err != nil {
-			return nil, err
-		}
-		extra = nd.dhcp.Lines()
-	}
-	nd.sup = supervisor.New(cfg, supervisor.Options{Net: n, Log: log, ExtraLines: extra, PathOptions: nd.pair.PathHooks})
-	lines.sup = nd.sup
-	nd.console = console.New(console.Options{
-		Control:      control.Local(nd.handlers()),
-		Status:       statuspage.New(nd.snapshot, statuspage.Options{BootConfigErrorFile: bootErrorFile, Log: log.With("service", "statuspage")}),
-		PasswordFile: adminpass.Path(cfg.StateDir),
-		Started:      nd.started,
-		Log:          log.With("service", "console"),
-	})
-	// The charts and /metrics are served by the console: the charts
-	// behind its login, /metrics with its token or a login.
-	nd.console.Mount("/charts/rtt.svg", nd.rttChartHandler(), false)
-	nd.console.Mount("/charts/call.svg", nd.callChartHandler(), false)
-	nd.console.Mount("/charts/calls.svg", nd.callsChartHandler(), false)
-	nd.console.Mount("/metrics", nd.metricsHandler(nd.console.Authed), true)
-	var phones provision.Phones = noPhones{}
-	if nd.dhcp != nil {
-		phones = nd.dhcp
-	}
-	nd.prov, err = provision.NewServer(provision.Options{
-		Port:      cfg.PhonePort,
-		Directory: nd.directory,
-		Phones:    phones,
-		// Whoever browses to the Pi from the phone port gets the console
-		// (its open part is the status page).
-		Extra: nd.console.Handler(console.PhonePort),
-		Log:   log.With("service", "provision"),
-	})
-	if err != nil {
-		return nil, err
-	}
-	// The phones are told the Pi is their NTP server (DHCP option 42 and
-	// their config files), and may fetch their files by TFTP as well.
-	if nd.ntp, err = ntpd.New(ntpd.Options{Port: cfg.PhonePort, Log: log.With("service", "ntp")}); err != nil {
-		return nil, err
-	}
-	if nd.tftp, err = tftpd.New(tftpd.Options{Port: cfg.PhonePort, Files: nd.prov.Handler(), Log: log.With("service", "tftp")}); err != nil {
-		return nil, err
-	}
-	if nd.dns, err = dnsfwd.New(dnsfwd.Options{Port: cfg.PhonePort, Log: log.With("service", "dns")}); err != nil {
-		return nil, err
-	}
-	return nd, nil
-}
 
 func decodeArgs(raw json.RawMessage, v any) error {
 	if len(raw) == 0 {
@@ -206,94 +82,6 @@ func (nd *node) localLines() []int {
 	slices.Sort(lines)
 	return slices.Compact(lines)
 }
-
-// The DHCP server is the provisioning server's phone table.
-var _ provision.Phones = (*dhcpd.Server)(nil)
-
-// lineSetter hands the DHCP server's line changes to the supervisor, which
-// exists only after the DHCP server was made.
-type lineSetter struct{ sup *supervisor.Supervisor }
-
-func (l *lineSetter) EnsureLine(ctx context.Context, s int) error { return l.sup.EnsureLine(ctx, s) }
-func (l *lineSetter) RemoveLine(ctx context.Context, s int) error { return l.sup.RemoveLine(ctx, s) }
-
-// noPhones is the phone table when DHCP is off: no requester is known, so
-// no per-phone file is served.
-type noPhones struct{}
-
-func (noPhones) LineOf(context.Context, netip.Addr) (net.HardwareAddr, int, bool) {
-	return nil, 0, false
-}
-func (noPhones) NoteUserAgent(int, string) {}
-
-// run runs every service until ctx is cancelled or the supervisor fails.
-// The phone-port services are not essential: if one fails (a port in use),
-// it is logged and the node keeps carrying calls.
-func (nd *node) run(ctx context.Context, reload <-chan *config.Config) error {
-	cfg := nd.cfg.Load()
-	ctl, err := control.Listen(control.SocketPath(cfg.RunDir), nd.handlers(), nd.log.With("service", "control"))
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	nd.runCtx = ctx
-	var wg sync.WaitGroup
-	service := func(name string, run func(context.Context) error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := run(ctx); err != nil && ctx.Err() == nil {
-				nd.log.Error(name+" stopped; the rest of peerlined keeps running", "err", err)
-			}
-		}()
-	}
-	service("control socket", ctl.Serve)
-	service("provisioning server", nd.prov.Run)
-	service("NTP server", nd.ntp.Run)
-	service("TFTP server", nd.tftp.Run)
-	service("DNS forwarder", nd.dns.Run)
-	service("pairing", nd.pair.Run)
-	if nd.dhcp != nil {
-		service("DHCP server", nd.dhcp.Run)
-	}
-	service("console on the uplink", func(ctx context.Context) error {
-		return console.ServeUplink(ctx, console.UplinkOptions{
-			Handler: nd.console.Handler(console.Uplink),
-			Skip:    nd.notUplink,
-			Public:  func() bool { return nd.cfg.Load().Console.PublicUplink },
-			Log:     nd.log.With("service", "console"),
-		})
-	})
-	service("join from peerline.txt", nd.runBootJoin)
-	service("mDNS responder", nd.runMDNS)
-	// The supervisor gets its own copy of each reload; the services read
-	// the newest config through nd.cfg.
-	supReload := make(chan *config.Config)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case c := <-reload:
-				if c.Phones != nd.cfg.Load().Phones || c.PhonePort != nd.cfg.Load().PhonePort {
-					nd.log.Warn("phone port and phones settings take effect at the next restart of peerlined")
-				}
-				nd.cfg.Store(c)
-				select {
-				case supReload <- c:
-				case <-ctx.Done():
-					return
-				}
-			}
-		}
-	}()
-	err = nd.sup.Run(ctx, supReload)
-	cancel()
-	wg.Wait()
-	return err
-}
-
 func (nd *node) handlers() map[string]control.Handler {
 	h := nd.manageHandlers()
 	maps.Copy(h, nd.callHandlers())
