@@ -45,10 +45,9 @@ type join struct {
 	committed bool
 	// done tells the waiting Join the outcome (nil: committed).
 	done chan error
-	// nextConfirm and confirmEvery space the confirmations.
-	nextConfirm  time.Time
-	confirmEvery time.Duration
-	warned       bool
+	// confirms spaces the confirmations.
+	confirms repeat
+	warned   bool
 }
 
 // journalEntry is a join as the journal file keeps it.
@@ -312,8 +311,7 @@ func (pr *Pairing) commitJoin(j *join, h invite.Hello) {
 	j.entry.Committed = true
 	j.phase = phaseCommitted
 	j.committed = true
-	j.confirmEvery = confirmFirst
-	j.nextConfirm = time.Now()
+	j.confirms = repeat{next: time.Now(), every: confirmFirst}
 	if h.Committed {
 		delete(pr.joins, e.Inviter)
 	}
@@ -349,9 +347,20 @@ func (pr *Pairing) finishJoin(j *join, h invite.Hello) {
 }
 
 // confirm sends the confirmation (our hello says Confirm while the join
-// is committed); joinerStep repeats it.
+// is committed) if one is due; joinerStep repeats it.
 func (pr *Pairing) confirm(inviter nodekey.Key) {
-	pr.send(inviter)
+	pr.mu.Lock()
+	j := pr.joins[inviter]
+	due := j != nil && j.phase == phaseCommitted && j.confirms.due(time.Now())
+	pr.mu.Unlock()
+	if !due {
+		return
+	}
+	pr.send(inviter, func(err error) {
+		pr.mu.Lock()
+		defer pr.mu.Unlock()
+		j.confirms.sent(time.Now(), err, confirmMax)
+	})
 }
 
 // rollbackJoin undoes a join that did not commit: the config loses the
@@ -397,12 +406,10 @@ func (pr *Pairing) joinerStep(ctx context.Context, now time.Time) {
 		case phaseRollback:
 			undo = append(undo, k)
 		case phaseCommitted:
-			if now.Before(j.nextConfirm) {
+			if j.confirms.sending || now.Before(j.confirms.next) {
 				continue
 			}
 			confirm = append(confirm, k)
-			j.nextConfirm = now.Add(j.confirmEvery)
-			j.confirmEvery = min(2*max(j.confirmEvery, confirmFirst), confirmMax)
 			if !j.warned && now.After(j.entry.Expires) {
 				j.warned = true
 				pr.log.Warn("the inviter never confirmed this pairing and its invite has expired: it may have rolled back; if the peer stays offline, remove it (`peerline remove`) and pair again with a new code", "peer", k, "name", j.entry.Name)

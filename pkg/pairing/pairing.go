@@ -156,7 +156,7 @@ type Pairing struct {
 	firstHandshake map[nodekey.Key]firstRole // mu
 	// answers space the inviter's repeated answers to joiners it has
 	// reserved an invite for.
-	answers map[nodekey.Key]repeat // mu
+	answers map[nodekey.Key]*repeat // mu
 	// confirming is when each joiner last confirmed its pairing.
 	confirming map[nodekey.Key]time.Time // mu
 
@@ -190,7 +190,7 @@ func New(opt Options) (*Pairing, error) {
 		return nil, err
 	}
 	pr := &Pairing{opt: opt, log: opt.Log, key: opt.Key, store: store,
-		joins: map[nodekey.Key]*join{}, firstHandshake: map[nodekey.Key]firstRole{}, answers: map[nodekey.Key]repeat{},
+		joins: map[nodekey.Key]*join{}, firstHandshake: map[nodekey.Key]firstRole{}, answers: map[nodekey.Key]*repeat{},
 		confirming:  map[nodekey.Key]time.Time{},
 		journalPath: filepath.Join(opt.StateDir, "joins.json")}
 	entries, err := pr.loadJournal()
@@ -325,8 +325,11 @@ func helloName(name string) string {
 	return name
 }
 
-// send sends our hello to peer directly, in the background.
-func (pr *Pairing) send(peer nodekey.Key) {
+// send sends our hello to peer directly, in the background, and then
+// calls sent, if not nil, with the result: an error means the data never
+// left this node (no path yet, or the daemon did not get to it before the
+// deadline), so the sender tries again soon instead of backing off.
+func (pr *Pairing) send(peer nodekey.Key, sent func(error)) {
 	if pr.opt.Send == nil {
 		return
 	}
@@ -337,10 +340,51 @@ func (pr *Pairing) send(peer nodekey.Key) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		if err := pr.opt.Send(ctx, peer, b); err != nil {
+		err := pr.opt.Send(ctx, peer, b)
+		if err != nil {
 			pr.log.Debug("sending pairing data", "peer", peer, "err", err)
 		}
+		if sent != nil {
+			sent(err)
+		}
 	}()
+}
+
+// repeat spaces the repeats of a message: the next is due at next, and
+// every is the wait after it. Only a copy that left this node doubles
+// the wait (up to max): one that did not is tried again after
+// unsentRetry, so that a path that comes up late, or a daemon busy for a
+// while (it builds the new peer's tunnel right then), costs no more than
+// that once the message can go.
+type repeat struct {
+	next  time.Time
+	every time.Duration
+	// sending says a copy is on its way to the path manager; no other
+	// goes until it is known whether it left.
+	sending bool
+}
+
+// unsentRetry is how soon a message that could not leave is tried again.
+const unsentRetry = 250 * time.Millisecond
+
+// due reports whether a copy should go now, and marks it on its way.
+func (r *repeat) due(now time.Time) bool {
+	if r.sending || now.Before(r.next) {
+		return false
+	}
+	r.sending = true
+	return true
+}
+
+// sent schedules the next copy after one went (err nil) or did not.
+func (r *repeat) sent(now time.Time, err error, max time.Duration) {
+	r.sending = false
+	if err != nil {
+		r.next = now.Add(unsentRetry)
+		return
+	}
+	r.next = now.Add(r.every)
+	r.every = min(2*r.every, max)
 }
 
 // onHello takes a peer's Hello, from its box or sent directly: a join

@@ -123,6 +123,10 @@ type node struct {
 	cur     atomic.Pointer[life]
 	// diskFull makes every write fail.
 	diskFull atomic.Bool
+	// busy makes every direct send fail after a second, as when the
+	// daemon's loop that hands the data to the path manager is busy
+	// (building a tunnel) past the send's deadline.
+	busy atomic.Bool
 }
 
 // life is one run of a node's daemon.
@@ -323,6 +327,10 @@ func (nd *node) setUp(l *life, peer nodekey.Key) bool {
 // send is peerpath.Manager.SendPair: on a path, to a node that has us as
 // a peer (peerpath drops the rest).
 func (nd *node) send(l *life, peer nodekey.Key, data []byte) error {
+	if nd.busy.Load() {
+		time.Sleep(time.Second)
+		return context.DeadlineExceeded
+	}
 	l.mu.Lock()
 	up := l.up[peer]
 	l.mu.Unlock()

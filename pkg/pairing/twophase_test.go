@@ -353,3 +353,62 @@ func TestRemoveProvisional(t *testing.T) {
 		}
 	})
 }
+
+// TestUnsentRepeatedSoon: a confirmation or answer that could not leave
+// this node (no path yet, or the daemon too busy to hand it to the path
+// manager before the send's deadline) is tried again at once when sending
+// works again, not after the backoff meant for messages lost on the way:
+// under load the daemon is busiest exactly while pairing (it builds the
+// new peer's tunnel), and the doubling waits then grew past the lab's
+// 20 s before the next try.
+func TestUnsentRepeatedSoon(t *testing.T) {
+	const busyFor = 10 * time.Second
+	for _, who := range []string{"joiner", "inviter"} {
+		t.Run(who, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				n := newNet(t)
+				a, b := newNode(t, n, "A"), newNode(t, n, "B")
+				defer func() { a.kill(); b.kill() }()
+				busy := b
+				if who == "inviter" {
+					// The joiner hears the answer only directly.
+					busy = a
+					n.drop["answer-hello"] = 1 << 20
+				}
+				busy.busy.Store(true)
+				join := startJoin(b, invitation(t, a, false))
+				var done func() bool
+				if who == "joiner" {
+					if r := <-join; r.err != nil {
+						t.Fatalf("join: %v", r.err)
+					}
+					done = func() bool { return a.pr().Store().UsedBy(time.Now(), b.pub()) }
+				} else {
+					waitUntil(t, 5*time.Second, "the inviter keeps the joiner provisionally", func() bool { return a.hasPeer(b.pub()) })
+					done = func() bool {
+						b.pr().mu.Lock()
+						defer b.pr().mu.Unlock()
+						j := b.pr().joins[a.pub()]
+						return j == nil || j.committed
+					}
+				}
+				time.Sleep(busyFor)
+				if done() {
+					t.Fatal("the pairing went on while every send failed: the test tests nothing")
+				}
+				busy.busy.Store(false)
+				start := time.Now()
+				waitUntil(t, 2*time.Second, "the "+who+"'s message sent once sending works", done)
+				t.Logf("sent %v after sending worked again", time.Since(start))
+				if who == "inviter" {
+					if r := <-join; r.err != nil {
+						t.Fatalf("join: %v", r.err)
+					}
+				}
+				if !settled(t, a, b) {
+					t.Fatal("not paired")
+				}
+			})
+		})
+	}
+}
