@@ -208,6 +208,16 @@ func OpenStore(path string) (*Store, error) {
 	return s, nil
 }
 
+// SetWriteFile makes the store write its file with write instead of
+// atomicfile.WriteFile (which write must do as safely): the daemon routes
+// all of pairing's writes through one function, which its tests make fail
+// as a full disk or a killed process does.
+func (s *Store) SetWriteFile(write func(path string, data []byte, perm os.FileMode) error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.write = write
+}
+
 // Create makes an invite for inviter, valid from now for ttl, and saves it
 // before returning it, so a code that was shown survives a reboot.
 func (s *Store) Create(now time.Time, ttl time.Duration, inviter nodekey.Key, name string, servers []Server) (Invite, error) {
@@ -320,6 +330,14 @@ func (s *Store) Redeem(now time.Time, proof [32]byte, inviter, joiner nodekey.Ke
 // error, and changes nothing; one after its Commit returns ErrRetry, which
 // matches ErrUsed. Otherwise the error is ErrUnknown, ErrRevoked,
 // ErrExpired, ErrUsed or ErrBusy (another joiner's pairing is in progress).
+//
+// A joiner holds one reservation at most: one whose join failed and who
+// pairs with another code at once (before the first reservation's
+// deadline) moves its reservation to the new invite, in the same save.
+// The old invite is pending again, and the new reservation's hadPeer is
+// the old one's (the peer the inviter keeps came with the old one), so
+// that the old pairing's rollback can never take the peer the new one
+// keeps.
 func (s *Store) Reserve(now time.Time, proof [32]byte, inviter, joiner nodekey.Key, until time.Time, hadPeer bool) (fresh bool, id string, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -348,6 +366,12 @@ func (s *Store) Reserve(now time.Time, proof [32]byte, inviter, joiner nodekey.K
 	case Expired:
 		return false, id, ErrExpired
 	}
+	for k := range next {
+		if k != i && reservedFor(next[k], joiner) {
+			hadPeer = next[k].HadPeer
+			next[k].Joiner, next[k].Reserved, next[k].HadPeer = nodekey.Key{}, time.Time{}, false
+		}
+	}
 	next[i].Joiner = joiner
 	next[i].Reserved = until.UTC().Round(0)
 	next[i].HadPeer = hadPeer
@@ -357,35 +381,37 @@ func (s *Store) Reserve(now time.Time, proof [32]byte, inviter, joiner nodekey.K
 	return true, id, nil
 }
 
-// Commit is the inviter's second phase: the invite reserved for joiner
-// becomes used, saved before it returns, so the code can never pair again.
-// Committing twice is not an error; with no reservation for joiner it
+// reservedFor reports whether r is reserved for joiner and not used, also
+// past the reservation's deadline (until the inviter rolls it back).
+func reservedFor(r record, joiner nodekey.Key) bool {
+	return r.Joiner == joiner && r.Used.IsZero() && !r.Reserved.IsZero()
+}
+
+// Commit is the inviter's second phase: invite id, reserved for joiner,
+// becomes used, saved before it returns, so the code can never pair
+// again. Committing twice is not an error; with no such reservation it
 // returns ErrUnknown.
-func (s *Store) Commit(now time.Time, joiner nodekey.Key) (id string, err error) {
+func (s *Store) Commit(now time.Time, joiner nodekey.Key, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	next := s.prunedLocked(now)
-	used := ""
 	for i, r := range next {
-		if r.Joiner != joiner {
+		if r.Joiner != joiner || secretID(r.secret()) != id {
 			continue
 		}
 		switch r.entry().State(now) {
 		case Used:
-			used = secretID(r.secret())
+			return nil
 		case Reserved:
 			next[i].Used = now.UTC().Round(0)
 			next[i].Reserved, next[i].HadPeer = time.Time{}, false
 			if err := s.saveLocked(next); err != nil {
-				return secretID(r.secret()), fmt.Errorf("saving the invite as used: %w", err)
+				return fmt.Errorf("saving the invite as used: %w", err)
 			}
-			return secretID(r.secret()), nil
+			return nil
 		}
 	}
-	if used != "" {
-		return used, nil
-	}
-	return "", ErrUnknown
+	return ErrUnknown
 }
 
 // Release undoes the reservation for joiner (the pairing timed out): the
@@ -397,7 +423,7 @@ func (s *Store) Release(now time.Time, joiner nodekey.Key) error {
 	next := s.prunedLocked(now)
 	changed := false
 	for i, r := range next {
-		if r.Joiner == joiner && r.Used.IsZero() && !r.Reserved.IsZero() {
+		if reservedFor(r, joiner) {
 			next[i].Joiner, next[i].Reserved, next[i].HadPeer = nodekey.Key{}, time.Time{}, false
 			changed = true
 		}

@@ -405,25 +405,25 @@ func TestReserveCommitRelease(t *testing.T) {
 		t.Errorf("after Release: %v, want pending", got)
 	}
 	reserve("another joiner after the release", t0, theirs, other, true, nil)
-	if _, err := s.Commit(t0, joiner); !errors.Is(err, ErrUnknown) {
+	if err := s.Commit(t0, joiner, iv.ID()); !errors.Is(err, ErrUnknown) {
 		t.Errorf("Commit of a released reservation = %v, want ErrUnknown", err)
 	}
 	// A failed save changes nothing, in memory or on disk.
 	real := s.write
 	disk := errors.New("disk full")
 	s.write = func(string, []byte, os.FileMode) error { return disk }
-	if _, err := s.Commit(t0, other); !errors.Is(err, disk) {
+	if err := s.Commit(t0, other, iv.ID()); !errors.Is(err, disk) {
 		t.Errorf("Commit with a full disk = %v", err)
 	}
 	if got := state(t0); got != Reserved {
 		t.Errorf("after a failed Commit: %v, want still reserved", got)
 	}
 	s.write = real
-	if id, err := s.Commit(t0.Add(time.Second), other); err != nil || id != iv.ID() {
-		t.Fatalf("Commit = %s, %v", id, err)
+	if err := s.Commit(t0.Add(time.Second), other, iv.ID()); err != nil {
+		t.Fatalf("Commit = %v", err)
 	}
-	if id, err := s.Commit(t0.Add(2*time.Second), other); err != nil || id != iv.ID() {
-		t.Errorf("second Commit = %s, %v; want no error", id, err)
+	if err := s.Commit(t0.Add(2*time.Second), other, iv.ID()); err != nil {
+		t.Errorf("second Commit = %v; want no error", err)
 	}
 	if err := s.Release(t0, other); err != nil || state(t0) != Used {
 		t.Errorf("Release after Commit = %v, state %v; want it to change nothing", err, state(t0))
@@ -440,7 +440,7 @@ func TestReserveCommitRelease(t *testing.T) {
 	if s.UsedBy(t0, other) {
 		t.Error("UsedBy names a joiner whose second pairing is still in progress")
 	}
-	if _, err := s.Commit(t0, other); err != nil || !s.UsedBy(t0, other) {
+	if err := s.Commit(t0, other, again.ID()); err != nil || !s.UsedBy(t0, other) {
 		t.Errorf("Commit of the second pairing = %v, UsedBy %v", err, s.UsedBy(t0, other))
 	}
 	s2, err := OpenStore(path)
@@ -452,5 +452,43 @@ func TestReserveCommitRelease(t *testing.T) {
 	}
 	if _, _, err := s2.Reserve(t0, good, inviter, joiner, until, false); !errors.Is(err, ErrUsed) {
 		t.Errorf("reopened: Reserve by another = %v, want ErrUsed", err)
+	}
+}
+
+// TestReserveMoves: a joiner whose pairing failed and who pairs with a new
+// code before the first reservation's deadline holds one reservation, on
+// the new invite: the first invite is pending again, and the peer the
+// inviter keeps counts as new (the first pairing added it), so the
+// rollback of either pairing removes it and never one that was there
+// before.
+func TestReserveMoves(t *testing.T) {
+	for _, had := range []bool{false, true} {
+		s, _ := openTemp(t)
+		first, second := create(t, s, t0, time.Hour), create(t, s, t0, time.Hour)
+		until := t0.Add(time.Minute)
+		if _, _, err := s.Reserve(t0, join(t, first.Code(), joiner), inviter, joiner, until, had); err != nil {
+			t.Fatal(err)
+		}
+		// The inviter keeps the joiner (provisionally) when the second
+		// request comes: to it the joiner looks like a peer it had.
+		fresh, id, err := s.Reserve(t0.Add(time.Second), join(t, second.Code(), joiner), inviter, joiner, until.Add(time.Second), true)
+		if err != nil || !fresh || id != second.ID() {
+			t.Fatalf("Reserve of a second code = %v, %s, %v; want a fresh reservation of %s", fresh, id, err, second.ID())
+		}
+		r := s.Reservations(t0.Add(time.Second))
+		if len(r) != 1 || r[0].ID != second.ID() || r[0].HadPeer != had {
+			t.Errorf("had %v: Reservations = %+v, want only %s with HadPeer %v", had, r, second.ID(), had)
+		}
+		for _, e := range s.List(t0.Add(time.Second)) {
+			if e.ID == first.ID() && e.State(t0.Add(time.Second)) != Pending {
+				t.Errorf("the first invite is %v, want pending", e.State(t0.Add(time.Second)))
+			}
+		}
+		if err := s.Commit(t0.Add(2*time.Second), joiner, first.ID()); !errors.Is(err, ErrUnknown) {
+			t.Errorf("Commit of the invite the reservation moved from = %v, want ErrUnknown", err)
+		}
+		if err := s.Commit(t0.Add(2*time.Second), joiner, second.ID()); err != nil {
+			t.Errorf("Commit of the second invite = %v", err)
+		}
 	}
 }

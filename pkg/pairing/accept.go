@@ -60,7 +60,7 @@ func (pr *Pairing) request(joiner nodekey.Key, h invite.Hello, proof [32]byte) {
 // commitLocked is the inviter's commit: the invite becomes used (saved),
 // its short form leaves the servers, and the joiner hears Committed.
 func (pr *Pairing) commitLocked(joiner nodekey.Key, id string) {
-	if _, err := pr.store.Commit(time.Now(), joiner); err != nil {
+	if err := pr.store.Commit(time.Now(), joiner, id); err != nil {
 		pr.log.Error("saving the pairing as done; the joiner will confirm again", "peer", joiner, "err", err)
 		return
 	}

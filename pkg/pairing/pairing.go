@@ -126,8 +126,9 @@ type Options struct {
 	// JoinTimeout and AcceptFor default to the constants; tests shorten
 	// them.
 	JoinTimeout, AcceptFor time.Duration
-	// WriteFile writes the config and the journal (atomicfile.WriteFile
-	// by default; tests make it fail as a full disk does).
+	// WriteFile writes the config, the journal and the invite store
+	// (atomicfile.WriteFile by default; tests make it fail as a full disk
+	// or a killed daemon does).
 	WriteFile func(path string, data []byte, perm os.FileMode) error
 }
 
@@ -189,6 +190,7 @@ func New(opt Options) (*Pairing, error) {
 	if err != nil {
 		return nil, err
 	}
+	store.SetWriteFile(opt.WriteFile)
 	pr := &Pairing{opt: opt, log: opt.Log, key: opt.Key, store: store,
 		joins: map[nodekey.Key]*join{}, firstHandshake: map[nodekey.Key]firstRole{}, answers: map[nodekey.Key]*repeat{},
 		confirming:  map[nodekey.Key]time.Time{},

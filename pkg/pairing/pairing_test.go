@@ -127,6 +127,21 @@ type node struct {
 	// daemon's loop that hands the data to the path manager is busy
 	// (building a tunnel) past the send's deadline.
 	busy atomic.Bool
+	// crash, if set, kills the node at one of its writes.
+	crash atomic.Pointer[crashPoint]
+}
+
+// crashPoint kills a node at its nth write from now on: instead of it
+// (the file keeps what it had) or right after it. The node's daemon is
+// dead from then on (nothing it does is written or sent) until the test
+// restarts it; hit is closed when that happens.
+type crashPoint struct {
+	n      int32
+	after  bool
+	writes atomic.Int32
+	hit    chan struct{}
+	// path is the file of the write the crash came at.
+	path string
 }
 
 // life is one run of a node's daemon.
@@ -192,7 +207,24 @@ func (nd *node) start(t *testing.T) {
 			if nd.diskFull.Load() {
 				return errors.New("no space left on device")
 			}
-			return atomicfile.WriteFile(path, data, perm)
+			cp := nd.crash.Load()
+			if cp == nil {
+				return atomicfile.WriteFile(path, data, perm)
+			}
+			at := cp.writes.Add(1) == cp.n
+			if at && !cp.after {
+				l.killed.Store(true)
+				cp.path = path
+				close(cp.hit)
+				return errors.New("killed")
+			}
+			err := atomicfile.WriteFile(path, data, perm)
+			if at {
+				l.killed.Store(true)
+				cp.path = path
+				close(cp.hit)
+			}
+			return err
 		},
 	})
 	if err != nil {
@@ -342,6 +374,14 @@ func (nd *node) send(l *life, peer nodekey.Key, data []byte) error {
 		return nil // sent into the void
 	}
 	ol := other.life()
+	if !other.hasPeer(nd.pub()) {
+		// It forgot us (it rolled back while we were away): it answers
+		// no probe, so the path dies and we ask the servers again.
+		l.mu.Lock()
+		delete(l.up, peer)
+		l.mu.Unlock()
+		return nil
+	}
 	h, _ := invite.ParseHello(data)
 	kind := "answer-direct"
 	switch {

@@ -2,6 +2,7 @@ package pairing
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -407,6 +408,141 @@ func TestUnsentRepeatedSoon(t *testing.T) {
 				}
 				if !settled(t, a, b) {
 					t.Fatal("not paired")
+				}
+			})
+		})
+	}
+}
+
+// TestKilledAtEachWrite: the joiner or the inviter killed at each write
+// pairing makes (instead of it, or right after it), back after a moment
+// or after the other end gave up, with the joiner running the join again
+// as its user would. Every write is a step that changes what a crash
+// leaves, so this is every interleaving of a crash with the protocol.
+// Either both keep the peer or neither does, no provisional peer or
+// journal entry is left over, and a pairing that did not happen happens
+// with the same code when the joiner tries again.
+func TestKilledAtEachWrite(t *testing.T) {
+	// Count the writes of an undisturbed pairing.
+	var writes [2]int32
+	synctest.Test(t, func(t *testing.T) {
+		n := newNet(t)
+		a, b := newNode(t, n, "A"), newNode(t, n, "B")
+		defer func() { a.kill(); b.kill() }()
+		code := invitation(t, a, true)
+		cps := [2]*crashPoint{{n: -1}, {n: -1}}
+		a.crash.Store(cps[0])
+		b.crash.Store(cps[1])
+		if r := <-startJoin(b, code); r.err != nil {
+			t.Fatal(r.err)
+		}
+		if !settled(t, a, b) {
+			t.Fatal("not paired")
+		}
+		writes = [2]int32{cps[0].writes.Load(), cps[1].writes.Load()}
+	})
+	t.Logf("an undisturbed pairing writes %d times on the inviter, %d on the joiner", writes[0], writes[1])
+	if writes[0] < 3 || writes[1] < 4 {
+		t.Fatalf("writes %v: fewer than the protocol's steps (inviter: reserve, peer, commit; joiner: journal, peer, commit, done)", writes)
+	}
+	for side, who := range []string{"inviter", "joiner"} {
+		for k := int32(1); k <= writes[side]; k++ {
+			for _, after := range []bool{false, true} {
+				for _, away := range []time.Duration{2 * time.Second, 2 * AcceptFor} {
+					when := "instead of"
+					if after {
+						when = "after"
+					}
+					name := fmt.Sprintf("%s killed %s write %d, back after %v", who, when, k, away)
+					t.Run(name, func(t *testing.T) {
+						synctest.Test(t, func(t *testing.T) { killedAt(t, side == 1, k, after, away) })
+					})
+				}
+			}
+		}
+	}
+}
+
+func killedAt(t *testing.T, joiner bool, k int32, after bool, away time.Duration) {
+	n := newNet(t)
+	a, b := newNode(t, n, "A"), newNode(t, n, "B")
+	defer func() { a.kill(); b.kill() }()
+	code := invitation(t, a, true)
+	victim := a
+	if joiner {
+		victim = b
+	}
+	cp := &crashPoint{n: k, after: after, hit: make(chan struct{})}
+	victim.crash.Store(cp)
+	join := startJoin(b, code)
+	select {
+	case <-cp.hit:
+	case <-time.After(time.Minute):
+		t.Fatalf("no write %d", k)
+	}
+	t.Logf("killed at %s", filepath.Base(cp.path))
+	victim.crash.Store(nil)
+	time.Sleep(away)
+	victim.kill()
+	victim.start(t)
+	first := <-join // a killed joiner's join ends with its daemon
+	if joiner {
+		first.err = errKilled // its user was told the outcome is unknown
+	}
+	t.Logf("join: %+v", first)
+	if joiner && first.err != nil {
+		// Its user runs the join again.
+		if r := <-startJoin(b, code); r.err != nil {
+			t.Logf("the join again: %v", r.err)
+		}
+	}
+	paired := settled(t, a, b)
+	if !joiner && first.err == nil && !paired {
+		t.Errorf("the join said it paired, and the two ended unpaired")
+	}
+	if !paired {
+		if r := <-startJoin(b, code); r.err != nil {
+			t.Fatalf("not paired, and the same code fails: %v", r.err)
+		}
+		if !settled(t, a, b) {
+			t.Fatal("the join with the same code did not pair")
+		}
+	}
+}
+
+// TestFailedThenNewCode: a join that failed (every answer lost) leaves the
+// inviter a reservation and a provisional peer for up to AcceptFor; the
+// joiner's user asks for a new code at once and pairs with it. The first
+// code's rollback must not take the peer the second pairing kept, the
+// second pairing commits its own invite, and the first code works again.
+func TestFailedThenNewCode(t *testing.T) {
+	for _, short := range []bool{false, true} {
+		t.Run(fmt.Sprintf("short=%v", short), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				n := newNet(t)
+				a, b := newNode(t, n, "A"), newNode(t, n, "B")
+				defer func() { a.kill(); b.kill() }()
+				n.drop["answer"], n.drop["answer-direct"] = 1<<20, 1<<20
+				first := invitation(t, a, short)
+				if r := <-startJoin(b, first); r.err == nil {
+					t.Fatal("the join succeeded with every answer lost")
+				}
+				if !a.hasPeer(b.pub()) {
+					t.Fatal("the inviter did not keep the joiner provisionally: the test tests nothing")
+				}
+				n.mu.Lock()
+				n.drop["answer"], n.drop["answer-direct"] = 0, 0
+				n.mu.Unlock()
+				second := invitation(t, a, short)
+				if r := <-startJoin(b, second); r.err != nil {
+					t.Fatalf("the join with a new code: %v", r.err)
+				}
+				if !settled(t, a, b) {
+					t.Fatal("not paired")
+				}
+				list := a.pr().Store().List(time.Now())
+				if st := list[0].State(time.Now()); st != invite.Pending {
+					t.Errorf("the first code's invite is %v, want pending (its pairing did not happen)", st)
 				}
 			})
 		})
