@@ -548,3 +548,41 @@ func TestFailedThenNewCode(t *testing.T) {
 		})
 	}
 }
+
+// TestLostForGood: each pairing message lost every time it is sent until
+// the join has returned (a link that drops one kind of datagram, for a
+// while), then the network heals. Whatever the join said, the two ends
+// agree, nothing provisional is left, and a pairing that did not happen
+// happens with the same code.
+func TestLostForGood(t *testing.T) {
+	for _, kind := range []string{"request", "answer", "answer-hello", "answer-direct", "punch-to-A", "confirm", "committed", "join-box", "fetch-reply"} {
+		t.Run(kind, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				n := newNet(t)
+				a, b := newNode(t, n, "A"), newNode(t, n, "B")
+				defer func() { a.kill(); b.kill() }()
+				short := kind == "join-box" || kind == "fetch-reply"
+				code := invitation(t, a, short)
+				n.drop[kind] = 1 << 20
+				r := <-startJoin(b, code)
+				n.mu.Lock()
+				n.drop[kind] = 0
+				n.mu.Unlock()
+				t.Logf("join: %+v, %v", r.ref, r.err)
+				paired := settled(t, a, b)
+				if (r.err == nil) != paired {
+					t.Errorf("the join said paired %v, and the two ended paired %v", r.err == nil, paired)
+				}
+				if paired {
+					return
+				}
+				if r := <-startJoin(b, code); r.err != nil {
+					t.Fatalf("not paired, and the same code fails: %v", r.err)
+				}
+				if !settled(t, a, b) {
+					t.Fatal("the join with the same code did not pair")
+				}
+			})
+		})
+	}
+}
