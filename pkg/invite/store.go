@@ -33,12 +33,13 @@ const (
 	storeVersion = 1
 )
 
-// Errors from Redeem, Create and Revoke. Redeem's are meant for the joiner.
+// Errors from Reserve, Commit, Create and Revoke. Reserve's are meant for
+// the joiner.
 var (
 	ErrExpired = errors.New("this invite has expired: make a new one with `peerline invite`")
 	ErrUsed    = errors.New("this invite was already used (a code pairs one Pi only): make a new one with `peerline invite`")
 	// ErrRetry is returned (and matches ErrUsed) when the node that
-	// already redeemed an invite presents a valid proof again: its join
+	// already paired by an invite presents a valid proof again: its join
 	// request or the answer was lost, pairing already happened, and the
 	// caller should answer it again instead of refusing.
 	ErrRetry   = fmt.Errorf("%w (by this same node: a repeated join request)", ErrUsed)
@@ -275,47 +276,6 @@ func (s *Store) Create(now time.Time, ttl time.Duration, inviter nodekey.Key, na
 		return Invite{}, fmt.Errorf("saving invite: %w", err)
 	}
 	return iv, nil
-}
-
-// Redeem checks a joiner's proof against the invites for inviter and, the
-// first time one matches while it is pending, marks it used and saves that
-// before returning nil: however the daemon dies afterwards, the code can
-// never pair a second time. Otherwise it returns ErrUnknown, ErrRevoked,
-// ErrExpired, ErrUsed or ErrRetry (which matches ErrUsed), and changes
-// nothing; an error saving leaves the invite pending.
-func (s *Store) Redeem(now time.Time, proof [32]byte, inviter, joiner nodekey.Key) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	next := s.prunedLocked(now)
-	i := slices.IndexFunc(next, func(r record) bool {
-		return r.Inviter == inviter && VerifyProof(r.secret(), inviter, joiner, proof)
-	})
-	if i < 0 {
-		return ErrUnknown
-	}
-	r := next[i]
-	switch r.entry().State(now) {
-	case Revoked:
-		return ErrRevoked
-	case Used:
-		if r.Joiner == joiner {
-			return ErrRetry
-		}
-		return ErrUsed
-	case Reserved:
-		if r.Joiner != joiner {
-			return ErrBusy
-		}
-	case Expired:
-		return ErrExpired
-	}
-	next[i].Reserved, next[i].HadPeer = time.Time{}, false
-	next[i].Used = now.UTC().Round(0)
-	next[i].Joiner = joiner
-	if err := s.saveLocked(next); err != nil {
-		return fmt.Errorf("saving invite as used: %w", err)
-	}
-	return nil
 }
 
 // Reserve is the inviter's first phase of pairing: it checks a joiner's
