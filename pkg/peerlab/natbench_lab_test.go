@@ -135,10 +135,14 @@ func BenchmarkNATMatrix(b *testing.B) {
 			}
 		}
 	}
-	benchOut(b, "nat-matrix.json", map[string]any{
+	out := map[string]any{
 		"one_way_delay_ms": benchDelay.Delay.Milliseconds(),
 		"pairs":            results,
-	})
+	}
+	if only := os.Getenv("NAT_ONLY"); only == "" || only == "lossy" {
+		out["lossy_link"] = benchLossyPairing(b, lossyRuns()) // lossybench_lab_test.go
+	}
+	benchOut(b, "nat-matrix.json", out)
 }
 
 func benchPair(b *testing.B, c natCase, runs int) natPairResult {
