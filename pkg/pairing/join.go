@@ -47,6 +47,8 @@ type join struct {
 	done chan error
 	// confirms spaces the confirmations.
 	confirms repeat
+	// undoing says a rollbackJoin of it is running.
+	undoing bool
 	warned   bool
 }
 
@@ -257,7 +259,20 @@ func (pr *Pairing) Join(ctx context.Context, code string) (control.PeerRef, erro
 		ref.Name = name
 		return ref, nil
 	}
-	pr.rollbackJoin(iv.Inviter)
+	// The answer must reach `peerline join` before the control socket
+	// gives up on it (25 s), or its user hears that the outcome is
+	// unknown: an undo that waits on a busy daemon (it takes configs
+	// only between tunnel builds) goes on in the background, where
+	// joinerStep retries it until done.
+	undone := make(chan struct{})
+	go func() {
+		defer close(undone)
+		pr.rollbackJoin(iv.Inviter)
+	}()
+	select {
+	case <-undone:
+	case <-time.After(rollbackWait):
+	}
 	if err != nil {
 		return control.PeerRef{}, fmt.Errorf("joining %s: %w; nothing was kept here, and the code still works: run the join again", DisplayName(iv.Name), err)
 	}
@@ -369,12 +384,21 @@ func (pr *Pairing) confirm(inviter nodekey.Key) {
 func (pr *Pairing) rollbackJoin(inviter nodekey.Key) {
 	pr.mu.Lock()
 	j := pr.joins[inviter]
-	if j == nil || j.phase != phaseRollback {
+	if j == nil || j.phase != phaseRollback || j.undoing {
 		pr.mu.Unlock()
 		return
 	}
+	// One undo at a time: the failed Join's and joinerStep's retries
+	// would otherwise queue up behind a daemon that is slow to take
+	// configs.
+	j.undoing = true
 	e := j.entry
 	pr.mu.Unlock()
+	defer func() {
+		pr.mu.Lock()
+		j.undoing = false
+		pr.mu.Unlock()
+	}()
 	if err := pr.dropPeer(inviter, e.Servers); err != nil {
 		pr.log.Error("undoing a failed join; retrying", "peer", inviter, "err", err)
 		return

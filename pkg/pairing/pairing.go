@@ -91,6 +91,10 @@ const (
 	// role of initiator: long enough for the first handshake, after
 	// which the order of the keys decides, as for every other peer.
 	firstRoleFor = 30 * time.Second
+	// rollbackWait bounds how long a failed join waits for its undo
+	// before it answers: JoinTimeout and this stay below the control
+	// socket's 25 s.
+	rollbackWait = 3 * time.Second
 	// fetchWait bounds fetching a short code's invite.
 	fetchWait = 5 * time.Second
 	// confirmingFor is how long after a joiner's last confirmation the
@@ -142,6 +146,9 @@ type Pairing struct {
 
 	// editMu serializes edits of the config file.
 	editMu sync.Mutex
+	// owed says the config file holds a change the daemon has not taken
+	// (it did not take it in time). editMu guards it.
+	owed bool
 	// inviteMu serializes the inviter's steps (reserve, add, commit,
 	// roll back), so that a commit never slips between a rollback's two
 	// steps.
@@ -498,6 +505,9 @@ var ErrNotTaken = errors.New("the config was saved but the daemon did not take i
 func (pr *Pairing) EditFile(fn func(path string) (*config.Config, error)) error {
 	pr.editMu.Lock()
 	checked, err := fn(pr.opt.ConfigPath)
+	if err == nil {
+		pr.owed = true
+	}
 	pr.editMu.Unlock()
 	if err != nil {
 		return err
@@ -507,6 +517,9 @@ func (pr *Pairing) EditFile(fn func(path string) (*config.Config, error)) error 
 	case <-time.After(10 * time.Second):
 		return ErrNotTaken
 	}
+	pr.editMu.Lock()
+	pr.owed = false
+	pr.editMu.Unlock()
 	return nil
 }
 
@@ -517,7 +530,16 @@ func (pr *Pairing) edit(fn func(*config.Config) error) error {
 	if err != nil {
 		return fmt.Errorf("reading the config to change it: %w", err)
 	}
-	if err := fn(c); err != nil {
+	err = fn(c)
+	if errors.Is(err, ErrNoChange) && pr.owed {
+		// The file is as wanted, but the daemon never took it: hand it
+		// over now, or it keeps running on a config that is gone.
+		if err := pr.handOverLocked(c); err != nil {
+			return err
+		}
+		return ErrNoChange
+	}
+	if err != nil {
 		return err
 	}
 	b, err := json.MarshalIndent(c, "", "  ")
@@ -531,12 +553,27 @@ func (pr *Pairing) edit(fn func(*config.Config) error) error {
 	if err := pr.opt.WriteFile(pr.opt.ConfigPath, append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("saving the config: %w", err)
 	}
+	pr.owed = true
+	return pr.handOverLocked(checked)
+}
+
+// handOverLocked gives the daemon c, which the file holds; the caller holds
+// editMu and has set owed. A daemon that does not take it within 10 s (it
+// is stuck) leaves owed set: the next edit hands the file over, changed or
+// not.
+func (pr *Pairing) handOverLocked(c *config.Config) error {
+	if b, err := json.Marshal(c); err == nil {
+		if checked, err := config.Parse(b); err == nil {
+			c = checked
+		}
+	}
 	select {
-	case pr.opt.Reload <- checked:
+	case pr.opt.Reload <- c:
+		pr.owed = false
+		return nil
 	case <-time.After(10 * time.Second):
 		return errors.New("the config was saved but the daemon did not take it; restart peerlined")
 	}
-	return nil
 }
 
 // hasPeer reports whether the config file has key as a peer.

@@ -127,6 +127,9 @@ type node struct {
 	// daemon's loop that hands the data to the path manager is busy
 	// (building a tunnel) past the send's deadline.
 	busy atomic.Bool
+	// daemonBusy keeps the daemon from taking a new config (it is
+	// building a tunnel) until it is cleared.
+	daemonBusy atomic.Bool
 	// crash, if set, kills the node at one of its writes.
 	crash atomic.Pointer[crashPoint]
 }
@@ -233,6 +236,14 @@ func (nd *node) start(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		for {
+			if nd.daemonBusy.Load() {
+				select {
+				case <-time.After(100 * time.Millisecond):
+					continue
+				case <-ctx.Done():
+					return
+				}
+			}
 			select {
 			case c := <-reload:
 				if l.killed.Load() {
@@ -248,6 +259,8 @@ func (nd *node) start(t *testing.T) {
 					}
 				}
 				l.mu.Unlock()
+			case <-time.After(100 * time.Millisecond):
+				// Look at daemonBusy again.
 			case <-ctx.Done():
 				return
 			}

@@ -586,3 +586,43 @@ func TestLostForGood(t *testing.T) {
 		})
 	}
 }
+
+// TestFailedJoinAnswersInTime: a join that times out while the daemon is
+// too busy to take the config that undoes it still answers before the
+// control socket's 25 s (or the user would hear that the outcome is
+// unknown); the undo finishes once the daemon takes it.
+func TestFailedJoinAnswersInTime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := newNet(t)
+		a, b := newNode(t, n, "A"), newNode(t, n, "B")
+		defer func() { a.kill(); b.kill() }()
+		n.drop["answer"], n.drop["answer-direct"] = 1<<20, 1<<20
+		code := invitation(t, a, false)
+		start := time.Now()
+		join := startJoin(b, code)
+		time.Sleep(JoinTimeout - time.Second)
+		b.daemonBusy.Store(true)
+		r := <-join
+		took := time.Since(start)
+		if r.err == nil {
+			t.Fatal("the join succeeded with every answer lost")
+		}
+		if took > 24*time.Second {
+			t.Errorf("the failed join answered after %v, past the control socket's 25 s less a second", took)
+		}
+		time.Sleep(15 * time.Second)
+		b.daemonBusy.Store(false)
+		n.mu.Lock()
+		n.drop["answer"], n.drop["answer-direct"] = 0, 0
+		n.mu.Unlock()
+		if settled(t, a, b) {
+			t.Fatal("paired after the join failed")
+		}
+		if r := <-startJoin(b, code); r.err != nil {
+			t.Fatalf("the join again: %v", r.err)
+		}
+		if !settled(t, a, b) {
+			t.Fatal("the join again did not pair")
+		}
+	})
+}
