@@ -49,7 +49,7 @@ type join struct {
 	confirms repeat
 	// undoing says a rollbackJoin of it is running.
 	undoing bool
-	warned   bool
+	warned  bool
 }
 
 // journalEntry is a join as the journal file keeps it.
