@@ -160,9 +160,11 @@ func (pr *Pairing) Join(ctx context.Context, code string) (control.PeerRef, erro
 	}
 	pr.mu.Lock()
 	if j := pr.joins[iv.Inviter]; j != nil {
+		committed := j.phase == phaseCommitted
+		ref := control.PeerRef{Index: j.entry.Index, Name: j.entry.Name}
 		pr.mu.Unlock()
-		if j.phase == phaseCommitted {
-			return control.PeerRef{Index: j.entry.Index, Name: j.entry.Name}, nil
+		if committed {
+			return ref, nil
 		}
 		return control.PeerRef{}, errors.New("already joining this inviter; wait for that to finish")
 	}
