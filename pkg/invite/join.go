@@ -1,7 +1,8 @@
 package invite
 
 import (
-	"crypto/rand"
+	"crypto/hmac"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 
@@ -20,6 +21,16 @@ import (
 //	version(1) = 1, nonce(24), XChaCha20-Poly1305(joiner(32) hello)
 //
 // with the BlobID as associated data, so a box is good for one invite.
+//
+// The nonce is not random but derived from the secret, the joiner's key
+// and the hello (a synthetic IV: XChaCha20's nonce as a PRF of the
+// plaintext under its own key), so a joiner that fetches the same invite
+// again, also from a new `peerline join`, sends the very same box. The
+// server knows a fetch it answered by its box's nonce, and answers the
+// same joiner's fetch the same way, even for a while after the inviter
+// deleted the blob (pkg/rvserver); the box reveals only that two fetches
+// came from the same joiner with the same hello, which their source
+// address says anyway.
 // MaxJoinBox is the largest join box; it must fit the server's fetch
 // request (rendezvous.InviteGetLen less its header, ID and length).
 const MaxJoinBox = 320
@@ -27,12 +38,13 @@ const MaxJoinBox = 320
 const joinVersion = 1
 
 // SealJoin seals a joiner's key and Hello (AppendHello's bytes) for the
-// invite with this secret.
+// invite with this secret. The same three give the same box.
 func SealJoin(secret [16]byte, joiner nodekey.Key, hello []byte) ([]byte, error) {
+	m := hmac.New(sha256.New, derive(secret, joinNonceLabel, sha256.Size))
+	m.Write(joiner[:])
+	m.Write(hello)
 	var nonce [chacha20poly1305.NonceSizeX]byte
-	if _, err := rand.Read(nonce[:]); err != nil {
-		return nil, err
-	}
+	copy(nonce[:], m.Sum(nil))
 	return sealJoin(secret, joiner, hello, nonce)
 }
 

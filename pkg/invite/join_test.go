@@ -45,6 +45,37 @@ func TestJoinBox(t *testing.T) {
 	}
 }
 
+// TestJoinBoxSameJoiner: the same joiner fetching the same invite sends
+// the same box (the server answers a box it answered before); anything
+// else that differs gives another nonce, which is what the server tells
+// fetches apart by.
+func TestJoinBoxSameJoiner(t *testing.T) {
+	secret := [16]byte{1, 2, 3}
+	joiner := nodekey.Key{9, 9}
+	seal := func(s [16]byte, k nodekey.Key, hello string) []byte {
+		t.Helper()
+		b, err := SealJoin(s, k, []byte(hello))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	nonce := func(b []byte) []byte { return b[1 : 1+24] }
+	box := seal(secret, joiner, "hello")
+	if again := seal(secret, joiner, "hello"); !bytes.Equal(again, box) {
+		t.Error("the same joiner's second box for one invite differs")
+	}
+	for name, other := range map[string][]byte{
+		"another joiner": seal(secret, nodekey.Key{8}, "hello"),
+		"another hello":  seal(secret, joiner, "hellO"),
+		"another invite": seal([16]byte{1, 2, 4}, joiner, "hello"),
+	} {
+		if bytes.Equal(nonce(other), nonce(box)) {
+			t.Errorf("%s: same nonce", name)
+		}
+	}
+}
+
 // FuzzOpenJoin: no input opens without the secret, and none panics.
 func FuzzOpenJoin(f *testing.F) {
 	secret := [16]byte{7}

@@ -61,6 +61,8 @@ const (
 	blobIDLabel  = "peerline invite blob id v1"
 	blobKeyLabel = "peerline invite blob key v1"
 	joinKeyLabel = "peerline invite join key v1"
+	// joinNonceLabel keys the join box's synthetic nonce.
+	joinNonceLabel = "peerline invite join nonce v1"
 )
 
 // derive returns n bytes derived from secret for the use label names.

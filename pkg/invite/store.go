@@ -33,12 +33,13 @@ const (
 	storeVersion = 1
 )
 
-// Errors from Redeem, Create and Revoke. Redeem's are meant for the joiner.
+// Errors from Reserve, Commit, Create and Revoke. Reserve's are meant for
+// the joiner.
 var (
 	ErrExpired = errors.New("this invite has expired: make a new one with `peerline invite`")
 	ErrUsed    = errors.New("this invite was already used (a code pairs one Pi only): make a new one with `peerline invite`")
 	// ErrRetry is returned (and matches ErrUsed) when the node that
-	// already redeemed an invite presents a valid proof again: its join
+	// already paired by an invite presents a valid proof again: its join
 	// request or the answer was lost, pairing already happened, and the
 	// caller should answer it again instead of refusing.
 	ErrRetry   = fmt.Errorf("%w (by this same node: a repeated join request)", ErrUsed)
@@ -208,6 +209,16 @@ func OpenStore(path string) (*Store, error) {
 	return s, nil
 }
 
+// SetWriteFile makes the store write its file with write instead of
+// atomicfile.WriteFile (which write must do as safely): the daemon routes
+// all of pairing's writes through one function, which its tests make fail
+// as a full disk or a killed process does.
+func (s *Store) SetWriteFile(write func(path string, data []byte, perm os.FileMode) error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.write = write
+}
+
 // Create makes an invite for inviter, valid from now for ttl, and saves it
 // before returning it, so a code that was shown survives a reboot.
 func (s *Store) Create(now time.Time, ttl time.Duration, inviter nodekey.Key, name string, servers []Server) (Invite, error) {
@@ -267,47 +278,6 @@ func (s *Store) Create(now time.Time, ttl time.Duration, inviter nodekey.Key, na
 	return iv, nil
 }
 
-// Redeem checks a joiner's proof against the invites for inviter and, the
-// first time one matches while it is pending, marks it used and saves that
-// before returning nil: however the daemon dies afterwards, the code can
-// never pair a second time. Otherwise it returns ErrUnknown, ErrRevoked,
-// ErrExpired, ErrUsed or ErrRetry (which matches ErrUsed), and changes
-// nothing; an error saving leaves the invite pending.
-func (s *Store) Redeem(now time.Time, proof [32]byte, inviter, joiner nodekey.Key) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	next := s.prunedLocked(now)
-	i := slices.IndexFunc(next, func(r record) bool {
-		return r.Inviter == inviter && VerifyProof(r.secret(), inviter, joiner, proof)
-	})
-	if i < 0 {
-		return ErrUnknown
-	}
-	r := next[i]
-	switch r.entry().State(now) {
-	case Revoked:
-		return ErrRevoked
-	case Used:
-		if r.Joiner == joiner {
-			return ErrRetry
-		}
-		return ErrUsed
-	case Reserved:
-		if r.Joiner != joiner {
-			return ErrBusy
-		}
-	case Expired:
-		return ErrExpired
-	}
-	next[i].Reserved, next[i].HadPeer = time.Time{}, false
-	next[i].Used = now.UTC().Round(0)
-	next[i].Joiner = joiner
-	if err := s.saveLocked(next); err != nil {
-		return fmt.Errorf("saving invite as used: %w", err)
-	}
-	return nil
-}
-
 // Reserve is the inviter's first phase of pairing: it checks a joiner's
 // proof against the invites for inviter and, when one matches while it is
 // pending, reserves it for joiner until the deadline until, saved before
@@ -320,6 +290,14 @@ func (s *Store) Redeem(now time.Time, proof [32]byte, inviter, joiner nodekey.Ke
 // error, and changes nothing; one after its Commit returns ErrRetry, which
 // matches ErrUsed. Otherwise the error is ErrUnknown, ErrRevoked,
 // ErrExpired, ErrUsed or ErrBusy (another joiner's pairing is in progress).
+//
+// A joiner holds one reservation at most: one whose join failed and who
+// pairs with another code at once (before the first reservation's
+// deadline) moves its reservation to the new invite, in the same save.
+// The old invite is pending again, and the new reservation's hadPeer is
+// the old one's (the peer the inviter keeps came with the old one), so
+// that the old pairing's rollback can never take the peer the new one
+// keeps.
 func (s *Store) Reserve(now time.Time, proof [32]byte, inviter, joiner nodekey.Key, until time.Time, hadPeer bool) (fresh bool, id string, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -348,6 +326,12 @@ func (s *Store) Reserve(now time.Time, proof [32]byte, inviter, joiner nodekey.K
 	case Expired:
 		return false, id, ErrExpired
 	}
+	for k := range next {
+		if k != i && reservedFor(next[k], joiner) {
+			hadPeer = next[k].HadPeer
+			next[k].Joiner, next[k].Reserved, next[k].HadPeer = nodekey.Key{}, time.Time{}, false
+		}
+	}
 	next[i].Joiner = joiner
 	next[i].Reserved = until.UTC().Round(0)
 	next[i].HadPeer = hadPeer
@@ -357,35 +341,37 @@ func (s *Store) Reserve(now time.Time, proof [32]byte, inviter, joiner nodekey.K
 	return true, id, nil
 }
 
-// Commit is the inviter's second phase: the invite reserved for joiner
-// becomes used, saved before it returns, so the code can never pair again.
-// Committing twice is not an error; with no reservation for joiner it
+// reservedFor reports whether r is reserved for joiner and not used, also
+// past the reservation's deadline (until the inviter rolls it back).
+func reservedFor(r record, joiner nodekey.Key) bool {
+	return r.Joiner == joiner && r.Used.IsZero() && !r.Reserved.IsZero()
+}
+
+// Commit is the inviter's second phase: invite id, reserved for joiner,
+// becomes used, saved before it returns, so the code can never pair
+// again. Committing twice is not an error; with no such reservation it
 // returns ErrUnknown.
-func (s *Store) Commit(now time.Time, joiner nodekey.Key) (id string, err error) {
+func (s *Store) Commit(now time.Time, joiner nodekey.Key, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	next := s.prunedLocked(now)
-	used := ""
 	for i, r := range next {
-		if r.Joiner != joiner {
+		if r.Joiner != joiner || secretID(r.secret()) != id {
 			continue
 		}
 		switch r.entry().State(now) {
 		case Used:
-			used = secretID(r.secret())
+			return nil
 		case Reserved:
 			next[i].Used = now.UTC().Round(0)
 			next[i].Reserved, next[i].HadPeer = time.Time{}, false
 			if err := s.saveLocked(next); err != nil {
-				return secretID(r.secret()), fmt.Errorf("saving the invite as used: %w", err)
+				return fmt.Errorf("saving the invite as used: %w", err)
 			}
-			return secretID(r.secret()), nil
+			return nil
 		}
 	}
-	if used != "" {
-		return used, nil
-	}
-	return "", ErrUnknown
+	return ErrUnknown
 }
 
 // Release undoes the reservation for joiner (the pairing timed out): the
@@ -397,7 +383,7 @@ func (s *Store) Release(now time.Time, joiner nodekey.Key) error {
 	next := s.prunedLocked(now)
 	changed := false
 	for i, r := range next {
-		if r.Joiner == joiner && r.Used.IsZero() && !r.Reserved.IsZero() {
+		if reservedFor(r, joiner) {
 			next[i].Joiner, next[i].Reserved, next[i].HadPeer = nodekey.Key{}, time.Time{}, false
 			changed = true
 		}

@@ -48,6 +48,17 @@ func join(t *testing.T, code string, joiner nodekey.Key) [32]byte {
 	return Proof(iv.Secret, iv.Inviter, joiner)
 }
 
+// pair is the inviter's two phases for one joiner's proof at now, as
+// pkg/pairing runs them when the confirmation follows at once: Reserve,
+// then Commit of the invite reserved.
+func pair(s *Store, now time.Time, proof [32]byte, inviter, joiner nodekey.Key) error {
+	_, id, err := s.Reserve(now, proof, inviter, joiner, now.Add(time.Minute), false)
+	if err != nil {
+		return err
+	}
+	return s.Commit(now, joiner, id)
+}
+
 func TestCreate(t *testing.T) {
 	s, path := openTemp(t)
 	iv := create(t, s, t0, time.Hour)
@@ -67,7 +78,7 @@ func TestCreate(t *testing.T) {
 	b, _ := os.ReadFile(path)
 	for _, leak := range []string{"alice", "rv.peerline.example.org", srvA.Key.String()} {
 		if strings.Contains(string(b), leak) {
-			t.Errorf("store file holds %q; it keeps only what Redeem needs", leak)
+			t.Errorf("store file holds %q; it keeps only what checking a proof needs", leak)
 		}
 	}
 	for _, tc := range []struct {
@@ -89,7 +100,7 @@ func TestCreate(t *testing.T) {
 	}
 }
 
-func TestRedeem(t *testing.T) {
+func TestPair(t *testing.T) {
 	s, _ := openTemp(t)
 	iv := create(t, s, t0, time.Hour)
 	revoked := create(t, s, t0, time.Hour)
@@ -115,12 +126,12 @@ func TestRedeem(t *testing.T) {
 		{"same joiner after expiry", t0.Add(2 * time.Hour), good, inviter, joiner, ErrRetry},
 	}
 	for _, st := range steps {
-		err := s.Redeem(st.now, st.proof, st.inviter, st.joner)
+		err := pair(s, st.now, st.proof, st.inviter, st.joner)
 		if st.want == nil && err != nil || st.want != nil && !errors.Is(err, st.want) {
-			t.Errorf("%s: Redeem = %v, want %v", st.name, err, st.want)
+			t.Errorf("%s: pair = %v, want %v", st.name, err, st.want)
 		}
 	}
-	if err := s.Redeem(t0, good, inviter, joiner); !errors.Is(err, ErrUsed) {
+	if err := pair(s, t0, good, inviter, joiner); !errors.Is(err, ErrUsed) {
 		t.Errorf("ErrRetry must match ErrUsed for callers that do not care; got %v", err)
 	}
 	var used Entry
@@ -134,22 +145,23 @@ func TestRedeem(t *testing.T) {
 	}
 }
 
-func TestRedeemExpired(t *testing.T) {
+func TestPairExpired(t *testing.T) {
 	s, _ := openTemp(t)
 	iv := create(t, s, t0, time.Hour)
 	p := join(t, iv.Code(), joiner)
-	if err := s.Redeem(t0.Add(time.Hour), p, inviter, joiner); !errors.Is(err, ErrExpired) {
-		t.Fatalf("Redeem at expiry = %v, want ErrExpired", err)
+	if err := pair(s, t0.Add(time.Hour), p, inviter, joiner); !errors.Is(err, ErrExpired) {
+		t.Fatalf("pair at expiry = %v, want ErrExpired", err)
 	}
 	// Nothing changed: before expiry (a clock that was ahead and got
 	// corrected) it still works once.
-	if err := s.Redeem(t0.Add(59*time.Minute), p, inviter, joiner); err != nil {
-		t.Fatalf("Redeem before expiry = %v", err)
+	if err := pair(s, t0.Add(59*time.Minute), p, inviter, joiner); err != nil {
+		t.Fatalf("pair before expiry = %v", err)
 	}
 }
 
-// Exactly one of many concurrent redeems of one invite wins.
-func TestRedeemConcurrent(t *testing.T) {
+// Exactly one of many concurrent pairings with one invite wins; the
+// others are told it is busy or used.
+func TestPairConcurrent(t *testing.T) {
 	s, _ := openTemp(t)
 	iv := create(t, s, t0, time.Hour)
 	const n = 8
@@ -158,7 +170,7 @@ func TestRedeemConcurrent(t *testing.T) {
 	for i := range n {
 		wg.Go(func() {
 			j := key(byte(0x50 + i))
-			errs <- s.Redeem(t0, Proof(iv.Secret, inviter, j), inviter, j)
+			errs <- pair(s, t0, Proof(iv.Secret, inviter, j), inviter, j)
 		})
 	}
 	wg.Wait()
@@ -168,12 +180,12 @@ func TestRedeemConcurrent(t *testing.T) {
 		switch {
 		case err == nil:
 			wins++
-		case !errors.Is(err, ErrUsed):
-			t.Errorf("Redeem = %v, want nil or ErrUsed", err)
+		case !errors.Is(err, ErrUsed) && !errors.Is(err, ErrBusy):
+			t.Errorf("pair = %v, want nil, ErrBusy or ErrUsed", err)
 		}
 	}
 	if wins != 1 {
-		t.Errorf("%d redeems succeeded, want exactly 1", wins)
+		t.Errorf("%d pairings succeeded, want exactly 1", wins)
 	}
 }
 
@@ -182,7 +194,7 @@ func TestPersistence(t *testing.T) {
 	used := create(t, s, t0, time.Hour)
 	pending := create(t, s, t0, 2*time.Hour)
 	revoked := create(t, s, t0, time.Hour)
-	if err := s.Redeem(t0, join(t, used.Code(), joiner), inviter, joiner); err != nil {
+	if err := pair(s, t0, join(t, used.Code(), joiner), inviter, joiner); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Revoke(t0, revoked.ID()); err != nil {
@@ -207,36 +219,39 @@ func TestPersistence(t *testing.T) {
 			t.Errorf("after reopen %s is %v, want %v", id, got[id], st)
 		}
 	}
-	if err := s2.Redeem(t0, join(t, used.Code(), joiner), inviter, joiner); !errors.Is(err, ErrRetry) {
-		t.Errorf("after reopen, used invite: Redeem = %v, want ErrRetry", err)
+	if err := pair(s2, t0, join(t, used.Code(), joiner), inviter, joiner); !errors.Is(err, ErrRetry) {
+		t.Errorf("after reopen, used invite: pair = %v, want ErrRetry", err)
 	}
-	if err := s2.Redeem(t0, join(t, pending.Code(), joiner), inviter, joiner); err != nil {
-		t.Errorf("after reopen, pending invite: Redeem = %v", err)
+	if err := pair(s2, t0, join(t, pending.Code(), joiner), inviter, joiner); err != nil {
+		t.Errorf("after reopen, pending invite: pair = %v", err)
 	}
 }
 
-// A Redeem whose save fails must not succeed, and must leave the invite
-// usable: nil is only ever returned with the "used" mark on disk.
-func TestRedeemSaveFails(t *testing.T) {
+// A reservation whose save fails must not succeed, and must leave the
+// invite usable: nil is only ever returned with the mark on disk.
+func TestReserveSaveFails(t *testing.T) {
 	s, path := openTemp(t)
 	iv := create(t, s, t0, time.Hour)
 	p := join(t, iv.Code(), joiner)
 	real := s.write
 	disk := errors.New("disk full")
 	s.write = func(string, []byte, os.FileMode) error { return disk }
-	if err := s.Redeem(t0, p, inviter, joiner); !errors.Is(err, disk) {
-		t.Fatalf("Redeem with a failing disk = %v, want the disk error", err)
+	if _, _, err := s.Reserve(t0, p, inviter, joiner, t0.Add(time.Minute), false); !errors.Is(err, disk) {
+		t.Fatalf("Reserve with a failing disk = %v, want the disk error", err)
+	}
+	if st := s.List(t0)[0].State(t0); st != Pending {
+		t.Fatalf("after a failed Reserve the invite is %v, want pending", st)
 	}
 	s.write = real
-	if err := s.Redeem(t0, p, inviter, joiner); err != nil {
-		t.Fatalf("Redeem after the disk recovered = %v", err)
+	if err := pair(s, t0, p, inviter, joiner); err != nil {
+		t.Fatalf("pair after the disk recovered = %v", err)
 	}
 	s2, err := OpenStore(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s2.Redeem(t0, p, inviter, joiner); !errors.Is(err, ErrUsed) {
-		t.Fatalf("reopened store: Redeem = %v, want ErrUsed", err)
+	if err := pair(s2, t0, p, inviter, joiner); !errors.Is(err, ErrUsed) {
+		t.Fatalf("reopened store: pair = %v, want ErrUsed", err)
 	}
 }
 
@@ -256,7 +271,7 @@ func TestTooMany(t *testing.T) {
 		t.Errorf("ErrTooMany does not say what to do: %v", ErrTooMany)
 	}
 	// Using, revoking or waiting each frees a place.
-	if err := s.Redeem(t0, join(t, first.Code(), joiner), inviter, joiner); err != nil {
+	if err := pair(s, t0, join(t, first.Code(), joiner), inviter, joiner); err != nil {
 		t.Fatal(err)
 	}
 	create(t, s, t0, time.Hour)
@@ -270,8 +285,8 @@ func TestPrune(t *testing.T) {
 	old := create(t, s, t0, time.Hour)
 	p := join(t, old.Code(), joiner)
 	late := t0.Add(time.Hour + keepFor + time.Second)
-	if err := s.Redeem(t0.Add(time.Hour+keepFor), p, inviter, joiner); !errors.Is(err, ErrExpired) {
-		t.Fatalf("Redeem within keepFor after expiry = %v, want ErrExpired", err)
+	if err := pair(s, t0.Add(time.Hour+keepFor), p, inviter, joiner); !errors.Is(err, ErrExpired) {
+		t.Fatalf("pair within keepFor after expiry = %v, want ErrExpired", err)
 	}
 	if got := s.List(late); len(got) != 0 {
 		t.Fatalf("List long after expiry = %+v, want nothing", got)
@@ -284,8 +299,8 @@ func TestPrune(t *testing.T) {
 	if n := len(s2.records); n != 1 {
 		t.Errorf("file holds %d invites after pruning, want 1", n)
 	}
-	if err := s2.Redeem(late, p, inviter, joiner); !errors.Is(err, ErrUnknown) {
-		t.Errorf("Redeem of a pruned invite = %v, want ErrUnknown", err)
+	if err := pair(s2, late, p, inviter, joiner); !errors.Is(err, ErrUnknown) {
+		t.Errorf("pair of a pruned invite = %v, want ErrUnknown", err)
 	}
 }
 
@@ -316,7 +331,7 @@ func TestRevoke(t *testing.T) {
 	s, _ := openTemp(t)
 	iv := create(t, s, t0, time.Hour)
 	used := create(t, s, t0, time.Hour)
-	if err := s.Redeem(t0, join(t, used.Code(), joiner), inviter, joiner); err != nil {
+	if err := pair(s, t0, join(t, used.Code(), joiner), inviter, joiner); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -333,8 +348,8 @@ func TestRevoke(t *testing.T) {
 			t.Errorf("%s: Revoke = %v, want error %v", tc.name, err, tc.wantErr)
 		}
 	}
-	if err := s.Redeem(t0, join(t, iv.Code(), joiner), inviter, joiner); !errors.Is(err, ErrRevoked) {
-		t.Errorf("Redeem of revoked = %v, want ErrRevoked", err)
+	if err := pair(s, t0, join(t, iv.Code(), joiner), inviter, joiner); !errors.Is(err, ErrRevoked) {
+		t.Errorf("pair of revoked = %v, want ErrRevoked", err)
 	}
 }
 
@@ -405,25 +420,25 @@ func TestReserveCommitRelease(t *testing.T) {
 		t.Errorf("after Release: %v, want pending", got)
 	}
 	reserve("another joiner after the release", t0, theirs, other, true, nil)
-	if _, err := s.Commit(t0, joiner); !errors.Is(err, ErrUnknown) {
+	if err := s.Commit(t0, joiner, iv.ID()); !errors.Is(err, ErrUnknown) {
 		t.Errorf("Commit of a released reservation = %v, want ErrUnknown", err)
 	}
 	// A failed save changes nothing, in memory or on disk.
 	real := s.write
 	disk := errors.New("disk full")
 	s.write = func(string, []byte, os.FileMode) error { return disk }
-	if _, err := s.Commit(t0, other); !errors.Is(err, disk) {
+	if err := s.Commit(t0, other, iv.ID()); !errors.Is(err, disk) {
 		t.Errorf("Commit with a full disk = %v", err)
 	}
 	if got := state(t0); got != Reserved {
 		t.Errorf("after a failed Commit: %v, want still reserved", got)
 	}
 	s.write = real
-	if id, err := s.Commit(t0.Add(time.Second), other); err != nil || id != iv.ID() {
-		t.Fatalf("Commit = %s, %v", id, err)
+	if err := s.Commit(t0.Add(time.Second), other, iv.ID()); err != nil {
+		t.Fatalf("Commit = %v", err)
 	}
-	if id, err := s.Commit(t0.Add(2*time.Second), other); err != nil || id != iv.ID() {
-		t.Errorf("second Commit = %s, %v; want no error", id, err)
+	if err := s.Commit(t0.Add(2*time.Second), other, iv.ID()); err != nil {
+		t.Errorf("second Commit = %v; want no error", err)
 	}
 	if err := s.Release(t0, other); err != nil || state(t0) != Used {
 		t.Errorf("Release after Commit = %v, state %v; want it to change nothing", err, state(t0))
@@ -440,7 +455,7 @@ func TestReserveCommitRelease(t *testing.T) {
 	if s.UsedBy(t0, other) {
 		t.Error("UsedBy names a joiner whose second pairing is still in progress")
 	}
-	if _, err := s.Commit(t0, other); err != nil || !s.UsedBy(t0, other) {
+	if err := s.Commit(t0, other, again.ID()); err != nil || !s.UsedBy(t0, other) {
 		t.Errorf("Commit of the second pairing = %v, UsedBy %v", err, s.UsedBy(t0, other))
 	}
 	s2, err := OpenStore(path)
@@ -452,5 +467,43 @@ func TestReserveCommitRelease(t *testing.T) {
 	}
 	if _, _, err := s2.Reserve(t0, good, inviter, joiner, until, false); !errors.Is(err, ErrUsed) {
 		t.Errorf("reopened: Reserve by another = %v, want ErrUsed", err)
+	}
+}
+
+// TestReserveMoves: a joiner whose pairing failed and who pairs with a new
+// code before the first reservation's deadline holds one reservation, on
+// the new invite: the first invite is pending again, and the peer the
+// inviter keeps counts as new (the first pairing added it), so the
+// rollback of either pairing removes it and never one that was there
+// before.
+func TestReserveMoves(t *testing.T) {
+	for _, had := range []bool{false, true} {
+		s, _ := openTemp(t)
+		first, second := create(t, s, t0, time.Hour), create(t, s, t0, time.Hour)
+		until := t0.Add(time.Minute)
+		if _, _, err := s.Reserve(t0, join(t, first.Code(), joiner), inviter, joiner, until, had); err != nil {
+			t.Fatal(err)
+		}
+		// The inviter keeps the joiner (provisionally) when the second
+		// request comes: to it the joiner looks like a peer it had.
+		fresh, id, err := s.Reserve(t0.Add(time.Second), join(t, second.Code(), joiner), inviter, joiner, until.Add(time.Second), true)
+		if err != nil || !fresh || id != second.ID() {
+			t.Fatalf("Reserve of a second code = %v, %s, %v; want a fresh reservation of %s", fresh, id, err, second.ID())
+		}
+		r := s.Reservations(t0.Add(time.Second))
+		if len(r) != 1 || r[0].ID != second.ID() || r[0].HadPeer != had {
+			t.Errorf("had %v: Reservations = %+v, want only %s with HadPeer %v", had, r, second.ID(), had)
+		}
+		for _, e := range s.List(t0.Add(time.Second)) {
+			if e.ID == first.ID() && e.State(t0.Add(time.Second)) != Pending {
+				t.Errorf("the first invite is %v, want pending", e.State(t0.Add(time.Second)))
+			}
+		}
+		if err := s.Commit(t0.Add(2*time.Second), joiner, first.ID()); !errors.Is(err, ErrUnknown) {
+			t.Errorf("Commit of the invite the reservation moved from = %v, want ErrUnknown", err)
+		}
+		if err := s.Commit(t0.Add(2*time.Second), joiner, second.ID()); err != nil {
+			t.Errorf("Commit of the second invite = %v", err)
+		}
 	}
 }

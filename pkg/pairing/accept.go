@@ -50,7 +50,7 @@ func (pr *Pairing) request(joiner nodekey.Key, h invite.Hello, proof [32]byte) {
 			return
 		}
 		if h.Confirm {
-			pr.send(joiner)
+			pr.send(joiner, nil) // the joiner confirms again if this is lost
 		}
 	default:
 		pr.log.Warn("refused a join request", "from", joiner, "name", h.Name, "reason", err)
@@ -60,7 +60,7 @@ func (pr *Pairing) request(joiner nodekey.Key, h invite.Hello, proof [32]byte) {
 // commitLocked is the inviter's commit: the invite becomes used (saved),
 // its short form leaves the servers, and the joiner hears Committed.
 func (pr *Pairing) commitLocked(joiner nodekey.Key, id string) {
-	if _, err := pr.store.Commit(time.Now(), joiner); err != nil {
+	if err := pr.store.Commit(time.Now(), joiner, id); err != nil {
 		pr.log.Error("saving the pairing as done; the joiner will confirm again", "peer", joiner, "err", err)
 		return
 	}
@@ -70,7 +70,7 @@ func (pr *Pairing) commitLocked(joiner nodekey.Key, id string) {
 			pr.opt.Forget(blob)
 		}
 	}
-	pr.send(joiner)
+	pr.send(joiner, nil) // the joiner confirms again if this is lost
 }
 
 // inviterStep rolls back the reservations whose joiner did not confirm in
@@ -100,26 +100,24 @@ func (pr *Pairing) inviterStep(now time.Time) {
 	}
 	for k := range pending {
 		a, ok := pr.answers[k]
-		switch {
-		case !ok:
-			a = repeat{next: now.Add(answerFirst), every: answerFirst}
-		case !now.Before(a.next):
-			answer = append(answer, k)
-			a.every = min(2*a.every, answerMax)
-			a.next = now.Add(a.every)
+		if !ok {
+			a = &repeat{next: now.Add(answerFirst), every: answerFirst}
+			pr.answers[k] = a
 		}
-		pr.answers[k] = a
+		if a.due(now) {
+			answer = append(answer, k)
+		}
 	}
 	pr.mu.Unlock()
 	for _, k := range answer {
-		pr.send(k)
+		pr.send(k, func(err error) {
+			pr.mu.Lock()
+			defer pr.mu.Unlock()
+			if a := pr.answers[k]; a != nil {
+				a.sent(time.Now(), err, answerMax)
+			}
+		})
 	}
-}
-
-// repeat spaces the repeats of a message.
-type repeat struct {
-	next  time.Time
-	every time.Duration
 }
 
 func (pr *Pairing) rollbackInviteLocked(r invite.Reservation) {

@@ -45,10 +45,11 @@ type join struct {
 	committed bool
 	// done tells the waiting Join the outcome (nil: committed).
 	done chan error
-	// nextConfirm and confirmEvery space the confirmations.
-	nextConfirm  time.Time
-	confirmEvery time.Duration
-	warned       bool
+	// confirms spaces the confirmations.
+	confirms repeat
+	// undoing says a rollbackJoin of it is running.
+	undoing bool
+	warned  bool
 }
 
 // journalEntry is a join as the journal file keeps it.
@@ -159,9 +160,11 @@ func (pr *Pairing) Join(ctx context.Context, code string) (control.PeerRef, erro
 	}
 	pr.mu.Lock()
 	if j := pr.joins[iv.Inviter]; j != nil {
+		committed := j.phase == phaseCommitted
+		ref := control.PeerRef{Index: j.entry.Index, Name: j.entry.Name}
 		pr.mu.Unlock()
-		if j.phase == phaseCommitted {
-			return control.PeerRef{Index: j.entry.Index, Name: j.entry.Name}, nil
+		if committed {
+			return ref, nil
 		}
 		return control.PeerRef{}, errors.New("already joining this inviter; wait for that to finish")
 	}
@@ -258,7 +261,20 @@ func (pr *Pairing) Join(ctx context.Context, code string) (control.PeerRef, erro
 		ref.Name = name
 		return ref, nil
 	}
-	pr.rollbackJoin(iv.Inviter)
+	// The answer must reach `peerline join` before the control socket
+	// gives up on it (25 s), or its user hears that the outcome is
+	// unknown: an undo that waits on a busy daemon (it takes configs
+	// only between tunnel builds) goes on in the background, where
+	// joinerStep retries it until done.
+	undone := make(chan struct{})
+	go func() {
+		defer close(undone)
+		pr.rollbackJoin(iv.Inviter)
+	}()
+	select {
+	case <-undone:
+	case <-time.After(rollbackWait):
+	}
 	if err != nil {
 		return control.PeerRef{}, fmt.Errorf("joining %s: %w; nothing was kept here, and the code still works: run the join again", DisplayName(iv.Name), err)
 	}
@@ -312,8 +328,7 @@ func (pr *Pairing) commitJoin(j *join, h invite.Hello) {
 	j.entry.Committed = true
 	j.phase = phaseCommitted
 	j.committed = true
-	j.confirmEvery = confirmFirst
-	j.nextConfirm = time.Now()
+	j.confirms = repeat{next: time.Now(), every: confirmFirst}
 	if h.Committed {
 		delete(pr.joins, e.Inviter)
 	}
@@ -349,9 +364,20 @@ func (pr *Pairing) finishJoin(j *join, h invite.Hello) {
 }
 
 // confirm sends the confirmation (our hello says Confirm while the join
-// is committed); joinerStep repeats it.
+// is committed) if one is due; joinerStep repeats it.
 func (pr *Pairing) confirm(inviter nodekey.Key) {
-	pr.send(inviter)
+	pr.mu.Lock()
+	j := pr.joins[inviter]
+	due := j != nil && j.phase == phaseCommitted && j.confirms.due(time.Now())
+	pr.mu.Unlock()
+	if !due {
+		return
+	}
+	pr.send(inviter, func(err error) {
+		pr.mu.Lock()
+		defer pr.mu.Unlock()
+		j.confirms.sent(time.Now(), err, confirmMax)
+	})
 }
 
 // rollbackJoin undoes a join that did not commit: the config loses the
@@ -360,12 +386,21 @@ func (pr *Pairing) confirm(inviter nodekey.Key) {
 func (pr *Pairing) rollbackJoin(inviter nodekey.Key) {
 	pr.mu.Lock()
 	j := pr.joins[inviter]
-	if j == nil || j.phase != phaseRollback {
+	if j == nil || j.phase != phaseRollback || j.undoing {
 		pr.mu.Unlock()
 		return
 	}
+	// One undo at a time: the failed Join's and joinerStep's retries
+	// would otherwise queue up behind a daemon that is slow to take
+	// configs.
+	j.undoing = true
 	e := j.entry
 	pr.mu.Unlock()
+	defer func() {
+		pr.mu.Lock()
+		j.undoing = false
+		pr.mu.Unlock()
+	}()
 	if err := pr.dropPeer(inviter, e.Servers); err != nil {
 		pr.log.Error("undoing a failed join; retrying", "peer", inviter, "err", err)
 		return
@@ -397,12 +432,10 @@ func (pr *Pairing) joinerStep(ctx context.Context, now time.Time) {
 		case phaseRollback:
 			undo = append(undo, k)
 		case phaseCommitted:
-			if now.Before(j.nextConfirm) {
+			if j.confirms.sending || now.Before(j.confirms.next) {
 				continue
 			}
 			confirm = append(confirm, k)
-			j.nextConfirm = now.Add(j.confirmEvery)
-			j.confirmEvery = min(2*max(j.confirmEvery, confirmFirst), confirmMax)
 			if !j.warned && now.After(j.entry.Expires) {
 				j.warned = true
 				pr.log.Warn("the inviter never confirmed this pairing and its invite has expired: it may have rolled back; if the peer stays offline, remove it (`peerline remove`) and pair again with a new code", "peer", k, "name", j.entry.Name)

@@ -91,6 +91,10 @@ const (
 	// role of initiator: long enough for the first handshake, after
 	// which the order of the keys decides, as for every other peer.
 	firstRoleFor = 30 * time.Second
+	// rollbackWait bounds how long a failed join waits for its undo
+	// before it answers: JoinTimeout and this stay below the control
+	// socket's 25 s.
+	rollbackWait = 3 * time.Second
 	// fetchWait bounds fetching a short code's invite.
 	fetchWait = 5 * time.Second
 	// confirmingFor is how long after a joiner's last confirmation the
@@ -127,8 +131,9 @@ type Options struct {
 	// JoinTimeout and AcceptFor default to the constants; tests shorten
 	// them.
 	JoinTimeout, AcceptFor time.Duration
-	// WriteFile writes the config and the journal (atomicfile.WriteFile
-	// by default; tests make it fail as a full disk does).
+	// WriteFile writes the config, the journal and the invite store
+	// (atomicfile.WriteFile by default; tests make it fail as a full disk
+	// or a killed daemon does).
 	WriteFile func(path string, data []byte, perm os.FileMode) error
 }
 
@@ -142,6 +147,9 @@ type Pairing struct {
 
 	// editMu serializes edits of the config file.
 	editMu sync.Mutex
+	// owed says the config file holds a change the daemon has not taken
+	// (it did not take it in time). editMu guards it.
+	owed bool
 	// inviteMu serializes the inviter's steps (reserve, add, commit,
 	// roll back), so that a commit never slips between a rollback's two
 	// steps.
@@ -157,7 +165,7 @@ type Pairing struct {
 	firstHandshake map[nodekey.Key]firstRole // mu
 	// answers space the inviter's repeated answers to joiners it has
 	// reserved an invite for.
-	answers map[nodekey.Key]repeat // mu
+	answers map[nodekey.Key]*repeat // mu
 	// confirming is when each joiner last confirmed its pairing.
 	confirming map[nodekey.Key]time.Time // mu
 
@@ -187,8 +195,9 @@ func New(opt Options) (*Pairing, error) {
 	if err != nil {
 		return nil, err
 	}
+	store.SetWriteFile(opt.WriteFile)
 	pr := &Pairing{opt: opt, log: opt.Log, key: opt.Key, store: store,
-		joins: map[nodekey.Key]*join{}, firstHandshake: map[nodekey.Key]firstRole{}, answers: map[nodekey.Key]repeat{},
+		joins: map[nodekey.Key]*join{}, firstHandshake: map[nodekey.Key]firstRole{}, answers: map[nodekey.Key]*repeat{},
 		confirming:  map[nodekey.Key]time.Time{},
 		journalPath: filepath.Join(opt.StateDir, "joins.json")}
 	entries, err := pr.loadJournal()
@@ -323,8 +332,11 @@ func helloName(name string) string {
 	return name
 }
 
-// send sends our hello to peer directly, in the background.
-func (pr *Pairing) send(peer nodekey.Key) {
+// send sends our hello to peer directly, in the background, and then
+// calls sent, if not nil, with the result: an error means the data never
+// left this node (no path yet, or the daemon did not get to it before the
+// deadline), so the sender tries again soon instead of backing off.
+func (pr *Pairing) send(peer nodekey.Key, sent func(error)) {
 	if pr.opt.Send == nil {
 		return
 	}
@@ -335,10 +347,51 @@ func (pr *Pairing) send(peer nodekey.Key) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		if err := pr.opt.Send(ctx, peer, b); err != nil {
+		err := pr.opt.Send(ctx, peer, b)
+		if err != nil {
 			pr.log.Debug("sending pairing data", "peer", peer, "err", err)
 		}
+		if sent != nil {
+			sent(err)
+		}
 	}()
+}
+
+// repeat spaces the repeats of a message: the next is due at next, and
+// every is the wait after it. Only a copy that left this node doubles
+// the wait (up to max): one that did not is tried again after
+// unsentRetry, so that a path that comes up late, or a daemon busy for a
+// while (it builds the new peer's tunnel right then), costs no more than
+// that once the message can go.
+type repeat struct {
+	next  time.Time
+	every time.Duration
+	// sending says a copy is on its way to the path manager; no other
+	// goes until it is known whether it left.
+	sending bool
+}
+
+// unsentRetry is how soon a message that could not leave is tried again.
+const unsentRetry = 250 * time.Millisecond
+
+// due reports whether a copy should go now, and marks it on its way.
+func (r *repeat) due(now time.Time) bool {
+	if r.sending || now.Before(r.next) {
+		return false
+	}
+	r.sending = true
+	return true
+}
+
+// sent schedules the next copy after one went (err nil) or did not.
+func (r *repeat) sent(now time.Time, err error, max time.Duration) {
+	r.sending = false
+	if err != nil {
+		r.next = now.Add(unsentRetry)
+		return
+	}
+	r.next = now.Add(r.every)
+	r.every = min(2*r.every, max)
 }
 
 // onHello takes a peer's Hello, from its box or sent directly: a join
@@ -450,6 +503,9 @@ var ErrNotTaken = errors.New("the config was saved but the daemon did not take i
 func (pr *Pairing) EditFile(fn func(path string) (*config.Config, error)) error {
 	pr.editMu.Lock()
 	checked, err := fn(pr.opt.ConfigPath)
+	if err == nil {
+		pr.owed = true
+	}
 	pr.editMu.Unlock()
 	if err != nil {
 		return err
@@ -459,6 +515,9 @@ func (pr *Pairing) EditFile(fn func(path string) (*config.Config, error)) error 
 	case <-time.After(10 * time.Second):
 		return ErrNotTaken
 	}
+	pr.editMu.Lock()
+	pr.owed = false
+	pr.editMu.Unlock()
 	return nil
 }
 
@@ -469,7 +528,16 @@ func (pr *Pairing) edit(fn func(*config.Config) error) error {
 	if err != nil {
 		return fmt.Errorf("reading the config to change it: %w", err)
 	}
-	if err := fn(c); err != nil {
+	err = fn(c)
+	if errors.Is(err, ErrNoChange) && pr.owed {
+		// The file is as wanted, but the daemon never took it: hand it
+		// over now, or it keeps running on a config that is gone.
+		if err := pr.handOverLocked(c); err != nil {
+			return err
+		}
+		return ErrNoChange
+	}
+	if err != nil {
 		return err
 	}
 	b, err := json.MarshalIndent(c, "", "  ")
@@ -483,12 +551,27 @@ func (pr *Pairing) edit(fn func(*config.Config) error) error {
 	if err := pr.opt.WriteFile(pr.opt.ConfigPath, append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("saving the config: %w", err)
 	}
+	pr.owed = true
+	return pr.handOverLocked(checked)
+}
+
+// handOverLocked gives the daemon c, which the file holds; the caller holds
+// editMu and has set owed. A daemon that does not take it within 10 s (it
+// is stuck) leaves owed set: the next edit hands the file over, changed or
+// not.
+func (pr *Pairing) handOverLocked(c *config.Config) error {
+	if b, err := json.Marshal(c); err == nil {
+		if checked, err := config.Parse(b); err == nil {
+			c = checked
+		}
+	}
 	select {
-	case pr.opt.Reload <- checked:
+	case pr.opt.Reload <- c:
+		pr.owed = false
+		return nil
 	case <-time.After(10 * time.Second):
 		return errors.New("the config was saved but the daemon did not take it; restart peerlined")
 	}
-	return nil
 }
 
 // hasPeer reports whether the config file has key as a peer.

@@ -123,6 +123,28 @@ type node struct {
 	cur     atomic.Pointer[life]
 	// diskFull makes every write fail.
 	diskFull atomic.Bool
+	// busy makes every direct send fail after a second, as when the
+	// daemon's loop that hands the data to the path manager is busy
+	// (building a tunnel) past the send's deadline.
+	busy atomic.Bool
+	// daemonBusy keeps the daemon from taking a new config (it is
+	// building a tunnel) until it is cleared.
+	daemonBusy atomic.Bool
+	// crash, if set, kills the node at one of its writes.
+	crash atomic.Pointer[crashPoint]
+}
+
+// crashPoint kills a node at its nth write from now on: instead of it
+// (the file keeps what it had) or right after it. The node's daemon is
+// dead from then on (nothing it does is written or sent) until the test
+// restarts it; hit is closed when that happens.
+type crashPoint struct {
+	n      int32
+	after  bool
+	writes atomic.Int32
+	hit    chan struct{}
+	// path is the file of the write the crash came at.
+	path string
 }
 
 // life is one run of a node's daemon.
@@ -188,7 +210,24 @@ func (nd *node) start(t *testing.T) {
 			if nd.diskFull.Load() {
 				return errors.New("no space left on device")
 			}
-			return atomicfile.WriteFile(path, data, perm)
+			cp := nd.crash.Load()
+			if cp == nil {
+				return atomicfile.WriteFile(path, data, perm)
+			}
+			at := cp.writes.Add(1) == cp.n
+			if at && !cp.after {
+				l.killed.Store(true)
+				cp.path = path
+				close(cp.hit)
+				return errors.New("killed")
+			}
+			err := atomicfile.WriteFile(path, data, perm)
+			if at {
+				l.killed.Store(true)
+				cp.path = path
+				close(cp.hit)
+			}
+			return err
 		},
 	})
 	if err != nil {
@@ -197,6 +236,14 @@ func (nd *node) start(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		for {
+			if nd.daemonBusy.Load() {
+				select {
+				case <-time.After(100 * time.Millisecond):
+					continue
+				case <-ctx.Done():
+					return
+				}
+			}
 			select {
 			case c := <-reload:
 				if l.killed.Load() {
@@ -212,6 +259,8 @@ func (nd *node) start(t *testing.T) {
 					}
 				}
 				l.mu.Unlock()
+			case <-time.After(100 * time.Millisecond):
+				// Look at daemonBusy again.
 			case <-ctx.Done():
 				return
 			}
@@ -323,6 +372,10 @@ func (nd *node) setUp(l *life, peer nodekey.Key) bool {
 // send is peerpath.Manager.SendPair: on a path, to a node that has us as
 // a peer (peerpath drops the rest).
 func (nd *node) send(l *life, peer nodekey.Key, data []byte) error {
+	if nd.busy.Load() {
+		time.Sleep(time.Second)
+		return context.DeadlineExceeded
+	}
 	l.mu.Lock()
 	up := l.up[peer]
 	l.mu.Unlock()
@@ -334,6 +387,14 @@ func (nd *node) send(l *life, peer nodekey.Key, data []byte) error {
 		return nil // sent into the void
 	}
 	ol := other.life()
+	if !other.hasPeer(nd.pub()) {
+		// It forgot us (it rolled back while we were away): it answers
+		// no probe, so the path dies and we ask the servers again.
+		l.mu.Lock()
+		delete(l.up, peer)
+		l.mu.Unlock()
+		return nil
+	}
 	h, _ := invite.ParseHello(data)
 	kind := "answer-direct"
 	switch {

@@ -139,7 +139,10 @@ func BenchmarkNATMatrix(b *testing.B) {
 		"one_way_delay_ms": benchDelay.Delay.Milliseconds(),
 		"pairs":            results,
 	}
-	addSmallMTURow(b, out, runs)
+	addSmallMTURow(b, out, runs) // natbench_mtu_lab_test.go
+	if only := os.Getenv("NAT_ONLY"); only == "" || only == "lossy" {
+		out["lossy_link"] = benchLossyPairing(b, lossyRuns()) // lossybench_lab_test.go
+	}
 	benchOut(b, "nat-matrix.json", out)
 }
 

@@ -88,13 +88,19 @@ func internet(t *testing.T, n *Network) *lab.Internet {
 // are gone.
 func unpair(t *testing.T, ctx context.Context, n *Network) {
 	t.Helper()
+	if err := unpairNodes(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func unpairNodes(ctx context.Context, n *Network) error {
 	for _, x := range []struct {
 		node  *Node
 		other string
 	}{{n.A, "piB"}, {n.B, "piA"}} {
 		var ref control.PeerRef
 		if err := x.node.cli(ctx, &ref, "remove", "--json", x.other); err != nil && !strings.Contains(err.Error(), "no peer named") {
-			t.Fatal(err)
+			return err
 		}
 	}
 	for _, node := range []*Node{n.A, n.B} {
@@ -106,9 +112,10 @@ func unpair(t *testing.T, ctx context.Context, n *Network) {
 			return len(st.Peers) == 0, fmt.Sprintf("peers %+v", st.Peers)
 		})
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 	}
+	return nil
 }
 
 // configPeers are the peers in the node's config file.
@@ -144,8 +151,30 @@ func latestInvite(ctx context.Context, node *Node) (string, error) {
 // another peer (no ghost from an earlier try).
 func paired(t *testing.T, ctx context.Context, n *Network) {
 	t.Helper()
-	err := n.A.waitFor(ctx, 20*time.Second, "not paired for good", func() (bool, string) {
-		pa, pb := configPeers(t, n.A), configPeers(t, n.B)
+	if err := pairedForGood(ctx, n, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// pairedForGood is paired's check: within, both must keep each other for
+// good; then a ping must cross the tunnel within 15 s.
+func pairedForGood(ctx context.Context, n *Network, within time.Duration) error {
+	peers := func(node *Node) ([]config.Peer, error) {
+		c, err := config.Load(node.ConfigPath)
+		if err != nil {
+			return nil, err
+		}
+		return c.Peers, nil
+	}
+	err := n.A.waitFor(ctx, within, "not paired for good", func() (bool, string) {
+		pa, err := peers(n.A)
+		if err != nil {
+			return false, err.Error()
+		}
+		pb, err := peers(n.B)
+		if err != nil {
+			return false, err.Error()
+		}
 		state, err := latestInvite(ctx, n.A)
 		if err != nil {
 			return false, err.Error()
@@ -156,16 +185,13 @@ func paired(t *testing.T, ctx context.Context, n *Network) {
 		return done, fmt.Sprintf("A's peers %d, B's peers %d, A's invite %s, B's journal %q", len(pa), len(pb), state, journal)
 	})
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	var ping control.PingResult
-	err = n.B.waitFor(ctx, 15*time.Second, "no ping through the new tunnel", func() (bool, string) {
+	return n.B.waitFor(ctx, 15*time.Second, "no ping through the new tunnel", func() (bool, string) {
 		err := n.B.cli(ctx, &ping, "ping", "--json", "piA")
 		return err == nil, fmt.Sprint(err)
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // TestPairingLoss: pairing with each of its messages dropped once, in

@@ -55,8 +55,10 @@ type invite struct {
 	closed  bool
 }
 
-// joinPrint is a join box's fingerprint: its random nonce, which a
-// retransmission repeats and another fetch never does.
+// joinPrint is a join box's fingerprint: its nonce, which pkg/invite
+// derives from the invite's secret, the joiner's key and its hello, so
+// every fetch of one joiner repeats it (retransmissions, and a join run
+// again) and another joiner's never does.
 type joinPrint [16]byte
 
 func printOf(join []byte) (joinPrint, bool) {
@@ -68,8 +70,9 @@ func printOf(join []byte) (joinPrint, bool) {
 	return p, true
 }
 
-// A deleted blob stays for retryGrace for the fetches it answered (up to
-// maxServed of them): a joiner's retries span about 4 s.
+// A deleted blob stays for retryGrace for the joiners it answered (up to
+// maxServed of them): a fetch's retries span about 4 s, and a join run
+// again after its answer was lost comes within seconds.
 const (
 	retryGrace = 30 * time.Second
 	maxServed  = 4

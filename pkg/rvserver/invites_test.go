@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	pinvite "github.com/peerline/peerline/pkg/invite"
+	"github.com/peerline/peerline/pkg/nodekey"
 	"github.com/peerline/peerline/pkg/rendezvous"
 )
 
@@ -389,5 +391,54 @@ func TestInviteGetRetryAfterDelete(t *testing.T) {
 	}
 	if len(h.s.invites.byID) != 0 {
 		t.Errorf("%d blobs kept after an unfetched blob's delete, want none", len(h.s.invites.byID))
+	}
+}
+
+// TestInviteGetSameJoinerAgain: a joiner's join box is the same for every
+// fetch it makes of one invite (pkg/invite derives its nonce), so a
+// joiner whose `peerline join` ended without the answer and that runs the
+// join again gets the same answer as its first fetch, even after the
+// inviter deleted the blob; another joiner does not.
+func TestInviteGetSameJoinerAgain(t *testing.T) {
+	h := newHarness(t, Config{})
+	owner := h.node("198.51.100.10:40000")
+	h.register(owner, 0)
+	secret := [16]byte{4, 2}
+	id := pinvite.BlobID(secret)
+	if !h.putInvite(owner, id, h.clock.now().Add(time.Hour), []byte("blob")) {
+		t.Fatal("put refused")
+	}
+	box := func(joiner byte) []byte {
+		b, err := pinvite.SealJoin(secret, nodekey.Key{joiner}, []byte("hello"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	get := func(join []byte, from netip.AddrPort) []byte {
+		t.Helper()
+		for _, s := range h.deliver(rendezvous.AppendInviteGet(nil, id, join), from, 0) {
+			if s.to == from {
+				_, blob, _ := rendezvous.ParseInvite(s.b)
+				return blob
+			}
+		}
+		t.Fatalf("no answer to %s", from)
+		return nil
+	}
+	if b := get(box(1), joiner); string(b) != "blob" {
+		t.Fatalf("first fetch: %q", b)
+	}
+	if !h.putInvite(owner, id, time.Time{}, nil) {
+		t.Fatal("delete refused")
+	}
+	h.clock.add(10 * time.Second)
+	// The join run again, from a new socket.
+	again := netip.AddrPortFrom(joiner.Addr(), joiner.Port()+1)
+	if b := get(box(1), again); string(b) != "blob" {
+		t.Errorf("the same joiner's new fetch after the delete: %q, want the blob", b)
+	}
+	if b := get(box(2), joiner); b != nil {
+		t.Errorf("another joiner's fetch after the delete: %q, want unknown", b)
 	}
 }
