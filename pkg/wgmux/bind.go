@@ -40,6 +40,19 @@ type Bind struct {
 	// sentMu guards sent, the last initiation that left (CopyInitiation).
 	sentMu sync.Mutex
 	sent   sentInitiation
+
+	// crossMu guards the following: the crossed-handshake guard
+	// (crossing.go) and the peer's initiation it holds back.
+	crossMu   sync.Mutex
+	cross     crossGuard
+	crossHeld *crossHeldInit
+}
+
+// crossHeldInit is a peer's initiation held back by the crossing guard.
+type crossHeldInit struct {
+	msg   [initiationLen]byte
+	ep    conn.Endpoint
+	timer *time.Timer
 }
 
 // sentInitiation is an initiation that was sent, and the direct addresses
@@ -81,6 +94,81 @@ func putBuf(b *[]byte) {
 	if cap(*b) == bufSize {
 		bufPool.Put(b)
 	}
+}
+
+// receive hands a WireGuard message from the peer to the device, through
+// the crossed-handshake guard; it never blocks the mux.
+func (b *Bind) receive(p []byte, ep conn.Endpoint) {
+	switch {
+	case len(p) == initiationLen && p[0] == msgInitiation:
+		b.initiationIn(p, ep)
+		return
+	case len(p) == responseLen && p[0] == msgResponse:
+		b.crossMu.Lock()
+		if b.cross.responseIn(binary.LittleEndian.Uint32(p[8:])) && b.crossHeld != nil {
+			// Ours is answered: the held one would start a second
+			// handshake the peer no longer waits for.
+			b.crossHeld.timer.Stop()
+			b.crossHeld = nil
+			b.mux.stats.CrossDropped.Add(1)
+		}
+		b.crossMu.Unlock()
+	}
+	b.deliver(p, ep)
+}
+
+// initiationIn applies the crossed-handshake guard to a peer's initiation.
+func (b *Bind) initiationIn(p []byte, ep conn.Endpoint) {
+	b.crossMu.Lock()
+	now := time.Now()
+	v, releaseAt := b.cross.initiationIn(now)
+	if v != deliver {
+		b.mux.stats.Crossed.Add(1)
+		if crossGuardOff.Load() {
+			v = deliver
+		}
+		b.mux.log.Info("handshake initiations crossed", "peer", b.peer, "action", v)
+	}
+	if v != holdBack {
+		b.crossMu.Unlock()
+		b.deliver(p, ep)
+		return
+	}
+	h := b.crossHeld
+	if h == nil {
+		h = &crossHeldInit{}
+		b.crossHeld = h
+		h.timer = time.AfterFunc(releaseAt.Sub(now), func() { b.releaseCrossed(h) })
+	}
+	// A second copy (relayed and direct) or a retry replaces the first;
+	// WireGuard would take only one of them.
+	copy(h.msg[:], p)
+	h.ep = ep
+	b.crossMu.Unlock()
+}
+
+// releaseCrossed delivers a held initiation: ours went unanswered.
+func (b *Bind) releaseCrossed(h *crossHeldInit) {
+	b.crossMu.Lock()
+	if b.crossHeld != h {
+		b.crossMu.Unlock()
+		return // answered meanwhile, or closed
+	}
+	b.crossHeld = nil
+	b.cross.released()
+	msg, ep := h.msg, h.ep
+	b.crossMu.Unlock()
+	b.mux.stats.CrossReleased.Add(1)
+	b.mux.log.Debug("our crossed initiation went unanswered; answering the peer's", "peer", b.peer)
+	b.deliver(msg[:], ep)
+}
+
+// initiationOut records an initiation of this device's going on the wire,
+// before it does: the answer may come back before Send returns.
+func (b *Bind) initiationOut(p []byte) {
+	b.crossMu.Lock()
+	b.cross.initiationOut(binary.LittleEndian.Uint32(p[4:]), time.Now())
+	b.crossMu.Unlock()
 }
 
 // deliver queues a copy of b for the device; it never blocks the mux.
@@ -176,6 +264,13 @@ func (b *Bind) Close() error {
 	if q := b.queue.Swap(nil); q != nil {
 		close(q.done)
 	}
+	b.crossMu.Lock()
+	if b.crossHeld != nil {
+		b.crossHeld.timer.Stop()
+		b.crossHeld = nil
+	}
+	b.cross = crossGuard{wins: b.cross.wins}
+	b.crossMu.Unlock()
 	return nil
 }
 
@@ -213,8 +308,14 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 				b.held.Store(h)
 			}
 		case e.session == 0:
+			if isInit {
+				b.initiationOut(p)
+			}
 			_, err = b.mux.conn.WriteToUDPAddrPort(p, e.addr)
 		default:
+			if isInit {
+				b.initiationOut(p)
+			}
 			err = b.mux.WriteRelay(p, e.session, e.addr)
 		}
 		if err != nil {
@@ -260,6 +361,11 @@ func (b *Bind) CopyInitiation(to []netip.AddrPort, maxAge time.Duration) int {
 		}
 		b.sent.copied = append(b.sent.copied, a)
 		n++
+	}
+	if n > 0 {
+		// It may be the first copy that leaves (the relay lost or
+		// held the original): it is in flight now.
+		b.initiationOut(b.sent.msg[:])
 	}
 	return n
 }
@@ -374,4 +480,12 @@ func (b *Bind) ResendHeld(endpoint string, maxAge time.Duration) (bool, error) {
 		return false, err
 	}
 	return true, b.Send([][]byte{h.msg[:]}, ep)
+}
+
+// crossOwnAt is when this device's initiation in flight left (zero: none),
+// for tests.
+func (b *Bind) crossOwnAt() time.Time {
+	b.crossMu.Lock()
+	defer b.crossMu.Unlock()
+	return b.cross.ownAt
 }

@@ -19,6 +19,14 @@
 //   - rendezvous and probe datagrams (first byte 0xF5, which no WireGuard
 //     message starts with) go to the Handler.
 //
+// Because the Bind sees every handshake message its device sends and
+// receives, it also settles handshakes that cross in flight (both ends
+// initiating in the same instant, as two idle Pis do when their keys
+// expire together): the end with the smaller public key holds the peer's
+// initiation until its own is answered, so one handshake completes in one
+// round trip instead of both failing until WireGuard retries 5 s later
+// (crossing.go; why this is safe: docs/handshake-crossing.md).
+//
 // Endpoints are either a direct UDP address or a relay (session id through
 // a rendezvous server). WireGuard roams to the endpoint an authenticated
 // packet last came from, so a tunnel follows its peer from relay to direct
@@ -54,6 +62,7 @@ type Mux struct {
 	log     *slog.Logger
 	handler atomic.Pointer[Handler]
 	initRd  *initiationReader
+	pub     nodekey.Key
 
 	mu        sync.RWMutex
 	byPeer    map[nodekey.Key]*Bind
@@ -71,6 +80,13 @@ type Stats struct {
 	QueueFull  atomic.Uint64 // a device did not keep up
 	BadRelay   atomic.Uint64 // relay for an unknown session or from the wrong server
 	Rendezvous atomic.Uint64
+
+	// Handshake initiations that crossed ours in flight (crossing.go);
+	// of those held back, how many were dropped when ours was answered
+	// and how many released when it was not.
+	Crossed       atomic.Uint64
+	CrossDropped  atomic.Uint64
+	CrossReleased atomic.Uint64
 }
 
 // socketBuffer is what the tunnel socket asks for each way. All of a
@@ -105,7 +121,7 @@ func New(c *net.UDPConn, priv nodekey.Key, log *slog.Logger) *Mux {
 		log = slog.New(slog.DiscardHandler)
 	}
 	m := &Mux{
-		conn: c, log: log, initRd: newInitiationReader(priv),
+		conn: c, log: log, initRd: newInitiationReader(priv), pub: priv.Public(),
 		byPeer:    map[nodekey.Key]*Bind{},
 		byIndex:   map[uint32]*Bind{},
 		bySession: map[uint64]*Bind{},
@@ -199,7 +215,7 @@ func (m *Mux) dispatch(b []byte, from netip.AddrPort) {
 		m.stats.NoDevice.Add(1)
 		return
 	}
-	bind.deliver(b, bind.direct(from))
+	bind.receive(b, bind.direct(from))
 }
 
 func (m *Mux) dispatchRelay(b []byte, from netip.AddrPort) {
@@ -227,7 +243,7 @@ func (m *Mux) dispatchRelay(b []byte, from netip.AddrPort) {
 		}
 		return
 	}
-	bind.deliver(payload, ep)
+	bind.receive(payload, ep)
 }
 
 func (m *Mux) byIdx(i uint32) *Bind {
@@ -255,6 +271,7 @@ func (m *Mux) Bind(peer nodekey.Key) *Bind {
 		return b
 	}
 	b := &Bind{mux: m, peer: peer, relays: map[uint64]netip.AddrPort{}}
+	b.cross.wins = winsCrossing(m.pub, peer)
 	m.byPeer[peer] = b
 	return b
 }
