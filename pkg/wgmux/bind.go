@@ -121,7 +121,7 @@ func (b *Bind) receive(p []byte, ep conn.Endpoint) {
 func (b *Bind) initiationIn(p []byte, ep conn.Endpoint) {
 	b.crossMu.Lock()
 	now := time.Now()
-	v, releaseAt := b.cross.initiationIn(now)
+	v, releaseAt := b.cross.initiationIn(pathOf(ep), now)
 	if v != deliver {
 		b.mux.stats.Crossed.Add(1)
 		if crossGuardOff.Load() {
@@ -163,12 +163,21 @@ func (b *Bind) releaseCrossed(h *crossHeldInit) {
 	b.deliver(msg[:], ep)
 }
 
-// initiationOut records an initiation of this device's going on the wire,
-// before it does: the answer may come back before Send returns.
-func (b *Bind) initiationOut(p []byte) {
+// initiationOut records an initiation of this device's going on the wire
+// to to, before it does: the answer may come back before Send returns.
+func (b *Bind) initiationOut(p []byte, to pathKey) {
 	b.crossMu.Lock()
-	b.cross.initiationOut(binary.LittleEndian.Uint32(p[4:]), time.Now())
+	b.cross.initiationOut(binary.LittleEndian.Uint32(p[4:]), to, time.Now())
 	b.crossMu.Unlock()
+}
+
+// pathOf is where ep sends to (or where a message delivered with it came
+// from).
+func pathOf(ep conn.Endpoint) pathKey {
+	if e, ok := ep.(*Endpoint); ok {
+		return pathKey{addr: e.addr, session: e.session}
+	}
+	return pathKey{}
 }
 
 // deliver queues a copy of b for the device; it never blocks the mux.
@@ -309,12 +318,12 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 			}
 		case e.session == 0:
 			if isInit {
-				b.initiationOut(p)
+				b.initiationOut(p, pathKey{addr: e.addr})
 			}
 			_, err = b.mux.conn.WriteToUDPAddrPort(p, e.addr)
 		default:
 			if isInit {
-				b.initiationOut(p)
+				b.initiationOut(p, pathKey{addr: e.addr, session: e.session})
 			}
 			err = b.mux.WriteRelay(p, e.session, e.addr)
 		}
@@ -356,16 +365,14 @@ func (b *Bind) CopyInitiation(to []netip.AddrPort, maxAge time.Duration) int {
 		if slices.Contains(b.sent.copied, a) {
 			continue
 		}
+		// In flight to a as well (before it leaves: the answer may be
+		// quick).
+		b.initiationOut(b.sent.msg[:], pathKey{addr: a})
 		if _, err := b.mux.conn.WriteToUDPAddrPort(b.sent.msg[:], a); err != nil {
 			continue // a candidate we cannot reach; the others may do
 		}
 		b.sent.copied = append(b.sent.copied, a)
 		n++
-	}
-	if n > 0 {
-		// It may be the first copy that leaves (the relay lost or
-		// held the original): it is in flight now.
-		b.initiationOut(b.sent.msg[:])
 	}
 	return n
 }

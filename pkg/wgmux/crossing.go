@@ -2,6 +2,8 @@ package wgmux
 
 import (
 	"bytes"
+	"net/netip"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -22,8 +24,9 @@ import (
 //
 // The Bind sees both messages: its device's initiation going out (Send)
 // and the peer's coming in (the mux's dispatch). When they cross, the end
-// with the smaller public key (the one that also starts the first
-// handshake, wgtunnel.InitiatesFirst) "wins": it keeps the peer's
+// with the smaller public key (by default also the one that starts the
+// first handshake, wgtunnel.InitiatesFirst; both ends need only agree on
+// the winner) "wins": it keeps the peer's
 // initiation back until its own is answered, and then drops it. The other
 // end delivers the winner's initiation to its device as usual; answering
 // it abandons its own, which the winner never answered. One handshake
@@ -79,11 +82,27 @@ type crossGuard struct {
 	// wins: this node's key is the smaller, so its initiation is the one
 	// both ends complete.
 	wins bool
-	// own is the sender index of our initiation in flight, sent at ownAt;
-	// ownAt is zero when none is.
+	// own is the sender index of our initiation in flight, sent at ownAt
+	// to ownTo (the relay or address, and any direct copies); ownAt is
+	// zero when none is.
 	own   uint32
 	ownAt time.Time
+	ownTo []pathKey
+	// ownDone: own was answered or abandoned; a copy of it sent later
+	// (CopyInitiation) is a replay the peer ignores, not in flight.
+	ownDone bool
 }
+
+// pathKey is where a message went or came from: a direct address, or a
+// relay session at its server.
+type pathKey struct {
+	addr    netip.AddrPort
+	session uint64
+}
+
+// maxOwnTo bounds the places one initiation went: the path in use and the
+// copies sent with the probes to a peer's candidates.
+const maxOwnTo = 8
 
 // winsCrossing reports whether local's initiation wins when it crosses
 // peer's: the smaller key wins, as wgtunnel.InitiatesFirst picks the end
@@ -92,10 +111,20 @@ func winsCrossing(local, peer nodekey.Key) bool {
 	return bytes.Compare(local[:], peer[:]) < 0
 }
 
-// initiationOut records our initiation with sender index idx leaving now.
-// A retransmission replaces the one before: WireGuard forgot it.
-func (g *crossGuard) initiationOut(idx uint32, now time.Time) {
-	g.own, g.ownAt = idx, now
+// initiationOut records our initiation with sender index idx leaving now
+// to to. A new initiation replaces the one before (WireGuard forgot it); a
+// copy of the same one adds where it went.
+func (g *crossGuard) initiationOut(idx uint32, to pathKey, now time.Time) {
+	if idx != g.own || g.ownAt.IsZero() && !g.ownDone {
+		g.own, g.ownTo, g.ownDone = idx, g.ownTo[:0], false
+	}
+	if g.ownDone {
+		return
+	}
+	g.ownAt = now
+	if len(g.ownTo) < maxOwnTo && !slices.Contains(g.ownTo, to) {
+		g.ownTo = append(g.ownTo, to)
+	}
 }
 
 // responseIn reports whether a response to index idx answers our
@@ -104,25 +133,41 @@ func (g *crossGuard) responseIn(idx uint32) bool {
 	if g.ownAt.IsZero() || idx != g.own {
 		return false
 	}
-	g.ownAt = time.Time{}
+	g.ownAt, g.ownDone = time.Time{}, true
 	return true
 }
 
-// initiationIn decides about a peer's initiation arriving now. For
-// holdBack, releaseAt is when to deliver it if ours is still unanswered.
-func (g *crossGuard) initiationIn(now time.Time) (v crossVerdict, releaseAt time.Time) {
-	if g.ownAt.IsZero() || now.Sub(g.ownAt) >= crossHold {
-		g.ownAt = time.Time{}
+// initiationIn decides about a peer's initiation arriving now from from.
+// For holdBack, releaseAt is when to deliver it if ours is still
+// unanswered.
+//
+// Only an initiation from where ours went counts as crossing it: two
+// initiations that cross on a path come from and go to the same place,
+// while one from elsewhere means the peer is not where we sent ours (its
+// address changed, or ours went out on a path that just died), and ours
+// will not be answered: the peer's is answered at once, as WireGuard
+// would. (Initiations that cross on two different paths, in the moment a
+// tunnel moves between relay and direct, are left to WireGuard too.)
+func (g *crossGuard) initiationIn(from pathKey, now time.Time) (v crossVerdict, releaseAt time.Time) {
+	if g.ownAt.IsZero() || now.Sub(g.ownAt) >= crossHold || !slices.Contains(g.ownTo, from) {
+		// Our device abandons its own initiation, if any, in answering.
+		g.abandon()
 		return deliver, time.Time{}
 	}
 	if g.wins {
 		return holdBack, g.ownAt.Add(crossHold)
 	}
 	// Our device abandons its own initiation in answering this one.
-	g.ownAt = time.Time{}
+	g.abandon()
 	return yieldTo, time.Time{}
 }
 
 // released: the held initiation is being delivered, because ours went
 // unanswered; the device abandons ours in answering it.
-func (g *crossGuard) released() { g.ownAt = time.Time{} }
+func (g *crossGuard) released() { g.abandon() }
+
+func (g *crossGuard) abandon() {
+	if !g.ownAt.IsZero() {
+		g.ownAt, g.ownDone = time.Time{}, true
+	}
+}

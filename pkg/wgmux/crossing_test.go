@@ -19,9 +19,13 @@ import (
 func TestCrossGuard(t *testing.T) {
 	t0 := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
 	ms := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Millisecond) }
+	relay := pathKey{addr: netip.MustParseAddrPort("203.0.113.10:3478"), session: 42}
+	direct := pathKey{addr: netip.MustParseAddrPort("198.51.100.2:51820")}
+	other := pathKey{addr: netip.MustParseAddrPort("198.51.100.2:40000")}
 	type step struct {
 		op   string // "out", "resp", "in", "release"
 		idx  uint32
+		path pathKey // "out": where ours went; "in": where the peer's came from
 		at   time.Time
 		want crossVerdict // for "in"
 		// for "resp": whether it answers ours
@@ -33,50 +37,70 @@ func TestCrossGuard(t *testing.T) {
 		steps []step
 	}{
 		{"no initiation of ours: deliver", true, []step{
-			{op: "in", at: ms(0), want: deliver},
+			{op: "in", path: relay, at: ms(0), want: deliver},
 		}},
 		{"winner holds the peer's while ours flies", true, []step{
-			{op: "out", idx: 7, at: ms(0)},
-			{op: "in", at: ms(3), want: holdBack},
+			{op: "out", idx: 7, path: relay, at: ms(0)},
+			{op: "in", path: relay, at: ms(3), want: holdBack},
 			{op: "resp", idx: 7, answers: true},
 			// Answered: the next initiation is a fresh handshake.
-			{op: "in", at: ms(10), want: deliver},
+			{op: "in", path: relay, at: ms(10), want: deliver},
 		}},
 		{"loser answers the winner's", false, []step{
-			{op: "out", idx: 7, at: ms(0)},
-			{op: "in", at: ms(3), want: yieldTo},
+			{op: "out", idx: 7, path: direct, at: ms(0)},
+			{op: "in", path: direct, at: ms(3), want: yieldTo},
 			// Its own is abandoned: no response answers it any more,
 			// and a later initiation is no crossing.
 			{op: "resp", idx: 7, answers: false},
-			{op: "in", at: ms(20), want: deliver},
+			{op: "in", path: direct, at: ms(20), want: deliver},
 		}},
 		{"ours older than the hold is not in flight", true, []step{
-			{op: "out", idx: 7, at: ms(0)},
-			{op: "in", at: t0.Add(crossHold), want: deliver},
+			{op: "out", idx: 7, path: relay, at: ms(0)},
+			{op: "in", path: relay, at: t0.Add(crossHold), want: deliver},
+		}},
+		{"the peer's from elsewhere than ours went: deliver", true, []step{
+			{op: "out", idx: 7, path: direct, at: ms(0)},
+			{op: "in", path: other, at: ms(3), want: deliver},
+			{op: "resp", idx: 7, answers: false},
+		}},
+		{"a copy sent direct counts as where ours went", true, []step{
+			{op: "out", idx: 7, path: relay, at: ms(0)},
+			{op: "out", idx: 7, path: direct, at: ms(40)},
+			{op: "in", path: direct, at: ms(50), want: holdBack},
+			{op: "in", path: relay, at: ms(60), want: holdBack},
+		}},
+		{"a copy sent after the answer is not in flight", true, []step{
+			{op: "out", idx: 7, path: relay, at: ms(0)},
+			{op: "resp", idx: 7, answers: true},
+			{op: "out", idx: 7, path: direct, at: ms(300)},
+			{op: "in", path: direct, at: ms(310), want: deliver},
 		}},
 		{"a response to another index does not answer ours", true, []step{
-			{op: "out", idx: 7, at: ms(0)},
+			{op: "out", idx: 7, path: relay, at: ms(0)},
 			{op: "resp", idx: 8, answers: false},
-			{op: "in", at: ms(5), want: holdBack},
+			{op: "in", path: relay, at: ms(5), want: holdBack},
 		}},
 		{"a retransmission replaces the one before", true, []step{
-			{op: "out", idx: 7, at: ms(0)},
-			{op: "out", idx: 9, at: ms(5000)},
+			{op: "out", idx: 7, path: relay, at: ms(0)},
+			{op: "out", idx: 9, path: direct, at: ms(5000)},
 			{op: "resp", idx: 7, answers: false},
-			{op: "in", at: ms(5001), want: holdBack},
-			{op: "resp", idx: 9, answers: true},
+			// The retry went only direct.
+			{op: "in", path: relay, at: ms(5001), want: deliver},
+			{op: "out", idx: 11, path: direct, at: ms(10000)},
+			{op: "in", path: direct, at: ms(10001), want: holdBack},
+			{op: "resp", idx: 11, answers: true},
 		}},
 		{"released: ours is abandoned", true, []step{
-			{op: "out", idx: 7, at: ms(0)},
-			{op: "in", at: ms(1), want: holdBack},
+			{op: "out", idx: 7, path: relay, at: ms(0)},
+			{op: "in", path: relay, at: ms(1), want: holdBack},
 			{op: "release"},
 			{op: "resp", idx: 7, answers: false},
-			{op: "in", at: ms(1200), want: deliver},
+			{op: "in", path: relay, at: ms(1200), want: deliver},
 		}},
 		{"second copy of the peer's is held as well", true, []step{
-			{op: "out", idx: 7, at: ms(0)},
-			{op: "in", at: ms(1), want: holdBack},
-			{op: "in", at: ms(2), want: holdBack},
+			{op: "out", idx: 7, path: relay, at: ms(0)},
+			{op: "in", path: relay, at: ms(1), want: holdBack},
+			{op: "in", path: relay, at: ms(2), want: holdBack},
 		}},
 	}
 	for _, tt := range tests {
@@ -85,15 +109,15 @@ func TestCrossGuard(t *testing.T) {
 			for i, s := range tt.steps {
 				switch s.op {
 				case "out":
-					g.initiationOut(s.idx, s.at)
+					g.initiationOut(s.idx, s.path, s.at)
 				case "resp":
 					if got := g.responseIn(s.idx); got != s.answers {
 						t.Fatalf("step %d: responseIn(%d) = %v, want %v", i, s.idx, got, s.answers)
 					}
 				case "in":
-					v, at := g.initiationIn(s.at)
+					v, at := g.initiationIn(s.path, s.at)
 					if v != s.want {
-						t.Fatalf("step %d: initiationIn(+%v) = %v, want %v", i, s.at.Sub(t0), v, s.want)
+						t.Fatalf("step %d: initiationIn(%v, +%v) = %v, want %v", i, s.path, s.at.Sub(t0), v, s.want)
 					}
 					if v == holdBack && at.Sub(g.ownAt) != crossHold {
 						t.Fatalf("step %d: held until %v after ours, want %v", i, at.Sub(g.ownAt), crossHold)
@@ -143,6 +167,8 @@ type crossingRelay struct {
 	crossed chan struct{}
 	// delayUntil: responses until then are delayed by responseDelay.
 	delayUntil time.Time
+	// dropFrom: the next initiation from there is lost.
+	dropFrom netip.AddrPort
 }
 
 const responseDelay = 50 * time.Millisecond
@@ -168,6 +194,11 @@ func newCrossingRelay(t *testing.T, session uint64, x, y netip.AddrPort) *crossi
 				to = y
 			}
 			r.mu.Lock()
+			if from == r.dropFrom && len(payload) == initiationLen && payload[0] == msgInitiation {
+				r.dropFrom = netip.AddrPort{}
+				r.mu.Unlock()
+				continue
+			}
 			if r.armed && len(payload) == initiationLen && payload[0] == msgInitiation {
 				if r.held == nil {
 					r.held, r.heldTo = append([]byte(nil), buf[:n]...), to
@@ -324,18 +355,23 @@ func TestCrossedHandshake(t *testing.T) {
 	}
 }
 
-// TestCrossedInitiationLost: our initiation crossed the peer's but never
-// reached it; the held one is delivered after crossHold and the peer's
+// TestCrossedInitiationLost: our initiation crossed the peer's but was lost
+// on the way; the held one is delivered after crossHold and the peer's
 // handshake completes, long before WireGuard's 5 s retry.
 func TestCrossedInitiationLost(t *testing.T) {
 	a, b := newNode(t, "10.9.0.1"), newNode(t, "10.9.0.2")
 	if !winsCrossing(a.key.Public(), b.key.Public()) {
 		a, b = b, a // a is the winner
 	}
-	hole := mustListen(t) // where a's initiation goes: nowhere
-	t.Cleanup(func() { hole.Close() })
-	a.pair(t, b, hole.LocalAddr().String())
-	b.pair(t, a, a.udp().String())
+	const session = 0x1057
+	r := newCrossingRelay(t, session, a.udp(), b.udp())
+	r.mu.Lock()
+	r.dropFrom = a.udp()
+	r.mu.Unlock()
+	a.mux.AddRelay(b.key.Public(), session, r.addr)
+	b.mux.AddRelay(a.key.Public(), session, r.addr)
+	a.pair(t, b, RelayEndpoint(session, r.addr))
+	b.pair(t, a, RelayEndpoint(session, r.addr))
 
 	// a's initiation leaves (and is lost), then b's arrives.
 	go func() { a.tuns[b.key.Public()].Outbound <- tuntest.Ping(b.addr, a.addr) }()
@@ -358,4 +394,32 @@ func TestCrossedInitiationLost(t *testing.T) {
 		t.Errorf("a crossed %d released %d, want 1 and 1", s.Crossed.Load(), s.CrossReleased.Load())
 	}
 	t.Logf("b's first packet after %v (hold %v)", d, crossHold)
+}
+
+// TestInitiationFromElsewhere: our initiation went to an address where
+// the peer no longer is; the peer's, from its new address, is answered at
+// once rather than held as a crossing.
+func TestInitiationFromElsewhere(t *testing.T) {
+	a, b := newNode(t, "10.9.0.1"), newNode(t, "10.9.0.2")
+	if !winsCrossing(a.key.Public(), b.key.Public()) {
+		a, b = b, a
+	}
+	hole := mustListen(t) // the peer's old address
+	t.Cleanup(func() { hole.Close() })
+	a.pair(t, b, hole.LocalAddr().String())
+	b.pair(t, a, a.udp().String())
+	go func() { a.tuns[b.key.Public()].Outbound <- tuntest.Ping(b.addr, a.addr) }()
+	deadline := time.Now().Add(3 * time.Second)
+	for a.mux.Bind(b.key.Public()).crossOwnAt().IsZero() {
+		if time.Now().After(deadline) {
+			t.Fatal("a sent no initiation")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, ok := pingWithin(t, b, a, 4*time.Second); !ok {
+		t.Fatal("b's packet did not arrive")
+	}
+	if s := a.mux.Stats(); s.Crossed.Load() != 0 {
+		t.Errorf("a counted %d crossings, want 0", s.Crossed.Load())
+	}
 }
