@@ -46,6 +46,10 @@ type Bind struct {
 	crossMu   sync.Mutex
 	cross     crossGuard
 	crossHeld *crossHeldInit
+	// The loss repair (lossrepair.go): our last response, and the timer
+	// that resends an unanswered initiation of ours.
+	lastResp    sentResponse
+	resendTimer *time.Timer
 }
 
 // crossHeldInit is a peer's initiation held back by the crossing guard.
@@ -101,6 +105,7 @@ func putBuf(b *[]byte) {
 func (b *Bind) receive(p []byte, ep conn.Endpoint) {
 	switch {
 	case len(p) == initiationLen && p[0] == msgInitiation:
+		b.answerAgain(p, ep)
 		b.initiationIn(p, ep)
 		return
 	case len(p) == responseLen && p[0] == msgResponse:
@@ -166,8 +171,13 @@ func (b *Bind) releaseCrossed(h *crossHeldInit) {
 // initiationOut records an initiation of this device's going on the wire
 // to to, before it does: the answer may come back before Send returns.
 func (b *Bind) initiationOut(p []byte, to pathKey) {
+	idx := binary.LittleEndian.Uint32(p[4:])
 	b.crossMu.Lock()
-	b.cross.initiationOut(binary.LittleEndian.Uint32(p[4:]), to, time.Now())
+	fresh := b.cross.ownAt.IsZero() && !b.cross.ownDone || b.cross.own != idx
+	b.cross.initiationOut(idx, to, time.Now())
+	if fresh {
+		b.armResendLocked(idx)
+	}
 	b.crossMu.Unlock()
 }
 
@@ -278,7 +288,11 @@ func (b *Bind) Close() error {
 		b.crossHeld.timer.Stop()
 		b.crossHeld = nil
 	}
+	if b.resendTimer != nil {
+		b.resendTimer.Stop()
+	}
 	b.cross = crossGuard{wins: b.cross.wins}
+	b.lastResp = sentResponse{}
 	b.crossMu.Unlock()
 	return nil
 }
@@ -320,10 +334,16 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 			if isInit {
 				b.initiationOut(p, pathKey{addr: e.addr})
 			}
+			if len(p) == responseLen && p[0] == msgResponse {
+				b.responseOut(p)
+			}
 			_, err = b.mux.conn.WriteToUDPAddrPort(p, e.addr)
 		default:
 			if isInit {
 				b.initiationOut(p, pathKey{addr: e.addr, session: e.session})
+			}
+			if len(p) == responseLen && p[0] == msgResponse {
+				b.responseOut(p)
 			}
 			err = b.mux.WriteRelay(p, e.session, e.addr)
 		}

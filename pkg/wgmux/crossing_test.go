@@ -167,8 +167,11 @@ type crossingRelay struct {
 	crossed chan struct{}
 	// delayUntil: responses until then are delayed by responseDelay.
 	delayUntil time.Time
-	// dropFrom: the next initiation from there is lost.
+	// dropFrom: the next dropN initiations from there are lost.
 	dropFrom netip.AddrPort
+	dropN    int
+	// dropType is the message type dropped (0: initiations).
+	dropType byte
 }
 
 const responseDelay = 50 * time.Millisecond
@@ -194,8 +197,8 @@ func newCrossingRelay(t *testing.T, session uint64, x, y netip.AddrPort) *crossi
 				to = y
 			}
 			r.mu.Lock()
-			if from == r.dropFrom && len(payload) == initiationLen && payload[0] == msgInitiation {
-				r.dropFrom = netip.AddrPort{}
+			if from == r.dropFrom && r.dropN > 0 && len(payload) > 0 && payload[0] == max(r.dropType, msgInitiation) {
+				r.dropN--
 				r.mu.Unlock()
 				continue
 			}
@@ -356,44 +359,56 @@ func TestCrossedHandshake(t *testing.T) {
 }
 
 // TestCrossedInitiationLost: our initiation crossed the peer's but was lost
-// on the way; the held one is delivered after crossHold and the peer's
-// handshake completes, long before WireGuard's 5 s retry.
+// on the way. Its resend (lossrepair.go) completes our handshake; if that
+// is lost too, the held one is delivered after crossHold and the peer's
+// handshake completes. Both long before WireGuard's 5 s retry.
 func TestCrossedInitiationLost(t *testing.T) {
-	a, b := newNode(t, "10.9.0.1"), newNode(t, "10.9.0.2")
-	if !winsCrossing(a.key.Public(), b.key.Public()) {
-		a, b = b, a // a is the winner
-	}
-	const session = 0x1057
-	r := newCrossingRelay(t, session, a.udp(), b.udp())
-	r.mu.Lock()
-	r.dropFrom = a.udp()
-	r.mu.Unlock()
-	a.mux.AddRelay(b.key.Public(), session, r.addr)
-	b.mux.AddRelay(a.key.Public(), session, r.addr)
-	a.pair(t, b, RelayEndpoint(session, r.addr))
-	b.pair(t, a, RelayEndpoint(session, r.addr))
+	for _, tt := range []struct {
+		name                      string
+		lost                      int
+		crossed, resent, released uint64
+		min, max                  time.Duration
+	}{
+		{"resend arrives", 1, 1, 1, 0, resendAfter / 2, crossHold},
+		// b resends its own too, which a holds as well.
+		{"resend lost too", 2, 2, 1, 1, crossHold / 2, 4 * time.Second},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			a, b := newNode(t, "10.9.0.1"), newNode(t, "10.9.0.2")
+			if !winsCrossing(a.key.Public(), b.key.Public()) {
+				a, b = b, a // a is the winner
+			}
+			const session = 0x1057
+			r := newCrossingRelay(t, session, a.udp(), b.udp())
+			r.mu.Lock()
+			r.dropFrom, r.dropN = a.udp(), tt.lost
+			r.mu.Unlock()
+			a.mux.AddRelay(b.key.Public(), session, r.addr)
+			b.mux.AddRelay(a.key.Public(), session, r.addr)
+			a.pair(t, b, RelayEndpoint(session, r.addr))
+			b.pair(t, a, RelayEndpoint(session, r.addr))
 
-	// a's initiation leaves (and is lost), then b's arrives.
-	go func() { a.tuns[b.key.Public()].Outbound <- tuntest.Ping(b.addr, a.addr) }()
-	deadline := time.Now().Add(3 * time.Second)
-	for a.mux.Bind(b.key.Public()).crossOwnAt().IsZero() {
-		if time.Now().After(deadline) {
-			t.Fatal("a sent no initiation")
-		}
-		time.Sleep(5 * time.Millisecond)
+			// a's initiation leaves (and is lost), then b's arrives.
+			go func() { a.tuns[b.key.Public()].Outbound <- tuntest.Ping(b.addr, a.addr) }()
+			deadline := time.Now().Add(3 * time.Second)
+			for a.mux.Bind(b.key.Public()).crossOwnAt().IsZero() {
+				if time.Now().After(deadline) {
+					t.Fatal("a sent no initiation")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			d, ok := pingWithin(t, b, a, 4*time.Second)
+			s := a.mux.Stats()
+			t.Logf("b's first packet after %v; a crossed %d, resent %d, released %d", d, s.Crossed.Load(), s.InitiationResent.Load(), s.CrossReleased.Load())
+			if !ok || d < tt.min || d > tt.max {
+				t.Fatalf("b's packet after %v (arrived %v), want between %v and %v", d, ok, tt.min, tt.max)
+			}
+			if s.Crossed.Load() != tt.crossed || s.InitiationResent.Load() != tt.resent || s.CrossReleased.Load() != tt.released {
+				t.Errorf("a crossed %d resent %d released %d, want %d, %d, %d",
+					s.Crossed.Load(), s.InitiationResent.Load(), s.CrossReleased.Load(), tt.crossed, tt.resent, tt.released)
+			}
+		})
 	}
-	d, ok := pingWithin(t, b, a, 4*time.Second)
-	if !ok {
-		t.Fatalf("b's packet did not arrive within 4 s: the held initiation was not released")
-	}
-	if d < crossHold/2 {
-		t.Errorf("b's packet arrived after %v: the crossing was not held", d)
-	}
-	s := a.mux.Stats()
-	if s.Crossed.Load() != 1 || s.CrossReleased.Load() != 1 {
-		t.Errorf("a crossed %d released %d, want 1 and 1", s.Crossed.Load(), s.CrossReleased.Load())
-	}
-	t.Logf("b's first packet after %v (hold %v)", d, crossHold)
 }
 
 // TestInitiationFromElsewhere: our initiation went to an address where

@@ -25,7 +25,11 @@
 // expire together): the end with the smaller public key holds the peer's
 // initiation until its own is answered, so one handshake completes in one
 // round trip instead of both failing until WireGuard retries 5 s later
-// (crossing.go; why this is safe: docs/handshake-crossing.md).
+// (crossing.go; why this is safe: docs/handshake-crossing.md). For the
+// same reason it repairs a lost handshake message in about 0.4 s instead
+// of WireGuard's 5 s (lossrepair.go), and keeps relayed messages that come
+// before their session is known until it is (AddRelay); see
+// docs/first-handshake.md.
 //
 // Endpoints are either a direct UDP address or a relay (session id through
 // a rendezvous server). WireGuard roams to the endpoint an authenticated
@@ -95,6 +99,10 @@ type Stats struct {
 	Crossed       atomic.Uint64
 	CrossDropped  atomic.Uint64
 	CrossReleased atomic.Uint64
+	// Handshake messages resent because their answer did not come
+	// (lossrepair.go).
+	InitiationResent atomic.Uint64
+	ResponseResent   atomic.Uint64
 }
 
 // socketBuffer is what the tunnel socket asks for each way. All of a
