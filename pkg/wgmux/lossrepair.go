@@ -11,9 +11,9 @@ import (
 //
 // WireGuard resends an unanswered initiation only after 5 s. The first
 // handshake after a join, or after a path is found, is what a call placed
-// at that moment waits on: a relayed initiation crosses two hops, and on a
-// link that loses 3 % of packets one in sixteen first handshakes lost a
-// message. The node that does not start holds its own initiation back for
+// at that moment waits on. Relayed, each of its two messages crosses two
+// hops: on links that lose 3 % of packets, about one first handshake in
+// nine loses a message. The node that does not start holds its own initiation back for
 // a second (HoldInitiations), so a lost message cost that second or, with
 // the initiation answered and the response lost, WireGuard's 5 s.
 //
