@@ -50,6 +50,9 @@ type Bind struct {
 	// that resends an unanswered initiation of ours.
 	lastResp    sentResponse
 	resendTimer *time.Timer
+	// unanswered is when the first initiation of ours left since the
+	// device last completed or answered a handshake (UnansweredSince).
+	unanswered time.Time
 }
 
 // crossHeldInit is a peer's initiation held back by the crossing guard.
@@ -110,12 +113,15 @@ func (b *Bind) receive(p []byte, ep conn.Endpoint) {
 		return
 	case len(p) == responseLen && p[0] == msgResponse:
 		b.crossMu.Lock()
-		if b.cross.responseIn(binary.LittleEndian.Uint32(p[8:])) && b.crossHeld != nil {
-			// Ours is answered: the held one would start a second
-			// handshake the peer no longer waits for.
-			b.crossHeld.timer.Stop()
-			b.crossHeld = nil
-			b.mux.stats.CrossDropped.Add(1)
+		if b.cross.responseIn(binary.LittleEndian.Uint32(p[8:])) {
+			b.unanswered = time.Time{}
+			if b.crossHeld != nil {
+				// Ours is answered: the held one would start a
+				// second handshake the peer no longer waits for.
+				b.crossHeld.timer.Stop()
+				b.crossHeld = nil
+				b.mux.stats.CrossDropped.Add(1)
+			}
 		}
 		b.crossMu.Unlock()
 	}
@@ -135,6 +141,8 @@ func (b *Bind) initiationIn(p []byte, ep conn.Endpoint) {
 		b.mux.log.Info("handshake initiations crossed", "peer", b.peer, "action", v)
 	}
 	if v != holdBack {
+		// The device answers it: a handshake, ours or not.
+		b.unanswered = time.Time{}
 		b.crossMu.Unlock()
 		b.deliver(p, ep)
 		return
@@ -161,6 +169,7 @@ func (b *Bind) releaseCrossed(h *crossHeldInit) {
 	}
 	b.crossHeld = nil
 	b.cross.released()
+	b.unanswered = time.Time{}
 	msg, ep := h.msg, h.ep
 	b.crossMu.Unlock()
 	b.mux.stats.CrossReleased.Add(1)
@@ -174,6 +183,9 @@ func (b *Bind) initiationOut(p []byte, to pathKey) {
 	idx := binary.LittleEndian.Uint32(p[4:])
 	b.crossMu.Lock()
 	fresh := b.cross.ownAt.IsZero() && !b.cross.ownDone || b.cross.own != idx
+	if fresh && b.unanswered.IsZero() {
+		b.unanswered = time.Now()
+	}
 	b.cross.initiationOut(idx, to, time.Now())
 	if fresh {
 		b.armResendLocked(idx)
@@ -293,6 +305,7 @@ func (b *Bind) Close() error {
 	}
 	b.cross = crossGuard{wins: b.cross.wins}
 	b.lastResp = sentResponse{}
+	b.unanswered = time.Time{}
 	b.crossMu.Unlock()
 	return nil
 }
@@ -507,6 +520,17 @@ func (b *Bind) ResendHeld(endpoint string, maxAge time.Duration) (bool, error) {
 		return false, err
 	}
 	return true, b.Send([][]byte{h.msg[:]}, ep)
+}
+
+// UnansweredSince reports when the first of this device's handshake
+// initiations that are still unanswered left (zero: none is). The device
+// cannot send while it waits; a path whose probes are answered while this
+// grows is a stalled session, not a working one. Answering the peer's
+// initiation counts as an answer: the device then has a session.
+func (b *Bind) UnansweredSince() time.Time {
+	b.crossMu.Lock()
+	defer b.crossMu.Unlock()
+	return b.unanswered
 }
 
 // crossOwnAt is when this device's initiation in flight left (zero: none),

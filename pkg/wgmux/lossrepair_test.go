@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"golang.zx2c4.com/wireguard/device"
+	"golang.zx2c4.com/wireguard/tun/tuntest"
 )
 
 // TestLostHandshakeMessage: the first handshake loses one message on the
@@ -48,5 +49,45 @@ func TestLostHandshakeMessage(t *testing.T) {
 				t.Errorf("b resent %d responses, want %d", sb.ResponseResent.Load(), want)
 			}
 		})
+	}
+}
+
+// TestUnansweredSince: an initiation that goes nowhere shows as unanswered
+// from when it left, and the handshake that completes clears it.
+func TestUnansweredSince(t *testing.T) {
+	a, b := newNode(t, "10.9.0.1"), newNode(t, "10.9.0.2")
+	hole := mustListen(t)
+	t.Cleanup(func() { hole.Close() })
+	a.pair(t, b, hole.LocalAddr().String())
+	b.pair(t, a, "")
+	bind := a.mux.Bind(b.key.Public())
+	if !bind.UnansweredSince().IsZero() {
+		t.Fatal("unanswered before any initiation")
+	}
+	before := time.Now()
+	go func() { a.tuns[b.key.Public()].Outbound <- tuntest.Ping(b.addr, a.addr) }()
+	deadline := time.Now().Add(3 * time.Second)
+	for bind.UnansweredSince().IsZero() {
+		if time.Now().After(deadline) {
+			t.Fatal("the initiation to nowhere never showed as unanswered")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	since := bind.UnansweredSince()
+	if since.Before(before) {
+		t.Errorf("unanswered since %v, before the initiation left (%v)", since, before)
+	}
+	time.Sleep(resendAfter + 100*time.Millisecond) // its resend goes nowhere too
+	if got := bind.UnansweredSince(); !got.Equal(since) {
+		t.Errorf("the resend moved UnansweredSince from %v to %v", since, got)
+	}
+	if err := a.devs[b.key.Public()].IpcSet("public_key=" + b.key.Public().Hex() + "\nendpoint=" + b.udp().String() + "\n"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := pingWithin(t, a, b, device.RekeyTimeout+2*time.Second); !ok {
+		t.Fatal("no handshake after the endpoint was fixed")
+	}
+	if got := bind.UnansweredSince(); !got.IsZero() {
+		t.Errorf("unanswered since %v after the handshake completed", got)
 	}
 }
