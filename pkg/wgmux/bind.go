@@ -53,6 +53,10 @@ type Bind struct {
 	// unanswered is when the first initiation of ours left since the
 	// device last completed or answered a handshake (UnansweredSince).
 	unanswered time.Time
+	// confirmNext: our initiation was just answered, and the next data
+	// message the device sends confirms the new key to the peer; it goes
+	// twice (lossrepair.go).
+	confirmNext atomic.Bool
 }
 
 // crossHeldInit is a peer's initiation held back by the crossing guard.
@@ -115,6 +119,7 @@ func (b *Bind) receive(p []byte, ep conn.Endpoint) {
 		b.crossMu.Lock()
 		if b.cross.responseIn(binary.LittleEndian.Uint32(p[8:])) {
 			b.unanswered = time.Time{}
+			b.confirmNext.Store(true)
 			if b.crossHeld != nil {
 				// Ours is answered: the held one would start a
 				// second handshake the peer no longer waits for.
@@ -342,6 +347,11 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 				h := &heldInitiation{at: time.Now()}
 				copy(h.msg[:], p)
 				b.held.Store(h)
+			}
+		case len(p) >= transportMinLen && p[0] == msgTransport && b.confirmNext.Swap(false):
+			err = b.write(p, pathKey{addr: e.addr, session: e.session})
+			if err == nil && b.write(p, pathKey{addr: e.addr, session: e.session}) == nil {
+				b.mux.stats.ConfirmDoubled.Add(1)
 			}
 		case e.session == 0:
 			if isInit {

@@ -25,10 +25,16 @@ import (
 //   - a peer's initiation identical to one our device answered (the peer
 //     resent it: our response was lost) gets that response again, the same
 //     bytes. A peer whose handshake already completed refuses the copy
-//     (its index no longer names a handshake in progress).
+//     (its index no longer names a handshake in progress);
+//   - the first data message after our initiation is answered goes twice.
+//     It confirms the new key to the peer, which may not send with it
+//     until then: when it is lost and we have nothing more to send (the
+//     call's media flows the other way, or only keepalives would follow),
+//     the peer waits for WireGuard's 5 s retry. The peer's replay window
+//     drops whichever copy comes second.
 //
-// Neither creates a handshake state, a key or an index: each only resends
-// a message WireGuard already made, once.
+// None creates a handshake state, a key or an index: each only repeats,
+// once, a message WireGuard already made.
 
 // resendAfter is when an unanswered initiation of ours is sent again: more
 // than a relayed round trip on the paths peerline expects, much less than

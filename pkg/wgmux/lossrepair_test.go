@@ -1,6 +1,7 @@
 package wgmux
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -89,5 +90,46 @@ func TestUnansweredSince(t *testing.T) {
 	}
 	if got := bind.UnansweredSince(); !got.IsZero() {
 		t.Errorf("unanswered since %v after the handshake completed", got)
+	}
+}
+
+// TestLostConfirmation: a starts a handshake with nothing to send, and its
+// keepalive, which confirms the new key to b, is lost. b has data: it must
+// not wait for WireGuard's 5 s retry (the keepalive went twice).
+func TestLostConfirmation(t *testing.T) {
+	a, b := newNode(t, "10.9.0.1"), newNode(t, "10.9.0.2")
+	const session = 0xc0f
+	r := newCrossingRelay(t, session, a.udp(), b.udp())
+	r.mu.Lock()
+	r.dropFrom, r.dropN, r.dropType = a.udp(), 1, msgTransport
+	r.mu.Unlock()
+	a.mux.AddRelay(b.key.Public(), session, r.addr)
+	b.mux.AddRelay(a.key.Public(), session, r.addr)
+	a.pair(t, b, RelayEndpoint(session, r.addr))
+	b.pair(t, a, RelayEndpoint(session, r.addr))
+
+	a.devs[b.key.Public()].LookupPeer(device.NoisePublicKey(b.key.Public())).SendKeepalive()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		st, err := a.devs[b.key.Public()].IpcGet()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(st, "last_handshake_time_sec=0\n") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a's handshake did not complete")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // a's keepalive leaves
+	d, ok := pingWithin(t, b, a, device.RekeyTimeout-time.Second)
+	t.Logf("b's first packet %v after a's handshake completed", d)
+	if !ok {
+		t.Fatal("b could not send: its key was never confirmed")
+	}
+	if n := a.mux.Stats().ConfirmDoubled.Load(); n != 1 {
+		t.Errorf("a doubled %d key-confirming messages, want 1", n)
 	}
 }

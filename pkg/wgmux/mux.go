@@ -103,6 +103,7 @@ type Stats struct {
 	// (lossrepair.go).
 	InitiationResent atomic.Uint64
 	ResponseResent   atomic.Uint64
+	ConfirmDoubled   atomic.Uint64
 }
 
 // socketBuffer is what the tunnel socket asks for each way. All of a
