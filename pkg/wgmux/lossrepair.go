@@ -81,6 +81,7 @@ func (b *Bind) answerAgain(p []byte, ep conn.Endpoint) {
 	}
 	if b.write(r.msg[:], pathKey{addr: e.addr, session: e.session}) == nil {
 		b.mux.stats.ResponseResent.Add(1)
+		b.mux.log.Debug("handshake initiation came again; our response sent again", "peer", b.peer)
 	}
 }
 
