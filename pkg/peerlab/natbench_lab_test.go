@@ -24,7 +24,9 @@ import (
 // benchmarks, run once each (-benchtime 1x), never part of make test.
 //
 // NAT_RUNS sets the pairings per NAT pair and the rebindings (default 10);
-// the Internet has 50 ms one-way delay, as the goals assume.
+// the Internet has 50 ms one-way delay, as the goals assume. NAT_ONLY=a-b-
+// policy runs one pair; NAT_LONGCODE=1 joins with the long invite code;
+// NAT_LOSS=0.03 adds random loss (a fraction) to the Internet.
 
 var benchDelay = lab.Impairment{Delay: 50 * time.Millisecond}
 
@@ -153,9 +155,16 @@ func benchPair(b *testing.B, c natCase, runs int) natPairResult {
 	defer cancel()
 	l := newLab(b)
 	defer l.Close()
+	imp := benchDelay
+	if v, err := strconv.ParseFloat(os.Getenv("NAT_LOSS"), 64); err == nil {
+		imp.Loss = v
+	}
 	n, err := Build(ctx, l, Options{Peerlined: peerlinedBin, NAT: &NATOptions{
-		A: c.a, B: c.b, Policy: c.policy, Impairment: benchDelay,
+		A: c.a, B: c.b, Policy: c.policy, Impairment: imp,
 		Rendezvousd: rendezvousdBin, Peerline: peerlineBin,
+		// NAT_LONGCODE=1: join with the long code, whose join request
+		// rides in the joiner's Connect box instead of its fetch.
+		LongCode: os.Getenv("NAT_LONGCODE") != "",
 	}})
 	if err != nil {
 		b.Fatalf("%s: %v", c, err)

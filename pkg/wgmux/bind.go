@@ -40,6 +40,30 @@ type Bind struct {
 	// sentMu guards sent, the last initiation that left (CopyInitiation).
 	sentMu sync.Mutex
 	sent   sentInitiation
+
+	// crossMu guards the following: the crossed-handshake guard
+	// (crossing.go) and the peer's initiation it holds back.
+	crossMu   sync.Mutex
+	cross     crossGuard
+	crossHeld *crossHeldInit
+	// The loss repair (lossrepair.go): our last response, and the timer
+	// that resends an unanswered initiation of ours.
+	lastResp    sentResponse
+	resendTimer *time.Timer
+	// unanswered is when the first initiation of ours left since the
+	// device last completed or answered a handshake (UnansweredSince).
+	unanswered time.Time
+	// confirmNext: our initiation was just answered, and the next data
+	// message the device sends confirms the new key to the peer; it goes
+	// twice (lossrepair.go).
+	confirmNext atomic.Bool
+}
+
+// crossHeldInit is a peer's initiation held back by the crossing guard.
+type crossHeldInit struct {
+	msg   [initiationLen]byte
+	ep    conn.Endpoint
+	timer *time.Timer
 }
 
 // sentInitiation is an initiation that was sent, and the direct addresses
@@ -81,6 +105,106 @@ func putBuf(b *[]byte) {
 	if cap(*b) == bufSize {
 		bufPool.Put(b)
 	}
+}
+
+// receive hands a WireGuard message from the peer to the device, through
+// the crossed-handshake guard; it never blocks the mux.
+func (b *Bind) receive(p []byte, ep conn.Endpoint) {
+	switch {
+	case len(p) == initiationLen && p[0] == msgInitiation:
+		b.answerAgain(p, ep)
+		b.initiationIn(p, ep)
+		return
+	case len(p) == responseLen && p[0] == msgResponse:
+		b.crossMu.Lock()
+		if b.cross.responseIn(binary.LittleEndian.Uint32(p[8:])) {
+			b.unanswered = time.Time{}
+			b.confirmNext.Store(true)
+			if b.crossHeld != nil {
+				// Ours is answered: the held one would start a
+				// second handshake the peer no longer waits for.
+				b.crossHeld.timer.Stop()
+				b.crossHeld = nil
+				b.mux.stats.CrossDropped.Add(1)
+			}
+		}
+		b.crossMu.Unlock()
+	}
+	b.deliver(p, ep)
+}
+
+// initiationIn applies the crossed-handshake guard to a peer's initiation.
+func (b *Bind) initiationIn(p []byte, ep conn.Endpoint) {
+	b.crossMu.Lock()
+	now := time.Now()
+	v, releaseAt := b.cross.initiationIn(pathOf(ep), now)
+	if v != deliver {
+		b.mux.stats.Crossed.Add(1)
+		if crossGuardOff.Load() {
+			v = deliver
+		}
+		b.mux.log.Info("handshake initiations crossed", "peer", b.peer, "action", v)
+	}
+	if v != holdBack {
+		// The device answers it: a handshake, ours or not.
+		b.unanswered = time.Time{}
+		b.crossMu.Unlock()
+		b.deliver(p, ep)
+		return
+	}
+	h := b.crossHeld
+	if h == nil {
+		h = &crossHeldInit{}
+		b.crossHeld = h
+		h.timer = time.AfterFunc(releaseAt.Sub(now), func() { b.releaseCrossed(h) })
+	}
+	// A second copy (relayed and direct) or a retry replaces the first;
+	// WireGuard would take only one of them.
+	copy(h.msg[:], p)
+	h.ep = ep
+	b.crossMu.Unlock()
+}
+
+// releaseCrossed delivers a held initiation: ours went unanswered.
+func (b *Bind) releaseCrossed(h *crossHeldInit) {
+	b.crossMu.Lock()
+	if b.crossHeld != h {
+		b.crossMu.Unlock()
+		return // answered meanwhile, or closed
+	}
+	b.crossHeld = nil
+	b.cross.released()
+	b.unanswered = time.Time{}
+	msg, ep := h.msg, h.ep
+	b.crossMu.Unlock()
+	b.mux.stats.CrossReleased.Add(1)
+	b.mux.log.Debug("our crossed initiation went unanswered; answering the peer's", "peer", b.peer)
+	b.deliver(msg[:], ep)
+}
+
+// initiationOut records an initiation of this device's going on the wire
+// to to, before it does: the answer may come back before Send returns.
+func (b *Bind) initiationOut(p []byte, to pathKey) {
+	idx := binary.LittleEndian.Uint32(p[4:])
+	b.crossMu.Lock()
+	fresh := b.cross.ownAt.IsZero() && !b.cross.ownDone || b.cross.own != idx
+	if fresh && b.unanswered.IsZero() {
+		b.unanswered = time.Now()
+	}
+	b.cross.initiationOut(idx, to, time.Now())
+	if fresh {
+		b.armResendLocked(idx)
+	}
+	b.crossMu.Unlock()
+}
+
+// pathOf is where ep sends to (or where a message delivered with it came
+// from).
+func pathOf(ep conn.Endpoint) pathKey {
+	if e, ok := ep.(*Endpoint); ok {
+		return pathKey{addr: e.addr, session: e.session}
+	}
+	return pathKey{}
 }
 
 // deliver queues a copy of b for the device; it never blocks the mux.
@@ -176,6 +300,18 @@ func (b *Bind) Close() error {
 	if q := b.queue.Swap(nil); q != nil {
 		close(q.done)
 	}
+	b.crossMu.Lock()
+	if b.crossHeld != nil {
+		b.crossHeld.timer.Stop()
+		b.crossHeld = nil
+	}
+	if b.resendTimer != nil {
+		b.resendTimer.Stop()
+	}
+	b.cross = crossGuard{wins: b.cross.wins}
+	b.lastResp = sentResponse{}
+	b.unanswered = time.Time{}
+	b.crossMu.Unlock()
 	return nil
 }
 
@@ -212,9 +348,26 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 				copy(h.msg[:], p)
 				b.held.Store(h)
 			}
+		case len(p) >= transportMinLen && p[0] == msgTransport && b.confirmNext.Swap(false):
+			err = b.write(p, pathKey{addr: e.addr, session: e.session})
+			if err == nil && b.write(p, pathKey{addr: e.addr, session: e.session}) == nil {
+				b.mux.stats.ConfirmDoubled.Add(1)
+			}
 		case e.session == 0:
+			if isInit {
+				b.initiationOut(p, pathKey{addr: e.addr})
+			}
+			if len(p) == responseLen && p[0] == msgResponse {
+				b.responseOut(p)
+			}
 			_, err = b.mux.conn.WriteToUDPAddrPort(p, e.addr)
 		default:
+			if isInit {
+				b.initiationOut(p, pathKey{addr: e.addr, session: e.session})
+			}
+			if len(p) == responseLen && p[0] == msgResponse {
+				b.responseOut(p)
+			}
 			err = b.mux.WriteRelay(p, e.session, e.addr)
 		}
 		if err != nil {
@@ -255,6 +408,9 @@ func (b *Bind) CopyInitiation(to []netip.AddrPort, maxAge time.Duration) int {
 		if slices.Contains(b.sent.copied, a) {
 			continue
 		}
+		// In flight to a as well (before it leaves: the answer may be
+		// quick).
+		b.initiationOut(b.sent.msg[:], pathKey{addr: a})
 		if _, err := b.mux.conn.WriteToUDPAddrPort(b.sent.msg[:], a); err != nil {
 			continue // a candidate we cannot reach; the others may do
 		}
@@ -374,4 +530,23 @@ func (b *Bind) ResendHeld(endpoint string, maxAge time.Duration) (bool, error) {
 		return false, err
 	}
 	return true, b.Send([][]byte{h.msg[:]}, ep)
+}
+
+// UnansweredSince reports when the first of this device's handshake
+// initiations that are still unanswered left (zero: none is). The device
+// cannot send while it waits; a path whose probes are answered while this
+// grows is a stalled session, not a working one. Answering the peer's
+// initiation counts as an answer: the device then has a session.
+func (b *Bind) UnansweredSince() time.Time {
+	b.crossMu.Lock()
+	defer b.crossMu.Unlock()
+	return b.unanswered
+}
+
+// crossOwnAt is when this device's initiation in flight left (zero: none),
+// for tests.
+func (b *Bind) crossOwnAt() time.Time {
+	b.crossMu.Lock()
+	defer b.crossMu.Unlock()
+	return b.cross.ownAt
 }

@@ -19,6 +19,18 @@
 //   - rendezvous and probe datagrams (first byte 0xF5, which no WireGuard
 //     message starts with) go to the Handler.
 //
+// Because the Bind sees every handshake message its device sends and
+// receives, it also settles handshakes that cross in flight (both ends
+// initiating in the same instant, as two idle Pis do when their keys
+// expire together): the end with the smaller public key holds the peer's
+// initiation until its own is answered, so one handshake completes in one
+// round trip instead of both failing until WireGuard retries 5 s later
+// (crossing.go; why this is safe: docs/handshake-crossing.md). For the
+// same reason it repairs a lost handshake message in about 0.4 s instead
+// of WireGuard's 5 s (lossrepair.go), and keeps relayed messages that come
+// before their session is known until it is (AddRelay); see
+// docs/first-handshake.md.
+//
 // Endpoints are either a direct UDP address or a relay (session id through
 // a rendezvous server). WireGuard roams to the endpoint an authenticated
 // packet last came from, so a tunnel follows its peer from relay to direct
@@ -33,6 +45,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,11 +67,15 @@ type Mux struct {
 	log     *slog.Logger
 	handler atomic.Pointer[Handler]
 	initRd  *initiationReader
+	pub     nodekey.Key
 
 	mu        sync.RWMutex
 	byPeer    map[nodekey.Key]*Bind
 	byIndex   map[uint32]*Bind
 	bySession map[uint64]*Bind
+	// early are relayed WireGuard messages for sessions not known yet,
+	// oldest first (see parkEarly); guarded by mu.
+	early []earlyRelay
 
 	stats Stats
 }
@@ -71,6 +88,22 @@ type Stats struct {
 	QueueFull  atomic.Uint64 // a device did not keep up
 	BadRelay   atomic.Uint64 // relay for an unknown session or from the wrong server
 	Rendezvous atomic.Uint64
+	// EarlyRelay counts relayed messages that came before their session
+	// was known, EarlyDelivered those of them delivered once it was.
+	EarlyRelay     atomic.Uint64
+	EarlyDelivered atomic.Uint64
+
+	// Handshake initiations that crossed ours in flight (crossing.go);
+	// of those held back, how many were dropped when ours was answered
+	// and how many released when it was not.
+	Crossed       atomic.Uint64
+	CrossDropped  atomic.Uint64
+	CrossReleased atomic.Uint64
+	// Handshake messages resent because their answer did not come
+	// (lossrepair.go).
+	InitiationResent atomic.Uint64
+	ResponseResent   atomic.Uint64
+	ConfirmDoubled   atomic.Uint64
 }
 
 // socketBuffer is what the tunnel socket asks for each way. All of a
@@ -105,7 +138,7 @@ func New(c *net.UDPConn, priv nodekey.Key, log *slog.Logger) *Mux {
 		log = slog.New(slog.DiscardHandler)
 	}
 	m := &Mux{
-		conn: c, log: log, initRd: newInitiationReader(priv),
+		conn: c, log: log, initRd: newInitiationReader(priv), pub: priv.Public(),
 		byPeer:    map[nodekey.Key]*Bind{},
 		byIndex:   map[uint32]*Bind{},
 		bySession: map[uint64]*Bind{},
@@ -199,7 +232,7 @@ func (m *Mux) dispatch(b []byte, from netip.AddrPort) {
 		m.stats.NoDevice.Add(1)
 		return
 	}
-	bind.deliver(b, bind.direct(from))
+	bind.receive(b, bind.direct(from))
 }
 
 func (m *Mux) dispatchRelay(b []byte, from netip.AddrPort) {
@@ -212,6 +245,10 @@ func (m *Mux) dispatchRelay(b []byte, from netip.AddrPort) {
 	bind := m.bySession[session]
 	m.mu.RUnlock()
 	if bind == nil {
+		if len(payload) > 0 && payload[0] != rendezvous.Magic && m.parkEarly(session, from, payload) {
+			m.stats.EarlyRelay.Add(1)
+			return
+		}
 		m.stats.BadRelay.Add(1)
 		return
 	}
@@ -227,7 +264,7 @@ func (m *Mux) dispatchRelay(b []byte, from netip.AddrPort) {
 		}
 		return
 	}
-	bind.deliver(payload, ep)
+	bind.receive(payload, ep)
 }
 
 func (m *Mux) byIdx(i uint32) *Bind {
@@ -255,6 +292,7 @@ func (m *Mux) Bind(peer nodekey.Key) *Bind {
 		return b
 	}
 	b := &Bind{mux: m, peer: peer, relays: map[uint64]netip.AddrPort{}}
+	b.cross.wins = winsCrossing(m.pub, peer)
 	m.byPeer[peer] = b
 	return b
 }
@@ -284,15 +322,99 @@ func (m *Mux) Remove(peer nodekey.Key) {
 // session id session; its endpoint string is RelayEndpoint(session, server).
 func (m *Mux) AddRelay(peer nodekey.Key, session uint64, server netip.AddrPort) {
 	b := m.Bind(peer)
+	early, ok := m.addRelay(b, session, server)
+	if !ok || len(early) == 0 {
+		return
+	}
+	ep := b.relayFrom(session, server)
+	for _, e := range early {
+		b.receive(e.msg, ep)
+	}
+	m.stats.EarlyDelivered.Add(uint64(len(early)))
+	m.log.Debug("relayed messages came before their session was known; delivered now",
+		"peer", peer, "messages", len(early), "waited", time.Since(early[0].at))
+}
+
+// addRelay registers session for b and returns the early messages of it.
+func (m *Mux) addRelay(b *Bind, session uint64, server netip.AddrPort) ([]earlyRelay, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if old := m.bySession[session]; old != nil && old != b {
-		return // a server handing one id to two peers is lying; keep the first
+		return nil, false // a server handing one id to two peers is lying; keep the first
 	}
 	m.bySession[session] = b
 	b.relayMu.Lock()
 	b.relays[session] = server
 	b.relayMu.Unlock()
+	return m.takeEarlyLocked(session, server, time.Now()), true
+}
+
+// earlyRelay is a relayed WireGuard message whose session was not known
+// when it came.
+//
+// The peer starts its handshake through the relay as soon as the server
+// introduces the two nodes; this node learns the session from its own copy
+// of the introduction, which can be processed later: after a join, the
+// introduction may come before the new peer's tunnel exists (the path
+// manager keeps it until it does), and the peer's first initiation then
+// finds no session here. Dropping it costs this node its 1 s hold before it
+// initiates itself (or the peer its 5 s retry). Kept for earlyFor and
+// delivered when AddRelay registers the session with the server it came
+// from, it is answered at once. Nothing is delivered for a session that no
+// authenticated introduction names, and the buffer is small and bounded.
+type earlyRelay struct {
+	session uint64
+	from    netip.AddrPort
+	at      time.Time
+	msg     []byte
+}
+
+const (
+	// earlyFor is how long an early message is kept: well under
+	// WireGuard's 5 s retry, so that an initiation delivered late is
+	// still one the peer waits an answer for.
+	earlyFor = 2 * time.Second
+	// earlyMax bounds the messages kept, for every session together: a
+	// handshake is one or two (relayed and its retry), and only sessions
+	// being set up have any.
+	earlyMax = 16
+)
+
+// parkEarly keeps a copy of msg, relayed from from for session, which no
+// peer has yet. It reports whether it did.
+func (m *Mux) parkEarly(session uint64, from netip.AddrPort, msg []byte) bool {
+	if len(msg) > bufSize {
+		return false
+	}
+	now := time.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.bySession[session] != nil {
+		return false // registered meanwhile; the peer will retry
+	}
+	m.early = slices.DeleteFunc(m.early, func(e earlyRelay) bool { return now.Sub(e.at) >= earlyFor })
+	if len(m.early) >= earlyMax {
+		m.early = slices.Delete(m.early, 0, 1)
+	}
+	m.early = append(m.early, earlyRelay{session: session, from: from, at: now, msg: slices.Clone(msg)})
+	return true
+}
+
+// takeEarlyLocked removes and returns the fresh early messages of session
+// that came from server.
+func (m *Mux) takeEarlyLocked(session uint64, server netip.AddrPort, now time.Time) []earlyRelay {
+	var out []earlyRelay
+	m.early = slices.DeleteFunc(m.early, func(e earlyRelay) bool {
+		switch {
+		case now.Sub(e.at) >= earlyFor:
+			return true
+		case e.session == session && e.from == server:
+			out = append(out, e)
+			return true
+		}
+		return false
+	})
+	return out
 }
 
 // learnIndex routes datagrams addressed to index i to b.

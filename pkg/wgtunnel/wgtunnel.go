@@ -168,6 +168,7 @@ func Start(cfg Config, log *slog.Logger) (_ *Tunnel, err error) {
 	t := &Tunnel{name: cfg.Name, log: log, dev: dev, uapi: uapi, peer: cfg.Peer.PublicKey, keepalive: keepalive,
 		closing: make(chan struct{}), uapiDone: make(chan struct{}), holdDone: make(chan struct{})}
 	go t.runUAPI()
+	testHook(t)
 	if hold {
 		go t.runDeferredKeepalive(cfg.Peer.PublicKey, keepalive, InitiatorHold)
 	} else {
