@@ -58,6 +58,8 @@ type Device struct {
 	// (10.0.s.1), indexed by s: a changing count means the phone is in a
 	// call with this peer. One atomic add per packet; no clock read.
 	media [256]atomic.Uint64
+	// latency is the time packets spend in Read and Write (latency.go).
+	latency [2]latencyHist
 	// flows is the RTP quality per flow, per direction.
 	flows [2]flowTable
 	// sdp is the clock rates of the payload types the SIP announced.
@@ -208,10 +210,13 @@ func (d *Device) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		}
 		pkt, ihl, res, slow := classify(bufs[i][offset : offset+sizes[i]])
 		if slow {
-			return d.readSlow(bufs, sizes, offset, i, n, now), err
+			k := d.readSlow(bufs, sizes, offset, i, n, now)
+			d.observe(outbound, now, n)
+			return k, err
 		}
 		sizes[i] = d.plain(pkt, ihl, res, outbound, now)
 	}
+	d.observe(outbound, now, n)
 	return n, err
 }
 
@@ -294,6 +299,7 @@ func (d *Device) Write(bufs [][]byte, offset int) (int, error) {
 		n := d.plain(pkt, ihl, res, inbound, now)
 		bufs[i] = b[:offset+n]
 	}
+	d.observe(inbound, now, len(bufs))
 	return d.inner.Write(bufs, offset)
 }
 
@@ -329,6 +335,7 @@ func (d *Device) writeSlow(bufs [][]byte, offset, from int, now int64) (int, err
 		}
 	}
 	d.logEvents(inbound)
+	d.observe(inbound, now, len(bufs))
 	var err error
 	if len(ds.list) > 0 {
 		_, err = d.inner.Write(ds.list, offset)
