@@ -143,6 +143,25 @@ func (h Histogram) Quantile(q float64) time.Duration {
 	return 0
 }
 
+// Sum is the total time of the histogram's packets, each counted at the
+// middle of its bucket.
+func (h Histogram) Sum() time.Duration {
+	var sum uint64
+	for _, b := range h.Buckets {
+		sum += b.Packets * uint64(bucketMid(b.LowNs))
+	}
+	return time.Duration(sum)
+}
+
+// bucketMid is the middle of the bucket starting at low.
+func bucketMid(low uint64) time.Duration {
+	i := latencyBucket(int64(low))
+	if i < latencySub {
+		return time.Duration(low)
+	}
+	return time.Duration((low + latencyLow(i+1)) / 2)
+}
+
 // Add returns the histogram of h's packets and o's.
 func (h Histogram) Add(o Histogram) Histogram { return h.combine(o, 1) }
 

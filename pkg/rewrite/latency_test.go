@@ -50,6 +50,9 @@ func TestHistogramQuantile(t *testing.T) {
 			t.Errorf("Quantile(%v) = %v, want %v", tt.q, got, tt.want)
 		}
 	}
+	if got, want := hist.Sum(), time.Duration(98*992+1984+51200); got != want {
+		t.Errorf("Sum() = %v, want %v", got, want)
+	}
 	if got := (Histogram{}).Quantile(0.99); got != 0 {
 		t.Errorf("empty Quantile = %v, want 0", got)
 	}
