@@ -368,3 +368,29 @@ func FuzzReadID(f *testing.F) {
 		}
 	})
 }
+
+// TestFloodSampleLogged: a flood's drops are counted, and a sample says
+// what was dropped, its direction, reason, size and source as this node
+// numbers it, once per 10 s, so an operator can tell a buggy phone from a
+// scan.
+func TestFloodSampleLogged(t *testing.T) {
+	var log strings.Builder
+	inner := newFakeTUN()
+	d := Wrap(inner, bobAtAlice, newTestLogger(&log).With("peer", 7))
+	d.clock = func() int64 { return int64(time.Hour) }
+	h := &dlgHarness{t: t, d: d, inner: inner}
+	h.flood()
+	h.flood()
+	out := log.String()
+	if n := strings.Count(out, "reason=sip-flood"); n != 1 {
+		t.Errorf("%d samples of the flood in one instant, want 1:\n%s", n, out)
+	}
+	for _, want := range []string{"dir=inbound", "method=OPTIONS", "size=", "source=10.7.2.1", "peer=7"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("flood sample lacks %s:\n%s", want, out)
+		}
+	}
+	if strings.Count(out, "peer=") != strings.Count(out, "\n") {
+		t.Errorf("a log line names the peer more or less than once:\n%s", out)
+	}
+}
