@@ -394,3 +394,54 @@ func TestFloodSampleLogged(t *testing.T) {
 		t.Errorf("a log line names the peer more or less than once:\n%s", out)
 	}
 }
+
+// FuzzDialogs drives the dialog table with arbitrary sequences of messages
+// from both sides and checks what the flood limit rests on: a message from
+// the peer passes free only for a Call-ID a local phone used first, and
+// the table never holds more than its slots.
+func FuzzDialogs(f *testing.F) {
+	f.Add([]byte{0x80, 0x01, 0x12, 0x00, 0x05, 0x21, 0x02, 0x12, 0x00, 0x05})
+	f.Add([]byte{0x00, 0x01, 0x12, 0x00, 0x01, 0x81, 0x03, 0x21, 0x00, 0x02, 0x01, 0x01, 0x12, 0x00, 0x03})
+	methods := []sipMethod{mOther, mInvite, mAck, mBye, mCancel, mSubscribe}
+	statuses := []int{0, 100, 180, 200, 486, 487}
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		var tab dialogTable
+		tab.init()
+		usedOut := map[uint64]bool{}
+		now := int64(0)
+		for len(ops) >= 5 {
+			op := ops[:5]
+			ops = ops[5:]
+			out := op[0]&0x80 != 0
+			id := sipID{
+				callID:  tab.hash([]byte{'c', op[0] & 0x0f}),
+				fromTag: tab.hash([]byte{op[1] >> 4}), // 0: no tag
+				toTag:   tab.hash([]byte{op[1] & 0x0f}),
+				cseq:    methods[int(op[2]>>4)%len(methods)],
+				status:  statuses[int(op[3])%len(statuses)],
+			}
+			if op[1]>>4 == 0 {
+				id.fromTag = 0
+			}
+			if op[1]&0x0f == 0 {
+				id.toTag = 0
+			}
+			if id.status == 0 {
+				id.method = methods[int(op[2]&0x0f)%len(methods)]
+			}
+			now += int64(op[4]) * 1e8
+			if out {
+				usedOut[id.callID] = true
+				tab.outbound(&id, now)
+				continue
+			}
+			if v := tab.inbound(&id, now); v != dlgNew && !usedOut[id.callID] {
+				t.Fatalf("a message from the peer matched a dialog (%v) no local phone opened: %+v", v, id)
+			}
+		}
+		early, confirmed, ending := tab.count(now)
+		if early+confirmed+ending > dialogSets*dialogWays {
+			t.Fatalf("table holds %d entries", early+confirmed+ending)
+		}
+	})
+}
