@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -64,5 +65,22 @@ func (c *client) calls(args []string) error {
 		fmt.Fprintf(w, "%d\t%s\t%d\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", k.ID, peer, k.Line, addr, state, max(length, 0),
 			k.Sent.Packets, r.Packets, loss, jitter, mos, ago(k.LastPacket))
 	}
-	return w.Flush()
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	// A hang-up or re-INVITE that never arrived is often explained by
+	// what the tunnel's rewriter dropped: once per peer.
+	seen := map[int]bool{}
+	for _, k := range calls {
+		if len(k.RewriteDropped) == 0 || seen[k.Peer] {
+			continue
+		}
+		seen[k.Peer] = true
+		parts := make([]string, len(k.RewriteDropped))
+		for i, r := range k.RewriteDropped {
+			parts[i] = fmt.Sprintf("%s %d", r.Reason, r.Count)
+		}
+		fmt.Fprintf(c.out, "peer %d's tunnel dropped: %s\n", k.Peer, strings.Join(parts, ", "))
+	}
+	return nil
 }

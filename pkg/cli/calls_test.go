@@ -43,8 +43,9 @@ func TestCalls(t *testing.T) {
 			Peer: 7, PeerName: "bob", Line: 1,
 			Local: netip.MustParseAddrPort("10.0.1.1:10000"), Remote: netip.MustParseAddrPort("10.7.2.1:20000"),
 			Since: t0.Add(-90 * time.Second), LastPacket: t0,
-			Sent:     control.CallStream{Packets: 4500, Expected: 4500, ClockRate: 8000},
-			Received: control.CallStream{Packets: 4491, Expected: 4500, Lost: 9, LossPercent: 0.2, Jitter: control.Duration(2340 * time.Microsecond), ClockRate: 8000},
+			Sent:           control.CallStream{Packets: 4500, Expected: 4500, ClockRate: 8000},
+			Received:       control.CallStream{Packets: 4491, Expected: 4500, Lost: 9, LossPercent: 0.2, Jitter: control.Duration(2340 * time.Microsecond), ClockRate: 8000},
+			RewriteDropped: []control.ReasonCount{{Reason: "inbound sip_flood", Count: 1200}},
 		},
 		{
 			// Early media only one way, payload type unknown: no jitter.
@@ -63,6 +64,7 @@ func TestCalls(t *testing.T) {
 		"ID  PEER     LINE  REMOTE    STATE  LENGTH  SENT  RECEIVED  LOSS  JITTER  MOS  LAST PACKET",
 		"4   7 (bob)  1     10.7.2.1  live   1m30s   4500  4491      0.2%  2.3 ms  4.4  0s ago",
 		"2   9        2     10.9.1.1  ended  1s      0     50        0.0%  -       -    4s ago",
+		"peer 7's tunnel dropped: inbound sip_flood 1200",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("calls output lacks %q:\n%s", want, out)
@@ -74,7 +76,8 @@ func TestCalls(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got []control.CallInfo
-	if err := json.Unmarshal(out.Bytes(), &got); err != nil || len(got) != 2 || got[0].Received.Lost != 9 || got[1].Remote != calls[1].Remote {
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil || len(got) != 2 || got[0].Received.Lost != 9 || got[1].Remote != calls[1].Remote ||
+		len(got[0].RewriteDropped) != 1 || got[0].RewriteDropped[0].Count != 1200 {
 		t.Errorf("calls --json = %+v, %v:\n%s", got, err, out)
 	}
 }

@@ -5,6 +5,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -260,6 +262,7 @@ func (c *client) status(args []string) error {
 	fmt.Fprintf(w, "lines\t%s\n", joinInts(st.Lines, "none"))
 	fmt.Fprintf(w, "in a call\t%s\n", joinInts(st.ActiveLines, "none"))
 	fmt.Fprintf(w, "peers\t%d paired, %d online\n", len(st.Peers), online)
+	fmt.Fprintf(w, "rewriter\t%s\n", rewriterSummary(st.Peers))
 	if len(st.Rendezvous) > 0 {
 		fmt.Fprintf(w, "rendezvous\t%s\n", strings.Join(st.Rendezvous, ", "))
 	}
@@ -286,7 +289,7 @@ func (c *client) peers(args []string) error {
 		return nil
 	}
 	w := tabwriter.NewWriter(c.out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "INDEX\tNAME\tONLINE\tPATH\tRTT\tMTU\tNAT\tLAST HANDSHAKE\tENDPOINT")
+	fmt.Fprintln(w, "INDEX\tNAME\tONLINE\tPATH\tRTT\tMTU\tNAT\tLAST HANDSHAKE\tDROPPED\tENDPOINT")
 	for _, p := range st.Peers {
 		online := "no"
 		switch {
@@ -307,7 +310,15 @@ func (c *client) peers(args []string) error {
 		if p.MTU > 0 {
 			mtu = strconv.Itoa(p.MTU)
 		}
-		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Index, dash(p.Name), online, dash(p.Path), rtt, mtu, dash(p.NATClass), hs, dash(p.Endpoint))
+		dropped := "-"
+		if p.Rewrite != nil {
+			var n uint64
+			for _, d := range p.Rewrite {
+				n += d.DroppedTotal()
+			}
+			dropped = strconv.FormatUint(n, 10)
+		}
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Index, dash(p.Name), online, dash(p.Path), rtt, mtu, dash(p.NATClass), hs, dropped, dash(p.Endpoint))
 	}
 	if err := w.Flush(); err != nil {
 		return err
@@ -317,7 +328,49 @@ func (c *client) peers(args []string) error {
 			fmt.Fprintf(c.out, "peer %d: %s\n", p.Index, p.PathReason)
 		}
 	}
+	for _, p := range st.Peers {
+		if d := control.DroppedText(p.Rewrite); d != "" {
+			fmt.Fprintf(c.out, "peer %d dropped: %s\n", p.Index, d)
+		}
+		if l := control.LatencyText(p.Rewrite); l != "" {
+			fmt.Fprintf(c.out, "peer %d rewriter: %s\n", p.Index, l)
+		}
+	}
 	return nil
+}
+
+// rewriterSummary is what the tunnels' rewriters dropped, in all, and the
+// reasons with the most.
+func rewriterSummary(peers []control.Peer) string {
+	total := map[string]uint64{}
+	var sum uint64
+	for _, p := range peers {
+		for _, d := range p.Rewrite {
+			for _, r := range d.Dropped {
+				total[d.Direction+" "+r.Reason] += r.Count
+				sum += r.Count
+			}
+		}
+	}
+	if sum == 0 {
+		return "nothing dropped"
+	}
+	keys := make([]string, 0, len(total))
+	for k, n := range total {
+		if n > 0 {
+			keys = append(keys, k)
+		}
+	}
+	slices.SortFunc(keys, func(a, b string) int { return cmp.Or(cmp.Compare(total[b], total[a]), cmp.Compare(a, b)) })
+	parts := make([]string, 0, 3)
+	for _, k := range keys[:min(len(keys), 3)] {
+		parts = append(parts, fmt.Sprintf("%s %d", k, total[k]))
+	}
+	more := ""
+	if len(keys) > 3 {
+		more = ", ..."
+	}
+	return fmt.Sprintf("%d packets dropped (%s%s): `peerline peers` says which peer", sum, strings.Join(parts, ", "), more)
 }
 
 func (c *client) phones(args []string) error {

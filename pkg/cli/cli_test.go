@@ -30,7 +30,14 @@ func fakeDaemon(t *testing.T) (socket string, forgotten *[]int) {
 		Name: "alice", Version: "v1", PublicKey: "KEY=", Ready: true, Started: t0.Add(-time.Hour),
 		Lines: []int{1, 2}, ActiveLines: []int{2},
 		Peers: []control.Peer{
-			{Index: 7, Name: "bob", Up: true, Online: true, Path: "direct", Endpoint: "198.51.100.2:51827", MTU: 1184, RTT: &rtt, LastHandshake: &hs},
+			{Index: 7, Name: "bob", Up: true, Online: true, Path: "direct", Endpoint: "198.51.100.2:51827", MTU: 1184, RTT: &rtt, LastHandshake: &hs,
+				Rewrite: []control.DirectionCounters{
+					{Direction: "outbound", Packets: 10, Dropped: []control.ReasonCount{{Reason: "sip_flood"}, {Reason: "no_room", Count: 1}}},
+					{Direction: "inbound", Packets: 5000, SIPInDialog: 12,
+						Dropped:    []control.ReasonCount{{Reason: "sip_flood", Count: 1200}, {Reason: "sip_refused", Count: 3}},
+						SIPRefused: []control.ReasonCount{{Reason: "bad-content-length", Count: 3}},
+						Latency:    &control.RewriterLatency{Sampled: 300, P50Ns: 450, P99Ns: 1900}},
+				}},
 			{Index: 9, Name: "carol", Error: "tunnel: UDP port in use"},
 		},
 	}
@@ -85,11 +92,14 @@ func TestCommands(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{[]string{"status"}, []string{"node        alice", "ready       yes", "lines       1, 2", "in a call   2", "peers       2 paired, 1 online", "1h0m0s ago"}},
+		{[]string{"status"}, []string{"node        alice", "ready       yes", "lines       1, 2", "in a call   2", "peers       2 paired, 1 online", "1h0m0s ago",
+			"rewriter    1204 packets dropped (inbound sip_flood 1200, inbound sip_refused 3, outbound no_room 1): `peerline peers` says which peer"}},
 		{[]string{"peers"}, []string{
-			"INDEX  NAME   ONLINE                          PATH    RTT   MTU   NAT  LAST HANDSHAKE  ENDPOINT",
-			"7      bob    yes                             direct  23ms  1184  -    42s ago         198.51.100.2:51827",
-			"9      carol  error: tunnel: UDP port in use  -       -     -     -    never           -",
+			"INDEX  NAME   ONLINE                          PATH    RTT   MTU   NAT  LAST HANDSHAKE  DROPPED  ENDPOINT",
+			"7      bob    yes                             direct  23ms  1184  -    42s ago         1204     198.51.100.2:51827",
+			"9      carol  error: tunnel: UDP port in use  -       -     -     -    never           -        -",
+			"peer 7 dropped: outbound no_room 1, inbound sip_flood 1200, inbound sip_refused 3 (bad-content-length 3)",
+			"peer 7 rewriter: inbound p50 450ns p99 1.9µs per packet",
 		}},
 		{[]string{"phones"}, []string{
 			"LINE  LABEL    MAC                MODEL    ADDRESS   LEASED       LAST SEEN  IN A CALL",
@@ -128,6 +138,18 @@ func TestJSONOutputs(t *testing.T) {
 	var peers []control.Peer
 	if err := json.Unmarshal([]byte(out), &peers); err != nil || len(peers) != 2 || peers[0].RTT == nil || time.Duration(*peers[0].RTT) != 23*time.Millisecond {
 		t.Errorf("peers --json = %v, %v:\n%s", peers, err, out)
+	}
+	// The rewriter's counters by reason, in peers and status alike.
+	for _, args := range [][]string{{"peers", "--json"}, {"status", "--json"}} {
+		out, err := run(t, append([]string{"-socket", socket}, args...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{`"reason": "sip_flood"`, `"count": 1200`, `"sip_in_dialog": 12`, `"p99_ns": 1900`, `"bad-content-length"`} {
+			if !strings.Contains(out, want) {
+				t.Errorf("peerline %v lacks %s:\n%s", args, want, out)
+			}
+		}
 	}
 	out, err = run(t, "-socket", socket, "phones", "-json")
 	if err != nil {

@@ -246,6 +246,8 @@ var funcs = template.FuncMap{
 	"pct":     func(f float64) string { return fmt.Sprintf("%.1f %%", f) },
 	"datauri": func(b []byte) template.URL { return template.URL("data:image/png;base64," + b64(b)) },
 	"deref":   func(d *control.Duration) control.Duration { return *d },
+	"dropped": control.DroppedText,
+	"rwtime":  control.LatencyText,
 	"mos": func(m float64) string {
 		if m == 0 {
 			return "—"

@@ -677,3 +677,30 @@ func TestMount(t *testing.T) {
 		t.Errorf("metrics with a login = %d", w.Code)
 	}
 }
+
+// TestPeersShowRewriterDrops: the peers page says what each tunnel's
+// rewriter dropped, by direction and reason, and the time it adds; a
+// tunnel with nothing dropped says so.
+func TestPeersShowRewriterDrops(t *testing.T) {
+	e, b := loggedIn(t)
+	e.node.status.Peers = append(e.node.status.Peers, control.Peer{Index: 9, Name: "carol", Rewrite: []control.DirectionCounters{
+		{Direction: "inbound", Dropped: []control.ReasonCount{{Reason: "sip_flood"}}},
+	}})
+	e.node.status.Peers[0].Rewrite = []control.DirectionCounters{
+		{Direction: "outbound", Dropped: []control.ReasonCount{{Reason: "sip_flood"}}},
+		{Direction: "inbound", Dropped: []control.ReasonCount{{Reason: "sip_flood", Count: 1200}, {Reason: "sip_refused", Count: 3}},
+			SIPRefused: []control.ReasonCount{{Reason: "bad-content-length", Count: 3}},
+			Latency:    &control.RewriterLatency{Sampled: 10, P50Ns: 450, P99Ns: 1900}},
+	}
+	w := b.do("GET", "/peers", nil)
+	body := w.Body.String()
+	for _, want := range []string{
+		"inbound sip_flood 1200, inbound sip_refused 3 (bad-content-length 3)",
+		"inbound p50 450ns p99 1.9µs per packet",
+		`<td class="dropped">nothing</td>`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("GET /peers lacks %q:\n%s", want, body)
+		}
+	}
+}

@@ -64,6 +64,9 @@ type Peer struct {
 	LastHandshake *time.Time `json:"last_handshake,omitempty"`
 	RxBytes       uint64     `json:"rx_bytes"`
 	TxBytes       uint64     `json:"tx_bytes"`
+	// Rewrite is the tunnel's rewriter counters, outbound then inbound,
+	// as CmdCounters gives them; nil while the tunnel has no rewriter.
+	Rewrite []DirectionCounters `json:"rewrite,omitempty"`
 }
 
 // Phone is one phone on the phone port, as the DHCP server knows it.

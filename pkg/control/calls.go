@@ -47,6 +47,12 @@ type CallInfo struct {
 	// the Internet: its loss and jitter are what the local phone hears.
 	Sent     CallStream `json:"sent"`
 	Received CallStream `json:"received"`
+	// RewriteDropped is what the rewriter of the call's tunnel dropped
+	// since peerlined started (all calls with that peer, not this one
+	// alone), by direction and reason ("inbound sip_flood"); only the
+	// reasons seen. A call whose hang-up or re-INVITE went missing is
+	// explained here.
+	RewriteDropped []ReasonCount `json:"rewrite_dropped,omitempty"`
 }
 
 // CallStream is one direction of a call's RTP.

@@ -159,6 +159,12 @@ var (
 		"Packets a tunnel's rewriter dropped, by reason.", append(peerLabels, "direction", "reason"), nil)
 	descRefused = prometheus.NewDesc("peerline_rewrite_sip_refused_total",
 		"SIP messages the rewriter could not parse, by reason.", append(peerLabels, "direction", "reason"), nil)
+	descRewritePackets = prometheus.NewDesc("peerline_rewrite_packets_total",
+		"Packets a tunnel's rewriter handled.", append(peerLabels, "direction"), nil)
+	descInDialog = prometheus.NewDesc("peerline_rewrite_sip_in_dialog_total",
+		"SIP messages from the peer in a dialog a local phone is in, let through the flood limit.", peerLabels, nil)
+	descRewriteLatency = prometheus.NewDesc("peerline_rewrite_latency_seconds",
+		"Time packets spent in the rewriter, from a sample of them (quantiles within 12.5 %).", append(peerLabels, "direction"), nil)
 
 	descRegistered = prometheus.NewDesc("peerline_rendezvous_registered",
 		"1 while the node's registration with the rendezvous server is fresh.", []string{"server"}, nil)
@@ -175,7 +181,7 @@ type collector struct {
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descUp, descReady, descInfo, descPeers, descTunnelUp, descOnline, descPath, descRTT,
 		descRx, descTx, descHandshake, descCalls, descCallPkts, descCallLost, descCallLoss, descCallJitter, descCallMOS,
-		descDropped, descRefused, descRegistered, descRegisteredAt} {
+		descDropped, descRefused, descRewritePackets, descInDialog, descRewriteLatency, descRegistered, descRegisteredAt} {
 		ch <- d
 	}
 }
@@ -242,6 +248,15 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 
 	for _, p := range c.snap.Counters.Peers {
 		for _, d := range p.Directions {
+			counter(descRewritePackets, float64(d.Packets), strconv.Itoa(p.Index), p.Name, d.Direction)
+			if d.Direction == "inbound" {
+				counter(descInDialog, float64(d.SIPInDialog), strconv.Itoa(p.Index), p.Name)
+			}
+			if l := d.Latency; l != nil {
+				ch <- prometheus.MustNewConstSummary(descRewriteLatency, l.Sampled, float64(l.SumNs)/1e9,
+					map[float64]float64{0.5: float64(l.P50Ns) / 1e9, 0.99: float64(l.P99Ns) / 1e9},
+					strconv.Itoa(p.Index), p.Name, d.Direction)
+			}
 			for _, r := range d.Dropped {
 				counter(descDropped, float64(r.Count), strconv.Itoa(p.Index), p.Name, d.Direction, r.Reason)
 			}

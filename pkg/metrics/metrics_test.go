@@ -35,8 +35,10 @@ func snapshot() Snapshot {
 		},
 		Counters: control.Counters{
 			Peers: []control.PeerCounters{{Index: 7, Name: `bob "the builder"`, Directions: []control.DirectionCounters{
-				{Direction: "inbound", Dropped: []control.ReasonCount{{Reason: "sip_flood", Count: 12}, {Reason: "fragment_timeout", Count: 0}},
-					SIPRefused: []control.ReasonCount{{Reason: "bad-content-length", Count: 2}}},
+				{Direction: "inbound", Packets: 900, SIPInDialog: 31,
+					Dropped:    []control.ReasonCount{{Reason: "sip_flood", Count: 12}, {Reason: "sip_dialog_flood", Count: 1}, {Reason: "fragment_timeout", Count: 0}},
+					SIPRefused: []control.ReasonCount{{Reason: "bad-content-length", Count: 2}},
+					Latency:    &control.RewriterLatency{Sampled: 40, P50Ns: 500, P99Ns: 1800, SumNs: 24000}},
 				{Direction: "outbound", Dropped: []control.ReasonCount{{Reason: "sip_flood", Count: 0}}},
 			}}},
 			Rendezvous: []control.RendezvousState{{Server: "rv.example.org:3478", Registered: true, LastRegistered: &hs}, {Server: "rv2.example.org:3478"}},
@@ -168,7 +170,10 @@ func TestExposition(t *testing.T) {
 		{"peerline_call_mos", []string{"call", "3", "direction", "received"}, 4.3},
 		{"peerline_rewrite_dropped_packets_total", []string{"peer", "7", "direction", "inbound", "reason", "sip_flood"}, 12},
 		{"peerline_rewrite_dropped_packets_total", []string{"peer", "7", "direction", "inbound", "reason", "fragment_timeout"}, 0},
+		{"peerline_rewrite_dropped_packets_total", []string{"peer", "7", "direction", "inbound", "reason", "sip_dialog_flood"}, 1},
 		{"peerline_rewrite_sip_refused_total", []string{"reason", "bad-content-length"}, 2},
+		{"peerline_rewrite_packets_total", []string{"peer", "7", "direction", "inbound"}, 900},
+		{"peerline_rewrite_sip_in_dialog_total", []string{"peer", "7"}, 31},
 		{"peerline_rendezvous_registered", []string{"server", "rv.example.org:3478"}, 1},
 		{"peerline_rendezvous_registered", []string{"server", "rv2.example.org:3478"}, 0},
 	}
@@ -182,6 +187,20 @@ func TestExposition(t *testing.T) {
 	}
 	if f := fams["peerline_call_packets_total"]; len(f.Metric) != 2 {
 		t.Errorf("%d call packet series, want the live call's two directions", len(f.Metric))
+	}
+	// The rewriter's own latency: a summary of the sampled packets, only
+	// for a direction that has any.
+	if f := fams["peerline_rewrite_latency_seconds"]; f == nil || len(f.Metric) != 1 || f.Metric[0].Summary == nil {
+		t.Errorf("peerline_rewrite_latency_seconds = %v, want one summary", f)
+	} else {
+		sm := f.Metric[0].Summary
+		q := map[float64]float64{}
+		for _, x := range sm.Quantile {
+			q[x.GetQuantile()] = x.GetValue()
+		}
+		if sm.GetSampleCount() != 40 || sm.GetSampleSum() != 24e-6 || q[0.5] != 500e-9 || q[0.99] != 1800e-9 {
+			t.Errorf("rewriter latency summary = %v, want 40 samples, sum 24 µs, p50 500 ns, p99 1.8 µs", sm)
+		}
 	}
 	if fams["go_goroutines"] == nil {
 		t.Errorf("no Go runtime metrics")

@@ -9,6 +9,7 @@ import (
 	"github.com/peerline/peerline/pkg/callstats"
 	"github.com/peerline/peerline/pkg/control"
 	"github.com/peerline/peerline/pkg/pairing"
+	"github.com/peerline/peerline/pkg/supervisor"
 )
 
 // calls is `peerline calls`: the live calls, then those of the last 24 h,
@@ -26,11 +27,21 @@ func (nd *node) calls(ctx context.Context) ([]control.CallInfo, error) {
 		nd.log.Debug("calls: showing the last sample", "err", err)
 	}
 	calls := nd.sup.CallStats().Calls()
+	// The tunnels' drops, if the supervisor answers as quickly: they
+	// explain a call, they are not the call.
+	var dropped map[int][]control.ReasonCount
+	if len(calls) > 0 {
+		sctx, cancel := context.WithTimeout(ctx, time.Second)
+		if st, err := nd.sup.Status(sctx); err == nil {
+			dropped = droppedByPeer(st)
+		}
+		cancel()
+	}
 	out := make([]control.CallInfo, 0, len(calls))
 	for _, c := range calls {
 		ci := control.CallInfo{ID: c.ID, State: control.CallLive, Peer: c.Peer, PeerName: c.PeerName, Line: c.Line,
 			Local: c.Local, Remote: c.Remote, Since: c.Start, LastPacket: c.LastPacket,
-			MOS: c.Received.MOS, Sent: callStream(c.Sent), Received: callStream(c.Received)}
+			MOS: c.Received.MOS, Sent: callStream(c.Sent), Received: callStream(c.Received), RewriteDropped: dropped[c.Peer]}
 		if c.Ended {
 			ci.State = control.CallEnded
 		}
@@ -41,6 +52,22 @@ func (nd *node) calls(ctx context.Context) ([]control.CallInfo, error) {
 		out = append(out, ci)
 	}
 	return out, nil
+}
+
+// droppedByPeer is each tunnel's rewriter drops, "direction reason", the
+// reasons seen only.
+func droppedByPeer(st *supervisor.Status) map[int][]control.ReasonCount {
+	out := map[int][]control.ReasonCount{}
+	for _, p := range st.Peers {
+		for _, d := range rewriteCounters(p) {
+			for _, r := range d.Dropped {
+				if r.Count > 0 {
+					out[p.Index] = append(out[p.Index], control.ReasonCount{Reason: d.Direction + " " + r.Reason, Count: r.Count})
+				}
+			}
+		}
+	}
+	return out
 }
 
 func callStream(q callstats.Quality) control.CallStream {

@@ -259,6 +259,7 @@ func (nd *node) status(ctx context.Context) (*control.Status, error) {
 			LastHandshake: p.LastHandshake,
 			RxBytes:       p.RxBytes,
 			TxBytes:       p.TxBytes,
+			Rewrite:       rewriteCounters(p),
 		}
 		// A recent handshake counts while the path manager has not heard
 		// from the peer yet, not against its word that the peer shut down

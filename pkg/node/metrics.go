@@ -61,33 +61,53 @@ func (nd *node) counters(ctx context.Context) (control.Counters, error) {
 	return countersFrom(st, nd.cfg.Load().Rendezvous, regs), nil
 }
 
+// rewriteCounters are a tunnel's rewriter counters, outbound then inbound,
+// every drop reason listed; nil when the tunnel has no rewriter.
+func rewriteCounters(p supervisor.PeerStatus) []control.DirectionCounters {
+	if p.Rewrite == nil {
+		return nil
+	}
+	var lat rewrite.Latency
+	if p.RewriteLatency != nil {
+		lat = *p.RewriteLatency
+	}
+	var out []control.DirectionCounters
+	for _, d := range []struct {
+		name string
+		c    rewrite.Counts
+		h    rewrite.Histogram
+	}{{"outbound", p.Rewrite.Outbound, lat.Outbound}, {"inbound", p.Rewrite.Inbound, lat.Inbound}} {
+		dc := control.DirectionCounters{Direction: d.name, Packets: d.c.Packets, SIPInDialog: d.c.SIPInDialog, Dropped: []control.ReasonCount{
+			{Reason: "sip_flood", Count: d.c.Dropped.SIPFlood},
+			{Reason: "sip_dialog_flood", Count: d.c.Dropped.SIPDialogFlood},
+			{Reason: "sip_refused", Count: d.c.SIPRefused},
+			{Reason: "sip_impersonation", Count: d.c.Dropped.SIPImpersonation},
+			{Reason: "source_ours", Count: d.c.Dropped.SourceOurs},
+			{Reason: "source_foreign", Count: d.c.Dropped.SourceForeign},
+			{Reason: "fragment_overlap", Count: d.c.Dropped.FragmentOverlap},
+			{Reason: "fragment_timeout", Count: d.c.Dropped.FragmentTimeout},
+			{Reason: "fragment_too_big", Count: d.c.Dropped.FragmentTooBig},
+			{Reason: "no_room", Count: d.c.Dropped.NoRoom},
+		}}
+		for _, r := range slices.Sorted(maps.Keys(d.c.SIPRefusals)) {
+			dc.SIPRefused = append(dc.SIPRefused, control.ReasonCount{Reason: r, Count: d.c.SIPRefusals[r]})
+		}
+		if n := d.h.Packets(); n > 0 {
+			dc.Latency = &control.RewriterLatency{Sampled: n, P50Ns: uint64(d.h.Quantile(0.5)), P99Ns: uint64(d.h.Quantile(0.99)), SumNs: uint64(d.h.Sum())}
+		}
+		out = append(out, dc)
+	}
+	return out
+}
+
 // countersFrom is counters' pure part. Servers are listed as configured;
 // one whose address has not resolved yet shows unregistered with why.
 func countersFrom(st *supervisor.Status, servers []config.Rendezvous, regs []peerpath.Registration) control.Counters {
 	out := control.Counters{Peers: []control.PeerCounters{}, Rendezvous: []control.RendezvousState{}}
 	for _, p := range st.Peers {
-		if p.Rewrite == nil {
-			continue
+		if dirs := rewriteCounters(p); dirs != nil {
+			out.Peers = append(out.Peers, control.PeerCounters{Index: p.Index, Name: p.Name, Directions: dirs})
 		}
-		pc := control.PeerCounters{Index: p.Index, Name: p.Name}
-		for _, d := range []struct {
-			name string
-			c    rewrite.Counts
-		}{{"outbound", p.Rewrite.Outbound}, {"inbound", p.Rewrite.Inbound}} {
-			dc := control.DirectionCounters{Direction: d.name, Dropped: []control.ReasonCount{
-				{Reason: "sip_flood", Count: d.c.Dropped.SIPFlood},
-				{Reason: "sip_refused", Count: d.c.SIPRefused},
-				{Reason: "fragment_overlap", Count: d.c.Dropped.FragmentOverlap},
-				{Reason: "fragment_timeout", Count: d.c.Dropped.FragmentTimeout},
-				{Reason: "fragment_too_big", Count: d.c.Dropped.FragmentTooBig},
-				{Reason: "no_room", Count: d.c.Dropped.NoRoom},
-			}}
-			for _, r := range slices.Sorted(maps.Keys(d.c.SIPRefusals)) {
-				dc.SIPRefused = append(dc.SIPRefused, control.ReasonCount{Reason: r, Count: d.c.SIPRefusals[r]})
-			}
-			pc.Directions = append(pc.Directions, dc)
-		}
-		out.Peers = append(out.Peers, pc)
 	}
 	for _, s := range servers {
 		rs := control.RendezvousState{Server: s.Address, Error: "its address has not resolved yet"}

@@ -256,6 +256,11 @@ func TestConsoleBrowser(t *testing.T) {
 	if !strings.Contains(textB, "online") || strings.Contains(textB, "offline") {
 		t.Errorf("B's peers page:\n%s", textB)
 	}
+	// What each tunnel's rewriter dropped, by reason (issue 15.6):
+	// nothing yet, or "inbound sip_flood 3, ...".
+	if !regexp.MustCompile(`Dropped\s+(nothing|(in|out)bound [a-z_]+ \d+)`).MatchString(textA) {
+		t.Errorf("A's peers page does not show the rewriter's drops:\n%s", textA)
+	}
 	indexOfB := peerIndex(t, textA)
 	indexOfA := peerIndex(t, textB)
 

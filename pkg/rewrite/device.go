@@ -33,7 +33,8 @@ import (
 // Fragments of UDP datagrams are reassembled (bounded; see frag.go) when the
 // datagram is SIP, so that its message can be rewritten whole, and the
 // result is fragmented again at the MTU. SIP arriving from the peer is
-// rate-limited (sipRate), RTP never is. While SetPeerState says the peer is
+// rate-limited (sipRate) unless it belongs to a dialog a local phone is in
+// (dialog.go); RTP never is. While SetPeerState says the peer is
 // offline, a call from a local phone is answered here with a 480 instead of
 // being sent (offline.go).
 type Device struct {
@@ -57,6 +58,8 @@ type Device struct {
 	// (10.0.s.1), indexed by s: a changing count means the phone is in a
 	// call with this peer. One atomic add per packet; no clock read.
 	media [256]atomic.Uint64
+	// latency is the time packets spend in Read and Write (latency.go).
+	latency [2]latencyHist
 	// flows is the RTP quality per flow, per direction.
 	flows [2]flowTable
 	// sdp is the clock rates of the payload types the SIP announced.
@@ -86,6 +89,13 @@ type Device struct {
 	// wireMTU is the largest packet Read hands to WireGuard (SetMTU); 0
 	// means the inner device's MTU.
 	wireMTU atomic.Int32
+
+	// dialogs are the SIP dialogs the local phones are in, which pass the
+	// SIP flood limit (dialog.go). inDialog counts the messages from the
+	// peer they let through, dialogFlood those over a dialog's own limit.
+	dialogs     dialogTable
+	inDialog    atomic.Uint64
+	dialogFlood atomic.Uint64
 
 	closeOnce sync.Once
 	closeErr  error
@@ -161,12 +171,14 @@ const (
 var _ tun.Device = (*Device)(nil)
 
 // Wrap returns inner with the address map of tunnel peer applied to every
-// packet. log may be nil.
+// packet. log may be nil; it should name the tunnel (the supervisor's
+// carries "peer"), which Wrap does not add again.
 func Wrap(inner tun.Device, peer uint8, log *slog.Logger) *Device {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	d := &Device{inner: inner, peer: peer, log: log.With("peer", peer), base: time.Now(), notPeer: notPeer(peer)}
+	d := &Device{inner: inner, peer: peer, log: log, base: time.Now(), notPeer: notPeer(peer)}
+	d.dialogs.init()
 	for dir := range d.dirs {
 		d.dirs[dir].sink.ds = &d.dirs[dir]
 	}
@@ -203,10 +215,13 @@ func (d *Device) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		}
 		pkt, ihl, res, slow := classify(bufs[i][offset : offset+sizes[i]])
 		if slow || oversized(pkt, res, wire) {
-			return d.readSlow(bufs, sizes, offset, i, n, now), err
+			k := d.readSlow(bufs, sizes, offset, i, n, now)
+			d.observe(outbound, now, n)
+			return k, err
 		}
 		sizes[i] = d.plain(pkt, ihl, res, outbound, now)
 	}
+	d.observe(outbound, now, n)
 	return n, err
 }
 
@@ -296,6 +311,7 @@ func (d *Device) Write(bufs [][]byte, offset int) (int, error) {
 		n := d.plain(pkt, ihl, res, inbound, now)
 		bufs[i] = b[:offset+n]
 	}
+	d.observe(inbound, now, len(bufs))
 	return d.inner.Write(bufs, offset)
 }
 
@@ -331,6 +347,7 @@ func (d *Device) writeSlow(bufs [][]byte, offset, from int, now int64) (int, err
 		}
 	}
 	d.logEvents(inbound)
+	d.observe(inbound, now, len(bufs))
 	var err error
 	if len(ds.list) > 0 {
 		_, err = d.inner.Write(ds.list, offset)
@@ -519,7 +536,7 @@ func (d *Device) slowLocked(ds *dirState, dir int, room []byte, size int, now in
 func (d *Device) datagramLocked(ds *dirState, dir int, pkt, room []byte, now int64) int {
 	ihl := int(pkt[0]&0x0f) * 4
 	if dir == inbound {
-		if !d.takeSIP(ds, now) {
+		if !d.admitSIP(ds, pkt, ihl, now) {
 			return -1
 		}
 	} else if len(pkt) >= ihl+udpHeaderLen {
@@ -551,6 +568,12 @@ func (d *Device) datagramLocked(ds *dirState, dir int, pkt, room []byte, now int
 			d.events[inbound].n[evDropImpersonation].Add(1)
 			d.sampleRefused(dir, now, src, pkt, "impersonation:"+field)
 			return -1
+		}
+	} else if oihl := int(out[0]&0x0f) * 4; len(out) >= oihl+udpHeaderLen {
+		// What a local phone sends makes the dialogs the peer's
+		// messages may then use past the flood limit.
+		if id, ok := d.dialogs.readID(out[oihl+udpHeaderLen:]); ok {
+			d.dialogs.outbound(&id, now)
 		}
 	}
 	if res == SIPRewritten {
@@ -590,6 +613,32 @@ func (d *Device) datagramLocked(ds *dirState, dir int, pkt, room []byte, now int
 	}
 	d.count(dir, res)
 	return copy(room, out)
+}
+
+// admitSIP decides whether the whole SIP datagram pkt from the peer passes
+// the flood limit: a message of a dialog a local phone is in passes under
+// that dialog's own limit, anything else takes a token from the shared one
+// (dialog.go). A drop is counted, and sampled in the log. ds is the inbound
+// state, locked.
+func (d *Device) admitSIP(ds *dirState, pkt []byte, ihl int, now int64) bool {
+	if len(pkt) >= ihl+udpHeaderLen {
+		if id, ok := d.dialogs.readID(pkt[ihl+udpHeaderLen:]); ok {
+			switch d.dialogs.inbound(&id, now) {
+			case dlgPass:
+				d.inDialog.Add(1)
+				return true
+			case dlgOverLimit:
+				d.dialogFlood.Add(1)
+				d.sampleRefused(inbound, now, [4]byte(pkt[offSrc:offSrc+4]), pkt, "sip-dialog-flood")
+				return false
+			}
+		}
+	}
+	if d.takeSIP(ds, now) {
+		return true
+	}
+	d.sampleRefused(inbound, now, [4]byte(pkt[offSrc:offSrc+4]), pkt, "sip-flood")
+	return false
 }
 
 // takeSIP takes a token from the SIP flood limit of the peer, or counts a
@@ -827,6 +876,10 @@ type Counts struct {
 	// OfflineReplyFailed are 480s the inner device would not take: their
 	// INVITEs were sent on instead.
 	OfflineReplyFailed uint64
+	// SIPInDialog are SIP messages from the peer in a dialog a local
+	// phone is in, which passed without the flood limit's token
+	// (dialog.go); inbound only.
+	SIPInDialog uint64
 
 	Reassembly ReassemblyCounts
 	Dropped    DropCounts
@@ -866,6 +919,10 @@ type DropCounts struct {
 	// sipmsg.Impersonation), or, not parsable, held such an address
 	// anywhere.
 	SIPImpersonation uint64
+	// SIPDialogFlood are SIP messages from the peer in a known dialog
+	// over that dialog's own limit (dialog.go): the peer flooding a call
+	// it is in.
+	SIPDialogFlood uint64
 }
 
 // LogValue logs the non-zero counts.
@@ -880,6 +937,12 @@ func (c Counts) LogValue() slog.Value {
 		if n := *c.event(e); n != 0 {
 			attrs = append(attrs, slog.Uint64(e.String(), n))
 		}
+	}
+	if c.SIPInDialog != 0 {
+		attrs = append(attrs, slog.Uint64("sip-in-dialog", c.SIPInDialog))
+	}
+	if c.Dropped.SIPDialogFlood != 0 {
+		attrs = append(attrs, slog.Uint64("drop-sip-dialog-flood", c.Dropped.SIPDialogFlood))
 	}
 	if len(c.SIPRefusals) > 0 {
 		var refused []slog.Attr
@@ -990,6 +1053,8 @@ func (d *Device) Stats() Stats {
 			}
 		}
 	}
+	s.Inbound.SIPInDialog = d.inDialog.Load()
+	s.Inbound.Dropped.SIPDialogFlood = d.dialogFlood.Load()
 	return s
 }
 

@@ -52,8 +52,15 @@
 //     claim), which leaves the rest unable to reassemble; otherwise its
 //     fragments pass as they came. Overlapping fragments drop their datagram (as RFC
 //     5722 does for IPv6); exact duplicates are ignored.
-//   - SIP from the peer is rate-limited (a token bucket, 50 messages/s,
-//     burst 100): a scanner cannot flood the phones. RTP is never limited.
+//   - SIP from the peer that opens something new (a request outside any
+//     dialog a local phone is in, a response to a request no local phone
+//     sent) is rate-limited (a token bucket, 50 messages/s, burst 100): a
+//     scanner cannot flood the phones. Messages of a dialog a local phone
+//     is in (BYE, ACK, re-INVITE, the CANCEL of a pending INVITE, their
+//     responses) pass that limit, each dialog under a limit of its own, so
+//     a flood cannot keep a call from ending. The dialogs are learnt only
+//     from what the local phones send, in a bounded table (dialog.go).
+//     RTP is never limited.
 //   - RTP is measured per flow and direction: packets, loss (RFC 3550 A.1,
 //     A.3) and interarrival jitter (A.8), with clock rates from RFC 3551 or
 //     the a=rtpmap lines of the SDP it rewrote (Device.Calls).

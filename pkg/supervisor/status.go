@@ -61,6 +61,8 @@ type PeerStatus struct {
 	RxBytes       uint64         `json:"rx_bytes"`
 	TxBytes       uint64         `json:"tx_bytes"`
 	Rewrite       *rewrite.Stats `json:"rewrite,omitempty"`
+	// RewriteLatency is the time packets spent in the rewriter (sampled).
+	RewriteLatency *rewrite.Latency `json:"rewrite_latency,omitempty"`
 }
 
 // ReadStatus reads the status file a daemon with this run directory writes.
@@ -125,8 +127,8 @@ func (s *Supervisor) status() *Status {
 			}
 		}
 		if p.rewrite != nil {
-			rs := p.rewrite.Stats()
-			ps.Rewrite = &rs
+			rs, rl := p.rewrite.Stats(), p.rewrite.Latency()
+			ps.Rewrite, ps.RewriteLatency = &rs, &rl
 			ps.MTU, _ = p.rewrite.MTU()
 		}
 		st.Peers = append(st.Peers, ps)

@@ -1,0 +1,187 @@
+package rewrite
+
+import (
+	"math/bits"
+	"sync/atomic"
+	"time"
+)
+
+// What the rewriter adds to a packet's trip, measured inside it: the time
+// from a batch entering Device (the inner device's Read returned; Write was
+// called) to leaving it (Read returns; the inner device's Write is called),
+// on the Device's monotonic clock. Every packet of a batch waits for the
+// whole batch, so a batch counts once per packet with that time.
+//
+// A lab comparison of a tunnel with and without the rewriter cannot resolve
+// this: two runs' p99 on a shared machine differ by hundreds of µs either
+// way, while the rewriter's work is in the hundreds of ns. Measuring it
+// where it happens costs one clock reading per batch, which is already
+// made for the flood limit and RTP timing, and one more at the end; so that
+// the RTP path stays cheap, only one batch in latencySampleEvery takes the
+// second reading. The histogram is atomic counters in fixed buckets: no
+// allocation, no lock.
+const latencySampleEvery = 16
+
+// Latency buckets: exact below 8 ns, then 8 per power of two (12.5 %
+// apart), up to 2^40 ns (18 min) in the last.
+const (
+	latencySub     = 8
+	latencyOctaves = 38
+	latencyBuckets = latencySub + latencyOctaves*latencySub
+)
+
+// latencyHist is one direction's histogram.
+type latencyHist struct {
+	batches atomic.Uint32
+	n       [latencyBuckets]atomic.Uint64
+	_       [64]byte
+}
+
+// sampled reports whether this batch is one to time.
+func (h *latencyHist) sampled() bool { return h.batches.Add(1)%latencySampleEvery == 0 }
+
+func (h *latencyHist) record(ns int64, packets int) {
+	if packets <= 0 {
+		return
+	}
+	h.n[latencyBucket(ns)].Add(uint64(packets))
+}
+
+func latencyBucket(ns int64) int {
+	if ns < latencySub {
+		return int(max(ns, 0))
+	}
+	e := bits.Len64(uint64(ns)) - 1 // 2^e <= ns, e >= 3
+	i := (e-2)*latencySub + int(uint64(ns)>>(e-3)&(latencySub-1))
+	return min(i, latencyBuckets-1)
+}
+
+// latencyLow is the least time in bucket i.
+func latencyLow(i int) uint64 {
+	if i < latencySub {
+		return uint64(i)
+	}
+	e := i/latencySub + 2
+	return uint64(latencySub+i%latencySub) << (e - 3)
+}
+
+// observe times the batch of packets that entered at start, if it is one
+// of the sampled.
+func (d *Device) observe(dir int, start int64, packets int) {
+	if h := &d.latency[dir]; h.sampled() {
+		h.record(d.now()-start, packets)
+	}
+}
+
+// Latency is what the rewriter added to packets, per direction: a sample
+// of one batch in latencySampleEvery.
+type Latency struct {
+	Outbound Histogram `json:"outbound"`
+	Inbound  Histogram `json:"inbound"`
+}
+
+// Histogram is the sampled packets by their time in the rewriter.
+type Histogram struct {
+	// Buckets are the non-empty buckets in order: Packets took at least
+	// LowNs, and less than the next bucket's LowNs would be (buckets are
+	// 12.5 % wide).
+	Buckets []LatencyBucket `json:"buckets,omitempty"`
+}
+
+// LatencyBucket is one bucket of a Histogram.
+type LatencyBucket struct {
+	LowNs   uint64 `json:"low_ns"`
+	Packets uint64 `json:"packets"`
+}
+
+// Latency returns the histograms so far.
+func (d *Device) Latency() Latency {
+	var l Latency
+	for dir, h := range []*Histogram{&l.Outbound, &l.Inbound} {
+		for i := range latencyBuckets {
+			if n := d.latency[dir].n[i].Load(); n != 0 {
+				h.Buckets = append(h.Buckets, LatencyBucket{LowNs: latencyLow(i), Packets: n})
+			}
+		}
+	}
+	return l
+}
+
+// Packets is how many packets the histogram holds.
+func (h Histogram) Packets() uint64 {
+	var n uint64
+	for _, b := range h.Buckets {
+		n += b.Packets
+	}
+	return n
+}
+
+// Quantile returns the time under which the share q (0 to 1) of the
+// packets stayed, as the middle of the bucket it falls in; 0 for an empty
+// histogram.
+func (h Histogram) Quantile(q float64) time.Duration {
+	total := h.Packets()
+	if total == 0 {
+		return 0
+	}
+	rank := uint64(q*float64(total) + 0.5)
+	rank = min(max(rank, 1), total)
+	var seen uint64
+	for k, b := range h.Buckets {
+		seen += b.Packets
+		if seen >= rank {
+			high := b.LowNs + 1
+			if i := latencyBucket(int64(b.LowNs)); i >= latencySub {
+				high = latencyLow(i + 1)
+			}
+			if k+1 < len(h.Buckets) {
+				high = min(high, h.Buckets[k+1].LowNs)
+			}
+			return time.Duration((b.LowNs + high) / 2)
+		}
+	}
+	return 0
+}
+
+// Sum is the total time of the histogram's packets, each counted at the
+// middle of its bucket.
+func (h Histogram) Sum() time.Duration {
+	var sum uint64
+	for _, b := range h.Buckets {
+		sum += b.Packets * uint64(bucketMid(b.LowNs))
+	}
+	return time.Duration(sum)
+}
+
+// bucketMid is the middle of the bucket starting at low.
+func bucketMid(low uint64) time.Duration {
+	i := latencyBucket(int64(low))
+	if i < latencySub {
+		return time.Duration(low)
+	}
+	return time.Duration((low + latencyLow(i+1)) / 2)
+}
+
+// Add returns the histogram of h's packets and o's.
+func (h Histogram) Add(o Histogram) Histogram { return h.combine(o, 1) }
+
+// Sub returns the packets of h that were not in an earlier reading o of
+// the same histogram: what happened between the two.
+func (h Histogram) Sub(o Histogram) Histogram { return h.combine(o, -1) }
+
+func (h Histogram) combine(o Histogram, sign int) Histogram {
+	var n [latencyBuckets]int64
+	for _, b := range h.Buckets {
+		n[latencyBucket(int64(b.LowNs))] += int64(b.Packets)
+	}
+	for _, b := range o.Buckets {
+		n[latencyBucket(int64(b.LowNs))] += int64(sign) * int64(b.Packets)
+	}
+	var out Histogram
+	for i, c := range n {
+		if c > 0 {
+			out.Buckets = append(out.Buckets, LatencyBucket{LowNs: latencyLow(i), Packets: uint64(c)})
+		}
+	}
+	return out
+}
