@@ -22,7 +22,7 @@ func TestParseAuthorization(t *testing.T) {
 		{in: `Basic dXNlcjpwYXNz`, bad: true},
 		{in: `Digest`, bad: true},
 		{in: `Digest username="1", username="2", nonce="n", uri="u", response="r"`, bad: true},
-		{in: `Digest username="1", nonce="n", uri="u"`, bad: true},             // no response
+		{in: `Digest username="1", nonce="n", uri="u"`, bad: true},              // no response
 		{in: `Digest username="1, nonce="n", uri="u", response="r"`, bad: true}, // unbalanced quote
 		{in: `Digest username="a\"b", nonce="n", uri="u", response="r"`, bad: true},
 		{in: `Digest username="1" nonce="n"`, bad: true}, // no comma
