@@ -299,10 +299,11 @@ func sameURI(s string, u sip.Uri) bool {
 		strings.EqualFold(p.Host, u.Host) && port(p.Port) == port(u.Port)
 }
 
-// safeUser keeps a hostile user name from forging log lines.
+// safeUser bounds what a hostile user name puts in the log (slog quotes
+// it, so it cannot forge lines).
 func safeUser(s string) string {
 	if len(s) > 32 {
 		s = s[:32]
 	}
-	return strconv.Quote(s)
+	return s
 }

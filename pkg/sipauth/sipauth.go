@@ -104,9 +104,21 @@ type Authenticator struct {
 
 	mu       sync.Mutex
 	failures map[netip.Addr]*tokenbucket.Bucket
+	// offers remembers, per source, whether it answered SHA-256 and
+	// whether it came back unable to: some phones (libre-based ones such
+	// as baresip 1.0 among them) give up on a 401 that names an algorithm
+	// they lack, even next to MD5, so such a source is offered MD5 alone
+	// from then on.
+	offers map[netip.Addr]*offer
 	// used maps a nonce that has been answered to the highest nonce-count
 	// seen, so a replayed answer is refused.
 	used map[string]nonceUse
+}
+
+type offer struct {
+	challenged time.Time // last challenge naming SHA-256 first
+	answered   bool      // answered a challenge at least once
+	md5First   bool
 }
 
 type nonceUse struct {
@@ -139,6 +151,7 @@ func New(cfg Config) *Authenticator {
 	a := &Authenticator{
 		cfg:      cfg,
 		failures: make(map[netip.Addr]*tokenbucket.Bucket),
+		offers:   make(map[netip.Addr]*offer),
 		used:     make(map[string]nonceUse),
 	}
 	if _, err := rand.Read(a.key[:]); err != nil {
@@ -150,11 +163,15 @@ func New(cfg Config) *Authenticator {
 // Challenges returns the WWW-Authenticate values for a 401 to src, one per
 // offered algorithm, each with its own fresh nonce.
 func (a *Authenticator) Challenges(src netip.Addr, now time.Time, stale bool) []string {
-	var out []string
-	for _, alg := range []struct {
+	order := []struct {
 		bit  Algorithms
 		name string
-	}{{SHA256, "SHA-256"}, {MD5, "MD5"}} {
+	}{{SHA256, "SHA-256"}, {MD5, "MD5"}}
+	if a.cfg.Offer == Both && a.md5Only(src, now) {
+		order = order[1:]
+	}
+	var out []string
+	for _, alg := range order {
 		if a.cfg.Offer&alg.bit == 0 {
 			continue
 		}
@@ -172,6 +189,34 @@ func (a *Authenticator) Challenges(src netip.Addr, now time.Time, stale bool) []
 		out = append(out, b.String())
 	}
 	return out
+}
+
+// md5Only decides what a challenge to src offers and notes it. A source
+// that was challenged with SHA-256 first, never answered, and asks again
+// without credentials within a retry's time could not use SHA-256.
+func (a *Authenticator) md5Only(src netip.Addr, now time.Time) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	o := a.offers[src]
+	if o == nil {
+		if len(a.offers) >= a.cfg.MaxSources {
+			for k := range a.offers {
+				delete(a.offers, k)
+				if len(a.offers) < a.cfg.MaxSources {
+					break
+				}
+			}
+		}
+		o = &offer{}
+		a.offers[src] = o
+	}
+	if !o.md5First && !o.answered && !o.challenged.IsZero() && now.Sub(o.challenged) < 10*time.Minute {
+		o.md5First = true
+	}
+	if !o.md5First {
+		o.challenged = now
+	}
+	return o.md5First
 }
 
 // nonce is a timestamp and a MAC over it and the source address: the
@@ -284,6 +329,9 @@ func (a *Authenticator) Check(req Request, creds Credentials, password func(user
 		return Stale
 	}
 	a.remember(creds.Nonce, nonceUse{nc: nc, issued: issued}, now)
+	if o := a.offers[req.Src]; o != nil {
+		o.answered = true
+	}
 	return OK
 }
 

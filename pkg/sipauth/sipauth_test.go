@@ -234,3 +234,32 @@ func TestChallengesOffer(t *testing.T) {
 		}
 	}
 }
+
+// A phone that gives up on a challenge naming SHA-256 comes back without
+// credentials; from then on it is offered MD5 alone. A phone that answered
+// SHA-256 keeps it.
+func TestOfferFallsBackToMD5(t *testing.T) {
+	a := New(Config{Realm: "peerline"})
+	first := func(src netip.Addr, at time.Time) string {
+		c := a.Challenges(src, at, false)[0]
+		return c[strings.Index(c, "algorithm="):strings.Index(c, ", qop")]
+	}
+	if got := first(phone, t0); got != "algorithm=SHA-256" {
+		t.Fatalf("first challenge offers %s first", got)
+	}
+	if got := a.Challenges(phone, t0.Add(30*time.Second), false); len(got) != 1 || !strings.Contains(got[0], "algorithm=MD5") {
+		t.Errorf("after an unanswered SHA-256 challenge: %q", got)
+	}
+	if got := first(phone, t0.Add(time.Hour)); got != "algorithm=MD5" {
+		t.Errorf("an hour later: %s first, want MD5 still", got)
+	}
+
+	req := Request{Method: "REGISTER", URI: "sip:10.0.2.2", Src: other}
+	ch := a.Challenges(other, t0, false)[0]
+	if r := a.Check(req, answer(t, ch, "2", lines["2"], req.URI, 1), lookup, t0); r != OK {
+		t.Fatalf("SHA-256 answer: %v", r)
+	}
+	if got := first(other, t0.Add(10*time.Minute)); got != "algorithm=SHA-256" {
+		t.Errorf("a phone that answered SHA-256 is offered %s first", got)
+	}
+}
