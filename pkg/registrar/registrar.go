@@ -130,7 +130,7 @@ func (r *Registrar) Serve(ctx context.Context, conn net.PacketConn) error {
 	if err != nil {
 		return fmt.Errorf("registrar: %w", err)
 	}
-	srv.OnRegister(r.handle)
+	srv.OnRegister(r.Handle)
 	srv.OnNoRoute(func(req *sip.Request, tx sip.ServerTransaction) {
 		res := sip.NewResponseFromRequest(req, sip.StatusMethodNotAllowed, "Method Not Allowed", nil)
 		res.AppendHeader(sip.NewHeader("Allow", "REGISTER"))
@@ -147,7 +147,8 @@ func (r *Registrar) Serve(ctx context.Context, conn net.PacketConn) error {
 	return fmt.Errorf("registrar on %s stopped: %w", conn.LocalAddr(), err)
 }
 
-func (r *Registrar) handle(req *sip.Request, tx sip.ServerTransaction) {
+// Handle answers one REGISTER; the Pi's SIP service routes REGISTERs here.
+func (r *Registrar) Handle(req *sip.Request, tx sip.ServerTransaction) {
 	res := r.decide(req)
 	if err := tx.Respond(res); err != nil {
 		r.log.Debug("registrar: answering", "err", err)
