@@ -72,10 +72,11 @@ type Stats struct {
 	Registered, Unregistered, Challenged, Refused, Limited uint64
 }
 
-// New returns a registrar for realm (the node's name: phones show it).
-func New(realm string, accounts Accounts, log *slog.Logger) *Registrar {
+// New returns a registrar; auth.Realm is the node's name (phones show
+// it), the rest of auth may stay zero for the defaults.
+func New(auth sipauth.Config, accounts Accounts, log *slog.Logger) *Registrar {
 	return &Registrar{
-		auth:     sipauth.New(sipauth.Config{Realm: realm}),
+		auth:     sipauth.New(auth),
 		accounts: accounts,
 		now:      time.Now,
 		log:      log,

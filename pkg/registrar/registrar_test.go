@@ -11,6 +11,8 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/peerline/peerline/pkg/sipauth"
 )
 
 var accounts = Accounts(func(user string) (int, string, bool) {
@@ -31,7 +33,7 @@ func start(t *testing.T) (*Registrar, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := New("alice", accounts, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	r := New(sipauth.Config{Realm: "alice"}, accounts, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Serve(ctx, conn) }()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/peerline/peerline/pkg/dialplan"
 	"github.com/peerline/peerline/pkg/registrar"
+	"github.com/peerline/peerline/pkg/sipauth"
 )
 
 // benchService runs a service on loopback with 200 line accounts and a
@@ -25,7 +26,7 @@ func benchService(b *testing.B) (string, int) {
 	// sipgo's clients log through the default logger; its warnings would
 	// break the benchmark lines make bench-sip reads.
 	slog.SetDefault(quiet)
-	reg := registrar.New("bench", func(user string) (int, string, bool) {
+	reg := registrar.New(sipauth.Config{Realm: "bench"}, func(user string) (int, string, bool) {
 		n, err := strconv.Atoi(user)
 		if err != nil || n < 1 || n > 200 {
 			return 0, "", false

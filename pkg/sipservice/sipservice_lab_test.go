@@ -12,6 +12,7 @@ import (
 	"github.com/peerline/peerline/pkg/lab"
 	"github.com/peerline/peerline/pkg/labtest"
 	"github.com/peerline/peerline/pkg/registrar"
+	"github.com/peerline/peerline/pkg/sipauth"
 )
 
 // Two real softphones on two lines of one Pi: line 1 registers and dials
@@ -49,7 +50,9 @@ func TestDialLocalLineByNumber(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	reg := registrar.New("home", func(user string) (int, string, bool) {
+	// MD5 alone: baresip 1.0 cannot answer SHA-256 (TestBaresipRegisters
+	// covers how the registrar learns that), and this test is about dialling.
+	reg := registrar.New(sipauth.Config{Realm: "home", Offer: sipauth.MD5}, func(user string) (int, string, bool) {
 		if user == "1" {
 			return 1, "pw1", true
 		}
@@ -87,8 +90,17 @@ func TestDialLocalLineByNumber(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := caller.WaitEvent(ctx, lab.EventRegisterOK); err != nil {
-		t.Fatalf("line 1 registering: %v", err)
+	// baresip may register before its control channel is up, so its
+	// REGISTER_OK can come before anyone listens: ask the registrar.
+	for {
+		if _, ok := reg.Lookup(1); ok {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("line 1 never registered (phone events %v)", caller.Events())
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 	if err := caller.Dial(ctx, "sip:2@10.0.1.2"); err != nil {
 		t.Fatal(err)
