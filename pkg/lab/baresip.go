@@ -35,6 +35,8 @@ const (
 	EventCallRTPEstab    = "CALL_RTPESTAB"    // first RTP packet received
 	EventCallLocalSDP    = "CALL_LOCAL_SDP"   // Param "offer" or "answer"
 	EventCallRemoteSDP   = "CALL_REMOTE_SDP"  // Param "offer" or "answer"
+	EventRegisterOK      = "REGISTER_OK"      // PhoneOpts.Registrar accepted
+	EventRegisterFail    = "REGISTER_FAIL"    // Param is the reason
 )
 
 // DefaultCtrlPort is where ctrl_tcp listens, on 127.0.0.1 inside the phone's
@@ -70,6 +72,12 @@ type PhoneOpts struct {
 	RTPPorts string
 	// Extra lines appended to the generated config.
 	Extra []string
+	// Registrar, if set, is the host[:port] the phone registers to as
+	// User with Password (digest), every RegInterval seconds (default
+	// 600), as a desk phone provisioned with a line's account does.
+	Registrar   string
+	Password    string
+	RegInterval int
 }
 
 func (o *PhoneOpts) setDefaults() error {
@@ -149,6 +157,13 @@ func BaresipConfig(opts PhoneOpts, tonePath, recDir string) string {
 // and auto-answer if asked.
 func BaresipAccount(opts PhoneOpts) string {
 	acc := "<" + opts.URI() + ">;regint=0"
+	if opts.Registrar != "" {
+		iv := opts.RegInterval
+		if iv == 0 {
+			iv = 600
+		}
+		acc = fmt.Sprintf("<sip:%s@%s>;auth_pass=%s;regint=%d", opts.User, opts.Registrar, opts.Password, iv)
+	}
 	if opts.AutoAnswer {
 		acc += ";answermode=auto"
 	}

@@ -1,0 +1,318 @@
+// Package dialplan decides where a number or name dialled on a phone goes:
+// one of the node's own lines, a line of a paired node, an outside trunk,
+// or nowhere (a SIP refusal code). It is the routing table of the Pi's SIP
+// service; it holds no sockets and is tested with tables.
+//
+// Dialling, in the order tried (docs/dialplan.md has the user's view):
+//
+//  1. the configured rules, first match wins (modelled on Yate's
+//     regexroute: a regular expression on what was dialled, an optional
+//     rewrite with $1-style groups, and a target);
+//  2. short numbers: `<s>` is local line s; `<i>*<s>` is line s of peer i
+//     (the same digits as its address 10.i.s.1, with `*` for the dots, so a
+//     user who knows one knows the other); `<i>*` is line 1 of peer i;
+//  3. names: `<peer-name>` is that peer's line 1, `<peer-name>.<s>` its
+//     line s, `<label>` a line label (local or a peer's, when unique).
+//
+// Anything else is refused with 404, so a typo never rings a stranger.
+package dialplan
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// Kind says what a Decision targets.
+type Kind int
+
+const (
+	Refuse Kind = iota
+	Local       // one of this node's lines
+	Peer        // a line of a paired node
+	Trunk       // an outside SIP account
+)
+
+func (k Kind) String() string {
+	return [...]string{"refuse", "local", "peer", "trunk"}[k]
+}
+
+// Decision is where a dialled string goes.
+type Decision struct {
+	Kind  Kind
+	Peer  int    // Peer: the peer's index i (10.i.s.1)
+	Line  int    // Local, Peer: the line s
+	Trunk string // Trunk: the trunk's name
+	// Number is what the trunk is asked to call (after a rule's rewrite).
+	Number string
+	Code   int    // Refuse: the SIP status code
+	Reason string // why, for logs, status and the console
+}
+
+// MaxDialled bounds what Route reads: a dial string comes from a phone
+// or from a SIP request of a peer and is treated as hostile.
+const MaxDialled = 128
+
+// Rule is one configured dial-plan rule, as written in the config.
+type Rule struct {
+	// Match is a Go regular expression (RE2: linear time, no
+	// backtracking) matched against the whole dialled string.
+	Match string `json:"match"`
+	// Rewrite, if set, replaces the dialled string ($1, ${name}).
+	Rewrite string `json:"rewrite,omitempty"`
+	// Target is one of "line:<s>", "peer:<name or index>[.<s>]",
+	// "trunk:<name>", "refuse:<code>".
+	Target string `json:"target"`
+}
+
+// PeerInfo is what the plan knows of a paired node.
+type PeerInfo struct {
+	Index  int
+	Name   string
+	Labels map[int]string // line → label, as the peer published them
+}
+
+// Env is the node's view the plan routes against; it changes with every
+// pairing, so it is passed to each Route rather than compiled in.
+type Env struct {
+	Lines  int            // this node's lines, 1..Lines
+	Labels map[int]string // this node's line labels
+	Peers  []PeerInfo
+	Trunks []string
+}
+
+// Plan is a compiled rule list.
+type Plan struct {
+	rules []compiled
+}
+
+type compiled struct {
+	re      *regexp.Regexp
+	rewrite string
+	target  target
+	src     Rule
+}
+
+type target struct {
+	kind  Kind
+	peer  string // name or index, resolved at Route time
+	line  int
+	trunk string
+	code  int
+}
+
+// Compile checks rules and returns the plan. Errors name the rule and say
+// what is wrong, since they reach the user through -check-config and the
+// console.
+func Compile(rules []Rule) (*Plan, error) {
+	p := &Plan{}
+	for i, r := range rules {
+		re, err := regexp.Compile("^(?:" + r.Match + ")$")
+		if err != nil {
+			return nil, fmt.Errorf("dial plan rule %d: match %q is not a regular expression: %w", i+1, r.Match, err)
+		}
+		t, err := parseTarget(r.Target)
+		if err != nil {
+			return nil, fmt.Errorf("dial plan rule %d (match %q): %w", i+1, r.Match, err)
+		}
+		p.rules = append(p.rules, compiled{re: re, rewrite: r.Rewrite, target: t, src: r})
+	}
+	return p, nil
+}
+
+var errTarget = errors.New(`target must be "line:<n>", "peer:<name or index>[.<line>]", "trunk:<name>" or "refuse:<code>"`)
+
+func parseTarget(s string) (target, error) {
+	kind, arg, ok := strings.Cut(s, ":")
+	if !ok || arg == "" {
+		return target{}, fmt.Errorf("target %q: %w", s, errTarget)
+	}
+	switch kind {
+	case "line":
+		n, err := strconv.Atoi(arg)
+		if err != nil || n < 1 || n > 253 {
+			return target{}, fmt.Errorf("target %q: line must be a number from 1 to 253", s)
+		}
+		return target{kind: Local, line: n}, nil
+	case "peer":
+		name, line := arg, 1
+		if i := strings.LastIndexByte(arg, '.'); i >= 0 {
+			n, err := strconv.Atoi(arg[i+1:])
+			if err != nil || n < 1 || n > 253 {
+				return target{}, fmt.Errorf("target %q: the line after the dot must be a number from 1 to 253", s)
+			}
+			name, line = arg[:i], n
+		}
+		if name == "" {
+			return target{}, fmt.Errorf("target %q: %w", s, errTarget)
+		}
+		return target{kind: Peer, peer: name, line: line}, nil
+	case "trunk":
+		return target{kind: Trunk, trunk: arg}, nil
+	case "refuse":
+		n, err := strconv.Atoi(arg)
+		if err != nil || n < 400 || n > 699 {
+			return target{}, fmt.Errorf("target %q: a refusal is a SIP status from 400 to 699 (404 not found, 403 forbidden, 603 decline)", s)
+		}
+		return target{kind: Refuse, code: n}, nil
+	}
+	return target{}, fmt.Errorf("target %q: %w", s, errTarget)
+}
+
+// Route decides where dialled goes.
+func (p *Plan) Route(dialled string, env Env) Decision {
+	if dialled == "" || len(dialled) > MaxDialled {
+		return Decision{Kind: Refuse, Code: 484, Reason: "empty or too long a number"}
+	}
+	if p != nil {
+		for i, r := range p.rules {
+			m := r.re.FindStringSubmatchIndex(dialled)
+			if m == nil {
+				continue
+			}
+			number := dialled
+			if r.rewrite != "" {
+				number = string(r.re.ExpandString(nil, r.rewrite, dialled, m))
+			}
+			d := r.target.resolve(env, number)
+			d.Reason = fmt.Sprintf("rule %d (%s): %s", i+1, r.src.Match, d.Reason)
+			return d
+		}
+	}
+	if d, ok := short(dialled, env); ok {
+		return d
+	}
+	if d, ok := byName(dialled, env); ok {
+		return d
+	}
+	return Decision{Kind: Refuse, Code: 404, Reason: "no line, peer or rule matches"}
+}
+
+func (t target) resolve(env Env, number string) Decision {
+	switch t.kind {
+	case Local:
+		return local(env, t.line)
+	case Peer:
+		pi, ok := findPeer(env, t.peer)
+		if !ok {
+			return Decision{Kind: Refuse, Code: 404, Reason: fmt.Sprintf("no paired peer %q", t.peer)}
+		}
+		return Decision{Kind: Peer, Peer: pi.Index, Line: t.line, Reason: "peer " + pi.Name}
+	case Trunk:
+		for _, n := range env.Trunks {
+			if n == t.trunk {
+				return Decision{Kind: Trunk, Trunk: n, Number: number, Reason: "trunk " + n}
+			}
+		}
+		return Decision{Kind: Refuse, Code: 503, Reason: fmt.Sprintf("no trunk %q is configured", t.trunk)}
+	}
+	return Decision{Kind: Refuse, Code: t.code, Reason: "refused by rule"}
+}
+
+func local(env Env, line int) Decision {
+	if line < 1 || line > env.Lines {
+		return Decision{Kind: Refuse, Code: 404, Reason: fmt.Sprintf("this node has no line %d", line)}
+	}
+	return Decision{Kind: Local, Line: line, Reason: "local line"}
+}
+
+func findPeer(env Env, nameOrIndex string) (PeerInfo, bool) {
+	if n, err := strconv.Atoi(nameOrIndex); err == nil {
+		for _, p := range env.Peers {
+			if p.Index == n {
+				return p, true
+			}
+		}
+		return PeerInfo{}, false
+	}
+	for _, p := range env.Peers {
+		if strings.EqualFold(p.Name, nameOrIndex) {
+			return p, true
+		}
+	}
+	return PeerInfo{}, false
+}
+
+// short reads `<s>`, `<i>*<s>` and `<i>*`.
+func short(d string, env Env) (Decision, bool) {
+	a, b, star := strings.Cut(d, "*")
+	ai, ok := smallNumber(a)
+	if !ok {
+		return Decision{}, false
+	}
+	if !star {
+		return local(env, ai), true
+	}
+	line := 1
+	if b != "" {
+		if line, ok = smallNumber(b); !ok {
+			return Decision{}, false
+		}
+	}
+	pi, found := findPeer(env, strconv.Itoa(ai))
+	if !found {
+		return Decision{Kind: Refuse, Code: 404, Reason: fmt.Sprintf("no peer %d", ai)}, true
+	}
+	return Decision{Kind: Peer, Peer: pi.Index, Line: line, Reason: "short number for " + pi.Name}, true
+}
+
+// smallNumber reads 1 to 3 digits without a leading zero, 1..253.
+func smallNumber(s string) (int, bool) {
+	if s == "" || len(s) > 3 || s[0] == '0' {
+		return 0, false
+	}
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+		n = n*10 + int(s[i]-'0')
+	}
+	return n, n >= 1 && n <= 253
+}
+
+// byName reads `<peer>`, `<peer>.<s>` and line labels.
+func byName(d string, env Env) (Decision, bool) {
+	name, line := d, 1
+	if i := strings.LastIndexByte(d, '.'); i > 0 {
+		if n, ok := smallNumber(d[i+1:]); ok {
+			name, line = d[:i], n
+		}
+	}
+	if pi, ok := findPeer(env, name); ok && !isDigits(name) {
+		return Decision{Kind: Peer, Peer: pi.Index, Line: line, Reason: "name " + pi.Name}, true
+	}
+	// A label names one line; if two lines share it, refuse rather than
+	// guess which one the caller meant.
+	var found []Decision
+	for s, l := range env.Labels {
+		if l != "" && strings.EqualFold(l, d) {
+			found = append(found, Decision{Kind: Local, Line: s, Reason: "label " + l})
+		}
+	}
+	for _, p := range env.Peers {
+		for s, l := range p.Labels {
+			if l != "" && strings.EqualFold(l, d) {
+				found = append(found, Decision{Kind: Peer, Peer: p.Index, Line: s, Reason: "label " + l + " at " + p.Name})
+			}
+		}
+	}
+	switch len(found) {
+	case 0:
+		return Decision{}, false
+	case 1:
+		return found[0], true
+	}
+	return Decision{Kind: Refuse, Code: 485, Reason: fmt.Sprintf("%d lines are labelled %q: dial one by number", len(found), d)}, true
+}
+
+func isDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
+}

@@ -1,0 +1,143 @@
+// Package sipservice is the Pi's SIP service on each line's Pi address
+// (10.0.s.2:5060, phone port only): it takes phones' registrations and
+// turns numbers and names they dial into the address they could have
+// dialled themselves.
+//
+// It redirects rather than proxies: an INVITE to `7*2` or `alice.2` is
+// answered with 302 and Contact sip:2@10.7.2.1, and the phone calls that
+// address directly, through the packet rewriter, exactly like a call
+// dialled by IP. Why a redirect:
+//   - the Pi keeps no call state: a crash or restart of the service never
+//     drops a call, and the media and in-dialog requests take the path
+//     direct calls already take and that the lab checks;
+//   - the firewall does not change: the only new listener is on the phone
+//     port, and a peer never reaches it;
+//   - the caller's own From (display name, line) reaches the far phone
+//     unchanged, and the rewriter maps its address, so the far phone shows
+//     who calls and can call back by address.
+//
+// INVITEs are not authenticated: a redirect tells a phone on the phone
+// port nothing it could not reach by dialling the address itself.
+package sipservice
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/peerline/peerline/pkg/dialplan"
+	"github.com/peerline/peerline/pkg/numplan"
+	"github.com/peerline/peerline/pkg/registrar"
+)
+
+// Routes returns the current dial plan and the node's view to route
+// against; called per INVITE, so pairings and config reloads apply at once.
+type Routes func() (*dialplan.Plan, dialplan.Env)
+
+// Service answers REGISTER, INVITE and OPTIONS on the Pi's line
+// addresses.
+type Service struct {
+	Registrar *registrar.Registrar
+	Routes    Routes
+	Log       *slog.Logger
+}
+
+// Serve answers on conn until ctx ends.
+func (s *Service) Serve(ctx context.Context, conn net.PacketConn) error {
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent("peerline"))
+	if err != nil {
+		return fmt.Errorf("sip service: %w", err)
+	}
+	defer ua.Close()
+	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(s.Log))
+	if err != nil {
+		return fmt.Errorf("sip service: %w", err)
+	}
+	srv.OnRegister(s.Registrar.Handle)
+	srv.OnInvite(s.invite)
+	srv.OnAck(func(*sip.Request, sip.ServerTransaction) {}) // ACK of a 3xx/4xx: the transaction layer is done with it
+	srv.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
+		res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil)
+		res.AppendHeader(sip.NewHeader("Allow", "REGISTER, INVITE, ACK, OPTIONS"))
+		_ = tx.Respond(res)
+	})
+	srv.OnNoRoute(func(req *sip.Request, tx sip.ServerTransaction) {
+		res := sip.NewResponseFromRequest(req, sip.StatusMethodNotAllowed, "Method Not Allowed", nil)
+		res.AppendHeader(sip.NewHeader("Allow", "REGISTER, INVITE, ACK, OPTIONS"))
+		_ = tx.Respond(res)
+	})
+	go func() {
+		<-ctx.Done()
+		conn.Close()
+	}()
+	err = srv.ServeUDP(conn)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return fmt.Errorf("sip service on %s stopped: %w", conn.LocalAddr(), err)
+}
+
+func (s *Service) invite(req *sip.Request, tx sip.ServerTransaction) {
+	res, d := s.decide(req)
+	s.Log.Info("sip service: call", "dialled", truncate(req.Recipient.User), "from", req.Source(),
+		"decision", d.Kind.String(), "code", res.StatusCode, "reason", d.Reason)
+	_ = tx.Respond(res)
+}
+
+// decide maps an INVITE to its answer; separate from invite so tests can
+// run it without sockets.
+func (s *Service) decide(req *sip.Request) (*sip.Response, dialplan.Decision) {
+	plan, env := s.Routes()
+	d := plan.Route(req.Recipient.User, env)
+	var target netip.Addr
+	switch d.Kind {
+	case dialplan.Local:
+		target = numplan.Phone(0, uint8(d.Line))
+	case dialplan.Peer:
+		target = numplan.Phone(uint8(d.Peer), uint8(d.Line))
+	case dialplan.Trunk:
+		// Trunks are routed by the trunk service, which this node does
+		// not run yet.
+		d = dialplan.Decision{Kind: dialplan.Refuse, Code: sip.StatusServiceUnavailable, Reason: "trunks are not available on this node yet"}
+	}
+	if d.Kind == dialplan.Refuse {
+		return sip.NewResponseFromRequest(req, d.Code, reason(d.Code), nil), d
+	}
+	res := sip.NewResponseFromRequest(req, sip.StatusMovedTemporarily, "Moved Temporarily", nil)
+	// The user part is the line number, the account user the Pi
+	// provisions on that line: desk phones take any user on a direct call,
+	// softphones look their account up by it.
+	res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: strconv.Itoa(d.Line), Host: target.String()}})
+	return res, d
+}
+
+func reason(code int) string {
+	switch code {
+	case 403:
+		return "Forbidden"
+	case 404:
+		return "Not Found"
+	case 484:
+		return "Address Incomplete"
+	case 485:
+		return "Ambiguous"
+	case 503:
+		return "Service Unavailable"
+	case 603:
+		return "Decline"
+	}
+	return "Refused"
+}
+
+func truncate(s string) string {
+	if len(s) > dialplan.MaxDialled {
+		return s[:dialplan.MaxDialled]
+	}
+	return s
+}
