@@ -63,49 +63,19 @@ func Impersonation(msg []byte, ours func([4]byte) bool) (field string, found boo
 // with redirect) may name only itself, and the index of its colon; "" for
 // every other field.
 func identityField(f []byte, response, redirect bool) (name string, colon int) {
-	n := 0
-	for n < len(f) && class[f[n]]&clToken != 0 {
-		n++
-	}
-	colon = skipLWS(f, n)
-	var buf [len("p-preferred-identity")]byte
-	if n == 0 || n > len(buf) || colon == len(f) || f[colon] != ':' {
-		return "", 0
-	}
-	for k := range n {
-		c := f[k]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		buf[k] = c
-	}
-	switch string(buf[:n]) {
-	case "contact", "m":
+	h, colon := headerOf(f)
+	switch h {
+	case hdrContact:
 		if redirect {
 			return "", 0
 		}
-		return "contact", colon
-	case "p-asserted-identity":
-		return "p-asserted-identity", colon
-	case "p-preferred-identity":
-		return "p-preferred-identity", colon
-	case "remote-party-id":
-		return "remote-party-id", colon
-	case "reply-to":
-		return "reply-to", colon
-	}
-	if response {
+	case hdrPAssertedIdentity, hdrPPreferredIdentity, hdrRemotePartyID, hdrReplyTo:
+	case hdrFrom, hdrVia, hdrRecordRoute, hdrPath:
+		if response {
+			return "", 0
+		}
+	default:
 		return "", 0
 	}
-	switch string(buf[:n]) {
-	case "from", "f":
-		return "from", colon
-	case "via", "v":
-		return "via", colon
-	case "record-route":
-		return "record-route", colon
-	case "path":
-		return "path", colon
-	}
-	return "", 0
+	return headerNames[h], colon
 }

@@ -25,6 +25,10 @@ const (
 	ErrBadContentLength
 	// ErrBadContentType: more than one Content-Type.
 	ErrBadContentType
+	// ErrEncodedBody: a body of a type that is rewritten (SDP, dialog
+	// info, message summary) under a Content-Encoding other than identity
+	// (gzip): its addresses can be neither read nor mapped.
+	ErrEncodedBody
 
 	// NumReasons is one more than the largest Reason, for counter arrays.
 	NumReasons
@@ -37,6 +41,7 @@ var reasonNames = [NumReasons]string{
 	ErrMalformedHeader:  "malformed-header",
 	ErrBadContentLength: "bad-content-length",
 	ErrBadContentType:   "bad-content-type",
+	ErrEncodedBody:      "encoded-body",
 }
 
 var reasonTexts = [NumReasons]string{
@@ -46,6 +51,7 @@ var reasonTexts = [NumReasons]string{
 	ErrMalformedHeader:  "sipmsg: malformed header line",
 	ErrBadContentLength: "sipmsg: bad Content-Length",
 	ErrBadContentType:   "sipmsg: more than one Content-Type",
+	ErrEncodedBody:      "sipmsg: an SDP, dialog-info or message-summary body under a Content-Encoding",
 }
 
 // String returns a short name fit for a metric label ("bad-content-length").
@@ -77,21 +83,13 @@ func Mappable(msg []byte, mapAddr func([4]byte) ([4]byte, bool)) bool {
 // literal third can name counts as mappable, since the other node would
 // read it as one of its own nodes.
 func MappableThird(msg []byte, mapAddr func([4]byte) ([4]byte, bool), third Third) bool {
-	for i := 0; ; {
-		_, end, a, ok := nextAddr(msg, i)
-		if !ok {
-			return false
-		}
+	return HasAddr(msg, func(a [4]byte) bool {
 		if _, ok := mapOne(a, mapAddr); ok {
 			return true
 		}
-		if third != nil && a != [4]byte{} {
-			if _, ok := third.WireTag(a); ok {
-				return true
-			}
-		}
-		i = end
-	}
+		_, ok := wireTag(a, third)
+		return ok
+	})
 }
 
 // ReasonOf returns the Reason of an error returned by Rewrite: 0 for nil.
@@ -132,7 +130,8 @@ type layout struct {
 	// message has no Content-Length (then the body is the rest of the
 	// datagram, RFC 3261 §18.3).
 	clStart, clEnd int
-	sdp            bool
+	typ            BodyType
+	encoded        bool
 }
 
 // Rewrite appends msg to dst with the IPv4 literals in the fields listed in
@@ -158,10 +157,13 @@ func RewriteThird(dst, msg []byte, mapAddr func([4]byte) ([4]byte, bool), third 
 		return dst, false, r
 	}
 	body := msg[l.bodyStart:l.bodyEnd]
+	if l.typ != BodyOther && l.encoded && len(body) > 0 {
+		return dst, false, ErrEncodedBody
+	}
 	bodyLen := len(body)
-	if l.sdp {
+	if l.typ != BodyOther {
 		var d int
-		d, changed = sdpDelta(body, mapAddr)
+		d, changed = bodyDelta(l.typ, body, mapAddr)
 		bodyLen += d
 	}
 
@@ -202,8 +204,8 @@ func RewriteThird(dst, msg []byte, mapAddr func([4]byte) ([4]byte, bool), third 
 		}
 		i = end
 	}
-	if l.sdp {
-		out = appendSDP(out, body, mapAddr)
+	if l.typ != BodyOther {
+		out = appendBody(out, l.typ, body, mapAddr)
 	} else {
 		out = append(out, body...)
 	}
@@ -268,13 +270,13 @@ func scan(msg []byte) (layout, Reason) {
 				return l, ErrBadContentType
 			}
 			sawType = true
-			l.sdp = isSDPType(f[colon+1:])
+			l.typ = bodyType(f[colon+1:])
 		case kindContentEncoding:
 			encoded = encoded || !isIdentity(f[colon+1:])
 		}
 		i = end
 	}
-	l.sdp = l.sdp && !encoded
+	l.encoded = encoded
 	l.bodyEnd = len(msg)
 	if l.clStart >= 0 {
 		n := 0
@@ -285,6 +287,11 @@ func scan(msg []byte) (layout, Reason) {
 			return l, ErrBadContentLength
 		}
 		l.bodyEnd = l.bodyStart + n
+	}
+	if !sawType {
+		if b := msg[l.bodyStart:l.bodyEnd]; hasPrefix(b, "v=0\n") || hasPrefix(b, "v=0\r\n") {
+			l.typ = BodySDP
+		}
 	}
 	return l, 0
 }
@@ -304,49 +311,6 @@ func fieldAt(msg []byte, i, limit int) (end, lineEnd int) {
 		end = next
 	}
 	return end, lineEnd
-}
-
-// headerKind classifies a header field and returns the index of its colon,
-// or -1 if the field is not "token LWS :".
-func headerKind(f []byte) (kind, colon int) {
-	i := 0
-	for i < len(f) && class[f[i]]&clToken != 0 {
-		i++
-	}
-	n := i
-	i = skipLWS(f, i)
-	if n == 0 || i == len(f) || f[i] != ':' {
-		return kindOther, -1
-	}
-	colon = i
-	// Names we care about are short: lower-case them on the stack so that
-	// the switch below compares strings without allocating.
-	var buf [len("p-preferred-identity")]byte
-	if n > len(buf) {
-		return kindOther, colon
-	}
-	for k := range n {
-		c := f[k]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		buf[k] = c
-	}
-	switch string(buf[:n]) {
-	case "via", "v", "contact", "m", "from", "f", "to", "t",
-		"route", "record-route", "path",
-		"refer-to", "r", "referred-by", "b", "reply-to",
-		"p-asserted-identity", "p-preferred-identity", "p-called-party-id",
-		"remote-party-id", "diversion", "history-info":
-		return kindAddr, colon
-	case "content-length", "l":
-		return kindContentLength, colon
-	case "content-type", "c":
-		return kindContentType, colon
-	case "content-encoding", "e":
-		return kindContentEncoding, colon
-	}
-	return kindOther, colon
 }
 
 // skipLWS skips blanks and the line breaks of folded lines: inside a field
@@ -375,23 +339,29 @@ func digits(f []byte, from int) (start, end int, ok bool) {
 	return start, end, true
 }
 
-// isSDPType reports whether a Content-Type value is application/sdp, ignoring
-// case, LWS and parameters.
-func isSDPType(v []byte) bool {
+// bodyType returns the type of a Content-Type value, ignoring case, LWS
+// and parameters.
+func bodyType(v []byte) BodyType {
 	i := skipLWS(v, 0)
 	if !hasPrefixFold(v[i:], "application") {
-		return false
+		return BodyOther
 	}
 	i = skipLWS(v, i+len("application"))
 	if i == len(v) || v[i] != '/' {
-		return false
+		return BodyOther
 	}
 	i = skipLWS(v, i+1)
-	if !hasPrefixFold(v[i:], "sdp") {
-		return false
+	for _, t := range [...]struct {
+		sub string
+		typ BodyType
+	}{{"sdp", BodySDP}, {"dialog-info+xml", BodyDialogInfo}, {"simple-message-summary", BodyMessageSummary}} {
+		if hasPrefixFold(v[i:], t.sub) {
+			if k := i + len(t.sub); k == len(v) || class[v[k]]&clToken == 0 {
+				return t.typ
+			}
+		}
 	}
-	i += len("sdp")
-	return i == len(v) || class[v[i]]&clToken == 0
+	return BodyOther
 }
 
 // isIdentity reports whether a Content-Encoding value is empty or
@@ -511,6 +481,8 @@ func sdpLine(line []byte) int {
 		return len("a=candidate:")
 	case hasPrefix(line, "a=remote-candidates:"):
 		return len("a=remote-candidates:")
+	case hasPrefix(line, "a=ssrc:"):
+		return len("a=ssrc:")
 	}
 	return -1
 }
@@ -573,33 +545,129 @@ func requestURI(line []byte) (start, end int, ok bool) {
 // sdpDelta returns how much the SDP body grows under mapAddr, and whether any
 // literal changes.
 func sdpDelta(body []byte, mapAddr func([4]byte) ([4]byte, bool)) (delta int, changed bool) {
+	return bodyDelta(BodySDP, body, mapAddr)
+}
+
+// appendSDP appends body with the literals of the lines sdpLine names
+// mapped.
+func appendSDP(dst, body []byte, mapAddr func([4]byte) ([4]byte, bool)) []byte {
+	return appendBody(dst, BodySDP, body, mapAddr)
+}
+
+// bodyDelta returns how much a body of type typ grows under mapAddr, and
+// whether any literal changes.
+func bodyDelta(typ BodyType, body []byte, mapAddr func([4]byte) ([4]byte, bool)) (delta int, changed bool) {
 	for i := 0; i < len(body); {
-		line, next := lineAt(body, i)
-		if k := sdpLine(line); k >= 0 {
-			d, c := mappedDelta(line[k:], mapAddr)
-			delta += d
-			changed = changed || c
-		}
+		start, end, next := nextSpan(typ, body, i)
+		d, c := mappedDelta(body[start:end], mapAddr)
+		delta += d
+		changed = changed || c
 		i = next
 	}
 	return delta, changed
 }
 
-// appendSDP appends body with the literals of its o=, c= and a=rtcp: lines
-// mapped.
-func appendSDP(dst, body []byte, mapAddr func([4]byte) ([4]byte, bool)) []byte {
+// appendBody appends a body of type typ with the literals of its spans
+// (nextSpan) mapped.
+func appendBody(dst []byte, typ BodyType, body []byte, mapAddr func([4]byte) ([4]byte, bool)) []byte {
+	done := 0
 	for i := 0; i < len(body); {
-		line, next := lineAt(body, i)
-		if k := sdpLine(line); k >= 0 {
-			dst = append(dst, line[:k]...)
-			dst, _ = appendMapped(dst, line[k:], mapAddr)
-			dst = append(dst, body[i+len(line):next]...)
-		} else {
-			dst = append(dst, body[i:next]...)
-		}
+		start, end, next := nextSpan(typ, body, i)
+		dst = append(dst, body[done:start]...)
+		dst, _ = appendMapped(dst, body[start:end], mapAddr)
+		done = end
 		i = next
 	}
-	return dst
+	return append(dst, body[done:]...)
+}
+
+// nextSpan returns the first part of body, at or after i, whose literals
+// are mapped, and where to look for the next one (past end, and past i):
+//   - SDP: the rewritable part of a line sdpLine names;
+//   - a message summary: all the rest;
+//   - dialog info: up to the next value of an attribute that is an opaque
+//     identifier (opaqueValue), which is skipped.
+//
+// The spans are found by bytes that mapping never changes, so they are the
+// same in a body and in its mapped form.
+func nextSpan(typ BodyType, body []byte, i int) (start, end, next int) {
+	switch typ {
+	case BodySDP:
+		for i < len(body) {
+			line, n := lineAt(body, i)
+			if k := sdpLine(line); k >= 0 {
+				return i + k, i + len(line), n
+			}
+			i = n
+		}
+		return len(body), len(body), len(body)
+	case BodyDialogInfo:
+		if vs, ve, ok := opaqueValue(body, i); ok {
+			return i, vs, ve
+		}
+	}
+	return i, len(body), len(body)
+}
+
+// opaqueValue finds, at or after i, the quoted value of the next XML
+// attribute named id, call-id, local-tag or remote-tag (after any
+// namespace prefix, in any case). They are the dialog identifiers of RFC
+// 4235: a phone doing a directed pickup copies them into the Replaces of
+// its INVITE, where they must match the Call-ID and tags that cross the
+// tunnel unchanged, so they cross unchanged too.
+func opaqueValue(b []byte, i int) (vs, ve int, ok bool) {
+	// noDouble and noSingle are set once that quote is known not to occur
+	// again, so that an unclosed quote is not searched for at every '='.
+	var noDouble, noSingle bool
+	for {
+		k := bytes.IndexByte(b[i:], '=')
+		if k < 0 {
+			return 0, 0, false
+		}
+		eq := i + k
+		i = eq + 1
+		ne := eq
+		for ne > 0 && (b[ne-1] == ' ' || b[ne-1] == '\t' || b[ne-1] == '\r' || b[ne-1] == '\n') {
+			ne--
+		}
+		ns := ne
+		for ns > 0 && isXMLName(b[ns-1]) {
+			ns--
+		}
+		if ns == ne || ns == 0 || !isBlank(b[ns-1]) || !opaqueAttr(b[ns:ne]) {
+			continue
+		}
+		q := skipLWS(b, eq+1)
+		if q == len(b) || (b[q] != '"' && b[q] != '\'') || (b[q] == '"' && noDouble) || (b[q] == '\'' && noSingle) {
+			continue
+		}
+		c := bytes.IndexByte(b[q+1:], b[q])
+		if c < 0 {
+			if b[q] == '"' {
+				noDouble = true
+			} else {
+				noSingle = true
+			}
+			continue
+		}
+		return q + 1, q + 1 + c, true
+	}
+}
+
+func isXMLName(c byte) bool {
+	return class[c]&(clWord|clDigitDot) != 0 || c == ':'
+}
+
+// opaqueAttr reports whether an XML attribute name, after any prefix, is
+// one of the dialog identifiers opaqueValue skips.
+func opaqueAttr(name []byte) bool {
+	if c := bytes.LastIndexByte(name, ':'); c >= 0 {
+		name = name[c+1:]
+	}
+	return len(name) == len("id") && hasPrefixFold(name, "id") ||
+		len(name) == len("call-id") && hasPrefixFold(name, "call-id") ||
+		len(name) == len("local-tag") && hasPrefixFold(name, "local-tag") ||
+		len(name) == len("remote-tag") && hasPrefixFold(name, "remote-tag")
 }
 
 // mapOne maps a literal, keeping 0.0.0.0 (hold) whatever mapAddr says.
