@@ -564,7 +564,7 @@ func (d *Device) datagramLocked(ds *dirState, dir int, pkt, room []byte, now int
 	if len(out) > len(room) {
 		// No room to grow (a Read with small buffers): addresses only,
 		// unless the message holds addresses of the plan.
-		if mappablePayload(pkt, ihl, d.peer, numplan.Direction(dir), d.third.Load()) {
+		if (tunnelMap{d.peer, numplan.Direction(dir), d.third.Load()}).mustDrop(pkt[ihl+udpHeaderLen:]) {
 			d.count(dir, SIPRefused)
 			d.sampleRefused(dir, now, src, pkt, "no-room")
 			return -1

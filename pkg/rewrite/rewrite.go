@@ -447,43 +447,66 @@ func adjustUDPChecksum(c []byte, d uint32) uint32 {
 	return uint32(^old) + uint32(nc)
 }
 
+// tunnelMap is the address map of one tunnel and direction, in the form
+// sipmsg takes it.
+type tunnelMap struct {
+	peer  uint8
+	dir   numplan.Direction
+	third *ThirdNodes
+}
+
+func (m tunnelMap) addr(a [4]byte) ([4]byte, bool) { return numplan.Map(a, m.peer, m.dir) }
+
+// names is m.third as a sipmsg.Third: a nil *ThirdNodes in the interface
+// would be a non-nil Third.
+func (m tunnelMap) names() sipmsg.Third {
+	if m.third == nil {
+		return nil
+	}
+	return m.third
+}
+
+// mustDrop is the one decision for a SIP payload that is about to leave
+// not rewritten (sipmsg refused it, its UDP length is wrong, the result
+// would not fit, or its fragments cannot be reassembled): it must be
+// dropped if it holds an address this map would change, since the other
+// side reads our plan's addresses as its own (a local 10.0.s.p is one of
+// its phones there), or a body that can hide one (sipmsg.ErrEncodedBody).
+// Anything else passes as it is, harmless.
+func (m tunnelMap) mustDrop(payload []byte) bool {
+	return sipmsg.MappableThird(payload, m.addr, m.names()) ||
+		sipmsg.ReasonOf(sipmsg.Check(payload)) == sipmsg.ErrEncodedBody
+}
+
 // rewriteSIP builds the packet with a rewritten SIP payload in scratch.
 // SIPRefused means pkt must be dropped; any other result than SIPRewritten
 // leaves pkt for mapInPlace. why is sipmsg's reason for refusing the
 // message, 0 if it did not.
 func rewriteSIP(scratch, pkt []byte, ihl int, peer uint8, dir numplan.Direction, third *ThirdNodes) (_ []byte, _ Result, why sipmsg.Reason) {
+	m := tunnelMap{peer, dir, third}
 	udp := pkt[ihl:]
+	hdr := ihl + udpHeaderLen
 	if int(binary.BigEndian.Uint16(udp[offUDPLen:])) != len(udp) {
 		// Its payload would pass as it is.
-		if mappablePayload(pkt, ihl, peer, dir, third) {
+		if m.mustDrop(pkt[hdr:]) {
 			return nil, SIPRefused, 0
 		}
 		return nil, BadTransport, 0
 	}
-	mapAddr := func(a [4]byte) ([4]byte, bool) { return numplan.Map(a, peer, dir) }
-	hdr := ihl + udpHeaderLen
 	out := append(scratch[:0], pkt[:hdr]...)
-	// A nil *ThirdNodes in the interface would be a non-nil Third.
-	var names sipmsg.Third
-	if third != nil {
-		names = third
-	}
-	out, changed, err := sipmsg.RewriteThird(out, pkt[hdr:], mapAddr, names)
-	switch {
-	case err != nil:
-		// Passed unchanged, a message still holding one of our plan's
-		// addresses would name, at the other node, one of its phones.
-		if sipmsg.MappableThird(pkt[hdr:], mapAddr, names) {
-			return nil, SIPRefused, sipmsg.ReasonOf(err)
+	out, changed, err := sipmsg.RewriteThird(out, pkt[hdr:], m.addr, m.names())
+	if why = sipmsg.ReasonOf(err); why != 0 || !changed || len(out) > maxPacket {
+		res := SIPUnchanged
+		switch {
+		case why != 0:
+			res = SIPUnparsable
+		case len(out) > maxPacket:
+			res = SIPTooBig
 		}
-		return nil, SIPUnparsable, sipmsg.ReasonOf(err)
-	case !changed:
-		return nil, SIPUnchanged, 0
-	case len(out) > maxPacket:
-		if mappablePayload(pkt, ihl, peer, dir, third) {
-			return nil, SIPRefused, 0
+		if res != SIPUnchanged && m.mustDrop(pkt[hdr:]) {
+			res = SIPRefused
 		}
-		return nil, SIPTooBig, 0
+		return nil, res, why
 	}
 	mapAddrs(out[offSrc:offDst+4], peer, dir)
 	binary.BigEndian.PutUint16(out[offTotalLen:], uint16(len(out)))

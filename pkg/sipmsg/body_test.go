@@ -284,3 +284,19 @@ func TestOpaqueValue(t *testing.T) {
 		}
 	}
 }
+
+// TestCheck: Check refuses exactly what Rewrite refuses.
+func TestCheck(t *testing.T) {
+	for _, msg := range []string{
+		crlf(blfNotifyLocal), crlf(mwiNotifyLocal),
+		crlf("INVITE sip:b@10.7.1.1 SIP/2.0\nContent-Type: application/sdp\nContent-Encoding: gzip\nContent-Length: {len}\n\nxx"),
+		crlf("INVITE sip:b@10.7.1.1 SIP/2.0\nContent-Type: application/sdp\nContent-Encoding: gzip\nContent-Length: 0\n\n"),
+		"INVITE sip:b SIP/2.0\r\nl: 9\r\n\r\n",
+		"hello 10.0.1.1\r\n",
+	} {
+		_, _, want := Rewrite(nil, []byte(msg), outVia7)
+		if got := Check([]byte(msg)); got != want {
+			t.Errorf("Check(%q) = %v, Rewrite says %v", msg, got, want)
+		}
+	}
+}

@@ -157,6 +157,9 @@ func FuzzSIPMessage(f *testing.F) {
 	addTortureSeeds(f)
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		same, changed, ierr := Rewrite(nil, msg, identity)
+		if c := Check(msg); c != ierr {
+			t.Fatalf("Check(%q) = %v, Rewrite refuses with %v", msg, c, ierr)
+		}
 		if ierr == nil && (changed || !bytes.Equal(same, msg)) {
 			t.Fatalf("Rewrite(%q, identity) = %q, %v, want the input", msg, same, changed)
 		}

@@ -26,6 +26,19 @@ func Parse(msg []byte) (Message, error) {
 	return Message{msg: msg, l: l}, nil
 }
 
+// Check returns the Reason Rewrite would refuse msg with, nil if it would
+// not: Parse's framing errors, and ErrEncodedBody. It rewrites nothing.
+func Check(msg []byte) error {
+	l, r := scan(msg)
+	if r == 0 && l.typ != BodyOther && l.encoded && l.bodyEnd > l.bodyStart {
+		r = ErrEncodedBody
+	}
+	if r != 0 {
+		return r
+	}
+	return nil
+}
+
 // StartLine is the request or status line, without its line ending.
 func (m *Message) StartLine() []byte {
 	line, _ := lineAt(m.msg, 0)

@@ -158,6 +158,7 @@ func RewriteThird(dst, msg []byte, mapAddr func([4]byte) ([4]byte, bool), third 
 	}
 	body := msg[l.bodyStart:l.bodyEnd]
 	if l.typ != BodyOther && l.encoded && len(body) > 0 {
+		// Check says the same.
 		return dst, false, ErrEncodedBody
 	}
 	bodyLen := len(body)
