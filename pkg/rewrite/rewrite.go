@@ -23,6 +23,19 @@
 //     packet names the addresses its receiver knows that packet by.
 //   - the address literals of SIP messages carried by UDP (package sipmsg),
 //     after which the UDP and IP lengths and both checksums are recomputed.
+//     Besides the header fields that name a party or a hop, that is the
+//     bodies phones read addresses from (issue 15 item 4; sipmsg's "Which
+//     bodies" has each rule and why): SDP's o=, c=, a=rtcp:, ICE and
+//     a=ssrc (the CNAME) lines, also in a body sent without a
+//     Content-Type that starts "v=0"; the dialog-info XML of busy-lamp
+//     NOTIFYs (entity, identities, target URIs: BLF and directed pickup
+//     across a tunnel need them), but not the dialog's id, call-id and
+//     tags, which a pickup's Replaces must match byte for byte; and the
+//     message-summary of MWI NOTIFYs (Message-Account). One of those
+//     bodies under gzip is dropped and counted (SIPRefused, reason
+//     "encoded-body"): it cannot be mapped, and passed on it would point
+//     the far phone at its own lines. Other bodies (presence, sipfrag,
+//     text) pass as they are.
 //     A message can grow or shrink by two bytes per literal, or by a few
 //     tens where a URI names a third node's phone (ThirdNodes: the one
 //     piece of the map that depends on the node's list of peers, set by the
@@ -56,8 +69,10 @@
 // What is passed with its addresses mapped but its payload untouched, and
 // counted: SIP over TCP, and SIP messages sipmsg cannot parse (by sipmsg's
 // Reason) — except those that still hold an address of our plan, which
-// would reach the other node meaning one of its own phones: those are
-// dropped (SIPRefused). TCP is a decision, not a gap: rewriting it changes
+// would reach the other node meaning one of its own phones, or an encoded
+// body that may hide one: those are dropped (SIPRefused). One function,
+// tunnelMap.mustDrop, makes that decision wherever a SIP payload would
+// leave unrewritten. TCP is a decision, not a gap: rewriting it changes
 // segment lengths, so every later sequence and acknowledgement number of
 // the connection would need adjusting (as Linux's nf_nat_sip does through
 // conntrack), which is state that a restarted daemon loses mid-call; phones
