@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/peerline/peerline/pkg/numplan"
 	"github.com/peerline/peerline/pkg/sipmsg"
 )
 
@@ -209,13 +210,15 @@ func TestEncodedBodyDropped(t *testing.T) {
 func TestLearnSDPWithoutType(t *testing.T) {
 	var tb sdpTable
 	body := "v=0\r\nc=IN IP4 10.7.2.1\r\nm=audio 20000 RTP/AVP 96\r\na=rtpmap:96 opus/48000/2\r\n"
-	tb.learn([]byte("SIP/2.0 200 OK\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body))
+	sip := parseSIP([]byte("SIP/2.0 200 OK\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body))
+	tb.learn(&sip, nil)
 	ep := uint64(10<<24|7<<16|2<<8|1)<<16 | 20000
 	if got := tb.clock(ep, 96); got != 48000 {
 		t.Errorf("clock(96) = %d after SDP without a Content-Type, want 48000", got)
 	}
 	var past sdpTable
-	past.learn([]byte("SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n" + body))
+	sip = parseSIP([]byte("SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n" + body))
+	past.learn(&sip, nil)
 	if got := past.clock(ep, 96); got != 0 {
 		t.Errorf("clock(96) = %d from bytes past Content-Length, want 0", got)
 	}
@@ -295,4 +298,22 @@ func literals(s []byte) [][4]byte {
 		i = j
 	}
 	return out
+}
+
+// learnBytes is learn for a message in this node's plan.
+func (t *sdpTable) learnBytes(msg []byte) {
+	sip := parseSIP(msg)
+	t.learn(&sip, nil)
+}
+
+// TestLearnInbound: a message from the peer is learnt as it came, its
+// media address mapped as the rewrite maps it (hold stays 0.0.0.0).
+func TestLearnInbound(t *testing.T) {
+	var tb sdpTable
+	body := "v=0\r\nc=IN IP4 10.255.2.1\r\nm=audio 20000 RTP/AVP 96\r\na=rtpmap:96 opus/48000/2\r\n"
+	sip := parseSIP([]byte("SIP/2.0 200 OK\r\nContent-Type: application/sdp\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body))
+	tb.learn(&sip, func(a [4]byte) ([4]byte, bool) { return numplan.FromWire(a, bobAtAlice) })
+	if got := tb.clock(uint64(10<<24|7<<16|2<<8|1)<<16|20000, 96); got != 48000 {
+		t.Errorf("clock(10.7.2.1:20000, 96) = %d, want 48000", got)
+	}
 }

@@ -239,12 +239,30 @@ func Packet(scratch, pkt []byte, peer uint8, dir numplan.Direction) (out []byte,
 // did not).
 // third, if not nil, names the nodes other than the tunnel's two ends.
 func packet(scratch, pkt []byte, peer uint8, dir numplan.Direction, third *ThirdNodes) (out []byte, res Result, why sipmsg.Reason) {
+	return packetOf(scratch, pkt, peer, dir, third, nil)
+}
+
+// parsedSIP is a UDP payload as sipmsg.Parse read it: Device reads each SIP
+// datagram once, for the RTP clock table and the rewrite.
+type parsedSIP struct {
+	msg sipmsg.Message
+	err error
+}
+
+func parseSIP(payload []byte) (p parsedSIP) {
+	p.msg, p.err = sipmsg.Parse(payload)
+	return p
+}
+
+// packetOf is packet with the UDP payload of pkt already parsed, if sip is
+// not nil.
+func packetOf(scratch, pkt []byte, peer uint8, dir numplan.Direction, third *ThirdNodes, sip *parsedSIP) (out []byte, res Result, why sipmsg.Reason) {
 	pkt, ihl, res := check(pkt)
 	if res != Plain {
 		return pkt, res, 0
 	}
 	if isUDPSIP(pkt, ihl) {
-		out, res, why := rewriteSIP(scratch, pkt, ihl, peer, dir, third)
+		out, res, why := rewriteSIP(scratch, pkt, ihl, tunnelMap{peer, dir, third}, sip)
 		switch res {
 		case SIPRewritten:
 			return out, res, why
@@ -496,9 +514,8 @@ func (m tunnelMap) mustDrop(payload []byte) bool {
 // rewriteSIP builds the packet with a rewritten SIP payload in scratch.
 // SIPRefused means pkt must be dropped; any other result than SIPRewritten
 // leaves pkt for mapInPlace. why is sipmsg's reason for refusing the
-// message, 0 if it did not.
-func rewriteSIP(scratch, pkt []byte, ihl int, peer uint8, dir numplan.Direction, third *ThirdNodes) (_ []byte, _ Result, why sipmsg.Reason) {
-	m := tunnelMap{peer, dir, third}
+// message, 0 if it did not. sip is the payload parsed, or nil.
+func rewriteSIP(scratch, pkt []byte, ihl int, m tunnelMap, sip *parsedSIP) (_ []byte, _ Result, why sipmsg.Reason) {
 	udp := pkt[ihl:]
 	hdr := ihl + udpHeaderLen
 	if int(binary.BigEndian.Uint16(udp[offUDPLen:])) != len(udp) {
@@ -508,8 +525,14 @@ func rewriteSIP(scratch, pkt []byte, ihl int, peer uint8, dir numplan.Direction,
 		}
 		return nil, BadTransport, 0
 	}
-	out := append(scratch[:0], pkt[:hdr]...)
-	out, changed, err := sipmsg.RewriteThird(out, pkt[hdr:], m.addr, m.names())
+	if sip == nil {
+		p := parseSIP(pkt[hdr:])
+		sip = &p
+	}
+	out, changed, err := scratch[:0], false, sip.err
+	if err == nil {
+		out, changed, err = sip.msg.Rewrite(append(out, pkt[:hdr]...), m.addr, m.names())
+	}
 	if why = sipmsg.ReasonOf(err); why != 0 || !changed || len(out) > maxPacket {
 		res := SIPUnchanged
 		switch {
@@ -523,7 +546,7 @@ func rewriteSIP(scratch, pkt []byte, ihl int, peer uint8, dir numplan.Direction,
 		}
 		return nil, res, why
 	}
-	mapAddrs(out[offSrc:offDst+4], peer, dir)
+	mapAddrs(out[offSrc:offDst+4], m.peer, m.dir)
 	binary.BigEndian.PutUint16(out[offTotalLen:], uint16(len(out)))
 	binary.BigEndian.PutUint16(out[offChecksum:], 0)
 	binary.BigEndian.PutUint16(out[offChecksum:], ^fold(sum(out[:ihl], 0)))

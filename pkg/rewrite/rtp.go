@@ -488,14 +488,14 @@ func (t *sdpTable) clock(ep uint64, pt uint8) uint32 {
 	return 0
 }
 
-// learn reads the audio media of the SDP body of the SIP message msg (UDP
-// payload, addresses in this node's plan).
-func (t *sdpTable) learn(msg []byte) {
-	sip, err := sipmsg.Parse(msg)
-	if err != nil {
+// learn reads the audio media of the SDP body of a SIP message, as sipmsg
+// finds it. toLocal maps its media addresses into this node's plan (nil
+// when they are in it already).
+func (t *sdpTable) learn(sip *parsedSIP, toLocal func([4]byte) ([4]byte, bool)) {
+	if sip.err != nil {
 		return
 	}
-	body := sip.SDP()
+	body := sip.msg.SDP()
 	if body == nil {
 		return
 	}
@@ -530,6 +530,11 @@ func (t *sdpTable) learn(msg []byte) {
 				a, ok := parseIPv4(rest)
 				if !ok {
 					a = 0
+				} else if toLocal != nil {
+					var b [4]byte
+					binary.BigEndian.PutUint32(b[:], a)
+					b, _ = toLocal(b)
+					a = binary.BigEndian.Uint32(b[:])
 				}
 				if !inMedia {
 					sessionAddr = a

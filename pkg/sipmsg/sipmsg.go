@@ -152,10 +152,18 @@ func Rewrite(dst, msg []byte, mapAddr func([4]byte) ([4]byte, bool)) (out []byte
 // literal that mapAddr leaves alone but third can name becomes its wire
 // name, and a wire name third knows becomes a literal. third may be nil.
 func RewriteThird(dst, msg []byte, mapAddr func([4]byte) ([4]byte, bool), third Third) (out []byte, changed bool, err error) {
-	l, r := scan(msg)
-	if r != 0 {
-		return dst, false, r
+	m, err := Parse(msg)
+	if err != nil {
+		return dst, false, err
 	}
+	return m.Rewrite(dst, mapAddr, third)
+}
+
+// Rewrite is RewriteThird of a message Parse accepted, for a caller that
+// also reads it: the message is scanned once. Its only error is
+// ErrEncodedBody.
+func (m *Message) Rewrite(dst []byte, mapAddr func([4]byte) ([4]byte, bool), third Third) (out []byte, changed bool, err error) {
+	msg, l := m.msg, &m.l
 	body := msg[l.bodyStart:l.bodyEnd]
 	if l.typ != BodyOther && l.encoded && len(body) > 0 {
 		// Check says the same.
