@@ -300,3 +300,64 @@ func TestCheck(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParse checks the reader on its own: Parse accepts what Check accepts
+// (but encoded bodies), the fields come in order inside the header block,
+// each "name LWS : value", the body lies after them, and the lines of the
+// body tile it. Offsets are found from capacities (off), since every slice
+// the reader returns points into the message.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{
+		crlf(inviteLocal), crlf(blfNotifyLocal), lf(mwiNotifyLocal),
+		"INVITE sip:b SIP/2.0\r\nv: a\r\n  b\r\nl: 3\r\n\r\nabcdef",
+		"SIP/2.0 200 OK\nContent-Length: 4\n\nv=0\n",
+	} {
+		f.Add([]byte(s))
+	}
+	addTortureSeeds(f)
+	f.Fuzz(func(t *testing.T, in []byte) {
+		msg := bytes.Clone(in)[:len(in):len(in)]
+		off := func(s []byte) int { return len(msg) - cap(s) }
+		m, err := Parse(msg)
+		if c := ReasonOf(Check(msg)); err != nil && ReasonOf(err) != c || err == nil && c != 0 && c != ErrEncodedBody {
+			t.Fatalf("Parse(%q) = %v, Check says %v", msg, err, c)
+		}
+		if err != nil {
+			return
+		}
+		pos := len(m.StartLine())
+		fs := m.Fields()
+		for h, ok := fs.Next(); ok; h, ok = fs.Next() {
+			start := off(h.Raw)
+			if start <= pos || len(h.Raw) == 0 || h.Raw[0] == ' ' || h.Raw[0] == '\t' {
+				t.Fatalf("Parse(%q): field %q at %d, after %d", msg, h.Raw, start, pos)
+			}
+			name, value := h.Name(), h.Value()
+			if len(name) == 0 || off(value) <= start+len(name) || off(value)+len(value) != start+len(h.Raw) ||
+				string(bytes.Trim(h.Raw[len(name):len(h.Raw)-len(value)], " \t\r\n")) != ":" {
+				t.Fatalf("Parse(%q): field %q is not name %q LWS : value %q", msg, h.Raw, name, value)
+			}
+			pos = start + len(h.Raw)
+		}
+		body := m.Body()
+		if off(body) < pos || off(body)+len(body) > len(msg) {
+			t.Fatalf("Parse(%q): body at %d before the last field's end %d", msg, off(body), pos)
+		}
+		next := off(body)
+		ls := LinesOf(body)
+		for line, ok := ls.Next(); ok; line, ok = ls.Next() {
+			if len(line) > 0 && off(line) != next {
+				t.Fatalf("Parse(%q): line %q at %d, want %d", msg, line, off(line), next)
+			}
+			next += len(line)
+			for _, c := range []byte("\r\n") {
+				if next < off(body)+len(body) && msg[next] == c && (c == '\n' || next+1 < off(body)+len(body) && msg[next+1] == '\n') {
+					next++
+				}
+			}
+		}
+		if next != off(body)+len(body) {
+			t.Fatalf("Parse(%q): the lines of the body end at %d, the body at %d", msg, next, off(body)+len(body))
+		}
+	})
+}
