@@ -2,6 +2,7 @@ package sipmsg
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 )
 
@@ -360,4 +361,28 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("Parse(%q): the lines of the body end at %d, the body at %d", msg, next, off(body)+len(body))
 		}
 	})
+}
+
+func TestHeaderOf(t *testing.T) {
+	compact := map[header]string{hdrVia: "v", hdrContact: "m", hdrFrom: "f", hdrTo: "t", hdrReferTo: "r",
+		hdrReferredBy: "b", hdrContentLength: "l", hdrContentType: "c", hdrContentEncoding: "e", hdrCallID: "i"}
+	for h := hdrOther + 1; h < numHeaders; h++ {
+		names := []string{headerNames[h], strings.ToUpper(headerNames[h]), strings.ToTitle(headerNames[h][:1]) + headerNames[h][1:]}
+		if c, ok := compact[h]; ok {
+			names = append(names, c, strings.ToUpper(c))
+		}
+		for _, n := range names {
+			if got, colon := headerOf([]byte(n + " :x")); got != h || colon != len(n)+1 {
+				t.Errorf("headerOf(%q) = %v, %d, want %v", n, got, colon, h)
+			}
+		}
+	}
+	for _, n := range []string{"vias", "tx", "cseqq", "call_id", "k", "x", "@", "content-lengths", "p-asserted-identitx"} {
+		if got, _ := headerOf([]byte(n + ":x")); got != hdrOther {
+			t.Errorf("headerOf(%q) = %v, want none", n, got)
+		}
+	}
+	if _, colon := headerOf([]byte("Via x")); colon != -1 {
+		t.Errorf("headerOf without a colon found one at %d", colon)
+	}
 }

@@ -228,7 +228,8 @@ func headerOf(f []byte) (h header, colon int) {
 	}
 	colon = i
 	// Names we know are short: lower-case them on the stack so that the
-	// switch below compares strings without allocating.
+	// switch below compares strings without allocating. This runs for
+	// every header field of every message.
 	var buf [len("p-preferred-identity")]byte
 	if n > len(buf) {
 		return hdrOther, colon
@@ -240,14 +241,17 @@ func headerOf(f []byte) (h header, colon int) {
 		}
 		buf[k] = c
 	}
+	if n == 1 {
+		return compactHeaders[buf[0]], colon
+	}
 	switch string(buf[:n]) {
-	case "via", "v":
+	case "via":
 		h = hdrVia
-	case "contact", "m":
+	case "contact":
 		h = hdrContact
-	case "from", "f":
+	case "from":
 		h = hdrFrom
-	case "to", "t":
+	case "to":
 		h = hdrTo
 	case "route":
 		h = hdrRoute
@@ -255,9 +259,9 @@ func headerOf(f []byte) (h header, colon int) {
 		h = hdrRecordRoute
 	case "path":
 		h = hdrPath
-	case "refer-to", "r":
+	case "refer-to":
 		h = hdrReferTo
-	case "referred-by", "b":
+	case "referred-by":
 		h = hdrReferredBy
 	case "reply-to":
 		h = hdrReplyTo
@@ -273,18 +277,25 @@ func headerOf(f []byte) (h header, colon int) {
 		h = hdrDiversion
 	case "history-info":
 		h = hdrHistoryInfo
-	case "content-length", "l":
+	case "content-length":
 		h = hdrContentLength
-	case "content-type", "c":
+	case "content-type":
 		h = hdrContentType
-	case "content-encoding", "e":
+	case "content-encoding":
 		h = hdrContentEncoding
-	case "call-id", "i":
+	case "call-id":
 		h = hdrCallID
 	case "cseq":
 		h = hdrCSeq
 	}
 	return h, colon
+}
+
+// compactHeaders are the compact forms (RFC 3261 §7.3.3) of the headers
+// this package knows, by lower-case letter.
+var compactHeaders = [256]header{
+	'v': hdrVia, 'm': hdrContact, 'f': hdrFrom, 't': hdrTo, 'r': hdrReferTo, 'b': hdrReferredBy,
+	'l': hdrContentLength, 'c': hdrContentType, 'e': hdrContentEncoding, 'i': hdrCallID,
 }
 
 // headerKind is what Rewrite does with a header field, and the index of

@@ -163,7 +163,7 @@ func RewriteThird(dst, msg []byte, mapAddr func([4]byte) ([4]byte, bool), third 
 // also reads it: the message is scanned once. Its only error is
 // ErrEncodedBody.
 func (m *Message) Rewrite(dst []byte, mapAddr func([4]byte) ([4]byte, bool), third Third) (out []byte, changed bool, err error) {
-	msg, l := m.msg, &m.l
+	msg, l := m.msg, m.l
 	body := msg[l.bodyStart:l.bodyEnd]
 	if l.typ != BodyOther && l.encoded && len(body) > 0 {
 		// Check says the same.
@@ -481,17 +481,24 @@ func appendMappedURIs(dst, s []byte, inURI bool, mapAddr func([4]byte) ([4]byte,
 // sdpLine reports where the rewritable part of an SDP line starts, or -1 for
 // lines that are copied as they are.
 func sdpLine(line []byte) int {
-	switch {
-	case len(line) >= 2 && (line[0] == 'o' || line[0] == 'c') && line[1] == '=':
+	if len(line) < 2 || line[1] != '=' {
+		return -1
+	}
+	switch line[0] {
+	case 'o', 'c':
 		return 2
-	case hasPrefix(line, "a=rtcp:"):
-		return len("a=rtcp:")
-	case hasPrefix(line, "a=candidate:"):
-		return len("a=candidate:")
-	case hasPrefix(line, "a=remote-candidates:"):
-		return len("a=remote-candidates:")
-	case hasPrefix(line, "a=ssrc:"):
-		return len("a=ssrc:")
+	case 'a':
+		// Most a= lines are none of these (rtpmap, fmtp, direction).
+		switch a := line[2:]; {
+		case hasPrefix(a, "rtcp:"):
+			return len("a=rtcp:")
+		case hasPrefix(a, "candidate:"):
+			return len("a=candidate:")
+		case hasPrefix(a, "remote-candidates:"):
+			return len("a=remote-candidates:")
+		case hasPrefix(a, "ssrc:"):
+			return len("a=ssrc:")
+		}
 	}
 	return -1
 }
@@ -554,18 +561,42 @@ func requestURI(line []byte) (start, end int, ok bool) {
 // sdpDelta returns how much the SDP body grows under mapAddr, and whether any
 // literal changes.
 func sdpDelta(body []byte, mapAddr func([4]byte) ([4]byte, bool)) (delta int, changed bool) {
-	return bodyDelta(BodySDP, body, mapAddr)
+	for i := 0; i < len(body); {
+		line, next := lineAt(body, i)
+		if k := sdpLine(line); k >= 0 {
+			d, c := mappedDelta(line[k:], mapAddr)
+			delta += d
+			changed = changed || c
+		}
+		i = next
+	}
+	return delta, changed
 }
 
 // appendSDP appends body with the literals of the lines sdpLine names
 // mapped.
 func appendSDP(dst, body []byte, mapAddr func([4]byte) ([4]byte, bool)) []byte {
-	return appendBody(dst, BodySDP, body, mapAddr)
+	for i := 0; i < len(body); {
+		line, next := lineAt(body, i)
+		if k := sdpLine(line); k >= 0 {
+			dst = append(dst, line[:k]...)
+			dst, _ = appendMapped(dst, line[k:], mapAddr)
+			dst = append(dst, body[i+len(line):next]...)
+		} else {
+			dst = append(dst, body[i:next]...)
+		}
+		i = next
+	}
+	return dst
 }
 
 // bodyDelta returns how much a body of type typ grows under mapAddr, and
 // whether any literal changes.
 func bodyDelta(typ BodyType, body []byte, mapAddr func([4]byte) ([4]byte, bool)) (delta int, changed bool) {
+	if typ == BodySDP {
+		// Every INVITE and its answer: the line loop without nextSpan.
+		return sdpDelta(body, mapAddr)
+	}
 	for i := 0; i < len(body); {
 		start, end, next := nextSpan(typ, body, i)
 		d, c := mappedDelta(body[start:end], mapAddr)
@@ -576,9 +607,12 @@ func bodyDelta(typ BodyType, body []byte, mapAddr func([4]byte) ([4]byte, bool))
 	return delta, changed
 }
 
-// appendBody appends a body of type typ with the literals of its spans
-// (nextSpan) mapped.
+// appendBody appends a body of type typ with the literals of its SDP lines
+// (sdpLine) or spans (nextSpan) mapped.
 func appendBody(dst []byte, typ BodyType, body []byte, mapAddr func([4]byte) ([4]byte, bool)) []byte {
+	if typ == BodySDP {
+		return appendSDP(dst, body, mapAddr)
+	}
 	done := 0
 	for i := 0; i < len(body); {
 		start, end, next := nextSpan(typ, body, i)
@@ -590,9 +624,9 @@ func appendBody(dst []byte, typ BodyType, body []byte, mapAddr func([4]byte) ([4
 	return append(dst, body[done:]...)
 }
 
-// nextSpan returns the first part of body, at or after i, whose literals
-// are mapped, and where to look for the next one (past end, and past i):
-//   - SDP: the rewritable part of a line sdpLine names;
+// nextSpan returns the first part of a body that is not SDP (SDP has its
+// own line loop), at or after i, whose literals are mapped, and where to
+// look for the next one (past end, and past i):
 //   - a message summary: all the rest;
 //   - dialog info: up to the next value of an attribute that is an opaque
 //     identifier (opaqueValue), which is skipped.
@@ -600,17 +634,7 @@ func appendBody(dst []byte, typ BodyType, body []byte, mapAddr func([4]byte) ([4
 // The spans are found by bytes that mapping never changes, so they are the
 // same in a body and in its mapped form.
 func nextSpan(typ BodyType, body []byte, i int) (start, end, next int) {
-	switch typ {
-	case BodySDP:
-		for i < len(body) {
-			line, n := lineAt(body, i)
-			if k := sdpLine(line); k >= 0 {
-				return i + k, i + len(line), n
-			}
-			i = n
-		}
-		return len(body), len(body), len(body)
-	case BodyDialogInfo:
+	if typ == BodyDialogInfo {
 		if vs, ve, ok := opaqueValue(body, i); ok {
 			return i, vs, ve
 		}
