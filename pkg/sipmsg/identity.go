@@ -6,7 +6,8 @@ package sipmsg
 // other nodes' 10.k.s.p) in a header field where the peer may only name
 // itself. It returns the field's lower-case long name
 // ("from", "contact", ...) and true, or "" and false when there is none or
-// the message cannot be parsed (the caller checks those with HasAddr).
+// the message cannot be parsed or rewritten (Check; the caller checks those
+// with HasAddr, or drops them).
 //
 // The rule is the package doc's "Who may be named"; the cases are what a
 // real call needs:
@@ -35,7 +36,7 @@ package sipmsg
 // own lines (call forwarding to a neighbour) is a redirect, not a disguise,
 // and our phone then calls its neighbour directly.
 func Impersonation(msg []byte, ours func([4]byte) bool) (field string, found bool) {
-	l, r := scan(msg)
+	l, r := rewritable(msg)
 	if r != 0 {
 		return "", false
 	}

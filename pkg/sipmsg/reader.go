@@ -29,14 +29,27 @@ func Parse(msg []byte) (Message, error) {
 // Check returns the Reason Rewrite would refuse msg with, nil if it would
 // not: Parse's framing errors, and ErrEncodedBody. It rewrites nothing.
 func Check(msg []byte) error {
-	l, r := scan(msg)
-	if r == 0 && l.typ != BodyOther && l.encoded && l.bodyEnd > l.bodyStart {
-		r = ErrEncodedBody
-	}
-	if r != 0 {
+	if _, r := rewritable(msg); r != 0 {
 		return r
 	}
 	return nil
+}
+
+// rewritable is scan and the one refusal that is not about framing: a body
+// Rewrite must read but cannot (ErrEncodedBody). Rewrite, Check and
+// Impersonation all refuse by it.
+func rewritable(msg []byte) (layout, Reason) {
+	l, r := scan(msg)
+	if r == 0 && l.hidden() {
+		r = ErrEncodedBody
+	}
+	return l, r
+}
+
+// hidden reports whether the body is of a type Rewrite maps but under an
+// encoding it cannot read.
+func (l *layout) hidden() bool {
+	return l.typ != BodyOther && l.encoded && l.bodyEnd > l.bodyStart
 }
 
 // StartLine is the request or status line, without its line ending.

@@ -165,8 +165,7 @@ func RewriteThird(dst, msg []byte, mapAddr func([4]byte) ([4]byte, bool), third 
 func (m *Message) Rewrite(dst []byte, mapAddr func([4]byte) ([4]byte, bool), third Third) (out []byte, changed bool, err error) {
 	msg, l := m.msg, m.l
 	body := msg[l.bodyStart:l.bodyEnd]
-	if l.typ != BodyOther && l.encoded && len(body) > 0 {
-		// Check says the same.
+	if l.hidden() {
 		return dst, false, ErrEncodedBody
 	}
 	bodyLen := len(body)
