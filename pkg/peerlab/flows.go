@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net/netip"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -84,6 +85,15 @@ func AddrProblems(msg []byte, own netip.Addr, peerNode uint8) []string {
 			check(field, line, value)
 		}
 	}
+	ctype := ""
+	for _, line := range lines[1:] {
+		if name, value, ok := strings.Cut(line, ":"); ok {
+			if n := strings.ToLower(strings.TrimSpace(name)); n == "content-type" || n == "c" {
+				ctype = strings.ToLower(strings.TrimSpace(value))
+			}
+		}
+	}
+	dialogInfo := strings.HasPrefix(ctype, "application/dialog-info+xml")
 	for _, line := range strings.Split(string(body), "\r\n") {
 		switch {
 		case strings.HasPrefix(line, "o="):
@@ -92,10 +102,22 @@ func AddrProblems(msg []byte, own netip.Addr, peerNode uint8) []string {
 			check("c", line, line[2:])
 		case strings.HasPrefix(line, "a=rtcp:"):
 			check("a=rtcp", line, line[7:])
+		case strings.HasPrefix(line, "a=ssrc:"):
+			check("a=ssrc", line, line[7:])
+		case strings.HasPrefix(strings.ToLower(line), "message-account:"):
+			check("message-account", line, line[len("message-account:"):])
+		case dialogInfo:
+			// The watched dialog's identifiers cross unchanged (a
+			// directed pickup copies them into Replaces); every other
+			// address names a line of the notifying node in these flows.
+			check("dialog-info", line, dialogIDs.ReplaceAllString(line, ""))
 		}
 	}
 	return probs
 }
+
+// dialogIDs matches the dialog-info attributes that are opaque identifiers.
+var dialogIDs = regexp.MustCompile(`\s(?:id|call-id|local-tag|remote-tag)\s*=\s*("[^"]*"|'[^']*')`)
 
 // ContentLengthProblem says whether msg's Content-Length (or l:) disagrees
 // with the length of its body; "" if it agrees.

@@ -73,6 +73,7 @@ func TestFlows(t *testing.T) {
 	for _, flow := range []string{
 		"hold", "early", "cancel", "noanswer", "busy", "decline", "info",
 		"rfc4733", "rtcp", "refer", "options", "timer", "large", "compact",
+		"blf", "pickup", "mwi",
 	} {
 		for _, dir := range []struct {
 			name     string

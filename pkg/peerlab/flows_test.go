@@ -51,6 +51,20 @@ func TestAddrProblems(t *testing.T) {
 			want: []string{"via has 10.7.1.1", "to has 10.0.1.1"},
 		},
 		{
+			name: "BLF and MWI bodies mapped right",
+			msg: "NOTIFY sip:w@10.0.1.1 SIP/2.0\nContent-Type: application/dialog-info+xml\n\n" +
+				"<dialog-info entity=\"sip:b@10.4.1.1\">\n<dialog id=\"d@10.0.1.1\" call-id=\"c@10.0.1.1\">\n" +
+				"<local><identity>sip:b@10.4.1.1</identity><target uri=\"sip:b@10.4.1.1\"/></local>\n" +
+				"Message-Account: sip:*97@10.4.1.1\na=ssrc:1 cname:b@10.4.1.1\n",
+		},
+		{
+			name: "BLF and MWI bodies leaked",
+			msg: "NOTIFY sip:w@10.0.1.1 SIP/2.0\nc: application/dialog-info+xml\n\n" +
+				"<dialog-info entity=\"sip:b@10.255.1.1\">\n<remote><target uri=\"sip:c@10.0.2.1\"/></remote>\n" +
+				"Message-Account: sip:*97@10.0.1.1\na=ssrc:1 cname:b@10.0.1.1\n",
+			want: []string{"dialog-info has 10.255.1.1", "dialog-info has 10.0.2.1", "message-account has 10.0.1.1", "a=ssrc has 10.0.1.1"},
+		},
+		{
 			name: "other fields are not ours",
 			msg:  "OPTIONS sip:b@10.0.1.1 SIP/2.0\nCall-Info: <http://10.0.1.1/x>\nUser-Agent: 10.0.0.9\n\n",
 		},

@@ -543,13 +543,20 @@ func (d *Device) datagramLocked(ds *dirState, dir int, pkt, room []byte, now int
 		if d.answerLocked(ds, pkt, ihl) {
 			return -1
 		}
+	}
+	// Read once, for the clock table and the rewrite.
+	sip := parsedSIP{err: sipmsg.ErrNotSIP}
+	if len(pkt) >= ihl+udpHeaderLen {
+		sip = parseSIP(pkt[ihl+udpHeaderLen:])
+	}
+	if dir == outbound {
 		// The SDP of a message from a local phone, before its addresses
 		// are mapped: the clock rates of what the phone receives.
-		d.sdp.learn(pkt[ihl+udpHeaderLen:])
+		d.sdp.learn(&sip, nil)
 	}
 	// The sender, for the log, before pkt may be mapped in place.
 	src := [4]byte(pkt[offSrc : offSrc+4])
-	out, res, why := packet(ds.buf, pkt, d.peer, numplan.Direction(dir), d.third.Load())
+	out, res, why := packetOf(ds.buf, pkt, d.peer, numplan.Direction(dir), d.third.Load(), &sip)
 	if why != 0 {
 		d.refusals[dir][min(why, sipmsg.NumReasons)].Add(1)
 	}
@@ -586,8 +593,10 @@ func (d *Device) datagramLocked(ds *dirState, dir int, pkt, room []byte, now int
 		ds.buf = append(ds.buf[:0], out...)
 		out = ds.buf
 	}
-	if dir == inbound && len(out) >= ihl+udpHeaderLen {
-		d.sdp.learn(out[ihl+udpHeaderLen:])
+	if dir == inbound {
+		// The message as it came, its media addresses mapped as they
+		// were in out: in this node's plan.
+		d.sdp.learn(&sip, func(a [4]byte) ([4]byte, bool) { return numplan.FromWire(a, d.peer) })
 	}
 	if len(out) > d.dirMTU(dir) {
 		d.count(dir, res)
@@ -602,7 +611,7 @@ func (d *Device) datagramLocked(ds *dirState, dir int, pkt, room []byte, now int
 	if len(out) > len(room) {
 		// No room to grow (a Read with small buffers): addresses only,
 		// unless the message holds addresses of the plan.
-		if mappablePayload(pkt, ihl, d.peer, numplan.Direction(dir), d.third.Load()) {
+		if (tunnelMap{d.peer, numplan.Direction(dir), d.third.Load()}).mustDrop(pkt[ihl+udpHeaderLen:]) {
 			d.count(dir, SIPRefused)
 			d.sampleRefused(dir, now, src, pkt, "no-room")
 			return -1

@@ -27,6 +27,9 @@ func FuzzRewritePacket(f *testing.F) {
 	seeds = append(seeds, fragment(noDF(atAlice.fromAlice(inviteTmpl)), 128)...)
 	seeds = append(seeds, frag3()...)
 	seeds = append(seeds, atAlice.fromAlice(bigInviteTmpl), noDF(atAlice.fromAlice(bigInviteTmpl)))
+	for _, tmpl := range []string{blfNotifyTmpl, mwiNotifyTmpl, ssrcInviteTmpl, noTypeOKTmpl} {
+		seeds = append(seeds, bodyTrips[0].atSender.packet(tmpl), bodyTrips[1].wire.packet(tmpl))
+	}
 	for _, s := range seeds {
 		f.Add(s, uint8(bobAtAlice), uint8(aliceAtBob))
 	}

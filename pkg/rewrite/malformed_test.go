@@ -249,8 +249,10 @@ func TestRefusalSampleRateLimited(t *testing.T) {
 // datagram the rewriter treats as SIP (udpSIP), no address literal of the
 // sender's numbering, i.e. one the map of that direction would change,
 // is left in a field the rewriter maps (a parsable message maps to itself
-// again), and an unparsable one holds none anywhere. Inbound, the message
-// also names none of our lines where the peer may only name itself.
+// again), and an unparsable one holds none anywhere; nor (issue 15 item 4)
+// in a body the rewriter reads, checked independently by bodyLeak, and a
+// readable body under gzip never leaves. Inbound, the message also names
+// none of our lines where the peer may only name itself.
 // Outside the mapped fields (Call-ID, Warning, ...) literals stay on
 // purpose (sipmsg's doc), so the property cannot be "none anywhere".
 func leavesNoPlanAddress(t *testing.T, p []byte, peer uint8, dir numplan.Direction) {
@@ -270,6 +272,9 @@ func leavesNoPlanAddress(t *testing.T, p []byte, peer uint8, dir numplan.Directi
 		t.Fatalf("a %v message left with addresses still to map:\n%q\nwould become\n%q", dir, m, out)
 	case err != nil && sipmsg.Mappable(m, mapAddr):
 		t.Fatalf("an unparsable %v message left with addresses still to map (%v):\n%q", dir, err, m)
+	}
+	if leak := bodyLeak(m, mapAddr); leak != "" {
+		t.Fatalf("a %v message left with its body in the sender's numbering: %s:\n%q", dir, leak, m)
 	}
 	if dir != numplan.Inbound {
 		return
@@ -295,6 +300,11 @@ func FuzzNoPlanAddressLeaves(f *testing.F) {
 	f.Add(atAlice.sip(inviteTmpl), uint16(5060), uint16(5060), uint8(0), uint8(7))
 	f.Add(onWireB.sip(okTmpl), uint16(5060), uint16(5060), uint8(255), uint8(254))
 	f.Add([]byte("\r\n\r\n"), uint16(5060), uint16(5060), uint8(0), uint8(7))
+	for _, tmpl := range []string{blfNotifyTmpl, mwiNotifyTmpl, ssrcInviteTmpl, noTypeOKTmpl} {
+		f.Add(bodyTrips[0].atSender.render(tmpl), uint16(5060), uint16(5060), uint8(0), uint8(7))
+		f.Add(bodyTrips[1].wire.render(tmpl), uint16(5060), uint16(5060), uint8(255), uint8(254))
+	}
+	f.Add([]byte("NOTIFY sip:w@10.7.2.1 SIP/2.0\r\nc: application/dialog-info+xml\r\ne: gzip\r\nl: 24\r\n\r\n<x entity='sip:10.0.1.1'>"), uint16(5060), uint16(5060), uint8(0), uint8(7))
 	f.Add([]byte("INVITE sip:a@10.254.1.1 SIP/2.0\r\nFrom: <sip:10.254.2.1>;tag=1\r\nContent-Length: 0\r\n\r\n"), uint16(5060), uint16(5060), uint8(255), uint8(254))
 	f.Fuzz(func(t *testing.T, payload []byte, sport, dport uint16, srcNet, dstNet uint8) {
 		if len(payload) > 4000 {

@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"log/slog"
 	"strconv"
+
+	"github.com/peerline/peerline/pkg/sipmsg"
 )
 
 // A call to a peer that is offline must fail at once (issue 3 item 7): left
@@ -160,40 +162,37 @@ type inviteFields struct {
 }
 
 // parse fills f from msg and reports whether msg is an initial INVITE that
-// can be answered: request line "INVITE ... SIP/2.0", each of From, To,
-// Call-ID and CSeq exactly once, at least one Via, CSeq's method INVITE,
-// and no tag in To. Anything else is left to the peer to judge.
+// can be answered: a message sipmsg parses, request line "INVITE ...
+// SIP/2.0", each of From, To, Call-ID and CSeq exactly once, at least one
+// Via, CSeq's method INVITE, and no tag in To. Anything else is left to the
+// peer to judge.
 func (f *inviteFields) parse(msg []byte) bool {
-	line, i := nextLine(msg, 0)
-	if i < 0 || !hasPrefix(line, "INVITE ") || !bytes.HasSuffix(line, []byte(" SIP/2.0")) {
+	m, err := sipmsg.Parse(msg)
+	if err != nil {
 		return false
 	}
-	for {
-		var name, value []byte
-		var ok bool
-		name, value, i, ok = nextField(msg, i)
-		if !ok {
-			return false
-		}
-		if name == nil {
-			break // the empty line
-		}
+	line := m.StartLine()
+	if !hasPrefix(line, "INVITE ") || !bytes.HasSuffix(line, []byte(" SIP/2.0")) {
+		return false
+	}
+	fs := m.Fields()
+	for h, ok := fs.Next(); ok; h, ok = fs.Next() {
 		var dst *[]byte
 		switch {
-		case equalFold(name, "via") || equalFold(name, "v"):
+		case h.Is("via"):
 			if f.nvia == maxVias {
 				return false
 			}
-			f.via[f.nvia] = value
+			f.via[f.nvia] = h.Value()
 			f.nvia++
 			continue
-		case equalFold(name, "from") || equalFold(name, "f"):
+		case h.Is("from"):
 			dst = &f.from
-		case equalFold(name, "to") || equalFold(name, "t"):
+		case h.Is("to"):
 			dst = &f.to
-		case equalFold(name, "call-id") || equalFold(name, "i"):
+		case h.Is("call-id"):
 			dst = &f.callID
-		case equalFold(name, "cseq"):
+		case h.Is("cseq"):
 			dst = &f.seq
 		default:
 			continue
@@ -201,7 +200,7 @@ func (f *inviteFields) parse(msg []byte) bool {
 		if *dst != nil {
 			return false
 		}
-		*dst = value
+		*dst = h.Value()
 	}
 	if f.nvia == 0 || f.from == nil || f.to == nil || f.callID == nil || f.seq == nil {
 		return false
@@ -225,22 +224,18 @@ func (f *inviteFields) parse(msg []byte) bool {
 
 // isOfflineACK reports whether msg is an ACK for a 480 this package made.
 func isOfflineACK(msg []byte) bool {
-	_, i := nextLine(msg, 0)
+	m, err := sipmsg.Parse(msg)
+	if err != nil {
+		return false
+	}
 	var to []byte
-	for i >= 0 {
-		name, value, next, ok := nextField(msg, i)
-		if !ok {
-			return false
-		}
-		if name == nil {
-			break
-		}
-		i = next
-		if equalFold(name, "to") || equalFold(name, "t") {
+	fs := m.Fields()
+	for h, ok := fs.Next(); ok; h, ok = fs.Next() {
+		if h.Is("to") {
 			if to != nil {
 				return false
 			}
-			to = value
+			to = h.Value()
 		}
 	}
 	tag, tagged, _ := toTag(to)
@@ -353,58 +348,6 @@ func unfoldedOrNil(v []byte) []byte {
 	}
 	out, _ := appendField(nil, "", v)
 	return out
-}
-
-// nextLine returns the line at msg[i:] without its line ending and where
-// the next line starts, or -1 when msg ends before a line ending.
-func nextLine(msg []byte, i int) (line []byte, next int) {
-	n := bytes.IndexByte(msg[i:], '\n')
-	if n < 0 {
-		return msg[i:], -1
-	}
-	line = msg[i : i+n]
-	if len(line) > 0 && line[len(line)-1] == '\r' {
-		line = line[:len(line)-1]
-	}
-	return line, i + n + 1
-}
-
-// nextField returns the header field at msg[i:]: its name and its value
-// with any continuation lines (the line breaks left in), and where the next
-// field starts. At the empty line that ends the headers name is nil. ok is
-// false for a field without a colon or a message that ends inside the
-// headers.
-func nextField(msg []byte, i int) (name, value []byte, next int, ok bool) {
-	line, next := nextLine(msg, i)
-	if next < 0 {
-		return nil, nil, -1, false
-	}
-	if len(line) == 0 {
-		return nil, nil, next, true
-	}
-	if line[0] == ' ' || line[0] == '\t' {
-		return nil, nil, -1, false // a continuation with nothing to continue
-	}
-	end := i + len(line)
-	for next < len(msg) && (msg[next] == ' ' || msg[next] == '\t') {
-		var l []byte
-		l, n := nextLine(msg, next)
-		if n < 0 {
-			return nil, nil, -1, false
-		}
-		end = next + len(l)
-		next = n
-	}
-	field := msg[i:end]
-	colon := bytes.IndexByte(field, ':')
-	if colon <= 0 {
-		return nil, nil, -1, false
-	}
-	name = bytes.TrimRight(field[:colon], " \t")
-	if len(name) == 0 || bytes.ContainsAny(name, " \t\r\n") {
-		return nil, nil, -1, false
-	}
-	return name, field[colon+1:], next, true
 }
 
 // toTag returns the tag parameter of a From or To value: the parameters

@@ -23,6 +23,19 @@
 //     packet names the addresses its receiver knows that packet by.
 //   - the address literals of SIP messages carried by UDP (package sipmsg),
 //     after which the UDP and IP lengths and both checksums are recomputed.
+//     Besides the header fields that name a party or a hop, that is the
+//     bodies phones read addresses from (issue 15 item 4; sipmsg's "Which
+//     bodies" has each rule and why): SDP's o=, c=, a=rtcp:, ICE and
+//     a=ssrc (the CNAME) lines, also in a body sent without a
+//     Content-Type that starts "v=0"; the dialog-info XML of busy-lamp
+//     NOTIFYs (entity, identities, target URIs: BLF and directed pickup
+//     across a tunnel need them), but not the dialog's id, call-id and
+//     tags, which a pickup's Replaces must match byte for byte; and the
+//     message-summary of MWI NOTIFYs (Message-Account). One of those
+//     bodies under gzip is dropped and counted (SIPRefused, reason
+//     "encoded-body"): it cannot be mapped, and passed on it would point
+//     the far phone at its own lines. Other bodies (presence, sipfrag,
+//     text) pass as they are.
 //     A message can grow or shrink by two bytes per literal, or by a few
 //     tens where a URI names a third node's phone (ThirdNodes: the one
 //     piece of the map that depends on the node's list of peers, set by the
@@ -72,8 +85,10 @@
 // What is passed with its addresses mapped but its payload untouched, and
 // counted: SIP over TCP, and SIP messages sipmsg cannot parse (by sipmsg's
 // Reason) — except those that still hold an address of our plan, which
-// would reach the other node meaning one of its own phones: those are
-// dropped (SIPRefused). TCP is a decision, not a gap: rewriting it changes
+// would reach the other node meaning one of its own phones, or an encoded
+// body that may hide one: those are dropped (SIPRefused). One function,
+// tunnelMap.mustDrop, makes that decision wherever a SIP payload would
+// leave unrewritten. TCP is a decision, not a gap: rewriting it changes
 // segment lengths, so every later sequence and acknowledgement number of
 // the connection would need adjusting (as Linux's nf_nat_sip does through
 // conntrack), which is state that a restarted daemon loses mid-call; phones
@@ -243,12 +258,30 @@ func Packet(scratch, pkt []byte, peer uint8, dir numplan.Direction) (out []byte,
 // did not).
 // third, if not nil, names the nodes other than the tunnel's two ends.
 func packet(scratch, pkt []byte, peer uint8, dir numplan.Direction, third *ThirdNodes) (out []byte, res Result, why sipmsg.Reason) {
+	return packetOf(scratch, pkt, peer, dir, third, nil)
+}
+
+// parsedSIP is a UDP payload as sipmsg.Parse read it: Device reads each SIP
+// datagram once, for the RTP clock table and the rewrite.
+type parsedSIP struct {
+	msg sipmsg.Message
+	err error
+}
+
+func parseSIP(payload []byte) (p parsedSIP) {
+	p.msg, p.err = sipmsg.Parse(payload)
+	return p
+}
+
+// packetOf is packet with the UDP payload of pkt already parsed, if sip is
+// not nil.
+func packetOf(scratch, pkt []byte, peer uint8, dir numplan.Direction, third *ThirdNodes, sip *parsedSIP) (out []byte, res Result, why sipmsg.Reason) {
 	pkt, ihl, res := check(pkt)
 	if res != Plain {
 		return pkt, res, 0
 	}
 	if isUDPSIP(pkt, ihl) {
-		out, res, why := rewriteSIP(scratch, pkt, ihl, peer, dir, third)
+		out, res, why := rewriteSIP(scratch, pkt, ihl, tunnelMap{peer, dir, third}, sip)
 		switch res {
 		case SIPRewritten:
 			return out, res, why
@@ -466,45 +499,73 @@ func adjustUDPChecksum(c []byte, d uint32) uint32 {
 	return uint32(^old) + uint32(nc)
 }
 
+// tunnelMap is the address map of one tunnel and direction, in the form
+// sipmsg takes it.
+type tunnelMap struct {
+	peer  uint8
+	dir   numplan.Direction
+	third *ThirdNodes
+}
+
+func (m tunnelMap) addr(a [4]byte) ([4]byte, bool) { return numplan.Map(a, m.peer, m.dir) }
+
+// names is m.third as a sipmsg.Third: a nil *ThirdNodes in the interface
+// would be a non-nil Third.
+func (m tunnelMap) names() sipmsg.Third {
+	if m.third == nil {
+		return nil
+	}
+	return m.third
+}
+
+// mustDrop is the one decision for a SIP payload that is about to leave
+// not rewritten (sipmsg refused it, its UDP length is wrong, the result
+// would not fit, or its fragments cannot be reassembled): it must be
+// dropped if it holds an address this map would change, since the other
+// side reads our plan's addresses as its own (a local 10.0.s.p is one of
+// its phones there), or a body that can hide one (sipmsg.ErrEncodedBody).
+// Anything else passes as it is, harmless.
+func (m tunnelMap) mustDrop(payload []byte) bool {
+	return sipmsg.MappableThird(payload, m.addr, m.names()) ||
+		sipmsg.ReasonOf(sipmsg.Check(payload)) == sipmsg.ErrEncodedBody
+}
+
 // rewriteSIP builds the packet with a rewritten SIP payload in scratch.
 // SIPRefused means pkt must be dropped; any other result than SIPRewritten
 // leaves pkt for mapInPlace. why is sipmsg's reason for refusing the
-// message, 0 if it did not.
-func rewriteSIP(scratch, pkt []byte, ihl int, peer uint8, dir numplan.Direction, third *ThirdNodes) (_ []byte, _ Result, why sipmsg.Reason) {
+// message, 0 if it did not. sip is the payload parsed, or nil.
+func rewriteSIP(scratch, pkt []byte, ihl int, m tunnelMap, sip *parsedSIP) (_ []byte, _ Result, why sipmsg.Reason) {
 	udp := pkt[ihl:]
+	hdr := ihl + udpHeaderLen
 	if int(binary.BigEndian.Uint16(udp[offUDPLen:])) != len(udp) {
 		// Its payload would pass as it is.
-		if mappablePayload(pkt, ihl, peer, dir, third) {
+		if m.mustDrop(pkt[hdr:]) {
 			return nil, SIPRefused, 0
 		}
 		return nil, BadTransport, 0
 	}
-	mapAddr := func(a [4]byte) ([4]byte, bool) { return numplan.Map(a, peer, dir) }
-	hdr := ihl + udpHeaderLen
-	out := append(scratch[:0], pkt[:hdr]...)
-	// A nil *ThirdNodes in the interface would be a non-nil Third.
-	var names sipmsg.Third
-	if third != nil {
-		names = third
+	if sip == nil {
+		p := parseSIP(pkt[hdr:])
+		sip = &p
 	}
-	out, changed, err := sipmsg.RewriteThird(out, pkt[hdr:], mapAddr, names)
-	switch {
-	case err != nil:
-		// Passed unchanged, a message still holding one of our plan's
-		// addresses would name, at the other node, one of its phones.
-		if sipmsg.MappableThird(pkt[hdr:], mapAddr, names) {
-			return nil, SIPRefused, sipmsg.ReasonOf(err)
-		}
-		return nil, SIPUnparsable, sipmsg.ReasonOf(err)
-	case !changed:
-		return nil, SIPUnchanged, 0
-	case len(out) > maxPacket:
-		if mappablePayload(pkt, ihl, peer, dir, third) {
-			return nil, SIPRefused, 0
-		}
-		return nil, SIPTooBig, 0
+	out, changed, err := scratch[:0], false, sip.err
+	if err == nil {
+		out, changed, err = sip.msg.Rewrite(append(out, pkt[:hdr]...), m.addr, m.names())
 	}
-	mapAddrs(out[offSrc:offDst+4], peer, dir)
+	if why = sipmsg.ReasonOf(err); why != 0 || !changed || len(out) > maxPacket {
+		res := SIPUnchanged
+		switch {
+		case why != 0:
+			res = SIPUnparsable
+		case len(out) > maxPacket:
+			res = SIPTooBig
+		}
+		if res != SIPUnchanged && m.mustDrop(pkt[hdr:]) {
+			res = SIPRefused
+		}
+		return nil, res, why
+	}
+	mapAddrs(out[offSrc:offDst+4], m.peer, m.dir)
 	binary.BigEndian.PutUint16(out[offTotalLen:], uint16(len(out)))
 	binary.BigEndian.PutUint16(out[offChecksum:], 0)
 	binary.BigEndian.PutUint16(out[offChecksum:], ^fold(sum(out[:ihl], 0)))

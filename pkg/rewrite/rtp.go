@@ -7,6 +7,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/peerline/peerline/pkg/sipmsg"
 )
 
 // Call quality is measured on the RTP packets the rewriter maps anyway: per
@@ -486,10 +488,14 @@ func (t *sdpTable) clock(ep uint64, pt uint8) uint32 {
 	return 0
 }
 
-// learn reads the audio media of the SDP body of the SIP message msg (UDP
-// payload, addresses in this node's plan).
-func (t *sdpTable) learn(msg []byte) {
-	body := sdpBody(msg)
+// learn reads the audio media of the SDP body of a SIP message, as sipmsg
+// finds it. toLocal maps its media addresses into this node's plan (nil
+// when they are in it already).
+func (t *sdpTable) learn(sip *parsedSIP, toLocal func([4]byte) ([4]byte, bool)) {
+	if sip.err != nil {
+		return
+	}
+	body := sip.msg.SDP()
 	if body == nil {
 		return
 	}
@@ -509,9 +515,8 @@ func (t *sdpTable) learn(msg []byte) {
 			t.store(m)
 		}
 	}
-	for len(body) > 0 {
-		var line []byte
-		line, body = cutLine(body)
+	lines := sipmsg.LinesOf(body)
+	for line, ok := lines.Next(); ok; line, ok = lines.Next() {
 		switch {
 		case hasPrefix(line, "m="):
 			flush()
@@ -525,6 +530,11 @@ func (t *sdpTable) learn(msg []byte) {
 				a, ok := parseIPv4(rest)
 				if !ok {
 					a = 0
+				} else if toLocal != nil {
+					var b [4]byte
+					binary.BigEndian.PutUint32(b[:], a)
+					b, _ = toLocal(b)
+					a = binary.BigEndian.Uint32(b[:])
 				}
 				if !inMedia {
 					sessionAddr = a
@@ -567,42 +577,6 @@ func (t *sdpTable) store(m sdpMedia) {
 	}
 	t.e[t.next] = m
 	t.next = (t.next + 1) % maxSDP
-}
-
-// sdpBody returns the body of a SIP message if it looks like SDP.
-func sdpBody(msg []byte) []byte {
-	for i := 0; i+1 < len(msg); i++ {
-		if msg[i] != '\n' {
-			continue
-		}
-		switch {
-		case msg[i+1] == '\n':
-			return sdpStart(msg[i+2:])
-		case msg[i+1] == '\r' && i+2 < len(msg) && msg[i+2] == '\n':
-			return sdpStart(msg[i+3:])
-		}
-	}
-	return nil
-}
-
-func sdpStart(b []byte) []byte {
-	if hasPrefix(b, "v=0") {
-		return b
-	}
-	return nil
-}
-
-func cutLine(b []byte) (line, rest []byte) {
-	for i, c := range b {
-		if c == '\n' {
-			line, rest = b[:i], b[i+1:]
-			if len(line) > 0 && line[len(line)-1] == '\r' {
-				line = line[:len(line)-1]
-			}
-			return line, rest
-		}
-	}
-	return b, nil
 }
 
 func hasPrefix(b []byte, p string) bool { return len(b) >= len(p) && string(b[:len(p)]) == p }

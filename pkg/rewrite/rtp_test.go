@@ -270,7 +270,7 @@ func TestSDPLearn(t *testing.T) {
 		"m=video 40000 RTP/AVP 99\r\na=rtpmap:99 H264/90000\r\n" +
 		"m=audio 0 RTP/AVP 100\r\na=rtpmap:100 iLBC/8000\r\n")
 	var tab sdpTable
-	tab.learn(msg)
+	tab.learnBytes(msg)
 	ep := func(a string, port uint16) uint64 { return endpoint(netip.MustParseAddr(a).AsSlice(), port) }
 	tests := []struct {
 		ep   uint64
@@ -294,7 +294,7 @@ func TestSDPLearn(t *testing.T) {
 	// Many more endpoints than the table holds: it stays bounded and keeps
 	// the newest.
 	for k := range 3 * maxSDP {
-		tab.learn([]byte(fmt.Sprintf("INVITE sip:x@y SIP/2.0\n\nv=0\nc=IN IP4 10.0.1.1\nm=audio %d RTP/AVP 96\na=rtpmap:96 opus/48000/2\n", 1000+k)))
+		tab.learnBytes([]byte(fmt.Sprintf("INVITE sip:x@y SIP/2.0\n\nv=0\nc=IN IP4 10.0.1.1\nm=audio %d RTP/AVP 96\na=rtpmap:96 opus/48000/2\n", 1000+k)))
 	}
 	if got := tab.clock(ep("10.0.1.1", uint16(1000+3*maxSDP-1)), 96); got != 48000 {
 		t.Errorf("newest endpoint forgotten")

@@ -60,20 +60,6 @@ func impersonation(out []byte, res Result, other func([4]byte) bool) (field stri
 	return "", false
 }
 
-// mappablePayload reports whether the UDP payload of a checked packet holds
-// an address that the map of this tunnel and direction would change: sent
-// with its payload as it is, it would carry the sender's numbering across.
-func mappablePayload(pkt []byte, ihl int, peer uint8, dir numplan.Direction, third *ThirdNodes) bool {
-	if len(pkt) < ihl+udpHeaderLen {
-		return false
-	}
-	var names sipmsg.Third
-	if third != nil {
-		names = third
-	}
-	return sipmsg.MappableThird(pkt[ihl+udpHeaderLen:], func(a [4]byte) ([4]byte, bool) { return numplan.Map(a, peer, dir) }, names)
-}
-
 // sampleEvery is the least time between two log lines about refused SIP
 // messages of one direction: enough for an operator to tell a buggy phone
 // (the same method and reason again and again) from a scan (many sources
@@ -136,7 +122,7 @@ func (d *Device) refuseFragment(dir int, pkt []byte, now int64) bool {
 	ihl := int(pkt[0]&0x0f) * 4
 	src := [4]byte(pkt[offSrc : offSrc+4])
 	switch {
-	case mappablePayload(pkt, ihl, d.peer, numplan.Direction(dir), d.third.Load()):
+	case tunnelMap{d.peer, numplan.Direction(dir), d.third.Load()}.mustDrop(pkt[ihl+udpHeaderLen:]):
 		d.count(dir, SIPRefused)
 		d.sampleRefused(dir, now, src, pkt, "fragment-over-limit")
 		return true

@@ -32,11 +32,43 @@
 // P-Preferred-Identity, P-Called-Party-ID, Remote-Party-ID, Diversion and
 // History-Info, with their compact forms (v m f t r b) — including their URI
 // parameters (maddr=, received=) and display names, because phones take caller
-// ID and call-back addresses from all of them; and in an application/sdp body
-// the o=, c= (session and media level), a=rtcp:, a=candidate: and
-// a=remote-candidates: lines. m= ports are never touched: the map is 1:1.
-// RewriteThird also turns a third node's literal into a wire name, and back,
-// in the Request-URI and those header fields (Third explains why).
+// ID and call-back addresses from all of them; and in the bodies below.
+// m= ports are never touched: the map is 1:1. RewriteThird also turns a
+// third node's literal into a wire name, and back, in the Request-URI and
+// those header fields (Third explains why).
+//
+// # Which bodies
+//
+// A body's type is its Content-Type, and it is read only under no
+// Content-Encoding or "identity" (issue 15 item 4 decided each case):
+//   - application/sdp: the o=, c= (session and media level), a=rtcp:,
+//     a=candidate:, a=remote-candidates: and a=ssrc: lines. a=ssrc carries
+//     the source's CNAME, which RFC 3550 phones build as user@address: it
+//     names the sender, so it is mapped like o=. (RTCP SDES packets carry
+//     the same CNAME; the rewriter does not touch RTP or RTCP payloads, so
+//     a phone comparing the two sees two spellings of one source. Desk
+//     phones key their streams on the SSRC, not the CNAME.)
+//   - a body without a Content-Type that starts with "v=0" and a line
+//     ending is SDP too: RFC 3261 §20.15 requires the type, but a phone
+//     that gets such a body reads it as SDP, so it must be mapped as SDP.
+//   - application/dialog-info+xml (RFC 4235, busy-lamp fields and directed
+//     pickup): every literal (entity=, <identity>, <target uri=>, display
+//     names) except in the values of the attributes id, call-id,
+//     local-tag and remote-tag. Those are the watched dialog's identifiers,
+//     which a phone doing a directed pickup copies into the Replaces of its
+//     INVITE; the Call-ID and tags they must match cross unchanged, so they
+//     cross unchanged too.
+//   - application/simple-message-summary (RFC 3842, message waiting):
+//     every literal; Message-Account names the voicemail account, the
+//     optional message headers after it name parties.
+//   - one of these types under gzip (or any encoding but identity) is
+//     refused with ErrEncodedBody, whatever it holds: its addresses can be
+//     neither mapped nor checked, and passed on they would point the far
+//     phone at its own lines. The rewriter drops it and counts it. An
+//     encoded body of another type is not read in any case and passes.
+//
+// The reader (Parse, Message) finds bodies by the same rules, so the
+// rewriter's other readers of a message see the body Rewrite sees.
 //
 // What is left alone on purpose:
 //   - 0.0.0.0, the old way of putting a call on hold (RFC 2543), whatever the
@@ -50,10 +82,10 @@
 //     digest response;
 //   - status lines, Warning, Call-Info, Alert-Info and every header not listed
 //     above;
-//   - bodies other than application/sdp, and an SDP body with a
-//     Content-Encoding other than identity (it is not text we can read).
-//     multipart bodies (RFC 4475 mpart01) pass as they are: no phone we
-//     support sends SDP inside multipart.
+//   - bodies of other types (application/pidf+xml presence, message/sipfrag
+//     of a transfer's progress, text/plain MESSAGEs) pass as they are;
+//     multipart bodies (RFC 4475 mpart01) too: no phone we support sends
+//     SDP inside multipart.
 //
 // # Framing
 //
@@ -77,7 +109,8 @@
 // What it cannot parse it refuses with an error that is always a Reason: a
 // small set of constants the rewriter counts by, with no allocation. The
 // caller then passes the message on unchanged — unless Mappable finds an
-// address of our plan anywhere in it. Such a message would carry our local
+// address of our plan anywhere in it, or the reason is ErrEncodedBody (an
+// encoded body may hide such addresses). Such a message would carry our local
 // addresses across the tunnel unmapped, where the other node reads 10.0.s.p
 // as one of its own phones: a peer's malformed message could make our phone
 // signal to a neighbour line, or ours theirs. That is the one unsafe case,

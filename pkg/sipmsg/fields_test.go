@@ -193,16 +193,16 @@ m=audio 10000 RTP/AVP 0
 `),
 		},
 		{
-			name: "compressed SDP is not text",
+			name: "a compressed body of a type not read is not text",
 			in: crlf(`INVITE sip:b@10.7.1.1 SIP/2.0
-Content-Type: application/sdp
+Content-Type: text/plain
 e: gzip
 Content-Length: {len}
 
 c=IN IP4 10.0.1.1
 `),
 			want: crlf(`INVITE sip:b@10.254.1.1 SIP/2.0
-Content-Type: application/sdp
+Content-Type: text/plain
 e: gzip
 Content-Length: {len}
 
@@ -299,7 +299,8 @@ func TestReason(t *testing.T) {
 		{ErrMalformedHeader, "malformed-header"},
 		{ErrBadContentLength, "bad-content-length"},
 		{ErrBadContentType, "bad-content-type"},
-		{NumReasons, "reason-6"},
+		{ErrEncodedBody, "encoded-body"},
+		{NumReasons, "reason-7"},
 	}
 	for _, tt := range tests {
 		if got := tt.r.String(); got != tt.name {

@@ -139,7 +139,8 @@ func FuzzSDP(f *testing.F) {
 // its error is a Reason; with nothing to map the output is the input; the
 // output grows within MaxGrowth; a rewritten message's Content-Length is its
 // body length whenever the input's was; and mapping with an involution twice
-// gives back the input.
+// gives back the input; and what was mapped out once has nothing left to
+// map (headers and the bodies that are read).
 func FuzzSIPMessage(f *testing.F) {
 	for _, s := range []string{
 		inviteLocal, crlf(inviteLocal), crlf(inviteWire), crlf(okWire), okLocalAtAlice,
@@ -147,12 +148,18 @@ func FuzzSIPMessage(f *testing.F) {
 		"ACK sip:10.7.1.1 SIP/2.0\nc: application/sdp\n\nc=IN IP4 0.0.0.0\nc=IN IP4 10.0.1.1\n",
 		"INVITE sip:b@10.7.1.1 SIP/2.0\r\nAuthorization: Digest uri=\"sip:b@10.7.1.1\"\r\nContact: <sip:110.0.1.15>\r\n\r\n",
 		"INVITE sip:b SIP/2.0\r\nl: 5\r\n\r\nabc",
+		crlf(blfNotifyLocal), crlf(blfNotifyWire), crlf(mwiNotifyLocal),
+		"SIP/2.0 200 OK\nl: 36\n\nv=0\nc=IN IP4 10.0.1.1\na=ssrc:1 cname:10.7.1.1\n",
+		"INVITE sip:b SIP/2.0\r\nc: application/sdp\r\ne: gzip\r\n\r\nc=IN IP4 10.0.1.1",
 	} {
 		f.Add([]byte(s))
 	}
 	addTortureSeeds(f)
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		same, changed, ierr := Rewrite(nil, msg, identity)
+		if c := Check(msg); c != ierr {
+			t.Fatalf("Check(%q) = %v, Rewrite refuses with %v", msg, c, ierr)
+		}
 		if ierr == nil && (changed || !bytes.Equal(same, msg)) {
 			t.Fatalf("Rewrite(%q, identity) = %q, %v, want the input", msg, same, changed)
 		}
@@ -194,6 +201,12 @@ func FuzzSIPMessage(f *testing.F) {
 		back, _, err := Rewrite(nil, out, swap)
 		if err != nil || !bytes.Equal(back, msg) {
 			t.Fatalf("Rewrite twice of %q = %q, %v", msg, back, err)
+		}
+		// No address of the sender's numbering is left in a field or a
+		// body that is rewritten: mapping out once more changes nothing.
+		wire, _, _ := Rewrite(nil, msg, outVia7)
+		if again, changed, err := Rewrite(nil, wire, outVia7); err != nil || changed {
+			t.Fatalf("Rewrite(%q) = %q, still to map: %q, %v", msg, wire, again, err)
 		}
 	})
 }

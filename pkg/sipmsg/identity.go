@@ -6,7 +6,8 @@ package sipmsg
 // other nodes' 10.k.s.p) in a header field where the peer may only name
 // itself. It returns the field's lower-case long name
 // ("from", "contact", ...) and true, or "" and false when there is none or
-// the message cannot be parsed (the caller checks those with HasAddr).
+// the message cannot be parsed or rewritten (Check; the caller checks those
+// with HasAddr, or drops them).
 //
 // The rule is the package doc's "Who may be named"; the cases are what a
 // real call needs:
@@ -35,7 +36,7 @@ package sipmsg
 // own lines (call forwarding to a neighbour) is a redirect, not a disguise,
 // and our phone then calls its neighbour directly.
 func Impersonation(msg []byte, ours func([4]byte) bool) (field string, found bool) {
-	l, r := scan(msg)
+	l, r := rewritable(msg)
 	if r != 0 {
 		return "", false
 	}
@@ -63,49 +64,19 @@ func Impersonation(msg []byte, ours func([4]byte) bool) (field string, found boo
 // with redirect) may name only itself, and the index of its colon; "" for
 // every other field.
 func identityField(f []byte, response, redirect bool) (name string, colon int) {
-	n := 0
-	for n < len(f) && class[f[n]]&clToken != 0 {
-		n++
-	}
-	colon = skipLWS(f, n)
-	var buf [len("p-preferred-identity")]byte
-	if n == 0 || n > len(buf) || colon == len(f) || f[colon] != ':' {
-		return "", 0
-	}
-	for k := range n {
-		c := f[k]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		buf[k] = c
-	}
-	switch string(buf[:n]) {
-	case "contact", "m":
+	h, colon := headerOf(f)
+	switch h {
+	case hdrContact:
 		if redirect {
 			return "", 0
 		}
-		return "contact", colon
-	case "p-asserted-identity":
-		return "p-asserted-identity", colon
-	case "p-preferred-identity":
-		return "p-preferred-identity", colon
-	case "remote-party-id":
-		return "remote-party-id", colon
-	case "reply-to":
-		return "reply-to", colon
-	}
-	if response {
+	case hdrPAssertedIdentity, hdrPPreferredIdentity, hdrRemotePartyID, hdrReplyTo:
+	case hdrFrom, hdrVia, hdrRecordRoute, hdrPath:
+		if response {
+			return "", 0
+		}
+	default:
 		return "", 0
 	}
-	switch string(buf[:n]) {
-	case "from", "f":
-		return "from", colon
-	case "via", "v":
-		return "via", colon
-	case "record-route":
-		return "record-route", colon
-	case "path":
-		return "path", colon
-	}
-	return "", 0
+	return headerNames[h], colon
 }

@@ -25,6 +25,10 @@ const (
 	ErrBadContentLength
 	// ErrBadContentType: more than one Content-Type.
 	ErrBadContentType
+	// ErrEncodedBody: a body of a type that is rewritten (SDP, dialog
+	// info, message summary) under a Content-Encoding other than identity
+	// (gzip): its addresses can be neither read nor mapped.
+	ErrEncodedBody
 
 	// NumReasons is one more than the largest Reason, for counter arrays.
 	NumReasons
@@ -37,6 +41,7 @@ var reasonNames = [NumReasons]string{
 	ErrMalformedHeader:  "malformed-header",
 	ErrBadContentLength: "bad-content-length",
 	ErrBadContentType:   "bad-content-type",
+	ErrEncodedBody:      "encoded-body",
 }
 
 var reasonTexts = [NumReasons]string{
@@ -46,6 +51,7 @@ var reasonTexts = [NumReasons]string{
 	ErrMalformedHeader:  "sipmsg: malformed header line",
 	ErrBadContentLength: "sipmsg: bad Content-Length",
 	ErrBadContentType:   "sipmsg: more than one Content-Type",
+	ErrEncodedBody:      "sipmsg: an SDP, dialog-info or message-summary body under a Content-Encoding",
 }
 
 // String returns a short name fit for a metric label ("bad-content-length").
@@ -77,21 +83,13 @@ func Mappable(msg []byte, mapAddr func([4]byte) ([4]byte, bool)) bool {
 // literal third can name counts as mappable, since the other node would
 // read it as one of its own nodes.
 func MappableThird(msg []byte, mapAddr func([4]byte) ([4]byte, bool), third Third) bool {
-	for i := 0; ; {
-		_, end, a, ok := nextAddr(msg, i)
-		if !ok {
-			return false
-		}
+	return HasAddr(msg, func(a [4]byte) bool {
 		if _, ok := mapOne(a, mapAddr); ok {
 			return true
 		}
-		if third != nil && a != [4]byte{} {
-			if _, ok := third.WireTag(a); ok {
-				return true
-			}
-		}
-		i = end
-	}
+		_, ok := wireTag(a, third)
+		return ok
+	})
 }
 
 // ReasonOf returns the Reason of an error returned by Rewrite: 0 for nil.
@@ -132,7 +130,8 @@ type layout struct {
 	// message has no Content-Length (then the body is the rest of the
 	// datagram, RFC 3261 §18.3).
 	clStart, clEnd int
-	sdp            bool
+	typ            BodyType
+	encoded        bool
 }
 
 // Rewrite appends msg to dst with the IPv4 literals in the fields listed in
@@ -153,15 +152,26 @@ func Rewrite(dst, msg []byte, mapAddr func([4]byte) ([4]byte, bool)) (out []byte
 // literal that mapAddr leaves alone but third can name becomes its wire
 // name, and a wire name third knows becomes a literal. third may be nil.
 func RewriteThird(dst, msg []byte, mapAddr func([4]byte) ([4]byte, bool), third Third) (out []byte, changed bool, err error) {
-	l, r := scan(msg)
-	if r != 0 {
-		return dst, false, r
+	m, err := Parse(msg)
+	if err != nil {
+		return dst, false, err
 	}
+	return m.Rewrite(dst, mapAddr, third)
+}
+
+// Rewrite is RewriteThird of a message Parse accepted, for a caller that
+// also reads it: the message is scanned once. Its only error is
+// ErrEncodedBody.
+func (m *Message) Rewrite(dst []byte, mapAddr func([4]byte) ([4]byte, bool), third Third) (out []byte, changed bool, err error) {
+	msg, l := m.msg, m.l
 	body := msg[l.bodyStart:l.bodyEnd]
+	if l.hidden() {
+		return dst, false, ErrEncodedBody
+	}
 	bodyLen := len(body)
-	if l.sdp {
+	if l.typ != BodyOther {
 		var d int
-		d, changed = sdpDelta(body, mapAddr)
+		d, changed = bodyDelta(l.typ, body, mapAddr)
 		bodyLen += d
 	}
 
@@ -202,8 +212,8 @@ func RewriteThird(dst, msg []byte, mapAddr func([4]byte) ([4]byte, bool), third 
 		}
 		i = end
 	}
-	if l.sdp {
-		out = appendSDP(out, body, mapAddr)
+	if l.typ != BodyOther {
+		out = appendBody(out, l.typ, body, mapAddr)
 	} else {
 		out = append(out, body...)
 	}
@@ -268,13 +278,13 @@ func scan(msg []byte) (layout, Reason) {
 				return l, ErrBadContentType
 			}
 			sawType = true
-			l.sdp = isSDPType(f[colon+1:])
+			l.typ = bodyType(f[colon+1:])
 		case kindContentEncoding:
 			encoded = encoded || !isIdentity(f[colon+1:])
 		}
 		i = end
 	}
-	l.sdp = l.sdp && !encoded
+	l.encoded = encoded
 	l.bodyEnd = len(msg)
 	if l.clStart >= 0 {
 		n := 0
@@ -285,6 +295,11 @@ func scan(msg []byte) (layout, Reason) {
 			return l, ErrBadContentLength
 		}
 		l.bodyEnd = l.bodyStart + n
+	}
+	if !sawType {
+		if b := msg[l.bodyStart:l.bodyEnd]; hasPrefix(b, "v=0\n") || hasPrefix(b, "v=0\r\n") {
+			l.typ = BodySDP
+		}
 	}
 	return l, 0
 }
@@ -304,49 +319,6 @@ func fieldAt(msg []byte, i, limit int) (end, lineEnd int) {
 		end = next
 	}
 	return end, lineEnd
-}
-
-// headerKind classifies a header field and returns the index of its colon,
-// or -1 if the field is not "token LWS :".
-func headerKind(f []byte) (kind, colon int) {
-	i := 0
-	for i < len(f) && class[f[i]]&clToken != 0 {
-		i++
-	}
-	n := i
-	i = skipLWS(f, i)
-	if n == 0 || i == len(f) || f[i] != ':' {
-		return kindOther, -1
-	}
-	colon = i
-	// Names we care about are short: lower-case them on the stack so that
-	// the switch below compares strings without allocating.
-	var buf [len("p-preferred-identity")]byte
-	if n > len(buf) {
-		return kindOther, colon
-	}
-	for k := range n {
-		c := f[k]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		buf[k] = c
-	}
-	switch string(buf[:n]) {
-	case "via", "v", "contact", "m", "from", "f", "to", "t",
-		"route", "record-route", "path",
-		"refer-to", "r", "referred-by", "b", "reply-to",
-		"p-asserted-identity", "p-preferred-identity", "p-called-party-id",
-		"remote-party-id", "diversion", "history-info":
-		return kindAddr, colon
-	case "content-length", "l":
-		return kindContentLength, colon
-	case "content-type", "c":
-		return kindContentType, colon
-	case "content-encoding", "e":
-		return kindContentEncoding, colon
-	}
-	return kindOther, colon
 }
 
 // skipLWS skips blanks and the line breaks of folded lines: inside a field
@@ -375,23 +347,29 @@ func digits(f []byte, from int) (start, end int, ok bool) {
 	return start, end, true
 }
 
-// isSDPType reports whether a Content-Type value is application/sdp, ignoring
-// case, LWS and parameters.
-func isSDPType(v []byte) bool {
+// bodyType returns the type of a Content-Type value, ignoring case, LWS
+// and parameters.
+func bodyType(v []byte) BodyType {
 	i := skipLWS(v, 0)
 	if !hasPrefixFold(v[i:], "application") {
-		return false
+		return BodyOther
 	}
 	i = skipLWS(v, i+len("application"))
 	if i == len(v) || v[i] != '/' {
-		return false
+		return BodyOther
 	}
 	i = skipLWS(v, i+1)
-	if !hasPrefixFold(v[i:], "sdp") {
-		return false
+	for _, t := range [...]struct {
+		sub string
+		typ BodyType
+	}{{"sdp", BodySDP}, {"dialog-info+xml", BodyDialogInfo}, {"simple-message-summary", BodyMessageSummary}} {
+		if hasPrefixFold(v[i:], t.sub) {
+			if k := i + len(t.sub); k == len(v) || class[v[k]]&clToken == 0 {
+				return t.typ
+			}
+		}
 	}
-	i += len("sdp")
-	return i == len(v) || class[v[i]]&clToken == 0
+	return BodyOther
 }
 
 // isIdentity reports whether a Content-Encoding value is empty or
@@ -502,15 +480,24 @@ func appendMappedURIs(dst, s []byte, inURI bool, mapAddr func([4]byte) ([4]byte,
 // sdpLine reports where the rewritable part of an SDP line starts, or -1 for
 // lines that are copied as they are.
 func sdpLine(line []byte) int {
-	switch {
-	case len(line) >= 2 && (line[0] == 'o' || line[0] == 'c') && line[1] == '=':
+	if len(line) < 2 || line[1] != '=' {
+		return -1
+	}
+	switch line[0] {
+	case 'o', 'c':
 		return 2
-	case hasPrefix(line, "a=rtcp:"):
-		return len("a=rtcp:")
-	case hasPrefix(line, "a=candidate:"):
-		return len("a=candidate:")
-	case hasPrefix(line, "a=remote-candidates:"):
-		return len("a=remote-candidates:")
+	case 'a':
+		// Most a= lines are none of these (rtpmap, fmtp, direction).
+		switch a := line[2:]; {
+		case hasPrefix(a, "rtcp:"):
+			return len("a=rtcp:")
+		case hasPrefix(a, "candidate:"):
+			return len("a=candidate:")
+		case hasPrefix(a, "remote-candidates:"):
+			return len("a=remote-candidates:")
+		case hasPrefix(a, "ssrc:"):
+			return len("a=ssrc:")
+		}
 	}
 	return -1
 }
@@ -585,7 +572,7 @@ func sdpDelta(body []byte, mapAddr func([4]byte) ([4]byte, bool)) (delta int, ch
 	return delta, changed
 }
 
-// appendSDP appends body with the literals of its o=, c= and a=rtcp: lines
+// appendSDP appends body with the literals of the lines sdpLine names
 // mapped.
 func appendSDP(dst, body []byte, mapAddr func([4]byte) ([4]byte, bool)) []byte {
 	for i := 0; i < len(body); {
@@ -600,6 +587,119 @@ func appendSDP(dst, body []byte, mapAddr func([4]byte) ([4]byte, bool)) []byte {
 		i = next
 	}
 	return dst
+}
+
+// bodyDelta returns how much a body of type typ grows under mapAddr, and
+// whether any literal changes.
+func bodyDelta(typ BodyType, body []byte, mapAddr func([4]byte) ([4]byte, bool)) (delta int, changed bool) {
+	if typ == BodySDP {
+		// Every INVITE and its answer: the line loop without nextSpan.
+		return sdpDelta(body, mapAddr)
+	}
+	for i := 0; i < len(body); {
+		start, end, next := nextSpan(typ, body, i)
+		d, c := mappedDelta(body[start:end], mapAddr)
+		delta += d
+		changed = changed || c
+		i = next
+	}
+	return delta, changed
+}
+
+// appendBody appends a body of type typ with the literals of its SDP lines
+// (sdpLine) or spans (nextSpan) mapped.
+func appendBody(dst []byte, typ BodyType, body []byte, mapAddr func([4]byte) ([4]byte, bool)) []byte {
+	if typ == BodySDP {
+		return appendSDP(dst, body, mapAddr)
+	}
+	done := 0
+	for i := 0; i < len(body); {
+		start, end, next := nextSpan(typ, body, i)
+		dst = append(dst, body[done:start]...)
+		dst, _ = appendMapped(dst, body[start:end], mapAddr)
+		done = end
+		i = next
+	}
+	return append(dst, body[done:]...)
+}
+
+// nextSpan returns the first part of a body that is not SDP (SDP has its
+// own line loop), at or after i, whose literals are mapped, and where to
+// look for the next one (past end, and past i):
+//   - a message summary: all the rest;
+//   - dialog info: up to the next value of an attribute that is an opaque
+//     identifier (opaqueValue), which is skipped.
+//
+// The spans are found by bytes that mapping never changes, so they are the
+// same in a body and in its mapped form.
+func nextSpan(typ BodyType, body []byte, i int) (start, end, next int) {
+	if typ == BodyDialogInfo {
+		if vs, ve, ok := opaqueValue(body, i); ok {
+			return i, vs, ve
+		}
+	}
+	return i, len(body), len(body)
+}
+
+// opaqueValue finds, at or after i, the quoted value of the next XML
+// attribute named id, call-id, local-tag or remote-tag (after any
+// namespace prefix, in any case). They are the dialog identifiers of RFC
+// 4235: a phone doing a directed pickup copies them into the Replaces of
+// its INVITE, where they must match the Call-ID and tags that cross the
+// tunnel unchanged, so they cross unchanged too.
+func opaqueValue(b []byte, i int) (vs, ve int, ok bool) {
+	// noDouble and noSingle are set once that quote is known not to occur
+	// again, so that an unclosed quote is not searched for at every '='.
+	var noDouble, noSingle bool
+	for {
+		k := bytes.IndexByte(b[i:], '=')
+		if k < 0 {
+			return 0, 0, false
+		}
+		eq := i + k
+		i = eq + 1
+		ne := eq
+		for ne > 0 && (b[ne-1] == ' ' || b[ne-1] == '\t' || b[ne-1] == '\r' || b[ne-1] == '\n') {
+			ne--
+		}
+		ns := ne
+		for ns > 0 && isXMLName(b[ns-1]) {
+			ns--
+		}
+		if ns == ne || ns == 0 || !isBlank(b[ns-1]) || !opaqueAttr(b[ns:ne]) {
+			continue
+		}
+		q := skipLWS(b, eq+1)
+		if q == len(b) || (b[q] != '"' && b[q] != '\'') || (b[q] == '"' && noDouble) || (b[q] == '\'' && noSingle) {
+			continue
+		}
+		c := bytes.IndexByte(b[q+1:], b[q])
+		if c < 0 {
+			if b[q] == '"' {
+				noDouble = true
+			} else {
+				noSingle = true
+			}
+			continue
+		}
+		return q + 1, q + 1 + c, true
+	}
+}
+
+func isXMLName(c byte) bool {
+	return class[c]&(clWord|clDigitDot) != 0 || c == ':'
+}
+
+// opaqueAttr reports whether an XML attribute name, after any prefix, is
+// one of the dialog identifiers opaqueValue skips.
+func opaqueAttr(name []byte) bool {
+	if c := bytes.LastIndexByte(name, ':'); c >= 0 {
+		name = name[c+1:]
+	}
+	return len(name) == len("id") && hasPrefixFold(name, "id") ||
+		len(name) == len("call-id") && hasPrefixFold(name, "call-id") ||
+		len(name) == len("local-tag") && hasPrefixFold(name, "local-tag") ||
+		len(name) == len("remote-tag") && hasPrefixFold(name, "remote-tag")
 }
 
 // mapOne maps a literal, keeping 0.0.0.0 (hold) whatever mapAddr says.
