@@ -13,10 +13,7 @@
 package registrar
 
 import (
-	"context"
-	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -24,7 +21,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/peerline/peerline/pkg/sipauth"
@@ -119,36 +115,8 @@ func (r *Registrar) Stats() Stats {
 	return r.stats
 }
 
-// Serve answers REGISTERs on conn until ctx ends. Other methods get 405:
-// this socket is the registrar, not a phone.
-func (r *Registrar) Serve(ctx context.Context, conn net.PacketConn) error {
-	ua, err := sipgo.NewUA(sipgo.WithUserAgent("peerline"))
-	if err != nil {
-		return fmt.Errorf("registrar: %w", err)
-	}
-	defer ua.Close()
-	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(r.log))
-	if err != nil {
-		return fmt.Errorf("registrar: %w", err)
-	}
-	srv.OnRegister(r.Handle)
-	srv.OnNoRoute(func(req *sip.Request, tx sip.ServerTransaction) {
-		res := sip.NewResponseFromRequest(req, sip.StatusMethodNotAllowed, "Method Not Allowed", nil)
-		res.AppendHeader(sip.NewHeader("Allow", "REGISTER"))
-		_ = tx.Respond(res)
-	})
-	go func() {
-		<-ctx.Done()
-		conn.Close()
-	}()
-	err = srv.ServeUDP(conn)
-	if ctx.Err() != nil {
-		return nil
-	}
-	return fmt.Errorf("registrar on %s stopped: %w", conn.LocalAddr(), err)
-}
-
-// Handle answers one REGISTER; the Pi's SIP service routes REGISTERs here.
+// Handle answers one REGISTER; the Pi's SIP service (pkg/sipservice)
+// routes REGISTERs here.
 func (r *Registrar) Handle(req *sip.Request, tx sip.ServerTransaction) {
 	res := r.decide(req)
 	if err := tx.Respond(res); err != nil {

@@ -48,7 +48,7 @@ func TestBaresipRegisters(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- r.Serve(ctx, conn) }()
+	go func() { done <- serve(ctx, r, conn) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {

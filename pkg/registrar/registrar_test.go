@@ -36,7 +36,7 @@ func start(t *testing.T) (*Registrar, string) {
 	r := New(sipauth.Config{Realm: "alice"}, accounts, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- r.Serve(ctx, conn) }()
+	go func() { done <- serve(ctx, r, conn) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -140,4 +140,28 @@ func TestRegisterOtherLine(t *testing.T) {
 	if _, ok := r.Lookup(2); ok {
 		t.Error("line 2 bound by line 1's phone")
 	}
+}
+
+// serve runs a bare sipgo server that hands REGISTERs to r, as
+// pkg/sipservice does on the Pi.
+func serve(ctx context.Context, r *Registrar, conn net.PacketConn) error {
+	ua, err := sipgo.NewUA()
+	if err != nil {
+		return err
+	}
+	defer ua.Close()
+	srv, err := sipgo.NewServer(ua)
+	if err != nil {
+		return err
+	}
+	srv.OnRegister(r.Handle)
+	go func() {
+		<-ctx.Done()
+		conn.Close()
+	}()
+	err = srv.ServeUDP(conn)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
 }
