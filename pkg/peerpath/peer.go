@@ -19,7 +19,7 @@ import (
 type peer struct {
 	key    nodekey.Key
 	tunnel Tunnel
-	bind   *wgmux.Bind
+	bind   Initiations
 
 	path     Path
 	direct   netip.AddrPort // when path is direct
@@ -229,7 +229,7 @@ func (p *peer) setPath(m *Manager, path Path, endpoint, reason string, now time.
 	// Only one side starts the handshake when both find the path at once:
 	// simultaneous initiations can cost a 5 s retry (wgtunnel).
 	if m.initiates(p.key) {
-		p.startHandshake(m, endpoint)
+		p.startHandshake(m, endpoint, now)
 	} else if p.keepaliveAt.IsZero() {
 		p.keepaliveAt = now.Add(initiatorHold)
 		if p.bind != nil {
@@ -238,9 +238,9 @@ func (p *peer) setPath(m *Manager, path Path, endpoint, reason string, now time.
 	}
 }
 
-func (p *peer) startHandshake(m *Manager, endpoint string) {
+func (p *peer) startHandshake(m *Manager, endpoint string, now time.Time) {
 	// The peer's handshake came while we held ours back: nothing to resend.
-	if p.bind != nil && time.Since(p.handshake) > 10*time.Second {
+	if p.bind != nil && now.Sub(p.handshake) > 10*time.Second {
 		if _, err := p.bind.ResendHeld(endpoint, heldMaxAge); err != nil {
 			m.log.Debug("resending the held handshake", "peer", p.key, "err", err)
 		}
@@ -331,7 +331,7 @@ func (p *peer) tick(ctx context.Context, m *Manager, now time.Time, wg *sync.Wai
 		return
 	}
 	if !p.keepaliveOn && !p.keepaliveAt.IsZero() && now.After(p.keepaliveAt) {
-		p.startHandshake(m, p.endpoint)
+		p.startHandshake(m, p.endpoint, now)
 	}
 	p.checkTunnel(ctx, m, now, wg)
 	// Find the peer through the servers while it has no live path.

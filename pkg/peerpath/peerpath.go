@@ -52,6 +52,30 @@ type Tunnel interface {
 	Status() (wgtunnel.Status, error)
 }
 
+// Net is the node's one UDP socket as the manager uses it: a *wgmux.Mux,
+// or an in-memory network in tests (as magicsock's TestOnlyPacketListener
+// lets tailscale's tests run on simulated machines).
+type Net interface {
+	// SetHandler receives every datagram that is not WireGuard's:
+	// rendezvous messages and probes, direct or through a relay session.
+	SetHandler(h wgmux.Handler)
+	WriteTo(b []byte, to netip.AddrPort) error
+	// WriteRelay sends b through relay session at server.
+	WriteRelay(b []byte, session uint64, server netip.AddrPort) error
+	// AddRelay lets peer's tunnel use relay session at server.
+	AddRelay(peer nodekey.Key, session uint64, server netip.AddrPort)
+	// PacketConn is the socket for the rendezvous clients, write only.
+	PacketConn() net.PacketConn
+}
+
+// Initiations is the control of one peer's WireGuard handshake
+// initiations on the socket (a *wgmux.Bind).
+type Initiations interface {
+	HoldInitiations(d time.Duration)
+	ResendHeld(endpoint string, maxAge time.Duration) (bool, error)
+	CopyInitiation(to []netip.AddrPort, maxAge time.Duration) int
+}
+
 // Timing. The punch window is long enough for a few lost probes on a
 // lossy line. An idle tunnel costs each node WireGuard's keepalive every
 // 25 s, its own probe every 60 s and its answer to the peer's (about 0.8
@@ -133,7 +157,7 @@ type Server struct {
 
 // Options configure a Manager.
 type Options struct {
-	Mux        *wgmux.Mux
+	Mux        Net
 	PrivateKey nodekey.Key
 	Servers    []Server
 	// Resolve turns host:port into an address; nil uses the system
@@ -190,10 +214,6 @@ type Manager struct {
 	aeadMu sync.Mutex
 	aeads  map[nodekey.Key]cipher.AEAD
 
-	// noProbes makes probes vanish, as if UDP between the peers were
-	// blocked (tests).
-	noProbes bool
-
 	// Owned by Run.
 	peers map[nodekey.Key]*peer
 	// early are introductions to keys that are not peers yet: a joiner's,
@@ -217,7 +237,7 @@ type event struct {
 type addPeer struct {
 	key    nodekey.Key
 	tunnel Tunnel
-	bind   *wgmux.Bind
+	bind   Initiations
 	static netip.AddrPort
 }
 
@@ -523,9 +543,6 @@ func (m *Manager) sendProbe(peer nodekey.Key, to netip.AddrPort, p rendezvous.Pr
 // sendProbeVia sends a probe to the peer at to, or through the relay
 // session at server to when session is not 0.
 func (m *Manager) sendProbeVia(peer nodekey.Key, to netip.AddrPort, session uint64, p rendezvous.Probe) {
-	if m.noProbes && session == 0 {
-		return
-	}
 	aead, err := m.aead(peer)
 	if err != nil {
 		return
@@ -546,7 +563,10 @@ func (m *Manager) sendProbeVia(peer nodekey.Key, to netip.AddrPort, session uint
 // Add starts keeping a path to peer, whose device is tunnel on bind.
 // static, if valid, is a configured endpoint: used at once, no rendezvous
 // needed (but the peer is still found through the servers if it moves).
-func (m *Manager) Add(peer nodekey.Key, tunnel Tunnel, bind *wgmux.Bind, static netip.AddrPort) {
+func (m *Manager) Add(peer nodekey.Key, tunnel Tunnel, bind Initiations, static netip.AddrPort) {
+	if b, ok := bind.(*wgmux.Bind); ok && b == nil {
+		bind = nil // a nil *Bind is no bind, not one to call
+	}
 	m.send(event{add: &addPeer{key: peer, tunnel: tunnel, bind: bind, static: static}})
 }
 
