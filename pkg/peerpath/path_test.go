@@ -424,3 +424,96 @@ func TestSendPair(t *testing.T) {
 		})
 	}
 }
+
+// TestStalledSession: mid-call, the WireGuard session breaks both ways
+// (as when initiations crossed and one end took the other's response as
+// invalid) while the path itself still answers probes. The initiating end
+// notices that it sends and decrypts nothing back, and starts a new
+// handshake within sessionStall, not WireGuard's 15 s; the media flows
+// again; the other end, which waits longer, does not start one too.
+func TestStalledSession(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newSimWorld(t, 1)
+		a, _ := w.site(1, portRestricted, nil)
+		b, _ := w.site(2, portRestricted, nil)
+		w.pair(a, b)
+		settle(t, a, b, 10*time.Second, settled(PathDirect))
+		init, other := a, b
+		if !a.mgr.initiates(b.pub) {
+			init, other = b, a
+		}
+		stop := media(a, b)
+		defer stop()
+		time.Sleep(5 * time.Second)
+		init.tunnel(other).gap()
+		breakSession(a, b)
+		broke := time.Now()
+		for init.tunnel(other).rehandshakes() == 0 {
+			if time.Since(broke) > 15*time.Second {
+				t.Fatal("no new handshake while the session was broken")
+			}
+			if st := init.status(other); !st.Online || st.Path != PathDirect {
+				t.Fatalf("the path answers, yet: %+v", st)
+			}
+			time.Sleep(tick)
+		}
+		took := time.Since(broke)
+		// The first counter read after the break may still see data
+		// that came before it; the next starts the count.
+		if bound := sessionStall + 2*checkEvery + tick; took > bound {
+			t.Errorf("new handshake %v after the session broke, want at most %v", took, bound)
+		}
+		time.Sleep(2 * time.Second)
+		g := init.tunnel(other).gap()
+		if g > sessionStall+time.Second {
+			t.Errorf("media stopped for %v", g)
+		}
+		if n := other.tunnel(init).rehandshakes(); n != 0 {
+			t.Errorf("the end that does not initiate started %d handshakes too", n)
+		}
+		for _, n := range []*simNode{a, b} {
+			if st := n.status(map[*simNode]*simNode{a: b, b: a}[n]); st.Stalled || st.Reason == ReasonStalled {
+				t.Errorf("mended, yet %+v", st)
+			}
+		}
+		t.Logf("new handshake %v after the session broke; media gap %v", took, g)
+	})
+}
+
+// TestStalledSessionShown: a session that a new handshake does not mend
+// (the peer's device hung, but its node still answers probes) shows in the
+// status as stalled, and handshakes are retried no more often than
+// WireGuard accepts them.
+func TestStalledSessionShown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newSimWorld(t, 1)
+		a, _ := w.site(1, portRestricted, nil)
+		b, _ := w.site(2, portRestricted, nil)
+		w.pair(a, b)
+		settle(t, a, b, 10*time.Second, settled(PathDirect))
+		bt := b.tunnel(a)
+		bt.mu.Lock()
+		bt.wedged = true
+		bt.mu.Unlock()
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		defer func() { cancel(); <-done }()
+		go func() { // a's phone retransmits its INVITE
+			defer close(done)
+			for ctx.Err() == nil {
+				a.tunnel(b).send(500)
+				time.Sleep(500 * time.Millisecond)
+			}
+		}()
+		st := settle(t, a, b, 2*sessionStall+2*time.Second, func(s Status) bool { return s.Stalled })
+		if !st.Online || st.Path != PathDirect || st.Reason != ReasonStalled {
+			t.Errorf("status %+v; want online on the direct path, the reason saying the session stalled", st)
+		}
+		start := time.Now()
+		n0 := a.tunnel(b).rehandshakes()
+		time.Sleep(20 * time.Second)
+		if n := a.tunnel(b).rehandshakes() - n0; n > 4 || n < 3 {
+			t.Errorf("%d new handshakes in %v, want one per %v", n, time.Since(start), rehandshakeEvery)
+		}
+	})
+}

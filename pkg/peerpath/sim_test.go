@@ -210,9 +210,9 @@ func (n *simNode) receive(b []byte, from netip.AddrPort) {
 		return
 	}
 	if b[0] != rendezvous.Magic {
-		if typ, k, ok := simSender(b); ok {
+		if typ, k, size, ok := simSender(b); ok {
 			if tun := n.tunnelOf(k); tun != nil {
-				tun.receive(typ, len(b), from.String())
+				tun.receive(typ, size, from.String())
 			}
 		}
 		return
@@ -235,9 +235,9 @@ func (n *simNode) receive(b []byte, from netip.AddrPort) {
 		(*h)(payload, from, session)
 		return
 	}
-	if typ, _, ok := simSender(payload); ok {
+	if typ, _, size, ok := simSender(payload); ok {
 		if tun := n.tunnelOf(r.peer); tun != nil {
-			tun.receive(typ, len(payload), wgmux.RelayEndpoint(session, from))
+			tun.receive(typ, size, wgmux.RelayEndpoint(session, from))
 		}
 	}
 }
@@ -265,6 +265,38 @@ type simTunnel struct {
 	// lastRx and maxGap measure interruptions of incoming data.
 	lastRx time.Time
 	maxGap time.Duration
+	// broken: the session's keys are not the peer's (as after crossed
+	// initiations), so transport packets from it are not decrypted,
+	// until a handshake makes a new session.
+	broken bool
+	// wedged: the device neither sends nor takes anything (a hung
+	// wireguard-go), while the node's manager still answers probes.
+	wedged      bool
+	rehandshake int // Rehandshake calls
+}
+
+// breakSession makes the session between a and b undecryptable both
+// ways, until either starts a new handshake.
+func breakSession(a, b *simNode) {
+	for _, t := range []*simTunnel{a.tunnel(b), b.tunnel(a)} {
+		t.mu.Lock()
+		t.broken = true
+		t.mu.Unlock()
+	}
+}
+
+func (t *simTunnel) Rehandshake() error {
+	t.mu.Lock()
+	t.rehandshake++
+	t.mu.Unlock()
+	t.write(simInitiation, simInitiationLen)
+	return nil
+}
+
+func (t *simTunnel) rehandshakes() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.rehandshake
 }
 
 // WireGuard's message types and handshake sizes.
@@ -280,12 +312,15 @@ const (
 	rekeyAfter = 2 * time.Minute
 )
 
-func simSender(b []byte) (typ uint32, k nodekey.Key, ok bool) {
+// simSender reads a fake WireGuard packet: its type, its sender, and its
+// length as WireGuard counts it (a keepalive is shorter than the header).
+func simSender(b []byte) (typ uint32, k nodekey.Key, n int, ok bool) {
 	if len(b) < simHeader {
-		return 0, k, false
+		return 0, k, 0, false
 	}
 	copy(k[:], b[4:])
-	return binary.LittleEndian.Uint32(b), k, true
+	w := binary.LittleEndian.Uint32(b)
+	return w & 0xff, k, int(w >> 8), true
 }
 
 func (t *simTunnel) SetEndpoint(ep string) error {
@@ -322,13 +357,16 @@ func (t *simTunnel) send(n int) {
 }
 
 func (t *simTunnel) write(typ uint32, n int) {
-	n = max(n, simHeader)
 	t.mu.Lock()
+	if t.wedged {
+		t.mu.Unlock()
+		return
+	}
 	ep := t.endpoint
 	t.tx += uint64(n)
 	t.mu.Unlock()
-	b := make([]byte, n)
-	binary.LittleEndian.PutUint32(b, typ)
+	b := make([]byte, max(n, simHeader))
+	binary.LittleEndian.PutUint32(b, typ|uint32(n)<<8)
 	copy(b[4:], t.node.pub[:])
 	if ap, err := netip.ParseAddrPort(ep); err == nil {
 		t.node.WriteTo(b, ap)
@@ -351,11 +389,15 @@ func (t *simTunnel) write(typ uint32, n int) {
 func (t *simTunnel) receive(typ uint32, n int, from string) {
 	now := time.Now()
 	t.mu.Lock()
+	if t.wedged || typ == simTransport && t.broken {
+		t.mu.Unlock()
+		return // not decrypted: not counted, no roaming
+	}
 	t.rx += uint64(n)
 	t.endpoint = from
 	switch typ {
 	case simInitiation, simResponse:
-		t.handshake = now
+		t.handshake, t.broken = now, false
 	case simTransport:
 		if !t.lastRx.IsZero() {
 			t.maxGap = max(t.maxGap, now.Sub(t.lastRx))
