@@ -9,6 +9,15 @@
 // rendezvous clients and the supervisor talk to it through channels, and
 // readers get snapshots.
 //
+// Decisions are apart from I/O: a peer's state changes only on an event
+// (an introduction, a probe or its answer, a registration's end, a tick
+// with the tunnel's counters), each carrying its time, and it acts only
+// through env (probes, relay sessions, introductions), its Tunnel and its
+// Initiations. The socket is the Net interface. So the tests run whole
+// nodes on pkg/netsim's in-memory NATs under testing/synctest
+// (path_test.go) and one peer's decisions against a recorder
+// (decide_test.go).
+//
 // Path choice, in order of what happens after an introduction:
 //  1. the relay session from the introduction is usable at once: when the
 //     peer has no working path, the tunnel starts on the relay, so the
