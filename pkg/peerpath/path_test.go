@@ -517,3 +517,32 @@ func TestStalledSessionShown(t *testing.T) {
 		}
 	})
 }
+
+// TestPeerAddedLate: the inviter saves its new peer a moment after the
+// joiner starts looking for it (as pairing does): the joiner's requests
+// are ignored until then, and the path comes up right after, on the relay
+// at once and direct within the punch window.
+func TestPeerAddedLate(t *testing.T) {
+	for _, late := range []time.Duration{300 * time.Millisecond, 3 * time.Second} {
+		t.Run(late.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				w := newSimWorld(t, 1)
+				a, _ := w.site(1, portRestricted, nil)
+				b, _ := w.site(2, portRestricted, nil)
+				time.Sleep(5 * time.Second) // both registered
+				b.add(a)
+				time.Sleep(late)
+				if st := b.status(a); st.Online {
+					t.Fatalf("online before the peer has us: %+v", st)
+				}
+				a.add(b)
+				added := time.Now()
+				settle(t, b, a, time.Second, func(s Status) bool { return s.Online })
+				online := time.Since(added)
+				flows(t, b, a)
+				st := settle(t, b, a, punchWindow, settled(PathDirect))
+				t.Logf("online %v after the peer added us; %s %v after", online, st.Path, time.Since(added))
+			})
+		})
+	}
+}
