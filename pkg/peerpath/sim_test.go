@@ -259,7 +259,6 @@ type simTunnel struct {
 
 	mu        sync.Mutex
 	endpoint  string
-	keepalive bool
 	rx, tx    uint64
 	handshake time.Time
 	// lastRx and maxGap measure interruptions of incoming data.
@@ -330,10 +329,8 @@ func (t *simTunnel) SetEndpoint(ep string) error {
 	return nil
 }
 
+// StartKeepalive sends a keepalive, with a handshake first if none is up.
 func (t *simTunnel) StartKeepalive() error {
-	t.mu.Lock()
-	t.keepalive = true
-	t.mu.Unlock()
 	t.send(keepaliveLen)
 	return nil
 }
