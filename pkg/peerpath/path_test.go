@@ -546,3 +546,44 @@ func TestPeerAddedLate(t *testing.T) {
 		})
 	}
 }
+
+// TestIdleCost: no decision (a forced handshake, a burst of probes) fires
+// on an idle tunnel, direct or relayed, over ten minutes, and what it
+// sends (WireGuard's keepalives and rekeys, probes and their answers) stays
+// near a packet per 10 s. The simulated WireGuard is cruder than the real
+// one, so the bound is loose: the lab's BenchmarkIdleKeepalive measures
+// the real figure (0.6), and 0.78-0.98 here over 40 runs.
+func TestIdleCost(t *testing.T) {
+	for _, tc := range []struct {
+		path Path
+		kind natKind
+	}{{PathDirect, portRestricted}, {PathRelay, symmetric}} {
+		t.Run(string(tc.path), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				w := newSimWorld(t, 1)
+				a, _ := w.site(1, tc.kind, nil)
+				b, _ := w.site(2, tc.kind, nil)
+				time.Sleep(5 * time.Second)
+				w.pair(a, b)
+				settle(t, a, b, 10*time.Second, settled(tc.path))
+				time.Sleep(10 * time.Second) // past the punching
+				const window = 10 * time.Minute
+				sa, sb := a.sent.Load(), b.sent.Load()
+				ha, hb := a.tunnel(b).rehandshakes(), b.tunnel(a).rehandshakes()
+				time.Sleep(window)
+				per10 := func(n int64) float64 { return float64(n) / float64(window/(10*time.Second)) }
+				ca, cb := per10(a.sent.Load()-sa), per10(b.sent.Load()-sb)
+				if ca > 1.2 || cb > 1.2 {
+					t.Errorf("idle %s tunnel: %.2f and %.2f packets per 10 s, want at most 1.2", tc.path, ca, cb)
+				}
+				if a.tunnel(b).rehandshakes() != ha || b.tunnel(a).rehandshakes() != hb {
+					t.Error("a new handshake was forced on an idle tunnel")
+				}
+				if st := a.status(b); !st.Online || st.Path != tc.path {
+					t.Errorf("after %v idle: %+v", window, st)
+				}
+				t.Logf("idle %s: %.2f and %.2f packets per 10 s", tc.path, ca, cb)
+			})
+		})
+	}
+}

@@ -111,6 +111,9 @@ type simNode struct {
 	mu      sync.Mutex
 	relays  map[uint64]simRelay
 	tunnels map[nodekey.Key]*simTunnel
+	// sent counts datagrams to peers and relays (not registrations).
+	sent    atomic.Int64
+	stopped atomic.Bool
 
 	stop func() // a power cut: no bye
 }
@@ -152,6 +155,7 @@ func (w *simWorld) node(addr string, nat *netsim.NAT, opts func(*Options)) *simN
 	var once sync.Once
 	n.stop = func() {
 		once.Do(func() {
+			n.stopped.Store(true)
 			n.conn.Close()
 			cancel()
 			<-done
@@ -189,9 +193,13 @@ func (n *simNode) status(peer *simNode) Status { return n.mgr.Status()[peer.pub]
 
 func (n *simNode) SetHandler(h wgmux.Handler) { n.handler.Store(&h) }
 
-func (n *simNode) WriteTo(b []byte, to netip.AddrPort) error { return n.conn.WriteTo(b, to) }
+func (n *simNode) WriteTo(b []byte, to netip.AddrPort) error {
+	n.sent.Add(1)
+	return n.conn.WriteTo(b, to)
+}
 
 func (n *simNode) WriteRelay(b []byte, session uint64, server netip.AddrPort) error {
+	n.sent.Add(1)
 	return n.conn.WriteTo(rendezvous.AppendRelay(nil, session, b), server)
 }
 
@@ -257,10 +265,12 @@ type simTunnel struct {
 	node *simNode
 	peer nodekey.Key
 
-	mu        sync.Mutex
-	endpoint  string
-	rx, tx    uint64
-	handshake time.Time
+	mu          sync.Mutex
+	endpoint    string
+	keepaliveOn bool
+	lastTx      time.Time
+	rx, tx      uint64
+	handshake   time.Time
 	// lastRx and maxGap measure interruptions of incoming data.
 	lastRx time.Time
 	maxGap time.Duration
@@ -329,10 +339,37 @@ func (t *simTunnel) SetEndpoint(ep string) error {
 	return nil
 }
 
-// StartKeepalive sends a keepalive, with a handshake first if none is up.
+// StartKeepalive turns WireGuard's persistent keepalive on: one now
+// (with a handshake first if none is up), then one whenever nothing was
+// sent for keepaliveEvery.
 func (t *simTunnel) StartKeepalive() error {
+	t.mu.Lock()
+	on := t.keepaliveOn
+	t.keepaliveOn = true
+	t.mu.Unlock()
 	t.send(keepaliveLen)
+	if !on {
+		t.keepaliveAfter(keepaliveEvery)
+	}
 	return nil
+}
+
+const keepaliveEvery = 25 * time.Second
+
+func (t *simTunnel) keepaliveAfter(d time.Duration) {
+	time.AfterFunc(d, func() {
+		if t.node.stopped.Load() {
+			return
+		}
+		t.mu.Lock()
+		idle := time.Since(t.lastTx)
+		t.mu.Unlock()
+		if idle >= keepaliveEvery {
+			t.send(keepaliveLen)
+			idle = 0
+		}
+		t.keepaliveAfter(keepaliveEvery - idle)
+	})
 }
 
 func (t *simTunnel) Status() (wgtunnel.Status, error) {
@@ -361,6 +398,7 @@ func (t *simTunnel) write(typ uint32, n int) {
 	}
 	ep := t.endpoint
 	t.tx += uint64(n)
+	t.lastTx = time.Now()
 	t.mu.Unlock()
 	b := make([]byte, max(n, simHeader))
 	binary.LittleEndian.PutUint32(b, typ|uint32(n)<<8)
