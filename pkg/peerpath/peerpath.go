@@ -120,6 +120,10 @@ const (
 	// rehandshakeEvery is WireGuard's RekeyTimeout: it ignores a new
 	// initiation sooner after the last.
 	rehandshakeEvery = 5 * time.Second
+	// A relayed path quiet for relayQuiet is probed, every
+	// relayCheckEvery until it answers: twice more before onlineFor.
+	relayQuiet      = 45 * time.Second
+	relayCheckEvery = 5 * time.Second
 	// checkEvery is how often the tunnel's counters are read.
 	checkEvery = 250 * time.Millisecond
 	// onlineFor is how long after the last sign of life a peer counts as

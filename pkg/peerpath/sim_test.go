@@ -269,6 +269,7 @@ type simTunnel struct {
 	endpoint    string
 	keepaliveOn bool
 	lastTx      time.Time
+	lastAuth    time.Time // the last packet decrypted
 	rx, tx      uint64
 	handshake   time.Time
 	// lastRx and maxGap measure interruptions of incoming data.
@@ -341,7 +342,9 @@ func (t *simTunnel) SetEndpoint(ep string) error {
 
 // StartKeepalive turns WireGuard's persistent keepalive on: one now
 // (with a handshake first if none is up), then one whenever nothing was
-// sent for keepaliveEvery.
+// sent or received for keepaliveEvery. (As in wireguard-go, whose timer
+// any authenticated packet restarts: of two ends with the same interval,
+// soon only one sends keepalives.)
 func (t *simTunnel) StartKeepalive() error {
 	t.mu.Lock()
 	on := t.keepaliveOn
@@ -363,6 +366,9 @@ func (t *simTunnel) keepaliveAfter(d time.Duration) {
 		}
 		t.mu.Lock()
 		idle := time.Since(t.lastTx)
+		if !t.lastAuth.IsZero() {
+			idle = min(idle, time.Since(t.lastAuth))
+		}
 		t.mu.Unlock()
 		if idle >= keepaliveEvery {
 			t.send(keepaliveLen)
@@ -430,6 +436,7 @@ func (t *simTunnel) receive(typ uint32, n int, from string) {
 	}
 	t.rx += uint64(n)
 	t.endpoint = from
+	t.lastAuth = now
 	switch typ {
 	case simInitiation, simResponse:
 		t.handshake, t.broken = now, false
