@@ -2,11 +2,10 @@ package peerpath
 
 import (
 	"bytes"
-	"context"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/peerline/peerline/pkg/nodekey"
@@ -15,11 +14,35 @@ import (
 	"github.com/peerline/peerline/pkg/wgtunnel"
 )
 
+// env is what a peer's decisions do to the world besides driving the
+// peer's own tunnel and bind: Manager implements it with the socket and
+// the rendezvous clients, the decision tests with a recorder. Decisions
+// never read the clock; every event and tick carries its time.
+type env interface {
+	logger() *slog.Logger
+	// sendProbe sends p to peer at to, or through relay session at
+	// server to when session is not 0.
+	sendProbe(peer nodekey.Key, to netip.AddrPort, session uint64, p rendezvous.Probe)
+	// addRelay lets the peer's tunnel use relay session at server.
+	addRelay(peer nodekey.Key, session uint64, server netip.AddrPort)
+	// initiates reports whether this node starts the handshake with peer.
+	initiates(peer nodekey.Key) bool
+	// ownNAT is this node's own NAT mapping ("" while unknown).
+	ownNAT() string
+	// haveServers reports whether any rendezvous server resolved.
+	haveServers() bool
+	// connect asks every server not asked yet to introduce p; answers
+	// come back as events.
+	connect(p *peer)
+	// reregister refreshes every registration now.
+	reregister()
+}
+
 // peer is one peer's path state, owned by Manager.Run.
 type peer struct {
 	key    nodekey.Key
 	tunnel Tunnel
-	bind   *wgmux.Bind
+	bind   Initiations
 
 	path     Path
 	direct   netip.AddrPort // when path is direct
@@ -61,6 +84,20 @@ type peer struct {
 	unanswered time.Time
 	handshake  time.Time
 
+	// A stalled session: the tunnel sends data and decrypts nothing back
+	// while the path answers probes (one end lost the session's keys, as
+	// after handshake initiations that crossed). dataSent is when the
+	// tunnel first sent data since it last decrypted anything (zero:
+	// nothing unanswered); rehandshakeAt when a new handshake was last
+	// started for it; stalledAt when the first was (zero: no stall).
+	dataSent, rehandshakeAt, stalledAt time.Time
+	stallLogged                        bool
+	// saidBye: this node told the peer it is going offline; a handshake
+	// now would show it online again.
+	saidBye bool
+	// relayChecked is when a quiet relayed path was last probed.
+	relayChecked time.Time
+
 	keepaliveOn bool
 	keepaliveAt time.Time // when to turn it on if the peer did not start
 
@@ -94,8 +131,8 @@ func (p *peer) addCandidate(a netip.AddrPort) {
 }
 
 // introduced: the servers told us where the peer is and gave us a relay.
-func (p *peer) introduced(m *Manager, in *intro, now time.Time) {
-	m.opt.Mux.AddRelay(p.key, in.Session, in.server)
+func (p *peer) introduced(e env, in *intro, now time.Time) {
+	e.addRelay(p.key, in.Session, in.server)
 	p.byeAt = time.Time{} // it is back
 	p.introAt = now
 	p.relay = wgmux.RelayEndpoint(in.Session, in.server)
@@ -111,11 +148,11 @@ func (p *peer) introduced(m *Manager, in *intro, now time.Time) {
 	p.connectAt = now.Add(connectMax)
 	switch {
 	case p.path == PathNone || !p.alive(now):
-		p.setPath(m, PathRelay, p.relay, ReasonPunching, now)
+		p.setPath(e, PathRelay, p.relay, ReasonPunching, now)
 	case p.path == PathRelay:
 		// Each introduction comes with a new session; the server
 		// forgets the old one.
-		p.setPath(m, PathRelay, p.relay, p.reason, now)
+		p.setPath(e, PathRelay, p.relay, p.reason, now)
 	}
 	start := now.Add(in.Delay)
 	p.punchUntil = start.Add(punchWindow)
@@ -123,7 +160,7 @@ func (p *peer) introduced(m *Manager, in *intro, now time.Time) {
 	if in.Delay <= 0 {
 		// The peer starts now too: every tick of waiting is a tick
 		// longer on the relay.
-		p.probeAll(m, p.candidates, now)
+		p.probeAll(e, p.candidates, now)
 		p.nextProbe = now.Add(punchEvery)
 	}
 }
@@ -145,12 +182,18 @@ func natClass(in *intro) string {
 }
 
 // probed: a probe or a probe answer arrived from the peer.
-func (p *peer) probed(m *Manager, in *probeIn) {
+func (p *peer) probed(e env, in *probeIn) {
 	if in.p.Bye {
-		m.log.Info("peer is going offline", "peer", p.key)
+		e.logger().Info("peer is going offline", "peer", p.key)
 		p.byeAt, p.lastAlive, p.rtt = in.at, time.Time{}, 0
 		p.path, p.endpoint, p.reason = PathNone, "", "offline: the peer shut down"
 		p.connectAt, p.connectBackoff = in.at.Add(connectMin), connectMin
+		return
+	}
+	if sent, ok := p.pending[in.p.TxID]; ok && in.p.Reply && sent.at.Before(p.byeAt) {
+		// The answer to a probe sent before the peer said bye, which it
+		// gave while shutting down: no sign that it is back.
+		delete(p.pending, in.p.TxID)
 		return
 	}
 	p.lastAlive, p.unanswered = in.at, time.Time{}
@@ -163,7 +206,7 @@ func (p *peer) probed(m *Manager, in *probeIn) {
 		// opens our NAT towards it, and its answer proves both ways.
 		if !slices.Contains(p.candidates, in.from) {
 			p.addCandidate(in.from)
-			p.probeAll(m, []netip.AddrPort{in.from}, in.at)
+			p.probeAll(e, []netip.AddrPort{in.from}, in.at)
 		}
 		return
 	}
@@ -196,22 +239,22 @@ func (p *peer) probed(m *Manager, in *probeIn) {
 		if p.path == PathRelay {
 			reason = "probe answered; moved from the relay"
 		}
-		p.setPath(m, PathDirect, in.from.String(), reason, in.at)
+		p.setPath(e, PathDirect, in.from.String(), reason, in.at)
 	}
 }
 
 // setPath points the tunnel at endpoint and, if this side starts the
 // handshake, starts it now.
-func (p *peer) setPath(m *Manager, path Path, endpoint, reason string, now time.Time) {
+func (p *peer) setPath(e env, path Path, endpoint, reason string, now time.Time) {
 	if p.tunnel == nil {
 		return
 	}
 	if err := p.tunnel.SetEndpoint(endpoint); err != nil {
-		m.log.Warn("setting the tunnel endpoint", "peer", p.key, "endpoint", endpoint, "err", err)
+		e.logger().Warn("setting the tunnel endpoint", "peer", p.key, "endpoint", endpoint, "err", err)
 		return
 	}
 	if p.path != path || p.endpoint != endpoint {
-		m.log.Info("path", "peer", p.key, "path", path, "endpoint", endpoint, "reason", reason)
+		e.logger().Info("path", "peer", p.key, "path", path, "endpoint", endpoint, "reason", reason)
 	}
 	p.path, p.endpoint, p.reason = path, endpoint, reason
 	if path == PathDirect {
@@ -228,8 +271,8 @@ func (p *peer) setPath(m *Manager, path Path, endpoint, reason string, now time.
 	}
 	// Only one side starts the handshake when both find the path at once:
 	// simultaneous initiations can cost a 5 s retry (wgtunnel).
-	if m.initiates(p.key) {
-		p.startHandshake(m, endpoint)
+	if e.initiates(p.key) {
+		p.startHandshake(e, endpoint, now)
 	} else if p.keepaliveAt.IsZero() {
 		p.keepaliveAt = now.Add(initiatorHold)
 		if p.bind != nil {
@@ -238,15 +281,15 @@ func (p *peer) setPath(m *Manager, path Path, endpoint, reason string, now time.
 	}
 }
 
-func (p *peer) startHandshake(m *Manager, endpoint string) {
+func (p *peer) startHandshake(e env, endpoint string, now time.Time) {
 	// The peer's handshake came while we held ours back: nothing to resend.
-	if p.bind != nil && time.Since(p.handshake) > 10*time.Second {
+	if p.bind != nil && now.Sub(p.handshake) > 10*time.Second {
 		if _, err := p.bind.ResendHeld(endpoint, heldMaxAge); err != nil {
-			m.log.Debug("resending the held handshake", "peer", p.key, "err", err)
+			e.logger().Debug("resending the held handshake", "peer", p.key, "err", err)
 		}
 	}
 	if err := p.tunnel.StartKeepalive(); err != nil {
-		m.log.Warn("starting the keepalive", "peer", p.key, "err", err)
+		e.logger().Warn("starting the keepalive", "peer", p.key, "err", err)
 		return
 	}
 	p.keepaliveOn = true
@@ -263,7 +306,7 @@ func (m *Manager) initiates(peer nodekey.Key) bool {
 }
 
 // probeAll sends one probe to each address.
-func (p *peer) probeAll(m *Manager, to []netip.AddrPort, now time.Time) {
+func (p *peer) probeAll(e env, to []netip.AddrPort, now time.Time) {
 	if p.pending == nil {
 		p.pending = map[[12]byte]sentProbe{}
 	}
@@ -278,31 +321,32 @@ func (p *peer) probeAll(m *Manager, to []netip.AddrPort, now time.Time) {
 			return
 		}
 		p.pending[id] = sentProbe{to: a, at: now}
-		m.sendProbe(p.key, a, rendezvous.Probe{TxID: id, Time: now.UnixMilli()})
+		e.sendProbe(p.key, a, 0, rendezvous.Probe{TxID: id, Time: now.UnixMilli()})
 	}
 	// While punching, the first handshake runs on the relay; a copy of it
 	// sent along with the probes saves the relay's extra hops whenever
 	// the direct path opens.
-	if now.Before(p.punchUntil) && p.bind != nil && m.initiates(p.key) {
+	if now.Before(p.punchUntil) && p.bind != nil && e.initiates(p.key) {
 		p.bind.CopyInitiation(to, heldMaxAge)
 	}
 }
 
 // sayBye tells the peer, on the path in use, that this node is going
 // offline. Twice, in case one is lost.
-func (p *peer) sayBye(m *Manager) {
+func (p *peer) sayBye(e env) {
+	p.saidBye = true
 	for range 2 {
 		switch p.path {
 		case PathDirect:
-			m.sendProbe(p.key, p.direct, rendezvous.Probe{Bye: true})
+			e.sendProbe(p.key, p.direct, 0, rendezvous.Probe{Bye: true})
 		case PathRelay:
-			m.sendProbeVia(p.key, p.relayServer, p.relaySession, rendezvous.Probe{Bye: true})
+			e.sendProbe(p.key, p.relayServer, p.relaySession, rendezvous.Probe{Bye: true})
 		}
 	}
 }
 
 // probeRelay sends one probe through the relay, to measure it.
-func (p *peer) probeRelay(m *Manager, now time.Time) {
+func (p *peer) probeRelay(e env, now time.Time) {
 	if p.relaySession == 0 {
 		return
 	}
@@ -314,7 +358,7 @@ func (p *peer) probeRelay(m *Manager, now time.Time) {
 		return
 	}
 	p.pending[id] = sentProbe{to: p.relayServer, at: now}
-	m.sendProbeVia(p.key, p.relayServer, p.relaySession, rendezvous.Probe{TxID: id, Time: now.UnixMilli()})
+	e.sendProbe(p.key, p.relayServer, p.relaySession, rendezvous.Probe{TxID: id, Time: now.UnixMilli()})
 }
 
 func (p *peer) alive(now time.Time) bool {
@@ -325,41 +369,53 @@ func (p *peer) alive(now time.Time) bool {
 // and the tag of an empty payload. A data packet is at least 48 bytes.
 const keepaliveLen = 32
 
+// initiationLen is a WireGuard handshake initiation.
+const initiationLen = 148
+
 // tick runs every 100 ms: probes, connects, and checks the path.
-func (p *peer) tick(ctx context.Context, m *Manager, now time.Time, wg *sync.WaitGroup) {
-	if p.tunnel == nil {
-		return
+func (p *peer) tick(e env, now time.Time) {
+	if p.tunnel == nil || p.saidBye {
+		return // a node that said bye is shutting down: no probes
 	}
 	if !p.keepaliveOn && !p.keepaliveAt.IsZero() && now.After(p.keepaliveAt) {
-		p.startHandshake(m, p.endpoint)
+		p.startHandshake(e, p.endpoint, now)
 	}
-	p.checkTunnel(ctx, m, now, wg)
+	p.checkTunnel(e, now)
 	// Find the peer through the servers while it has no live path.
-	if len(m.clientList()) > 0 && !now.Before(p.connectAt) && (p.path == PathNone || !p.alive(now)) {
-		m.connect(ctx, p, wg)
+	if e.haveServers() && !now.Before(p.connectAt) && (p.path == PathNone || !p.alive(now)) {
+		e.connect(p)
 		p.connectBackoff = min(max(2*p.connectBackoff, connectMin), connectMax)
 		p.connectAt = now.Add(p.connectBackoff)
+	}
+	// A relayed tunnel's WireGuard keepalives may all go one way (each
+	// end's timer restarts on the other's packets), and no direct probe
+	// gets through: the end that only sends would hear nothing, take the
+	// peer for gone after onlineFor and look for it again, with a burst
+	// of punching, every few minutes. Ask the relay first.
+	if p.path == PathRelay && p.alive(now) && now.Sub(p.lastAlive) >= relayQuiet && now.Sub(p.relayChecked) >= relayCheckEvery {
+		p.relayChecked = now
+		p.probeRelay(e, now)
 	}
 	if now.Before(p.nextProbe) || len(p.candidates) == 0 {
 		return
 	}
 	switch {
 	case now.Before(p.punchUntil):
-		p.probeAll(m, p.candidates, now)
+		p.probeAll(e, p.candidates, now)
 		p.nextProbe = now.Add(punchEvery)
 	case p.path == PathDirect:
-		p.probeAll(m, []netip.AddrPort{p.direct}, now)
+		p.probeAll(e, []netip.AddrPort{p.direct}, now)
 		p.nextProbe = now.Add(directProbeEvery)
 	default:
 		if p.path == PathRelay && p.reason == ReasonPunching {
-			p.reason = p.relayReason(m)
-			m.log.Info("no direct path", "peer", p.key, "reason", p.reason)
+			p.reason = p.relayReason(e)
+			e.logger().Info("no direct path", "peer", p.key, "reason", p.reason)
 		}
-		p.probeAll(m, p.candidates, now)
+		p.probeAll(e, p.candidates, now)
 		p.nextProbe = now.Add(upgradeEvery)
 		// Behind a NAT that maps per destination, punching failed for
 		// good reason and probing often will not change it.
-		if now.Sub(p.introAt) > upgradeFor || (p.path == PathRelay && (m.NATClass() == "symmetric" || p.nat == "symmetric")) {
+		if now.Sub(p.introAt) > upgradeFor || (p.path == PathRelay && (e.ownNAT() == "symmetric" || p.nat == "symmetric")) {
 			p.nextProbe = now.Add(upgradeSlowly)
 		}
 	}
@@ -367,8 +423,8 @@ func (p *peer) tick(ctx context.Context, m *Manager, now time.Time, wg *sync.Wai
 
 // relayReason explains, as far as the NAT classes tell, why no direct
 // path answered.
-func (p *peer) relayReason(m *Manager) string {
-	own := m.NATClass()
+func (p *peer) relayReason(e env) string {
+	own := e.ownNAT()
 	switch {
 	case own == "symmetric" && p.nat == "symmetric":
 		return "both NATs map per destination (symmetric)"
@@ -383,7 +439,7 @@ func (p *peer) relayReason(m *Manager) string {
 // checkTunnel reads the tunnel's counters every checkEvery and notices a
 // path that stopped carrying: we send and nothing comes back, or media that
 // was coming in stopped.
-func (p *peer) checkTunnel(ctx context.Context, m *Manager, now time.Time, wg *sync.WaitGroup) {
+func (p *peer) checkTunnel(e env, now time.Time) {
 	// A stall probe's deadline is checked on the tick it falls due, not
 	// up to checkEvery later: a call to a Pi that lost power must fail
 	// before the phone's third INVITE (1.5 s).
@@ -402,12 +458,13 @@ func (p *peer) checkTunnel(ctx context.Context, m *Manager, now time.Time, wg *s
 		// direct path was chosen moves the tunnel back onto the relay,
 		// where it stays unseen (the probes go direct) until the relay's
 		// server goes down with the media.
-		m.log.Debug("tunnel roamed to the relay; back to the direct path", "peer", p.key, "endpoint", st.Endpoint)
+		e.logger().Debug("tunnel roamed to the relay; back to the direct path", "peer", p.key, "endpoint", st.Endpoint)
 		if err := p.tunnel.SetEndpoint(p.endpoint); err != nil {
-			m.log.Warn("setting the tunnel endpoint", "peer", p.key, "endpoint", p.endpoint, "err", err)
+			e.logger().Warn("setting the tunnel endpoint", "peer", p.key, "endpoint", p.endpoint, "err", err)
 		}
 	}
-	if st.RxBytes != p.rx {
+	rxGrew := st.RxBytes != p.rx
+	if rxGrew {
 		p.rx = st.RxBytes
 		p.rxAt = now
 		// Packets still in flight when the peer said bye prove nothing.
@@ -417,8 +474,12 @@ func (p *peer) checkTunnel(ctx context.Context, m *Manager, now time.Time, wg *s
 		p.txSinceRx = false
 		p.stallProbed = time.Time{}
 		p.rxSteady++
+		if p.stallLogged {
+			e.logger().Info("tunnel session works again", "peer", p.key, "stalled_for", now.Sub(p.stalledAt))
+		}
+		p.dataSent, p.stalledAt, p.stallLogged = time.Time{}, time.Time{}, false
 	} else if now.Sub(p.rxAt) >= stallAfter && p.rxSteady >= 4 {
-		m.log.Debug("media stopped coming in", "peer", p.key, "steady_checks", p.rxSteady)
+		e.logger().Debug("media stopped coming in", "peer", p.key, "steady_checks", p.rxSteady)
 		// Media that was flowing in stopped: if our NAT rebound, the
 		// peer's packets go to a mapping that is gone, and we may be
 		// sending nothing that would show it. Check the path.
@@ -434,56 +495,102 @@ func (p *peer) checkTunnel(ctx context.Context, m *Manager, now time.Time, wg *s
 		// Anything else sent in the same interval as something came in
 		// counts as unanswered, since which came first is unknown: if the
 		// peer is there, more comes in (or the probe is answered).
-		keepaliveOnly := st.TxBytes-p.tx == keepaliveLen
+		sent := st.TxBytes - p.tx
 		p.tx = st.TxBytes
-		if !keepaliveOnly {
+		if sent != keepaliveLen {
 			p.txSinceRx = true
 		}
+		// A handshake is not data; nor is what went out in the
+		// interval something came in, taken as answered: a rekey must
+		// not look like a stall on an idle tunnel.
+		if sent != keepaliveLen && sent != initiationLen && sent != initiationLen+keepaliveLen && !rxGrew && p.dataSent.IsZero() {
+			p.dataSent = now
+		}
 	}
+	p.checkSession(e, now)
 	if p.path == PathNone || !p.txSinceRx || now.Sub(p.rxAt) < stallAfter {
 		return
 	}
 	switch {
 	case p.stallProbed.IsZero():
-		m.log.Debug("path may have stopped; probing it", "peer", p.key, "path", p.path, "silent_for", now.Sub(p.rxAt))
+		e.logger().Debug("path may have stopped; probing it", "peer", p.key, "path", p.path, "silent_for", now.Sub(p.rxAt))
 		// Ask the path itself before giving up on it: WireGuard's
 		// keepalives are not answered, and a one-way stream (a call on
 		// hold) also sends without receiving.
 		p.stallProbed = now
 		if p.path == PathDirect {
-			p.probeAll(m, []netip.AddrPort{p.direct}, now)
+			p.probeAll(e, []netip.AddrPort{p.direct}, now)
 		} else {
-			p.probeRelay(m, now)
+			p.probeRelay(e, now)
 		}
 	case now.Sub(p.stallProbed) >= stallProbe:
 		p.stallProbed = now
 		if p.unanswered.IsZero() {
 			p.unanswered = now
 		}
-		m.log.Info("path stopped answering; looking for a new one", "peer", p.key, "path", p.path, "endpoint", p.endpoint)
+		e.logger().Info("path stopped answering; looking for a new one", "peer", p.key, "path", p.path, "endpoint", p.endpoint)
 		// Our mapping may have changed: tell the servers now, so the
 		// relay and introductions use the new one.
-		m.reregister(ctx, wg)
+		e.reregister()
 		switch {
 		case p.relay != "" && p.path == PathDirect:
-			p.setPath(m, PathRelay, p.relay, "the direct path stopped answering", now)
+			p.setPath(e, PathRelay, p.relay, "the direct path stopped answering", now)
 			// One lost answer is enough to get here: try the direct
 			// path again soon rather than at the next upgrade round.
 			p.nextProbe = now.Add(time.Second)
 		case p.path == PathRelay:
 			// The relay may be what died (its server went down) while
 			// a direct path works: an answer moves the tunnel there.
-			p.probeAll(m, p.candidates, now)
+			p.probeAll(e, p.candidates, now)
 		}
 		p.rxAt = now
 		p.txSinceRx = false
 		p.connectAt, p.connectBackoff = now, 0
-		m.connect(ctx, p, wg)
+		e.connect(p)
+	}
+}
+
+// checkSession notices a stalled session, which probes cannot: data went
+// out and nothing was decrypted back for sessionStall, yet the path
+// answered a probe since. It starts a new handshake, as WireGuard itself
+// would only after 15 s; on the end that does not initiate only after
+// twice as long, so that the two ends do not cross again.
+func (p *peer) checkSession(e env, now time.Time) {
+	if p.dataSent.IsZero() || p.path == PathNone || p.saidBye || !p.lastAlive.After(p.dataSent) {
+		return // nothing unanswered, or the path itself is in doubt
+	}
+	wait := sessionStall
+	if !e.initiates(p.key) {
+		wait *= 2
+	}
+	if !p.stalledAt.IsZero() && !p.stallLogged && now.Sub(p.stalledAt) >= stallProbe {
+		// The new handshake brought nothing back either.
+		p.stallLogged = true
+		e.logger().Info("tunnel session stalled: data sent, nothing decrypted back, though the path answers", "peer", p.key, "path", p.path, "since", p.dataSent.Format("15:04:05.000"))
+	}
+	if now.Sub(p.dataSent) < wait || now.Sub(p.rehandshakeAt) < rehandshakeEvery {
+		return
+	}
+	r, ok := p.tunnel.(Rehandshaker)
+	if !ok {
+		return
+	}
+	e.logger().Debug("nothing decrypted back while the path answers; new handshake", "peer", p.key, "unanswered_for", now.Sub(p.dataSent))
+	if p.stalledAt.IsZero() {
+		p.stalledAt = now
+	}
+	p.rehandshakeAt = now
+	if err := r.Rehandshake(); err != nil {
+		e.logger().Warn("starting a new handshake", "peer", p.key, "err", err)
 	}
 }
 
 func (p *peer) status(now time.Time) Status {
-	s := Status{Peer: p.key, Path: p.path, Reason: p.reason, Endpoint: p.endpoint, RTT: p.rtt, NAT: p.nat, Bye: !p.byeAt.IsZero(), Silent: !p.unanswered.IsZero()}
+	s := Status{Peer: p.key, Path: p.path, Reason: p.reason, Endpoint: p.endpoint, RTT: p.rtt, NAT: p.nat, Bye: !p.byeAt.IsZero(), Silent: !p.unanswered.IsZero(),
+		Stalled: p.stallLogged}
+	if s.Stalled {
+		s.Reason = ReasonStalled
+	}
 	s.Online = (p.alive(now) || (!p.handshake.IsZero() && p.handshake.After(p.byeAt) && now.Sub(p.handshake) < onlineFor)) &&
 		p.unanswered.IsZero()
 	if !s.Online {

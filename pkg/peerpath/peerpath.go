@@ -9,6 +9,15 @@
 // rendezvous clients and the supervisor talk to it through channels, and
 // readers get snapshots.
 //
+// Decisions are apart from I/O: a peer's state changes only on an event
+// (an introduction, a probe or its answer, a registration's end, a tick
+// with the tunnel's counters), each carrying its time, and it acts only
+// through env (probes, relay sessions, introductions), its Tunnel and its
+// Initiations. The socket is the Net interface. So the tests run whole
+// nodes on pkg/netsim's in-memory NATs under testing/synctest
+// (path_test.go) and one peer's decisions against a recorder
+// (decide_test.go).
+//
 // Path choice, in order of what happens after an introduction:
 //  1. the relay session from the introduction is usable at once: when the
 //     peer has no working path, the tunnel starts on the relay, so the
@@ -52,6 +61,36 @@ type Tunnel interface {
 	Status() (wgtunnel.Status, error)
 }
 
+// Rehandshaker is a Tunnel that can start a new handshake at once
+// (wgtunnel.Tunnel), which the manager does when the session stalls.
+type Rehandshaker interface {
+	Rehandshake() error
+}
+
+// Net is the node's one UDP socket as the manager uses it: a *wgmux.Mux,
+// or an in-memory network in tests (as magicsock's TestOnlyPacketListener
+// lets tailscale's tests run on simulated machines).
+type Net interface {
+	// SetHandler receives every datagram that is not WireGuard's:
+	// rendezvous messages and probes, direct or through a relay session.
+	SetHandler(h wgmux.Handler)
+	WriteTo(b []byte, to netip.AddrPort) error
+	// WriteRelay sends b through relay session at server.
+	WriteRelay(b []byte, session uint64, server netip.AddrPort) error
+	// AddRelay lets peer's tunnel use relay session at server.
+	AddRelay(peer nodekey.Key, session uint64, server netip.AddrPort)
+	// PacketConn is the socket for the rendezvous clients, write only.
+	PacketConn() net.PacketConn
+}
+
+// Initiations is the control of one peer's WireGuard handshake
+// initiations on the socket (a *wgmux.Bind).
+type Initiations interface {
+	HoldInitiations(d time.Duration)
+	ResendHeld(endpoint string, maxAge time.Duration) (bool, error)
+	CopyInitiation(to []netip.AddrPort, maxAge time.Duration) int
+}
+
 // Timing. The punch window is long enough for a few lost probes on a
 // lossy line. An idle tunnel costs each node WireGuard's keepalive every
 // 25 s, its own probe every 60 s and its answer to the peer's (about 0.8
@@ -73,6 +112,18 @@ const (
 	// is dead when probes sent then are not answered within stallProbe.
 	stallAfter = 750 * time.Millisecond
 	stallProbe = 500 * time.Millisecond
+	// sessionStall is how long the tunnel may send data and decrypt
+	// nothing back, while the path answers probes, before the initiating
+	// end starts a new handshake (WireGuard itself waits 15 s): a phone's
+	// INVITE retransmitted at 3.5 s then finds a working session.
+	sessionStall = 1500 * time.Millisecond
+	// rehandshakeEvery is WireGuard's RekeyTimeout: it ignores a new
+	// initiation sooner after the last.
+	rehandshakeEvery = 5 * time.Second
+	// A relayed path quiet for relayQuiet is probed, every
+	// relayCheckEvery until it answers: twice more before onlineFor.
+	relayQuiet      = 45 * time.Second
+	relayCheckEvery = 5 * time.Second
 	// checkEvery is how often the tunnel's counters are read.
 	checkEvery = 250 * time.Millisecond
 	// onlineFor is how long after the last sign of life a peer counts as
@@ -100,6 +151,9 @@ const (
 // trying for a direct one; any other reason means punching is over.
 const ReasonPunching = "punching; relayed until a direct path answers"
 
+// ReasonStalled is the reason while the tunnel's session is stalled.
+const ReasonStalled = "tunnel session stalled: data sent, nothing decrypted back though the path answers; new handshake started"
+
 // Status is what the manager knows of one peer.
 type Status struct {
 	Peer   nodekey.Key
@@ -119,6 +173,10 @@ type Status struct {
 	// Silent is set when a probe of the path went unanswered and nothing
 	// has come from the peer since (a power cut, a lost uplink).
 	Silent bool
+	// Stalled is set while the tunnel sends data and decrypts nothing
+	// back although the path answers probes, and a new handshake did not
+	// mend it at once (one end lost the session's keys).
+	Stalled bool
 }
 
 // Server is a rendezvous server as configured: host names are resolved
@@ -133,7 +191,7 @@ type Server struct {
 
 // Options configure a Manager.
 type Options struct {
-	Mux        *wgmux.Mux
+	Mux        Net
 	PrivateKey nodekey.Key
 	Servers    []Server
 	// Resolve turns host:port into an address; nil uses the system
@@ -186,16 +244,17 @@ type Manager struct {
 	status atomic.Pointer[map[nodekey.Key]Status]
 	// natClass is this node's own mapping, from registering on both ports.
 	natClass atomic.Pointer[string]
+	// saidBye is set once Bye told the peers this node is going offline.
+	saidBye atomic.Bool
 
 	aeadMu sync.Mutex
 	aeads  map[nodekey.Key]cipher.AEAD
 
-	// noProbes makes probes vanish, as if UDP between the peers were
-	// blocked (tests).
-	noProbes bool
-
 	// Owned by Run.
 	peers map[nodekey.Key]*peer
+	// runCtx and runWG are Run's, for the goroutines env starts.
+	runCtx context.Context
+	runWG  *sync.WaitGroup
 	// early are introductions to keys that are not peers yet: a joiner's,
 	// which arrives while the inviter is still saving it as a peer.
 	early map[nodekey.Key]*intro
@@ -217,7 +276,7 @@ type event struct {
 type addPeer struct {
 	key    nodekey.Key
 	tunnel Tunnel
-	bind   *wgmux.Bind
+	bind   Initiations
 	static netip.AddrPort
 }
 
@@ -411,10 +470,12 @@ func (m *Manager) handle(b []byte, from netip.AddrPort, session uint64) {
 		if err != nil {
 			return
 		}
-		if !p.Reply && !p.Bye {
+		if !p.Reply && !p.Bye && !m.saidBye.Load() {
 			// Answer at once, from the reader: the round trip measured
-			// by the prober should not include our scheduling.
-			m.sendProbeVia(sender, from, session, rendezvous.Probe{Reply: true, TxID: p.TxID, Time: p.Time})
+			// by the prober should not include our scheduling. Not
+			// after this node said bye: an answer would show it online
+			// again while it shuts down.
+			m.sendProbe(sender, from, session, rendezvous.Probe{Reply: true, TxID: p.TxID, Time: p.Time})
 		}
 		m.post(event{probe: &probeIn{p: p, from: from, session: session, at: time.Now()}})
 		return
@@ -516,16 +577,9 @@ func (m *Manager) aead(peer nodekey.Key) (cipher.AEAD, error) {
 	return a, nil
 }
 
-func (m *Manager) sendProbe(peer nodekey.Key, to netip.AddrPort, p rendezvous.Probe) {
-	m.sendProbeVia(peer, to, 0, p)
-}
-
-// sendProbeVia sends a probe to the peer at to, or through the relay
-// session at server to when session is not 0.
-func (m *Manager) sendProbeVia(peer nodekey.Key, to netip.AddrPort, session uint64, p rendezvous.Probe) {
-	if m.noProbes && session == 0 {
-		return
-	}
+// sendProbe sends a probe to the peer at to, or through the relay session
+// at server to when session is not 0.
+func (m *Manager) sendProbe(peer nodekey.Key, to netip.AddrPort, session uint64, p rendezvous.Probe) {
 	aead, err := m.aead(peer)
 	if err != nil {
 		return
@@ -546,7 +600,10 @@ func (m *Manager) sendProbeVia(peer nodekey.Key, to netip.AddrPort, session uint
 // Add starts keeping a path to peer, whose device is tunnel on bind.
 // static, if valid, is a configured endpoint: used at once, no rendezvous
 // needed (but the peer is still found through the servers if it moves).
-func (m *Manager) Add(peer nodekey.Key, tunnel Tunnel, bind *wgmux.Bind, static netip.AddrPort) {
+func (m *Manager) Add(peer nodekey.Key, tunnel Tunnel, bind Initiations, static netip.AddrPort) {
+	if b, ok := bind.(*wgmux.Bind); ok && b == nil {
+		bind = nil // a nil *Bind is no bind, not one to call
+	}
 	m.send(event{add: &addPeer{key: peer, tunnel: tunnel, bind: bind, static: static}})
 }
 
@@ -624,6 +681,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	m.runCtx, m.runWG = ctx, &wg
 	for _, srv := range m.opt.Servers {
 		wg.Go(func() { m.resolveServer(ctx, srv, &wg) })
 	}
@@ -636,10 +694,10 @@ func (m *Manager) Run(ctx context.Context) error {
 			m.unregister()
 			return nil
 		case ev := <-m.events:
-			m.handleEvent(ctx, ev, &wg)
+			m.handleEvent(ev)
 		case now := <-t.C:
 			for _, p := range m.peers {
-				p.tick(ctx, m, now, &wg)
+				p.tick(m, now)
 			}
 			m.publish(now)
 		}
@@ -700,7 +758,7 @@ func (m *Manager) local() []netip.AddrPort {
 	return m.opt.Local()
 }
 
-func (m *Manager) handleEvent(ctx context.Context, ev event, wg *sync.WaitGroup) {
+func (m *Manager) handleEvent(ev event) {
 	now := time.Now()
 	switch {
 	case ev.pair != nil:
@@ -726,7 +784,7 @@ func (m *Manager) handleEvent(ctx context.Context, ev event, wg *sync.WaitGroup)
 		}
 		if p.path == PathNone && len(m.clientList()) > 0 {
 			// Now, not at the next tick: a join waits on this.
-			m.connect(ctx, p, wg)
+			m.connect(p)
 			p.connectBackoff = connectMin
 			p.connectAt = now.Add(connectMin)
 		}
@@ -754,6 +812,7 @@ func (m *Manager) handleEvent(ctx context.Context, ev event, wg *sync.WaitGroup)
 			p.connecting[ev.connEnd.server] = false
 		}
 	case ev.bye:
+		m.saidBye.Store(true)
 		for _, p := range m.peers {
 			p.sayBye(m)
 		}
@@ -799,8 +858,21 @@ func (m *Manager) publish(now time.Time) {
 	m.status.Store(&st)
 }
 
+// The Manager is the decisions' env.
+
+func (m *Manager) logger() *slog.Logger { return m.log }
+
+func (m *Manager) addRelay(peer nodekey.Key, session uint64, server netip.AddrPort) {
+	m.opt.Mux.AddRelay(peer, session, server)
+}
+
+func (m *Manager) ownNAT() string { return m.NATClass() }
+
+func (m *Manager) haveServers() bool { return len(m.clientList()) > 0 }
+
 // connect asks every server (that is not already asked) to introduce us.
-func (m *Manager) connect(ctx context.Context, p *peer, wg *sync.WaitGroup) {
+func (m *Manager) connect(p *peer) {
+	ctx, wg := m.runCtx, m.runWG
 	clients := m.clientList()
 	for len(p.connecting) < len(clients) {
 		p.connecting = append(p.connecting, false)
@@ -824,7 +896,8 @@ func (m *Manager) connect(ctx context.Context, p *peer, wg *sync.WaitGroup) {
 
 // reregister refreshes every registration now: after a path died our NAT
 // mapping may be new, and the relay only forwards for the registered one.
-func (m *Manager) reregister(ctx context.Context, wg *sync.WaitGroup) {
+func (m *Manager) reregister() {
+	ctx, wg := m.runCtx, m.runWG
 	for _, c := range m.clientList() {
 		wg.Go(func() {
 			cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
