@@ -26,7 +26,6 @@ import (
 
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
-	"golang.zx2c4.com/wireguard/ipc"
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/peerline/peerline/pkg/nodekey"
@@ -124,7 +123,7 @@ func Start(cfg Config, log *slog.Logger) (_ *Tunnel, err error) {
 	var native tun.Device
 	err = cfg.InNamespace(cfg.Namespace, func() error {
 		var err error
-		native, err = tun.CreateTUN(cfg.Name, cfg.MTU)
+		native, err = createTUN(cfg.Name, cfg.MTU)
 		return err
 	})
 	if err != nil {
@@ -162,14 +161,9 @@ func Start(cfg Config, log *slog.Logger) (_ *Tunnel, err error) {
 	if err := dev.Up(); err != nil {
 		return nil, fmt.Errorf("bringing up WireGuard device %s (is UDP port %d free?): %w", cfg.Name, cfg.ListenPort, err)
 	}
-	uapiFile, err := ipc.UAPIOpen(cfg.Name)
+	uapi, err := listenUAPI(cfg.Name)
 	if err != nil {
-		return nil, fmt.Errorf("opening UAPI socket for %s: %w", cfg.Name, err)
-	}
-	uapi, err := ipc.UAPIListen(cfg.Name, uapiFile)
-	uapiFile.Close()
-	if err != nil {
-		return nil, fmt.Errorf("listening on UAPI socket for %s: %w", cfg.Name, err)
+		return nil, err
 	}
 	t := &Tunnel{name: cfg.Name, log: log, dev: dev, uapi: uapi, peer: cfg.Peer.PublicKey, keepalive: keepalive,
 		closing: make(chan struct{}), uapiDone: make(chan struct{}), holdDone: make(chan struct{})}
