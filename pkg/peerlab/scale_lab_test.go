@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"testing"
 	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
@@ -383,4 +384,42 @@ func (b *oneBind) ParseEndpoint(s string) (conn.Endpoint, error) {
 		return nil, err
 	}
 	return oneEP(ap), nil
+}
+
+// TestScale253 brings up a node with 253 peers (8 answering, the rest
+// switched off) on default sysctls: every tunnel must come up and the node
+// report READY, the answering peers must get a session, and `wg show`
+// must work for the first and the last device. Timing and memory are
+// BenchmarkScale's business; the timeouts here only bound a hung run.
+func TestScale253(t *testing.T) {
+	l := newLab(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	defer cancel()
+	s, err := buildScale(ctx, l, 253, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := s.start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.waitAllUp(ctx, 2*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("253 tunnels up and READY after %v", time.Since(start).Round(time.Millisecond))
+	if n, err := s.waitHandshakes(ctx, time.Minute); err != nil {
+		t.Fatalf("%v (%d with a session)", err, n)
+	}
+	for _, i := range []int{1, 253} {
+		dev := config.Names{Prefix: s.node.Config.Prefix}.Device(i)
+		out, err := s.node.Host.Run(ctx, "wg", "show", dev, "endpoints")
+		if err != nil {
+			t.Fatalf("wg show %s: %v", dev, err)
+		}
+		want := st.Peers[i-1].Endpoint
+		if !strings.Contains(out, strings.TrimSpace(want)) || want == "" {
+			t.Errorf("wg show %s endpoints = %q, want the peer's endpoint %q", dev, out, want)
+		}
+	}
 }

@@ -195,11 +195,6 @@ func benchScale(b *testing.B, n int, early, idle time.Duration, changes int) sca
 		r.RemoveOneMS, r.RemoveMinMax = summarize(removes)
 	}
 	logPath := s.node.daemonLog()
-	if os.Getenv("SCALE_PPROF") != "" {
-		out := filepath.Join(cmp.Or(os.Getenv("BENCH_OUT"), filepath.Join("..", "..", "bench", "out")), fmt.Sprintf("heap-%d.pprof", n))
-		s.node.Host.Run(ctx, "curl", "-s", "-o", out, "http://127.0.0.1:6060/debug/pprof/heap")
-		s.node.Host.Run(ctx, "curl", "-s", "-o", out+".gr", "http://127.0.0.1:6060/debug/pprof/goroutine?debug=1")
-	}
 	if err := s.node.Stop(); err != nil {
 		b.Logf("stopping the daemon: %v", err)
 	}
