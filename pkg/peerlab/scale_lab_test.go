@@ -4,6 +4,7 @@ package peerlab
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
@@ -225,7 +226,7 @@ func (s *scaleNet) runTraffic(ctx context.Context, every time.Duration) {
 		case <-tick.C:
 		}
 		select {
-		case fps[k%len(fps)].tun.Outbound <- tuntest.Ping(dst, src):
+		case fps[k%len(fps)].tun.Outbound <- echoRequest(dst, src, uint16(k)):
 			s.pings.Add(1)
 		default:
 		}
@@ -411,6 +412,14 @@ func TestScale253(t *testing.T) {
 	if n, err := s.waitHandshakes(ctx, time.Minute); err != nil {
 		t.Fatalf("%v (%d with a session)", err, n)
 	}
+	// Traffic crosses the answering peers' tunnels both ways: their pings
+	// reach the node's phone and its answers come back.
+	tctx, stop := context.WithTimeout(ctx, 5*time.Second)
+	s.runTraffic(tctx, time.Second)
+	stop()
+	if p, r := s.pings.Load(), s.replies.Load(); r < p/2 {
+		t.Errorf("%d of %d pings from the answering peers to the node's phone answered, want most", r, p)
+	}
 	for _, i := range []int{1, 253} {
 		dev := config.Names{Prefix: s.node.Config.Prefix}.Device(i)
 		out, err := s.node.Host.Run(ctx, "wg", "show", dev, "endpoints")
@@ -422,4 +431,36 @@ func TestScale253(t *testing.T) {
 			t.Errorf("wg show %s endpoints = %q, want the peer's endpoint %q", dev, out, want)
 		}
 	}
+}
+
+// echoRequest is an IPv4 ICMP echo request from src to dst. (tuntest.Ping
+// gets the ICMP checksum wrong, and the kernel drops its pings.)
+func echoRequest(dst, src netip.Addr, seq uint16) []byte {
+	pkt := make([]byte, 28)
+	pkt[0] = 0x45
+	binary.BigEndian.PutUint16(pkt[2:], uint16(len(pkt)))
+	pkt[8], pkt[9] = 64, 1 // TTL, ICMP
+	copy(pkt[12:16], src.AsSlice())
+	copy(pkt[16:20], dst.AsSlice())
+	binary.BigEndian.PutUint16(pkt[10:], inetChecksum(pkt[:20]))
+	pkt[20] = 8                                  // echo request
+	binary.BigEndian.PutUint16(pkt[24:], 0x706c) // identifier
+	binary.BigEndian.PutUint16(pkt[26:], seq)
+	binary.BigEndian.PutUint16(pkt[22:], inetChecksum(pkt[20:]))
+	return pkt
+}
+
+// inetChecksum is RFC 1071's.
+func inetChecksum(b []byte) uint16 {
+	var sum uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(b[i:]))
+	}
+	if len(b)%2 == 1 {
+		sum += uint32(b[len(b)-1]) << 8
+	}
+	for sum > 0xffff {
+		sum = sum>>16 + sum&0xffff
+	}
+	return ^uint16(sum)
 }
