@@ -34,6 +34,8 @@ type Status struct {
 	NATClass string       `json:"nat_class,omitempty"`
 	Peers    []PeerStatus `json:"peers"`
 	Updated  time.Time    `json:"updated"`
+	// Runtime is the daemon's memory and goroutine figures.
+	Runtime *RuntimeStatus `json:"runtime,omitempty"`
 }
 
 // PeerStatus is one tunnel's state.
@@ -93,6 +95,7 @@ func (s *Supervisor) status() *Status {
 		Lines:       s.lines,
 		ActiveLines: s.active,
 		Updated:     time.Now().UTC(),
+		Runtime:     readRuntime(),
 	}
 	var paths map[nodekey.Key]peerpath.Status
 	if s.paths != nil {

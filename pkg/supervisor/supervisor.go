@@ -117,6 +117,10 @@ type Supervisor struct {
 	localAddrs   func() []netip.Addr
 	pathOptions  func(*peerpath.Options)
 
+	// verifyFrom is where the next check's full verifications start
+	// (scale.go).
+	verifyFrom int
+
 	// mux is the tunnel socket and paths its path manager, both running
 	// for as long as Run; paths is replaced when the servers change.
 	mux       *wgmux.Mux
@@ -172,6 +176,9 @@ type peer struct {
 	// thirdNamed is set once rewrite has been told the other peers'
 	// names (nameThirdNodes).
 	thirdNamed bool
+	// built is set once every step of ensurePeer has succeeded in this
+	// run; later checks of a built peer are cheap (scale.go).
+	built bool
 }
 
 // New makes a Supervisor for cfg; Run starts it.
@@ -277,7 +284,7 @@ func (s *Supervisor) Run(ctx context.Context, reload <-chan *config.Config) erro
 		s.log.Warn("ignoring unreadable state file; leftovers are found by name instead", "err", err)
 	}
 	s.sweep(prev)
-	s.reconcile()
+	s.reconcile(0)
 	defer func() {
 		if !s.crashed {
 			s.teardown()
@@ -316,7 +323,7 @@ func (s *Supervisor) Run(ctx context.Context, reload <-chan *config.Config) erro
 			s.log.Info("config reloaded")
 			s.applyConfig(cfg)
 		case <-check.C:
-			s.reconcile()
+			s.reconcile(verifyPerCheck)
 		case <-status.C:
 			s.sampleMedia()
 			s.sampleCalls()
@@ -380,7 +387,7 @@ func (s *Supervisor) applyConfig(cfg *config.Config) {
 			}
 		}
 	}
-	s.reconcile()
+	s.reconcile(0)
 }
 
 // startPathManager starts a path manager for the config's servers.
@@ -448,8 +455,9 @@ func sameTunnel(a, b config.Peer) bool {
 }
 
 // reconcile ensures the root side, every line and every peer exist as
-// configured. Failures are logged and retried on the next check.
-func (s *Supervisor) reconcile() {
+// configured; verify is how many built peers to check in full (scale.go).
+// Failures are logged and retried on the next check.
+func (s *Supervisor) reconcile(verify int) {
 	// Before the phone port or any link comes up; without it the node
 	// stays as it is (closed on a first start) until the next check.
 	if err := s.ensureNodeFirewall(); err != nil {
@@ -465,7 +473,12 @@ func (s *Supervisor) reconcile() {
 	if err != nil {
 		s.log.Error("listing namespaces", "err", err)
 	}
-	for _, pc := range s.cfg.Peers {
+	links, lerr := s.net.Links("", s.names.Prefix+"v")
+	if lerr != nil {
+		s.log.Error("listing links", "err", lerr)
+	}
+	var todo []*peer
+	for k, pc := range s.cfg.Peers {
 		p := s.peers[pc.Index]
 		// Whatever this run built in a namespace that is gone (its
 		// firewall above all) must be built again, tunnel or not.
@@ -478,14 +491,27 @@ func (s *Supervisor) reconcile() {
 			p = &peer{cfg: pc}
 			s.peers[pc.Index] = p
 		}
-		if perr := s.ensurePeer(p); perr != nil {
+		due := verify > 0 && (k-s.verifyFrom%len(s.cfg.Peers)+len(s.cfg.Peers))%len(s.cfg.Peers) < verify
+		if s.shouldEnsure(p, present, links, err == nil && lerr == nil, due) {
+			todo = append(todo, p)
+		}
+	}
+	s.verifyFrom += verify
+	for k, perr := range s.ensurePeers(todo) {
+		p := todo[k]
+		if perr != nil {
 			if p.err == nil || p.err.Error() != perr.Error() {
-				s.log.Error("peer not up; retrying", "peer", pc.Index, "name", pc.Name, "err", perr)
+				s.log.Error("peer not up; retrying", "peer", p.cfg.Index, "name", p.cfg.Name, "err", perr)
 			}
-			p.err = perr
+			p.err, p.built = perr, false
 			ok = false
 		} else {
-			p.err = nil
+			p.err, p.built = nil, true
+		}
+	}
+	for _, pc := range s.cfg.Peers {
+		if s.peers[pc.Index].err != nil {
+			ok = false
 		}
 	}
 	s.nameThirdNodes()

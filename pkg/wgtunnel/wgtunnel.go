@@ -123,7 +123,7 @@ func Start(cfg Config, log *slog.Logger) (_ *Tunnel, err error) {
 	var native tun.Device
 	err = cfg.InNamespace(cfg.Namespace, func() error {
 		var err error
-		native, err = tun.CreateTUN(cfg.Name, cfg.MTU)
+		native, err = createTUN(cfg.Name, cfg.MTU)
 		return err
 	})
 	if err != nil {
