@@ -143,3 +143,25 @@ func (s *Supervisor) writeStatus() {
 		s.log.Error("writing status", "err", err)
 	}
 }
+
+// sampleMedia reads every tunnel's per-line media counters and marks the
+// lines whose count grew since the last reading as in a call.
+func (s *Supervisor) sampleMedia() {
+	seen := map[[2]int]uint64{}
+	active := map[int]bool{}
+	for i, p := range s.peers {
+		if p.rewrite == nil {
+			continue
+		}
+		for _, l := range s.lines {
+			n := p.rewrite.MediaPackets(l)
+			k := [2]int{i, l}
+			if n > s.mediaSeen[k] {
+				active[l] = true
+			}
+			seen[k] = n
+		}
+	}
+	s.mediaSeen = seen
+	s.active = slices.Sorted(maps.Keys(active))
+}

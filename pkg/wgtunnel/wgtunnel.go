@@ -1,7 +1,8 @@
 // Package wgtunnel runs one userspace WireGuard device (wireguard-go) per
-// peer: its TUN lives inside the peer's namespace, its UDP socket in the
-// daemon's own namespace, so the per-peer namespaces never need a route to
-// the Internet.
+// peer: its TUN lives inside the peer's namespace, and its datagrams go
+// through the node's one UDP socket in the daemon's own namespace (a
+// pkg/wgmux Bind), so the per-peer namespaces never need a route to the
+// Internet.
 //
 // Each device is named <prefix><i> and opens a UAPI socket under
 // /var/run/wireguard, so `wg show <prefix><i>` works from the daemon's
@@ -41,11 +42,8 @@ type Config struct {
 	MTU int
 	// PrivateKey is this node's static key.
 	PrivateKey nodekey.Key
-	// ListenPort is the UDP port in the daemon's namespace; unused when
-	// Bind is set.
-	ListenPort int
-	// Bind, if set, is the device's share of the node's one tunnel socket
-	// (pkg/wgmux); nil gives the device a socket of its own on ListenPort.
+	// Bind is the device's share of the node's one tunnel socket
+	// (pkg/wgmux); required.
 	Bind conn.Bind
 	// Peer is the remote node.
 	Peer Peer
@@ -79,22 +77,12 @@ type Tunnel struct {
 	keepalive time.Duration
 
 	closeOnce sync.Once
-	closing   chan struct{}
 	uapiDone  chan struct{}
-	// holdDone is closed when the deferred keepalive has been set (or the
-	// tunnel closed); it is closed at once when nothing was deferred.
-	holdDone chan struct{}
 }
 
 // InitiatesFirst reports whether local starts the handshake with peer when
 // both come up together.
 func InitiatesFirst(local, peer nodekey.Key) bool { return initiatesFirst(local, peer) }
-
-// InitiatorHold is how long the node that does not initiate first waits
-// for the other's handshake before starting its own: a few round trips, so
-// that a first initiation lost because the peer was not listening yet costs
-// about this long rather than WireGuard's 5 s retry.
-const InitiatorHold = time.Second
 
 // initiatesFirst says which end starts the handshake when both come up
 // together: the one with the smaller public key.
@@ -105,8 +93,8 @@ const InitiatorHold = time.Second
 // handshake about 5 s later, and a call placed then stalls. Our guess is
 // that wireguard-go's handshake workers interleave consuming one message and
 // deriving keys from another; we saw the outage, not the mechanism. Letting only one end start avoids the collision; the other
-// still starts on its own after InitiatorHold, so a lost packet or a peer
-// that is down costs a second, not the tunnel.
+// still starts on its own a little later (pkg/peerpath holds it back), so
+// a lost packet or a peer that is down costs a second, not the tunnel.
 func initiatesFirst(local, peer nodekey.Key) bool {
 	return bytes.Compare(local[:], peer[:]) < 0
 }
@@ -116,8 +104,8 @@ func initiatesFirst(local, peer nodekey.Key) bool {
 // itself is left down: bringing it up and routing to it is the caller's
 // part of the namespace plumbing.
 func Start(cfg Config, log *slog.Logger) (_ *Tunnel, err error) {
-	if cfg.InNamespace == nil {
-		return nil, errors.New("wgtunnel: Config.InNamespace is required")
+	if cfg.InNamespace == nil || cfg.Bind == nil {
+		return nil, errors.New("wgtunnel: Config.InNamespace and Config.Bind are required")
 	}
 	log = log.With("dev", cfg.Name)
 	var native tun.Device
@@ -136,53 +124,36 @@ func Start(cfg Config, log *slog.Logger) (_ *Tunnel, err error) {
 	if cfg.Wrap != nil {
 		td = cfg.Wrap(td)
 	}
-	bind := cfg.Bind
-	if bind == nil {
-		bind = conn.NewDefaultBind()
-	}
-	dev := device.NewDevice(td, bind, wgLogger(log))
+	dev := device.NewDevice(td, cfg.Bind, wgLogger(log))
 	defer func() {
 		if err != nil {
 			dev.Close()
 		}
 	}()
+	// The path manager (pkg/peerpath) turns the keepalive on once it knows
+	// a path (StartKeepalive), which also starts the handshake.
 	keepalive := cfg.Peer.Keepalive
-	hold := keepalive > 0 && !initiatesFirst(cfg.PrivateKey.Public(), cfg.Peer.PublicKey) && cfg.Bind == nil
-	// With a shared Bind, the path manager (pkg/peerpath) turns the
-	// keepalive on once it knows a path, which also starts the handshake.
-	if hold || cfg.Bind != nil {
-		cfg.Peer.Keepalive = 0
-	}
+	cfg.Peer.Keepalive = 0
 	if err := dev.IpcSet(uapiConfig(cfg)); err != nil {
 		return nil, fmt.Errorf("configuring WireGuard device %s: %w", cfg.Name, err)
 	}
-	// The bind opens its UDP sockets here, on this goroutine, which is in
-	// the daemon's own namespace.
 	if err := dev.Up(); err != nil {
-		return nil, fmt.Errorf("bringing up WireGuard device %s (is UDP port %d free?): %w", cfg.Name, cfg.ListenPort, err)
+		return nil, fmt.Errorf("bringing up WireGuard device %s: %w", cfg.Name, err)
 	}
 	uapi, err := listenUAPI(cfg.Name)
 	if err != nil {
 		return nil, err
 	}
 	t := &Tunnel{name: cfg.Name, log: log, dev: dev, uapi: uapi, peer: cfg.Peer.PublicKey, keepalive: keepalive,
-		closing: make(chan struct{}), uapiDone: make(chan struct{}), holdDone: make(chan struct{})}
+		uapiDone: make(chan struct{})}
 	go t.runUAPI()
-	if hold {
-		go t.runDeferredKeepalive(cfg.Peer.PublicKey, keepalive, InitiatorHold)
-	} else {
-		close(t.holdDone)
-	}
-	log.Info("tunnel up", "port", cfg.ListenPort, "endpoint", cfg.Peer.Endpoint)
+	log.Info("tunnel up", "endpoint", cfg.Peer.Endpoint)
 	return t, nil
 }
 
 func uapiConfig(cfg Config) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "private_key=%s\n", cfg.PrivateKey.Hex())
-	if cfg.Bind == nil {
-		fmt.Fprintf(&b, "listen_port=%d\n", cfg.ListenPort)
-	}
 	b.WriteString("replace_peers=true\n")
 	fmt.Fprintf(&b, "public_key=%s\n", cfg.Peer.PublicKey.Hex())
 	switch {
@@ -197,38 +168,6 @@ func uapiConfig(cfg Config) string {
 		fmt.Fprintf(&b, "allowed_ip=%s\n", p)
 	}
 	return b.String()
-}
-
-// runDeferredKeepalive turns the persistent keepalive on once the peer's
-// handshake has arrived, or after hold without one (which then makes this
-// end initiate).
-func (t *Tunnel) runDeferredKeepalive(peer nodekey.Key, keepalive, hold time.Duration) {
-	defer close(t.holdDone)
-	deadline := time.NewTimer(hold)
-	defer deadline.Stop()
-	poll := time.NewTicker(50 * time.Millisecond)
-	defer poll.Stop()
-	reason := "no handshake from the peer yet; initiating"
-wait:
-	for {
-		select {
-		case <-t.closing:
-			return
-		case <-deadline.C:
-			break wait
-		case <-poll.C:
-			if st, err := t.Status(); err == nil && !st.LastHandshake.IsZero() {
-				reason = "peer's handshake arrived"
-				break wait
-			}
-		}
-	}
-	set := fmt.Sprintf("public_key=%s\npersistent_keepalive_interval=%d\n", peer.Hex(), int(keepalive/time.Second))
-	if err := t.dev.IpcSet(set); err != nil {
-		t.log.Error("turning on the keepalive", "err", err)
-		return
-	}
-	t.log.Debug("keepalive on", "reason", reason)
 }
 
 func (t *Tunnel) runUAPI() {
@@ -273,8 +212,6 @@ func (t *Tunnel) Name() string { return t.name }
 // Close stops the device, removes its TUN and UAPI socket. It is idempotent.
 func (t *Tunnel) Close() error {
 	t.closeOnce.Do(func() {
-		close(t.closing)
-		<-t.holdDone
 		t.uapi.Close()
 		<-t.uapiDone
 		t.dev.Close()
