@@ -40,10 +40,13 @@ type Status struct {
 
 // PeerStatus is one tunnel's state.
 type PeerStatus struct {
-	Index    int    `json:"index"`
-	Name     string `json:"name,omitempty"`
-	Device   string `json:"device"`
-	Up       bool   `json:"up"`
+	Index  int    `json:"index"`
+	Name   string `json:"name,omitempty"`
+	Device string `json:"device"`
+	Up     bool   `json:"up"`
+	// Parked: the tunnel is up but its WireGuard device is closed until
+	// the peer is used (pkg/wgtunnel, lazy devices).
+	Parked   bool   `json:"parked,omitempty"`
 	Error    string `json:"error,omitempty"`
 	Endpoint string `json:"endpoint,omitempty"`
 	// Online, Path, PathReason, RTT and NAT are the path manager's view
@@ -109,6 +112,9 @@ func (s *Supervisor) status() *Status {
 			ps.Error = p.err.Error()
 		}
 		if p.tunnel != nil {
+			if pt, ok := p.tunnel.(parker); ok {
+				ps.Parked = pt.Parked()
+			}
 			if ts, err := p.tunnel.Status(); err == nil {
 				ps.Endpoint = ts.Endpoint
 				ps.RxBytes, ps.TxBytes = ts.RxBytes, ts.TxBytes
@@ -134,6 +140,7 @@ func (s *Supervisor) status() *Status {
 }
 
 func (s *Supervisor) writeStatus() {
+	s.limitMemory()
 	b, err := json.MarshalIndent(s.status(), "", "  ")
 	if err != nil {
 		s.log.Error("encoding status", "err", err)
@@ -165,3 +172,6 @@ func (s *Supervisor) sampleMedia() {
 	s.mediaSeen = seen
 	s.active = slices.Sorted(maps.Keys(active))
 }
+
+// parker is a tunnel that parks its device while idle (wgtunnel.Tunnel).
+type parker interface{ Parked() bool }

@@ -123,6 +123,10 @@ type Supervisor struct {
 	// verifyFrom is where the next check's full verifications start
 	// (scale.go).
 	verifyFrom int
+	// realTunnels is set when the tunnels are wireguard-go's (not a
+	// test's); gcSet once the collector's pace is set (memory.go).
+	realTunnels bool
+	gcSet       bool
 
 	// mux is the tunnel socket and paths its path manager, both running
 	// for as long as Run; paths is replaced when the servers change.
@@ -204,6 +208,7 @@ func New(cfg *config.Config, opts Options) *Supervisor {
 		listen:       opts.ListenTunnels,
 		localAddrs:   opts.LocalEndpoints,
 		pathOptions:  opts.PathOptions,
+		realTunnels:  opts.StartTunnel == nil,
 	}
 	if s.listen == nil {
 		s.listen = func(port int, key nodekey.Key, log *slog.Logger) (*wgmux.Mux, error) {

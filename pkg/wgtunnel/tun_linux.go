@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/tun"
@@ -25,7 +26,7 @@ import (
 // name fails from outside the namespace anyway); and the supervisor brings
 // the device up itself. So this one reads and writes one packet at a time,
 // allocates nothing per packet, and reports no events.
-func createTUN(name string, mtu int) (tun.Device, error) {
+func createTUN(name string, mtu int) (baseTUN, error) {
 	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("opening /dev/net/tun: %w", err)
@@ -43,6 +44,14 @@ func createTUN(name string, mtu int) (tun.Device, error) {
 	if err := setMTU(name, mtu); err != nil {
 		unix.Close(fd)
 		return nil, err
+	}
+	// The tunnels carry IPv4 only. With IPv6 on, the kernel sends router
+	// solicitations and MLD reports into the TUN when the link comes up,
+	// which would wake a parked device for nothing (lazy.go). Kernels
+	// without IPv6 have no such file.
+	if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+name+"/disable_ipv6", []byte("1"), 0); err != nil && !errors.Is(err, os.ErrNotExist) {
+		unix.Close(fd)
+		return nil, fmt.Errorf("turning off IPv6 on %s: %w", name, err)
 	}
 	// Non-blocking before the file is handed to the runtime's poller, so
 	// that Close wakes a blocked Read.
@@ -110,6 +119,34 @@ func (t *plainTUN) Write(bufs [][]byte, offset int) (int, error) {
 	return len(bufs), first
 }
 
+// interrupt makes a blocked Read (and waitReadable) return at once, and
+// every Read until resume: how a parked device's reader lets go of the TUN
+// without closing it.
+func (t *plainTUN) interrupt() { t.file.SetReadDeadline(time.Unix(1, 0)) }
+
+// resume undoes interrupt.
+func (t *plainTUN) resume() { t.file.SetReadDeadline(time.Time{}) }
+
+// waitReadable blocks until a packet is waiting to be read, without
+// reading it, or until interrupt or Close.
+func (t *plainTUN) waitReadable() error {
+	rc, err := t.file.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var perr error
+	err = rc.Read(func(fd uintptr) bool {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, 0)
+		if err != nil && err != unix.EINTR {
+			perr = err
+			return true
+		}
+		return n > 0
+	})
+	return cmp.Or(err, perr)
+}
+
 func (t *plainTUN) MTU() (int, error)        { return t.mtu, nil }
 func (t *plainTUN) Name() (string, error)    { return t.name, nil }
 func (t *plainTUN) Events() <-chan tun.Event { return t.events }
@@ -124,3 +161,5 @@ func (t *plainTUN) Close() error {
 	})
 	return err
 }
+
+func (t *plainTUN) parks() bool { return true }
