@@ -9,6 +9,10 @@
 // namespace for debugging. The socket directory is shared by every namespace
 // on the machine, which is why device names must be unique per machine and
 // carry the daemon's prefix.
+//
+// The device itself runs only while the peer is in use: it parks when the
+// peer is idle or does not answer, and wakes for the first packet either
+// way (lazy.go); the TUN, the UAPI socket and the peer's state stay.
 package wgtunnel
 
 import (
