@@ -34,14 +34,19 @@ type Status struct {
 	NATClass string       `json:"nat_class,omitempty"`
 	Peers    []PeerStatus `json:"peers"`
 	Updated  time.Time    `json:"updated"`
+	// Runtime is the daemon's memory and goroutine figures.
+	Runtime *RuntimeStatus `json:"runtime,omitempty"`
 }
 
 // PeerStatus is one tunnel's state.
 type PeerStatus struct {
-	Index    int    `json:"index"`
-	Name     string `json:"name,omitempty"`
-	Device   string `json:"device"`
-	Up       bool   `json:"up"`
+	Index  int    `json:"index"`
+	Name   string `json:"name,omitempty"`
+	Device string `json:"device"`
+	Up     bool   `json:"up"`
+	// Parked: the tunnel is up but its WireGuard device is closed until
+	// the peer is used (pkg/wgtunnel, lazy devices).
+	Parked   bool   `json:"parked,omitempty"`
 	Error    string `json:"error,omitempty"`
 	Endpoint string `json:"endpoint,omitempty"`
 	// MTU is the largest packet the tunnel carries to the peer; the
@@ -98,6 +103,7 @@ func (s *Supervisor) status() *Status {
 		Lines:       s.lines,
 		ActiveLines: s.active,
 		Updated:     time.Now().UTC(),
+		Runtime:     readRuntime(),
 	}
 	var paths map[nodekey.Key]peerpath.Status
 	if s.paths != nil {
@@ -111,6 +117,9 @@ func (s *Supervisor) status() *Status {
 			ps.Error = p.err.Error()
 		}
 		if p.tunnel != nil {
+			if pt, ok := p.tunnel.(parker); ok {
+				ps.Parked = pt.Parked()
+			}
 			if ts, err := p.tunnel.Status(); err == nil {
 				ps.Endpoint = ts.Endpoint
 				ps.RxBytes, ps.TxBytes = ts.RxBytes, ts.TxBytes
@@ -137,6 +146,7 @@ func (s *Supervisor) status() *Status {
 }
 
 func (s *Supervisor) writeStatus() {
+	s.limitMemory()
 	b, err := json.MarshalIndent(s.status(), "", "  ")
 	if err != nil {
 		s.log.Error("encoding status", "err", err)
@@ -146,3 +156,28 @@ func (s *Supervisor) writeStatus() {
 		s.log.Error("writing status", "err", err)
 	}
 }
+
+// sampleMedia reads every tunnel's per-line media counters and marks the
+// lines whose count grew since the last reading as in a call.
+func (s *Supervisor) sampleMedia() {
+	seen := map[[2]int]uint64{}
+	active := map[int]bool{}
+	for i, p := range s.peers {
+		if p.rewrite == nil {
+			continue
+		}
+		for _, l := range s.lines {
+			n := p.rewrite.MediaPackets(l)
+			k := [2]int{i, l}
+			if n > s.mediaSeen[k] {
+				active[l] = true
+			}
+			seen[k] = n
+		}
+	}
+	s.mediaSeen = seen
+	s.active = slices.Sorted(maps.Keys(active))
+}
+
+// parker is a tunnel that parks its device while idle (wgtunnel.Tunnel).
+type parker interface{ Parked() bool }

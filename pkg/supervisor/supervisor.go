@@ -26,28 +26,28 @@
 // and per local line s the Pi's side of the line's /30, 10.0.s.2/30, on the
 // phone port. The veth link addresses are link-local (169.254.i.0/30) so
 // that they never collide with the 10.i.s.p plan the phones see.
+//
+// The files follow those concerns: supervisor.go the Supervisor, its main
+// loop and the calls into it; reconcile.go the check that ensures the root
+// side, the lines and every peer (scale.go how it stays cheap with many
+// peers); peers.go one peer's steps and its removal; firewall.go the
+// nftables policies; cleanup.go sweeping leftovers, teardown and Cleanup;
+// state.go what was applied, kept across restarts; status.go status.json.
 package supervisor
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net/netip"
-	"os"
-	"path/filepath"
-	"reflect"
 	"slices"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"golang.zx2c4.com/wireguard/tun"
 
-	"github.com/peerline/peerline/pkg/atomicfile"
 	"github.com/peerline/peerline/pkg/callstats"
 	"github.com/peerline/peerline/pkg/config"
 	"github.com/peerline/peerline/pkg/firewall"
@@ -126,6 +126,14 @@ type Supervisor struct {
 	pathOptions  func(*peerpath.Options)
 	noRewrite    bool
 
+	// verifyFrom is where the next check's full verifications start
+	// (scale.go).
+	verifyFrom int
+	// realTunnels is set when the tunnels are wireguard-go's (not a
+	// test's); gcSet once the collector's pace is set (memory.go).
+	realTunnels bool
+	gcSet       bool
+
 	// mux is the tunnel socket and paths its path manager, both running
 	// for as long as Run; paths is replaced when the servers change.
 	mux       *wgmux.Mux
@@ -181,6 +189,9 @@ type peer struct {
 	// thirdNamed is set once rewrite has been told the other peers'
 	// names (nameThirdNodes).
 	thirdNamed bool
+	// built is set once every step of ensurePeer has succeeded in this
+	// run; later checks of a built peer are cheap (scale.go).
+	built bool
 }
 
 // New makes a Supervisor for cfg; Run starts it.
@@ -205,6 +216,7 @@ func New(cfg *config.Config, opts Options) *Supervisor {
 		pathOptions:  opts.PathOptions,
 		noRewrite:    opts.NoRewrite,
 		key:          opts.Key,
+		realTunnels:  opts.StartTunnel == nil,
 	}
 	if s.listen == nil {
 		s.listen = func(port int, key nodekey.Key, log *slog.Logger) (*wgmux.Mux, error) {
@@ -275,7 +287,7 @@ func (s *Supervisor) Run(ctx context.Context, reload <-chan *config.Config) erro
 		s.log.Warn("ignoring unreadable state file; leftovers are found by name instead", "err", err)
 	}
 	s.sweep(prev)
-	s.reconcile()
+	s.reconcile(0)
 	defer func() {
 		if !s.crashed {
 			s.teardown()
@@ -314,7 +326,7 @@ func (s *Supervisor) Run(ctx context.Context, reload <-chan *config.Config) erro
 			s.log.Info("config reloaded")
 			s.applyConfig(cfg)
 		case <-check.C:
-			s.reconcile()
+			s.reconcile(verifyPerCheck)
 		case <-status.C:
 			s.sampleMedia()
 			s.sampleCalls()
@@ -378,7 +390,7 @@ func (s *Supervisor) applyConfig(cfg *config.Config) {
 			}
 		}
 	}
-	s.reconcile()
+	s.reconcile(0)
 }
 
 // startPathManager starts a path manager for the config's servers.
@@ -429,139 +441,6 @@ func (s *Supervisor) Paths() *peerpath.Manager { return s.paths }
 
 // Do runs fn on the supervisor's goroutine.
 func (s *Supervisor) Do(ctx context.Context, fn func()) error { return s.call(ctx, fn) }
-
-// staticEndpoint is a peer's configured endpoint, if any.
-func staticEndpoint(p config.Peer) netip.AddrPort {
-	ap, _ := netip.ParseAddrPort(p.Endpoint)
-	return ap
-}
-
-// sameTunnel reports whether a and b need the same tunnel: everything
-// WireGuard is configured with is equal.
-func sameTunnel(a, b config.Peer) bool {
-	a.Name, b.Name = "", ""
-	a.Renamed, b.Renamed = false, false
-	a.Lines, b.Lines = nil, nil
-	return reflect.DeepEqual(a, b)
-}
-
-// reconcile ensures the root side, every line and every peer exist as
-// configured. Failures are logged and retried on the next check.
-func (s *Supervisor) reconcile() {
-	// Before the phone port or any link comes up; without it the node
-	// stays as it is (closed on a first start) until the next check.
-	if err := s.ensureNodeFirewall(); err != nil {
-		s.log.Error("node firewall not loaded; phones and peers stay cut off until it is", "err", err)
-		return
-	}
-	ok := true
-	if err := s.ensureRoot(); err != nil {
-		s.log.Error("phone port not ready; phones cannot reach the network until this is fixed", "port", s.cfg.PhonePort, "err", err)
-		ok = false
-	}
-	present, err := s.net.Namespaces(s.cfg.Prefix + "-")
-	if err != nil {
-		s.log.Error("listing namespaces", "err", err)
-	}
-	for _, pc := range s.cfg.Peers {
-		p := s.peers[pc.Index]
-		// Whatever this run built in a namespace that is gone (its
-		// firewall above all) must be built again, tunnel or not.
-		if p != nil && err == nil && !slices.Contains(present, s.names.Namespace(pc.Index)) {
-			s.log.Warn("peer namespace vanished; rebuilding", "peer", pc.Index)
-			s.removePeer(pc.Index)
-			p = nil
-		}
-		if p == nil {
-			p = &peer{cfg: pc}
-			s.peers[pc.Index] = p
-		}
-		if perr := s.ensurePeer(p); perr != nil {
-			if p.err == nil || p.err.Error() != perr.Error() {
-				s.log.Error("peer not up; retrying", "peer", pc.Index, "name", pc.Name, "err", perr)
-			}
-			p.err = perr
-			ok = false
-		} else {
-			p.err = nil
-		}
-	}
-	s.nameThirdNodes()
-	s.saveState()
-	becameReady := ok && !s.ready
-	if becameReady {
-		s.ready = true
-	}
-	s.writeStatus()
-	if becameReady {
-		s.log.Info("ready", "peers", len(s.cfg.Peers), "lines", len(s.cfg.Lines))
-		if _, err := sdnotify.Notify(sdnotify.Ready); err != nil {
-			s.log.Warn("telling systemd we are ready", "err", err)
-		}
-	}
-}
-
-// nameThirdNodes tells each tunnel's rewriter how to name the other peers
-// on it, so that a transfer to a third node's phone crosses (rewrite
-// ThirdNodes). The names depend only on the set of peer keys, so they are
-// made again for every tunnel when that set changes, and otherwise only for
-// a tunnel that is new.
-func (s *Supervisor) nameThirdNodes() {
-	keys := make(map[int]nodekey.Key, len(s.cfg.Peers))
-	for _, pc := range s.cfg.Peers {
-		keys[pc.Index] = pc.PublicKey
-	}
-	changed := !maps.Equal(keys, s.thirdKeys)
-	s.thirdKeys = keys
-	for _, p := range s.peers {
-		if p.rewrite == nil || (p.thirdNamed && !changed) {
-			continue
-		}
-		p.rewrite.SetThirdNodes(rewrite.NewThirdNodes(s.key.Public(), p.cfg.PublicKey, keys))
-		p.thirdNamed = true
-	}
-}
-
-func (s *Supervisor) ensureRoot() error {
-	if !s.rootDone {
-		if err := s.net.SetSysctl("", "net/ipv4/ip_forward", "1"); err != nil {
-			return err
-		}
-		s.rootDone = true
-	}
-	if err := s.net.LinkUp("", s.cfg.PhonePort); err != nil {
-		return fmt.Errorf("phone port %s: %w (check phone_port in the config names the Ethernet port the phones use)", s.cfg.PhonePort, err)
-	}
-	for _, l := range s.wantLines() {
-		if err := s.ensureLineAddr(l); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// wantLines are the config's lines and those added at run time, sorted.
-func (s *Supervisor) wantLines() []int {
-	ls := slices.Clone(s.cfg.Lines)
-	for l := range s.extra {
-		if !slices.Contains(ls, l) {
-			ls = append(ls, l)
-		}
-	}
-	slices.Sort(ls)
-	return ls
-}
-
-func (s *Supervisor) ensureLineAddr(l int) error {
-	if err := s.net.EnsureAddr("", s.cfg.PhonePort, linePiAddr(l)); err != nil {
-		return fmt.Errorf("line %d: %w", l, err)
-	}
-	if !slices.Contains(s.lines, l) {
-		s.lines = append(s.lines, l)
-		slices.Sort(s.lines)
-	}
-	return nil
-}
 
 // ErrNotRunning is returned by calls into a Supervisor whose Run has ended.
 var ErrNotRunning = errors.New("peerlined's main loop is not running")
@@ -630,85 +509,6 @@ func (s *Supervisor) Status(ctx context.Context) (*Status, error) {
 	return st, nil
 }
 
-// sampleMedia reads every tunnel's per-line media counters and marks the
-// lines whose count grew since the last reading as in a call.
-func (s *Supervisor) sampleMedia() {
-	seen := map[[2]int]uint64{}
-	active := map[int]bool{}
-	for i, p := range s.peers {
-		if p.rewrite == nil {
-			continue
-		}
-		for _, l := range s.lines {
-			n := p.rewrite.MediaPackets(l)
-			k := [2]int{i, l}
-			if n > s.mediaSeen[k] {
-				active[l] = true
-			}
-			seen[k] = n
-		}
-	}
-	s.mediaSeen = seen
-	s.active = slices.Sorted(maps.Keys(active))
-}
-
-// linePiAddr is the Pi's side of line s, 10.0.s.2/30.
-func linePiAddr(s int) netip.Prefix {
-	return netip.PrefixFrom(numplan.LineGateway(uint8(s)), 30)
-}
-
-// linkMTU is the MTU of the veth into each peer's namespace and of the
-// tunnel's TUN: the phone port's Ethernet 1500, so that every datagram a
-// phone sends, Don't Fragment and all, reaches the rewriter instead of
-// being refused by the kernel ("fragmentation needed", and a lost first
-// INVITE). The rewriter cuts what exceeds the tunnel MTU, config's mtu
-// (rewrite.Device.SetMTU; docs/mtu.md).
-const linkMTU = 1500
-
-// vethAddrs are the two ends of the link into peer i's namespace.
-func vethAddrs(i int) (root, ns netip.Prefix) {
-	r := netip.AddrFrom4([4]byte{169, 254, byte(i), 1})
-	n := netip.AddrFrom4([4]byte{169, 254, byte(i), 2})
-	return netip.PrefixFrom(r, 30), netip.PrefixFrom(n, 30)
-}
-
-var localPlan = netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 0, 0, 0}), 16)
-
-func (s *Supervisor) ensurePeer(p *peer) error {
-	i := p.cfg.Index
-	ns, veth, dev := s.names.Namespace(i), s.names.Veth(i), s.names.Device(i)
-	rootAddr, nsAddr := vethAddrs(i)
-	steps := []struct {
-		what string
-		do   func() error
-	}{
-		{"namespace", func() error { return s.net.EnsureNamespace(ns) }},
-		// Before any link joins the namespace, so it is never open.
-		{"firewall", func() error { return s.ensureTable(ns, s.peerRules(p), &p.fw, true) }},
-		{"forwarding", func() error { return s.net.SetSysctl(ns, "net/ipv4/ip_forward", "1") }},
-		// Replies to phones leave through veth0 while the calls came in on
-		// the TUN; strict reverse-path filtering would drop such asymmetry.
-		{"rp_filter", func() error { return s.net.SetSysctl(ns, "net/ipv4/conf/all/rp_filter", "0") }},
-		{"rp_filter default", func() error { return s.net.SetSysctl(ns, "net/ipv4/conf/default/rp_filter", "0") }},
-		{"veth", func() error { return s.net.EnsureVeth(veth, ns, config.VethInNamespace, linkMTU) }},
-		{"root veth address", func() error { return s.net.EnsureAddr("", veth, rootAddr) }},
-		{"namespace veth address", func() error { return s.net.EnsureAddr(ns, config.VethInNamespace, nsAddr) }},
-		{"root veth up", func() error { return s.net.LinkUp("", veth) }},
-		{"namespace veth up", func() error { return s.net.LinkUp(ns, config.VethInNamespace) }},
-		{"route to peer", func() error { return s.net.EnsureRoute("", numplan.NodePrefix(uint8(i)), veth, rootAddr.Addr().Next()) }},
-		{"route back to phones", func() error { return s.net.EnsureRoute(ns, localPlan, config.VethInNamespace, rootAddr.Addr()) }},
-		{"tunnel", func() error { return s.ensureTunnel(p, ns, dev) }},
-		{"tunnel up", func() error { return s.net.LinkUp(ns, dev) }},
-		{"route into tunnel", func() error { return s.net.EnsureRoute(ns, numplan.NodePrefix(uint8(i)), dev, netip.Addr{}) }},
-	}
-	for _, st := range steps {
-		if err := st.do(); err != nil {
-			return fmt.Errorf("%s: %w", st.what, err)
-		}
-	}
-	return nil
-}
-
 func (s *Supervisor) ensureTunnel(p *peer, ns, dev string) error {
 	if p.tunnel != nil {
 		return nil
@@ -750,192 +550,4 @@ func (s *Supervisor) ensureTunnel(p *peer, ns, dev string) error {
 	p.tunnel, p.tunnelAt = t, time.Now()
 	s.paths.Add(p.cfg.PublicKey, t, bind, ep)
 	return nil
-}
-
-func (s *Supervisor) removePeer(i int) {
-	p := s.peers[i]
-	delete(s.peers, i)
-	if p != nil && s.paths != nil {
-		s.paths.Remove(p.cfg.PublicKey)
-	}
-	if p != nil && p.tunnel != nil {
-		p.tunnel.Close()
-		s.mux.Remove(p.cfg.PublicKey)
-	}
-	if err := s.net.DeleteNamespace(s.names.Namespace(i)); err != nil {
-		s.log.Error("deleting peer namespace", "peer", i, "err", err)
-	}
-	if err := s.net.DeleteLink("", s.names.Veth(i)); err != nil {
-		s.log.Error("deleting peer link", "peer", i, "err", err)
-	}
-}
-
-func (s *Supervisor) removeLines(lines []int) {
-	for _, l := range lines {
-		if err := s.net.DeleteAddr("", s.cfg.PhonePort, linePiAddr(l)); err != nil {
-			s.log.Error("removing line address", "line", l, "err", err)
-		}
-	}
-	s.lines = slices.DeleteFunc(s.lines, func(l int) bool { return slices.Contains(lines, l) })
-}
-
-// sweep removes what an earlier run left that the config no longer wants:
-// namespaces and links found by name, lines and a changed phone port from
-// the state file.
-func (s *Supervisor) sweep(prev *state) {
-	want := map[int]bool{}
-	for _, p := range s.cfg.Peers {
-		want[p.Index] = true
-	}
-	removeStale(s.net, s.names, want, s.log)
-	if prev == nil {
-		return
-	}
-	for _, l := range prev.Lines {
-		if prev.PhonePort != s.cfg.PhonePort || !slices.Contains(s.wantLines(), l) {
-			if err := s.net.DeleteAddr("", prev.PhonePort, linePiAddr(l)); err != nil {
-				s.log.Warn("removing old line address", "line", l, "port", prev.PhonePort, "err", err)
-			}
-		}
-	}
-}
-
-// removeStale deletes every namespace, root link and UAPI socket of this
-// prefix whose index is not in keep.
-func removeStale(n netsetup.Ops, names config.Names, keep map[int]bool, log *slog.Logger) {
-	nss, err := n.Namespaces(names.Prefix + "-")
-	if err != nil {
-		log.Error("listing namespaces", "err", err)
-	}
-	for _, ns := range nss {
-		if i, ok := names.ParseNamespace(ns); ok && !keep[i] {
-			log.Info("removing leftover namespace", "ns", ns)
-			if err := n.DeleteNamespace(ns); err != nil {
-				log.Error("removing namespace", "ns", ns, "err", err)
-			}
-		}
-	}
-	links, err := n.Links("", names.Prefix+"v")
-	if err != nil {
-		log.Error("listing links", "err", err)
-	}
-	for _, l := range links {
-		if i, ok := names.ParseVeth(l); ok && !keep[i] {
-			log.Info("removing leftover link", "link", l)
-			if err := n.DeleteLink("", l); err != nil {
-				log.Error("removing link", "link", l, "err", err)
-			}
-		}
-	}
-	removeStaleSockets(names, keep, log)
-}
-
-// UAPIDir is where wireguard-go puts its UAPI sockets.
-var UAPIDir = "/var/run/wireguard"
-
-func removeStaleSockets(names config.Names, keep map[int]bool, log *slog.Logger) {
-	entries, err := os.ReadDir(UAPIDir)
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		base, ok := strings.CutSuffix(e.Name(), ".sock")
-		if !ok {
-			continue
-		}
-		if i, ok := names.ParseDevice(base); ok && !keep[i] {
-			p := filepath.Join(UAPIDir, e.Name())
-			if err := os.Remove(p); err == nil {
-				log.Info("removed leftover UAPI socket", "path", p)
-			}
-		}
-	}
-}
-
-// teardown removes everything the supervisor built.
-func (s *Supervisor) teardown() {
-	for _, i := range slices.Sorted(maps.Keys(s.peers)) {
-		s.removePeer(i)
-	}
-	s.removeLines(slices.Clone(s.lines))
-	s.removeNodeFirewall()
-	s.saveState()
-	os.Remove(filepath.Join(s.cfg.RunDir, statusFile))
-	s.log.Info("torn down")
-}
-
-// Cleanup removes everything a daemon with cfg's prefix may have left: all
-// its namespaces, links and UAPI sockets whatever their index, and the line
-// addresses of the config and of the last state. The caller holds the run
-// directory's lock, so that no daemon runs meanwhile (pkg/node).
-func Cleanup(cfg *config.Config, n netsetup.Ops, log *slog.Logger) error {
-	names := config.Names{Prefix: cfg.Prefix}
-	removeStale(n, names, nil, log)
-	lines := map[string][]int{cfg.PhonePort: cfg.Lines}
-	if prev, _ := loadState(cfg.StateDir); prev != nil {
-		lines[prev.PhonePort] = append(lines[prev.PhonePort], prev.Lines...)
-	}
-	for port, ls := range lines {
-		for _, l := range ls {
-			if err := n.DeleteAddr("", port, linePiAddr(l)); err != nil {
-				log.Warn("removing line address", "line", l, "port", port, "err", err)
-			}
-		}
-	}
-	if err := (firewall.Loader{Do: n.Do}).Delete(""); err != nil {
-		log.Warn("removing the node firewall", "err", err)
-	}
-	if prev, _ := loadState(cfg.StateDir); prev != nil {
-		saveStateFile(cfg.StateDir, &state{})
-	}
-	os.Remove(filepath.Join(cfg.RunDir, statusFile))
-	return nil
-}
-
-// state is what was applied, kept in the state directory so that a restart
-// with a changed config can remove what the old one made.
-type state struct {
-	PhonePort string      `json:"phone_port"`
-	Lines     []int       `json:"lines"`
-	Peers     []statePeer `json:"peers"`
-}
-
-type statePeer struct {
-	Index     int         `json:"index"`
-	PublicKey nodekey.Key `json:"public_key"`
-}
-
-const stateFile = "applied.json"
-
-func loadState(dir string) (*state, error) {
-	b, err := os.ReadFile(filepath.Join(dir, stateFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var st state
-	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, fmt.Errorf("state file %s: %w", stateFile, err)
-	}
-	return &st, nil
-}
-
-func (s *Supervisor) saveState() {
-	st := &state{PhonePort: s.cfg.PhonePort, Lines: s.lines}
-	for _, i := range slices.Sorted(maps.Keys(s.peers)) {
-		st.Peers = append(st.Peers, statePeer{Index: i, PublicKey: s.peers[i].cfg.PublicKey})
-	}
-	if err := saveStateFile(s.cfg.StateDir, st); err != nil {
-		s.log.Error("saving state", "err", err)
-	}
-}
-
-func saveStateFile(dir string, st *state) error {
-	b, err := json.MarshalIndent(st, "", "  ")
-	if err != nil {
-		return err
-	}
-	return atomicfile.WriteFile(filepath.Join(dir, stateFile), append(b, '\n'), 0o600)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -700,4 +701,50 @@ func (f *failingFirewall) Load(ns, rules string) error {
 		return errors.New("nft: Operation not permitted")
 	}
 	return f.fakeFirewall.Load(ns, rules)
+}
+
+// TestReloadTouchesOnlyTheChangedPeer: adding a peer while others run
+// builds that peer and does not go through the built ones again (with 253
+// peers that took seconds), and a periodic check still verifies built
+// peers in full, a few at a time.
+func TestReloadTouchesOnlyTheChangedPeer(t *testing.T) {
+	h := newHarness(t)
+	cfg := testConfig(t)
+	h.start(cfg)
+	h.rec.Take()
+	k, _ := nodekey.Generate()
+	next := *cfg
+	next.Peers = append(slices.Clone(cfg.Peers), config.Peer{Index: 11, Name: "dave", PublicKey: k.Public(), Endpoint: "198.51.100.11:51820"})
+	h.reload <- &next
+	deadline := time.Now().Add(2 * time.Second)
+	var got string
+	for time.Now().Before(deadline) && !strings.Contains(got, "route add pl-11 10.11.0.0/16 dev pl11") {
+		got += h.rec.Take()
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !strings.Contains(got, "ns add pl-11") {
+		t.Fatalf("reload transcript lacks peer 11's namespace:\n%s", got)
+	}
+	for _, other := range []string{"pl-7", "plv7", "pl-9", "plv9"} {
+		if strings.Contains(got, other) {
+			t.Errorf("reload that added peer 11 touched %s:\n%s", other, got)
+		}
+	}
+	// A route deleted behind the daemon's back inside a built peer's
+	// namespace is not seen by the cheap check, and is repaired when the
+	// peer's turn for a full check comes.
+	route := netip.MustParsePrefix("10.9.0.0/16")
+	if err := h.rec.DeleteRoute("pl-9", route); err != nil {
+		t.Fatal(err)
+	}
+	h.rec.Take()
+	h.sup.Do(t.Context(), func() { h.sup.reconcile(0) })
+	if got := h.rec.Take(); strings.Contains(got, "route add pl-9") {
+		t.Errorf("a check without full verification went through peer 9:\n%s", got)
+	}
+	h.sup.Do(t.Context(), func() { h.sup.reconcile(len(next.Peers)) })
+	if got, want := h.rec.Take(), "route add pl-9 10.9.0.0/16 dev pl9"; !strings.Contains(got, want) {
+		t.Errorf("a check verifying every peer in full: transcript lacks %q:\n%s", want, got)
+	}
+	h.stop()
 }

@@ -11,7 +11,15 @@ import (
 // session that carries nothing back while the path itself answers (one
 // side lost the keys, as after initiations that crossed). wireguard-go
 // skips it within 5 s (RekeyTimeout) of its last initiation.
+//
+// A parked device has no session to repair: its next packet wakes it with
+// a fresh handshake.
 func (t *Tunnel) Rehandshake() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.dev == nil {
+		return nil
+	}
 	p := t.dev.LookupPeer(device.NoisePublicKey(t.peer))
 	if p == nil {
 		return fmt.Errorf("device %s has no peer %s", t.name, t.peer)

@@ -62,10 +62,14 @@ func rekeyAt() {
 			continue
 		default:
 		}
-		if p := t.dev.LookupPeer(device.NoisePublicKey(t.peer)); p != nil {
-			p.ExpireCurrentKeypairs()
-			p.SendKeepalive()
-			t.log.Info("test hook: keys expired, rekeying")
+		t.mu.Lock()
+		if t.dev != nil {
+			if p := t.dev.LookupPeer(device.NoisePublicKey(t.peer)); p != nil {
+				p.ExpireCurrentKeypairs()
+				p.SendKeepalive()
+				t.log.Info("test hook: keys expired, rekeying")
+			}
 		}
+		t.mu.Unlock()
 	}
 }

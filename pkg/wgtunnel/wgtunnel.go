@@ -1,13 +1,18 @@
 // Package wgtunnel runs one userspace WireGuard device (wireguard-go) per
-// peer: its TUN lives inside the peer's namespace, its UDP socket in the
-// daemon's own namespace, so the per-peer namespaces never need a route to
-// the Internet.
+// peer: its TUN lives inside the peer's namespace, and its datagrams go
+// through the node's one UDP socket in the daemon's own namespace (a
+// pkg/wgmux Bind), so the per-peer namespaces never need a route to the
+// Internet.
 //
 // Each device is named <prefix><i> and opens a UAPI socket under
 // /var/run/wireguard, so `wg show <prefix><i>` works from the daemon's
 // namespace for debugging. The socket directory is shared by every namespace
 // on the machine, which is why device names must be unique per machine and
 // carry the daemon's prefix.
+//
+// The device itself runs only while the peer is in use: it parks when the
+// peer is idle or does not answer, and wakes for the first packet either
+// way (lazy.go); the TUN, the UAPI socket and the peer's state stay.
 package wgtunnel
 
 import (
@@ -22,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
@@ -41,11 +47,8 @@ type Config struct {
 	MTU int
 	// PrivateKey is this node's static key.
 	PrivateKey nodekey.Key
-	// ListenPort is the UDP port in the daemon's namespace; unused when
-	// Bind is set.
-	ListenPort int
-	// Bind, if set, is the device's share of the node's one tunnel socket
-	// (pkg/wgmux); nil gives the device a socket of its own on ListenPort.
+	// Bind is the device's share of the node's one tunnel socket
+	// (pkg/wgmux); required.
 	Bind conn.Bind
 	// Peer is the remote node.
 	Peer Peer
@@ -69,32 +72,59 @@ type Peer struct {
 	Keepalive time.Duration
 }
 
-// Tunnel is a running WireGuard device.
+// Tunnel is one peer's WireGuard tunnel: its TUN, its UAPI socket and,
+// while the peer is in use, its wireguard-go device (lazy.go).
 type Tunnel struct {
 	name      string
 	log       *slog.Logger
-	dev       *device.Device
+	cfg       Config
+	base      baseTUN
+	wrapped   tun.Device // base as WireGuard sees it (through cfg.Wrap)
 	uapi      net.Listener
 	peer      nodekey.Key
 	keepalive time.Duration
+	// lazy is set when the device may park: the TUN can let go of a
+	// reader, and the Bind wakes the tunnel for the peer's messages.
+	lazy bool
 
-	closeOnce sync.Once
+	wake      chan struct{}
 	closing   chan struct{}
+	closeOnce sync.Once
+	loopDone  chan struct{}
 	uapiDone  chan struct{}
-	// holdDone is closed when the deferred keepalive has been set (or the
-	// tunnel closed); it is closed at once when nothing was deferred.
-	holdDone chan struct{}
+
+	// mu guards what follows, and making and closing the device.
+	mu     sync.Mutex
+	dev    *device.Device // nil while parked
+	wokeAt time.Time
+	// endpoint is the last endpoint set (the Bind's form), keepaliveOn
+	// whether the path manager turned the keepalive on: both are given
+	// to the device again when it wakes.
+	endpoint    string
+	keepaliveOn bool
+	// last is the device's last reading; rx and tx go on across devices
+	// (before is what the devices before this one counted).
+	last         Status
+	before       Status
+	rxAt, readAt time.Time
+	// reads counts the packets devices read from the TUN (view.Read);
+	// readsSeen is the count at the last reading.
+	reads      atomic.Uint64
+	readsSeen  uint64
+	listenPort string
+	closed     bool
+}
+
+// Waker is a Bind that can wake a parked tunnel: it calls fn (which must
+// not block) when a message for the device comes while it is closed, and
+// hands the message to the device when it opens again (pkg/wgmux).
+type Waker interface {
+	SetWake(fn func())
 }
 
 // InitiatesFirst reports whether local starts the handshake with peer when
 // both come up together.
 func InitiatesFirst(local, peer nodekey.Key) bool { return initiatesFirst(local, peer) }
-
-// InitiatorHold is how long the node that does not initiate first waits
-// for the other's handshake before starting its own: a few round trips, so
-// that a first initiation lost because the peer was not listening yet costs
-// about this long rather than WireGuard's 5 s retry.
-const InitiatorHold = time.Second
 
 // initiatesFirst says which end starts the handshake when both come up
 // together: the one with the smaller public key.
@@ -105,8 +135,8 @@ const InitiatorHold = time.Second
 // handshake about 5 s later, and a call placed then stalls. Our guess is
 // that wireguard-go's handshake workers interleave consuming one message and
 // deriving keys from another; we saw the outage, not the mechanism. Letting only one end start avoids the collision; the other
-// still starts on its own after InitiatorHold, so a lost packet or a peer
-// that is down costs a second, not the tunnel.
+// still starts on its own a little later (pkg/peerpath holds it back), so
+// a lost packet or a peer that is down costs a second, not the tunnel.
 func initiatesFirst(local, peer nodekey.Key) bool {
 	return bytes.Compare(local[:], peer[:]) < 0
 }
@@ -114,76 +144,218 @@ func initiatesFirst(local, peer nodekey.Key) bool {
 // Start creates the TUN inside cfg.Namespace, the WireGuard device on it,
 // configures the peer, brings the device up and serves UAPI. The TUN link
 // itself is left down: bringing it up and routing to it is the caller's
-// part of the namespace plumbing.
+// part of the namespace plumbing. The device parks when the peer is idle
+// and wakes when it is used (lazy.go).
 func Start(cfg Config, log *slog.Logger) (_ *Tunnel, err error) {
-	if cfg.InNamespace == nil {
-		return nil, errors.New("wgtunnel: Config.InNamespace is required")
+	if cfg.InNamespace == nil || cfg.Bind == nil {
+		return nil, errors.New("wgtunnel: Config.InNamespace and Config.Bind are required")
 	}
 	log = log.With("dev", cfg.Name)
-	var native tun.Device
+	var base baseTUN
 	err = cfg.InNamespace(cfg.Namespace, func() error {
 		var err error
-		native, err = tun.CreateTUN(cfg.Name, cfg.MTU)
+		base, err = createTUN(cfg.Name, cfg.MTU)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating TUN %s in namespace %s: %w (is /dev/net/tun present and are we root?)", cfg.Name, cfg.Namespace, err)
 	}
-	// NativeTun.MTU looks the link up by name in the calling thread's
-	// namespace, and wireguard-go calls it from arbitrary goroutines; ours
-	// live in the daemon's namespace where no such link exists.
-	var td tun.Device = &fixedMTU{Device: native, mtu: cfg.MTU}
+	var wrapped tun.Device = base
 	if cfg.Wrap != nil {
-		td = cfg.Wrap(td)
+		wrapped = cfg.Wrap(base)
 	}
-	bind := cfg.Bind
-	if bind == nil {
-		bind = conn.NewDefaultBind()
-	}
-	dev := device.NewDevice(td, bind, wgLogger(log))
-	defer func() {
-		if err != nil {
-			dev.Close()
-		}
-	}()
+	waker, canWake := cfg.Bind.(Waker)
+	// The path manager (pkg/peerpath) turns the keepalive on once it knows
+	// a path (StartKeepalive), which also starts the handshake.
 	keepalive := cfg.Peer.Keepalive
-	hold := keepalive > 0 && !initiatesFirst(cfg.PrivateKey.Public(), cfg.Peer.PublicKey) && cfg.Bind == nil
-	// With a shared Bind, the path manager (pkg/peerpath) turns the
-	// keepalive on once it knows a path, which also starts the handshake.
-	if hold || cfg.Bind != nil {
-		cfg.Peer.Keepalive = 0
+	cfg.Peer.Keepalive = 0
+	t := &Tunnel{name: cfg.Name, log: log, cfg: cfg, base: base, wrapped: wrapped, peer: cfg.Peer.PublicKey, keepalive: keepalive,
+		lazy: base.parks() && canWake, wake: make(chan struct{}, 1), closing: make(chan struct{}),
+		loopDone: make(chan struct{}), uapiDone: make(chan struct{})}
+	switch {
+	case cfg.Peer.EndpointString != "":
+		t.endpoint = cfg.Peer.EndpointString
+	case cfg.Peer.Endpoint.IsValid():
+		t.endpoint = cfg.Peer.Endpoint.String()
 	}
-	if err := dev.IpcSet(uapiConfig(cfg)); err != nil {
-		return nil, fmt.Errorf("configuring WireGuard device %s: %w", cfg.Name, err)
-	}
-	// The bind opens its UDP sockets here, on this goroutine, which is in
-	// the daemon's own namespace.
-	if err := dev.Up(); err != nil {
-		return nil, fmt.Errorf("bringing up WireGuard device %s (is UDP port %d free?): %w", cfg.Name, cfg.ListenPort, err)
+	t.mu.Lock()
+	err = t.wakeLocked("start")
+	t.mu.Unlock()
+	if err != nil {
+		wrapped.Close()
+		return nil, err
 	}
 	uapi, err := listenUAPI(cfg.Name)
 	if err != nil {
+		t.mu.Lock()
+		t.parkLocked()
+		t.mu.Unlock()
+		wrapped.Close()
 		return nil, err
 	}
-	t := &Tunnel{name: cfg.Name, log: log, dev: dev, uapi: uapi, peer: cfg.Peer.PublicKey, keepalive: keepalive,
-		closing: make(chan struct{}), uapiDone: make(chan struct{}), holdDone: make(chan struct{})}
-	go t.runUAPI()
-	testHook(t)
-	if hold {
-		go t.runDeferredKeepalive(cfg.Peer.PublicKey, keepalive, InitiatorHold)
-	} else {
-		close(t.holdDone)
+	t.uapi = uapi
+	if t.lazy {
+		waker.SetWake(t.poke)
 	}
-	log.Info("tunnel up", "port", cfg.ListenPort, "endpoint", cfg.Peer.Endpoint)
+	go t.runUAPI()
+	go t.run()
+	testHook(t)
+	log.Info("tunnel up", "endpoint", cfg.Peer.Endpoint)
 	return t, nil
+}
+
+// poke asks the tunnel to wake; it never blocks.
+func (t *Tunnel) poke() {
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run wakes the device when poked and parks it when idle.
+func (t *Tunnel) run() {
+	defer close(t.loopDone)
+	if !t.lazy {
+		<-t.closing
+		return
+	}
+	check := time.NewTicker(parkCheck)
+	defer check.Stop()
+	for {
+		select {
+		case <-t.closing:
+			return
+		case <-t.wake:
+			t.mu.Lock()
+			if t.dev == nil && !t.closed {
+				if err := t.wakeLocked("traffic"); err != nil {
+					t.log.Error("waking the tunnel; the next packet tries again", "err", err)
+					t.startWaiter()
+				}
+			}
+			t.mu.Unlock()
+		case now := <-check.C:
+			t.mu.Lock()
+			if t.dev != nil && !t.closed {
+				t.readLocked()
+				if shouldPark(now, t.wokeAt, t.last.LastHandshake, t.rxAt, t.readAt) {
+					t.parkLocked()
+					t.log.Debug("tunnel parked", "last_handshake", t.last.LastHandshake)
+					t.startWaiter()
+				}
+			}
+			t.mu.Unlock()
+		}
+	}
+}
+
+// startWaiter pokes the tunnel when the phone side sends a packet into
+// the parked TUN; the packet stays there for the device to read.
+func (t *Tunnel) startWaiter() {
+	go func() {
+		if t.base.waitReadable() == nil {
+			t.poke()
+		}
+	}()
+}
+
+// wakeLocked makes the device, configures and brings it up.
+func (t *Tunnel) wakeLocked(why string) error {
+	var td tun.Device = t.wrapped
+	var v *view
+	if t.lazy {
+		// A waiter from the last park lets go (it pokes, which is
+		// harmless), and the new device reads.
+		t.base.interrupt()
+		t.base.resume()
+		v = newView(t.wrapped, t.base, &t.reads)
+		td = v
+	}
+	dev := device.NewDevice(td, t.cfg.Bind, wgLogger(t.log))
+	cfg := t.cfg
+	cfg.Peer.EndpointString = t.endpoint
+	if t.keepaliveOn {
+		cfg.Peer.Keepalive = t.keepaliveInterval()
+	}
+	if err := dev.IpcSet(uapiConfig(cfg)); err != nil {
+		dev.Close()
+		t.base.resume()
+		return fmt.Errorf("configuring WireGuard device %s: %w", t.name, err)
+	}
+	if err := dev.Up(); err != nil {
+		dev.Close()
+		t.base.resume()
+		return fmt.Errorf("bringing up WireGuard device %s: %w", t.name, err)
+	}
+	if v != nil {
+		v.open()
+	}
+	t.dev, t.wokeAt = dev, time.Now()
+	if t.rxAt.IsZero() {
+		t.rxAt = t.wokeAt
+	}
+	if t.readAt.Before(t.wokeAt) {
+		// The packet that woke it counts as read now.
+		t.readAt = t.wokeAt
+	}
+	if why != "start" {
+		t.log.Debug("tunnel woke", "why", why)
+	}
+	return nil
+}
+
+// parkLocked reads the device a last time and closes it; the TUN stays.
+func (t *Tunnel) parkLocked() {
+	if t.dev == nil {
+		return
+	}
+	t.readLocked()
+	t.dev.Close()
+	<-t.dev.Wait()
+	t.dev = nil
+	// The device's reader let go of the TUN (view.Close); the next
+	// reader (the waiter, the next device) may read again.
+	t.base.resume()
+	t.before = Status{Endpoint: t.last.Endpoint, LastHandshake: t.last.LastHandshake, RxBytes: t.last.RxBytes, TxBytes: t.last.TxBytes}
+}
+
+// readLocked reads the awake device's state into last.
+func (t *Tunnel) readLocked() {
+	s, err := t.dev.IpcGet()
+	if err != nil {
+		return
+	}
+	st := parseStatus(s)
+	st.RxBytes += t.before.RxBytes
+	st.TxBytes += t.before.TxBytes
+	if st.LastHandshake.IsZero() {
+		st.LastHandshake = t.before.LastHandshake
+	}
+	if st.RxBytes != t.last.RxBytes {
+		t.rxAt = time.Now()
+	}
+	if n := t.reads.Load(); n != t.readsSeen {
+		t.readsSeen, t.readAt = n, time.Now()
+	}
+	if st.Endpoint != "" {
+		t.endpoint = st.Endpoint
+	}
+	if p := uapiValue(s, "listen_port"); p != "" {
+		t.listenPort = p
+	}
+	t.last = st
+}
+
+func (t *Tunnel) keepaliveInterval() time.Duration {
+	if t.keepalive <= 0 {
+		return 25 * time.Second
+	}
+	return t.keepalive
 }
 
 func uapiConfig(cfg Config) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "private_key=%s\n", cfg.PrivateKey.Hex())
-	if cfg.Bind == nil {
-		fmt.Fprintf(&b, "listen_port=%d\n", cfg.ListenPort)
-	}
 	b.WriteString("replace_peers=true\n")
 	fmt.Fprintf(&b, "public_key=%s\n", cfg.Peer.PublicKey.Hex())
 	switch {
@@ -200,38 +372,6 @@ func uapiConfig(cfg Config) string {
 	return b.String()
 }
 
-// runDeferredKeepalive turns the persistent keepalive on once the peer's
-// handshake has arrived, or after hold without one (which then makes this
-// end initiate).
-func (t *Tunnel) runDeferredKeepalive(peer nodekey.Key, keepalive, hold time.Duration) {
-	defer close(t.holdDone)
-	deadline := time.NewTimer(hold)
-	defer deadline.Stop()
-	poll := time.NewTicker(50 * time.Millisecond)
-	defer poll.Stop()
-	reason := "no handshake from the peer yet; initiating"
-wait:
-	for {
-		select {
-		case <-t.closing:
-			return
-		case <-deadline.C:
-			break wait
-		case <-poll.C:
-			if st, err := t.Status(); err == nil && !st.LastHandshake.IsZero() {
-				reason = "peer's handshake arrived"
-				break wait
-			}
-		}
-	}
-	set := fmt.Sprintf("public_key=%s\npersistent_keepalive_interval=%d\n", peer.Hex(), int(keepalive/time.Second))
-	if err := t.dev.IpcSet(set); err != nil {
-		t.log.Error("turning on the keepalive", "err", err)
-		return
-	}
-	t.log.Debug("keepalive on", "reason", reason)
-}
-
 func (t *Tunnel) runUAPI() {
 	defer close(t.uapiDone)
 	for {
@@ -239,13 +379,91 @@ func (t *Tunnel) runUAPI() {
 		if err != nil {
 			return
 		}
-		go t.dev.IpcHandle(c)
+		go t.serveUAPI(c)
 	}
 }
 
+// serveUAPI answers one UAPI connection: the device's own, or while it is
+// parked a get from what it last said (a set wakes it).
+func (t *Tunnel) serveUAPI(c net.Conn) {
+	br := bufio.NewReader(c)
+	first, err := br.Peek(6)
+	if err != nil {
+		c.Close()
+		return
+	}
+	t.mu.Lock()
+	if t.dev == nil && !t.closed && string(first) == "get=1\n" {
+		reply := t.parkedGetLocked()
+		t.mu.Unlock()
+		c.Write([]byte(reply))
+		c.Close()
+		return
+	}
+	if t.dev == nil && !t.closed {
+		if err := t.wakeLocked("uapi"); err != nil {
+			t.log.Error("waking the tunnel for UAPI", "err", err)
+		}
+	}
+	dev := t.dev
+	t.mu.Unlock()
+	if dev == nil {
+		c.Close()
+		return
+	}
+	dev.IpcHandle(bufferedConn{Conn: c, r: br})
+}
+
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (b bufferedConn) Read(p []byte) (int, error) { return b.r.Read(p) }
+
+// parkedGetLocked is the UAPI get of a parked device, in wireguard-go's
+// form, so that `wg show` lists the peer as it last was.
+func (t *Tunnel) parkedGetLocked() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "private_key=%s\n", t.cfg.PrivateKey.Hex())
+	if t.listenPort != "" {
+		fmt.Fprintf(&b, "listen_port=%s\n", t.listenPort)
+	}
+	fmt.Fprintf(&b, "public_key=%s\n", t.peer.Hex())
+	fmt.Fprintf(&b, "preshared_key=%s\n", strings.Repeat("0", 64))
+	b.WriteString("protocol_version=1\n")
+	if t.endpoint != "" {
+		if ap, err := netip.ParseAddrPort(t.endpoint); err == nil {
+			fmt.Fprintf(&b, "endpoint=%s\n", ap)
+		}
+	}
+	var sec, nsec int64
+	if !t.last.LastHandshake.IsZero() {
+		sec, nsec = t.last.LastHandshake.Unix(), int64(t.last.LastHandshake.Nanosecond())
+	}
+	fmt.Fprintf(&b, "last_handshake_time_sec=%d\nlast_handshake_time_nsec=%d\n", sec, nsec)
+	fmt.Fprintf(&b, "tx_bytes=%d\nrx_bytes=%d\n", t.last.TxBytes, t.last.RxBytes)
+	ka := 0
+	if t.keepaliveOn {
+		ka = int(t.keepaliveInterval() / time.Second)
+	}
+	fmt.Fprintf(&b, "persistent_keepalive_interval=%d\n", ka)
+	for _, p := range t.cfg.Peer.AllowedIPs {
+		fmt.Fprintf(&b, "allowed_ip=%s\n", p)
+	}
+	b.WriteString("errno=0\n\n")
+	return b.String()
+}
+
 // SetEndpoint points the device at its peer's endpoint (any form its Bind
-// parses).
+// parses); a parked device gets it when it wakes.
 func (t *Tunnel) SetEndpoint(endpoint string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.endpoint = endpoint
+	if t.dev == nil {
+		return nil
+	}
 	if err := t.dev.IpcSet(fmt.Sprintf("public_key=%s\nendpoint=%s\n", t.peer.Hex(), endpoint)); err != nil {
 		return fmt.Errorf("setting endpoint of %s: %w", t.name, err)
 	}
@@ -255,13 +473,20 @@ func (t *Tunnel) SetEndpoint(endpoint string) error {
 // StartKeepalive turns the persistent keepalive on (25 s if the config
 // had none). Turning it on from off makes WireGuard send a keepalive at
 // once, and with it a handshake if none is up: that is how a path found by
-// punching gets its handshake without waiting for traffic.
+// punching gets its handshake without waiting for traffic. A parked device
+// wakes for it.
 func (t *Tunnel) StartKeepalive() error {
-	secs := int(t.keepalive / time.Second)
-	if secs <= 0 {
-		secs = 25
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return net.ErrClosed
 	}
-	set := fmt.Sprintf("public_key=%s\npersistent_keepalive_interval=0\npersistent_keepalive_interval=%d\n", t.peer.Hex(), secs)
+	t.keepaliveOn = true
+	if t.dev == nil {
+		// Made with the keepalive on, which sends one at once.
+		return t.wakeLocked("path found")
+	}
+	set := fmt.Sprintf("public_key=%s\npersistent_keepalive_interval=0\npersistent_keepalive_interval=%d\n", t.peer.Hex(), int(t.keepaliveInterval()/time.Second))
 	if err := t.dev.IpcSet(set); err != nil {
 		return fmt.Errorf("starting keepalive on %s: %w", t.name, err)
 	}
@@ -271,15 +496,26 @@ func (t *Tunnel) StartKeepalive() error {
 // Name is the device name.
 func (t *Tunnel) Name() string { return t.name }
 
+// Parked reports whether the device is parked (lazy.go).
+func (t *Tunnel) Parked() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.dev == nil
+}
+
 // Close stops the device, removes its TUN and UAPI socket. It is idempotent.
 func (t *Tunnel) Close() error {
 	t.closeOnce.Do(func() {
 		close(t.closing)
-		<-t.holdDone
+		<-t.loopDone
 		t.uapi.Close()
 		<-t.uapiDone
-		t.dev.Close()
-		<-t.dev.Wait()
+		t.mu.Lock()
+		t.closed = true
+		t.parkLocked()
+		t.mu.Unlock()
+		t.base.interrupt()
+		t.wrapped.Close()
 		t.log.Info("tunnel closed")
 	})
 	return nil
@@ -293,13 +529,29 @@ type Status struct {
 	TxBytes       uint64
 }
 
-// Status reads the peer's state from the device.
+// Status reads the peer's state from the device, or while it is parked
+// what it last said.
 func (t *Tunnel) Status() (Status, error) {
-	s, err := t.dev.IpcGet()
-	if err != nil {
-		return Status{}, fmt.Errorf("reading device %s: %w", t.name, err)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.dev != nil {
+		t.readLocked()
 	}
-	return parseStatus(s), nil
+	st := t.last
+	if st.Endpoint == "" {
+		st.Endpoint = t.endpoint
+	}
+	return st, nil
+}
+
+// uapiValue is the first value of key in a UAPI get.
+func uapiValue(s, key string) string {
+	for line := range strings.Lines(s) {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), "="); ok && k == key {
+			return v
+		}
+	}
+	return ""
 }
 
 func parseStatus(s string) Status {
@@ -329,13 +581,6 @@ func parseStatus(s string) Status {
 	}
 	return st
 }
-
-type fixedMTU struct {
-	tun.Device
-	mtu int
-}
-
-func (f *fixedMTU) MTU() (int, error) { return f.mtu, nil }
 
 func wgLogger(log *slog.Logger) *device.Logger {
 	return &device.Logger{

@@ -14,7 +14,6 @@ func TestUAPIConfig(t *testing.T) {
 	priv[0], pub[0] = 1, 2
 	got := uapiConfig(Config{
 		PrivateKey: priv,
-		ListenPort: 51827,
 		Peer: Peer{
 			PublicKey:  pub,
 			Endpoint:   netip.MustParseAddrPort("198.51.100.2:51824"),
@@ -23,7 +22,6 @@ func TestUAPIConfig(t *testing.T) {
 		},
 	})
 	want := "private_key=01" + strings.Repeat("00", 31) + "\n" +
-		"listen_port=51827\n" +
 		"replace_peers=true\n" +
 		"public_key=02" + strings.Repeat("00", 31) + "\n" +
 		"endpoint=198.51.100.2:51824\n" +
