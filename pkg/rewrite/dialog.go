@@ -1,8 +1,11 @@
 package rewrite
 
 import (
+	"bytes"
 	"hash/maphash"
 	"sync"
+
+	"github.com/peerline/peerline/pkg/sipmsg"
 )
 
 // Dialogs and the SIP flood limit.
@@ -154,65 +157,59 @@ const (
 	dlgOverLimit
 )
 
-// readID reads the dialog identifiers of the SIP message msg. ok is false
-// when msg does not parse as far as that (no start line, no Call-ID, no
-// CSeq, or a From or To seen twice): such a message is never in a dialog.
-// It reads only the header, in one pass, and does not allocate.
+// readID reads the dialog identifiers of the SIP message msg with
+// sipmsg's reader, the one Rewrite runs on. ok is false when msg does not
+// parse (Rewrite refuses it too), has no Call-ID or CSeq method, or holds a
+// From, To, Call-ID or CSeq twice: such a message is never in a dialog. It
+// does not allocate.
 func (t *dialogTable) readID(msg []byte) (id sipID, ok bool) {
-	// A leading blank line is tolerated, as sipmsg.LooksLikeSIP does.
-	for len(msg) > 0 && (msg[0] == '\r' || msg[0] == '\n') {
-		msg = msg[1:]
-	}
-	line, rest := dlgLine(msg)
-	if rest == nil {
+	m, err := sipmsg.Parse(msg)
+	if err != nil {
 		return id, false
 	}
-	if v, ok := dlgCut(line, "SIP/2.0 "); ok {
-		if len(v) < 3 || !dlgDigits(v[:3]) || len(v) > 3 && v[3] != ' ' {
-			return id, false
-		}
+	line := m.StartLine()
+	if len(line) >= len("SIP/2.0 ") && bytes.EqualFold(line[:len("SIP/2.0 ")], []byte("SIP/2.0 ")) {
+		// Parse checked the three digits of the status.
+		v := line[len("SIP/2.0 "):]
 		id.status = int(v[0]-'0')*100 + int(v[1]-'0')*10 + int(v[2]-'0')
 	} else {
-		sp := 0
-		for sp < len(line) && line[sp] != ' ' {
-			sp++
-		}
-		if sp == 0 || sp == len(line) {
+		sp := bytes.IndexByte(line, ' ')
+		if sp <= 0 {
 			return id, false
 		}
 		id.method = methodOf(line[:sp])
 	}
 	var seenFrom, seenTo, seenCall bool
+	fields := m.Fields()
 	for {
-		var name, value []byte
-		name, value, rest = dlgField(rest)
-		if name == nil {
+		f, more := fields.Next()
+		if !more {
 			break
 		}
 		switch {
-		case dlgName(name, "call-id", "i"):
+		case f.Is("call-id"):
 			if seenCall {
 				return id, false
 			}
 			seenCall = true
-			id.callID = t.hash(dlgTrim(value))
-		case dlgName(name, "from", "f"):
+			id.callID = t.hash(dlgTrim(f.Value()))
+		case f.Is("from"):
 			if seenFrom {
 				return id, false
 			}
 			seenFrom = true
-			id.fromTag = t.hash(dlgTag(value))
-		case dlgName(name, "to", "t"):
+			id.fromTag = t.hash(dlgTag(f.Value()))
+		case f.Is("to"):
 			if seenTo {
 				return id, false
 			}
 			seenTo = true
-			id.toTag = t.hash(dlgTag(value))
-		case dlgName(name, "cseq", ""):
+			id.toTag = t.hash(dlgTag(f.Value()))
+		case f.Is("cseq"):
 			if id.cseq != 0 {
 				return id, false
 			}
-			v := dlgTrim(value)
+			v := dlgTrim(f.Value())
 			i := 0
 			for i < len(v) && '0' <= v[i] && v[i] <= '9' {
 				i++
@@ -512,64 +509,9 @@ func (t *dialogTable) count(now int64) (early, confirmed, ending int) {
 	return early, confirmed, ending
 }
 
-// The header reading below is deliberately small: it needs four fields
-// and must never fail in a way that lets a message pass it should not.
-// Anything it cannot read makes the message "not in a dialog", which is
-// the limited path.
-
-// dlgLine returns the line at the start of b without its line ending, and
-// the rest after it (nil when b holds no line ending).
-func dlgLine(b []byte) (line, rest []byte) {
-	for i, c := range b {
-		if c == '\n' {
-			line = b[:i]
-			if len(line) > 0 && line[len(line)-1] == '\r' {
-				line = line[:len(line)-1]
-			}
-			return line, b[i+1:]
-		}
-	}
-	return b, nil
-}
-
-// dlgField returns the header field at the start of b, its value with any
-// continuation lines, and the rest; name is nil at the end of the header or
-// at a line that is not a field.
-func dlgField(b []byte) (name, value, rest []byte) {
-	line, rest := dlgLine(b)
-	if rest == nil || len(line) == 0 || line[0] == ' ' || line[0] == '\t' {
-		return nil, nil, nil
-	}
-	end := len(line)
-	for len(rest) > 0 && (rest[0] == ' ' || rest[0] == '\t') {
-		var l []byte
-		off := len(b) - len(rest)
-		l, rest = dlgLine(rest)
-		if rest == nil {
-			return nil, nil, nil
-		}
-		end = off + len(l)
-	}
-	field := b[:end]
-	colon := -1
-	for i, c := range field {
-		if c == ':' {
-			colon = i
-			break
-		}
-	}
-	if colon <= 0 {
-		return nil, nil, nil
-	}
-	name = field[:colon]
-	for len(name) > 0 && (name[len(name)-1] == ' ' || name[len(name)-1] == '\t') {
-		name = name[:len(name)-1]
-	}
-	if len(name) == 0 {
-		return nil, nil, nil
-	}
-	return name, field[colon+1:], rest
-}
+// The value readers below are deliberately small: the tag of a From or To
+// value and trimming. Anything they cannot read makes the message "not in
+// a dialog", which is the limited path.
 
 func dlgName(b []byte, long, short string) bool {
 	if short != "" && len(b) == 1 && (b[0] == short[0] || b[0]+'a'-'A' == short[0]) {
@@ -600,22 +542,6 @@ func dlgTrim(b []byte) []byte {
 		b = b[:len(b)-1]
 	}
 	return b
-}
-
-func dlgCut(b []byte, p string) ([]byte, bool) {
-	if len(b) < len(p) || string(b[:len(p)]) != p {
-		return b, false
-	}
-	return b[len(p):], true
-}
-
-func dlgDigits(b []byte) bool {
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return true
 }
 
 // dlgTag returns the tag parameter of a From or To value: among the

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/peerline/peerline/pkg/sipmsg"
 )
 
 // dlg is a SIP message of the dialog tests: sent by Alice's phone (out,
@@ -311,8 +313,11 @@ func TestReadID(t *testing.T) {
 			sipID{callID: h([]byte("c1")), fromTag: h([]byte("b1")), toTag: h([]byte("a1")), method: mBye, cseq: mBye}, true},
 		{"response, compact, odd spacing", "SIP/2.0 200 OK\nf:\"x;tag=no\" <sip:b@x;tag=no>  ; Tag = b1\ni:  c1 \nt: sip:a@y;tag=a1\nCSeq:\t7\tINVITE\n\n",
 			sipID{callID: h([]byte("c1")), fromTag: h([]byte("b1")), toTag: h([]byte("a1")), cseq: mInvite, status: 200}, true},
-		{"leading blank line, no To tag", "\r\nINVITE sip:a@y SIP/2.0\r\nFROM: <sip:b@x>;tag=b1\r\nTO: <sip:a@y>\r\nCALL-ID: c1\r\nCSEQ: 1 INVITE\r\n\r\n",
+		{"upper-case names, no To tag", "INVITE sip:a@y SIP/2.0\r\nFROM: <sip:b@x>;tag=b1\r\nTO: <sip:a@y>\r\nCALL-ID: c1\r\nCSEQ: 1 INVITE\r\n\r\n",
 			sipID{callID: h([]byte("c1")), fromTag: h([]byte("b1")), method: mInvite, cseq: mInvite}, true},
+		// sipmsg, and so Rewrite, refuses a leading blank line: such a
+		// message is dropped or passes unmapped, never as part of a dialog.
+		{"leading blank line", "\r\nINVITE sip:a@y SIP/2.0\r\nFrom: <sip:b@x>;tag=b1\r\nTo: <sip:a@y>\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\n\r\n", sipID{}, false},
 		{"folded Call-ID", "ACK sip:a@y SIP/2.0\r\nFrom: <sip:b@x>;tag=b1\r\nTo: <sip:a@y>;tag=a1\r\nCall-ID:\r\n c1\r\nCSeq: 1 ACK\r\n\r\n",
 			sipID{callID: h([]byte("c1")), fromTag: h([]byte("b1")), toTag: h([]byte("a1")), method: mAck, cseq: mAck}, true},
 		{"two Froms", "BYE sip:a@y SIP/2.0\r\nFrom: <sip:b@x>;tag=b1\r\nFrom: <sip:b@x>;tag=b2\r\nTo: <sip:a@y>;tag=a1\r\nCall-ID: c1\r\nCSeq: 2 BYE\r\n\r\n", sipID{}, false},
@@ -336,7 +341,7 @@ func TestReadID(t *testing.T) {
 }
 
 // FuzzReadID: readID never panics; what it reads has a Call-ID and a CSeq
-// method; and it does not depend on bytes past the end of the header.
+// method; and it does not depend on the body.
 func FuzzReadID(f *testing.F) {
 	for _, s := range []string{
 		"BYE sip:a@y SIP/2.0\r\nFrom: <sip:b@x>;tag=b1\r\nTo: <sip:a@y>;tag=a1\r\nCall-ID: c1\r\nCSeq: 2 BYE\r\n\r\n",
@@ -356,13 +361,12 @@ func FuzzReadID(f *testing.F) {
 		if id.callID == 0 || id.cseq == 0 {
 			t.Errorf("readID(%q) = %+v without a Call-ID or CSeq method", msg, id)
 		}
-		// The header ends at the first empty line (after any leading
-		// blank lines), if not before.
-		head := bytes.TrimLeft(msg, "\r\n")
-		if !bytes.Contains(head, []byte("\n\n")) && !bytes.Contains(head, []byte("\n\r\n")) {
+		// What follows the header is body: a longer body that still
+		// parses changes nothing.
+		longer := append(bytes.Clone(msg), "\r\nCall-ID: other\r\nFrom: <sip:x>;tag=z\r\n\r\n"...)
+		if _, err := sipmsg.Parse(longer); err != nil {
 			return
 		}
-		longer := append(bytes.Clone(msg), "\r\nCall-ID: other\r\nFrom: <sip:x>;tag=z\r\n\r\n"...)
 		if id2, ok2 := tab.readID(longer); !ok2 || id != id2 {
 			t.Errorf("readID depends on the body: %+v, then %+v %v", id, id2, ok2)
 		}
