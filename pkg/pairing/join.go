@@ -296,6 +296,17 @@ func (pr *Pairing) joinAnswer(inviter nodekey.Key, h invite.Hello) bool {
 	}
 	switch j.phase {
 	case phaseWaiting:
+		if h.Committed {
+			// An inviter commits only after our confirmation, which
+			// we send only once committed ourselves: while we wait, a
+			// Committed hello is a late copy from an earlier pairing
+			// between the same two Pis (its confirmations are still
+			// being answered). Taken as the answer, it ended this join
+			// at once while the inviter waited for a confirmation that
+			// never came.
+			pr.log.Debug("ignoring a Committed hello from an earlier pairing", "peer", inviter)
+			return true
+		}
 		j.phase = phaseCommitting
 		go pr.commitJoin(j, h)
 	case phaseCommitted:

@@ -626,3 +626,36 @@ func TestFailedJoinAnswersInTime(t *testing.T) {
 		}
 	})
 }
+
+// TestStaleCommittedIgnored: while a join waits for the inviter's answer,
+// a Committed hello can only be a late copy from an earlier pairing of the
+// same two Pis (seen in CI: it ended the new join at once, and the inviter
+// waited for a confirmation that never came). It must not be taken as the
+// answer; the real answer still commits the join.
+func TestStaleCommittedIgnored(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := newNet(t)
+		a, b := newNode(t, n, "A"), newNode(t, n, "B")
+		defer func() { a.kill(); b.kill() }()
+		pr := b.pr()
+		j := &join{entry: journalEntry{Inviter: a.pub(), Name: "piA"}, phase: phaseWaiting, done: make(chan error, 1)}
+		pr.mu.Lock()
+		pr.joins[a.pub()] = j
+		pr.mu.Unlock()
+		if !pr.joinAnswer(a.pub(), invite.Hello{Name: "piA", Committed: true}) {
+			t.Fatal("the join was not found")
+		}
+		synctest.Wait()
+		pr.mu.Lock()
+		phase := j.phase
+		pr.mu.Unlock()
+		if phase != phaseWaiting {
+			t.Fatalf("a late Committed hello moved the join to phase %v", phase)
+		}
+		select {
+		case err := <-j.done:
+			t.Fatalf("a late Committed hello ended the join: %v", err)
+		default:
+		}
+	})
+}
