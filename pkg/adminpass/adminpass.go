@@ -139,3 +139,13 @@ func Store(path, encoded string) error {
 	}
 	return nil
 }
+
+// Set hashes pw with p and stores the hash at path: what every place that
+// sets the password (the console, peerline.txt) does.
+func Set(path, pw string, p Params) error {
+	enc, err := Hash(pw, p)
+	if err != nil {
+		return err
+	}
+	return Store(path, enc)
+}

@@ -125,9 +125,7 @@ func applyOneShot(opts ApplyOptions, f *File, text string, log interface {
 				goto join
 			}
 		}
-		if enc, err := adminpass.Hash(f.AdminPassword, adminpass.Default); err != nil {
-			log.Warn("admin_password not applied", "err", err)
-		} else if err := adminpass.Store(path, enc); err != nil {
+		if err := adminpass.Set(path, f.AdminPassword, adminpass.Default); err != nil {
 			log.Warn("admin_password not applied", "err", err)
 		} else {
 			log.Info("web console password set from peerline.txt")

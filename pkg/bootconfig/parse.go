@@ -570,27 +570,11 @@ func closest(k string) string {
 	return best
 }
 
-// distance is the Levenshtein distance, bounded in cost by the key lengths
-// (keys are short; long input is clipped first).
+// distance is the edit distance, bounded in cost by the key lengths (keys
+// are short; long input is clipped first).
 func distance(a, b string) int {
 	if len(a) > 40 {
 		a = a[:40]
 	}
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
+	return config.EditDistance(a, b)
 }

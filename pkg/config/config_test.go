@@ -202,8 +202,8 @@ func TestEditDistance(t *testing.T) {
 	}{
 		{"", "", 0}, {"publc_key", "public_key", 1}, {"kitten", "sitting", 3}, {"abc", "", 3}, {"", "abc", 3}, {"dchp", "dhcp", 2},
 	} {
-		if got := editDistance(tc.a, tc.b); got != tc.want {
-			t.Errorf("editDistance(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)
+		if got := EditDistance(tc.a, tc.b); got != tc.want {
+			t.Errorf("EditDistance(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)
 		}
 	}
 }

@@ -313,7 +313,7 @@ func lookupField(fields map[string]reflect.Type, key string) (reflect.Type, bool
 func unknownKey(key string, names []string) string {
 	best, bestD := "", -1
 	for _, n := range names {
-		if d := editDistance(strings.ToLower(key), n); bestD < 0 || d < bestD {
+		if d := EditDistance(strings.ToLower(key), n); bestD < 0 || d < bestD {
 			best, bestD = n, d
 		}
 	}
@@ -323,8 +323,9 @@ func unknownKey(key string, names []string) string {
 	return "unknown key; the keys here are " + strings.Join(names, ", ")
 }
 
-// editDistance is the Levenshtein distance between a and b, in bytes.
-func editDistance(a, b string) int {
+// EditDistance is the Levenshtein distance between a and b, in bytes: how
+// config and the boot file (pkg/bootconfig) tell a typo from a wrong key.
+func EditDistance(a, b string) int {
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)
 	for j := range prev {

@@ -177,22 +177,14 @@ func (a *auth) setFirst(path, pw string, p adminpass.Params) error {
 		}
 		return err
 	}
-	enc, err := adminpass.Hash(pw, p)
-	if err != nil {
-		return err
-	}
-	return adminpass.Store(path, enc)
+	return adminpass.Set(path, pw, p)
 }
 
 // change replaces the password; the caller has checked the old one.
 func (a *auth) change(path, pw string, p adminpass.Params) error {
 	a.hashing.Lock()
 	defer a.hashing.Unlock()
-	enc, err := adminpass.Hash(pw, p)
-	if err != nil {
-		return err
-	}
-	return adminpass.Store(path, enc)
+	return adminpass.Set(path, pw, p)
 }
 
 func tokensEqual(a, b string) bool {

@@ -41,8 +41,6 @@ const (
 type join struct {
 	entry journalEntry
 	phase phase
-	// committed is set once the commit is saved, for good.
-	committed bool
 	// done tells the waiting Join the outcome (nil: committed).
 	done chan error
 	// confirms spaces the confirmations.
@@ -241,7 +239,7 @@ func (pr *Pairing) Join(ctx context.Context, code string) (control.PeerRef, erro
 		switch {
 		case j.phase == phaseWaiting:
 			j.phase = phaseRollback
-		case j.phase == phaseCommitting && !j.committed:
+		case j.phase == phaseCommitting && !j.entry.Committed:
 			pr.mu.Unlock()
 			err = <-j.done
 			pr.mu.Lock()
@@ -253,7 +251,7 @@ func (pr *Pairing) Join(ctx context.Context, code string) (control.PeerRef, erro
 		}
 	}
 	pr.mu.Lock()
-	committed := j.committed
+	committed := j.entry.Committed
 	name := j.entry.Name
 	pr.mu.Unlock()
 	if committed {
@@ -338,7 +336,6 @@ func (pr *Pairing) commitJoin(j *join, h invite.Hello) {
 	}
 	j.entry.Committed = true
 	j.phase = phaseCommitted
-	j.committed = true
 	j.confirms = repeat{next: time.Now(), every: confirmFirst}
 	if h.Committed {
 		delete(pr.joins, e.Inviter)

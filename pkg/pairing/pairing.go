@@ -207,7 +207,7 @@ func New(opt Options) (*Pairing, error) {
 	for _, e := range entries {
 		j := &join{entry: e}
 		if e.Committed {
-			j.phase, j.committed = phaseCommitted, true
+			j.phase = phaseCommitted
 		} else {
 			// The `peerline join` that waited for it died with the
 			// daemon and told its user the join failed: undo it.
@@ -295,7 +295,7 @@ func (pr *Pairing) hello(peer nodekey.Key) []byte {
 	if j := pr.joins[peer]; j != nil && j.phase != phaseRollback {
 		proof := [32]byte(j.entry.Proof)
 		h.Proof = &proof
-		h.Confirm = j.committed
+		h.Confirm = j.entry.Committed
 	}
 	confirmed := pr.confirming[peer]
 	if !confirmed.IsZero() && time.Since(confirmed) >= confirmingFor {

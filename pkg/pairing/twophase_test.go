@@ -390,7 +390,7 @@ func TestUnsentRepeatedSoon(t *testing.T) {
 						b.pr().mu.Lock()
 						defer b.pr().mu.Unlock()
 						j := b.pr().joins[a.pub()]
-						return j == nil || j.committed
+						return j == nil || j.entry.Committed
 					}
 				}
 				time.Sleep(busyFor)

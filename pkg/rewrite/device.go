@@ -535,19 +535,17 @@ func (d *Device) slowLocked(ds *dirState, dir int, room []byte, size int, now in
 // if it exceeds the MTU. It returns as slowLocked does.
 func (d *Device) datagramLocked(ds *dirState, dir int, pkt, room []byte, now int64) int {
 	ihl := int(pkt[0]&0x0f) * 4
-	if dir == inbound {
-		if !d.admitSIP(ds, pkt, ihl, now) {
-			return -1
-		}
-	} else if len(pkt) >= ihl+udpHeaderLen {
-		if d.answerLocked(ds, pkt, ihl) {
-			return -1
-		}
+	if dir == outbound && len(pkt) >= ihl+udpHeaderLen && d.answerLocked(ds, pkt, ihl) {
+		return -1
 	}
-	// Read once, for the clock table and the rewrite.
+	// Read once, for the flood limit's dialogs, the clock table and the
+	// rewrite.
 	sip := parsedSIP{err: sipmsg.ErrNotSIP}
 	if len(pkt) >= ihl+udpHeaderLen {
 		sip = parseSIP(pkt[ihl+udpHeaderLen:])
+	}
+	if dir == inbound && !d.admitSIP(ds, pkt, &sip, now) {
+		return -1
 	}
 	if dir == outbound {
 		// The SDP of a message from a local phone, before its addresses
@@ -576,12 +574,11 @@ func (d *Device) datagramLocked(ds *dirState, dir int, pkt, room []byte, now int
 			d.sampleRefused(dir, now, src, pkt, "impersonation:"+field)
 			return -1
 		}
-	} else if oihl := int(out[0]&0x0f) * 4; len(out) >= oihl+udpHeaderLen {
+	} else if id, ok := d.dialogs.idOf(&sip); ok {
 		// What a local phone sends makes the dialogs the peer's
-		// messages may then use past the flood limit.
-		if id, ok := d.dialogs.readID(out[oihl+udpHeaderLen:]); ok {
-			d.dialogs.outbound(&id, now)
-		}
+		// messages may then use past the flood limit (the rewrite maps
+		// no field the dialog is known by).
+		d.dialogs.outbound(&id, now)
 	}
 	if res == SIPRewritten {
 		// Keep the buffer Packet grew, so that the next message of this
@@ -629,18 +626,16 @@ func (d *Device) datagramLocked(ds *dirState, dir int, pkt, room []byte, now int
 // that dialog's own limit, anything else takes a token from the shared one
 // (dialog.go). A drop is counted, and sampled in the log. ds is the inbound
 // state, locked.
-func (d *Device) admitSIP(ds *dirState, pkt []byte, ihl int, now int64) bool {
-	if len(pkt) >= ihl+udpHeaderLen {
-		if id, ok := d.dialogs.readID(pkt[ihl+udpHeaderLen:]); ok {
-			switch d.dialogs.inbound(&id, now) {
-			case dlgPass:
-				d.inDialog.Add(1)
-				return true
-			case dlgOverLimit:
-				d.dialogFlood.Add(1)
-				d.sampleRefused(inbound, now, [4]byte(pkt[offSrc:offSrc+4]), pkt, "sip-dialog-flood")
-				return false
-			}
+func (d *Device) admitSIP(ds *dirState, pkt []byte, sip *parsedSIP, now int64) bool {
+	if id, ok := d.dialogs.idOf(sip); ok {
+		switch d.dialogs.inbound(&id, now) {
+		case dlgPass:
+			d.inDialog.Add(1)
+			return true
+		case dlgOverLimit:
+			d.dialogFlood.Add(1)
+			d.sampleRefused(inbound, now, [4]byte(pkt[offSrc:offSrc+4]), pkt, "sip-dialog-flood")
+			return false
 		}
 	}
 	if d.takeSIP(ds, now) {

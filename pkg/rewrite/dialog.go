@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"hash/maphash"
 	"sync"
-
-	"github.com/peerline/peerline/pkg/sipmsg"
 )
 
 // Dialogs and the SIP flood limit.
@@ -163,10 +161,16 @@ const (
 // From, To, Call-ID or CSeq twice: such a message is never in a dialog. It
 // does not allocate.
 func (t *dialogTable) readID(msg []byte) (id sipID, ok bool) {
-	m, err := sipmsg.Parse(msg)
-	if err != nil {
+	p := parseSIP(msg)
+	return t.idOf(&p)
+}
+
+// idOf is readID on a message the rewriter already parsed.
+func (t *dialogTable) idOf(p *parsedSIP) (id sipID, ok bool) {
+	if p.err != nil {
 		return id, false
 	}
+	m := &p.msg
 	line := m.StartLine()
 	if len(line) >= len("SIP/2.0 ") && bytes.EqualFold(line[:len("SIP/2.0 ")], []byte("SIP/2.0 ")) {
 		// Parse checked the three digits of the status.
@@ -513,25 +517,6 @@ func (t *dialogTable) count(now int64) (early, confirmed, ending int) {
 // value and trimming. Anything they cannot read makes the message "not in
 // a dialog", which is the limited path.
 
-func dlgName(b []byte, long, short string) bool {
-	if short != "" && len(b) == 1 && (b[0] == short[0] || b[0]+'a'-'A' == short[0]) {
-		return true
-	}
-	if len(b) != len(long) {
-		return false
-	}
-	for i := range b {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != long[i] {
-			return false
-		}
-	}
-	return true
-}
-
 func dlgSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
 
 func dlgTrim(b []byte) []byte {
@@ -592,7 +577,7 @@ func dlgTag(v []byte) []byte {
 		for eq < len(p) && p[eq] != '=' {
 			eq++
 		}
-		if eq < len(p) && dlgName(dlgTrim(p[:eq]), "tag", "") {
+		if eq < len(p) && bytes.EqualFold(dlgTrim(p[:eq]), []byte("tag")) {
 			return dlgTrim(p[eq+1:])
 		}
 	}
