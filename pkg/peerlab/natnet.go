@@ -223,12 +223,40 @@ func (n *Node) cli(ctx context.Context, out any, args ...string) error {
 	cmd.Stderr = &stderr
 	res, err := cmd.Output()
 	if err != nil {
-		return fmt.Errorf("node %s: peerline %s: %w: %s", n.Name, strings.Join(args, " "), err, stderr.String())
+		return fmt.Errorf("node %s: peerline %s: %w: %s%s", n.Name, strings.Join(args, " "), err, stderr.String(), n.lastWords(stderr.String()))
 	}
 	if err := json.Unmarshal(res, out); err != nil {
 		return fmt.Errorf("node %s: peerline %s printed %q: %w", n.Name, strings.Join(args, " "), res, err)
 	}
 	return nil
+}
+
+// lastWords is the end of the daemon's log when the daemon has exited:
+// a CI run keeps only the test's output, and a daemon that died in the
+// middle of a command (a panic, a fatal error) says why only there.
+func (n *Node) lastWords(stderr string) string {
+	// The command can see the socket go before the lab reaps the process.
+	wait := time.Duration(0)
+	if strings.Contains(stderr, "peerlined is not running") || strings.Contains(stderr, "reading peerlined's answer") {
+		wait = 2 * time.Second
+	}
+	select {
+	case <-n.daemonDone():
+	case <-time.After(wait):
+		return ""
+	}
+	if n.Daemon == nil {
+		return ""
+	}
+	log, err := n.Daemon.Log()
+	if err != nil {
+		return fmt.Sprintf("\npeerlined exited (%v); its log is unreadable: %v", n.Daemon.Err(), err)
+	}
+	const tail = 6000
+	if len(log) > tail {
+		log = "..." + log[len(log)-tail:]
+	}
+	return fmt.Sprintf("\npeerlined exited (%v); the end of its log:\n%s", n.Daemon.Err(), log)
 }
 
 // reloadConfig re-reads the config the daemon changed (pairing), and
