@@ -178,3 +178,32 @@ func TestDecisions(t *testing.T) {
 		t.Errorf("after the unanswered probe: %+v", st)
 	}
 }
+
+// TestStaleConnectEnd: the answer to a Connect that an earlier pairing of
+// the same key started arrives after the peer was removed and paired
+// again. It must not touch the new peer: in CI (TestPairingLoss) the new
+// peer had found its path from an early introduction, had asked no
+// server, and the old answer indexed its empty connecting flags and
+// brought the daemon down.
+func TestStaleConnectEnd(t *testing.T) {
+	priv, err := nodekey.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := priv.Public()
+	m := &Manager{peers: map[nodekey.Key]*peer{}, log: slog.New(slog.DiscardHandler)}
+	old := &peer{key: k, connecting: []bool{true}}
+	m.peers[k] = old
+	fresh := &peer{key: k}
+	m.peers[k] = fresh // removed and paired again
+	m.handleEvent(event{connEnd: &connEnd{peer: k, p: old, server: 0}})
+	if len(fresh.connecting) != 0 {
+		t.Fatalf("the new peer's connecting flags changed: %v", fresh.connecting)
+	}
+	fresh.connecting = []bool{true, true}
+	m.handleEvent(event{connEnd: &connEnd{peer: k, p: fresh, server: 1}})
+	m.handleEvent(event{connEnd: &connEnd{peer: k, p: fresh, server: 5}}) // a server list that shrank
+	if fresh.connecting[0] != true || fresh.connecting[1] != false {
+		t.Fatalf("connecting %v, want [true false]", fresh.connecting)
+	}
+}

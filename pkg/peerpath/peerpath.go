@@ -307,6 +307,7 @@ type pairOut struct {
 
 type connEnd struct {
 	peer   nodekey.Key
+	p      *peer // the incarnation that asked: a removed and re-paired key is a new one
 	server int
 }
 
@@ -446,6 +447,15 @@ func (m *Manager) post(ev event) {
 	select {
 	case m.events <- ev:
 	default:
+	}
+}
+
+// postWait is post for events that must not be lost; it gives up only
+// when the manager stops.
+func (m *Manager) postWait(ctx context.Context, ev event) {
+	select {
+	case m.events <- ev:
+	case <-ctx.Done():
 	}
 }
 
@@ -808,7 +818,10 @@ func (m *Manager) handleEvent(ev event) {
 			p.probed(m, ev.probe)
 		}
 	case ev.connEnd != nil:
-		if p := m.peers[ev.connEnd.peer]; p != nil {
+		// An earlier incarnation's answer (the peer was removed and paired
+		// again while it waited) is not this one's: its connecting flags
+		// are its own, and may be fewer.
+		if p := m.peers[ev.connEnd.peer]; p != nil && p == ev.connEnd.p && ev.connEnd.server < len(p.connecting) {
 			p.connecting[ev.connEnd.server] = false
 		}
 	case ev.bye:
@@ -889,7 +902,9 @@ func (m *Manager) connect(p *peer) {
 			if _, err := c.Connect(cctx, key); err != nil {
 				m.log.Debug("no introduction yet", "peer", key, "err", err)
 			}
-			m.post(event{connEnd: &connEnd{peer: key, server: i}})
+			// Not post: a lost connEnd leaves the server marked as asked for
+			// good, and the peer would never ask it again.
+			m.postWait(ctx, event{connEnd: &connEnd{peer: key, p: p, server: i}})
 		})
 	}
 }
