@@ -17,13 +17,22 @@ func (pr *Pairing) request(joiner nodekey.Key, h invite.Hello, proof [32]byte) {
 	pr.inviteMu.Lock()
 	defer pr.inviteMu.Unlock()
 	now := time.Now()
-	if h.Confirm {
+	_, had := pr.hasPeer(joiner)
+	fresh, id, err := pr.store.Reserve(now, proof, pr.key.Public(), joiner, now.Add(pr.opt.AcceptFor), had)
+	if errors.Is(err, invite.ErrRetry) && !had {
+		// The invite was used by this joiner, and the peer saved before
+		// that (addPeer comes before the commit), so a used invite with
+		// no peer means our user removed it since. This is a late copy
+		// (a Connect box the server delivered after the removal); taken,
+		// it paired the two again unasked.
+		pr.log.Info("ignoring a late message from a pairing whose peer was removed since", "peer", joiner)
+		return
+	}
+	if h.Confirm && (err == nil || errors.Is(err, invite.ErrRetry)) {
 		pr.mu.Lock()
 		pr.confirming[joiner] = now
 		pr.mu.Unlock()
 	}
-	_, had := pr.hasPeer(joiner)
-	fresh, id, err := pr.store.Reserve(now, proof, pr.key.Public(), joiner, now.Add(pr.opt.AcceptFor), had)
 	switch {
 	case err == nil:
 		if fresh {
@@ -43,8 +52,8 @@ func (pr *Pairing) request(joiner nodekey.Key, h invite.Hello, proof [32]byte) {
 			pr.commitLocked(joiner, id)
 		}
 	case errors.Is(err, invite.ErrRetry):
-		// Committed already: the joiner did not hear Committed (or we
-		// crashed before saving the peer). Make sure, and answer again.
+		// Committed already: the joiner did not hear Committed. Make
+		// sure of the peer's entry (its name and lines), and answer again.
 		if _, err := pr.addPeer(joiner, h.Name, h.Lines); err != nil {
 			pr.log.Error("saving the new peer", "peer", joiner, "err", err)
 			return

@@ -305,7 +305,10 @@ func (pr *Pairing) hello(peer nodekey.Key) []byte {
 	// Committed goes only to a joiner that confirmed lately: a peer that
 	// does not confirm needs no answer (and one running an older peerline
 	// would not understand it).
-	if h.Proof == nil && !confirmed.IsZero() && time.Since(confirmed) < confirmingFor && pr.store.UsedBy(time.Now(), peer) {
+	// Nor while that joiner holds a reservation: it is joining again
+	// (with a new code), and a Committed from the earlier pairing would
+	// be taken for a stale answer there.
+	if h.Proof == nil && !confirmed.IsZero() && time.Since(confirmed) < confirmingFor && pr.store.UsedBy(time.Now(), peer) && !pr.reserved(peer) {
 		h.Committed = true
 	}
 	b, err := invite.AppendHello(nil, h)
@@ -314,6 +317,16 @@ func (pr *Pairing) hello(peer nodekey.Key) []byte {
 		return nil
 	}
 	return b
+}
+
+// reserved reports whether joiner holds a reservation of one of our invites.
+func (pr *Pairing) reserved(joiner nodekey.Key) bool {
+	for _, r := range pr.store.Reservations(time.Now()) {
+		if r.Joiner == joiner {
+			return true
+		}
+	}
+	return false
 }
 
 // ownHello is this node's name and lines, without a proof.

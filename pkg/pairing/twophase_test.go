@@ -659,3 +659,57 @@ func TestStaleCommittedIgnored(t *testing.T) {
 		}
 	})
 }
+
+// TestLateConfirmAfterRemove: a copy of the joiner's confirmation that
+// arrives after both users removed the pairing (it rode in a Connect box
+// the server delivered late) must not pair them again, and must not spoil
+// their next pairing. In the lab (TestPairingLoss) such a copy made the
+// inviter keep the joiner again, unasked, and answer the next join with
+// Committed, which the new join took for a stale answer and waited out.
+func TestLateConfirmAfterRemove(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := newNet(t)
+		a, b := newNode(t, n, "A"), newNode(t, n, "B")
+		defer func() { a.kill(); b.kill() }()
+		var proof [32]byte
+		n.setOnDeliver(func(kind string) {
+			if kind != "confirm" {
+				return
+			}
+			pr := b.pr()
+			pr.mu.Lock()
+			if j := pr.joins[a.pub()]; j != nil {
+				proof = [32]byte(j.entry.Proof)
+			}
+			pr.mu.Unlock()
+		})
+		if r := <-startJoin(b, invitation(t, a, false)); r.err != nil {
+			t.Fatalf("join: %v", r.err)
+		}
+		if !settled(t, a, b) {
+			t.Fatal("not paired")
+		}
+		n.setOnDeliver(nil)
+		if proof == ([32]byte{}) {
+			t.Fatal("no confirmation was seen")
+		}
+		if _, err := a.pr().Remove("piB"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.pr().Remove("piA"); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		a.pr().request(b.pub(), invite.Hello{Name: "piB", Proof: &proof, Confirm: true}, proof)
+		synctest.Wait()
+		if a.hasPeer(b.pub()) {
+			t.Fatal("a late confirmation paired the removed joiner again")
+		}
+		if r := <-startJoin(b, invitation(t, a, false)); r.err != nil {
+			t.Fatalf("the next join: %v", r.err)
+		}
+		if !settled(t, a, b) {
+			t.Fatal("the next join did not pair")
+		}
+	})
+}
