@@ -51,3 +51,30 @@ debian_mirror() {
 	[ -n "$m" ] || die "no Debian mirror in /etc/apt/sources*; set MIRROR=http://<mirror>/debian"
 	echo "${m%/}"
 }
+
+# qemu_cleanup_on_exit makes a script that boots the image under qemu end
+# what it started however it exits: the qemu whose pid it puts in
+# $qemu_pid, the namespace $ns and the image copy in $work; a failure
+# shows the end of the serial console log $log, which is all a CI run
+# keeps of a Pi that did not boot.
+qemu_cleanup_on_exit() {
+	qemu_pid=""
+	trap qemu_cleanup EXIT
+	trap 'exit 130' INT TERM
+}
+
+qemu_cleanup() {
+	local rc=$?
+	if [ -n "$qemu_pid" ] && kill -0 "$qemu_pid" 2>/dev/null; then
+		kill "$qemu_pid" 2>/dev/null || true
+		for _ in $(seq 50); do kill -0 "$qemu_pid" 2>/dev/null || break; sleep 0.1; done
+		kill -9 "$qemu_pid" 2>/dev/null || true
+	fi
+	ip netns del "$ns" 2>/dev/null || true
+	rm -f "$work/test.img"
+	if [ $rc -ne 0 ] && [ -f "$log" ]; then
+		echo "---- last 40 lines of the serial console ($log) ----" >&2
+		tail -n 40 "$log" >&2
+	fi
+	exit $rc
+}

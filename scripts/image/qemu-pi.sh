@@ -140,24 +140,7 @@ if ! "$qemu" -M help 2>/dev/null | grep -q "^$machine "; then
 fi
 echo "    $("$qemu" --version | head -n1)"
 
-qemu_pid=""
-cleanup() {
-	local rc=$?
-	if [ -n "$qemu_pid" ] && kill -0 "$qemu_pid" 2>/dev/null; then
-		kill "$qemu_pid" 2>/dev/null || true
-		for _ in $(seq 50); do kill -0 "$qemu_pid" 2>/dev/null || break; sleep 0.1; done
-		kill -9 "$qemu_pid" 2>/dev/null || true
-	fi
-	ip netns del "$ns" 2>/dev/null || true
-	rm -f "$work/test.img"
-	if [ $rc -ne 0 ] && [ -f "$log" ]; then
-		echo "---- last 40 lines of the serial console ($log) ----" >&2
-		tail -n 40 "$log" >&2
-	fi
-	exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+qemu_cleanup_on_exit
 
 stage "qemu-$machine: the files the Pi firmware would load (config.txt)"
 rm -rf "$work"

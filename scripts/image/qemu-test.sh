@@ -35,24 +35,7 @@ busybox udhcpc --help >/dev/null 2>&1 || die "this busybox has no udhcpc applet;
 [ -e /dev/net/tun ] || die "/dev/net/tun missing; load the tun module (modprobe tun)"
 need_space "$BUILD_DIR" 1500
 
-qemu_pid=""
-cleanup() {
-	local rc=$?
-	if [ -n "$qemu_pid" ] && kill -0 "$qemu_pid" 2>/dev/null; then
-		kill "$qemu_pid" 2>/dev/null || true
-		for _ in $(seq 50); do kill -0 "$qemu_pid" 2>/dev/null || break; sleep 0.1; done
-		kill -9 "$qemu_pid" 2>/dev/null || true
-	fi
-	ip netns del "$ns" 2>/dev/null || true
-	rm -f "$work/test.img"
-	if [ $rc -ne 0 ] && [ -f "$log" ]; then
-		echo "---- last 40 lines of the serial console ($log) ----" >&2
-		tail -n 40 "$log" >&2
-	fi
-	exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+qemu_cleanup_on_exit
 
 stage "qemu-test: prepare a copy of the image"
 rm -rf "$work"
