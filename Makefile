@@ -16,6 +16,9 @@ LAB_TIMEOUT ?= 45m
 # PKG=./pkg/peerlab only those packages; either skips vet and image-smoke.
 RUN ?=
 PKG ?= ./...
+# SOME is non-empty when RUN or PKG narrows make test: the whole-tree checks
+# (vet, fmt-check, image-smoke) are then skipped.
+SOME = $(RUN)$(filter-out ./...,$(PKG))
 , := ,
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
@@ -48,13 +51,13 @@ demo: build ## two simulated Pis, a phone on each, a call both ways with audio c
 	$(BIN)/peerlab -peerlined $(BIN)/peerlined demo
 
 .PHONY: test
-test: deps $(if $(RUN)$(filter-out ./...,$(PKG)),,vet fmt-check) ## all tests: unit and lab (lab tests need root; CI=true makes a skip a failure); RUN=regexp, PKG=./pkg/x for fewer
+test: deps $(if $(SOME),,vet fmt-check) ## all tests: unit and lab (lab tests need root; CI=true makes a skip a failure); RUN=regexp, PKG=./pkg/x for fewer
 	$(GO) build -o $(BIN)/ $(addprefix ./cmd/,$(CMDS)) ./scripts/testprogress
-	@echo "make test: $(if $(RUN)$(filter-out ./...,$(PKG)),the tests $(if $(RUN),matching $(value RUN) )in $(PKG),the unit and lab tests of every package$(,) one package at a time: seconds for most$(,) pkg/lab about 35 s$(,) pkg/peerlab's calls through simulated Pis about 12 minutes; about 16 minutes in all on a quiet 2-core machine); a line per package as it starts, and per test still running after 30 s"
+	@echo "make test: $(if $(SOME),the tests $(if $(RUN),matching $(value RUN) )in $(PKG),the unit and lab tests of every package$(,) one package at a time: seconds for most$(,) pkg/lab about 35 s$(,) pkg/peerlab's calls through simulated Pis about 12 minutes; about 16 minutes in all on a quiet 2-core machine); a line per package as it starts, and per test still running after 30 s"
 	@set -o pipefail; PEERLINED=$(CURDIR)/$(BIN)/peerlined PEERLINE=$(CURDIR)/$(BIN)/peerline RENDEZVOUSD=$(CURDIR)/$(BIN)/rendezvousd \
 		$(GO) test -json -tags lab -p 1 -count=1 -timeout $(LAB_TIMEOUT) $(if $(RUN),-run '$(value RUN)') $(PKG) 2>&1 | $(BIN)/testprogress
 	@# The image's programs under qemu-user; the full qemu boot is make test-image (board/README.md).
-	@$(if $(RUN)$(filter-out ./...,$(PKG)),,$(MAKE) --no-print-directory image-smoke)
+	@$(if $(SOME),,$(MAKE) --no-print-directory image-smoke)
 
 .PHONY: test-unit
 test-unit: go-toolchain ## unit tests only: fast, no root (RUN=regexp, PKG=./pkg/x for fewer)
