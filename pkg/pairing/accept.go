@@ -19,7 +19,7 @@ func (pr *Pairing) request(joiner nodekey.Key, h invite.Hello, proof [32]byte) {
 	now := time.Now()
 	if h.Confirm {
 		pr.mu.Lock()
-		pr.confirming[joiner] = now
+		pr.confirming[joiner] = confirmation{at: now, proof: proof}
 		pr.mu.Unlock()
 	}
 	_, had := pr.hasPeer(joiner)

@@ -132,6 +132,26 @@ type node struct {
 	daemonBusy atomic.Bool
 	// crash, if set, kills the node at one of its writes.
 	crash atomic.Pointer[crashPoint]
+	// oldWire makes the node send what the previous peerline sends: no
+	// version-2 hellos (a Committed without Ack instead).
+	oldWire atomic.Bool
+}
+
+// wire is what the node sends for the hello b.
+func (nd *node) wire(b []byte) []byte {
+	if !nd.oldWire.Load() || len(b) == 0 || b[0] != 2 {
+		return b
+	}
+	h, err := invite.ParseHello(b)
+	if err != nil {
+		nd.n.t.Fatal(err)
+	}
+	h.Ack = nil
+	old, err := invite.AppendHello(nil, h)
+	if err != nil {
+		nd.n.t.Fatal(err)
+	}
+	return old
 }
 
 // crashPoint kills a node at its nth write from now on: instead of it
@@ -335,7 +355,7 @@ func (nd *node) connect(l *life, peer nodekey.Key) {
 		return
 	}
 	ol := other.life()
-	box := l.pr.hello(peer)
+	box := nd.wire(l.pr.hello(peer))
 	if !other.hasPeer(nd.pub()) {
 		nd.n.deliver(kindTo(other, "request", "request-to-B"), func() {
 			if !ol.killed.Load() {
@@ -344,7 +364,7 @@ func (nd *node) connect(l *life, peer nodekey.Key) {
 		})
 		return
 	}
-	theirs := ol.pr.hello(nd.pub())
+	theirs := other.wire(ol.pr.hello(nd.pub()))
 	nd.n.deliver(kindTo(other, "punch-to-A", "answer"), func() {
 		if other.setUp(ol, nd.pub()) && (other.name == "A" || nd.n.pass("answer-hello") > 0) {
 			ol.pr.onHello(nd.pub(), box)
@@ -375,6 +395,9 @@ func (nd *node) send(l *life, peer nodekey.Key, data []byte) error {
 	if nd.busy.Load() {
 		time.Sleep(time.Second)
 		return context.DeadlineExceeded
+	}
+	if nd.oldWire.Load() && len(data) > 0 && data[0] == 2 {
+		return nil // the previous peerline sends only the copy that follows
 	}
 	l.mu.Lock()
 	up := l.up[peer]
