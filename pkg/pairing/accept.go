@@ -65,10 +65,8 @@ func (pr *Pairing) commitLocked(joiner nodekey.Key, id string) {
 		return
 	}
 	pr.log.Info("paired: the joiner confirmed", "peer", joiner, "invite", id)
-	if pr.opt.Forget != nil {
-		if blob, ok := pr.store.BlobID(id); ok {
-			pr.opt.Forget(blob)
-		}
+	if blob, ok := pr.store.BlobID(id); ok {
+		pr.forgetInvite(blob)
 	}
 	pr.send(joiner, nil) // the joiner confirms again if this is lost
 }

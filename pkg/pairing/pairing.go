@@ -123,9 +123,12 @@ type Options struct {
 	// made it (pkg/node makes it before any part that keeps files there).
 	StateDir string
 	Log      *slog.Logger
-	// Forget deletes an invite's short form from the servers (once it is
-	// used or revoked); nil does nothing.
-	Forget func(blobID [16]byte)
+	// PutInvite stores an invite's short form on the rendezvous servers
+	// (peerpath.Manager.PutInvite: the key of the first server that
+	// stored it, within the wait given) or, with a nil blob, deletes it
+	// (once the invite is used or revoked). Nil stores nothing: invites
+	// are given in their long form.
+	PutInvite func(ctx context.Context, id [rendezvous.InviteIDLen]byte, expires time.Time, blob []byte, within time.Duration) (nodekey.Key, error)
 	// Send sends pairing data to a peer on its path
 	// (peerpath.Manager.SendPair); nil sends nothing, and the data then
 	// goes only in the Connect boxes.

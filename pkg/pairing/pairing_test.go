@@ -58,6 +58,8 @@ type fakeNet struct {
 	blobs map[[rendezvous.InviteIDLen]byte][]byte
 	// onDeliver, if set, runs before a message of a kind is delivered.
 	onDeliver func(kind string)
+	// putFails makes the server refuse to store invites' short forms.
+	putFails bool
 }
 
 func newNet(t *testing.T) *fakeNet {
@@ -216,10 +218,18 @@ func (nd *node) start(t *testing.T) {
 	l.pr, err = New(Options{
 		ConfigPath: nd.cfgPath, Reload: reload, Config: nd.cfg.Load, Lines: func() []int { return []int{1} },
 		Key: nd.key, StateDir: nd.dir, Log: testLog(t, nd.name),
-		Forget: func(id [16]byte) {
+		PutInvite: func(ctx context.Context, id [rendezvous.InviteIDLen]byte, expires time.Time, blob []byte, within time.Duration) (nodekey.Key, error) {
 			nd.n.mu.Lock()
-			delete(nd.n.blobs, id)
-			nd.n.mu.Unlock()
+			defer nd.n.mu.Unlock()
+			if nd.n.putFails {
+				return nodekey.Key{}, errors.New("no server answered")
+			}
+			if blob == nil {
+				delete(nd.n.blobs, id)
+			} else {
+				nd.n.blobs[id] = blob
+			}
+			return nd.cfg.Load().Rendezvous[0].Key, nil
 		},
 		Send:  func(ctx context.Context, peer nodekey.Key, data []byte) error { return nd.send(l, peer, data) },
 		Fetch: nd.fetch,
