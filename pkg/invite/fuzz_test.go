@@ -142,18 +142,30 @@ func FuzzOpenPlain(f *testing.F) {
 	})
 }
 
-// FuzzParseHello: no panic, bounded, and whatever parses appends to exactly
-// the bytes it came from.
+// FuzzParseHello: no panic, bounded, every error is ErrHello or ErrVersion,
+// whatever parses appends to exactly the bytes it came from, and an Ack
+// comes only in version 2, only with Committed and never with a proof.
 func FuzzParseHello(f *testing.F) {
 	for _, tc := range hellos {
 		b, _ := AppendHello(nil, tc.h)
 		f.Add(b)
 	}
 	f.Add([]byte{1, 1, 0, 0})
+	f.Add([]byte{2, 4, 0, 0})
+	f.Add(append([]byte{2, 5, 0, 0}, make([]byte, 64)...))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, err := ParseHello(b)
 		if err != nil {
+			if !errors.Is(err, ErrHello) && !errors.Is(err, ErrVersion) {
+				t.Fatalf("ParseHello(%x) = %v, neither ErrHello nor ErrVersion", b, err)
+			}
 			return
+		}
+		if len(b) > MaxHelloLen {
+			t.Fatalf("ParseHello accepted %d bytes, more than MaxHelloLen", len(b))
+		}
+		if (h.Ack != nil) != (b[0] == 2) || h.Ack != nil && (!h.Committed || h.Proof != nil) {
+			t.Fatalf("ParseHello(%x) = %+v: an ack out of place", b, h)
 		}
 		out, err := AppendHello(nil, h)
 		if err != nil || !bytes.Equal(out, b) {

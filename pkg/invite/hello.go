@@ -14,7 +14,8 @@ import (
 // Pairing is a two-phase commit (pkg/pairing): the inviter's answer is
 // its acceptance (it keeps the joiner as a provisional peer); the joiner
 // then saves the peer for good and says so with Proof and Confirm until
-// the inviter, having saved it for good as well, answers with Committed.
+// the inviter, having saved it for good as well, answers with Committed
+// and Ack, which names the pairing it committed.
 type Hello struct {
 	// Name is the sender's node name, for display (MaxNameLen bytes).
 	Name string
@@ -30,16 +31,26 @@ type Hello struct {
 	// Committed (inviter to joiner) says the inviter has saved the
 	// pairing for good: the joiner may stop confirming.
 	Committed bool
+	// Ack, only with Committed, is CommitAck(proof) of the invite the
+	// inviter committed, so that the joiner takes Committed for its own
+	// pairing only, never for an earlier one of the same two Pis. A
+	// Committed without Ack (version 1) comes from an older peerline, or
+	// is the copy an inviter sends for one.
+	Ack *[32]byte
 }
 
 // Limits of a Hello.
 const (
-	MaxHelloLines  = 16
-	helloVersion   = 1
-	helloHasProof  = 1
-	helloConfirm   = 2
-	helloCommitted = 4
-	helloFlags     = helloHasProof | helloConfirm | helloCommitted
+	MaxHelloLines = 16
+	helloVersion  = 1
+	// helloVersionAck is the version of a Committed hello with Ack, the
+	// only one written in version 2: everything else stays in version 1,
+	// which the previous peerline reads.
+	helloVersionAck = 2
+	helloHasProof   = 1
+	helloConfirm    = 2
+	helloCommitted  = 4
+	helloFlags      = helloHasProof | helloConfirm | helloCommitted
 	// MaxHelloLen is the longest encoded Hello.
 	MaxHelloLen = 3 + MaxNameLen + 1 + MaxHelloLines + 32
 )
@@ -48,7 +59,7 @@ const (
 var ErrHello = errors.New("the peer sent a malformed hello")
 
 // Hello wire format, all lengths bounded so a parser allocates at most
-// MaxHelloLen bytes:
+// MaxHelloLen bytes. Version 1:
 //
 //	version(1) = 1
 //	flags(1): bit 0 proof follows, bit 1 confirm (needs bit 0), bit 2
@@ -56,6 +67,18 @@ var ErrHello = errors.New("the peer sent a malformed hello")
 //	name-length(1) name
 //	line-count(1) lines(1 byte each)
 //	[proof(32)]
+//
+// Version 2 is a Committed hello bound to its pairing, and nothing else:
+//
+//	version(1) = 2
+//	flags(1) = 4 (committed)
+//	name-length(1) name
+//	line-count(1) lines(1 byte each)
+//	ack(32)
+//
+// A peerline that reads only version 1 refuses a version-2 hello as from
+// a newer peerline (ErrVersion) and ignores it, so an inviter sends a
+// joiner both forms of Committed (pkg/pairing).
 
 // AppendHello appends h's encoding to b, or says why h cannot be sent.
 func AppendHello(b []byte, h Hello) ([]byte, error) {
@@ -74,6 +97,8 @@ func AppendHello(b []byte, h Hello) ([]byte, error) {
 		return nil, errors.New("a pairing confirmation needs the invite's proof")
 	case h.Committed && h.Proof != nil:
 		return nil, errors.New("only the inviter says committed, and it sends no proof")
+	case h.Ack != nil && !h.Committed:
+		return nil, errors.New("a pairing acknowledgement goes only with committed")
 	}
 	if h.Confirm {
 		flags |= helloConfirm
@@ -81,7 +106,11 @@ func AppendHello(b []byte, h Hello) ([]byte, error) {
 	if h.Committed {
 		flags |= helloCommitted
 	}
-	b = append(b, helloVersion, flags, byte(len(h.Name)))
+	version := byte(helloVersion)
+	if h.Ack != nil {
+		version = helloVersionAck
+	}
+	b = append(b, version, flags, byte(len(h.Name)))
 	b = append(b, h.Name...)
 	b = append(b, byte(len(h.Lines)))
 	for _, s := range h.Lines {
@@ -89,6 +118,9 @@ func AppendHello(b []byte, h Hello) ([]byte, error) {
 	}
 	if h.Proof != nil {
 		b = append(b, h.Proof[:]...)
+	}
+	if h.Ack != nil {
+		b = append(b, h.Ack[:]...)
 	}
 	return b, nil
 }
@@ -120,8 +152,9 @@ func ParseHello(b []byte) (Hello, error) {
 		return bad("%d bytes, at most %d", len(b), MaxHelloLen)
 	}
 	r := &reader{b: b}
-	if v := r.byte(); v != helloVersion {
-		if !r.short && v > helloVersion {
+	v := r.byte()
+	if v != helloVersion && v != helloVersionAck {
+		if !r.short && v > helloVersionAck {
 			return Hello{}, fmt.Errorf("peer's hello: %w", ErrVersion)
 		}
 		return bad("version %d", v)
@@ -132,6 +165,9 @@ func ParseHello(b []byte) (Hello, error) {
 	}
 	if flags&helloConfirm != 0 && flags&helloHasProof == 0 || flags&helloCommitted != 0 && flags&helloHasProof != 0 {
 		return bad("flags %#x do not go together", flags)
+	}
+	if v == helloVersionAck && flags != helloCommitted {
+		return bad("version 2 with flags %#x; it is only for committed", flags)
 	}
 	h := Hello{Confirm: flags&helloConfirm != 0, Committed: flags&helloCommitted != 0}
 	n := int(r.byte())
@@ -152,6 +188,10 @@ func ParseHello(b []byte) (Hello, error) {
 	if flags&helloHasProof != 0 {
 		p := [32]byte(r.take(32)) // a copy: b may be a reused buffer
 		h.Proof = &p
+	}
+	if v == helloVersionAck {
+		a := [32]byte(r.take(32))
+		h.Ack = &a
 	}
 	switch {
 	case r.short:

@@ -44,7 +44,30 @@ func TestProof(t *testing.T) {
 	}
 }
 
-var proof = [32]byte{31: 7}
+// TestCommitAck: the acknowledgement spelled out independently, and
+// different for every proof and from the proof itself.
+func TestCommitAck(t *testing.T) {
+	p := Proof(basic.Secret, key(1), key(2))
+	m := hmac.New(sha256.New, p[:])
+	m.Write([]byte("peerline invite committed v1"))
+	a := CommitAck(p)
+	if !bytes.Equal(a[:], m.Sum(nil)) {
+		t.Fatalf("CommitAck = %x, want HMAC-SHA256(proof, label) = %x", a, m.Sum(nil))
+	}
+	if a == p {
+		t.Error("CommitAck is the proof")
+	}
+	other := basic.Secret
+	other[0] ^= 1
+	if CommitAck(Proof(other, key(1), key(2))) == a || CommitAck(Proof(basic.Secret, key(1), key(3))) == a {
+		t.Error("two pairings have the same acknowledgement")
+	}
+}
+
+var (
+	proof = [32]byte{31: 7}
+	ack   = [32]byte{0: 9, 31: 1}
+)
 
 var hellos = []struct {
 	name string
@@ -58,7 +81,13 @@ var hellos = []struct {
 	{"nothing", Hello{}, []byte{1, 0, 0, 0}},
 	{"confirmation", Hello{Name: "al", Proof: &proof, Confirm: true},
 		append([]byte{1, 3, 2, 'a', 'l', 0}, proof[:]...)},
+	// Version 1's Committed: an older peerline's, and the copy a newer
+	// inviter sends for one.
 	{"committed", Hello{Name: "bob", Committed: true}, []byte{1, 4, 3, 'b', 'o', 'b', 0}},
+	// Version 2: Committed bound to its pairing.
+	{"committed with ack", Hello{Name: "bob", Lines: []int{3}, Committed: true, Ack: &ack},
+		append([]byte{2, 4, 3, 'b', 'o', 'b', 1, 3}, ack[:]...)},
+	{"largest committed", Hello{Name: strings.Repeat("ü", 16), Lines: []int{16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1}, Committed: true, Ack: &ack}, nil},
 	{"largest", Hello{Name: strings.Repeat("ü", 16), Lines: []int{16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1}, Proof: &proof}, nil},
 }
 
@@ -82,10 +111,10 @@ func TestHelloRoundTrip(t *testing.T) {
 		if err != nil || !reflect.DeepEqual(got, tc.h) {
 			t.Errorf("%s: ParseHello = %+v, %v; want %+v", tc.name, got, err, tc.h)
 		}
-		if got.Proof != nil {
+		if got.Proof != nil || got.Ack != nil {
 			b[len(b)-1] ^= 1
-			if *got.Proof != proof {
-				t.Errorf("%s: the parsed proof changes with the input buffer", tc.name)
+			if got.Proof != nil && *got.Proof != proof || got.Ack != nil && *got.Ack != ack {
+				t.Errorf("%s: the parsed proof or ack changes with the input buffer", tc.name)
 			}
 		}
 	}
@@ -105,6 +134,8 @@ func TestAppendHelloRefuses(t *testing.T) {
 		{"17 lines", Hello{Lines: []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17}}},
 		{"confirm without proof", Hello{Confirm: true}},
 		{"committed with proof", Hello{Committed: true, Proof: &proof}},
+		{"ack without committed", Hello{Ack: &ack}},
+		{"ack with a confirmation", Hello{Proof: &proof, Confirm: true, Ack: &ack}},
 	} {
 		if b, err := AppendHello(nil, tc.h); err == nil {
 			t.Errorf("%s: AppendHello = %x, want an error", tc.name, b)
@@ -121,7 +152,14 @@ func TestParseHelloErrors(t *testing.T) {
 		want error
 	}{
 		{"empty", nil, ErrHello},
-		{"newer version", edit(func(b []byte) []byte { b[0] = 2; return b }), ErrVersion},
+		{"newer version", edit(func(b []byte) []byte { b[0] = 3; return b }), ErrVersion},
+		{"version 2 with a proof", edit(func(b []byte) []byte { b[0] = 2; return b }), ErrHello},
+		{"version 2 confirming", append([]byte{2, 3, 0, 0}, proof[:]...), ErrHello},
+		{"version 2 without committed", append([]byte{2, 0, 0, 0}, ack[:]...), ErrHello},
+		{"version 2 without ack", []byte{2, 4, 0, 0}, ErrHello},
+		{"version 2 truncated ack", append([]byte{2, 4, 0, 0}, ack[:31]...), ErrHello},
+		{"version 2 trailing byte", append(append([]byte{2, 4, 0, 0}, ack[:]...), 0), ErrHello},
+		{"version 2 unknown flag", append([]byte{2, 4 | 8, 0, 0}, ack[:]...), ErrHello},
 		{"version 0", edit(func(b []byte) []byte { b[0] = 0; return b }), ErrHello},
 		{"unknown flag", edit(func(b []byte) []byte { b[1] |= 8; return b }), ErrHello},
 		{"confirm without proof", []byte{1, 2, 0, 0}, ErrHello},

@@ -32,3 +32,22 @@ func VerifyProof(secret [16]byte, inviter, joiner nodekey.Key, proof [32]byte) b
 	want := Proof(secret, inviter, joiner)
 	return hmac.Equal(want[:], proof[:])
 }
+
+// commitLabel makes an acknowledgement of a commit something no proof
+// can ever be, and the other way round.
+const commitLabel = "peerline invite committed v1"
+
+// CommitAck is what the inviter's Committed hello carries (Hello.Ack) for
+// the pairing with this proof: HMAC-SHA256 keyed with the proof over a
+// label. The joiner has the proof in its journal and the inviter computes
+// it from the invite's secret, so each can name the pairing without the
+// secret, and an acknowledgement of one invite never passes for another's:
+// an earlier pairing of the same two Pis used another invite, so another
+// proof.
+func CommitAck(proof [32]byte) [32]byte {
+	m := hmac.New(sha256.New, proof[:])
+	m.Write([]byte(commitLabel))
+	var a [32]byte
+	m.Sum(a[:0])
+	return a
+}

@@ -423,6 +423,18 @@ func (s *Store) Reservations(now time.Time) []Reservation {
 // Committed. (A joiner that pairs again, with a new code, hears Committed
 // only once that pairing is committed as well.)
 func (s *Store) UsedBy(now time.Time, joiner nodekey.Key) bool {
+	return s.usedBy(now, joiner, nil)
+}
+
+// CommittedFor is UsedBy for the invite of one proof: joiner paired
+// through the invite whose proof (for joiner) it is, and is not pairing
+// through another right now. The inviter's Committed names that pairing
+// (CommitAck of the proof).
+func (s *Store) CommittedFor(now time.Time, joiner nodekey.Key, proof [32]byte) bool {
+	return s.usedBy(now, joiner, &proof)
+}
+
+func (s *Store) usedBy(now time.Time, joiner nodekey.Key, proof *[32]byte) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	used := false
@@ -432,7 +444,9 @@ func (s *Store) UsedBy(now time.Time, joiner nodekey.Key) bool {
 		}
 		switch r.entry().State(now) {
 		case Used:
-			used = true
+			if proof == nil || VerifyProof(r.secret(), r.Inviter, joiner, *proof) {
+				used = true
+			}
 		case Reserved:
 			return false
 		}

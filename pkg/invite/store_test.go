@@ -446,17 +446,29 @@ func TestReserveCommitRelease(t *testing.T) {
 	if !s.UsedBy(t0, other) || s.UsedBy(t0, joiner) {
 		t.Error("UsedBy does not name the joiner that committed")
 	}
+	if !s.CommittedFor(t0, other, theirs) || s.CommittedFor(t0, joiner, good) || s.CommittedFor(t0, other, good) {
+		t.Error("CommittedFor does not name exactly the committed pairing")
+	}
 	// The same joiner pairing again with another code: not committed
 	// until that pairing is.
 	again := create(t, s, t0, time.Hour)
-	if _, _, err := s.Reserve(t0, join(t, again.Code(), other), inviter, other, until, true); err != nil {
+	againProof := join(t, again.Code(), other)
+	if s.CommittedFor(t0, other, againProof) {
+		t.Error("CommittedFor names a pairing that has not begun")
+	}
+	if _, _, err := s.Reserve(t0, againProof, inviter, other, until, true); err != nil {
 		t.Fatal(err)
 	}
-	if s.UsedBy(t0, other) {
-		t.Error("UsedBy names a joiner whose second pairing is still in progress")
+	if s.UsedBy(t0, other) || s.CommittedFor(t0, other, theirs) {
+		t.Error("UsedBy or CommittedFor names a joiner whose second pairing is still in progress")
 	}
 	if err := s.Commit(t0, other, again.ID()); err != nil || !s.UsedBy(t0, other) {
 		t.Errorf("Commit of the second pairing = %v, UsedBy %v", err, s.UsedBy(t0, other))
+	}
+	// Both pairings are committed: each proof names its own; a proof of
+	// the right invite for another joiner names none.
+	if !s.CommittedFor(t0, other, theirs) || !s.CommittedFor(t0, other, againProof) || s.CommittedFor(t0, other, good) || s.CommittedFor(t0, joiner, good) {
+		t.Error("CommittedFor does not name exactly the committed pairings")
 	}
 	s2, err := OpenStore(path)
 	if err != nil {

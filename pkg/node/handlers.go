@@ -15,9 +15,11 @@ import (
 	"github.com/peerline/peerline/pkg/control"
 	"github.com/peerline/peerline/pkg/dhcpd"
 	"github.com/peerline/peerline/pkg/invite"
+	"github.com/peerline/peerline/pkg/nodekey"
 	"github.com/peerline/peerline/pkg/pairing"
 	"github.com/peerline/peerline/pkg/peerpath"
 	"github.com/peerline/peerline/pkg/provision"
+	"github.com/peerline/peerline/pkg/rendezvous"
 	"github.com/peerline/peerline/pkg/statuspage"
 )
 
@@ -50,6 +52,25 @@ func (nd *node) pathManager(ctx context.Context) (*peerpath.Manager, error) {
 		return nil, errors.New("peerlined is still starting; try again in a moment")
 	}
 	return paths, nil
+}
+
+// putInvite stores or deletes an invite's short form on the servers
+// (pkg/pairing's Options.PutInvite).
+func (nd *node) putInvite(ctx context.Context, id [rendezvous.InviteIDLen]byte, expires time.Time, blob []byte, within time.Duration) (nodekey.Key, error) {
+	paths, err := nd.pathManager(ctx)
+	if err != nil {
+		return nodekey.Key{}, err
+	}
+	return paths.PutInvite(ctx, id, expires, blob, within)
+}
+
+// sendPair sends pairing data to a peer on its path (pkg/pairing).
+func (nd *node) sendPair(ctx context.Context, peer nodekey.Key, data []byte) error {
+	paths, err := nd.pathManager(ctx)
+	if err != nil {
+		return err
+	}
+	return paths.SendPair(ctx, peer, data)
 }
 
 // ping probes a peer once on its current path.
@@ -101,7 +122,7 @@ func (nd *node) manageHandlers() map[string]control.Handler {
 			if err := decodeArgs(raw, &a); err != nil {
 				return nil, err
 			}
-			return nd.invite(ctx, time.Duration(a.TTL))
+			return nd.pair.Invite(ctx, time.Duration(a.TTL))
 		},
 		control.CmdInvites: func(context.Context, json.RawMessage) (any, error) {
 			now := time.Now()
@@ -120,13 +141,7 @@ func (nd *node) manageHandlers() map[string]control.Handler {
 			if err := decodeArgs(raw, &a); err != nil {
 				return nil, err
 			}
-			if err := nd.pair.Store().Revoke(time.Now(), a.ID); err != nil {
-				return nil, err
-			}
-			if id, ok := nd.pair.Store().BlobID(a.ID); ok {
-				nd.forgetInvite(id)
-			}
-			return nil, nil
+			return nil, nd.pair.Revoke(a.ID)
 		},
 		control.CmdJoin: func(ctx context.Context, raw json.RawMessage) (any, error) {
 			var a control.JoinArgs

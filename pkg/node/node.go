@@ -183,7 +183,7 @@ func newNode(opts Options, key nodekey.Key, n netsetup.Ops) (*node, error) {
 	nd.pair, err = pairing.New(pairing.Options{
 		ConfigPath: opts.ConfigPath, Reload: opts.Reload, Config: nd.cfg.Load, Lines: nd.localLines,
 		Key: key, StateDir: cfg.StateDir, Log: log.With("part", "pairing"),
-		Forget: nd.forgetInvite, Send: nd.sendPair,
+		PutInvite: nd.putInvite, Send: nd.sendPair,
 	})
 	if err != nil {
 		return nil, err

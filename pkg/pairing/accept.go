@@ -30,7 +30,7 @@ func (pr *Pairing) request(joiner nodekey.Key, h invite.Hello, proof [32]byte) {
 	}
 	if h.Confirm && (err == nil || errors.Is(err, invite.ErrRetry)) {
 		pr.mu.Lock()
-		pr.confirming[joiner] = now
+		pr.confirming[joiner] = confirmation{at: now, proof: proof}
 		pr.mu.Unlock()
 	}
 	switch {
@@ -74,10 +74,8 @@ func (pr *Pairing) commitLocked(joiner nodekey.Key, id string) {
 		return
 	}
 	pr.log.Info("paired: the joiner confirmed", "peer", joiner, "invite", id)
-	if pr.opt.Forget != nil {
-		if blob, ok := pr.store.BlobID(id); ok {
-			pr.opt.Forget(blob)
-		}
+	if blob, ok := pr.store.BlobID(id); ok {
+		pr.forgetInvite(blob)
 	}
 	pr.send(joiner, nil) // the joiner confirms again if this is lost
 }

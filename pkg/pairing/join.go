@@ -48,7 +48,15 @@ type join struct {
 	// undoing says a rollbackJoin of it is running.
 	undoing bool
 	warned  bool
+	// unbound counts the Committed hellos without an acknowledgement
+	// (from a previous peerline) this join ignored.
+	unbound int
 }
+
+// unboundWarn is after how many Committed hellos without an
+// acknowledgement a join says that the inviter runs an older peerline:
+// a newer one sends each with an acknowledged copy, which ends the join.
+const unboundWarn = 5
 
 // journalEntry is a join as the journal file keeps it.
 type journalEntry struct {
@@ -308,10 +316,28 @@ func (pr *Pairing) joinAnswer(inviter nodekey.Key, h invite.Hello) bool {
 		j.phase = phaseCommitting
 		go pr.commitJoin(j, h)
 	case phaseCommitted:
-		if h.Committed {
-			j.phase = phaseFinishing // once: the Hellos may come twice
-			go pr.finishJoin(j, h)
+		if !h.Committed {
+			break
 		}
+		// Committed counts only for this pairing: until the inviter
+		// has our confirmation, a Committed can still come from an
+		// earlier pairing of the same two Pis (a late copy, or the
+		// inviter answering that pairing's confirmations), and taken
+		// as ours it would end our confirmations while the inviter
+		// waits for them and then rolls back.
+		if h.Ack == nil {
+			j.unbound++
+			if j.unbound == unboundWarn {
+				pr.log.Warn("the inviter runs an older peerline, whose Committed does not say which pairing it is for: this Pi keeps confirming (every 10 s) to be sure; the pairing holds if `peerline peers` on the inviter lists this Pi. Update the inviter's peerline to end this", "peer", inviter, "name", j.entry.Name)
+			}
+			return true
+		}
+		if *h.Ack != invite.CommitAck([32]byte(j.entry.Proof)) {
+			pr.log.Debug("ignoring a Committed hello for another pairing", "peer", inviter)
+			return true
+		}
+		j.phase = phaseFinishing // once: the Hellos may come twice
+		go pr.finishJoin(j, h)
 	}
 	return true
 }

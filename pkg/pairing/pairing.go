@@ -18,8 +18,9 @@
 //	  Hello{Proof, Confirm}  ─────────────────▶ commits: the invite is used, its
 //	  (directly on the path, repeated           short form leaves the servers
 //	  with backoff; also in Connect boxes)
-//	                ◀─────────────────────────  Hello{Committed}, for every
-//	  done: the journal entry goes              confirmation it gets
+//	                ◀─────────────────────────  Hello{Committed, Ack}, for
+//	  done: the journal entry goes              every confirmation it gets
+//	  (only if Ack names this pairing)
 //
 // Each step is saved before the next message leaves, so a crash at any
 // step converges:
@@ -33,7 +34,10 @@
 //     keeps confirming until it hears Committed;
 //   - every message is idempotent and retransmitted by its sender until
 //     the answer comes: a repeated request is answered again, a repeated
-//     confirmation acknowledged again.
+//     confirmation acknowledged again;
+//   - Committed names the pairing it commits (Ack, from the confirmation's
+//     proof), so one from an earlier pairing of the same two Pis never
+//     ends the confirmations of a new one.
 //
 // The two ends thus both keep the peer or neither does, except when the
 // joiner committed and then stayed away longer than the invite's life, or
@@ -119,9 +123,12 @@ type Options struct {
 	// made it (pkg/node makes it before any part that keeps files there).
 	StateDir string
 	Log      *slog.Logger
-	// Forget deletes an invite's short form from the servers (once it is
-	// used or revoked); nil does nothing.
-	Forget func(blobID [16]byte)
+	// PutInvite stores an invite's short form on the rendezvous servers
+	// (peerpath.Manager.PutInvite: the key of the first server that
+	// stored it, within the wait given) or, with a nil blob, deletes it
+	// (once the invite is used or revoked). Nil stores nothing: invites
+	// are given in their long form.
+	PutInvite func(ctx context.Context, id [rendezvous.InviteIDLen]byte, expires time.Time, blob []byte, within time.Duration) (nodekey.Key, error)
 	// Send sends pairing data to a peer on its path
 	// (peerpath.Manager.SendPair); nil sends nothing, and the data then
 	// goes only in the Connect boxes.
@@ -166,8 +173,8 @@ type Pairing struct {
 	// answers space the inviter's repeated answers to joiners it has
 	// reserved an invite for.
 	answers map[nodekey.Key]*repeat // mu
-	// confirming is when each joiner last confirmed its pairing.
-	confirming map[nodekey.Key]time.Time // mu
+	// confirming is each joiner's latest confirmation.
+	confirming map[nodekey.Key]confirmation // mu
 
 	// journalPath is the joiner's journal (joins.json in StateDir).
 	journalPath string
@@ -198,7 +205,7 @@ func New(opt Options) (*Pairing, error) {
 	store.SetWriteFile(opt.WriteFile)
 	pr := &Pairing{opt: opt, log: opt.Log, key: opt.Key, store: store,
 		joins: map[nodekey.Key]*join{}, firstHandshake: map[nodekey.Key]firstRole{}, answers: map[nodekey.Key]*repeat{},
-		confirming:  map[nodekey.Key]time.Time{},
+		confirming:  map[nodekey.Key]confirmation{},
 		journalPath: filepath.Join(opt.StateDir, "joins.json")}
 	entries, err := pr.loadJournal()
 	if err != nil {
@@ -242,6 +249,13 @@ func (pr *Pairing) Run(ctx context.Context) error {
 func (pr *Pairing) step(ctx context.Context, now time.Time) {
 	pr.joinerStep(ctx, now)
 	pr.inviterStep(now)
+}
+
+// confirmation is a joiner's latest confirmation: when it came, and the
+// proof it carried, which names the pairing our Committed acknowledges.
+type confirmation struct {
+	at    time.Time
+	proof [32]byte
 }
 
 type firstRole struct {
@@ -288,30 +302,10 @@ func (pr *Pairing) PathHooks(o *peerpath.Options) {
 
 // hello is what this node tells peer in every box and pairing message:
 // its name and lines; while joining peer the proof (and, once committed,
-// the confirmation); to a joiner that paired by our invite, Committed.
+// the confirmation); to a joiner that paired by our invite, Committed
+// with the acknowledgement of the pairing it confirmed.
 func (pr *Pairing) hello(peer nodekey.Key) []byte {
-	h := pr.ownHello()
-	pr.mu.Lock()
-	if j := pr.joins[peer]; j != nil && j.phase != phaseRollback {
-		proof := [32]byte(j.entry.Proof)
-		h.Proof = &proof
-		h.Confirm = j.entry.Committed
-	}
-	confirmed := pr.confirming[peer]
-	if !confirmed.IsZero() && time.Since(confirmed) >= confirmingFor {
-		delete(pr.confirming, peer)
-	}
-	pr.mu.Unlock()
-	// Committed goes only to a joiner that confirmed lately: a peer that
-	// does not confirm needs no answer (and one running an older peerline
-	// would not understand it).
-	// Nor while that joiner holds a reservation: it is joining again
-	// (with a new code), and a Committed from the earlier pairing would
-	// be taken for a stale answer there.
-	if h.Proof == nil && !confirmed.IsZero() && time.Since(confirmed) < confirmingFor && pr.store.UsedBy(time.Now(), peer) && !pr.reserved(peer) {
-		h.Committed = true
-	}
-	b, err := invite.AppendHello(nil, h)
+	b, err := invite.AppendHello(nil, pr.helloFor(peer))
 	if err != nil {
 		pr.log.Warn("cannot tell peers this node's name and lines", "err", err)
 		return nil
@@ -319,14 +313,30 @@ func (pr *Pairing) hello(peer nodekey.Key) []byte {
 	return b
 }
 
-// reserved reports whether joiner holds a reservation of one of our invites.
-func (pr *Pairing) reserved(joiner nodekey.Key) bool {
-	for _, r := range pr.store.Reservations(time.Now()) {
-		if r.Joiner == joiner {
-			return true
-		}
+func (pr *Pairing) helloFor(peer nodekey.Key) invite.Hello {
+	h := pr.ownHello()
+	now := time.Now()
+	pr.mu.Lock()
+	if j := pr.joins[peer]; j != nil && j.phase != phaseRollback {
+		proof := [32]byte(j.entry.Proof)
+		h.Proof = &proof
+		h.Confirm = j.entry.Committed
 	}
-	return false
+	c, confirmed := pr.confirming[peer]
+	if confirmed && now.Sub(c.at) >= confirmingFor {
+		delete(pr.confirming, peer)
+		confirmed = false
+	}
+	pr.mu.Unlock()
+	// Committed goes only to a joiner that confirmed lately: a peer that
+	// does not confirm needs no answer (and one running an older peerline
+	// would not understand it). It names the pairing the joiner
+	// confirmed, so that the joiner never takes it for another one.
+	if h.Proof == nil && confirmed && pr.store.CommittedFor(now, peer, c.proof) {
+		ack := invite.CommitAck(c.proof)
+		h.Committed, h.Ack = true, &ack
+	}
+	return h
 }
 
 // ownHello is this node's name and lines, without a proof.
@@ -353,14 +363,28 @@ func (pr *Pairing) send(peer nodekey.Key, sent func(error)) {
 	if pr.opt.Send == nil {
 		return
 	}
-	b := pr.hello(peer)
-	if b == nil {
+	h := pr.helloFor(peer)
+	b, err := invite.AppendHello(nil, h)
+	if err != nil {
+		pr.log.Warn("cannot tell peers this node's name and lines", "err", err)
 		return
+	}
+	var legacy []byte
+	if h.Ack != nil {
+		// A joiner running the previous peerline reads only version-1
+		// hellos, whose Committed names no pairing: it gets that form
+		// too (and takes it, as it always did). This version's joiners
+		// ignore it.
+		h.Ack = nil
+		legacy, _ = invite.AppendHello(nil, h)
 	}
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		err := pr.opt.Send(ctx, peer, b)
+		if err == nil && legacy != nil {
+			err = pr.opt.Send(ctx, peer, legacy)
+		}
 		if err != nil {
 			pr.log.Debug("sending pairing data", "peer", peer, "err", err)
 		}

@@ -58,6 +58,8 @@ type fakeNet struct {
 	blobs map[[rendezvous.InviteIDLen]byte][]byte
 	// onDeliver, if set, runs before a message of a kind is delivered.
 	onDeliver func(kind string)
+	// putFails makes the server refuse to store invites' short forms.
+	putFails bool
 }
 
 func newNet(t *testing.T) *fakeNet {
@@ -132,6 +134,26 @@ type node struct {
 	daemonBusy atomic.Bool
 	// crash, if set, kills the node at one of its writes.
 	crash atomic.Pointer[crashPoint]
+	// oldWire makes the node send what the previous peerline sends: no
+	// version-2 hellos (a Committed without Ack instead).
+	oldWire atomic.Bool
+}
+
+// wire is what the node sends for the hello b.
+func (nd *node) wire(b []byte) []byte {
+	if !nd.oldWire.Load() || len(b) == 0 || b[0] != 2 {
+		return b
+	}
+	h, err := invite.ParseHello(b)
+	if err != nil {
+		nd.n.t.Fatal(err)
+	}
+	h.Ack = nil
+	old, err := invite.AppendHello(nil, h)
+	if err != nil {
+		nd.n.t.Fatal(err)
+	}
+	return old
 }
 
 // crashPoint kills a node at its nth write from now on: instead of it
@@ -196,10 +218,18 @@ func (nd *node) start(t *testing.T) {
 	l.pr, err = New(Options{
 		ConfigPath: nd.cfgPath, Reload: reload, Config: nd.cfg.Load, Lines: func() []int { return []int{1} },
 		Key: nd.key, StateDir: nd.dir, Log: testLog(t, nd.name),
-		Forget: func(id [16]byte) {
+		PutInvite: func(ctx context.Context, id [rendezvous.InviteIDLen]byte, expires time.Time, blob []byte, within time.Duration) (nodekey.Key, error) {
 			nd.n.mu.Lock()
-			delete(nd.n.blobs, id)
-			nd.n.mu.Unlock()
+			defer nd.n.mu.Unlock()
+			if nd.n.putFails {
+				return nodekey.Key{}, errors.New("no server answered")
+			}
+			if blob == nil {
+				delete(nd.n.blobs, id)
+			} else {
+				nd.n.blobs[id] = blob
+			}
+			return nd.cfg.Load().Rendezvous[0].Key, nil
 		},
 		Send:  func(ctx context.Context, peer nodekey.Key, data []byte) error { return nd.send(l, peer, data) },
 		Fetch: nd.fetch,
@@ -335,7 +365,7 @@ func (nd *node) connect(l *life, peer nodekey.Key) {
 		return
 	}
 	ol := other.life()
-	box := l.pr.hello(peer)
+	box := nd.wire(l.pr.hello(peer))
 	if !other.hasPeer(nd.pub()) {
 		nd.n.deliver(kindTo(other, "request", "request-to-B"), func() {
 			if !ol.killed.Load() {
@@ -344,7 +374,7 @@ func (nd *node) connect(l *life, peer nodekey.Key) {
 		})
 		return
 	}
-	theirs := ol.pr.hello(nd.pub())
+	theirs := other.wire(ol.pr.hello(nd.pub()))
 	nd.n.deliver(kindTo(other, "punch-to-A", "answer"), func() {
 		if other.setUp(ol, nd.pub()) && (other.name == "A" || nd.n.pass("answer-hello") > 0) {
 			ol.pr.onHello(nd.pub(), box)
@@ -375,6 +405,9 @@ func (nd *node) send(l *life, peer nodekey.Key, data []byte) error {
 	if nd.busy.Load() {
 		time.Sleep(time.Second)
 		return context.DeadlineExceeded
+	}
+	if nd.oldWire.Load() && len(data) > 0 && data[0] == 2 {
+		return nil // the previous peerline sends only the copy that follows
 	}
 	l.mu.Lock()
 	up := l.up[peer]

@@ -660,6 +660,120 @@ func TestStaleCommittedIgnored(t *testing.T) {
 	})
 }
 
+// TestStaleCommittedWhileConfirming: two Pis paired, unpaired and pair
+// again with a new code. The joiner has committed the new pairing and
+// confirms it, and the inviter has not had a confirmation yet (all are
+// lost for a while), when a Committed from the first pairing reaches the
+// joiner: in both of its forms, the acknowledged one and the one an
+// older joiner reads. Taken as the answer to the new confirmations, it
+// would end them, the inviter would roll back, and the joiner would keep
+// a ghost. It must be ignored; the pairing completes once the
+// confirmations get through.
+func TestStaleCommittedWhileConfirming(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := newNet(t)
+		a, b := newNode(t, n, "A"), newNode(t, n, "B")
+		defer func() { a.kill(); b.kill() }()
+		if r := <-startJoin(b, invitation(t, a, false)); r.err != nil {
+			t.Fatalf("first pairing: %v", r.err)
+		}
+		if !settled(t, a, b) {
+			t.Fatal("first pairing: not paired")
+		}
+		// What the inviter tells the joiner now, while it still answers
+		// the first pairing's confirmations.
+		first := a.pr().helloFor(b.pub())
+		if !first.Committed || first.Ack == nil {
+			t.Fatalf("after the first pairing the inviter says %+v, want Committed with an acknowledgement", first)
+		}
+		stale, err := invite.AppendHello(nil, first)
+		if err != nil {
+			t.Fatal(err)
+		}
+		first.Ack = nil
+		staleOld, err := invite.AppendHello(nil, first)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.pr().Remove("piB"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.pr().Remove("piA"); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+
+		n.mu.Lock()
+		n.drop["confirm"] = 1 << 20
+		n.mu.Unlock()
+		res := startJoin(b, invitation(t, a, false))
+		if r := <-res; r.err != nil {
+			t.Fatalf("second pairing: %v", r.err)
+		}
+		phase := func() phase {
+			pr := b.pr()
+			pr.mu.Lock()
+			defer pr.mu.Unlock()
+			if j := pr.joins[a.pub()]; j != nil {
+				return j.phase
+			}
+			return -1
+		}
+		waitUntil(t, 5*time.Second, "the joiner confirms", func() bool { return phase() == phaseCommitted })
+		for _, m := range [][]byte{stale, staleOld} {
+			b.pr().onHello(a.pub(), m)
+			synctest.Wait()
+			if p := phase(); p != phaseCommitted {
+				t.Fatalf("a Committed from the first pairing moved the second to phase %v", p)
+			}
+		}
+		n.mu.Lock()
+		n.drop["confirm"] = 0
+		n.mu.Unlock()
+		if !settled(t, a, b) {
+			t.Fatal("second pairing: not paired")
+		}
+	})
+}
+
+// TestOlderInviter: an inviter running the previous peerline says
+// Committed without naming the pairing. The joiner pairs (both keep the
+// peer, the invite is used) but does not take that Committed: it keeps
+// confirming, and says that the inviter should be updated. Once it is,
+// the next Committed ends the join.
+func TestOlderInviter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := newNet(t)
+		a, b := newNode(t, n, "A"), newNode(t, n, "B")
+		defer func() { a.kill(); b.kill() }()
+		a.oldWire.Store(true)
+		if r := <-startJoin(b, invitation(t, a, false)); r.err != nil {
+			t.Fatalf("join: %v", r.err)
+		}
+		time.Sleep(2 * AcceptFor)
+		synctest.Wait()
+		if !a.hasPeer(b.pub()) || !b.hasPeer(a.pub()) || !a.pr().Store().UsedBy(time.Now(), b.pub()) {
+			t.Fatal("not paired")
+		}
+		pr := b.pr()
+		pr.mu.Lock()
+		j := pr.joins[a.pub()]
+		var unbound int
+		var ph phase = -1
+		if j != nil {
+			unbound, ph = j.unbound, j.phase
+		}
+		pr.mu.Unlock()
+		if ph != phaseCommitted || unbound < unboundWarn {
+			t.Fatalf("the joiner's join is in phase %v after %d Committed hellos without ack; want it still confirming, past %d", ph, unbound, unboundWarn)
+		}
+		a.oldWire.Store(false)
+		if !settled(t, a, b) {
+			t.Fatal("not paired after the inviter's update")
+		}
+	})
+}
+
 // TestLateConfirmAfterRemove: a copy of the joiner's confirmation that
 // arrives after both users removed the pairing (it rode in a Connect box
 // the server delivered late) must not pair them again, and must not spoil

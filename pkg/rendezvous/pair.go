@@ -2,7 +2,6 @@ package rendezvous
 
 import (
 	"crypto/cipher"
-	"crypto/rand"
 	"encoding/binary"
 	"fmt"
 
@@ -24,9 +23,8 @@ type PairMsg struct {
 const (
 	// MaxPairData bounds PairMsg.Data; a Hello is at most 84 bytes.
 	MaxPairData = 128
-	pairHdrLen  = HeaderLen + nodekey.Len + NonceLen
 	// MinPairLen and MaxPairLen bound a pair datagram.
-	MinPairLen = pairHdrLen + 8 + TagLen
+	MinPairLen = directHdrLen + 8 + TagLen
 	MaxPairLen = MinPairLen + MaxPairData
 	labelPair  = "peerline rendezvous v1 pair"
 )
@@ -36,30 +34,19 @@ func AppendPair(dst []byte, aead cipher.AEAD, recipient nodekey.Key, m PairMsg) 
 	if len(m.Data) > MaxPairData {
 		return dst, fmt.Errorf("rendezvous: pair data of %d bytes, at most %d", len(m.Data), MaxPairData)
 	}
-	var nonce [NonceLen]byte
-	if _, err := rand.Read(nonce[:]); err != nil {
-		return dst, fmt.Errorf("rendezvous: nonce: %w", err)
-	}
-	start := len(dst)
-	dst = AppendHeader(dst, TypePair)
-	dst = append(dst, m.Sender[:]...)
-	dst = append(dst, nonce[:]...)
-	ad := pairAD(dst[start:start+HeaderLen+nodekey.Len], recipient)
 	plain := make([]byte, 8, 8+len(m.Data))
 	binary.BigEndian.PutUint64(plain, uint64(m.Time))
 	plain = append(plain, m.Data...)
-	return aead.Seal(dst, nonce[:], plain, ad), nil
+	return sealDirect(dst, aead, labelPair, TypePair, m.Sender, recipient, plain)
 }
 
 // PairSender returns the claimed sender of a pair datagram without opening
 // it, so the receiver can pick the key to open it with.
 func PairSender(b []byte) (nodekey.Key, bool) {
-	var k nodekey.Key
 	if len(b) < MinPairLen || len(b) > MaxPairLen || b[0] != Magic || b[1] != Version || b[3] != 0 || Type(b[2]) != TypePair {
-		return k, false
+		return nodekey.Key{}, false
 	}
-	copy(k[:], b[HeaderLen:])
-	return k, true
+	return directSender(b), true
 }
 
 // OpenPair opens a pair datagram that its sender sealed for recipient with
@@ -69,19 +56,9 @@ func OpenPair(b []byte, aead cipher.AEAD, recipient nodekey.Key) (PairMsg, error
 	if !ok {
 		return PairMsg{}, ErrMalformed
 	}
-	hdr := HeaderLen + nodekey.Len
-	plain, err := aead.Open(nil, b[hdr:hdr+NonceLen], b[pairHdrLen:], pairAD(b[:hdr], recipient))
+	plain, err := openDirect(nil, b, aead, labelPair, recipient)
 	if err != nil {
-		return PairMsg{}, ErrAuth
+		return PairMsg{}, err
 	}
 	return PairMsg{Sender: sender, Time: int64(binary.BigEndian.Uint64(plain)), Data: plain[8:]}, nil
-}
-
-// pairAD binds the label, the header, the sender and the recipient.
-func pairAD(headerAndSender []byte, recipient nodekey.Key) []byte {
-	var ad [len(labelPair) + HeaderLen + 2*nodekey.Len]byte
-	n := copy(ad[:], labelPair)
-	n += copy(ad[n:], headerAndSender)
-	copy(ad[n:], recipient[:])
-	return ad[:]
 }

@@ -34,7 +34,7 @@ type Probe struct {
 const (
 	probePlainLen = 12 + 8
 	// ProbeLen is the size of every probe datagram.
-	ProbeLen   = HeaderLen + nodekey.Len + NonceLen + probePlainLen + TagLen
+	ProbeLen   = directHdrLen + probePlainLen + TagLen
 	labelProbe = "peerline rendezvous v1 probe"
 )
 
@@ -49,10 +49,6 @@ func NewTxID() ([12]byte, error) {
 
 // AppendProbe appends p, sealed for recipient, to dst.
 func AppendProbe(dst []byte, aead cipher.AEAD, recipient nodekey.Key, p Probe) ([]byte, error) {
-	var nonce [NonceLen]byte
-	if _, err := rand.Read(nonce[:]); err != nil {
-		return dst, fmt.Errorf("rendezvous: nonce: %w", err)
-	}
 	t := TypeProbe
 	switch {
 	case p.Bye:
@@ -60,54 +56,37 @@ func AppendProbe(dst []byte, aead cipher.AEAD, recipient nodekey.Key, p Probe) (
 	case p.Reply:
 		t = TypeProbeReply
 	}
-	start := len(dst)
-	dst = AppendHeader(dst, t)
-	dst = append(dst, p.Sender[:]...)
-	dst = append(dst, nonce[:]...)
-	ad := probeAD(dst[start:start+HeaderLen+nodekey.Len], recipient)
 	var plain [probePlainLen]byte
 	copy(plain[:], p.TxID[:])
 	binary.BigEndian.PutUint64(plain[12:], uint64(p.Time))
-	return aead.Seal(dst, nonce[:], plain[:], ad), nil
+	return sealDirect(dst, aead, labelProbe, t, p.Sender, recipient, plain[:])
 }
 
 // ProbeSender returns the claimed sender of a probe datagram without
 // opening it, so the receiver can pick the key to open it with.
 func ProbeSender(b []byte) (nodekey.Key, bool) {
-	var k nodekey.Key
 	if len(b) != ProbeLen || b[0] != Magic || b[1] != Version || b[3] != 0 ||
 		(Type(b[2]) != TypeProbe && Type(b[2]) != TypeProbeReply && Type(b[2]) != TypeBye) {
-		return k, false
+		return nodekey.Key{}, false
 	}
-	copy(k[:], b[HeaderLen:])
-	return k, true
+	return directSender(b), true
 }
 
 // OpenProbe opens a probe datagram that its sender sealed for recipient
-// with aead (PeerAEAD of the two).
+// with aead (PeerAEAD of the two). The label and the header in the
+// associated data keep a probe from passing as a reply.
 func OpenProbe(b []byte, aead cipher.AEAD, recipient nodekey.Key) (Probe, error) {
 	sender, ok := ProbeSender(b)
 	if !ok {
 		return Probe{}, ErrMalformed
 	}
-	hdr := HeaderLen + nodekey.Len
-	nonce := b[hdr : hdr+NonceLen]
-	var plain [probePlainLen]byte
-	if _, err := aead.Open(plain[:0], nonce, b[hdr+NonceLen:], probeAD(b[:hdr], recipient)); err != nil {
-		return Probe{}, ErrAuth
+	var buf [probePlainLen]byte
+	plain, err := openDirect(buf[:0], b, aead, labelProbe, recipient)
+	if err != nil {
+		return Probe{}, err
 	}
 	p := Probe{Sender: sender, Reply: Type(b[2]) == TypeProbeReply, Bye: Type(b[2]) == TypeBye}
 	copy(p.TxID[:], plain[:12])
 	p.Time = int64(binary.BigEndian.Uint64(plain[12:]))
 	return p, nil
-}
-
-// probeAD binds the label, the header (so a probe cannot pass as a reply),
-// the sender and the recipient.
-func probeAD(headerAndSender []byte, recipient nodekey.Key) []byte {
-	var ad [len(labelProbe) + HeaderLen + 2*nodekey.Len]byte
-	n := copy(ad[:], labelProbe)
-	n += copy(ad[n:], headerAndSender)
-	copy(ad[n:], recipient[:])
-	return ad[:]
 }

@@ -1,4 +1,4 @@
-package node
+package pairing
 
 import (
 	"context"
@@ -8,7 +8,6 @@ import (
 
 	"github.com/peerline/peerline/pkg/control"
 	"github.com/peerline/peerline/pkg/invite"
-	"github.com/peerline/peerline/pkg/nodekey"
 )
 
 // Short codes. A version-2 code holds one rendezvous server's address, the
@@ -16,24 +15,24 @@ import (
 // every server with its key) is a blob sealed with a key derived from the
 // secret, stored on the servers under an ID derived from it (package
 // invite). The servers learn nothing from it and cannot forge it; the
-// joiner fetches it from the server the code names and opens it. If no
-// server takes the blob, the invite is printed in its long form, which
-// needs nothing stored anywhere.
+// joiner fetches it from the server the code names and opens it
+// (fetchInvite). If no server takes the blob, the invite is given in its
+// long form, which needs nothing stored anywhere.
 
 // storeWait bounds storing a new invite's blob on the servers.
 const storeWait = 5 * time.Second
 
-// invite makes an invite and returns its short code, or its long one when
+// Invite makes an invite and returns its short code, or its long one when
 // no server the short code could name has stored the blob.
-func (nd *node) invite(ctx context.Context, ttl time.Duration) (control.InviteResult, error) {
-	iv, err := nd.pair.Create(ttl)
+func (pr *Pairing) Invite(ctx context.Context, ttl time.Duration) (control.InviteResult, error) {
+	iv, err := pr.Create(ttl)
 	if err != nil {
 		return control.InviteResult{}, err
 	}
 	res := control.InviteResult{Code: iv.Code(), URI: iv.URI(), ID: iv.ID(), Expires: iv.Expires, LongCode: iv.Code(), LongURI: iv.URI()}
-	short, err := nd.storeInvite(ctx, &iv)
+	short, err := pr.storeInvite(ctx, &iv)
 	if !short {
-		nd.log.Warn("no rendezvous server stored the invite; giving the long code", "invite", iv.ID(), "err", err)
+		pr.log.Warn("no rendezvous server stored the invite; giving the long code", "invite", iv.ID(), "err", err)
 		res.Note = fmt.Sprintf("this is the long form of the code: no rendezvous server took the short form (%v)", err)
 		return res, nil
 	}
@@ -44,16 +43,15 @@ func (nd *node) invite(ctx context.Context, ttl time.Duration) (control.InviteRe
 // storeInvite seals iv's blob and stores it on every server; it reports
 // whether a server that stored it now comes first in iv.Servers, the one
 // the short code names.
-func (nd *node) storeInvite(ctx context.Context, iv *invite.Invite) (bool, error) {
+func (pr *Pairing) storeInvite(ctx context.Context, iv *invite.Invite) (bool, error) {
+	if pr.opt.PutInvite == nil {
+		return false, errors.New("this node stores no invites on servers")
+	}
 	blob, err := invite.SealBlob(*iv)
 	if err != nil {
 		return false, err
 	}
-	paths, err := nd.pathManager(ctx)
-	if err != nil {
-		return false, err
-	}
-	stored, err := paths.PutInvite(ctx, invite.BlobID(iv.Secret), iv.Expires, blob, storeWait)
+	stored, err := pr.opt.PutInvite(ctx, invite.BlobID(iv.Secret), iv.Expires, blob, storeWait)
 	if err != nil {
 		return false, err
 	}
@@ -68,28 +66,30 @@ func (nd *node) storeInvite(ctx context.Context, iv *invite.Invite) (bool, error
 	return false, errors.New("the server that stored it is not among the invite's servers")
 }
 
+// Revoke withdraws the pending invite id (Store.Revoke) and deletes its
+// short form from the servers.
+func (pr *Pairing) Revoke(id string) error {
+	if err := pr.store.Revoke(time.Now(), id); err != nil {
+		return err
+	}
+	if blob, ok := pr.store.BlobID(id); ok {
+		pr.forgetInvite(blob)
+	}
+	return nil
+}
+
 // forgetInvite deletes an invite's blob from the servers, in the
 // background: it is tidiness (the servers drop it at its expiry anyway), and
 // what makes a used or revoked short code fail at once for a third Pi.
-func (nd *node) forgetInvite(blobID [16]byte) {
+func (pr *Pairing) forgetInvite(blobID [16]byte) {
+	if pr.opt.PutInvite == nil {
+		return
+	}
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), storeWait)
 		defer cancel()
-		paths, err := nd.pathManager(ctx)
-		if err == nil {
-			_, err = paths.PutInvite(ctx, blobID, time.Time{}, nil, storeWait)
-		}
-		if err != nil {
-			nd.log.Debug("deleting an invite's short form from the servers", "err", err)
+		if _, err := pr.opt.PutInvite(ctx, blobID, time.Time{}, nil, storeWait); err != nil {
+			pr.log.Debug("deleting an invite's short form from the servers", "err", err)
 		}
 	}()
-}
-
-// sendPair sends pairing data to a peer on its path (pkg/pairing).
-func (nd *node) sendPair(ctx context.Context, peer nodekey.Key, data []byte) error {
-	paths, err := nd.pathManager(ctx)
-	if err != nil {
-		return err
-	}
-	return paths.SendPair(ctx, peer, data)
 }
