@@ -26,7 +26,6 @@ import (
 	"golang.org/x/net/ipv4"
 
 	"github.com/peerline/peerline/pkg/config"
-	"github.com/peerline/peerline/pkg/firewall"
 	"github.com/peerline/peerline/pkg/lab"
 	"github.com/peerline/peerline/pkg/labtest"
 	"github.com/peerline/peerline/pkg/numplan"
@@ -46,8 +45,10 @@ import (
 // addresses cannot cross it (WireGuard routes only the wire prefixes, and
 // the far firewall forwards only to 10.0.s.1), so on that network the
 // phones send in wire form themselves, 10.255.1.1 -> 10.254.1.1, along
-// routes (and one firewall rule, in the position of the one it stands for)
-// that benchPlainRoutes adds. Everything else, processes, links, MTU, is
+// routes that benchPlainRoutes adds; the daemons' firewalls name the wire
+// plan in the place of the local one (firewall.Node.NoRewrite), rule for
+// rule, so a packet meets as many rules as on the network with the
+// rewriter. Everything else, processes, links, MTU, is
 // the same on both networks. Capacity is measured on one network after the
 // other, latency on both at once.
 
@@ -337,34 +338,7 @@ func benchPlainRoutes(ctx context.Context, n *Network) error {
 			return fmt.Errorf("plain network: %w", err)
 		}
 	}
-	return benchPlainFirewall(ctx, bn.Namespace(bi), bn.Device(bi), dst)
-}
-
-var nftHandle = regexp.MustCompile(`iifname "` + config.VethInNamespace + `" accept # handle (\d+)`)
-
-// benchPlainFirewall lets UDP to phone B's wire address through the far
-// tunnel namespace's firewall, in the place of the rule that forwards to
-// 10.0.s.1 (right after the veth rule), so a packet is matched after as
-// many rules as on the network with the rewriter.
-func benchPlainFirewall(ctx context.Context, ns, dev, dst string) error {
-	nft := func(args ...string) (string, error) {
-		out, err := exec.CommandContext(ctx, "nsenter", append([]string{"--net=/run/netns/" + ns, "--", "nft"}, args...)...).CombinedOutput()
-		if err != nil {
-			return "", fmt.Errorf("nft %s in %s: %w: %s", strings.Join(args, " "), ns, err, out)
-		}
-		return string(out), nil
-	}
-	out, err := nft("-a", "list", "chain", "inet", firewall.Table, "forward")
-	if err != nil {
-		return err
-	}
-	m := nftHandle.FindStringSubmatch(out)
-	if m == nil {
-		return fmt.Errorf("plain network: no veth rule in the forward chain of %s:\n%s", ns, out)
-	}
-	_, err = nft("add", "rule", "inet", firewall.Table, "forward", "position", m[1],
-		"iifname", dev, "oifname", config.VethInNamespace, "ip", "daddr", dst, "meta", "l4proto", "udp", "accept")
-	return err
+	return nil
 }
 
 // open makes the sockets: one per flow on the sending phone, one on the
