@@ -739,7 +739,7 @@ func BenchmarkRewriteLabCalls(b *testing.B) {
 	// Each level takes about twice its set-up time plus the hold.
 	var budget time.Duration
 	for c := step; c <= limit; c += step {
-		budget += 2*time.Duration(c)*time.Second/benchCallRate + benchHold + 15*time.Second
+		budget += 2*time.Duration(c)*time.Second/benchCallRate + benchHold + 20*time.Second
 	}
 	ctx, cancel := context.WithTimeout(b.Context(), budget+2*time.Minute)
 	defer cancel()
@@ -861,7 +861,9 @@ func benchCallLevel(ctx context.Context, n *Network, dir string, scen [2]string,
 	}
 	defer uac.Stop(5 * time.Second)
 	c.uac = benchWait(ctx, uac, timeout+10*time.Second)
-	c.uas = benchWait(ctx, uas, 10*time.Second)
+	// The callee keeps each call 5 s after its BYE's 200, to answer a
+	// retransmitted BYE (calls_uas.xml).
+	c.uas = benchWait(ctx, uas, 15*time.Second)
 	// Echoes still on their way when the last BYE went.
 	time.Sleep(500 * time.Millisecond)
 	c.busy, c.load1 = load.stop()
