@@ -84,19 +84,26 @@ type Peer struct {
 	// Lines are the local lines s whose phones (10.0.s.1) the peer may
 	// reach.
 	Lines []int
+	// NoRewrite: see Node.NoRewrite. The peer's phones appear as 10.255.s.p
+	// and reach ours at 10.254.s.1.
+	NoRewrite bool
 }
 
 // PeerRules returns the ruleset for a peer namespace.
 func PeerRules(p Peer) string {
 	var b strings.Builder
 	header(&b)
+	peer, ours := numplan.NodePrefix(uint8(p.Index)), uint8(0)
+	if p.NoRewrite {
+		peer, ours = wireSender, numplan.WireReceiver
+	}
 	fmt.Fprintf(&b, `	chain forward {
 		type filter hook forward priority filter; policy drop;
 		iifname %[1]q ip saddr != %[3]s drop
 		ct state established,related accept
 		iifname %[2]q accept
-`, p.Tunnel, p.ToPhones, numplan.NodePrefix(uint8(p.Index)))
-	if phones := phoneSet(p.Lines); phones != "" {
+`, p.Tunnel, p.ToPhones, peer)
+	if phones := phoneSet(p.Lines, ours); phones != "" {
 		fmt.Fprintf(&b, `		iifname %[1]q oifname %[2]q ip daddr %[3]s meta l4proto udp accept
 		iifname %[1]q oifname %[2]q ip daddr %[3]s icmp type echo-request accept
 		iifname %[1]q oifname %[2]q ip daddr %[3]s meta l4proto tcp reject with tcp reset
@@ -127,7 +134,20 @@ type Node struct {
 	VethPrefix string
 	// Internet lets the phones reach the uplink, masqueraded.
 	Internet bool
+	// NoRewrite is for tunnels without the rewriter (supervisor's
+	// Options.NoRewrite, which the lab benchmark compares the rewriter
+	// with): the addresses of our plan cannot cross such a tunnel, so its
+	// phones send in wire form themselves, 10.255.s.p to 10.254.s.p, and
+	// the rules between phones and tunnels name the wire plan where they
+	// otherwise name ours and the peer's (the peer's phones as 10.255.s.p,
+	// ours as 10.254.s.1), rule for rule, so that a packet meets as many
+	// as with the rewriter.
+	NoRewrite bool
 }
+
+// wireSender is 10.255.0.0/16: inside a tunnel, the phones and Pi of the
+// packet's sender.
+var wireSender = numplan.NodePrefix(numplan.WireSender)
 
 // NodeRules returns the ruleset for the node's namespace.
 func NodeRules(n Node) string {
@@ -144,15 +164,24 @@ func NodeRules(n Node) string {
 		// refused here, at once, not left to time out at the far end.
 		fmt.Fprintf(&b, "\t\tiifname %q oifname %q meta l4proto tcp reject with tcp reset\n", n.PhonePort, veths)
 	}
-	phones := phoneSet(n.Lines)
+	// A phone's packets toward peer i go from our plan to the peer's, and
+	// the peer's come back from its plan to our phones: in wire form
+	// (10.255 -> 10.254) both ways when there is no rewriter.
+	phones, from := phoneSet(n.Lines, 0), localPlan
+	if n.NoRewrite {
+		phones, from = phoneSet(n.Lines, numplan.WireReceiver), wireSender
+	}
 	for _, i := range slices.Sorted(slices.Values(n.Peers)) {
 		veth := n.VethPrefix + strconv.Itoa(i)
-		node := numplan.NodePrefix(uint8(i))
-		fmt.Fprintf(&b, "\t\tiifname %q oifname %q ip saddr %s ip daddr %s accept\n", n.PhonePort, veth, localPlan, node)
+		to, back := numplan.NodePrefix(uint8(i)), numplan.NodePrefix(uint8(i))
+		if n.NoRewrite {
+			to, back = numplan.NodePrefix(numplan.WireReceiver), wireSender
+		}
+		fmt.Fprintf(&b, "\t\tiifname %q oifname %q ip saddr %s ip daddr %s accept\n", n.PhonePort, veth, from, to)
 		if phones != "" {
 			fmt.Fprintf(&b, `		iifname %[1]q oifname %[2]q ip saddr %[3]s ip daddr %[4]s meta l4proto udp accept
 		iifname %[1]q oifname %[2]q ip saddr %[3]s ip daddr %[4]s icmp type echo-request accept
-`, veth, n.PhonePort, node, phones)
+`, veth, n.PhonePort, back, phones)
 		}
 	}
 	if n.Internet {
@@ -182,13 +211,13 @@ func header(b *strings.Builder) {
 	fmt.Fprintf(b, "table inet %[1]s\ndelete table inet %[1]s\ntable inet %[1]s {\n", Table)
 }
 
-// phoneSet is the nft set of the phones of lines, "" for none (nft has no
-// empty anonymous set).
-func phoneSet(lines []int) string {
+// phoneSet is the nft set of the phones of lines, 10.node.s.1 (node 0:
+// ours), "" for none (nft has no empty anonymous set).
+func phoneSet(lines []int, node uint8) string {
 	var addrs []netip.Addr
 	for _, s := range slices.Sorted(slices.Values(lines)) {
 		if numplan.ValidLine(s) {
-			addrs = append(addrs, numplan.Phone(0, uint8(s)))
+			addrs = append(addrs, numplan.Phone(node, uint8(s)))
 		}
 	}
 	if len(addrs) == 0 {

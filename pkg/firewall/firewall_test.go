@@ -39,6 +39,8 @@ func TestPeerRules(t *testing.T) {
 		{"peer-7-lines-1-2.nft", Peer{Index: 7, Tunnel: "pl7", ToPhones: "veth0", Lines: []int{2, 1}}},
 		// A node without lines serves no phone: nothing may come in.
 		{"peer-7-no-lines.nft", Peer{Index: 7, Tunnel: "pl7", ToPhones: "veth0"}},
+		// The lab benchmark's tunnel without the rewriter: wire form.
+		{"peer-7-no-rewrite.nft", Peer{Index: 7, Tunnel: "pl7", ToPhones: "veth0", Lines: []int{2, 1}, NoRewrite: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.golden, func(t *testing.T) {
@@ -57,6 +59,7 @@ func TestNodeRules(t *testing.T) {
 		{"node-default.nft", Node{PhonePort: "eth0", Lines: []int{1, 2}, Peers: []int{9, 7}, VethPrefix: "plv"}},
 		{"node-internet.nft", Node{PhonePort: "eth0", Lines: []int{1}, Peers: []int{7}, VethPrefix: "plv", Internet: true}},
 		{"node-bare.nft", Node{PhonePort: "eth0", VethPrefix: "plv"}},
+		{"node-no-rewrite.nft", Node{PhonePort: "eth0", Lines: []int{1, 2}, Peers: []int{9, 7}, VethPrefix: "plv", NoRewrite: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.golden, func(t *testing.T) {
@@ -67,6 +70,40 @@ func TestNodeRules(t *testing.T) {
 				t.Errorf("masquerade in rules = %v, want %v (phones.internet)", masq, tt.node.Internet)
 			}
 		})
+	}
+}
+
+// TestNoRewriteRules: without the rewriter the rules are the same rules,
+// one for one, with the wire plan where ours and the peer's were, so that
+// the benchmark's tunnel without the rewriter passes exactly what the one
+// with it passes, after as many rules.
+func TestNoRewriteRules(t *testing.T) {
+	node := Node{PhonePort: "eth0", Lines: []int{1, 2}, Peers: []int{9, 7}, VethPrefix: "plv"}
+	wl := strings.Split(NodeRules(node), "\n")
+	node.NoRewrite = true
+	nl := strings.Split(NodeRules(node), "\n")
+	if len(wl) != len(nl) {
+		t.Fatalf("node rules: %d lines with the rewriter, %d without", len(wl), len(nl))
+	}
+	for k := range wl {
+		// Toward a peer the local plan is the wire sender; back from
+		// it, the peer's plan is.
+		want := wl[k]
+		if strings.Contains(want, `oifname "eth0"`) && strings.Contains(want, `iifname "plv`) {
+			want = strings.NewReplacer("10.7.0.0/16", "10.255.0.0/16", "10.9.0.0/16", "10.255.0.0/16", "10.0.1.1", "10.254.1.1", "10.0.2.1", "10.254.2.1").Replace(want)
+		} else if strings.Contains(want, `oifname "plv`) && strings.Contains(want, "ip daddr") {
+			want = strings.NewReplacer("10.0.0.0/16", "10.255.0.0/16", "10.7.0.0/16", "10.254.0.0/16", "10.9.0.0/16", "10.254.0.0/16").Replace(want)
+		}
+		if nl[k] != want {
+			t.Errorf("node rule %d without the rewriter = %q, want %q", k, nl[k], want)
+		}
+	}
+	peer := Peer{Index: 7, Tunnel: "pl7", ToPhones: "veth0", Lines: []int{1, 2}}
+	pw := PeerRules(peer)
+	peer.NoRewrite = true
+	pn := PeerRules(peer)
+	if want := strings.NewReplacer("10.7.0.0/16", "10.255.0.0/16", "10.0.1.1", "10.254.1.1", "10.0.2.1", "10.254.2.1").Replace(pw); pn != want {
+		t.Errorf("peer rules without the rewriter =\n%s\nwant\n%s", pn, want)
 	}
 }
 
@@ -89,14 +126,16 @@ func checkCommon(t *testing.T, rules string) {
 func TestPhoneSet(t *testing.T) {
 	for _, tt := range []struct {
 		lines []int
+		node  uint8
 		want  string
 	}{
-		{nil, ""},
-		{[]int{0, 255, -1}, ""},
-		{[]int{3, 1, 254}, "{ 10.0.1.1, 10.0.3.1, 10.0.254.1 }"},
+		{nil, 0, ""},
+		{[]int{0, 255, -1}, 0, ""},
+		{[]int{3, 1, 254}, 0, "{ 10.0.1.1, 10.0.3.1, 10.0.254.1 }"},
+		{[]int{3, 1}, 254, "{ 10.254.1.1, 10.254.3.1 }"},
 	} {
-		if got := phoneSet(tt.lines); got != tt.want {
-			t.Errorf("phoneSet(%v) = %q, want %q", tt.lines, got, tt.want)
+		if got := phoneSet(tt.lines, tt.node); got != tt.want {
+			t.Errorf("phoneSet(%v, %d) = %q, want %q", tt.lines, tt.node, got, tt.want)
 		}
 	}
 }

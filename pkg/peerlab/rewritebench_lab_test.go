@@ -26,7 +26,6 @@ import (
 	"golang.org/x/net/ipv4"
 
 	"github.com/peerline/peerline/pkg/config"
-	"github.com/peerline/peerline/pkg/firewall"
 	"github.com/peerline/peerline/pkg/lab"
 	"github.com/peerline/peerline/pkg/labtest"
 	"github.com/peerline/peerline/pkg/numplan"
@@ -46,8 +45,10 @@ import (
 // addresses cannot cross it (WireGuard routes only the wire prefixes, and
 // the far firewall forwards only to 10.0.s.1), so on that network the
 // phones send in wire form themselves, 10.255.1.1 -> 10.254.1.1, along
-// routes (and one firewall rule, in the position of the one it stands for)
-// that benchPlainRoutes adds. Everything else, processes, links, MTU, is
+// routes that benchPlainRoutes adds; the daemons' firewalls name the wire
+// plan in the place of the local one (firewall.Node.NoRewrite), rule for
+// rule, so a packet meets as many rules as on the network with the
+// rewriter. Everything else, processes, links, MTU, is
 // the same on both networks. Capacity is measured on one network after the
 // other, latency on both at once.
 
@@ -337,34 +338,7 @@ func benchPlainRoutes(ctx context.Context, n *Network) error {
 			return fmt.Errorf("plain network: %w", err)
 		}
 	}
-	return benchPlainFirewall(ctx, bn.Namespace(bi), bn.Device(bi), dst)
-}
-
-var nftHandle = regexp.MustCompile(`iifname "` + config.VethInNamespace + `" accept # handle (\d+)`)
-
-// benchPlainFirewall lets UDP to phone B's wire address through the far
-// tunnel namespace's firewall, in the place of the rule that forwards to
-// 10.0.s.1 (right after the veth rule), so a packet is matched after as
-// many rules as on the network with the rewriter.
-func benchPlainFirewall(ctx context.Context, ns, dev, dst string) error {
-	nft := func(args ...string) (string, error) {
-		out, err := exec.CommandContext(ctx, "nsenter", append([]string{"--net=/run/netns/" + ns, "--", "nft"}, args...)...).CombinedOutput()
-		if err != nil {
-			return "", fmt.Errorf("nft %s in %s: %w: %s", strings.Join(args, " "), ns, err, out)
-		}
-		return string(out), nil
-	}
-	out, err := nft("-a", "list", "chain", "inet", firewall.Table, "forward")
-	if err != nil {
-		return err
-	}
-	m := nftHandle.FindStringSubmatch(out)
-	if m == nil {
-		return fmt.Errorf("plain network: no veth rule in the forward chain of %s:\n%s", ns, out)
-	}
-	_, err = nft("add", "rule", "inet", firewall.Table, "forward", "position", m[1],
-		"iifname", dev, "oifname", config.VethInNamespace, "ip", "daddr", dst, "meta", "l4proto", "udp", "accept")
-	return err
+	return nil
 }
 
 // open makes the sockets: one per flow on the sending phone, one on the
@@ -717,8 +691,9 @@ type benchCalls struct {
 	drops string
 	// latency is the time packets spent in the rewriters of both nodes
 	// during the level, both directions, as the rewriters measured it
-	// themselves (sampled; rewrite.Latency).
-	latency rewrite.Histogram
+	// themselves (sampled; rewrite.Latency); out and in are its two
+	// directions.
+	latency, out, in rewrite.Histogram
 }
 
 func loss(tx, rx uint64) float64 {
@@ -765,7 +740,7 @@ func BenchmarkRewriteLabCalls(b *testing.B) {
 	// Each level takes about twice its set-up time plus the hold.
 	var budget time.Duration
 	for c := step; c <= limit; c += step {
-		budget += 2*time.Duration(c)*time.Second/benchCallRate + benchHold + 15*time.Second
+		budget += 2*time.Duration(c)*time.Second/benchCallRate + benchHold + 20*time.Second
 	}
 	ctx, cancel := context.WithTimeout(b.Context(), budget+2*time.Minute)
 	defer cancel()
@@ -781,7 +756,7 @@ func BenchmarkRewriteLabCalls(b *testing.B) {
 	passed, knee := 0, 0
 	// The rewriter's own latency under the heaviest load that held (or,
 	// if none did, the first level's).
-	var lat rewrite.Histogram
+	var lat benchCalls
 	latCalls := 0
 	for calls := step; calls <= limit; calls += step {
 		c, err := benchCallLevel(ctx, n, l.Dir(), scen, calls)
@@ -789,11 +764,12 @@ func BenchmarkRewriteLabCalls(b *testing.B) {
 			benchFatal(b, err)
 		}
 		why := c.failure()
-		benchf("%4d calls: %-4s RTP caller->callee %d/%d (loss %.4f%%), back %d/%d (loss %.4f%%), %d expected; machine %.0f%% busy, load %.2f; kernel drops: %s; in the rewriters %d packets timed, p50 %d ns, p99 %d ns, p99.9 %d ns %s",
+		benchf("%4d calls: %-4s RTP caller->callee %d/%d (loss %.4f%%), back %d/%d (loss %.4f%%), %d expected; machine %.0f%% busy, load %.2f; kernel drops: %s; in the rewriters %d packets timed, p50 %d ns, p99 %d ns, p99.9 %d ns (outbound p50 %d ns p99 %d ns, inbound p50 %d ns p99 %d ns) %s",
 			calls, map[bool]string{true: "ok", false: "FAIL"}[why == ""], c.rxAB, c.txAB, 100*loss(c.txAB, c.rxAB), c.rxBA, c.txBA, 100*loss(c.txBA, c.rxBA), c.expect, c.busy*100, c.load1, c.drops,
-			c.latency.Packets(), c.latency.Quantile(0.5).Nanoseconds(), c.latency.Quantile(0.99).Nanoseconds(), c.latency.Quantile(0.999).Nanoseconds(), why)
+			c.latency.Packets(), c.latency.Quantile(0.5).Nanoseconds(), c.latency.Quantile(0.99).Nanoseconds(), c.latency.Quantile(0.999).Nanoseconds(),
+			c.out.Quantile(0.5).Nanoseconds(), c.out.Quantile(0.99).Nanoseconds(), c.in.Quantile(0.5).Nanoseconds(), c.in.Quantile(0.99).Nanoseconds(), why)
 		if why == "" || latCalls == 0 {
-			lat, latCalls = c.latency, calls
+			lat, latCalls = c, calls
 		}
 		if why != "" {
 			knee = calls
@@ -801,15 +777,18 @@ func BenchmarkRewriteLabCalls(b *testing.B) {
 		}
 		passed = calls
 	}
-	if lat.Packets() == 0 {
+	if lat.latency.Packets() == 0 {
 		benchFatal(b, errors.New("the rewriters timed no packet: is the latency histogram in the daemon's status (rewrite_latency)?"))
 	}
-	benchf("in the rewriters at %d calls: %d packets timed, p50 %d ns, p99 %d ns (goal <= 2000 ns)",
-		latCalls, lat.Packets(), lat.Quantile(0.5).Nanoseconds(), lat.Quantile(0.99).Nanoseconds())
-	b.ReportMetric(float64(lat.Quantile(0.5).Nanoseconds()), "rewriter_ns_p50")
-	b.ReportMetric(float64(lat.Quantile(0.99).Nanoseconds()), "rewriter_ns_p99")
-	b.ReportMetric(float64(lat.Quantile(0.999).Nanoseconds()), "rewriter_ns_p999")
-	b.ReportMetric(float64(lat.Packets()), "rewriter_ns_packets")
+	benchf("in the rewriters at %d calls (machine load %.2f): %d packets timed, p50 %d ns, p99 %d ns (goal <= 2000 ns)",
+		latCalls, lat.load1, lat.latency.Packets(), lat.latency.Quantile(0.5).Nanoseconds(), lat.latency.Quantile(0.99).Nanoseconds())
+	b.ReportMetric(float64(lat.latency.Quantile(0.5).Nanoseconds()), "rewriter_ns_p50")
+	b.ReportMetric(float64(lat.latency.Quantile(0.99).Nanoseconds()), "rewriter_ns_p99")
+	b.ReportMetric(float64(lat.latency.Quantile(0.999).Nanoseconds()), "rewriter_ns_p999")
+	b.ReportMetric(float64(lat.out.Quantile(0.99).Nanoseconds()), "rewriter_ns_p99_outbound")
+	b.ReportMetric(float64(lat.in.Quantile(0.99).Nanoseconds()), "rewriter_ns_p99_inbound")
+	b.ReportMetric(lat.load1, "rewriter_ns_load1")
+	b.ReportMetric(float64(lat.latency.Packets()), "rewriter_ns_packets")
 	b.ReportMetric(float64(latCalls), "rewriter_ns_calls")
 	if knee == 0 {
 		benchf("no knee up to %d calls (REWRITE_LAB_MAX_CALLS)", limit)
@@ -887,7 +866,9 @@ func benchCallLevel(ctx context.Context, n *Network, dir string, scen [2]string,
 	}
 	defer uac.Stop(5 * time.Second)
 	c.uac = benchWait(ctx, uac, timeout+10*time.Second)
-	c.uas = benchWait(ctx, uas, 10*time.Second)
+	// The callee keeps each call 5 s after its BYE's 200, to answer a
+	// retransmitted BYE (calls_uas.xml).
+	c.uas = benchWait(ctx, uas, 15*time.Second)
 	// Echoes still on their way when the last BYE went.
 	time.Sleep(500 * time.Millisecond)
 	c.busy, c.load1 = load.stop()
@@ -906,7 +887,9 @@ func benchCallLevel(ctx context.Context, n *Network, dir string, scen [2]string,
 	if err != nil {
 		return c, err
 	}
-	c.latency = latAfter.Sub(latBefore)
+	c.out = latAfter.Outbound.Sub(latBefore.Outbound)
+	c.in = latAfter.Inbound.Sub(latBefore.Inbound)
+	c.latency = c.out.Add(c.in)
 	for _, v := range []struct {
 		h    *lab.Host
 		name string
@@ -920,10 +903,10 @@ func benchCallLevel(ctx context.Context, n *Network, dir string, scen [2]string,
 }
 
 // benchRewriterLatency is the rewriters' latency histograms of both nodes,
-// every tunnel and both directions merged, from a status written after
-// now.
-func benchRewriterLatency(ctx context.Context, n *Network) (rewrite.Histogram, error) {
-	var h rewrite.Histogram
+// every tunnel merged, by direction (outbound: read from the TUN, toward
+// the peer; inbound: written to it), from a status written after now.
+func benchRewriterLatency(ctx context.Context, n *Network) (rewrite.Latency, error) {
+	var h rewrite.Latency
 	now := time.Now()
 	for _, node := range []*Node{n.A, n.B} {
 		st, err := node.StatusSince(ctx, now)
@@ -934,7 +917,8 @@ func benchRewriterLatency(ctx context.Context, n *Network) (rewrite.Histogram, e
 			if p.RewriteLatency == nil {
 				return h, fmt.Errorf("node %s: tunnel %d has no rewrite_latency in its status", node.Name, p.Index)
 			}
-			h = h.Add(p.RewriteLatency.Outbound).Add(p.RewriteLatency.Inbound)
+			h.Outbound = h.Outbound.Add(p.RewriteLatency.Outbound)
+			h.Inbound = h.Inbound.Add(p.RewriteLatency.Inbound)
 		}
 	}
 	return h, nil

@@ -184,21 +184,24 @@ func TestDeviceStats(t *testing.T) {
 }
 
 func TestDeviceMediaPackets(t *testing.T) {
-	inner := newFakeTUN(rtpLocalA, atAlice.fromAlice(inviteTmpl), rtpLocalA)
+	// Line 2's phone, both ways: its count is the sum of the directions'.
+	line2Out := udp4("10.0.2.1", "10.7.1.1", 10002, 20000, rtpLocalA[28:])
+	line2In := udp4("10.255.1.1", "10.254.2.1", 20000, 10002, rtpLocalA[28:])
+	inner := newFakeTUN(rtpLocalA, atAlice.fromAlice(inviteTmpl), rtpLocalA, line2Out)
 	d := Wrap(inner, bobAtAlice, nil)
-	bufs := make([][]byte, 3)
+	bufs := make([][]byte, 4)
 	for i := range bufs {
 		bufs[i] = make([]byte, 2048)
 	}
-	if n, err := d.Read(bufs, make([]int, 3), testOffset); n != 3 || err != nil {
-		t.Fatalf("Read() = %d, %v, want 3, nil", n, err)
+	if n, err := d.Read(bufs, make([]int, 4), testOffset); n != 4 || err != nil {
+		t.Fatalf("Read() = %d, %v, want 4, nil", n, err)
 	}
-	if _, err := d.Write([][]byte{bytes.Clone(rtpWire)}, 0); err != nil {
+	if _, err := d.Write([][]byte{bytes.Clone(rtpWire), line2In}, 0); err != nil {
 		t.Fatalf("Write() error %v", err)
 	}
-	// Two RTP packets out and one in for line 1's phone; the INVITE is
-	// signalling, not media.
-	for _, tt := range []struct{ line, want int }{{1, 3}, {2, 0}, {0, 0}, {-1, 0}, {300, 0}} {
+	// Two RTP packets out and one in for line 1's phone, one each way for
+	// line 2's; the INVITE is signalling, not media.
+	for _, tt := range []struct{ line, want int }{{1, 3}, {2, 2}, {3, 0}, {0, 0}, {-1, 0}, {255, 0}, {300, 0}} {
 		if got := d.MediaPackets(tt.line); got != uint64(tt.want) {
 			t.Errorf("MediaPackets(%d) = %d, want %d", tt.line, got, tt.want)
 		}

@@ -42,16 +42,18 @@ func (s *Supervisor) nodeRules() string {
 		Peers:      peers,
 		VethPrefix: s.names.VethPrefix(),
 		Internet:   s.cfg.Phones.Internet,
+		NoRewrite:  s.noRewrite,
 	})
 }
 
 // peerRules is the ruleset of peer p's namespace for the current lines.
 func (s *Supervisor) peerRules(p *peer) string {
 	return firewall.PeerRules(firewall.Peer{
-		Index:    p.cfg.Index,
-		Tunnel:   s.names.Device(p.cfg.Index),
-		ToPhones: config.VethInNamespace,
-		Lines:    s.wantLines(),
+		Index:     p.cfg.Index,
+		Tunnel:    s.names.Device(p.cfg.Index),
+		ToPhones:  config.VethInNamespace,
+		Lines:     s.wantLines(),
+		NoRewrite: s.noRewrite,
 	})
 }
 
