@@ -96,6 +96,9 @@ func (nd *node) manageHandlers() map[string]control.Handler {
 		control.CmdPhones: func(ctx context.Context, _ json.RawMessage) (any, error) {
 			return nd.phones(ctx)
 		},
+		control.CmdLines: func(ctx context.Context, _ json.RawMessage) (any, error) {
+			return nd.lines(ctx)
+		},
 		control.CmdInvite: func(ctx context.Context, raw json.RawMessage) (any, error) {
 			var a control.InviteArgs
 			if err := decodeArgs(raw, &a); err != nil {
@@ -330,8 +333,11 @@ func (nd *node) directory(ctx context.Context) (provision.Directory, error) {
 		return provision.Directory{}, err
 	}
 	d := provision.Directory{NodeName: cfg.Name, TimeZone: cfg.Phones.TimeZone}
+	if nd.sip != nil {
+		d.Password = nd.sipPassword
+	}
 	for _, l := range st.Lines {
-		d.Lines = append(d.Lines, provision.Line{Line: l})
+		d.Lines = append(d.Lines, provision.Line{Line: l, Label: cfg.LineLabels[l]})
 	}
 	for _, p := range cfg.Peers {
 		d.Peers = append(d.Peers, provision.Peer{Index: p.Index, Name: p.Name, Lines: p.Lines})
