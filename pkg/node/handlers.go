@@ -320,7 +320,22 @@ func (nd *node) snapshot(ctx context.Context) (statuspage.Snapshot, error) {
 	if err != nil {
 		return statuspage.Snapshot{}, err
 	}
-	return statuspage.Snapshot{Status: *st, Phones: ph}, nil
+	snap := statuspage.Snapshot{Status: *st, Phones: ph}
+	if nd.sip != nil {
+		ls, err := nd.lines(ctx)
+		if err != nil {
+			return statuspage.Snapshot{}, err
+		}
+		// The page is open to the phone port: no registration details.
+		for k := range ls.Lines {
+			if r := ls.Lines[k].Registration; r != nil {
+				ls.Lines[k].Registration = &control.Registration{Expires: r.Expires}
+			}
+		}
+		ls.Decisions = nil
+		snap.SIP = &ls
+	}
+	return snap, nil
 }
 
 // directory is what the phones are told: this node's lines and every
