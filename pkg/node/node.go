@@ -342,6 +342,9 @@ func (nd *node) run(ctx context.Context, reload <-chan *config.Config) error {
 				if c.Phones != nd.cfg.Load().Phones || c.PhonePort != nd.cfg.Load().PhonePort {
 					nd.log.Warn("phone port and phones settings take effect at the next restart of peerlined")
 				}
+				if old := nd.cfg.Load().SIP; c.SIP.Off != old.Off || c.SIP.Digest != old.Digest {
+					nd.log.Warn("sip.off and sip.digest take effect at the next restart of peerlined; sip.dial_plan applies to the next call")
+				}
 				nd.cfg.Store(c)
 				select {
 				case supReload <- c:

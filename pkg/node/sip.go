@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
@@ -69,7 +70,7 @@ func (nd *node) sipRoutes() (*dialplan.Plan, dialplan.Env) {
 	return nd.sip.planFor(cfg, nd.log), sipEnv(cfg, nd.localLines())
 }
 
-func (s *sipPart) planFor(cfg *config.Config, log interface{ Error(string, ...any) }) *dialplan.Plan {
+func (s *sipPart) planFor(cfg *config.Config, log *slog.Logger) *dialplan.Plan {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.planCfg != cfg {

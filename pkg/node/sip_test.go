@@ -1,6 +1,7 @@
 package node
 
 import (
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -81,4 +82,22 @@ func TestLinesFrom(t *testing.T) {
 func splitURI(u string) (user, host string) {
 	user, host, _ = strings.Cut(strings.TrimPrefix(u, "sip:"), "@")
 	return user, host
+}
+
+// A reloaded config's dial plan applies to the next call.
+func TestSIPPlanFollowsConfig(t *testing.T) {
+	var s sipPart
+	log := slog.New(slog.DiscardHandler)
+	env := dialplan.Env{Lines: 2}
+	c1 := &config.Config{SIP: config.SIP{DialPlan: []dialplan.Rule{{Match: "9", Target: "line:2"}}}}
+	if d := s.planFor(c1, log).Route("9", env); d.Kind != dialplan.Local || d.Line != 2 {
+		t.Fatalf("9 with the first config: %+v", d)
+	}
+	c2 := &config.Config{SIP: config.SIP{DialPlan: []dialplan.Rule{{Match: "9", Target: "refuse:603"}}}}
+	if d := s.planFor(c2, log).Route("9", env); d.Kind != dialplan.Refuse || d.Code != 603 {
+		t.Fatalf("9 after the reload: %+v", d)
+	}
+	if s.planFor(c2, log) != s.planFor(c2, log) {
+		t.Error("the plan is compiled again for an unchanged config")
+	}
 }
