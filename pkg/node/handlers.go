@@ -223,6 +223,13 @@ func (nd *node) manageHandlers() map[string]control.Handler {
 				}
 				return nil, err
 			}
+			// The forgotten phone knew the line's SIP password: the line's
+			// next phone gets a new one, and the old binding goes.
+			if nd.sip != nil {
+				if err := nd.sip.forget(a.Line); err != nil {
+					return nil, err
+				}
+			}
 			return nil, nil
 		},
 	}

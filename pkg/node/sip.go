@@ -109,6 +109,16 @@ func (nd *node) sipPassword(line int) (string, error) {
 	return nd.sip.passwords.Get(line)
 }
 
+// forget drops line's password and registration: the line's phone was
+// forgotten, and whoever holds the line next gets a new password.
+func (s *sipPart) forget(line int) error {
+	if err := s.passwords.Forget(line); err != nil {
+		return err
+	}
+	s.reg.Unbind(line)
+	return nil
+}
+
 // lines answers `peerline lines`.
 func (nd *node) lines(ctx context.Context) (control.Lines, error) {
 	cfg := nd.cfg.Load()

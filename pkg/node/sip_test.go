@@ -97,7 +97,8 @@ func TestSIPPlanFollowsConfig(t *testing.T) {
 	if d := s.planFor(c2, log).Route("9", env); d.Kind != dialplan.Refuse || d.Code != 603 {
 		t.Fatalf("9 after the reload: %+v", d)
 	}
-	if s.planFor(c2, log) != s.planFor(c2, log) {
+	first, again := s.planFor(c2, log), s.planFor(c2, log)
+	if first != again {
 		t.Error("the plan is compiled again for an unchanged config")
 	}
 }

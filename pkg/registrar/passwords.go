@@ -82,6 +82,22 @@ func (p *Passwords) Get(line int) (string, error) {
 	return pw, nil
 }
 
+// Forget drops line's password, so the line's next phone gets a new one.
+func (p *Passwords) Forget(line int) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pw, ok := p.byLn[line]
+	if !ok {
+		return nil
+	}
+	delete(p.byLn, line)
+	if err := p.saveLocked(); err != nil {
+		p.byLn[line] = pw
+		return err
+	}
+	return nil
+}
+
 // Accounts is the registrar's view of the table: user "s" is line s.
 func (p *Passwords) Accounts(user string) (line int, password string, ok bool) {
 	line, err := strconv.Atoi(user)

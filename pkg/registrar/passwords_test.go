@@ -62,6 +62,21 @@ func TestPasswords(t *testing.T) {
 			t.Errorf("Accounts(%q) = %d, %q, %v; want %d, %q, %v", tt.user, line, pw, ok, tt.line, tt.pw, tt.ok)
 		}
 	}
+	// A forgotten line's next phone gets a new password, also after a
+	// restart.
+	if err := q.Forget(1); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := q.Accounts("1"); ok {
+		t.Error("line 1 still has an account after Forget")
+	}
+	r, _ := OpenPasswords(dir)
+	if _, ok := r.Lookup(1); ok {
+		t.Error("line 1's password came back after a restart")
+	}
+	if pw, _ := r.Get(1); pw == pw1 {
+		t.Error("line 1 got its old password again")
+	}
 	if _, err := q.Get(300); err == nil {
 		t.Error("Get(300) made a password for a line that cannot exist")
 	}
