@@ -5,6 +5,7 @@ package peerlab
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -73,6 +74,16 @@ func TestSIPNamesAndShortNumbers(t *testing.T) {
 	fi, err := os.Stat(filepath.Join(n.A.Config.StateDir, registrar.PasswordsFile))
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("A's SIP passwords file: %v, %v; want it, mode 0600", fi, err)
+	}
+
+	// The service answers on the phone port only: an OPTIONS from the
+	// handset is answered, the same from the Internet side (B's uplink, to
+	// A's uplink address) is not.
+	if !answersOptions(t, ha.Host, gwA) {
+		t.Errorf("A's SIP service does not answer its handset at %s", gwA)
+	}
+	if answersOptions(t, n.B.Host, n.A.WAN.String()) {
+		t.Errorf("A's SIP service answers on its uplink address %s", n.A.WAN)
 	}
 
 	phoneA, err := sipPhone(ctx, l, n.A, ha, "Alice Kitchen", pA, 1000)
@@ -163,6 +174,33 @@ func sipPhone(ctx context.Context, l *lab.Lab, n *Node, h *Handset, name, passwo
 		return nil, err
 	}
 	return &Phone{Phone: p, Node: n, ToneHz: hz}, nil
+}
+
+// answersOptions sends one SIP OPTIONS from host h to addr:5060 and says
+// whether any answer came within a second.
+func answersOptions(t *testing.T, h *lab.Host, addr string) bool {
+	t.Helper()
+	c, err := h.ListenPacket("udp4", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	dst, err := net.ResolveUDPAddr("udp4", addr+":5060")
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := c.LocalAddr().(*net.UDPAddr)
+	msg := "OPTIONS sip:" + addr + " SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP " + h.Name() + ":" + fmt.Sprint(local.Port) + ";rport;branch=z9hG4bK-probe\r\n" +
+		"Max-Forwards: 70\r\nFrom: <sip:probe@invalid>;tag=p\r\nTo: <sip:" + addr + ">\r\n" +
+		"Call-ID: probe-" + addr + "\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+	if _, err := c.WriteTo([]byte(msg), dst); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(time.Second))
+	buf := make([]byte, 2048)
+	n, _, err := c.ReadFrom(buf)
+	return err == nil && strings.HasPrefix(string(buf[:n]), "SIP/2.0 ")
 }
 
 // waitLines polls `peerline lines` on n until ok.
