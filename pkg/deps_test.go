@@ -16,6 +16,7 @@ func TestPureLeaves(t *testing.T) {
 		"github.com/peerline/peerline/pkg/numplan":    true,
 		"github.com/peerline/peerline/pkg/atomicfile": true,
 		"github.com/peerline/peerline/pkg/nodekey":    true,
+		"github.com/peerline/peerline/pkg/dialplan":   true,
 		"golang.org/x/crypto/curve25519":              true,
 		"golang.org/x/crypto/chacha20":                true,
 		"golang.org/x/crypto/chacha20poly1305":        true,

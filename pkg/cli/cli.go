@@ -52,6 +52,7 @@ commands:
   phones               phones on the phone port: line, MAC, model, address, lease, in a call
   phones forget LINE   free LINE: its phone gets a new line when it asks again
   phones label LINE TEXT  name LINE ("" removes the label)
+  lines                SIP: each line's URI and registration, peers' short numbers and names, dial decisions
   calls                calls through the tunnels, live and last 24 h: packets, loss, jitter, MOS
   invite [--ttl 24h]   make a one-time code (and QR code) another Pi joins with
   invite --list        the invites made here; invite --revoke ID withdraws one
@@ -92,6 +93,8 @@ func Main(ctx context.Context, args []string, out io.Writer, version string) (er
 		run = c.peers
 	case "phones":
 		run = c.phones
+	case "lines":
+		run = c.lines
 	case "calls":
 		run = c.calls
 	case "invite":

@@ -25,6 +25,7 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/peerline/peerline/pkg/dialplan"
 	"github.com/peerline/peerline/pkg/nodekey"
 	"github.com/peerline/peerline/pkg/numplan"
 )
@@ -74,6 +75,24 @@ type Config struct {
 	LineLabels map[int]string `json:"line_labels,omitempty"`
 	// Console configures the web console (pkg/console).
 	Console Console `json:"console,omitempty"`
+	// SIP configures the Pi's SIP service on the phone port: the
+	// registrar and the dial plan (pkg/sipservice, docs/sip-service.md).
+	SIP SIP `json:"sip,omitempty"`
+}
+
+// SIP configures the Pi's SIP service. It is on by default; a phone that
+// never registers calls and is called by address exactly as without it.
+type SIP struct {
+	// Off turns the service off: nothing listens on UDP 5060 of the
+	// phone port and the phones are provisioned without an account.
+	Off bool `json:"off,omitempty"`
+	// Digest is what the registrar's challenges offer: "" (SHA-256 first,
+	// MD5 second, RFC 8760) or "md5" (MD5 alone, for phones that give up
+	// on a challenge naming an algorithm they lack).
+	Digest string `json:"digest,omitempty"`
+	// DialPlan rules are tried, first match wins, before short numbers and
+	// names (pkg/dialplan).
+	DialPlan []dialplan.Rule `json:"dial_plan,omitempty"`
 }
 
 // Console configures where the web console is served. It is always served
@@ -297,6 +316,14 @@ func (c *Config) Validate() error {
 	}
 	if t := c.Console.MetricsToken; t != "" && (len(t) < 16 || strings.ContainsFunc(t, func(r rune) bool { return r <= ' ' || r > '~' })) {
 		return errors.New("console.metrics_token: use at least 16 printable characters without spaces (e.g. from `openssl rand -hex 16`), or leave it out")
+	}
+	switch c.SIP.Digest {
+	case "", "md5":
+	default:
+		return fmt.Errorf("sip.digest %q: use \"md5\" for phones that only know MD5, or leave it out for SHA-256 and MD5", c.SIP.Digest)
+	}
+	if _, err := dialplan.Compile(c.SIP.DialPlan); err != nil {
+		return fmt.Errorf("sip.dial_plan: %w", err)
 	}
 	for n, r := range c.Rendezvous {
 		if err := validHostPort(r.Address); err != nil {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"path/filepath"
 	"regexp"
@@ -45,6 +46,14 @@ func (f *fakeNode) handlers() control.Local {
 		control.CmdStatus: func(context.Context, json.RawMessage) (any, error) { return f.status, nil },
 		control.CmdPhones: func(context.Context, json.RawMessage) (any, error) { return f.phones, nil },
 		control.CmdCalls:  func(context.Context, json.RawMessage) (any, error) { return []control.CallInfo{}, nil },
+		control.CmdLines: func(context.Context, json.RawMessage) (any, error) {
+			return control.Lines{Service: "on", Node: "alice",
+				Lines: []control.Line{{Line: 1, Label: "kitchen", URIs: []string{"sip:1@alice", "sip:kitchen@alice"}, Address: netip.MustParseAddr("10.0.1.1"), Account: true,
+					Registration: &control.Registration{Source: "10.0.1.1:5060", UserAgent: "<GXP>"}}},
+				Peers:     []control.PeerLine{{Peer: 7, Name: "bob", Line: 2, URI: "sip:2@bob", Short: "7*2", Dial: "bob.2", Address: netip.MustParseAddr("10.7.2.1")}},
+				Decisions: []control.DialDecision{{From: "10.0.1.1:5060", Dialled: "bob.2@10.0.1.2", Decision: "peer", Code: 302, Target: "sip:2@10.7.2.1", Reason: "name bob"}},
+			}, nil
+		},
 		control.CmdRename: func(_ context.Context, raw json.RawMessage) (any, error) {
 			rec(control.CmdRename, raw)
 			var a control.RenameArgs
@@ -258,7 +267,7 @@ func TestStatusOpenOthersNeedLogin(t *testing.T) {
 		if w := b.do("GET", "/", nil); w.Code != 200 || w.Body.String() != "status page" {
 			t.Errorf("%v: GET / = %d %q, want the status page", zone, w.Code, w.Body)
 		}
-		for _, p := range []string{"/peers", "/invite", "/join", "/join/j1", "/phones", "/calls", "/logs", "/settings", "/peers/remove?peer=7", "/phones/forget?line=1"} {
+		for _, p := range []string{"/peers", "/invite", "/join", "/join/j1", "/phones", "/lines", "/calls", "/logs", "/settings", "/peers/remove?peer=7", "/phones/forget?line=1"} {
 			w := b.do("GET", p, nil)
 			if w.Code != http.StatusSeeOther || !strings.HasPrefix(w.Header().Get("Location"), "/login?next=") {
 				t.Errorf("%v: GET %s without login = %d %s, want a redirect to /login", zone, p, w.Code, w.Header().Get("Location"))
@@ -272,6 +281,21 @@ func TestStatusOpenOthersNeedLogin(t *testing.T) {
 	}
 	if n := e.node.called(""); len(n) != 0 {
 		t.Errorf("changes made without a login: %v", n)
+	}
+}
+
+// The Lines page shows the SIP service's view: URIs, registration,
+// peers' short numbers and names, decisions, all escaped.
+func TestLinesPage(t *testing.T) {
+	_, b := loggedIn(t)
+	w := b.do("GET", "/lines", nil)
+	if w.Code != 200 {
+		t.Fatalf("GET /lines = %d\n%s", w.Code, w.Body)
+	}
+	for _, want := range []string{"sip:1@alice, sip:kitchen@alice", "registered", "&lt;GXP&gt;", "7*2", "bob.2", "sip:2@bob", "302 peer", "name bob"} {
+		if !strings.Contains(w.Body.String(), want) {
+			t.Errorf("/lines lacks %q:\n%s", want, w.Body)
+		}
 	}
 }
 

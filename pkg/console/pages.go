@@ -48,6 +48,7 @@ func (c *Console) routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /phones/label", c.logged(c.labelPost))
 	mux.HandleFunc("GET /phones/forget", c.logged(c.forgetPage))
 	mux.HandleFunc("POST /phones/forget", c.logged(c.forgetPost))
+	mux.HandleFunc("GET /lines", c.logged(c.linesPage))
 	mux.HandleFunc("GET /calls", c.logged(c.callsPage))
 	mux.HandleFunc("GET /logs", c.logged(c.logsPage))
 	mux.HandleFunc("POST /diagnostics", c.logged(c.diagnosticsPost))
@@ -594,6 +595,18 @@ func (c *Console) forgetPost(w http.ResponseWriter, r *http.Request, s *session)
 	}
 	c.changed(r, "line forgotten", "line", line)
 	c.redirect(w, r, s, "/phones", fmt.Sprintf("Line %d forgotten.", line))
+}
+
+// --- lines: the SIP service ---
+
+func (c *Console) linesPage(w http.ResponseWriter, r *http.Request, s *session) {
+	v := c.base(s, "Lines", "lines")
+	var ls control.Lines
+	if err := c.call(r, control.CmdLines, nil, &ls); err != nil {
+		v.Error = err.Error()
+	}
+	v.Data = ls
+	c.render(w, r, http.StatusOK, "lines", v)
 }
 
 // --- calls, logs, diagnostics ---

@@ -77,10 +77,14 @@ type PeerInfo struct {
 // Env is the node's view the plan routes against; it changes with every
 // pairing, so it is passed to each Route rather than compiled in.
 type Env struct {
-	Lines  int            // this node's lines, 1..Lines
-	Labels map[int]string // this node's line labels
-	Peers  []PeerInfo
-	Trunks []string
+	Node  string // this node's name: sip:<line or label>@<Node> is local
+	Lines int    // this node's lines, 1..Lines (when LineSet is nil)
+	// LineSet, when not nil, lists this node's lines exactly (a node's
+	// lines need not be contiguous: DHCP hands them out as phones come).
+	LineSet []int
+	Labels  map[int]string // this node's line labels
+	Peers   []PeerInfo
+	Trunks  []string
 }
 
 // Plan is a compiled rule list.
@@ -190,6 +194,90 @@ func (p *Plan) Route(dialled string, env Env) Decision {
 	return Decision{Kind: Refuse, Code: 404, Reason: "no line, peer or rule matches"}
 }
 
+// RouteURI decides where a SIP request for sip:<user>@<host> goes. Every
+// line has the URI sip:<line or label>@<node name>: a host naming this node
+// (or an IP address, such as the Pi's own 10.0.s.2 that phones send
+// INVITEs to, or no host) routes user as dialled digits or a name; a host
+// naming a paired peer routes user as that peer's line number or label.
+// Node names are resolved through the peer table only, never DNS: any
+// other host is refused with 404.
+func (p *Plan) RouteURI(user, host string, env Env) Decision {
+	if len(user) > MaxDialled || len(host) > MaxDialled {
+		return Decision{Kind: Refuse, Code: 484, Reason: "too long an address"}
+	}
+	if host == "" || isIPLiteral(host) || (env.Node != "" && (strings.EqualFold(host, env.Node) || strings.EqualFold(host, HostName(env.Node)))) {
+		return p.Route(user, env)
+	}
+	var pi PeerInfo
+	ok := false
+	for _, q := range env.Peers {
+		if strings.EqualFold(q.Name, host) || strings.EqualFold(HostName(q.Name), host) {
+			pi, ok = q, true
+			break
+		}
+	}
+	if !ok || isDigits(host) {
+		return Decision{Kind: Refuse, Code: 404, Reason: fmt.Sprintf("no paired node is called %q", host)}
+	}
+	if n, ok := smallNumber(user); ok {
+		return Decision{Kind: Peer, Peer: pi.Index, Line: n, Reason: "URI at " + pi.Name}
+	}
+	if user == "" {
+		return Decision{Kind: Peer, Peer: pi.Index, Line: 1, Reason: "URI at " + pi.Name}
+	}
+	var found []int
+	for s, l := range pi.Labels {
+		if l != "" && strings.EqualFold(l, user) {
+			found = append(found, s)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return Decision{Kind: Refuse, Code: 404, Reason: fmt.Sprintf("%s has no line %q", pi.Name, user)}
+	case 1:
+		return Decision{Kind: Peer, Peer: pi.Index, Line: found[0], Reason: "label " + user + " at " + pi.Name}
+	}
+	return Decision{Kind: Refuse, Code: 485, Reason: fmt.Sprintf("%d lines at %s are labelled %q: dial one by number", len(found), pi.Name, user)}
+}
+
+// HostName is a node name as the host part of a SIP URI: lower case,
+// with every run of characters other than letters and digits made one
+// "-" ("Alice's Pi" is alice-s-pi). URIs are matched by this form and by
+// the name itself.
+func HostName(name string) string {
+	var b strings.Builder
+	dash := false
+	for _, r := range strings.ToLower(name) {
+		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
+			if dash && b.Len() > 0 {
+				b.WriteByte('-')
+			}
+			dash = false
+			b.WriteRune(r)
+			continue
+		}
+		dash = true
+	}
+	return b.String()
+}
+
+// isIPLiteral says whether host is an IPv4 address or a bracketed IPv6 one.
+func isIPLiteral(host string) bool {
+	if strings.HasPrefix(host, "[") {
+		return true
+	}
+	dots := 0
+	for i := 0; i < len(host); i++ {
+		switch c := host[i]; {
+		case c == '.':
+			dots++
+		case c < '0' || c > '9':
+			return false
+		}
+	}
+	return dots == 3
+}
+
 func (t target) resolve(env Env, number string) Decision {
 	switch t.kind {
 	case Local:
@@ -212,10 +300,22 @@ func (t target) resolve(env Env, number string) Decision {
 }
 
 func local(env Env, line int) Decision {
-	if line < 1 || line > env.Lines {
+	if !env.hasLine(line) {
 		return Decision{Kind: Refuse, Code: 404, Reason: fmt.Sprintf("this node has no line %d", line)}
 	}
 	return Decision{Kind: Local, Line: line, Reason: "local line"}
+}
+
+func (env Env) hasLine(line int) bool {
+	if env.LineSet != nil {
+		for _, s := range env.LineSet {
+			if s == line {
+				return true
+			}
+		}
+		return false
+	}
+	return line >= 1 && line <= env.Lines
 }
 
 func findPeer(env Env, nameOrIndex string) (PeerInfo, bool) {

@@ -7,6 +7,7 @@ import (
 )
 
 var env = Env{
+	Node:   "home",
 	Lines:  2,
 	Labels: map[int]string{1: "kitchen", 2: "office"},
 	Peers: []PeerInfo{
@@ -73,6 +74,70 @@ func TestRoute(t *testing.T) {
 	}
 }
 
+func TestRouteURI(t *testing.T) {
+	plan, err := Compile([]Rule{{Match: `9`, Target: "peer:alice.2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		user, host string
+		want       Decision
+	}{
+		{"2", "alice", Decision{Kind: Peer, Peer: 7, Line: 2}},
+		{"2", "ALICE", Decision{Kind: Peer, Peer: 7, Line: 2}},
+		{"hall", "alice", Decision{Kind: Peer, Peer: 7, Line: 1}},
+		{"office", "alice", Decision{Kind: Peer, Peer: 7, Line: 2}}, // unique at alice
+		{"kitchen", "alice", Decision{Kind: Refuse, Code: 404}},     // a label of ours, not alice's
+		{"", "mum", Decision{Kind: Peer, Peer: 12, Line: 1}},
+		{"1", "Mum", Decision{Kind: Peer, Peer: 12, Line: 1}},
+		{"300", "alice", Decision{Kind: Refuse, Code: 404}},
+		{"2", "bob", Decision{Kind: Refuse, Code: 404}},
+		{"2", "7", Decision{Kind: Refuse, Code: 404}}, // an index is no node name
+		{"2", "example.org", Decision{Kind: Refuse, Code: 404}},
+		// This node, by name or address: dialled digits, names and rules.
+		{"kitchen", "home", Decision{Kind: Local, Line: 1}},
+		{"2", "Home", Decision{Kind: Local, Line: 2}},
+		{"7*2", "10.0.1.2", Decision{Kind: Peer, Peer: 7, Line: 2}},
+		{"9", "10.0.1.2", Decision{Kind: Peer, Peer: 7, Line: 2}},
+		{"alice.2", "", Decision{Kind: Peer, Peer: 7, Line: 2}},
+		{"alice", "[::1]", Decision{Kind: Peer, Peer: 7, Line: 1}},
+		{"2", strings.Repeat("a", MaxDialled+1), Decision{Kind: Refuse, Code: 484}},
+	} {
+		got := plan.RouteURI(tc.user, tc.host, env)
+		if got.Reason == "" {
+			t.Errorf("sip:%s@%s: no reason given: %+v", tc.user, tc.host, got)
+		}
+		got.Reason = ""
+		if got != tc.want {
+			t.Errorf("sip:%s@%s: got %+v, want %+v", tc.user, tc.host, got, tc.want)
+		}
+	}
+}
+
+func TestLineSet(t *testing.T) {
+	e := Env{LineSet: []int{1, 3}}
+	for dial, want := range map[string]Kind{"1": Local, "2": Refuse, "3": Local, "4": Refuse} {
+		if d := (*Plan)(nil).Route(dial, e); d.Kind != want {
+			t.Errorf("%q with lines 1 and 3: %v (%s), want %v", dial, d.Kind, d.Reason, want)
+		}
+	}
+}
+
+func TestHostName(t *testing.T) {
+	for in, want := range map[string]string{"alice": "alice", "Alice's Pi": "alice-s-pi", "  Mum ": "mum", "Zoë": "zo", "": "", "--": ""} {
+		if got := HostName(in); got != want {
+			t.Errorf("HostName(%q) = %q, want %q", in, got, want)
+		}
+	}
+	e := Env{Node: "Bob's Pi", Lines: 1, Peers: []PeerInfo{{Index: 3, Name: "Alice's Pi"}}}
+	if d := (*Plan)(nil).RouteURI("1", "alice-s-pi", e); d.Kind != Peer || d.Peer != 3 {
+		t.Errorf("sip:1@alice-s-pi: %+v", d)
+	}
+	if d := (*Plan)(nil).RouteURI("1", "bob-s-pi", e); d.Kind != Local {
+		t.Errorf("sip:1@bob-s-pi: %+v", d)
+	}
+}
+
 // Without rules, the short numbers and names still work: a node with no
 // dial plan configured is usable at once.
 func TestRouteNoRules(t *testing.T) {
@@ -121,19 +186,32 @@ func FuzzRoute(f *testing.F) {
 	for _, s := range []string{"1", "7*2", "alice.2", "office", "0049301234", "9*", "**", "alice.", ".2", "1.1"} {
 		f.Add(s, `0(\d+)`, "trunk:provider")
 	}
+	for _, s := range []string{"2@alice", "hall@alice", "@mum", "1@home", "7*2@10.0.1.2", "1@[::1]", "1@7"} {
+		f.Add(s, `9`, "peer:alice.2")
+	}
 	f.Fuzz(func(t *testing.T, dial, match, tgt string) {
 		p, err := Compile([]Rule{{Match: match, Rewrite: "$1", Target: tgt}})
 		if err != nil {
 			p = nil
 		}
-		d := p.Route(dial, env)
+		// The dialled string doubles as a URI: user@host.
+		user, host, _ := strings.Cut(dial, "@")
+		for _, d := range []Decision{p.Route(dial, env), p.RouteURI(user, host, env)} {
+			check(t, d)
+		}
+	})
+}
+
+func check(t *testing.T, d Decision) {
+	t.Helper()
+	{
 		switch d.Kind {
 		case Refuse:
 			if d.Code < 400 || d.Code > 699 {
 				t.Fatalf("refusal with code %d", d.Code)
 			}
 		case Local:
-			if d.Line < 1 || d.Line > env.Lines {
+			if !env.hasLine(d.Line) {
 				t.Fatalf("local line %d of %d", d.Line, env.Lines)
 			}
 		case Peer:
@@ -145,5 +223,5 @@ func FuzzRoute(f *testing.F) {
 				t.Fatalf("trunk %q is not configured", d.Trunk)
 			}
 		}
-	})
+	}
 }

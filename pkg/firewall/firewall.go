@@ -6,8 +6,10 @@
 //   - A paired peer reaches our phones, with what a call needs, and nothing
 //     else: from its tunnel only UDP (SIP, RTP, RTCP) and ICMP echo to the
 //     exact phone address 10.0.s.1 of a line we serve pass, plus replies and
-//     ICMP errors that conntrack relates to flows our side started. Not the
-//     Pi (10.0.s.2, the veth links, the namespace), not a phone's web page
+//     ICMP errors that conntrack relates to flows our side started. SIP to
+//     the Pi's side of a line (10.0.s.2 UDP 5060, what a registered phone's
+//     From names, so what a call-back dials) goes on to that line's phone.
+//     Not the Pi (10.0.s.2, the veth links, the namespace), not a phone's web page
 //     (TCP, refused with a reset), not an address of our plan that is no phone (10.0.0.1,
 //     10.0.s.5, 10.0.255.1), and not the uplink or anything beyond it.
 //   - A peer appears only as its own phones and Pi: a packet from tunnel i
@@ -116,9 +118,37 @@ func PeerRules(p Peer) string {
 		iifname "lo" accept
 		iifname %q accept
 	}
-}
 `, p.ToPhones)
+	if pis, m := piMap(p.Lines); pis != "" {
+		// A call-back to a registered phone: its From names its registrar,
+		// the Pi's side of its line (10.0.s.2), which the peer's phone then
+		// calls. SIP to it goes on to the line's phone (10.0.s.1), never
+		// to the Pi itself; conntrack maps the answers back.
+		fmt.Fprintf(&b, `	chain prerouting {
+		type nat hook prerouting priority dstnat; policy accept;
+		iifname %q ip daddr %s udp dport 5060 dnat ip to ip daddr map %s
+	}
+`, p.Tunnel, pis, m)
+	}
+	b.WriteString("}\n")
 	return b.String()
+}
+
+// piMap is the nft set of the Pi's sides (10.0.s.2) of lines and the map
+// from each to its phone (10.0.s.1); "" for none.
+func piMap(lines []int) (set, m string) {
+	var pis, pairs []string
+	for _, s := range slices.Sorted(slices.Values(lines)) {
+		if numplan.ValidLine(s) {
+			gw := numplan.LineGateway(uint8(s)).String()
+			pis = append(pis, gw)
+			pairs = append(pairs, gw+" : "+numplan.Phone(0, uint8(s)).String())
+		}
+	}
+	if len(pis) == 0 {
+		return "", ""
+	}
+	return "{ " + strings.Join(pis, ", ") + " }", "{ " + strings.Join(pairs, ", ") + " }"
 }
 
 // Node describes the node's own namespace.

@@ -27,7 +27,8 @@ import (
 // 7's, between a "tunnel" host that sends whatever a hostile peer could
 // put through its rewriter and a "phones" host that holds every address a
 // peer might aim at. Only the peer's own phones (10.7.s.p) may reach our
-// configured phone, and only by UDP and ping; the rewriter drops the
+// configured phone, and only by UDP and ping (SIP to the Pi's side of the
+// line reaches the phone too, as a call-back to a registered phone does); the rewriter drops the
 // spoofed sources before this, so here the rules are checked alone.
 func TestPeerRulesInKernel(t *testing.T) {
 	labtest.RequireRoot(t)
@@ -85,9 +86,15 @@ func TestPeerRulesInKernel(t *testing.T) {
 		send(udp(addr(spoof), addr("10.0.1.1"), 2))
 	}
 	for _, dst := range []string{"10.0.1.2", "10.0.1.5", "10.0.0.1", "10.0.2.1"} {
+		// udp is SIP's port: the Pi's side of line 1 (10.0.1.2) takes it
+		// for the line's phone (a call-back to a registered phone).
 		send(udp(peerPhone, addr(dst), 3))
 		send(echo(peerPhone, addr(dst)))
 	}
+	// Any other port of the Pi is not.
+	rtp := udp(peerPhone, addr("10.0.1.2"), 4)
+	rtp[20], rtp[21], rtp[22], rtp[23] = 0x27, 0x10, 0x27, 0x10 // 10000 > 10000
+	send(rtp)
 	time.Sleep(500 * time.Millisecond)
 	must(t, capture.Stop())
 	must(t, back.Stop())
@@ -103,7 +110,7 @@ func TestPeerRulesInKernel(t *testing.T) {
 		t.Errorf("resets back into the tunnel:\n%s\nwant\n%s", strings.Join(resets, "\n"), strings.Join(want, "\n"))
 	}
 	got := ipPackets(t, capture.Path())
-	if want := []string{"10.7.1.1 > 10.0.1.1 UDP", "10.7.1.1 > 10.0.1.1 ICMPv4"}; !slices.Equal(got, want) {
+	if want := []string{"10.7.1.1 > 10.0.1.1 UDP", "10.7.1.1 > 10.0.1.1 ICMPv4", "10.7.1.1 > 10.0.1.1 UDP"}; !slices.Equal(got, want) {
 		t.Errorf("what reached the phones' side:\n%s\nwant only\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 

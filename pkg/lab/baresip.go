@@ -78,6 +78,9 @@ type PhoneOpts struct {
 	Registrar   string
 	Password    string
 	RegInterval int
+	// DisplayName, if set, is the account's display name, which the far
+	// phone shows for a call from this one.
+	DisplayName string
 }
 
 func (o *PhoneOpts) setDefaults() error {
@@ -164,6 +167,9 @@ func BaresipAccount(opts PhoneOpts) string {
 		}
 		acc = fmt.Sprintf("<sip:%s@%s>;auth_pass=%s;regint=%d", opts.User, opts.Registrar, opts.Password, iv)
 	}
+	if opts.DisplayName != "" {
+		acc = strconv.Quote(opts.DisplayName) + " " + acc
+	}
 	if opts.AutoAnswer {
 		acc += ";answermode=auto"
 	}
@@ -172,15 +178,16 @@ func BaresipAccount(opts PhoneOpts) string {
 
 // Event is one baresip event from ctrl_tcp.
 type Event struct {
-	Type       string     `json:"type"`       // EventCall…
-	Class      string     `json:"class"`      // "call", "other", …
-	AccountAOR string     `json:"accountaor"` // this phone's account
-	Direction  string     `json:"direction"`  // "incoming" or "outgoing"
-	PeerURI    string     `json:"peeruri"`    // the other side, as this phone sees it
-	CallID     string     `json:"id"`         // baresip's call id (the SIP Call-ID)
-	Param      string     `json:"param"`      // e.g. the close reason
-	RTCP       *RTCPStats `json:"rtcp_stats"` // CALL_RTCP only
-	Time       time.Time  `json:"-"`          // when it was received
+	Type       string     `json:"type"`            // EventCall…
+	Class      string     `json:"class"`           // "call", "other", …
+	AccountAOR string     `json:"accountaor"`      // this phone's account
+	Direction  string     `json:"direction"`       // "incoming" or "outgoing"
+	PeerURI    string     `json:"peeruri"`         // the other side, as this phone sees it
+	PeerName   string     `json:"peerdisplayname"` // the other side's display name
+	CallID     string     `json:"id"`              // baresip's call id (the SIP Call-ID)
+	Param      string     `json:"param"`           // e.g. the close reason
+	RTCP       *RTCPStats `json:"rtcp_stats"`      // CALL_RTCP only
+	Time       time.Time  `json:"-"`               // when it was received
 }
 
 // RTCPStats are the RTCP figures of a CALL_RTCP event. Jitter and RTT are in

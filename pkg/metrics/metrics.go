@@ -33,6 +33,8 @@ type Snapshot struct {
 	Status   control.Status
 	Calls    []control.CallInfo
 	Counters control.Counters
+	// Lines is the SIP service's view; nil when it is off.
+	Lines *control.Lines
 }
 
 // Source makes a Snapshot.
@@ -166,6 +168,13 @@ var (
 	descRewriteLatency = prometheus.NewDesc("peerline_rewrite_latency_seconds",
 		"Time packets spent in the rewriter, from a sample of them (quantiles within 12.5 %).", append(peerLabels, "direction"), nil)
 
+	descSIPRegistered = prometheus.NewDesc("peerline_sip_line_registered",
+		"1 while the line's phone is registered to the Pi's SIP service.", []string{"line"}, nil)
+	descSIPRegistrar = prometheus.NewDesc("peerline_sip_registrar_total",
+		"REGISTERs the Pi's registrar answered, by outcome.", []string{"result"}, nil)
+	descSIPCalls = prometheus.NewDesc("peerline_sip_calls_total",
+		"INVITEs the Pi's dial plan decided, by decision: local, peer, trunk, refuse.", []string{"decision"}, nil)
+
 	descRegistered = prometheus.NewDesc("peerline_rendezvous_registered",
 		"1 while the node's registration with the rendezvous server is fresh.", []string{"server"}, nil)
 	descRegisteredAt = prometheus.NewDesc("peerline_rendezvous_last_registration_timestamp_seconds",
@@ -181,7 +190,8 @@ type collector struct {
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descUp, descReady, descInfo, descPeers, descTunnelUp, descOnline, descPath, descRTT,
 		descRx, descTx, descHandshake, descCalls, descCallPkts, descCallLost, descCallLoss, descCallJitter, descCallMOS,
-		descDropped, descRefused, descRewritePackets, descInDialog, descRewriteLatency, descRegistered, descRegisteredAt} {
+		descDropped, descRefused, descRewritePackets, descInDialog, descRewriteLatency, descRegistered, descRegisteredAt,
+		descSIPRegistered, descSIPRegistrar, descSIPCalls} {
 		ch <- d
 	}
 }
@@ -263,6 +273,21 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			for _, r := range d.SIPRefused {
 				counter(descRefused, float64(r.Count), strconv.Itoa(p.Index), p.Name, d.Direction, r.Reason)
 			}
+		}
+	}
+	if ls := c.snap.Lines; ls != nil {
+		for _, l := range ls.Lines {
+			gauge(descSIPRegistered, b2f(l.Registration != nil), strconv.Itoa(l.Line))
+		}
+		r := ls.Registrar
+		for _, x := range []struct {
+			result string
+			n      uint64
+		}{{"registered", r.Registered}, {"unregistered", r.Unregistered}, {"challenged", r.Challenged}, {"refused", r.Refused}, {"limited", r.Limited}} {
+			counter(descSIPRegistrar, float64(x.n), x.result)
+		}
+		for _, k := range []string{"local", "peer", "trunk", "refuse"} {
+			counter(descSIPCalls, float64(ls.Calls[k]), k)
 		}
 	}
 	for _, r := range c.snap.Counters.Rendezvous {

@@ -43,6 +43,11 @@ func snapshot() Snapshot {
 			}}},
 			Rendezvous: []control.RendezvousState{{Server: "rv.example.org:3478", Registered: true, LastRegistered: &hs}, {Server: "rv2.example.org:3478"}},
 		},
+		Lines: &control.Lines{
+			Lines:     []control.Line{{Line: 1, Registration: &control.Registration{}}, {Line: 2}},
+			Registrar: control.RegistrarCounts{Registered: 5, Challenged: 7, Refused: 2, Limited: 1},
+			Calls:     map[string]uint64{"peer": 4, "refuse": 1},
+		},
 	}
 }
 
@@ -176,6 +181,14 @@ func TestExposition(t *testing.T) {
 		{"peerline_rewrite_sip_in_dialog_total", []string{"peer", "7"}, 31},
 		{"peerline_rendezvous_registered", []string{"server", "rv.example.org:3478"}, 1},
 		{"peerline_rendezvous_registered", []string{"server", "rv2.example.org:3478"}, 0},
+		{"peerline_sip_line_registered", []string{"line", "1"}, 1},
+		{"peerline_sip_line_registered", []string{"line", "2"}, 0},
+		{"peerline_sip_registrar_total", []string{"result", "registered"}, 5},
+		{"peerline_sip_registrar_total", []string{"result", "refused"}, 2},
+		{"peerline_sip_registrar_total", []string{"result", "limited"}, 1},
+		{"peerline_sip_calls_total", []string{"decision", "peer"}, 4},
+		{"peerline_sip_calls_total", []string{"decision", "local"}, 0},
+		{"peerline_sip_calls_total", []string{"decision", "refuse"}, 1},
 	}
 	for _, tt := range tests {
 		if got := value(t, fams, tt.name, tt.labels...); got != tt.want {

@@ -117,6 +117,9 @@ func (nd *node) manageHandlers() map[string]control.Handler {
 		control.CmdPhones: func(ctx context.Context, _ json.RawMessage) (any, error) {
 			return nd.phones(ctx)
 		},
+		control.CmdLines: func(ctx context.Context, _ json.RawMessage) (any, error) {
+			return nd.lines(ctx)
+		},
 		control.CmdInvite: func(ctx context.Context, raw json.RawMessage) (any, error) {
 			var a control.InviteArgs
 			if err := decodeArgs(raw, &a); err != nil {
@@ -235,6 +238,13 @@ func (nd *node) manageHandlers() map[string]control.Handler {
 				}
 				return nil, err
 			}
+			// The forgotten phone knew the line's SIP password: the line's
+			// next phone gets a new one, and the old binding goes.
+			if nd.sip != nil {
+				if err := nd.sip.forget(a.Line); err != nil {
+					return nil, err
+				}
+			}
 			return nil, nil
 		},
 	}
@@ -332,7 +342,22 @@ func (nd *node) snapshot(ctx context.Context) (statuspage.Snapshot, error) {
 	if err != nil {
 		return statuspage.Snapshot{}, err
 	}
-	return statuspage.Snapshot{Status: *st, Phones: ph}, nil
+	snap := statuspage.Snapshot{Status: *st, Phones: ph}
+	if nd.sip != nil {
+		ls, err := nd.lines(ctx)
+		if err != nil {
+			return statuspage.Snapshot{}, err
+		}
+		// The page is open to the phone port: no registration details.
+		for k := range ls.Lines {
+			if r := ls.Lines[k].Registration; r != nil {
+				ls.Lines[k].Registration = &control.Registration{Expires: r.Expires}
+			}
+		}
+		ls.Decisions = nil
+		snap.SIP = &ls
+	}
+	return snap, nil
 }
 
 // directory is what the phones are told: this node's lines and every
@@ -345,8 +370,11 @@ func (nd *node) directory(ctx context.Context) (provision.Directory, error) {
 		return provision.Directory{}, err
 	}
 	d := provision.Directory{NodeName: cfg.Name, TimeZone: cfg.Phones.TimeZone}
+	if nd.sip != nil {
+		d.Password = nd.sipPassword
+	}
 	for _, l := range st.Lines {
-		d.Lines = append(d.Lines, provision.Line{Line: l})
+		d.Lines = append(d.Lines, provision.Line{Line: l, Label: cfg.LineLabels[l]})
 	}
 	for _, p := range cfg.Peers {
 		d.Peers = append(d.Peers, provision.Peer{Index: p.Index, Name: p.Name, Lines: p.Lines})

@@ -40,7 +40,15 @@ func (nd *node) metricsSnapshot(ctx context.Context) (metrics.Snapshot, error) {
 	if err != nil {
 		return metrics.Snapshot{}, err
 	}
-	return metrics.Snapshot{Status: *st, Calls: calls, Counters: c}, nil
+	snap := metrics.Snapshot{Status: *st, Calls: calls, Counters: c}
+	if nd.sip != nil {
+		ls, err := nd.lines(ctx)
+		if err != nil {
+			return metrics.Snapshot{}, err
+		}
+		snap.Lines = &ls
+	}
+	return snap, nil
 }
 
 // counters are the rewriters' drops and refusals and the rendezvous

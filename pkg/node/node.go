@@ -12,8 +12,8 @@
 //     supervisor;
 //  3. the kernel's netlink handles;
 //  4. the parts (newNode): pairing, the DHCP server, the supervisor, the
-//     console, provisioning, NTP, TFTP and DNS; made, not started: nothing
-//     is bound yet;
+//     console, provisioning, NTP, TFTP, DNS and SIP; made, not started:
+//     nothing is bound yet;
 //  5. the services (node.run): the control socket, the phone-port services,
 //     the console on the uplink, mDNS, then the supervisor's loop on Run's
 //     own goroutine.
@@ -146,13 +146,17 @@ func openState(cfg *config.Config) (key nodekey.Key, created bool, err error) {
 // server's methods, never through shared state, except cfg, which is
 // replaced whole on reload.
 type node struct {
-	cfg     atomic.Pointer[config.Config]
-	sup     *supervisor.Supervisor
-	dhcp    *dhcpd.Server // nil when DHCP is off
-	prov    *provision.Server
-	ntp     *ntpd.Server
-	tftp    *tftpd.Server
-	dns     *dnsfwd.Server
+	cfg  atomic.Pointer[config.Config]
+	sup  *supervisor.Supervisor
+	dhcp *dhcpd.Server // nil when DHCP is off
+	prov *provision.Server
+	ntp  *ntpd.Server
+	tftp *tftpd.Server
+	dns  *dnsfwd.Server
+	// sip is the SIP service on the phone port (sip.go); nil with sip.off.
+	sip *sipPart
+	// sipErr is why the SIP service stopped, for `peerline lines`.
+	sipErr  atomic.Pointer[string]
 	log     *slog.Logger
 	version string
 	started time.Time
@@ -250,6 +254,9 @@ func newNode(opts Options, key nodekey.Key, n netsetup.Ops) (*node, error) {
 	if nd.dns, err = dnsfwd.New(dnsfwd.Options{Port: cfg.PhonePort, Log: log.With("service", "dns")}); err != nil {
 		return nil, err
 	}
+	if err := nd.newSIP(cfg); err != nil {
+		return nil, err
+	}
 	return nd, nil
 }
 
@@ -300,6 +307,16 @@ func (nd *node) run(ctx context.Context, reload <-chan *config.Config) error {
 	service("TFTP server", nd.tftp.Run)
 	service("DNS forwarder", nd.dns.Run)
 	service("pairing", nd.pair.Run)
+	if nd.sip != nil {
+		service("SIP service", func(ctx context.Context) error {
+			err := nd.runSIP(ctx)
+			if err != nil && ctx.Err() == nil {
+				msg := err.Error()
+				nd.sipErr.Store(&msg)
+			}
+			return err
+		})
+	}
 	if nd.dhcp != nil {
 		service("DHCP server", nd.dhcp.Run)
 	}
@@ -324,6 +341,9 @@ func (nd *node) run(ctx context.Context, reload <-chan *config.Config) error {
 			case c := <-reload:
 				if c.Phones != nd.cfg.Load().Phones || c.PhonePort != nd.cfg.Load().PhonePort {
 					nd.log.Warn("phone port and phones settings take effect at the next restart of peerlined")
+				}
+				if old := nd.cfg.Load().SIP; c.SIP.Off != old.Off || c.SIP.Digest != old.Digest {
+					nd.log.Warn("sip.off and sip.digest take effect at the next restart of peerlined; sip.dial_plan applies to the next call")
 				}
 				nd.cfg.Store(c)
 				select {

@@ -70,6 +70,9 @@ type CallResult struct {
 	// CallerSeenAs is the caller as the callee's phone showed it: the
 	// address a call-back goes to.
 	CallerSeenAs string
+	// CallerName is the caller's display name as the callee's phone
+	// showed it.
+	CallerName string
 	// CalleeSeenAs is the callee as the caller's phone showed it.
 	CalleeSeenAs string
 	// Setup is from dialling to the caller's phone reporting the call
@@ -108,7 +111,7 @@ func Call(ctx context.Context, caller, callee *Phone, uri string, talk time.Dura
 	if err != nil {
 		return r, fmt.Errorf("%s never saw the call: %w", callee.URI(), err)
 	}
-	r.CallerSeenAs = incoming.PeerURI
+	r.CallerSeenAs, r.CallerName = incoming.PeerURI, incoming.PeerName
 	if _, err := callee.WaitEstablished(ctx); err != nil {
 		return r, fmt.Errorf("callee %s: %w", callee.URI(), err)
 	}

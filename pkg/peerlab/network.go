@@ -99,6 +99,9 @@ type Options struct {
 	// lines by DHCP, instead of one phone with a hand-typed address. Each
 	// entry is the phone's vendor class (DHCP option 60).
 	HandsetsA, HandsetsB []string
+	// SIP, when set, is both daemons' SIP service configuration (the
+	// config's "sip" section).
+	SIP *config.SIP
 }
 
 // NATOptions shape the NAT network.
@@ -174,6 +177,9 @@ func Build(ctx context.Context, l *lab.Lab, opts Options) (*Network, error) {
 	}
 	pair(n.A, n.B, opts.IndexOfB, opts.IndexOfA)
 	pair(n.B, n.A, opts.IndexOfA, opts.IndexOfB)
+	if opts.SIP != nil {
+		n.A.Config.SIP, n.B.Config.SIP = *opts.SIP, *opts.SIP
+	}
 	for _, node := range []*Node{n.A, n.B} {
 		if err := node.writeConfig(); err != nil {
 			return nil, err

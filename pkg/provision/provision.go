@@ -40,6 +40,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/peerline/peerline/pkg/dialplan"
 	"github.com/peerline/peerline/pkg/numplan"
 	"github.com/peerline/peerline/rootfs"
 )
@@ -75,6 +76,10 @@ type Directory struct {
 	Lines []Line
 	// Peers are the paired remote nodes.
 	Peers []Peer
+	// Password returns local line s's SIP password, made on first use; nil
+	// when the Pi runs no SIP service, and the phone is then provisioned
+	// for direct IP calls only, with no account to register.
+	Password func(s int) (string, error)
 }
 
 // Line is a local phone line s.
@@ -112,6 +117,20 @@ func Config(vendor Vendor, dir Directory, line int, mac net.HardwareAddr) ([]byt
 		return nil, err
 	}
 	d.MAC = strings.ReplaceAll(mac.String(), ":", "")
+	if dir.Password != nil {
+		pw, err := dir.Password(line)
+		if err != nil {
+			return nil, fmt.Errorf("the SIP password of line %d: %w", line, err)
+		}
+		if pw == "" || strings.ContainsFunc(pw, func(r rune) bool { return r <= ' ' || r > '~' || r == '<' || r == '&' }) {
+			return nil, fmt.Errorf("%w: the SIP password of line %d is empty or not plain printable ASCII", ErrInvalid, line)
+		}
+		// The account: user and authentication ID are the line number,
+		// the Pi's side of the line is the registrar. No outbound proxy:
+		// the Pi redirects a call by name or short number, and the
+		// phone then calls the address directly, as if typed.
+		d.Registrar, d.AuthID, d.Password = d.Pi, d.UserID, pw
+	}
 	switch vendor {
 	case Grandstream:
 		d.PosixTZ, err = posixTZ(dir.TimeZone)
@@ -180,6 +199,11 @@ type configData struct {
 	ServerURL    string
 	PhonebookURL string
 	PosixTZ      string
+	// Registrar, AuthID and Password are the line's SIP account; all ""
+	// when the Pi runs no SIP service.
+	Registrar string
+	AuthID    string
+	Password  string
 	yealinkTZ
 }
 
@@ -191,6 +215,11 @@ type phonebookData struct {
 type entry struct {
 	Name string
 	Addr netip.Addr
+	// Dial is the name a registered phone dials for the line, the user
+	// part of its SIP URI sip:<line>@<node> put as the Pi's dial plan
+	// reads it (<node>.<line>); "" for a local line or a node whose name
+	// makes no SIP host.
+	Dial string
 }
 
 func newConfigData(dir Directory, line int) (configData, error) {
@@ -260,10 +289,14 @@ func phonebookEntries(dir Directory, line int) ([]entry, error) {
 			if !numplan.ValidLine(s) {
 				return nil, fmt.Errorf("%w: peer %q line %d is outside %d-%d", ErrInvalid, p.Name, s, numplan.MinLine, numplan.MaxLine)
 			}
-			out = append(out, entry{
+			e := entry{
 				Name: fitName(name, " - ", "line "+strconv.Itoa(s)),
 				Addr: numplan.Phone(uint8(p.Index), uint8(s)),
-			})
+			}
+			if h := dialplan.HostName(p.Name); h != "" && dir.Password != nil {
+				e.Dial = h + "." + strconv.Itoa(s)
+			}
+			out = append(out, e)
 		}
 	}
 	slices.SortFunc(out, func(a, b entry) int {

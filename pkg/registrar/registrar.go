@@ -91,6 +91,16 @@ func (r *Registrar) Lookup(line int) (Binding, bool) {
 	return b, true
 }
 
+// Unbind removes line's binding, if any (its phone was forgotten).
+func (r *Registrar) Unbind(line int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.bindings[line]; ok {
+		delete(r.bindings, line)
+		r.stats.Unregistered++
+	}
+}
+
 // Bindings returns the live bindings ordered by line.
 func (r *Registrar) Bindings() []Binding {
 	r.mu.Lock()

@@ -165,3 +165,19 @@ func serve(ctx context.Context, r *Registrar, conn net.PacketConn) error {
 	}
 	return err
 }
+
+// A forgotten line's binding goes at once.
+func TestUnbind(t *testing.T) {
+	r, addr := start(t)
+	if res := register(t, addr, "1", "pw-line-one", 600); res.StatusCode != 200 {
+		t.Fatalf("register: %d %s", res.StatusCode, res.Reason)
+	}
+	r.Unbind(1)
+	r.Unbind(2) // no binding: nothing counted
+	if _, ok := r.Lookup(1); ok {
+		t.Error("line 1 still bound after Unbind")
+	}
+	if s := r.Stats(); s.Unregistered != 1 {
+		t.Errorf("unregistered %d, want 1", s.Unregistered)
+	}
+}

@@ -27,10 +27,13 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"sync"
+	"time"
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/peerline/peerline/pkg/devsock"
 	"github.com/peerline/peerline/pkg/dialplan"
 	"github.com/peerline/peerline/pkg/numplan"
 	"github.com/peerline/peerline/pkg/registrar"
@@ -46,6 +49,78 @@ type Service struct {
 	Registrar *registrar.Registrar
 	Routes    Routes
 	Log       *slog.Logger
+
+	mu     sync.Mutex
+	recent []Call // the last MaxRecent decisions, oldest first
+	counts [4]uint64
+}
+
+// MaxRecent is how many dial-plan decisions Recent keeps.
+const MaxRecent = 32
+
+// Call is one dial-plan decision, for the control API and the console.
+type Call struct {
+	Time time.Time `json:"time"`
+	// From is the phone's address, Dialled the user@host it asked for.
+	From    string `json:"from"`
+	Dialled string `json:"dialled"`
+	// Decision is "local", "peer", "trunk" or "refuse"; Code the SIP
+	// status answered (302 for a redirect), Target where the phone was
+	// sent.
+	Decision string `json:"decision"`
+	Code     int    `json:"code"`
+	Target   string `json:"target,omitempty"`
+	Reason   string `json:"reason"`
+}
+
+// Recent returns the last decisions, newest first.
+func (s *Service) Recent() []Call {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Call, len(s.recent))
+	for i, c := range s.recent {
+		out[len(out)-1-i] = c
+	}
+	return out
+}
+
+// Counts returns how many calls each kind of decision took, by
+// dialplan.Kind.
+func (s *Service) Counts() map[string]uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := make(map[string]uint64, len(s.counts))
+	for k, n := range s.counts {
+		m[dialplan.Kind(k).String()] = n
+	}
+	return m
+}
+
+func (s *Service) note(c Call, k dialplan.Kind) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.recent) == MaxRecent {
+		s.recent = append(s.recent[:0], s.recent[1:]...)
+	}
+	s.recent = append(s.recent, c)
+	if int(k) < len(s.counts) {
+		s.counts[k]++
+	}
+}
+
+// Port is where the service listens on the phone port.
+const Port = 5060
+
+// Run serves UDP 5060 on the phone port ifname until ctx ends. The socket
+// is bound to the interface (SO_BINDTODEVICE), as the Pi's other phone-port
+// services are: a request from the uplink or through a tunnel is never
+// seen, so a peer can neither register nor use this node's dial plan.
+func (s *Service) Run(ctx context.Context, ifname string) error {
+	conn, err := devsock.ListenPacket(ctx, "udp4", ":"+strconv.Itoa(Port), ifname)
+	if err != nil {
+		return fmt.Errorf("listening for SIP on %s UDP %d (is another SIP server running on the Pi? stop it, or set sip.off in the config): %w", ifname, Port, err)
+	}
+	return s.Serve(ctx, conn)
 }
 
 // Serve answers on conn until ctx ends.
@@ -85,8 +160,16 @@ func (s *Service) Serve(ctx context.Context, conn net.PacketConn) error {
 
 func (s *Service) invite(req *sip.Request, tx sip.ServerTransaction) {
 	res, d := s.decide(req)
-	s.Log.Info("sip service: call", "dialled", truncate(req.Recipient.User), "from", req.Source(),
-		"decision", d.Kind.String(), "code", res.StatusCode, "reason", d.Reason)
+	c := Call{
+		Time: time.Now(), From: req.Source(), Dialled: truncate(req.Recipient.User) + "@" + truncate(req.Recipient.Host),
+		Decision: d.Kind.String(), Code: res.StatusCode, Reason: d.Reason,
+	}
+	if ct := res.Contact(); ct != nil {
+		c.Target = ct.Address.String()
+	}
+	s.note(c, d.Kind)
+	s.Log.Info("sip service: call", "dialled", c.Dialled, "from", c.From,
+		"decision", c.Decision, "code", c.Code, "target", c.Target, "reason", c.Reason)
 	_ = tx.Respond(res)
 }
 
@@ -94,7 +177,7 @@ func (s *Service) invite(req *sip.Request, tx sip.ServerTransaction) {
 // run it without sockets.
 func (s *Service) decide(req *sip.Request) (*sip.Response, dialplan.Decision) {
 	plan, env := s.Routes()
-	d := plan.Route(req.Recipient.User, env)
+	d := plan.RouteURI(req.Recipient.User, req.Recipient.Host, env)
 	var target netip.Addr
 	switch d.Kind {
 	case dialplan.Local:

@@ -30,6 +30,8 @@ import (
 type Snapshot struct {
 	control.Status
 	Phones []control.Phone `json:"phones"`
+	// SIP is the SIP service's view of the lines; nil when it is off.
+	SIP *control.Lines `json:"sip,omitempty"`
 }
 
 // Source returns the current snapshot; it is called once per request.
