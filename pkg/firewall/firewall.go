@@ -119,7 +119,7 @@ func PeerRules(p Peer) string {
 		iifname %q accept
 	}
 `, p.ToPhones)
-	if pis, m := piMap(p.Lines); pis != "" {
+	if pis, m := piMap(p.Lines, ours); pis != "" {
 		// A call-back to a registered phone: its From names its registrar,
 		// the Pi's side of its line (10.0.s.2), which the peer's phone then
 		// calls. SIP to it goes on to the line's phone (10.0.s.1), never
@@ -135,14 +135,15 @@ func PeerRules(p Peer) string {
 }
 
 // piMap is the nft set of the Pi's sides (10.0.s.2) of lines and the map
-// from each to its phone (10.0.s.1); "" for none.
-func piMap(lines []int) (set, m string) {
+// from each to its phone (10.ours.s.1: 10.0.s.1, or the wire plan's
+// receiver without the rewriter); "" for none.
+func piMap(lines []int, ours uint8) (set, m string) {
 	var pis, pairs []string
 	for _, s := range slices.Sorted(slices.Values(lines)) {
 		if numplan.ValidLine(s) {
 			gw := numplan.LineGateway(uint8(s)).String()
 			pis = append(pis, gw)
-			pairs = append(pairs, gw+" : "+numplan.Phone(0, uint8(s)).String())
+			pairs = append(pairs, gw+" : "+numplan.Phone(ours, uint8(s)).String())
 		}
 	}
 	if len(pis) == 0 {
