@@ -232,14 +232,14 @@ type ListenFunc func(network, addr string) (net.PacketConn, error)
 // Pool hands out relays with ports from a fixed range, at most Max at a
 // time, so a flood of calls cannot exhaust the Pi's ports or memory.
 type Pool struct {
-	Listen      ListenFunc
-	LocalAddr   netip.Addr // the phone-side address to bind (e.g. 10.0.s.2, or 0.0.0.0)
-	RemoteAddr  netip.Addr // the uplink-side address to bind
-	PortLo      int        // first port of the range (even)
-	PortHi      int        // last port of the range
-	Max         int        // relays at once
-	Idle        time.Duration
-	Log         *slog.Logger
+	Listen     ListenFunc
+	LocalAddr  netip.Addr // the phone-side address to bind (e.g. 10.0.s.2, or 0.0.0.0)
+	RemoteAddr netip.Addr // the uplink-side address to bind
+	PortLo     int        // first port of the range (even)
+	PortHi     int        // last port of the range
+	Max        int        // relays at once
+	Idle       time.Duration
+	Log        *slog.Logger
 
 	mu sync.Mutex
 	// mu guards the following fields.
