@@ -1,0 +1,164 @@
+package trunk
+
+import (
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Config is one trunk in the config's "trunks" list: an account at a SIP
+// provider or a company PBX.
+type Config struct {
+	// Name identifies the trunk in dial-plan targets (trunk:<name>),
+	// status and the anonymous-call policy.
+	Name string `json:"name"`
+	// Registrar is the provider's SIP server, host[:port] (UDP).
+	Registrar string `json:"registrar"`
+	// Domain is the account's SIP domain, if it differs from the
+	// registrar's host.
+	Domain string `json:"domain,omitempty"`
+	// User is the account's user (often the phone number).
+	User string `json:"user"`
+	// AuthUser is the digest user name, if it differs from User.
+	AuthUser string `json:"auth_user,omitempty"`
+	// Password is the account's password. Never logged or shown.
+	Password string `json:"password"`
+	// CallerID is the display name sent with outgoing calls.
+	CallerID string `json:"caller_id,omitempty"`
+	// Lines are rung by the trunk's incoming calls (the first one
+	// registered answers; today the first line is rung).
+	Lines []int `json:"lines"`
+	// Prefix, if set, sends numbers dialled with it through this trunk;
+	// the prefix is removed (e.g. "0": 0301234 calls 301234).
+	Prefix string `json:"prefix,omitempty"`
+	// Expires asks the provider for this registration lifetime in
+	// seconds (default 300; providers may shorten it).
+	Expires int `json:"expires,omitempty"`
+}
+
+// DefaultExpires is the registration lifetime asked for: short enough
+// that a provider notices a Pi gone within minutes.
+const DefaultExpires = 300
+
+func (c Config) domain() string {
+	if c.Domain != "" {
+		return c.Domain
+	}
+	host, _, err := net.SplitHostPort(c.Registrar)
+	if err != nil {
+		return c.Registrar
+	}
+	return host
+}
+
+func (c Config) authUser() string {
+	if c.AuthUser != "" {
+		return c.AuthUser
+	}
+	return c.User
+}
+
+func (c Config) expires() int {
+	if c.Expires > 0 {
+		return c.Expires
+	}
+	return DefaultExpires
+}
+
+// registrarAddr is Registrar with the default port.
+func (c Config) registrarAddr() string {
+	if _, _, err := net.SplitHostPort(c.Registrar); err == nil {
+		return c.Registrar
+	}
+	return net.JoinHostPort(c.Registrar, "5060")
+}
+
+// Validate checks one trunk; lines is the node's line count. Errors name
+// the trunk and say what to write.
+func (c Config) Validate(lines int) error {
+	name := c.Name
+	if name == "" {
+		name = "(no name)"
+	}
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("trunk %s: %s", name, fmt.Sprintf(format, args...))
+	}
+	if c.Name == "" || strings.Trim(strings.ToLower(c.Name), "abcdefghijklmnopqrstuvwxyz0123456789-_") != "" || len(c.Name) > 32 {
+		return bad("name: want 1 to 32 letters, digits, - and _")
+	}
+	if c.Registrar == "" {
+		return bad("registrar: want the provider's SIP server, host or host:port")
+	}
+	if low := strings.ToLower(c.Registrar); strings.ContainsAny(low, "/@ ") || strings.HasPrefix(low, "sip:") || strings.HasPrefix(low, "sips:") {
+		return bad("registrar %q: want host or host:port, without sip: or a user", c.Registrar)
+	}
+	if host, port, err := net.SplitHostPort(c.Registrar); err == nil {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || host == "" {
+			return bad("registrar %q: want host or host:port with a port 1-65535", c.Registrar)
+		}
+	} else if strings.ContainsAny(c.Registrar, ":/@ ") {
+		return bad("registrar %q: want host or host:port, without sip: or a user", c.Registrar)
+	}
+	if c.User == "" || strings.ContainsAny(c.User, "@:;<> \t\r\n") {
+		return bad("user %q: want the account's user name as the provider gave it", c.User)
+	}
+	if c.Password == "" {
+		return bad("password: empty; copy the account's SIP password from the provider")
+	}
+	if strings.ContainsAny(c.CallerID, "\r\n") {
+		return bad("caller_id: no line breaks")
+	}
+	if len(c.Lines) == 0 {
+		return bad("lines: name at least one line to ring for incoming calls")
+	}
+	for _, l := range c.Lines {
+		if l < 1 || l > lines {
+			return bad("line %d does not exist (this node has %d lines)", l, lines)
+		}
+	}
+	if len(c.Prefix) > 8 || strings.Trim(c.Prefix, "0123456789*#") != "" {
+		return bad("prefix %q: want up to 8 of 0-9, * and #", c.Prefix)
+	}
+	if c.Expires != 0 && (c.Expires < 60 || c.Expires > 86400) {
+		return bad("expires %d: want 60 to 86400 seconds, or leave it out", c.Expires)
+	}
+	return nil
+}
+
+// ValidateAll checks the "trunks" list: each trunk, unique names, and
+// prefixes where none is the start of another (which would make the
+// shorter one unreachable or ambiguous).
+func ValidateAll(trunks []Config, lines int) error {
+	var names []string
+	for i, c := range trunks {
+		if err := c.Validate(lines); err != nil {
+			return err
+		}
+		if slices.Contains(names, c.Name) {
+			return fmt.Errorf("trunk %s: the name is used twice; give each trunk its own", c.Name)
+		}
+		names = append(names, c.Name)
+		for _, o := range trunks[:i] {
+			if c.Prefix != "" && o.Prefix != "" && (strings.HasPrefix(c.Prefix, o.Prefix) || strings.HasPrefix(o.Prefix, c.Prefix)) {
+				return fmt.Errorf("trunk %s: prefix %q overlaps trunk %s's %q; a dialled number must pick one trunk", c.Name, c.Prefix, o.Name, o.Prefix)
+			}
+		}
+	}
+	return nil
+}
+
+// Number returns what this trunk calls for a dialled string: the string
+// without the trunk's prefix. ok is false when the trunk has a prefix and
+// the string does not start with it, or nothing follows it.
+func (c Config) Number(dialled string) (number string, ok bool) {
+	if c.Prefix == "" {
+		return dialled, dialled != ""
+	}
+	n, found := strings.CutPrefix(dialled, c.Prefix)
+	if !found || n == "" {
+		return "", false
+	}
+	return n, true
+}
