@@ -138,8 +138,11 @@ type errRegister struct {
 func (e *errRegister) Error() string { return fmt.Sprintf("%d %s", e.code, e.reason) }
 
 // registerOnce sends one REGISTER (answering one digest challenge) and
-// returns the granted lifetime and the address the registrar saw.
-func (t *Trunk) registerOnce(ctx context.Context, expires int) (granted int, seen netip.AddrPort, err error) {
+// returns the granted lifetime and the address the registrar saw. A
+// valid stale contact is removed in the same request (expires=0): the
+// address we registered before we knew our NAT mapping, which the
+// registrar would otherwise keep ringing next to the right one.
+func (t *Trunk) registerOnce(ctx context.Context, expires int, stale sip.Uri) (granted int, seen netip.AddrPort, err error) {
 	t.regCSeq++
 	contact := t.contactURI()
 	req := sip.NewRequest(sip.REGISTER, sip.Uri{Scheme: "sip", Host: t.cfg.domain()})
@@ -153,6 +156,11 @@ func (t *Trunk) registerOnce(ctx context.Context, expires int) (granted int, see
 	req.AppendHeader(&cid)
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: t.regCSeq, MethodName: sip.REGISTER})
 	req.AppendHeader(&sip.ContactHeader{Address: contact, Params: sip.NewParams()})
+	if stale.Host != "" {
+		p := sip.NewParams()
+		p.Add("expires", "0")
+		req.AppendHeader(&sip.ContactHeader{Address: stale, Params: p})
+	}
 	req.AppendHeader(sip.NewHeader("Expires", strconv.Itoa(expires)))
 
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -193,13 +201,15 @@ func (t *Trunk) runRegister(ctx context.Context) {
 				s.State = Registering
 			}
 		})
-		granted, seen, err := t.registerOnce(ctx, t.cfg.expires())
+		granted, seen, err := t.registerOnce(ctx, t.cfg.expires(), sip.Uri{})
 		if err == nil && seen.IsValid() && seen != t.public() {
-			// Behind a NAT: the provider must send calls to the
-			// mapping it saw, not to our private address.
+			// Behind a NAT (or the NAT's mapping changed): the
+			// provider must send calls to the mapping it saw, and
+			// only there.
+			old := t.contactURI()
 			t.setPublic(seen)
 			t.log.Info("trunk: provider sees us at a NAT mapping; registering that", "contact", seen)
-			granted, _, err = t.registerOnce(ctx, t.cfg.expires())
+			granted, _, err = t.registerOnce(ctx, t.cfg.expires(), old)
 		}
 		if ctx.Err() != nil {
 			break
@@ -229,7 +239,7 @@ func (t *Trunk) runRegister(ctx context.Context) {
 	// Pi that is going away.
 	if t.Status().State == Registered {
 		uctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, _, _ = t.registerOnce(uctx, 0)
+		_, _, _ = t.registerOnce(uctx, 0, sip.Uri{})
 		cancel()
 	}
 	t.setStatus(func(s *Status) { *s = Status{Name: s.Name, State: Stopped} })
