@@ -85,10 +85,13 @@ func (t *Trunk) inboundCall(req *sip.Request, tx sip.ServerTransaction) {
 		display, user = "Anonymous", "anonymous"
 	}
 	target := t.ring(line)
-	from := &sip.FromHeader{DisplayName: display, Address: sip.Uri{Scheme: "sip", User: user, Host: t.loc.addr.Addr().String(), Port: int(t.loc.addr.Port())}, Params: sip.NewParams()}
-	if user == "" {
-		from.Address.User = "trunk-" + t.cfg.Name
+	// The phone sees the caller at the trunk's phone-side address with
+	// the trunk's prefix: calling back dials out through the trunk.
+	cb := t.LocalURI(t.cfg.Prefix + user)
+	if user == "" || user == "anonymous" {
+		cb.User = "anonymous"
 	}
+	from := &sip.FromHeader{DisplayName: display, Address: cb, Params: sip.NewParams()}
 	log.Info("trunk: incoming call", "line", line, "policy", d.Reason)
 	t.bridge(req, tx, true, target, from, nil, t.loc.addr.Addr(), log)
 }
