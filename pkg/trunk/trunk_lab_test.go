@@ -180,18 +180,11 @@ func startProvider(t *testing.T, ctx context.Context, l *lab.Lab, h *lab.Host) {
 }
 
 type trunkLab struct {
-	l           *lab.Lab
-	pi, prov    *lab.Host
-	soft, phone *lab.Host
-	nat         *lab.NAT
-	toneSoft    string
-	tonePhone   string
-	trunk       *Trunk
-	anonymous   privacy.Policy
-	relays      *rtprelay.Pool
-	softPhone   *lab.Phone
-	localPhone  *lab.Phone
-	uplinkPort  int
+	l                   *lab.Lab
+	pi, prov            *lab.Host
+	soft, phone         *lab.Host
+	nat                 *lab.NAT
+	toneSoft, tonePhone string
 }
 
 // newTrunkLab builds: an Internet segment with the provider and a
