@@ -3,6 +3,7 @@ package trunk
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/netip"
 	"strconv"
 	"sync"
@@ -63,7 +64,7 @@ func (t *Trunk) inboundCall(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	line := t.cfg.Lines[0]
-	d := t.opts.Anonymous.Decide(privacy.Source{Kind: privacy.FromTrunk, Name: t.cfg.Name},
+	d := t.anonymousPolicy().Decide(privacy.Source{Kind: privacy.FromTrunk, Name: t.cfg.Name},
 		privacy.Headers{From: header(req, "From"), Privacy: header(req, "Privacy")})
 	log := t.log.With("dir", "in", "from", truncate(header(req, "From")))
 	switch d.Action {
@@ -176,10 +177,7 @@ func (t *Trunk) lineOf(a netip.Addr) int {
 // and the call ends when either side hangs up, the caller cancels, or the
 // relay idles.
 func (t *Trunk) bridge(req *sip.Request, tx sip.ServerTransaction, inbound bool, target sip.Uri,
-	from *sip.FromHeader, extra []sip.Header, outMedia netip.Addr, log interface {
-		Info(string, ...any)
-		Warn(string, ...any)
-	}) {
+	from *sip.FromHeader, extra []sip.Header, outMedia netip.Addr, log *slog.Logger) {
 	inSide, outSide := rtprelay.Remote, rtprelay.Local
 	inLeg, outLeg := &t.up, &t.loc
 	if !inbound {

@@ -95,9 +95,10 @@ type Trunk struct {
 
 	mu sync.Mutex
 	// mu guards the following fields.
-	status   Status
-	publicAP netip.AddrPort // our address as the provider sees it
-	calls    map[string]*call
+	status    Status
+	publicAP  netip.AddrPort // our address as the provider sees it
+	anonymous privacy.Policy
+	calls     map[string]*call
 }
 
 // New checks the options and sets up both SIP stacks; nothing is sent
@@ -119,6 +120,7 @@ func New(opts Options) (*Trunk, error) {
 		regCSeq:   1,
 		calls:     map[string]*call{},
 		status:    Status{Name: opts.Config.Name, State: Registering},
+		anonymous: opts.Anonymous,
 	}
 	if a, err := net.ResolveUDPAddr("udp4", t.registrar); err == nil {
 		t.registrarUDP = a
@@ -173,10 +175,33 @@ func newLeg(conn net.PacketConn, name string, log *slog.Logger) (sipLeg, error) 
 // Name is the trunk's configured name.
 func (t *Trunk) Name() string { return t.cfg.Name }
 
-// LocalURI is where a phone's call to number through this trunk goes:
-// the SIP service answers a dial-plan decision "trunk" with a 302 to it.
-func (t *Trunk) LocalURI(number string) sip.Uri {
-	return sip.Uri{Scheme: "sip", User: number, Host: t.loc.addr.Addr().String(), Port: int(t.loc.addr.Port())}
+// LocalURI is the trunk's phone-side address with dialled as the user:
+// what a phone calls to reach the trunk. The trunk reads dialled as a
+// user would dial it on the phone: an optional withhold prefix, then the
+// trunk's prefix, then the number.
+func (t *Trunk) LocalURI(dialled string) sip.Uri {
+	return sip.Uri{Scheme: "sip", User: dialled, Host: t.loc.addr.Addr().String(), Port: int(t.loc.addr.Port())}
+}
+
+// CallURI is where the SIP service redirects a call the dial plan sent to
+// this trunk with the number to call at the provider (a rule's rewrite,
+// or the dialled string without the prefix): the trunk's prefix is put
+// back, so that exactly that number goes out, even one that starts with
+// the prefix's digits.
+func (t *Trunk) CallURI(number string) sip.Uri { return t.LocalURI(t.cfg.Prefix + number) }
+
+// SetAnonymous replaces the anonymous-call policy (a config reload); calls
+// already up are not affected.
+func (t *Trunk) SetAnonymous(p privacy.Policy) {
+	t.mu.Lock()
+	t.anonymous = p
+	t.mu.Unlock()
+}
+
+func (t *Trunk) anonymousPolicy() privacy.Policy {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.anonymous
 }
 
 // Status returns the trunk's current state.

@@ -182,7 +182,7 @@ func startProvider(t *testing.T, ctx context.Context, l *lab.Lab, h *lab.Host) {
 type trunkLab struct {
 	l                   *lab.Lab
 	pi, prov            *lab.Host
-	soft, phone         *lab.Host
+	soft, phone, phone2 *lab.Host
 	nat                 *lab.NAT
 	toneSoft, tonePhone string
 }
@@ -211,6 +211,12 @@ func newTrunkLab(t *testing.T, ctx context.Context, kind lab.NATKind) *trunkLab 
 	check(t, tl.pi.Addr("eth0", "10.0.1.2/30"))
 	check(t, tl.phone.Addr("eth0", "10.0.1.1/30"))
 	check(t, tl.phone.Route("default", "via", "10.0.1.2"))
+	tl.phone2, err = l.Host("phone2")
+	check(t, err)
+	check(t, l.Veth(tl.pi, "eth1", tl.phone2, "eth0"))
+	check(t, tl.pi.Addr("eth1", "10.0.2.2/30"))
+	check(t, tl.phone2.Addr("eth0", "10.0.2.1/30"))
+	check(t, tl.phone2.Route("default", "via", "10.0.2.2"))
 
 	tl.toneSoft = filepath.Join(l.Dir(), "tone-1000.wav")
 	tl.tonePhone = filepath.Join(l.Dir(), "tone-440.wav")
@@ -289,6 +295,8 @@ func trunkThroughKamailio(t *testing.T, kind lab.NATKind) {
 	check(t, err)
 	phone, err := tl.l.Phone(ctx, tl.phone, lab.PhoneOpts{Addr: "10.0.1.1", User: "1", TonePath: tl.tonePhone, AutoAnswer: true})
 	check(t, err)
+	phone2, err := tl.l.Phone(ctx, tl.phone2, lab.PhoneOpts{Addr: "10.0.2.1", User: "2", AutoAnswer: true})
+	check(t, err)
 	// baresip may register before its control channel is up and its
 	// REGISTER_OK is then lost: ask Kamailio instead.
 	waitBinding(t, ctx, tl, "alice")
@@ -320,11 +328,34 @@ func trunkThroughKamailio(t *testing.T, kind lab.NATKind) {
 		talk(t, ctx, soft, phone, phone)
 	})
 	t.Run("anonymous refused", func(t *testing.T) {
-		code := anonymousCall(t, ctx, tl)
-		if code != privacy.StatusAnonymityDisallowed {
+		if code := anonymousCall(t, ctx, tl); code != privacy.StatusAnonymityDisallowed {
 			t.Errorf("anonymous call through Kamailio ended with %d, want 433", code)
 		}
 	})
+	// The policy changes at run time (a config reload); each case must
+	// ring the phone it names.
+	for _, c := range []struct {
+		name  string
+		rule  privacy.Rule
+		rings *lab.Phone
+	}{
+		{"anonymous accepted", privacy.Rule{Action: privacy.Accept}, phone},
+		{"anonymous redirected", privacy.Rule{Action: privacy.Redirect, Line: 2}, phone2},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tr.SetAnonymous(privacy.Policy{Trunks: map[string]privacy.Rule{"prov": c.rule}})
+			if code := anonymousCall(t, ctx, tl); code != sip.StatusOK {
+				t.Fatalf("anonymous call ended with %d, want 200", code)
+			}
+			in, err := c.rings.WaitIncoming(ctx)
+			check(t, err)
+			if want := "sip:anonymous@10.0.1.2:5062"; in.PeerURI != want {
+				t.Errorf("%s saw the caller as %q, want %s", c.rings.URI(), in.PeerURI, want)
+			}
+			_, err = c.rings.WaitClosed(ctx)
+			check(t, err)
+		})
+	}
 	t.Run("wrong password", func(t *testing.T) {
 		bad, stop := tl.startTrunk(t, "not-the-password", 5064, privacy.Policy{})
 		st := waitStatus(t, ctx, bad, Failed)
@@ -411,6 +442,12 @@ func anonymousCall(t *testing.T, ctx context.Context, tl *trunkLab) int {
 	sess, err := leg.dua.WriteInvite(ctx, req)
 	check(t, err)
 	err = sess.WaitAnswer(ctx, sipgo.AnswerOptions{Username: "alice", Password: alicePass})
+	if err == nil {
+		// Put through: hang up at once.
+		check(t, sess.Ack(ctx))
+		check(t, sess.Bye(ctx))
+		return sess.InviteResponse.StatusCode
+	}
 	var de *sipgo.ErrDialogResponse
 	if !errors.As(err, &de) {
 		t.Fatalf("anonymous INVITE: %v, want a final refusal", err)
