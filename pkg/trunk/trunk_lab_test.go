@@ -295,7 +295,7 @@ func trunkThroughKamailio(t *testing.T, kind lab.NATKind) {
 	check(t, err)
 	phone, err := tl.l.Phone(ctx, tl.phone, lab.PhoneOpts{Addr: "10.0.1.1", User: "1", TonePath: tl.tonePhone, AutoAnswer: true})
 	check(t, err)
-	phone2, err := tl.l.Phone(ctx, tl.phone2, lab.PhoneOpts{Addr: "10.0.2.1", User: "2", AutoAnswer: true})
+	phone2, err := tl.l.Phone(ctx, tl.phone2, lab.PhoneOpts{Addr: "10.0.2.1", User: "2"}) // answers by hand
 	check(t, err)
 	// baresip may register before its control channel is up and its
 	// REGISTER_OK is then lost: ask Kamailio instead.
@@ -312,7 +312,7 @@ func trunkThroughKamailio(t *testing.T, kind lab.NATKind) {
 		}
 		_, err = soft.WaitEstablished(ctx)
 		check(t, err)
-		talk(t, ctx, soft, phone, soft)
+		talk(t, ctx, soft, phone, phone) // the callee hangs up
 	})
 	t.Run("outbound", func(t *testing.T) {
 		start := time.Now()
@@ -325,7 +325,7 @@ func trunkThroughKamailio(t *testing.T, kind lab.NATKind) {
 		}
 		_, err = phone.WaitEstablished(ctx)
 		check(t, err)
-		talk(t, ctx, soft, phone, phone)
+		talk(t, ctx, soft, phone, phone) // the caller hangs up
 	})
 	t.Run("anonymous refused", func(t *testing.T) {
 		if code := anonymousCall(t, ctx, tl); code != privacy.StatusAnonymityDisallowed {
@@ -334,28 +334,55 @@ func trunkThroughKamailio(t *testing.T, kind lab.NATKind) {
 	})
 	// The policy changes at run time (a config reload); each case must
 	// ring the phone it names.
-	for _, c := range []struct {
-		name  string
-		rule  privacy.Rule
-		rings *lab.Phone
-	}{
-		{"anonymous accepted", privacy.Rule{Action: privacy.Accept}, phone},
-		{"anonymous redirected", privacy.Rule{Action: privacy.Redirect, Line: 2}, phone2},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			tr.SetAnonymous(privacy.Policy{Trunks: map[string]privacy.Rule{"prov": c.rule}})
-			if code := anonymousCall(t, ctx, tl); code != sip.StatusOK {
-				t.Fatalf("anonymous call ended with %d, want 200", code)
-			}
-			in, err := c.rings.WaitIncoming(ctx)
-			check(t, err)
-			if want := "sip:anonymous@10.0.1.2:5062"; in.PeerURI != want {
-				t.Errorf("%s saw the caller as %q, want %s", c.rings.URI(), in.PeerURI, want)
-			}
-			_, err = c.rings.WaitClosed(ctx)
-			check(t, err)
-		})
-	}
+	t.Run("anonymous accepted", func(t *testing.T) {
+		tr.SetAnonymous(privacy.Policy{Trunks: map[string]privacy.Rule{"prov": {Action: privacy.Accept}}})
+		if code := anonymousCall(t, ctx, tl); code != sip.StatusOK {
+			t.Fatalf("anonymous call ended with %d, want 200", code)
+		}
+		in, err := phone.WaitIncoming(ctx)
+		check(t, err)
+		if want := "sip:anonymous@10.0.1.2:5062"; in.PeerURI != want {
+			t.Errorf("line 1 saw the caller as %q, want %s", in.PeerURI, want)
+		}
+		_, err = phone.WaitClosed(ctx)
+		check(t, err)
+	})
+	t.Run("anonymous redirected", func(t *testing.T) {
+		tr.SetAnonymous(privacy.Policy{Trunks: map[string]privacy.Rule{"prov": {Action: privacy.Redirect, Line: 2}}})
+		code := make(chan int, 1)
+		go func() { code <- anonymousCall(t, ctx, tl) }()
+		in, err := phone2.WaitIncoming(ctx)
+		check(t, err)
+		if want := "sip:anonymous@10.0.1.2:5062"; in.PeerURI != want {
+			t.Errorf("line 2 saw the caller as %q, want %s", in.PeerURI, want)
+		}
+		check(t, phone2.Answer(ctx))
+		if c := <-code; c != sip.StatusOK {
+			t.Fatalf("anonymous call ended with %d, want 200", c)
+		}
+		_, err = phone2.WaitClosed(ctx)
+		check(t, err)
+	})
+	t.Run("cancelled while ringing", func(t *testing.T) {
+		// The caller gives up before line 2 answers: line 2 stops
+		// ringing and the trunk forgets the call.
+		sess := anonymousInvite(t, ctx, tl)
+		ring, stopRinging := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- sess.WaitAnswer(ring, sipgo.AnswerOptions{Username: "alice", Password: alicePass}) }()
+		_, err := phone2.WaitIncoming(ctx)
+		check(t, err)
+		stopRinging()
+		if err := <-done; err == nil {
+			t.Fatal("the call was answered, want it cancelled")
+		}
+		closed, err := phone2.WaitClosed(ctx)
+		check(t, err)
+		t.Logf("line 2 stopped ringing: %s", closed.Param)
+		for tr.Status().Calls != 0 {
+			sleep(t, ctx, 50*time.Millisecond)
+		}
+	})
 	t.Run("wrong password", func(t *testing.T) {
 		bad, stop := tl.startTrunk(t, "not-the-password", 5064, privacy.Policy{})
 		st := waitStatus(t, ctx, bad, Failed)
@@ -412,18 +439,17 @@ func talk(t *testing.T, ctx context.Context, soft, phone, hangup *lab.Phone) {
 	}
 }
 
-// anonymousCall sends an INVITE from the softphone's host through
-// Kamailio to the trunk's number, From anonymous@anonymous.invalid, and
-// returns the final status.
-func anonymousCall(t *testing.T, ctx context.Context, tl *trunkLab) int {
+// anonymousInvite sends an INVITE from the softphone's host through
+// Kamailio to the trunk's number, From anonymous@anonymous.invalid with
+// Privacy: id.
+func anonymousInvite(t *testing.T, ctx context.Context, tl *trunkLab) *sipgo.DialogClientSession {
 	t.Helper()
 	conn, err := tl.soft.ListenPacket("udp4", softAddr+":5070")
 	check(t, err)
 	leg, err := newLeg(conn, "anonymous caller", tl.l.Logger())
 	check(t, err)
-	defer leg.ua.Close()
 	go leg.srv.ServeUDP(conn)
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close(); leg.ua.Close() })
 	for i := 0; i < 100; i++ {
 		if _, err := leg.ua.TransportLayer().GetConnection("udp", leg.addr.String()); err == nil {
 			break
@@ -441,16 +467,23 @@ func anonymousCall(t *testing.T, ctx context.Context, tl *trunkLab) int {
 	req.SetBody([]byte("v=0\r\no=- 1 1 IN IP4 " + softAddr + "\r\ns=-\r\nc=IN IP4 " + softAddr + "\r\nt=0 0\r\nm=audio 12000 RTP/AVP 0\r\n"))
 	sess, err := leg.dua.WriteInvite(ctx, req)
 	check(t, err)
-	err = sess.WaitAnswer(ctx, sipgo.AnswerOptions{Username: "alice", Password: alicePass})
+	return sess
+}
+
+// anonymousCall makes an anonymous call and returns its final status; a
+// call put through is hung up at once.
+func anonymousCall(t *testing.T, ctx context.Context, tl *trunkLab) int {
+	t.Helper()
+	sess := anonymousInvite(t, ctx, tl)
+	err := sess.WaitAnswer(ctx, sipgo.AnswerOptions{Username: "alice", Password: alicePass})
 	if err == nil {
-		// Put through: hang up at once.
 		check(t, sess.Ack(ctx))
 		check(t, sess.Bye(ctx))
 		return sess.InviteResponse.StatusCode
 	}
 	var de *sipgo.ErrDialogResponse
 	if !errors.As(err, &de) {
-		t.Fatalf("anonymous INVITE: %v, want a final refusal", err)
+		t.Fatalf("anonymous INVITE: %v, want a final answer", err)
 	}
 	t.Logf("anonymous call answered %d %s", de.Res.StatusCode, de.Res.Reason)
 	return de.Res.StatusCode
