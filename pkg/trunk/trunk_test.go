@@ -1,6 +1,7 @@
 package trunk
 
 import (
+	"context"
 	"net"
 	"net/netip"
 	"strings"
@@ -8,8 +9,10 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
 
 	"github.com/peerline/peerline/pkg/labtest"
+	"github.com/peerline/peerline/pkg/privacy"
 	"github.com/peerline/peerline/pkg/registrar"
 	"github.com/peerline/peerline/pkg/rtprelay"
 	"github.com/peerline/peerline/pkg/sipauth"
@@ -26,8 +29,9 @@ func listen(t *testing.T) net.PacketConn {
 
 // provider runs pkg/registrar (real digest, an independent
 // implementation of the server side) as a provider's registrar on
-// loopback, with one account 4930123 / secret.
-func provider(t *testing.T) (addr string, reg *registrar.Registrar) {
+// loopback, with one account 4930123 / secret; calls, if set, adds the
+// provider's call handling to the same socket before it serves.
+func provider(t *testing.T, calls ...func(*sipLeg)) (addr string, reg *registrar.Registrar) {
 	t.Helper()
 	log := labtest.Logger(t)
 	reg = registrar.New(sipauth.Config{Realm: "provider.test", Offer: sipauth.MD5}, func(user string) (int, string, bool) {
@@ -36,19 +40,18 @@ func provider(t *testing.T) (addr string, reg *registrar.Registrar) {
 		}
 		return 0, "", false
 	}, log)
-	ua, err := sipgo.NewUA()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := sipgo.NewServer(ua)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.OnRegister(reg.Handle)
 	conn := listen(t)
+	leg, err := newLeg(conn, "provider", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leg.srv.OnRegister(reg.Handle)
+	for _, f := range calls {
+		f(&leg)
+	}
 	done := make(chan struct{})
-	go func() { srv.ServeUDP(conn); close(done) }()
-	t.Cleanup(func() { conn.Close(); ua.Close(); <-done })
+	go func() { leg.srv.ServeUDP(conn); close(done) }()
+	t.Cleanup(func() { conn.Close(); leg.ua.Close(); <-done })
 	return conn.LocalAddr().String(), reg
 }
 
@@ -254,4 +257,157 @@ func FuzzSDP(f *testing.F) {
 			t.Fatalf("relaySDP(%q) = %q: mediaDest %v, %v, want %v", body, out, got, ok2, relay)
 		}
 	})
+}
+
+// A phone on loopback calls through the trunk with the withhold prefix:
+// the provider gets the number without either prefix, the anonymous From,
+// the account in P-Preferred-Identity and Privacy: id, and media flows
+// through the relay; the phone's BYE reaches the provider.
+func TestOutgoingWithheldCall(t *testing.T) {
+	log := labtest.Logger(t)
+	// The provider answers every INVITE with its SDP.
+	provMedia := udpConn(t)
+	invites := make(chan *sip.Request, 1)
+	byes := make(chan *sip.Request, 1)
+	regAddr, _ := provider(t, func(l *sipLeg) {
+		l.srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
+			invites <- req
+			s, err := l.dua.ReadInvite(req, tx)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			s.RespondSDP(relaySDP(req.Body(), netip.MustParseAddr("127.0.0.1"), provMedia.LocalAddr().(*net.UDPAddr).AddrPort().Port()))
+		})
+		l.srv.OnAck(func(*sip.Request, sip.ServerTransaction) {})
+		l.srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
+			byes <- req
+			tx.Respond(sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil))
+		})
+	})
+
+	cfg := Config{Name: "prov", Registrar: regAddr, Domain: "provider.test", User: "4930123", Password: "secret",
+		CallerID: "Home", Lines: []int{1}, Prefix: "0"}
+	tr, err := New(Options{
+		Config: cfg, Uplink: listen(t), Phones: listen(t),
+		Relays: &rtprelay.Pool{Listen: net.ListenPacket, LocalAddr: netip.MustParseAddr("127.0.0.1"),
+			RemoteAddr: netip.MustParseAddr("127.0.0.1"), PortLo: 43000, PortHi: 43999, Max: 4},
+		LineOf:   func(netip.Addr) int { return 1 },
+		Withhold: privacy.Withhold{Prefix: "*31*"},
+		Log:      log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	labtest.Serve(t, tr.Run)
+	waitState(t, tr, Registered)
+
+	// The phone.
+	phoneConn := listen(t)
+	phoneMedia := udpConn(t)
+	phone, err := newLeg(phoneConn, "phone", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go phone.srv.ServeUDP(phoneConn)
+	t.Cleanup(func() { phoneConn.Close(); phone.ua.Close() })
+	req := sip.NewRequest(sip.INVITE, tr.LocalURI("*31*0301234"))
+	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	req.SetBody(relaySDP([]byte(sdpOffer), netip.MustParseAddr("127.0.0.1"), phoneMedia.LocalAddr().(*net.UDPAddr).AddrPort().Port()))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		if _, err := phone.ua.TransportLayer().GetConnection("udp", phone.addr.String()); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	sess, err := phone.dua.WriteInvite(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
+		t.Fatalf("the call was not answered: %v", err)
+	}
+	if err := sess.Ack(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	in := <-invites
+	for _, c := range []struct{ what, got, want string }{
+		{"Request-URI user", in.Recipient.User, "301234"},
+		{"From", header(in, "From"), `"Anonymous" <sip:anonymous@anonymous.invalid>`},
+		{"P-Preferred-Identity", header(in, "P-Preferred-Identity"), `"Home" <sip:4930123@provider.test>`},
+		{"Privacy", header(in, "Privacy"), "id"},
+	} {
+		if !strings.HasPrefix(c.got, c.want) {
+			t.Errorf("the provider got %s %q, want %q", c.what, c.got, c.want)
+		}
+	}
+	if why := privacy.Classify(privacy.Headers{From: header(in, "From"), Privacy: header(in, "Privacy")}); why == privacy.NotAnonymous {
+		t.Error("the provider's INVITE does not classify as anonymous")
+	}
+
+	// Media: the phone sends to the relay named in its answer; the
+	// provider receives it, and its reply reaches the phone.
+	relayLocal, ok := mediaDest(sess.InviteResponse.Body())
+	if !ok {
+		t.Fatalf("answer SDP %q names no media address", sess.InviteResponse.Body())
+	}
+	send(t, phoneMedia, relayLocal, "rtp from phone")
+	got, src := recv(t, provMedia)
+	if got != "rtp from phone" {
+		t.Fatalf("provider media got %q", got)
+	}
+	send(t, provMedia, src, "rtp from provider")
+	if got, _ := recv(t, phoneMedia); got != "rtp from provider" {
+		t.Fatalf("phone media got %q", got)
+	}
+	if tr.Status().Calls != 1 {
+		t.Errorf("Status().Calls = %d during the call, want 1", tr.Status().Calls)
+	}
+
+	if err := sess.Bye(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-byes:
+	case <-ctx.Done():
+		t.Fatal("the phone's BYE never reached the provider")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for tr.Status().Calls != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("Status().Calls = %d after BYE, want 0", tr.Status().Calls)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func udpConn(t *testing.T) *net.UDPConn {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func send(t *testing.T, c *net.UDPConn, to netip.AddrPort, msg string) {
+	t.Helper()
+	if _, err := c.WriteToUDPAddrPort([]byte(msg), to); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func recv(t *testing.T, c *net.UDPConn) (string, netip.AddrPort) {
+	t.Helper()
+	buf := make([]byte, 2048)
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	n, src, err := c.ReadFromUDPAddrPort(buf)
+	if err != nil {
+		t.Fatalf("waiting for media: %v", err)
+	}
+	return string(buf[:n]), src
 }
