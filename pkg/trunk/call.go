@@ -63,6 +63,13 @@ func (t *Trunk) inboundCall(req *sip.Request, tx sip.ServerTransaction) {
 		t.reinvite(req, tx)
 		return
 	}
+	if src, err := netip.ParseAddrPort(req.Source()); err != nil || !t.fromProvider(src.Addr()) {
+		// Not the provider: a scanner trying numbers. Not logged above
+		// debug, as scanners send thousands.
+		t.log.Debug("trunk: call from outside the provider refused", "src", req.Source())
+		respond(req, tx, sip.StatusForbidden, "Forbidden")
+		return
+	}
 	line := t.cfg.Lines[0]
 	d := t.anonymousPolicy().Decide(privacy.Source{Kind: privacy.FromTrunk, Name: t.cfg.Name},
 		privacy.Headers{From: header(req, "From"), Privacy: header(req, "Privacy")})

@@ -3,6 +3,7 @@ package trunk
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,6 +37,28 @@ type Config struct {
 	// Expires asks the provider for this registration lifetime in
 	// seconds (default 300; providers may shorten it).
 	Expires int `json:"expires,omitempty"`
+	// AcceptFrom lists addresses or prefixes (CIDR) besides the
+	// registrar's own from which the provider sends calls. Calls from
+	// anywhere else are refused: a cone NAT lets the whole Internet
+	// reach the trunk's socket, and SIP scanners ring phones at night.
+	AcceptFrom []string `json:"accept_from,omitempty"`
+}
+
+// acceptFrom parses AcceptFrom.
+func (c Config) acceptFrom() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range c.AcceptFrom {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("accept_from %q: want an IP address or a prefix such as 217.10.79.0/24", s)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	return out, nil
 }
 
 // DefaultExpires is the registration lifetime asked for: short enough
@@ -120,6 +143,9 @@ func (c Config) Validate(lines int) error {
 	}
 	if len(c.Prefix) > 8 || strings.Trim(c.Prefix, "0123456789*#") != "" {
 		return bad("prefix %q: want up to 8 of 0-9, * and #", c.Prefix)
+	}
+	if _, err := c.acceptFrom(); err != nil {
+		return bad("%v", err)
 	}
 	if c.Expires != 0 && (c.Expires < 60 || c.Expires > 86400) {
 		return bad("expires %d: want 60 to 86400 seconds, or leave it out", c.Expires)

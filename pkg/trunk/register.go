@@ -143,6 +143,7 @@ func (e *errRegister) Error() string { return fmt.Sprintf("%d %s", e.code, e.rea
 // address we registered before we knew our NAT mapping, which the
 // registrar would otherwise keep ringing next to the right one.
 func (t *Trunk) registerOnce(ctx context.Context, expires int, stale sip.Uri) (granted int, seen netip.AddrPort, err error) {
+	t.resolveProvider()
 	t.regCSeq++
 	contact := t.contactURI()
 	req := sip.NewRequest(sip.REGISTER, sip.Uri{Scheme: "sip", Host: t.cfg.domain()})

@@ -31,6 +31,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -97,6 +98,7 @@ type Trunk struct {
 	// mu guards the following fields.
 	status    Status
 	publicAP  netip.AddrPort // our address as the provider sees it
+	provider  []netip.Prefix // where calls may come from: the registrar's addresses and AcceptFrom
 	anonymous privacy.Policy
 	calls     map[string]*call
 }
@@ -125,7 +127,12 @@ func New(opts Options) (*Trunk, error) {
 	if a, err := net.ResolveUDPAddr("udp4", t.registrar); err == nil {
 		t.registrarUDP = a
 	}
-	var err error
+	extra, err := opts.Config.acceptFrom()
+	if err != nil {
+		return nil, fmt.Errorf("trunk %s: %w", opts.Config.Name, err)
+	}
+	t.provider = extra
+	t.resolveProvider()
 	if t.up, err = newLeg(opts.Uplink, "uplink", t.log); err != nil {
 		return nil, err
 	}
@@ -170,6 +177,45 @@ func newLeg(conn net.PacketConn, name string, log *slog.Logger) (sipLeg, error) 
 		Address: sip.Uri{Scheme: "sip", User: "peerline", Host: ap.Addr().String(), Port: int(ap.Port())},
 	}}
 	return sipLeg{conn: conn, addr: ap, ua: ua, srv: srv, cli: cli, dua: dua}, nil
+}
+
+// resolveProvider adds the registrar's current addresses to the ones calls
+// may come from; called at start and before each registration, so a
+// provider that moves is followed.
+func (t *Trunk) resolveProvider() {
+	host, _, err := net.SplitHostPort(t.registrar)
+	if err != nil {
+		return
+	}
+	addrs, err := net.LookupHost(host)
+	if err != nil {
+		t.log.Debug("trunk: resolving the registrar", "err", err)
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, s := range addrs {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			continue
+		}
+		p := netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+		if !slices.Contains(t.provider, p) {
+			t.provider = append(t.provider, p)
+		}
+	}
+}
+
+// fromProvider says whether a request from src may be the provider's.
+func (t *Trunk) fromProvider(src netip.Addr) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, p := range t.provider {
+		if p.Contains(src.Unmap()) {
+			return true
+		}
+	}
+	return false
 }
 
 // Name is the trunk's configured name.

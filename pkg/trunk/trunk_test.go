@@ -2,6 +2,7 @@ package trunk
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"strings"
@@ -65,7 +66,9 @@ func newTrunk(t *testing.T, registrarAddr, password string) *Trunk {
 		Config: cfg, Uplink: listen(t), Phones: listen(t),
 		Relays: &rtprelay.Pool{Listen: net.ListenPacket, LocalAddr: netip.MustParseAddr("127.0.0.1"),
 			RemoteAddr: netip.MustParseAddr("127.0.0.1"), PortLo: 42000, PortHi: 42999, Max: 4},
-		Log: labtest.Logger(t),
+		// Never ring 10.0.1.1 from the machine's own namespace.
+		Ring: func(line int) sip.Uri { return sip.Uri{Scheme: "sip", User: "1", Host: "127.0.0.1", Port: 9} },
+		Log:  labtest.Logger(t),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -176,6 +179,8 @@ func TestConfigValidate(t *testing.T) {
 		{"bad prefix", func(c *Config) { c.Prefix = "0a" }, "prefix"},
 		{"short expires", func(c *Config) { c.Expires = 10 }, "expires 10"},
 		{"user with @", func(c *Config) { c.User = "a@b" }, "user"},
+		{"accept_from", func(c *Config) { c.AcceptFrom = []string{"217.10.79.0/24", "192.0.2.1"} }, ""},
+		{"bad accept_from", func(c *Config) { c.AcceptFrom = []string{"sip.example"} }, `accept_from "sip.example": want an IP address or a prefix`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := good
@@ -410,4 +415,46 @@ func recv(t *testing.T, c *net.UDPConn) (string, netip.AddrPort) {
 		t.Fatalf("waiting for media: %v", err)
 	}
 	return string(buf[:n]), src
+}
+
+// Only the provider may ring the phones: an INVITE from another address
+// (a SIP scanner reaching the trunk through a cone NAT) gets 403 and rings
+// nothing.
+func TestCallsOnlyFromProvider(t *testing.T) {
+	addr, _ := provider(t)
+	tr := newTrunk(t, addr, "secret")
+	labtest.Serve(t, tr.Run)
+	waitState(t, tr, Registered)
+
+	conn, err := net.ListenPacket("udp4", "127.0.0.2:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	scanner, err := newLeg(conn, "scanner", labtest.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go scanner.srv.ServeUDP(conn)
+	t.Cleanup(func() { conn.Close(); scanner.ua.Close() })
+	for {
+		if _, err := scanner.ua.TransportLayer().GetConnection("udp", scanner.addr.String()); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	up := tr.up.addr
+	req := sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sip", User: "4930123", Host: up.Addr().String(), Port: int(up.Port())})
+	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	req.SetBody([]byte(sdpOffer))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sess, err := scanner.dua.WriteInvite(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = sess.WaitAnswer(ctx, sipgo.AnswerOptions{})
+	var de *sipgo.ErrDialogResponse
+	if !errors.As(err, &de) || de.Res.StatusCode != sip.StatusForbidden {
+		t.Fatalf("INVITE from outside the provider: %v, want 403", err)
+	}
 }
