@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -70,7 +71,7 @@ func (t *Trunk) inboundCall(req *sip.Request, tx sip.ServerTransaction) {
 		respond(req, tx, sip.StatusForbidden, "Forbidden")
 		return
 	}
-	line := t.cfg.Lines[0]
+	lines := t.cfg.Lines
 	d := t.anonymousPolicy().Decide(privacy.Source{Kind: privacy.FromTrunk, Name: t.cfg.Name},
 		privacy.Headers{From: header(req, "From"), Privacy: header(req, "Privacy")})
 	log := t.log.With("dir", "in", "from", truncate(header(req, "From")))
@@ -80,7 +81,7 @@ func (t *Trunk) inboundCall(req *sip.Request, tx sip.ServerTransaction) {
 		respond(req, tx, d.Code, "Anonymity Disallowed")
 		return
 	case privacy.Redirect:
-		line = d.Line
+		lines = []int{d.Line}
 	}
 	display, uri := privacy.ParseNameAddr(header(req, "From"))
 	user := ""
@@ -92,7 +93,10 @@ func (t *Trunk) inboundCall(req *sip.Request, tx sip.ServerTransaction) {
 	} else {
 		display, user = "Anonymous", "anonymous"
 	}
-	target := t.ring(line)
+	var targets []sip.Uri
+	for _, l := range lines {
+		targets = append(targets, t.ring(l))
+	}
 	// The phone sees the caller at the trunk's phone-side address with
 	// the trunk's prefix: calling back dials out through the trunk.
 	cb := t.LocalURI(t.cfg.Prefix + user)
@@ -100,8 +104,8 @@ func (t *Trunk) inboundCall(req *sip.Request, tx sip.ServerTransaction) {
 		cb.User = "anonymous"
 	}
 	from := &sip.FromHeader{DisplayName: display, Address: cb, Params: sip.NewParams()}
-	log.Info("trunk: incoming call", "line", line, "policy", d.Reason)
-	t.bridge(req, tx, true, target, from, nil, t.loc.addr.Addr(), log)
+	log.Info("trunk: incoming call", "lines", lines, "policy", d.Reason)
+	t.bridge(req, tx, true, targets, from, nil, t.loc.addr.Addr(), log)
 }
 
 // outboundCall takes a call from a phone and places it at the provider.
@@ -153,7 +157,7 @@ func (t *Trunk) outboundCall(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	target := sip.Uri{Scheme: "sip", User: number, Host: t.cfg.domain()}
 	log.Info("trunk: outgoing call", "to", number, "withheld", withhold)
-	t.bridge(req, tx, false, target, from, extra, t.mediaAddr(), log)
+	t.bridge(req, tx, false, []sip.Uri{target}, from, extra, t.mediaAddr(), log)
 }
 
 // mediaAddr is the address put in SDP sent to the provider: our public
@@ -183,7 +187,7 @@ func (t *Trunk) lineOf(a netip.Addr) int {
 // relay goes between their media, provisional answers are passed back,
 // and the call ends when either side hangs up, the caller cancels, or the
 // relay idles.
-func (t *Trunk) bridge(req *sip.Request, tx sip.ServerTransaction, inbound bool, target sip.Uri,
+func (t *Trunk) bridge(req *sip.Request, tx sip.ServerTransaction, inbound bool, targets []sip.Uri,
 	from *sip.FromHeader, extra []sip.Header, outMedia netip.Addr, log *slog.Logger) {
 	inSide, outSide := rtprelay.Remote, rtprelay.Local
 	inLeg, outLeg := &t.up, &t.loc
@@ -223,21 +227,26 @@ func (t *Trunk) bridge(req *sip.Request, tx sip.ServerTransaction, inbound bool,
 	if outMedia.IsValid() {
 		outAP = netip.AddrPortFrom(outMedia, outAP.Port())
 	}
-	oreq := sip.NewRequest(sip.INVITE, target)
-	from.Params.Add("tag", sip.GenerateTagN(16))
-	oreq.AppendHeader(from)
-	oreq.AppendHeader(&sip.ToHeader{Address: target, Params: sip.NewParams()})
-	if inbound {
-		oreq.AppendHeader(&sip.ContactHeader{Address: outLeg.dua.ContactHDR.Address})
-	} else {
-		oreq.AppendHeader(&sip.ContactHeader{Address: t.contactURI()})
-		oreq.SetDestination(t.registrar)
+	var reqs []*sip.Request
+	for _, target := range targets {
+		oreq := sip.NewRequest(sip.INVITE, target)
+		f := &sip.FromHeader{DisplayName: from.DisplayName, Address: from.Address, Params: sip.NewParams()}
+		f.Params.Add("tag", sip.GenerateTagN(16))
+		oreq.AppendHeader(f)
+		oreq.AppendHeader(&sip.ToHeader{Address: target, Params: sip.NewParams()})
+		if inbound {
+			oreq.AppendHeader(&sip.ContactHeader{Address: outLeg.dua.ContactHDR.Address})
+		} else {
+			oreq.AppendHeader(&sip.ContactHeader{Address: t.contactURI()})
+			oreq.SetDestination(t.registrar)
+		}
+		for _, h := range extra {
+			oreq.AppendHeader(h)
+		}
+		oreq.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+		oreq.SetBody(relaySDP(req.Body(), outAP.Addr(), outAP.Port()))
+		reqs = append(reqs, oreq)
 	}
-	for _, h := range extra {
-		oreq.AppendHeader(h)
-	}
-	oreq.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
-	oreq.SetBody(relaySDP(req.Body(), outAP.Addr(), outAP.Port()))
 
 	// The caller's CANCEL (or its transaction dying) ends the attempt.
 	ringCtx, ringCancel := context.WithTimeout(ctx, ringTimeout)
@@ -249,21 +258,32 @@ func (t *Trunk) bridge(req *sip.Request, tx sip.ServerTransaction, inbound bool,
 		case <-ringCtx.Done():
 		}
 	}()
-	out, err := outLeg.dua.WriteInvite(ringCtx, oreq)
-	if err == nil {
-		c.out = out
-		c.outID = oreq.CallID().Value()
-		t.addCall(c.outID, c)
-		answer := sipgo.AnswerOptions{OnResponse: func(r *sip.Response) error {
-			if r.StatusCode == sip.StatusRinging || r.StatusCode == sip.StatusSessionInProgress {
+	// Branches answer from their own goroutines: the caller hears
+	// ringing once, and never after the final answer (final below).
+	var ringMu sync.Mutex
+	rang, final := false, false
+	answer := sipgo.AnswerOptions{OnResponse: func(r *sip.Response) error {
+		if r.StatusCode == sip.StatusRinging || r.StatusCode == sip.StatusSessionInProgress {
+			ringMu.Lock()
+			if !rang && !final {
+				rang = true
 				_ = in.Respond(sip.StatusRinging, "Ringing", nil)
 			}
-			return nil
-		}}
-		if !inbound {
-			answer.Username, answer.Password = t.cfg.authUser(), t.cfg.Password
+			ringMu.Unlock()
 		}
-		err = out.WaitAnswer(ringCtx, answer)
+		return nil
+	}}
+	if !inbound {
+		answer.Username, answer.Password = t.cfg.authUser(), t.cfg.Password
+	}
+	out, err := fork(ringCtx, outLeg, reqs, answer)
+	ringMu.Lock()
+	final = true
+	ringMu.Unlock()
+	if err == nil {
+		c.out = out
+		c.outID = out.InviteRequest.CallID().Value()
+		t.addCall(c.outID, c)
 	}
 	if err != nil {
 		code, reason := sip.StatusTemporarilyUnavailable, "Temporarily Unavailable"
@@ -313,6 +333,62 @@ func (t *Trunk) bridge(req *sip.Request, tx sip.ServerTransaction, inbound bool,
 		}
 		t.end(c, nil)
 	}()
+}
+
+// errLost is a branch answered just after another: hung up at once.
+var errLost = errors.New("answered after another line")
+
+// fork places the outgoing call to every request's target at once (the
+// lines of an incoming call ring together): the first to answer gets
+// the call, the others are cancelled, and one that answered at the same
+// moment is hung up. With every branch failed, the most telling answer
+// is returned: a refusal (busy, declined) over a cancellation or a
+// timeout.
+func fork(ctx context.Context, leg *sipLeg, reqs []*sip.Request, opts sipgo.AnswerOptions) (*sipgo.DialogClientSession, error) {
+	type result struct {
+		i   int
+		s   *sipgo.DialogClientSession
+		err error
+	}
+	results := make(chan result, len(reqs))
+	cancels := make([]context.CancelFunc, len(reqs))
+	var won atomic.Bool
+	for i, r := range reqs {
+		bctx, cancel := context.WithCancel(ctx)
+		cancels[i] = cancel
+		go func() {
+			s, err := leg.dua.WriteInvite(bctx, r)
+			if err == nil {
+				err = s.WaitAnswer(bctx, opts)
+			}
+			if err == nil && !won.CompareAndSwap(false, true) {
+				hctx, hcancel := context.WithTimeout(context.Background(), 5*time.Second)
+				_ = s.Ack(hctx)
+				_ = s.Bye(hctx)
+				hcancel()
+				err = errLost
+			}
+			results <- result{i, s, err}
+		}()
+	}
+	var best error
+	for range reqs {
+		r := <-results
+		if r.err == nil {
+			for j, cancel := range cancels {
+				if j != r.i {
+					cancel()
+				}
+			}
+			return r.s, nil
+		}
+		cancels[r.i]()
+		var de *sipgo.ErrDialogResponse
+		if errors.As(r.err, &de) && de.Res.StatusCode != sip.StatusRequestTerminated || best == nil {
+			best = r.err
+		}
+	}
+	return nil, best
 }
 
 // reinvite answers an in-dialog INVITE (session refresh, hold) with the

@@ -28,8 +28,8 @@ type Config struct {
 	Password string `json:"password"`
 	// CallerID is the display name sent with outgoing calls.
 	CallerID string `json:"caller_id,omitempty"`
-	// Lines are rung by the trunk's incoming calls (the first one
-	// registered answers; today the first line is rung).
+	// Lines ring together for the trunk's incoming calls; the first
+	// to answer takes the call.
 	Lines []int `json:"lines"`
 	// Prefix, if set, sends numbers dialled with it through this trunk;
 	// the prefix is removed (e.g. "0": 0301234 calls 301234).

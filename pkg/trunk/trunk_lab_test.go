@@ -234,7 +234,7 @@ func (tl *trunkLab) startTrunk(t *testing.T, password string, port int, anon pri
 	check(t, err)
 	tr, err := New(Options{
 		Config: Config{Name: "prov", Registrar: provAddr, Domain: "provider.test", User: trunkUser,
-			Password: password, CallerID: "Home", Lines: []int{1}, Prefix: "0"},
+			Password: password, CallerID: "Home", Lines: []int{1, 2}, Prefix: "0"},
 		Uplink: up, Phones: phones,
 		Relays: &rtprelay.Pool{Listen: tl.pi.ListenPacket, LocalAddr: netip.MustParseAddr("10.0.1.2"),
 			RemoteAddr: netip.MustParseAddr(piUplink), PortLo: 40000, PortHi: 40999, Max: 8,
@@ -312,6 +312,8 @@ func trunkThroughKamailio(t *testing.T, kind lab.NATKind) {
 		}
 		_, err = soft.WaitEstablished(ctx)
 		check(t, err)
+		// Both lines rang; line 2 stopped when line 1 answered.
+		stoppedRinging(t, ctx, phone2)
 		talk(t, ctx, soft, phone, phone) // the callee hangs up
 	})
 	t.Run("outbound", func(t *testing.T) {
@@ -346,6 +348,7 @@ func trunkThroughKamailio(t *testing.T, kind lab.NATKind) {
 		}
 		_, err = phone.WaitClosed(ctx)
 		check(t, err)
+		stoppedRinging(t, ctx, phone2)
 	})
 	t.Run("anonymous redirected", func(t *testing.T) {
 		tr.SetAnonymous(privacy.Policy{Trunks: map[string]privacy.Rule{"prov": {Action: privacy.Redirect, Line: 2}}})
@@ -394,6 +397,21 @@ func trunkThroughKamailio(t *testing.T, kind lab.NATKind) {
 	})
 	if st := tr.Status(); st.State != Registered || st.Calls != 0 {
 		t.Errorf("after the calls: %+v, want registered with no call up", st)
+	}
+}
+
+// stoppedRinging checks that p rang and was cancelled without answering.
+func stoppedRinging(t *testing.T, ctx context.Context, p *lab.Phone) {
+	t.Helper()
+	in, err := p.WaitIncoming(ctx)
+	check(t, err)
+	if in.Type != lab.EventCallIncoming {
+		t.Errorf("%s: first event of the call %s, want it ringing (%s)", p.URI(), in.Type, lab.EventCallIncoming)
+	}
+	closed, err := p.WaitClosed(ctx)
+	check(t, err)
+	if closed.CallID != in.CallID {
+		t.Errorf("%s: closed call %s, want the one that rang (%s)", p.URI(), closed.CallID, in.CallID)
 	}
 }
 
