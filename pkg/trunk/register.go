@@ -181,6 +181,15 @@ func (t *Trunk) registerOnce(ctx context.Context, expires int, stale sip.Uri) (g
 		return 0, seen, fmt.Errorf("registering at %s: %w", t.cfg.Registrar, err)
 	}
 	seen, _ = seenAs(res)
+	if res.StatusCode == sip.StatusIntervalToBrief && expires > 0 {
+		// RFC 3261 §10.3 step 7: ask again with at least Min-Expires.
+		if h := res.GetHeader("Min-Expires"); h != nil {
+			if n, err := strconv.Atoi(strings.TrimSpace(h.Value())); err == nil && n > expires && n <= 86400 {
+				t.expires = n
+				return t.registerOnce(ctx, n, stale)
+			}
+		}
+	}
 	if res.StatusCode != sip.StatusOK {
 		e := &errRegister{code: res.StatusCode, reason: res.Reason}
 		if res.StatusCode == sip.StatusUnauthorized || res.StatusCode == sip.StatusProxyAuthRequired || res.StatusCode == sip.StatusForbidden {
@@ -202,7 +211,7 @@ func (t *Trunk) runRegister(ctx context.Context) {
 				s.State = Registering
 			}
 		})
-		granted, seen, err := t.registerOnce(ctx, t.cfg.expires(), sip.Uri{})
+		granted, seen, err := t.registerOnce(ctx, t.expires, sip.Uri{})
 		if err == nil && seen.IsValid() && seen != t.public() {
 			// Behind a NAT (or the NAT's mapping changed): the
 			// provider must send calls to the mapping it saw, and
@@ -210,7 +219,7 @@ func (t *Trunk) runRegister(ctx context.Context) {
 			old := t.contactURI()
 			t.setPublic(seen)
 			t.log.Info("trunk: provider sees us at a NAT mapping; registering that", "contact", seen)
-			granted, _, err = t.registerOnce(ctx, t.cfg.expires(), old)
+			granted, _, err = t.registerOnce(ctx, t.expires, old)
 		}
 		if ctx.Err() != nil {
 			break

@@ -93,6 +93,7 @@ type Trunk struct {
 	regCallID string
 	regTag    string
 	regCSeq   uint32
+	expires   int // asked for; raised by a 423's Min-Expires
 
 	mu sync.Mutex
 	// mu guards the following fields.
@@ -120,6 +121,7 @@ func New(opts Options) (*Trunk, error) {
 		regCallID: sip.GenerateTagN(24),
 		regTag:    sip.GenerateTagN(12),
 		regCSeq:   1,
+		expires:   opts.Config.expires(),
 		calls:     map[string]*call{},
 		status:    Status{Name: opts.Config.Name, State: Registering},
 		anonymous: opts.Anonymous,

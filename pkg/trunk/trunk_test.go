@@ -458,3 +458,19 @@ func TestCallsOnlyFromProvider(t *testing.T) {
 		t.Fatalf("INVITE from outside the provider: %v, want 403", err)
 	}
 }
+
+// A registrar that finds the lifetime too short (423) gets asked again
+// with its Min-Expires.
+func TestMinExpires(t *testing.T) {
+	addr, reg := provider(t)
+	tr := newTrunk(t, addr, "secret")
+	tr.expires = 30 // below pkg/registrar's minimum of 60
+	labtest.Serve(t, tr.Run)
+	st := waitState(t, tr, Registered)
+	if left := time.Until(st.Until); left < 50*time.Second || left > 61*time.Second {
+		t.Errorf("registered for %v, want the registrar's minimum, 60 s", left)
+	}
+	if _, ok := reg.Lookup(1); !ok {
+		t.Error("the provider has no binding")
+	}
+}
