@@ -23,6 +23,7 @@ package privacy
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -228,8 +229,8 @@ type Policy struct {
 }
 
 // Validate checks every rule; errors name the entry and say what to write.
-// lines is the node's line count (a redirect target must exist).
-func (p Policy) Validate(lines int) error {
+// lines are the node's lines (a redirect target must be one).
+func (p Policy) Validate(lines []int) error {
 	check := func(where string, r Rule) error {
 		if r.Action == "" && r.Line == 0 && where == "default" {
 			return nil
@@ -237,8 +238,8 @@ func (p Policy) Validate(lines int) error {
 		if err := r.validate(); err != nil {
 			return fmt.Errorf("anonymous calls, %s: %w", where, err)
 		}
-		if r.Action == Redirect && r.Line > lines {
-			return fmt.Errorf("anonymous calls, %s: line %d does not exist (this node has %d lines)", where, r.Line, lines)
+		if r.Action == Redirect && !slices.Contains(lines, r.Line) {
+			return fmt.Errorf("anonymous calls, %s: line %d is not one of this node's lines %v", where, r.Line, lines)
 		}
 		return nil
 	}

@@ -111,12 +111,12 @@ func TestPolicyValidate(t *testing.T) {
 		{"good", Policy{Default: Rule{Action: Refuse}, Peers: map[string]Rule{"a": {Action: Redirect, Line: 2}}}, ""},
 		{"unknown action", Policy{Default: Rule{Action: "drop"}}, `action "drop": want accept, refuse or redirect`},
 		{"redirect without line", Policy{Trunks: map[string]Rule{"t": {Action: Redirect}}}, `trunk "t": action "redirect" needs a line`},
-		{"redirect to missing line", Policy{Peers: map[string]Rule{"p": {Action: Redirect, Line: 5}}}, "line 5 does not exist (this node has 2 lines)"},
+		{"redirect to missing line", Policy{Peers: map[string]Rule{"p": {Action: Redirect, Line: 5}}}, "line 5 is not one of this node's lines [1 2]"},
 		{"line on refuse", Policy{Default: Rule{Action: Refuse, Line: 1}}, `line 1 is only for action "redirect"`},
 		{"empty peer rule", Policy{Peers: map[string]Rule{"p": {}}}, `peer "p": action ""`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			err := tt.pol.Validate(2)
+			err := tt.pol.Validate([]int{1, 2})
 			switch {
 			case tt.want == "" && err != nil:
 				t.Errorf("Validate = %v, want nil", err)
@@ -147,13 +147,13 @@ func TestWithhold(t *testing.T) {
 			t.Errorf("Apply(%d, %q) = %q, %v, want %q, %v", tt.line, tt.dialled, n, wh, tt.number, tt.withhold)
 		}
 	}
-	if err := w.Validate(3); err != nil {
-		t.Errorf("Validate(3) = %v", err)
+	if err := w.Validate([]int{1, 2, 3}); err != nil {
+		t.Errorf("Validate(1 2 3) = %v", err)
 	}
-	if err := w.Validate(2); err == nil || !strings.Contains(err.Error(), "line 3 does not exist") {
-		t.Errorf("Validate(2) = %v, want line 3 does not exist", err)
+	if err := w.Validate([]int{1, 2}); err == nil || !strings.Contains(err.Error(), "line 3 is not one of this node's lines") {
+		t.Errorf("Validate(1 2) = %v, want line 3 is not one of this node's lines", err)
 	}
-	if err := (Withhold{Prefix: "*31a"}).Validate(3); err == nil {
+	if err := (Withhold{Prefix: "*31a"}).Validate([]int{1, 2, 3}); err == nil {
 		t.Error(`Validate(prefix "*31a") = nil, want an error`)
 	}
 }

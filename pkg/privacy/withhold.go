@@ -17,14 +17,14 @@ type Withhold struct {
 	Lines []int `json:"lines,omitempty"`
 }
 
-// Validate checks the setting against the node's line count.
-func (w Withhold) Validate(lines int) error {
+// Validate checks the setting against the node's lines.
+func (w Withhold) Validate(lines []int) error {
 	if len(w.Prefix) > 8 || strings.Trim(w.Prefix, "0123456789*#") != "" {
 		return fmt.Errorf("withhold prefix %q: want up to 8 of 0-9, * and # (such as *31*)", w.Prefix)
 	}
 	for _, l := range w.Lines {
-		if l < 1 || l > lines {
-			return fmt.Errorf("withhold line %d does not exist (this node has %d lines)", l, lines)
+		if !slices.Contains(lines, l) {
+			return fmt.Errorf("withhold line %d is not one of this node's lines %v", l, lines)
 		}
 	}
 	return nil

@@ -140,7 +140,7 @@ func (t *Trunk) outboundCall(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	out := privacy.OutgoingHeaders(privacy.Identity{Display: t.cfg.CallerID,
-		URI: "sip:" + t.cfg.User + "@" + t.cfg.domain()}, withhold)
+		URI: "sip:" + t.cfg.User + "@" + t.cfg.SIPDomain()}, withhold)
 	display, uri := privacy.ParseNameAddr(out.From)
 	var fu sip.Uri
 	if err := sip.ParseUri(uri, &fu); err != nil {
@@ -155,7 +155,7 @@ func (t *Trunk) outboundCall(req *sip.Request, tx sip.ServerTransaction) {
 	if out.Privacy != "" {
 		extra = append(extra, sip.NewHeader("Privacy", out.Privacy))
 	}
-	target := sip.Uri{Scheme: "sip", User: number, Host: t.cfg.domain()}
+	target := sip.Uri{Scheme: "sip", User: number, Host: t.cfg.SIPDomain()}
 	log.Info("trunk: outgoing call", "to", number, "withheld", withhold)
 	t.bridge(req, tx, false, []sip.Uri{target}, from, extra, t.mediaAddr(), log)
 }
@@ -274,7 +274,7 @@ func (t *Trunk) bridge(req *sip.Request, tx sip.ServerTransaction, inbound bool,
 		return nil
 	}}
 	if !inbound {
-		answer.Username, answer.Password = t.cfg.authUser(), t.cfg.Password
+		answer.Username, answer.Password = t.cfg.DigestUser(), t.cfg.Password
 	}
 	out, err := fork(ringCtx, outLeg, reqs, answer)
 	ringMu.Lock()

@@ -146,9 +146,9 @@ func (t *Trunk) registerOnce(ctx context.Context, expires int, stale sip.Uri) (g
 	t.resolveProvider()
 	t.regCSeq++
 	contact := t.contactURI()
-	req := sip.NewRequest(sip.REGISTER, sip.Uri{Scheme: "sip", Host: t.cfg.domain()})
+	req := sip.NewRequest(sip.REGISTER, sip.Uri{Scheme: "sip", Host: t.cfg.SIPDomain()})
 	req.SetDestination(t.registrar)
-	aor := sip.Uri{Scheme: "sip", User: t.cfg.User, Host: t.cfg.domain()}
+	aor := sip.Uri{Scheme: "sip", User: t.cfg.User, Host: t.cfg.SIPDomain()}
 	from := &sip.FromHeader{Address: aor, Params: sip.NewParams()}
 	from.Params.Add("tag", t.regTag)
 	req.AppendHeader(from)
@@ -169,7 +169,7 @@ func (t *Trunk) registerOnce(ctx context.Context, expires int, stale sip.Uri) (g
 	res, err := t.up.cli.Do(rctx, req)
 	if err == nil && (res.StatusCode == sip.StatusUnauthorized || res.StatusCode == sip.StatusProxyAuthRequired) {
 		t.regCSeq++
-		res, err = t.up.cli.DoDigestAuth(rctx, req, res, sipgo.DigestAuth{Username: t.cfg.authUser(), Password: t.cfg.Password})
+		res, err = t.up.cli.DoDigestAuth(rctx, req, res, sipgo.DigestAuth{Username: t.cfg.DigestUser(), Password: t.cfg.Password})
 		if c := req.CSeq(); c != nil {
 			t.regCSeq = c.SeqNo
 		}

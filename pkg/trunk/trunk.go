@@ -40,7 +40,18 @@ import (
 
 	"github.com/peerline/peerline/pkg/privacy"
 	"github.com/peerline/peerline/pkg/rtprelay"
+	"github.com/peerline/peerline/pkg/trunkconfig"
 )
+
+// Config is one trunk's configuration (pkg/trunkconfig, so that the pure
+// pkg/config can hold it).
+type Config = trunkconfig.Config
+
+// DefaultExpires is the registration lifetime asked for by default.
+const DefaultExpires = trunkconfig.DefaultExpires
+
+// ValidateAll checks the config's "trunks" list (trunkconfig.ValidateAll).
+func ValidateAll(trunks []Config, lines []int) error { return trunkconfig.ValidateAll(trunks, lines) }
 
 // Options are what a trunk needs besides its Config.
 type Options struct {
@@ -117,11 +128,11 @@ func New(opts Options) (*Trunk, error) {
 		cfg:       opts.Config,
 		opts:      opts,
 		log:       opts.Log.With("trunk", opts.Config.Name),
-		registrar: opts.Config.registrarAddr(),
+		registrar: opts.Config.RegistrarAddr(),
 		regCallID: sip.GenerateTagN(24),
 		regTag:    sip.GenerateTagN(12),
 		regCSeq:   1,
-		expires:   opts.Config.expires(),
+		expires:   opts.Config.ExpiresOrDefault(),
 		calls:     map[string]*call{},
 		status:    Status{Name: opts.Config.Name, State: Registering},
 		anonymous: opts.Anonymous,
@@ -129,7 +140,7 @@ func New(opts Options) (*Trunk, error) {
 	if a, err := net.ResolveUDPAddr("udp4", t.registrar); err == nil {
 		t.registrarUDP = a
 	}
-	extra, err := opts.Config.acceptFrom()
+	extra, err := opts.Config.AcceptPrefixes()
 	if err != nil {
 		return nil, fmt.Errorf("trunk %s: %w", opts.Config.Name, err)
 	}

@@ -1,4 +1,11 @@
-package trunk
+// Package trunkconfig is the config's shape for trunks (outside SIP
+// accounts, run by pkg/trunk), with its validation. It imports only the
+// standard library, so pkg/config, a pure leaf, can embed it:
+//
+//	Trunks []trunkconfig.Config `json:"trunks,omitempty"`
+//
+// and call ValidateAll(c.Trunks, c.Lines) from its Validate.
+package trunkconfig
 
 import (
 	"fmt"
@@ -44,8 +51,8 @@ type Config struct {
 	AcceptFrom []string `json:"accept_from,omitempty"`
 }
 
-// acceptFrom parses AcceptFrom.
-func (c Config) acceptFrom() ([]netip.Prefix, error) {
+// AcceptPrefixes parses AcceptFrom.
+func (c Config) AcceptPrefixes() ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for _, s := range c.AcceptFrom {
 		if p, err := netip.ParsePrefix(s); err == nil {
@@ -65,7 +72,8 @@ func (c Config) acceptFrom() ([]netip.Prefix, error) {
 // that a provider notices a Pi gone within minutes.
 const DefaultExpires = 300
 
-func (c Config) domain() string {
+// SIPDomain is the account's domain: Domain, else the registrar's host.
+func (c Config) SIPDomain() string {
 	if c.Domain != "" {
 		return c.Domain
 	}
@@ -76,31 +84,33 @@ func (c Config) domain() string {
 	return host
 }
 
-func (c Config) authUser() string {
+// DigestUser is AuthUser, else User.
+func (c Config) DigestUser() string {
 	if c.AuthUser != "" {
 		return c.AuthUser
 	}
 	return c.User
 }
 
-func (c Config) expires() int {
+// ExpiresOrDefault is Expires, else DefaultExpires.
+func (c Config) ExpiresOrDefault() int {
 	if c.Expires > 0 {
 		return c.Expires
 	}
 	return DefaultExpires
 }
 
-// registrarAddr is Registrar with the default port.
-func (c Config) registrarAddr() string {
+// RegistrarAddr is Registrar with the default port 5060.
+func (c Config) RegistrarAddr() string {
 	if _, _, err := net.SplitHostPort(c.Registrar); err == nil {
 		return c.Registrar
 	}
 	return net.JoinHostPort(c.Registrar, "5060")
 }
 
-// Validate checks one trunk; lines is the node's line count. Errors name
-// the trunk and say what to write.
-func (c Config) Validate(lines int) error {
+// Validate checks one trunk; lines are the node's lines (the config's
+// "lines"). Errors name the trunk and say what to write.
+func (c Config) Validate(lines []int) error {
 	name := c.Name
 	if name == "" {
 		name = "(no name)"
@@ -136,15 +146,18 @@ func (c Config) Validate(lines int) error {
 	if len(c.Lines) == 0 {
 		return bad("lines: name at least one line to ring for incoming calls")
 	}
-	for _, l := range c.Lines {
-		if l < 1 || l > lines {
-			return bad("line %d does not exist (this node has %d lines)", l, lines)
+	for i, l := range c.Lines {
+		if !slices.Contains(lines, l) {
+			return bad("line %d is not one of this node's lines %v", l, lines)
+		}
+		if slices.Contains(c.Lines[:i], l) {
+			return bad("line %d is listed twice", l)
 		}
 	}
 	if len(c.Prefix) > 8 || strings.Trim(c.Prefix, "0123456789*#") != "" {
 		return bad("prefix %q: want up to 8 of 0-9, * and #", c.Prefix)
 	}
-	if _, err := c.acceptFrom(); err != nil {
+	if _, err := c.AcceptPrefixes(); err != nil {
 		return bad("%v", err)
 	}
 	if c.Expires != 0 && (c.Expires < 60 || c.Expires > 86400) {
@@ -156,7 +169,7 @@ func (c Config) Validate(lines int) error {
 // ValidateAll checks the "trunks" list: each trunk, unique names, and
 // prefixes where none is the start of another (which would make the
 // shorter one unreachable or ambiguous).
-func ValidateAll(trunks []Config, lines int) error {
+func ValidateAll(trunks []Config, lines []int) error {
 	var names []string
 	for i, c := range trunks {
 		if err := c.Validate(lines); err != nil {
