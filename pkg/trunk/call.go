@@ -59,8 +59,6 @@ func respond(req *sip.Request, tx sip.ServerTransaction, code int, reason string
 // inboundCall takes a call from the provider and rings a line.
 func (t *Trunk) inboundCall(req *sip.Request, tx sip.ServerTransaction) {
 	if t.lookup(req.CallID().Value()) != nil {
-		// A re-INVITE: media stays on the relay, which has latched;
-		// answering it with our current offer keeps both ends going.
 		t.reinvite(req, tx)
 		return
 	}
@@ -391,8 +389,10 @@ func fork(ctx context.Context, leg *sipLeg, reqs []*sip.Request, opts sipgo.Answ
 	return nil, best
 }
 
-// reinvite answers an in-dialog INVITE (session refresh, hold) with the
-// SDP we last sent that side: the relay keeps its latched addresses.
+// reinvite refuses an in-dialog INVITE (hold, session refresh, codec
+// change) with 488: RFC 3261 §14.2 keeps the session as it was, so the
+// call goes on through the relay, which stays latched. Passing re-INVITEs
+// on to the other side is not done yet.
 func (t *Trunk) reinvite(req *sip.Request, tx sip.ServerTransaction) {
 	respond(req, tx, sip.StatusNotAcceptableHere, "Re-INVITE Not Supported")
 }
