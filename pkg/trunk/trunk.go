@@ -246,8 +246,15 @@ func (t *Trunk) LocalURI(dialled string) sip.Uri {
 // this trunk with the number to call at the provider (a rule's rewrite,
 // or the dialled string without the prefix): the trunk's prefix is put
 // back, so that exactly that number goes out, even one that starts with
-// the prefix's digits.
-func (t *Trunk) CallURI(number string) sip.Uri { return t.LocalURI(t.cfg.Prefix + number) }
+// the prefix's digits. withhold (the caller dialled the withhold prefix,
+// which the SIP service removed before routing) puts that prefix back
+// too.
+func (t *Trunk) CallURI(number string, withhold bool) sip.Uri {
+	if withhold && t.opts.Withhold.Prefix != "" {
+		return t.LocalURI(t.opts.Withhold.Prefix + t.cfg.Prefix + number)
+	}
+	return t.LocalURI(t.cfg.Prefix + number)
+}
 
 // SetAnonymous replaces the anonymous-call policy (a config reload); calls
 // already up are not affected.

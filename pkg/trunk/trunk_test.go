@@ -210,7 +210,7 @@ func FuzzSDP(f *testing.F) {
 }
 
 // A phone on loopback calls through the trunk with the withhold prefix:
-// the provider gets the number without either prefix, the anonymous From,
+// the provider gets exactly the number routed, the anonymous From,
 // the account in P-Preferred-Identity and Privacy: id, and media flows
 // through the relay; the phone's BYE reaches the provider.
 func TestOutgoingWithheldCall(t *testing.T) {
@@ -261,7 +261,13 @@ func TestOutgoingWithheldCall(t *testing.T) {
 	}
 	go phone.srv.ServeUDP(phoneConn)
 	t.Cleanup(func() { phoneConn.Close(); phone.ua.Close() })
-	req := sip.NewRequest(sip.INVITE, tr.LocalURI("*31*0301234"))
+	// The SIP service's redirect for "*31*0301234": withheld, number
+	// 0301234 for the provider (it starts with the prefix's digit).
+	uri := tr.CallURI("0301234", true)
+	if uri.User != "*31*00301234" {
+		t.Fatalf("CallURI = %s, want the user *31*00301234", uri.String())
+	}
+	req := sip.NewRequest(sip.INVITE, uri)
 	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 	req.SetBody(relaySDP([]byte(sdpOffer), netip.MustParseAddr("127.0.0.1"), phoneMedia.LocalAddr().(*net.UDPAddr).AddrPort().Port()))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -285,7 +291,7 @@ func TestOutgoingWithheldCall(t *testing.T) {
 
 	in := <-invites
 	for _, c := range []struct{ what, got, want string }{
-		{"Request-URI user", in.Recipient.User, "301234"},
+		{"Request-URI user", in.Recipient.User, "0301234"},
 		{"From", header(in, "From"), `"Anonymous" <sip:anonymous@anonymous.invalid>`},
 		{"P-Preferred-Identity", header(in, "P-Preferred-Identity"), `"Home" <sip:4930123@provider.test>`},
 		{"Privacy", header(in, "Privacy"), "id"},
