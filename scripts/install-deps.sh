@@ -62,6 +62,9 @@ declare -A pkgs=(
 	[sox]=sox
 	[tcpdump]=tcpdump
 	[sipp]=sip-tester
+	# pkg/trunk's lab test: the provider's registrar/proxy and its media relay.
+	[kamailio]=kamailio
+	[rtpengine]=rtpengine-daemon
 	[ping]=iputils-ping
 	[busybox]=busybox
 	[curl]=curl
@@ -98,6 +101,15 @@ if [ ${#missing[@]} -gt 0 ]; then
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	# kamailio and rtpengine-daemon start system services on install; the
+	# lab runs its own copies inside namespaces, so stop and disable the
+	# machine's, which would otherwise answer SIP on every address.
+	for pkg in kamailio rtpengine-daemon; do
+		if [[ " ${missing[*]} " == *" $pkg "* ]] && command -v systemctl >/dev/null 2>&1; then
+			# rtpengine-daemon's unit has the alias rtpengine.
+			systemctl disable --now "$pkg" >/dev/null 2>&1 || true
+		fi
+	done
 fi
 
 install_go
