@@ -292,9 +292,6 @@ func (r *Responder) runReader(l *link) {
 	}
 }
 
-// systemInterfaces lists all the system's interfaces.
-func systemInterfaces() ([]Interface, error) { return listInterfaces(nil) }
-
 // listInterfaces lists the system's interfaces but those skip rejects,
 // without asking for the addresses of those (a node has a link per peer).
 func listInterfaces(skip func(string) bool) ([]Interface, error) {

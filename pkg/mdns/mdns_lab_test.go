@@ -59,7 +59,7 @@ func TestResolveOnLAN(t *testing.T) {
 			Name:       func() string { return name },
 			Skip:       func(ifname string) bool { return strings.HasPrefix(ifname, "pl") },
 			Interval:   200 * time.Millisecond,
-			Interfaces: func() ([]Interface, error) { return lab.In(h, systemInterfaces) },
+			Interfaces: func() ([]Interface, error) { return lab.In(h, func() ([]Interface, error) { return listInterfaces(nil) }) },
 			listen: func(ifname string) (conn, error) {
 				return lab.In(h, func() (conn, error) { return listen(ifname) })
 			},
