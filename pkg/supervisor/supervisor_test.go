@@ -623,6 +623,29 @@ func loopbackMux(_ int, key nodekey.Key, log *slog.Logger) (*wgmux.Mux, error) {
 	return wgmux.Listen("127.0.0.1:0", key, log)
 }
 
+// A load is not followed by an nft listing (as slow as the load with 253
+// peers): until the generation moves, it alone tells that nothing changed.
+func TestFirewallNotListedAfterLoad(t *testing.T) {
+	h := newHarness(t)
+	cfg := testConfig(t)
+	s := New(cfg, Options{Net: h.rec, StartTunnel: h.tun.start, Firewall: h.fw, Key: testKey, ListenTunnels: loopbackMux, Log: testLog(t), CheckInterval: time.Hour, StatusInterval: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, nil) }()
+	h.started, h.done = time.Now().UTC(), done
+	h.waitReady(cfg)
+	h.fw.mu.Lock()
+	loads, lists := h.fw.loads, h.fw.lists
+	h.fw.mu.Unlock()
+	if loads != 3 || lists != 0 {
+		t.Errorf("starting a node with two peers: %d loads, %d listings; want 3 loads (node and peers) and no listing", loads, lists)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A node or peer table flushed (or deleted) behind the daemon's back is
 // loaded again at the next check, and torn down with the node.
 func TestFirewallRestored(t *testing.T) {
