@@ -323,8 +323,9 @@ func (s *Supervisor) Run(ctx context.Context, reload <-chan *config.Config) erro
 			}
 			return nil
 		case cfg := <-reload:
-			s.log.Info("config reloaded")
+			start := time.Now()
 			s.applyConfig(cfg)
+			s.log.Info("config reloaded", "took", time.Since(start).Round(time.Millisecond))
 		case <-check.C:
 			s.reconcile(verifyPerCheck)
 		case <-status.C:
