@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -138,11 +139,16 @@ type fakeFirewall struct {
 	// namespaces: it moves on every change anywhere, which is more often
 	// than the kernel's per-namespace one, never less.
 	gen uint32
+	// failNode makes loads of the node's table fail.
+	failNode atomic.Bool
 }
 
 func (f *fakeFirewall) Load(ns, rules string) error {
 	if !strings.Contains(rules, "policy drop") {
 		f.t.Errorf("firewall for %q does not drop by default:\n%s", ns, rules)
+	}
+	if ns == "" && f.failNode.Load() {
+		return errors.New("nft: Operation not permitted")
 	}
 	if err := f.rec.Do(ns, func() error { return nil }); err != nil {
 		return err
@@ -730,6 +736,43 @@ func (f *failingFirewall) Load(ns, rules string) error {
 		return errors.New("nft: Operation not permitted")
 	}
 	return f.fakeFirewall.Load(ns, rules)
+}
+
+// A reload that adds a peer builds it while the node table is loaded
+// again; if that load fails, the table in force (which does not name the
+// new peer, and drops what it does not name) stays, and the next check
+// loads the new one.
+func TestNodeFirewallReloadFailureKeepsTable(t *testing.T) {
+	h := newHarness(t)
+	cfg := testConfig(t)
+	h.start(cfg)
+	before := h.fw.table("")
+	if !strings.Contains(before, `"plv7"`) {
+		t.Fatalf("node table after start lacks peer 7's link:\n%s", before)
+	}
+	h.fw.failNode.Store(true)
+	k, _ := nodekey.Generate()
+	next := *cfg
+	next.Peers = append(slices.Clone(cfg.Peers), config.Peer{Index: 11, Name: "dave", PublicKey: k.Public(), Endpoint: "198.51.100.11:51820"})
+	h.reload <- &next
+	var got string
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline) && !strings.Contains(got, "route add pl-11 10.11.0.0/16 dev pl11"); {
+		got += h.rec.Take()
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !strings.Contains(got, "ns add pl-11") {
+		t.Errorf("peer 11 not built while the node table was loading:\n%s", got)
+	}
+	h.sup.Do(t.Context(), func() {}) // the reload is done
+	if after := h.fw.table(""); after != before {
+		t.Errorf("node table after a failed reload = \n%s\nwant the one in force before:\n%s", after, before)
+	}
+	h.fw.failNode.Store(false)
+	h.sup.Do(t.Context(), func() { h.sup.reconcile(0) })
+	if after := h.fw.table(""); !strings.Contains(after, `"plv11"`) {
+		t.Errorf("node table after the next check lacks peer 11's link:\n%s", after)
+	}
+	h.stop()
 }
 
 // TestReloadTouchesOnlyTheChangedPeer: adding a peer while others run
