@@ -111,6 +111,13 @@ func (s *Supervisor) ensureTable(ns, rules string, t *loadedTable, verify bool) 
 	return nil
 }
 
+// nodeFWUntouched reports whether the node's ruleset generation is still
+// the one read when this run last loaded or checked its table.
+func (s *Supervisor) nodeFWUntouched() bool {
+	gen, err := s.firewallCtrl.Generation("")
+	return err == nil && s.nodeFW.genOK && gen == s.nodeFW.gen
+}
+
 // ensureNodeFirewall loads or checks the node's policy; reconcile does it
 // before anything else, so that no link is up without it.
 func (s *Supervisor) ensureNodeFirewall() error {

@@ -23,8 +23,10 @@ func (s *Supervisor) reconcile(verify int) {
 	// one (a peer added, a line) is loaded while the peers are built, and
 	// until the load lands, or if it fails, what is new stays cut off.
 	// With 253 peers the node table's nft load takes most of a second.
+	// Only while the namespace's ruleset generation shows the table in
+	// force untouched since this run loaded it (not deleted meanwhile).
 	var nodeFW chan error
-	if rules := s.nodeRules(); s.nodeFW.rules != "" && rules != s.nodeFW.rules {
+	if rules := s.nodeRules(); s.nodeFW.rules != "" && rules != s.nodeFW.rules && s.nodeFWUntouched() {
 		nodeFW = make(chan error, 1)
 		t := &s.nodeFW
 		go func() { nodeFW <- s.ensureTable("", rules, t, true) }()

@@ -750,6 +750,11 @@ func TestNodeFirewallReloadFailureKeepsTable(t *testing.T) {
 	if !strings.Contains(before, `"plv7"`) {
 		t.Fatalf("node table after start lacks peer 7's link:\n%s", before)
 	}
+	// The fake's one generation moved with the peers' loads after the
+	// node's; a check takes the node table's again, as the kernel's own
+	// per-namespace generation would have stayed.
+	h.sup.Do(t.Context(), func() { h.sup.reconcile(0) })
+	h.rec.Take()
 	h.fw.failNode.Store(true)
 	k, _ := nodekey.Generate()
 	next := *cfg
