@@ -5,6 +5,9 @@
 # and goroutines, idle CPU, and adding/removing one peer while the others
 # run. Needs root (network namespaces). A full run is about
 # (SCALE_IDLE + 3 min) per count; SCALE_IDLE=2m gives a quick look.
+# Profiles: PEERLINED_PPROF=/tmp/pl-pprof.sock SCALE_PPROF_DIR=/tmp/prof
+# saves a CPU profile of each idle stretch (cpu-N.pprof) and a heap profile
+# at its end (heap-N.pprof); `go tool pprof bin/peerlined /tmp/prof/cpu-253.pprof`.
 SCALE_PEERS ?= 32,128,253
 SCALE_IDLE ?= 10m
 SCALE_CHANGES ?= 3

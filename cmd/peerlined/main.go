@@ -19,6 +19,7 @@ import (
 var version = "dev"
 
 func main() {
+	servePprof()
 	if err := daemon.Main(context.Background(), os.Args[1:], version); err != nil {
 		fmt.Fprintln(os.Stderr, "peerlined:", err)
 		os.Exit(1)

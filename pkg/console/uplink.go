@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/peerline/peerline/pkg/devsock"
+	"github.com/peerline/peerline/pkg/netifs"
 )
 
 // UplinkOptions configures ServeUplink.
@@ -58,26 +59,15 @@ func Wanted(a netip.Addr, public bool) bool {
 	return public && a.IsGlobalUnicast()
 }
 
-func netInterfaces() ([]Interface, error) {
-	ifs, err := net.Interfaces()
-	if err != nil {
-		return nil, err
+// netInterfaces lists the system's interfaces but those skip rejects,
+// without asking for the addresses of those (a node has a link per peer).
+func netInterfaces(skip func(string) bool) ([]Interface, error) {
+	ifs, err := netifs.List(skip)
+	out := make([]Interface, len(ifs))
+	for i, it := range ifs {
+		out[i] = Interface(it)
 	}
-	var out []Interface
-	for _, i := range ifs {
-		it := Interface{Name: i.Name, Up: i.Flags&net.FlagUp != 0, Loop: i.Flags&net.FlagLoopback != 0}
-		addrs, err := i.Addrs()
-		if err != nil {
-			continue
-		}
-		for _, a := range addrs {
-			if p, err := netip.ParsePrefix(a.String()); err == nil {
-				it.Addrs = append(it.Addrs, p.Addr())
-			}
-		}
-		out = append(out, it)
-	}
-	return out, nil
+	return out, err
 }
 
 type served struct {
@@ -96,14 +86,15 @@ func ServeUplink(ctx context.Context, o UplinkOptions) error {
 	if o.Interval == 0 {
 		o.Interval = 5 * time.Second
 	}
-	if o.Interfaces == nil {
-		o.Interfaces = netInterfaces
-	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	if o.Skip == nil {
 		o.Skip = func(string) bool { return false }
+	}
+	if o.Interfaces == nil {
+		skip := o.Skip
+		o.Interfaces = func() ([]Interface, error) { return netInterfaces(skip) }
 	}
 	if o.Public == nil {
 		o.Public = func() bool { return false }

@@ -45,12 +45,13 @@
 // Each ruleset is loaded with the nft command as one transaction that
 // replaces the table, so reloading never leaves a moment without rules: a
 // peer's right after its namespace is made, before any link joins it; the
-// node's before the phone port or any link comes up. The daemon keeps what
-// `nft list table` showed after each load and the namespace's ruleset
-// generation (Loader.Generation, one netlink round trip); on every
-// reconcile a moved generation makes it list the table again and compare,
-// so a table flushed, deleted or edited behind its back is loaded again
-// within one check interval, and an unchanged one costs no nft run. The rulesets are generated from the
+// node's before the phone port or any link comes up. The daemon keeps the
+// namespace's ruleset generation after each load (Loader.Generation, one
+// netlink round trip); on every reconcile a moved generation makes it load
+// the table again (the first time) or list it and compare with the listing
+// it then keeps, so a table flushed, deleted or edited behind its back is
+// loaded again within one check interval, and an unchanged one costs no nft
+// run. The rulesets are generated from the
 // config (lines, peers, the phone port, phones.internet) and reloaded when
 // any of that changes.
 package firewall

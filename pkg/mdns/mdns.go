@@ -22,9 +22,7 @@ package mdns
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -33,6 +31,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/peerline/peerline/pkg/netifs"
 	"github.com/peerline/peerline/pkg/tokenbucket"
 )
 
@@ -88,7 +87,8 @@ func New(opt Options) (*Responder, error) {
 		opt.Interval = 5 * time.Second
 	}
 	if opt.Interfaces == nil {
-		opt.Interfaces = systemInterfaces
+		skip := opt.Skip
+		opt.Interfaces = func() ([]Interface, error) { return listInterfaces(skip) }
 	}
 	if opt.listen == nil {
 		opt.listen = listen
@@ -292,24 +292,13 @@ func (r *Responder) runReader(l *link) {
 	}
 }
 
-func systemInterfaces() ([]Interface, error) {
-	ifs, err := net.Interfaces()
-	if err != nil {
-		return nil, fmt.Errorf("listing interfaces: %w", err)
+// listInterfaces lists the system's interfaces but those skip rejects,
+// without asking for the addresses of those (a node has a link per peer).
+func listInterfaces(skip func(string) bool) ([]Interface, error) {
+	ifs, err := netifs.List(skip)
+	out := make([]Interface, len(ifs))
+	for i, it := range ifs {
+		out[i] = Interface(it)
 	}
-	var out []Interface
-	for _, i := range ifs {
-		it := Interface{Name: i.Name, Up: i.Flags&net.FlagUp != 0, Loop: i.Flags&net.FlagLoopback != 0}
-		addrs, err := i.Addrs()
-		if err != nil {
-			continue
-		}
-		for _, a := range addrs {
-			if p, err := netip.ParsePrefix(a.String()); err == nil {
-				it.Addrs = append(it.Addrs, p.Addr())
-			}
-		}
-		out = append(out, it)
-	}
-	return out, nil
+	return out, err
 }

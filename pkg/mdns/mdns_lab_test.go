@@ -56,10 +56,12 @@ func TestResolveOnLAN(t *testing.T) {
 
 	serve := func(h *lab.Host, name string) {
 		r, err := New(Options{
-			Name:       func() string { return name },
-			Skip:       func(ifname string) bool { return strings.HasPrefix(ifname, "pl") },
-			Interval:   200 * time.Millisecond,
-			Interfaces: func() ([]Interface, error) { return lab.In(h, systemInterfaces) },
+			Name:     func() string { return name },
+			Skip:     func(ifname string) bool { return strings.HasPrefix(ifname, "pl") },
+			Interval: 200 * time.Millisecond,
+			Interfaces: func() ([]Interface, error) {
+				return lab.In(h, func() ([]Interface, error) { return listInterfaces(nil) })
+			},
 			listen: func(ifname string) (conn, error) {
 				return lab.In(h, func() (conn, error) { return listen(ifname) })
 			},

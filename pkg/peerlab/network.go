@@ -451,21 +451,34 @@ func (n *Node) Stop() error {
 	if n.Daemon == nil {
 		return nil
 	}
-	err := n.Daemon.Stop(10 * time.Second)
+	err := n.Daemon.Stop(n.perPeer(10*time.Second, 100*time.Millisecond))
 	n.Daemon = nil
 	return err
 }
 
+// perPeer is base plus each for every configured peer: a node with 253
+// peers takes seconds to tear down, more on a loaded machine.
+func (n *Node) perPeer(base, each time.Duration) time.Duration {
+	return base + time.Duration(len(n.Config.Peers))*each
+}
+
 func (n *Node) stopAndCleanup() error {
 	n.Stop()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	// Host.Run refuses once the lab is closing; Command does not.
-	out, err := n.Host.Command(ctx, n.peerlined, "-config", n.ConfigPath, "-cleanup").CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("node %s: peerlined -cleanup: %w: %s", n.Name, err, out)
+	// Host.Run refuses once the lab is closing; Command does not. A
+	// cleanup cut short by its timeout leaves namespaces named globally
+	// behind, so it gets a second go.
+	var err error
+	for range 2 {
+		ctx, cancel := context.WithTimeout(context.Background(), n.perPeer(30*time.Second, 200*time.Millisecond))
+		var out []byte
+		out, err = n.Host.Command(ctx, n.peerlined, "-config", n.ConfigPath, "-cleanup").CombinedOutput()
+		cancel()
+		if err == nil {
+			return nil
+		}
+		err = fmt.Errorf("node %s: peerlined -cleanup: %w: %s", n.Name, err, out)
 	}
-	return nil
+	return err
 }
 
 // PhoneAddr is the node's phone as seen from the node itself.

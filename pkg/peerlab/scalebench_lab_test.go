@@ -6,7 +6,10 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"io"
 	"math"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -161,6 +164,7 @@ func benchScale(b *testing.B, n int, early, idle time.Duration, changes int) sca
 			if at1.IsZero() {
 				stopTraffic()
 				at1, cpuAt1, r.RSS1min = time.Now(), ps.cpuTick, rss
+				go s.profile(b, n, "cpu", "profile?seconds="+strconv.Itoa(int(max(idle-early-5*time.Second, time.Second).Seconds())))
 			}
 			r.RSSMin, r.RSSMax = min(r.RSSMin, rss), max(r.RSSMax, rss)
 		}
@@ -184,6 +188,7 @@ func benchScale(b *testing.B, n int, early, idle time.Duration, changes int) sca
 		g := rt.Goroutines
 		r.HeapMB, r.Goroutines = &h, &g
 	}
+	s.profile(b, n, "heap", "heap?gc=1")
 	r.RSS1min, r.RSS10min, r.RSSMin, r.RSSMax = round2(r.RSS1min), round2(r.RSS10min), round2(r.RSSMin), round2(r.RSSMax)
 	if r.ReadyS != nil {
 		adds, removes, others, err := s.changeOne(ctx, changes)
@@ -204,6 +209,32 @@ func benchScale(b *testing.B, n int, early, idle time.Duration, changes int) sca
 		}
 	}
 	return r
+}
+
+// profile saves one of the daemon's profiles (PEERLINED_PPROF, a Unix
+// socket the daemon serves net/http/pprof on) as SCALE_PPROF_DIR/<kind>-<n>.pprof;
+// nothing unless both are set.
+func (s *scaleNet) profile(b *testing.B, n int, kind, query string) {
+	sock, dir := os.Getenv("PEERLINED_PPROF"), os.Getenv("SCALE_PPROF_DIR")
+	if sock == "" || dir == "" {
+		return
+	}
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}}
+	resp, err := c.Get("http://peerlined/debug/pprof/" + query)
+	if err != nil {
+		b.Logf("%s profile: %v", kind, err)
+		return
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%d.pprof", kind, n)), data, 0o644)
+	}
+	if err != nil {
+		b.Logf("%s profile: %v", kind, err)
+	}
 }
 
 func round2(v float64) float64 { return math.Round(v*100) / 100 }

@@ -2,7 +2,6 @@ package supervisor
 
 import (
 	"log/slog"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -88,9 +87,8 @@ func removeStaleSockets(names config.Names, keep map[int]bool, log *slog.Logger)
 
 // teardown removes everything the supervisor built.
 func (s *Supervisor) teardown() {
-	for _, i := range slices.Sorted(maps.Keys(s.peers)) {
-		s.removePeer(i)
-	}
+	s.releasePeers(s.peers)
+	clear(s.peers)
 	s.removeLines(slices.Clone(s.lines))
 	s.removeNodeFirewall()
 	s.saveState()

@@ -80,6 +80,12 @@ func (s *Supervisor) ensurePeer(p *peer) error {
 func (s *Supervisor) removePeer(i int) {
 	p := s.peers[i]
 	delete(s.peers, i)
+	s.releasePeer(i, p)
+}
+
+// releasePeer removes what was built for peer i (p may be nil: only its
+// namespace and link, if any); safe for several peers at once.
+func (s *Supervisor) releasePeer(i int, p *peer) {
 	if p != nil && s.paths != nil {
 		s.paths.Remove(p.cfg.PublicKey)
 	}

@@ -17,8 +17,20 @@ import (
 // Failures are logged and retried on the next check.
 func (s *Supervisor) reconcile(verify int) {
 	// Before the phone port or any link comes up; without it the node
-	// stays as it is (closed on a first start) until the next check.
-	if err := s.ensureNodeFirewall(); err != nil {
+	// stays as it is (closed on a first start) until the next check. A
+	// table this run loaded is already in force, though, and it drops
+	// whatever it does not name (the forward chain's policy): a changed
+	// one (a peer added, a line) is loaded while the peers are built, and
+	// until the load lands, or if it fails, what is new stays cut off.
+	// With 253 peers the node table's nft load takes most of a second.
+	// Only while the namespace's ruleset generation shows the table in
+	// force untouched since this run loaded it (not deleted meanwhile).
+	var nodeFW chan error
+	if rules := s.nodeRules(); s.nodeFW.rules != "" && rules != s.nodeFW.rules && s.nodeFWUntouched() {
+		nodeFW = make(chan error, 1)
+		t := &s.nodeFW
+		go func() { nodeFW <- s.ensureTable("", rules, t, true) }()
+	} else if err := s.ensureNodeFirewall(); err != nil {
 		s.log.Error("node firewall not loaded; phones and peers stay cut off until it is", "err", err)
 		return
 	}
@@ -69,6 +81,12 @@ func (s *Supervisor) reconcile(verify int) {
 	}
 	for _, pc := range s.cfg.Peers {
 		if s.peers[pc.Index].err != nil {
+			ok = false
+		}
+	}
+	if nodeFW != nil {
+		if err := <-nodeFW; err != nil {
+			s.log.Error("node firewall not reloaded; what the change added stays cut off until it is", "err", err)
 			ok = false
 		}
 	}

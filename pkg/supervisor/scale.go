@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"maps"
 	"slices"
 	"sync"
 )
@@ -70,4 +71,32 @@ func (s *Supervisor) ensurePeers(todo []*peer) []error {
 	close(next)
 	wg.Wait()
 	return errs
+}
+
+// releasePeers releases every peer of ps, buildWorkers at a time when
+// there are many: a shutdown with 253 peers, one after another, outlasted
+// systemd's (and the lab's) stop timeout, and the namespaces and sockets
+// of a daemon killed then stay behind until the next start.
+func (s *Supervisor) releasePeers(ps map[int]*peer) {
+	keys := slices.Sorted(maps.Keys(ps))
+	if len(keys) < parallelBuildAt {
+		for _, i := range keys {
+			s.releasePeer(i, ps[i])
+		}
+		return
+	}
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(buildWorkers, len(keys)) {
+		wg.Go(func() {
+			for i := range next {
+				s.releasePeer(i, ps[i])
+			}
+		})
+	}
+	for _, i := range keys {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
 }

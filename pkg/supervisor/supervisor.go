@@ -323,8 +323,9 @@ func (s *Supervisor) Run(ctx context.Context, reload <-chan *config.Config) erro
 			}
 			return nil
 		case cfg := <-reload:
-			s.log.Info("config reloaded")
+			start := time.Now()
 			s.applyConfig(cfg)
+			s.log.Info("config reloaded", "took", time.Since(start).Round(time.Millisecond))
 		case <-check.C:
 			s.reconcile(verifyPerCheck)
 		case <-status.C:
@@ -354,10 +355,19 @@ func (s *Supervisor) applyConfig(cfg *config.Config) {
 	for _, p := range cfg.Peers {
 		want[p.Index] = p
 	}
+	gone := false
 	for i, p := range s.peers {
 		if w, ok := want[i]; !ok || !sameTunnel(w, p.cfg) || cfg.MTU != s.cfg.MTU {
 			s.removePeer(i)
+			gone = gone || !ok
 		}
+	}
+	if gone {
+		// A removed peer is gone now: say so before the node's firewall
+		// is loaded again without it (with 253 peers an nft run of most
+		// of a second; its rules for a link that no longer exists match
+		// nothing meanwhile).
+		s.writeStatus()
 	}
 	// Settings that need no new tunnel (name, announced lines) are taken
 	// over in place.
