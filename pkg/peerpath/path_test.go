@@ -1,9 +1,11 @@
 package peerpath
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -12,6 +14,7 @@ import (
 	"github.com/peerline/peerline/pkg/netsim"
 	"github.com/peerline/peerline/pkg/nodekey"
 	"github.com/peerline/peerline/pkg/rendezvous"
+	"github.com/peerline/peerline/pkg/wgmux"
 )
 
 // The lab's home routers (pkg/lab), as netsim NATs.
@@ -587,6 +590,67 @@ func TestIdleCost(t *testing.T) {
 					t.Errorf("after %v idle: %+v", window, st)
 				}
 				t.Logf("idle %s: %.2f and %.2f packets per 10 s", tc.path, ca, cb)
+			})
+		})
+	}
+}
+
+// TestExpectedPeer: after a join each Pi makes the new peer's tunnel,
+// which takes a few hundred milliseconds, and Expect tells the manager of
+// the peer when that starts. The introduction is asked for and arrives
+// while the tunnels are made, so each tunnel starts on the relay the
+// moment it is added, instead of a round trip to the server after the
+// later of the two (in the lab about 100 ms of every join's first packet,
+// docs/first-handshake.md). Also when the tunnels take unequal times, and
+// when only one end expects (an older version at the other end): then
+// nothing is at once, but the path still comes.
+func TestExpectedPeer(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		buildA, buildB   time.Duration
+		expectA, expectB bool
+	}{
+		{"both", 400 * time.Millisecond, 400 * time.Millisecond, true, true},
+		{"unequal", 300 * time.Millisecond, 900 * time.Millisecond, true, true},
+		{"unequal the other way", 900 * time.Millisecond, 300 * time.Millisecond, true, true},
+		{"only the faster expects", 300 * time.Millisecond, 900 * time.Millisecond, true, false},
+		{"only the slower expects", 900 * time.Millisecond, 300 * time.Millisecond, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				w := newSimWorld(t, 1)
+				a, _ := w.site(1, symmetric, nil)
+				b, _ := w.site(2, symmetric, nil)
+				time.Sleep(5 * time.Second) // both registered
+				start := time.Now()
+				if tc.expectA {
+					a.mgr.Expect(b.pub)
+				}
+				if tc.expectB {
+					b.mgr.Expect(a.pub)
+				}
+				type build struct {
+					n, peer *simNode
+					after   time.Duration
+					expect  bool
+				}
+				builds := []build{{a, b, tc.buildA, tc.expectA}, {b, a, tc.buildB, tc.expectB}}
+				slices.SortFunc(builds, func(x, y build) int { return cmp.Compare(x.after, y.after) })
+				for _, bd := range builds {
+					time.Sleep(time.Until(start.Add(bd.after)))
+					bd.n.add(bd.peer)
+					synctest.Wait()
+					ep := bd.n.tunnel(bd.peer).endpoint
+					if atOnce := tc.expectA && tc.expectB; atOnce && !wgmux.IsRelayEndpoint(ep) {
+						t.Errorf("tunnel added %v after the join with endpoint %q: want the relay at once", bd.after, ep)
+					}
+				}
+				later := start.Add(max(tc.buildA, tc.buildB))
+				settle(t, b, a, time.Second, func(s Status) bool { return s.Online })
+				settle(t, a, b, time.Second, func(s Status) bool { return s.Online })
+				t.Logf("online %v after the later tunnel", time.Since(later))
+				flows(t, b, a)
+				flows(t, a, b)
 			})
 		})
 	}

@@ -255,14 +255,16 @@ type Manager struct {
 	// runCtx and runWG are Run's, for the goroutines env starts.
 	runCtx context.Context
 	runWG  *sync.WaitGroup
-	// early are introductions to keys that are not peers yet: a joiner's,
-	// which arrives while the inviter is still saving it as a peer.
+	// early are introductions to keys that are not peers yet (a joiner's,
+	// which arrives while the inviter is still saving it as a peer), or
+	// expected peers whose tunnel is not made yet.
 	early map[nodekey.Key]*intro
 	done  chan struct{}
 }
 
 type event struct {
 	pair    *pairOut
+	expect  *nodekey.Key
 	add     *addPeer
 	remove  *nodekey.Key
 	intro   *intro
@@ -617,6 +619,16 @@ func (m *Manager) Add(peer nodekey.Key, tunnel Tunnel, bind Initiations, static 
 	m.send(event{add: &addPeer{key: peer, tunnel: tunnel, bind: bind, static: static}})
 }
 
+// Expect starts looking for peer before its tunnel exists: the node has
+// just been paired with it and is building the tunnel. The servers are
+// asked at once and the peer's introduction requests are accepted; the
+// introduction is kept until Add, which starts the tunnel on its relay
+// at once. Making a tunnel takes 0.2-0.8 s on a Pi (more on a busy one),
+// and the introduction a round trip to the server: without Expect that
+// round trip came after the later of the two tunnels, on every join's
+// first packet (docs/first-handshake.md).
+func (m *Manager) Expect(peer nodekey.Key) { m.send(event{expect: &peer}) }
+
 // Remove forgets peer.
 func (m *Manager) Remove(peer nodekey.Key) { m.send(event{remove: &peer}) }
 
@@ -773,6 +785,18 @@ func (m *Manager) handleEvent(ev event) {
 	switch {
 	case ev.pair != nil:
 		ev.reply <- m.sendPair(ev.pair)
+	case ev.expect != nil:
+		if m.peers[*ev.expect] != nil {
+			return // known already, with its tunnel or expected
+		}
+		p := &peer{key: *ev.expect, connectAt: now}
+		m.peers[p.key] = p
+		m.setPaired()
+		if len(m.clientList()) > 0 {
+			m.connect(p)
+			p.connectBackoff = connectMin
+			p.connectAt = now.Add(connectMin)
+		}
 	case ev.add != nil:
 		a := ev.add
 		p := m.peers[a.key]
@@ -802,10 +826,12 @@ func (m *Manager) handleEvent(ev event) {
 		delete(m.peers, *ev.remove)
 		m.setPaired()
 	case ev.intro != nil:
-		if p := m.peers[ev.intro.Peer]; p != nil {
+		if p := m.peers[ev.intro.Peer]; p != nil && p.tunnel != nil {
 			p.introduced(m, ev.intro, now)
 			return
 		}
+		// Not a peer yet, or one whose tunnel is being made (Expect):
+		// Add applies it.
 		ev.intro.at = now
 		for k, in := range m.early {
 			if now.Sub(in.at) >= earlyIntroFor || len(m.early) >= maxEarlyIntros {
