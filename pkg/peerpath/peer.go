@@ -381,8 +381,11 @@ func (p *peer) tick(e env, now time.Time) {
 		p.startHandshake(e, p.endpoint, now)
 	}
 	p.checkTunnel(e, now)
-	// Find the peer through the servers while it has no live path.
-	if e.haveServers() && !now.Before(p.connectAt) && (p.path == PathNone || !p.alive(now)) {
+	// Find the peer through the servers while it has no live path. Not
+	// while a Connect still waits: the backoff counts asks, not ticks
+	// (it used to double while one waited, so that a lost introduction
+	// was asked for again seconds after the Connect gave up).
+	if e.haveServers() && !now.Before(p.connectAt) && (p.path == PathNone || !p.alive(now)) && !p.asking() {
 		e.connect(p)
 		p.connectBackoff = min(max(2*p.connectBackoff, connectMin), connectMax)
 		p.connectAt = now.Add(p.connectBackoff)
@@ -420,6 +423,9 @@ func (p *peer) tick(e env, now time.Time) {
 		}
 	}
 }
+
+// asking reports whether a Connect for p still waits for its introduction.
+func (p *peer) asking() bool { return slices.Contains(p.connecting, true) }
 
 // relayReason explains, as far as the NAT classes tell, why no direct
 // path answered.

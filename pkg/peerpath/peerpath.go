@@ -128,10 +128,17 @@ const (
 	checkEvery = 250 * time.Millisecond
 	// onlineFor is how long after the last sign of life a peer counts as
 	// online: two WireGuard keepalives and a bit.
-	onlineFor       = 60 * time.Second
-	connectMin      = time.Second
-	connectMax      = 30 * time.Second
-	connectTimeout  = 5 * time.Second
+	onlineFor  = 60 * time.Second
+	connectMin = time.Second
+	connectMax = 30 * time.Second
+	// introWait is how long a Connect waits for its introduction before
+	// the server may be asked again. The server pushes the introduction
+	// once, unacknowledged: when it is lost, asking again is the repair,
+	// and the next ask waits for this (it was 5 s: a lost introduction
+	// cost a join's first packet 5-6 s on a lossy link). An introduction
+	// takes two round trips to the server at most (ours, then the peer's
+	// answer to the server's Incoming).
+	introWait       = 1500 * time.Millisecond
 	heldMaxAge      = 4 * time.Second
 	initiatorHold   = time.Second
 	maxCandidates   = 12
@@ -923,7 +930,7 @@ func (m *Manager) connect(p *peer) {
 		p.connecting[i] = true
 		key := p.key
 		wg.Go(func() {
-			cctx, cancel := context.WithTimeout(ctx, connectTimeout)
+			cctx, cancel := context.WithTimeout(ctx, introWait)
 			defer cancel()
 			if _, err := c.Connect(cctx, key); err != nil {
 				m.log.Debug("no introduction yet", "peer", key, "err", err)

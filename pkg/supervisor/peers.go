@@ -46,11 +46,6 @@ func (s *Supervisor) ensurePeer(p *peer) error {
 	i := p.cfg.Index
 	ns, veth, dev := s.names.Namespace(i), s.names.Veth(i), s.names.Device(i)
 	rootAddr, nsAddr := vethAddrs(i)
-	if p.tunnel == nil && s.paths != nil {
-		// The introduction is asked for while the tunnel is made, not
-		// after (peerpath.Expect: a join's first packet).
-		s.paths.Expect(p.cfg.PublicKey)
-	}
 	steps := []struct {
 		what string
 		do   func() error
