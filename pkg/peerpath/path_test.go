@@ -702,3 +702,29 @@ func TestLostIntroduction(t *testing.T) {
 		flows(t, a, b)
 	})
 }
+
+// TestExpectBounded: a start or a restored config with many peers expects
+// at most maxExpected at once; the others are asked for when their
+// tunnels are added, paced by the builds as before, instead of a burst of
+// Connects the server would rate-limit.
+func TestExpectBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newSimWorld(t, 1)
+		a, _ := w.site(1, portRestricted, nil)
+		var keys []nodekey.Key
+		for range maxExpected + 2 {
+			k, err := nodekey.Generate()
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys = append(keys, k.Public())
+			a.mgr.Expect(k.Public())
+		}
+		synctest.Wait()
+		for i, k := range keys {
+			if got, want := a.mgr.accept(k), i < maxExpected; got != want {
+				t.Errorf("expected peer %d: accepted %v, want %v", i, got, want)
+			}
+		}
+	})
+}

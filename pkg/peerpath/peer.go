@@ -56,6 +56,9 @@ type peer struct {
 
 	// introAt is when the last introduction came.
 	introAt time.Time
+	// early is the introduction that came while the tunnel was being
+	// made (Manager.Expect), for Add.
+	early *intro
 	// candidates are addresses the peer may be reachable at directly.
 	candidates []netip.AddrPort
 	// punchUntil: probe all candidates often until then.

@@ -262,9 +262,9 @@ type Manager struct {
 	// runCtx and runWG are Run's, for the goroutines env starts.
 	runCtx context.Context
 	runWG  *sync.WaitGroup
-	// early are introductions to keys that are not peers yet (a joiner's,
-	// which arrives while the inviter is still saving it as a peer), or
-	// expected peers whose tunnel is not made yet.
+	// early are introductions to keys that are not peers yet: a joiner's,
+	// which arrives while the inviter is still saving it as a peer.
+	// (An expected peer keeps its own: peer.early.)
 	early map[nodekey.Key]*intro
 	done  chan struct{}
 }
@@ -300,6 +300,9 @@ type intro struct {
 const (
 	earlyIntroFor  = 10 * time.Second
 	maxEarlyIntros = 16
+	// maxExpected bounds the peers expected at once (Expect): more are
+	// asked for when their tunnels are added.
+	maxExpected = 16
 )
 
 type probeIn struct {
@@ -796,6 +799,18 @@ func (m *Manager) handleEvent(ev event) {
 		if m.peers[*ev.expect] != nil {
 			return // known already, with its tunnel or expected
 		}
+		waiting := 0
+		for _, p := range m.peers {
+			if p.tunnel == nil {
+				waiting++
+			}
+		}
+		if waiting >= maxExpected {
+			// Many peers at once (a start, a restored config): their
+			// builds pace the asks, as Add always did, rather than a
+			// burst the server would rate-limit.
+			return
+		}
 		p := &peer{key: *ev.expect, connectAt: now}
 		m.peers[p.key] = p
 		m.setPaired()
@@ -817,11 +832,16 @@ func (m *Manager) handleEvent(ev event) {
 			p.setPath(m, PathDirect, a.static.String(), "configured endpoint", now)
 		}
 		m.setPaired()
-		if in := m.early[a.key]; in != nil {
+		in := p.early
+		p.early = nil
+		if e := m.early[a.key]; e != nil {
 			delete(m.early, a.key)
-			if now.Sub(in.at) < earlyIntroFor {
-				p.introduced(m, in, now)
+			if in == nil || e.at.After(in.at) {
+				in = e
 			}
+		}
+		if in != nil && now.Sub(in.at) < earlyIntroFor {
+			p.introduced(m, in, now)
 		}
 		if p.path == PathNone && len(m.clientList()) > 0 {
 			// Now, not at the next tick: a join waits on this.
@@ -833,13 +853,16 @@ func (m *Manager) handleEvent(ev event) {
 		delete(m.peers, *ev.remove)
 		m.setPaired()
 	case ev.intro != nil:
-		if p := m.peers[ev.intro.Peer]; p != nil && p.tunnel != nil {
+		ev.intro.at = now
+		if p := m.peers[ev.intro.Peer]; p != nil {
+			if p.tunnel == nil {
+				p.early = ev.intro // expected: Add applies it
+				return
+			}
 			p.introduced(m, ev.intro, now)
 			return
 		}
-		// Not a peer yet, or one whose tunnel is being made (Expect):
-		// Add applies it.
-		ev.intro.at = now
+		// Not a peer yet: Add applies it.
 		for k, in := range m.early {
 			if now.Sub(in.at) >= earlyIntroFor || len(m.early) >= maxEarlyIntros {
 				delete(m.early, k)
