@@ -135,6 +135,26 @@ func (p *peer) addCandidate(a netip.AddrPort) {
 
 // introduced: the servers told us where the peer is and gave us a relay.
 func (p *peer) introduced(e env, in *intro, now time.Time) {
+	p.learn(e, in, now)
+	start := now.Add(in.Delay)
+	p.punchUntil = start.Add(punchWindow)
+	p.nextProbe = start
+	if in.Delay <= 0 {
+		// The peer starts now too: every tick of waiting is a tick
+		// longer on the relay.
+		p.probeAll(e, p.candidates, now)
+		p.nextProbe = now.Add(punchEvery)
+	}
+}
+
+// learn takes the relay and the candidates of an introduction, without
+// punching: for one kept while the tunnel was made, whose punch time has
+// passed. The two ends must punch together, which only a fresh
+// introduction arranges: probes that reach a router before its own side
+// sent any can take the port of the mapping its side would use (a router
+// that accepts input to itself), and punching then fails (the lab's
+// TestNATMatrix pr-pr-accept, 6 runs in 7).
+func (p *peer) learn(e env, in *intro, now time.Time) {
 	e.addRelay(p.key, in.Session, in.server)
 	p.byeAt = time.Time{} // it is back
 	p.introAt = now
@@ -157,15 +177,8 @@ func (p *peer) introduced(e env, in *intro, now time.Time) {
 		// forgets the old one.
 		p.setPath(e, PathRelay, p.relay, p.reason, now)
 	}
-	start := now.Add(in.Delay)
-	p.punchUntil = start.Add(punchWindow)
-	p.nextProbe = start
-	if in.Delay <= 0 {
-		// The peer starts now too: every tick of waiting is a tick
-		// longer on the relay.
-		p.probeAll(e, p.candidates, now)
-		p.nextProbe = now.Add(punchEvery)
-	}
+	p.punchUntil = time.Time{}
+	p.nextProbe = now.Add(upgradeEvery)
 }
 
 func natClass(in *intro) string {

@@ -246,7 +246,8 @@ type Manager struct {
 	byAddr     map[netip.AddrPort]*rvclient.Client
 
 	events chan event
-	// paired is the set of peers, read by the socket reader (Accept).
+	// paired is the set of peers with tunnels, read by the socket reader
+	// (Accept).
 	paired atomic.Pointer[map[nodekey.Key]bool]
 	status atomic.Pointer[map[nodekey.Key]Status]
 	// natClass is this node's own mapping, from registering on both ports.
@@ -631,12 +632,12 @@ func (m *Manager) Add(peer nodekey.Key, tunnel Tunnel, bind Initiations, static 
 
 // Expect starts looking for peer before its tunnel exists: the node has
 // just been paired with it and is building the tunnel. The servers are
-// asked at once and the peer's introduction requests are accepted; the
-// introduction is kept until Add, which starts the tunnel on its relay
-// at once. Making a tunnel takes 0.2-0.8 s on a Pi (more on a busy one),
-// and the introduction a round trip to the server: without Expect that
-// round trip came after the later of the two tunnels, on every join's
-// first packet (docs/first-handshake.md).
+// asked at once; the introduction is kept until Add, which starts the
+// tunnel on its relay at once and asks again, so that both ends punch
+// together (peer.learn). Making a tunnel takes 0.2-0.8 s on a Pi (more on
+// a busy one), and an introduction a round trip to the server: without
+// Expect that round trip came after the later of the two tunnels, on
+// every join's first packet (docs/first-handshake.md).
 func (m *Manager) Expect(peer nodekey.Key) { m.send(event{expect: &peer}) }
 
 // Remove forgets peer.
@@ -840,10 +841,16 @@ func (m *Manager) handleEvent(ev event) {
 				in = e
 			}
 		}
+		fresh := false
 		if in != nil && now.Sub(in.at) < earlyIntroFor {
-			p.introduced(m, in, now)
+			// The relay at once; the punching waits for a fresh
+			// introduction, which starts both ends together (learn).
+			p.learn(m, in, now)
+			fresh = true
+			// The Connect that brought it may not have ended yet.
+			clear(p.connecting)
 		}
-		if p.path == PathNone && len(m.clientList()) > 0 {
+		if (p.path == PathNone || fresh) && len(m.clientList()) > 0 {
 			// Now, not at the next tick: a join waits on this.
 			m.connect(p)
 			p.connectBackoff = connectMin
@@ -913,8 +920,14 @@ func (m *Manager) handleEvent(ev event) {
 
 func (m *Manager) setPaired() {
 	set := make(map[nodekey.Key]bool, len(m.peers))
-	for k := range m.peers {
-		set[k] = true
+	for k, p := range m.peers {
+		// Not an expected peer, whose tunnel is being made: answering
+		// its introduction requests (or probes) would start the peer's
+		// punching alone (peer.learn); the server keeps the request,
+		// and our own ask when the tunnel is added answers it.
+		if p.tunnel != nil {
+			set[k] = true
+		}
 	}
 	m.paired.Store(&set)
 }
