@@ -120,6 +120,9 @@ func (nd *node) manageHandlers() map[string]control.Handler {
 		control.CmdLines: func(ctx context.Context, _ json.RawMessage) (any, error) {
 			return nd.lines(ctx)
 		},
+		control.CmdTrunks: func(context.Context, json.RawMessage) (any, error) {
+			return nd.trunkStatus(), nil
+		},
 		control.CmdInvite: func(ctx context.Context, raw json.RawMessage) (any, error) {
 			var a control.InviteArgs
 			if err := decodeArgs(raw, &a); err != nil {

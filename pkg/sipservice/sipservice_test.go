@@ -51,9 +51,9 @@ func TestDecide(t *testing.T) {
 		{"99", 603, "", ""},
 		{"0301234", 302, "<sip:0301234@10.0.1.2:5062>", ""},
 		{"*31*0301234", 302, "<sip:*31*0301234@10.0.1.2:5062>", ""}, // withheld: the trunk is told
-		{"*31*2", 302, "<sip:2@10.0.2.1>", ""},                        // a local call: the prefix is dropped
-		{"*31*", 404, "", ""},                                         // the prefix alone is not stripped
-		{"00301234", 503, "", ""},                                     // trunk "down" is not running
+		{"*31*2", 302, "<sip:2@10.0.2.1>", ""},                      // a local call: the prefix is dropped
+		{"*31*", 404, "", ""},                                       // the prefix alone is not stripped
+		{"00301234", 503, "", ""},                                   // trunk "down" is not running
 		{"", 484, "", ""},
 	} {
 		if tc.host == "" {
