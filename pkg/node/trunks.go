@@ -32,9 +32,11 @@ const (
 	// trunkRelays bounds a trunk's calls at once (two sockets each).
 	trunkRelays = 16
 	// trunkRetry is how long a trunk that cannot start waits before it
-	// tries again; trunkCheck how often a running one looks whether the
-	// uplink's address changed.
-	trunkRetry = 5 * time.Second
+	// tries again (trunkRetryFirst for the first few tries: at start the
+	// line's address comes up within a second or two); trunkCheck how often
+	// a running one looks whether the uplink's address changed.
+	trunkRetry      = 5 * time.Second
+	trunkRetryFirst = 500 * time.Millisecond
 	trunkCheck = 10 * time.Second
 )
 
@@ -92,8 +94,13 @@ func (p *trunksPart) set(name string, f func(*trunkRun)) {
 // runTrunk keeps trunk n up until ctx ends.
 func (nd *node) runTrunk(ctx context.Context, n int, tc trunkconfig.Config) {
 	log := nd.log.With("service", "trunk", "trunk", tc.Name)
-	lastWhy := ""
+	lastWhy, tries := "", 0
 	wait := func(why string) bool {
+		tries++
+		d := trunkRetry
+		if tries <= 10 {
+			d = trunkRetryFirst
+		}
 		nd.trunks.set(tc.Name, func(r *trunkRun) { *r = trunkRun{cfg: tc, waiting: why} })
 		if why != lastWhy {
 			log.Warn("trunk waiting", "why", why)
@@ -102,7 +109,7 @@ func (nd *node) runTrunk(ctx context.Context, n int, tc trunkconfig.Config) {
 		select {
 		case <-ctx.Done():
 			return false
-		case <-time.After(trunkRetry):
+		case <-time.After(d):
 			return true
 		}
 	}
@@ -122,7 +129,7 @@ func (nd *node) runTrunk(ctx context.Context, n int, tc trunkconfig.Config) {
 			}
 			continue
 		}
-		lastWhy = ""
+		lastWhy, tries = "", 0
 		nd.trunks.set(tc.Name, func(r *trunkRun) {
 			*r = trunkRun{cfg: tc, tr: tr.tr, uplink: tr.uplink, phones: tr.phones}
 		})
