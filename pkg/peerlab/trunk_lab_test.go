@@ -23,7 +23,8 @@ import (
 // and rtpengine on the Internet segment), `peerline trunks` says so, the
 // Pi's phone dials the trunk's prefix through the Pi's SIP service (302 to
 // the trunk) and talks to a softphone behind the provider, and the
-// softphone's call to the account's number rings the configured line.
+// softphone's call to the account's number rings the configured line. The
+// Pi's phone is a provisioned handset, registered to the Pi.
 // Audio is checked both ways. NAT kinds are pkg/trunk's lab test's.
 func TestTrunkInPeerlined(t *testing.T) {
 	l := newLab(t)
@@ -46,16 +47,26 @@ func TestTrunkInPeerlined(t *testing.T) {
 	prov := &lab.Provider{Addr: provAddr, Accounts: map[string]string{trunkUser: trunkPass, "alice": alicePass}}
 	check(t, lab.StartProvider(ctx, l, provHost, prov))
 
-	node, err := newNode(l, onSegment(inet, netip.MustParseAddr("198.51.100.1")), "A", fmt.Sprintf("plt%xa", os.Getpid()%0xfff), peerlinedBin, nil)
+	// A desk phone plugged in: it gets line 1 by DHCP and its SIP account
+	// from its provisioning file.
+	node, err := newNode(l, onSegment(inet, netip.MustParseAddr("198.51.100.1")), "A", fmt.Sprintf("plt%xa", os.Getpid()%0xfff), peerlinedBin, []string{gxp1610})
 	check(t, err)
 	node.Config.Trunks = []trunkconfig.Config{{
 		Name: "prov", Registrar: provAddr, Domain: lab.ProviderDomain, User: trunkUser, Password: trunkPass,
-		CallerID: "Home", Lines: []int{node.Line}, Prefix: "0",
+		CallerID: "Home", Lines: []int{1}, Prefix: "0",
 	}}
+	// baresip 1.0 cannot answer SHA-256 (see TestSIPNamesAndShortNumbers).
+	node.Config.SIP.Digest = "md5"
+	node.Config.Withhold.Prefix = "*31*"
 	check(t, node.writeConfig())
 	check(t, node.Start(ctx))
 	_, err = node.WaitReady(ctx, daemonWait)
 	check(t, err)
+	check(t, node.Lease(ctx))
+	h := node.Handsets[0]
+	if h.Line != 1 {
+		t.Fatalf("the handset got line %d, want 1 (the trunk's line)", h.Line)
+	}
 
 	start := time.Now()
 	var ts control.Trunks
@@ -88,8 +99,13 @@ func TestTrunkInPeerlined(t *testing.T) {
 	check(t, l.OnClose(sp.Close))
 	soft := &Phone{Phone: sp, ToneHz: 1000}
 	check(t, prov.WaitBinding(ctx, "alice"))
-	phone, err := node.StartPhone(ctx, l, "1", 440)
+	code, gs := fetch(ctx, t, h, "/cfg"+macDigits(h.MAC)+".xml", "Grandstream Model HW GXP1610 SW 1.0.7.13 DevId "+macDigits(h.MAC))
+	if code != 200 {
+		t.Fatalf("GXP's config: HTTP %d\n%.300s", code, gs)
+	}
+	phone, err := sipPhone(ctx, l, node, h, "Kitchen", xmlValue(t, gs, "P34"), 440)
 	check(t, err)
+	waitLines(ctx, t, node, "the phone registered", func(ls control.Lines) bool { return registered(ls, h.Line) != nil })
 
 	t.Run("outbound", func(t *testing.T) {
 		// Dialled as a user dials: the prefix and the number, to the Pi.
@@ -106,6 +122,17 @@ func TestTrunkInPeerlined(t *testing.T) {
 		peerline(ctx, t, node, &ls, "lines")
 		if len(ls.Decisions) == 0 || ls.Decisions[0].Decision != "trunk" || ls.Decisions[0].Code != 302 || ls.Decisions[0].Target != "sip:0alice@10.0.1.2:5062" {
 			t.Errorf("the SIP service's decisions %+v, want a 302 to the trunk's sip:0alice@10.0.1.2:5062", ls.Decisions)
+		}
+	})
+	t.Run("outbound withheld", func(t *testing.T) {
+		r, err := Call(ctx, phone, soft, "sip:*31*0alice@10.0.1.2", 2*time.Second)
+		check(t, err)
+		t.Logf("the softphone sees the caller as %q %s", r.CallerName, r.CallerSeenAs)
+		if !r.OK() {
+			t.Errorf("audio: the softphone %v (%v), the Pi's phone %v (%v)", r.CalleeHeard, r.CalleeErr, r.CallerHeard, r.CallerErr)
+		}
+		if strings.Contains(r.CallerSeenAs, trunkUser) || !strings.Contains(r.CallerSeenAs, "anonymous") {
+			t.Errorf("the softphone sees the caller as %s, want anonymous", r.CallerSeenAs)
 		}
 	})
 	t.Run("inbound", func(t *testing.T) {
