@@ -37,7 +37,7 @@ const (
 	// a running one looks whether the uplink's address changed.
 	trunkRetry      = 5 * time.Second
 	trunkRetryFirst = 500 * time.Millisecond
-	trunkCheck = 10 * time.Second
+	trunkCheck      = 10 * time.Second
 )
 
 // trunksPart runs the config's trunks: each in its own goroutine that

@@ -158,4 +158,3 @@ func check(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
-
