@@ -360,6 +360,11 @@ func (nd *node) snapshot(ctx context.Context) (statuspage.Snapshot, error) {
 		ls.Decisions = nil
 		snap.SIP = &ls
 	}
+	// Nor the trunks' accounts and addresses: what to dial and whether
+	// it works.
+	for _, tr := range nd.trunkStatus().Trunks {
+		snap.Trunks = append(snap.Trunks, control.Trunk{Name: tr.Name, Prefix: tr.Prefix, Lines: tr.Lines, State: tr.State, Status: tr.Status, Calls: tr.Calls})
+	}
 	return snap, nil
 }
 
