@@ -154,7 +154,7 @@ func (nd *node) runTrunk(ctx context.Context, n int, tc trunkconfig.Config) {
 }
 
 // watchUplink waits until the trunk ends (done; ended is true) or the
-// uplink's address is no longer up, and says why.
+// address toward the registrar is a different one, and says why.
 func watchUplink(ctx context.Context, done <-chan error, up netip.Addr, every time.Duration, now func() (netip.Addr, error)) (why string, ended bool) {
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -170,7 +170,10 @@ func watchUplink(ctx context.Context, done <-chan error, up netip.Addr, every ti
 		case <-t.C:
 			a, err := now()
 			if err != nil {
-				return "the uplink changed: " + err.Error(), false
+				// A DNS hiccup or the uplink down for a moment: keep the
+				// trunk and its calls; it restarts only once a different
+				// address is there.
+				continue
 			}
 			if a != up {
 				return fmt.Sprintf("the uplink's address changed from %s to %s", up, a), false

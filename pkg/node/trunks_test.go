@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -75,11 +76,19 @@ func TestUplinkAddr(t *testing.T) {
 func TestWatchUplink(t *testing.T) {
 	up := netip.MustParseAddr("192.0.2.10")
 	done := make(chan error, 1)
-	addrs := make(chan netip.Addr, 1)
-	addrs <- netip.MustParseAddr("192.0.2.11")
+	// A failed look-up (DNS, the uplink down a moment) keeps the trunk;
+	// the next address, a different one, restarts it.
+	addrs := []netip.Addr{{}, up, netip.MustParseAddr("192.0.2.11")}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	why, ended := watchUplink(ctx, done, up, time.Millisecond, func() (netip.Addr, error) { return <-addrs, nil })
+	why, ended := watchUplink(ctx, done, up, time.Millisecond, func() (netip.Addr, error) {
+		a := addrs[0]
+		addrs = addrs[1:]
+		if !a.IsValid() {
+			return a, errors.New("no route")
+		}
+		return a, nil
+	})
 	if ended || !strings.Contains(why, "changed from 192.0.2.10 to 192.0.2.11") {
 		t.Errorf("moved uplink: %q, %v", why, ended)
 	}
