@@ -53,6 +53,7 @@ commands:
   phones forget LINE   free LINE: its phone gets a new line when it asks again
   phones label LINE TEXT  name LINE ("" removes the label)
   lines                SIP: each line's URI and registration, peers' short numbers and names, dial decisions
+  trunks               outside SIP accounts: registrar, prefix, lines, registered or why not
   calls                calls through the tunnels, live and last 24 h: packets, loss, jitter, MOS
   invite [--ttl 24h]   make a one-time code (and QR code) another Pi joins with
   invite --list        the invites made here; invite --revoke ID withdraws one
@@ -95,6 +96,8 @@ func Main(ctx context.Context, args []string, out io.Writer, version string) (er
 		run = c.phones
 	case "lines":
 		run = c.lines
+	case "trunks":
+		run = c.trunks
 	case "calls":
 		run = c.calls
 	case "invite":

@@ -63,6 +63,13 @@ func fakeDaemon(t *testing.T) (socket string, forgotten *[]int) {
 				Registrar: control.RegistrarCounts{Registered: 3, Challenged: 4, Refused: 1},
 			}, nil
 		},
+		control.CmdTrunks: func(context.Context, json.RawMessage) (any, error) {
+			until := t0.Add(250 * time.Second)
+			return control.Trunks{Trunks: []control.Trunk{
+				{Name: "sipgate", Registrar: "sipgate.de:5060", User: "4930123456", Prefix: "0", Lines: []int{1, 2}, State: "registered", Status: "registered", Contact: "sip:4930123456@203.0.113.5:40123", Until: &until, Calls: 1},
+				{Name: "pbx", Registrar: "pbx.example:5060", User: "21", Lines: []int{3}, State: "waiting", Status: "waiting: line 3 is not up on the phone port yet"},
+			}}, nil
+		},
 		control.CmdRename: func(_ context.Context, raw json.RawMessage) (any, error) {
 			var a control.RenameArgs
 			json.Unmarshal(raw, &a)
@@ -130,6 +137,12 @@ func TestCommands(t *testing.T) {
 			"registrar: 3 registered, 0 unregistered, 4 challenged, 1 refused, 0 rate-limited",
 		}},
 		{[]string{"lines", "--json"}, []string{`"uris": [`, `"sip:kitchen@alice"`, `"short": "7*2"`, `"decision": "peer"`}},
+		{[]string{"trunks"}, []string{
+			"NAME     REGISTRAR         USER        PREFIX  LINES  CALLS  STATUS",
+			"sipgate  sipgate.de:5060   4930123456  0       1,2    1      registered as sip:4930123456@203.0.113.5:40123, for 250s",
+			"pbx      pbx.example:5060  21          -       3      0      waiting: line 3 is not up on the phone port yet",
+		}},
+		{[]string{"trunks", "--json"}, []string{`"name": "sipgate"`, `"state": "waiting"`}},
 		{[]string{"rename", "7", "Bob K."}, []string{"peer 7 is now called Bob K. here"}},
 		{[]string{"phones", "label", "2", " hall "}, []string{"line 2 is labelled hall"}},
 		{[]string{"logs"}, []string{"WARN msg=trouble"}},

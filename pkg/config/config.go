@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -28,6 +29,8 @@ import (
 	"github.com/peerline/peerline/pkg/dialplan"
 	"github.com/peerline/peerline/pkg/nodekey"
 	"github.com/peerline/peerline/pkg/numplan"
+	"github.com/peerline/peerline/pkg/privacy"
+	"github.com/peerline/peerline/pkg/trunkconfig"
 )
 
 // DefaultPath is where peerlined looks without -config.
@@ -78,6 +81,16 @@ type Config struct {
 	// SIP configures the Pi's SIP service on the phone port: the
 	// registrar and the dial plan (pkg/sipservice, docs/sip-service.md).
 	SIP SIP `json:"sip,omitempty"`
+	// Trunks are outside SIP accounts (a provider or a company PBX) the
+	// Pi registers with over the uplink (pkg/trunk, docs/sip-service.md).
+	Trunks []trunkconfig.Config `json:"trunks,omitempty"`
+	// Anonymous is what happens to incoming calls that withhold the
+	// caller's identity: accept, refuse (433) or ring another line, by
+	// default and per trunk.
+	Anonymous privacy.Policy `json:"anonymous,omitzero"`
+	// Withhold hides the caller's identity on outgoing trunk calls: for
+	// one call dialled after a prefix, or always from some lines.
+	Withhold privacy.Withhold `json:"withhold,omitzero"`
 }
 
 // SIP configures the Pi's SIP service. It is on by default; a phone that
@@ -325,6 +338,9 @@ func (c *Config) Validate() error {
 	if _, err := dialplan.Compile(c.SIP.DialPlan); err != nil {
 		return fmt.Errorf("sip.dial_plan: %w", err)
 	}
+	if err := c.validateTrunks(); err != nil {
+		return err
+	}
 	for n, r := range c.Rendezvous {
 		if err := validHostPort(r.Address); err != nil {
 			return fmt.Errorf("rendezvous[%d] address %q: %w", n, r.Address, err)
@@ -337,6 +353,40 @@ func (c *Config) Validate() error {
 		if r.Key.IsZero() {
 			return fmt.Errorf("rendezvous[%d] %s: key is missing; it is what `rendezvousd -public-key` prints on the server", n, r.Address)
 		}
+	}
+	return nil
+}
+
+// validateTrunks checks trunks, anonymous and withhold against the lines
+// the node may have: the config's, or with DHCP every line, since DHCP
+// hands lines out as phones come.
+func (c *Config) validateTrunks() error {
+	lines := c.Lines
+	if c.Phones.DHCP {
+		lines = nil
+		for l := numplan.MinLine; l <= numplan.MaxLine; l++ {
+			lines = append(lines, l)
+		}
+	}
+	if err := trunkconfig.ValidateAll(c.Trunks, lines); err != nil {
+		return err
+	}
+	for i, r := range c.SIP.DialPlan {
+		name, ok := strings.CutPrefix(r.Target, "trunk:")
+		if ok && !slices.ContainsFunc(c.Trunks, func(t trunkconfig.Config) bool { return t.Name == name }) {
+			return fmt.Errorf("sip.dial_plan rule %d (match %q): no trunk is called %q; add it to \"trunks\" or change the target", i+1, r.Match, name)
+		}
+	}
+	if err := c.Anonymous.Validate(lines); err != nil {
+		return err
+	}
+	for name := range c.Anonymous.Trunks {
+		if !slices.ContainsFunc(c.Trunks, func(t trunkconfig.Config) bool { return t.Name == name }) {
+			return fmt.Errorf("anonymous.trunks: no trunk is called %q; use a name from \"trunks\"", name)
+		}
+	}
+	if err := c.Withhold.Validate(lines); err != nil {
+		return err
 	}
 	return nil
 }

@@ -83,7 +83,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown peer key, typo", repl(`"public_key"`, `"publc_key"`),
 			`line 6, column 35: peers[0].publc_key (peer alice): unknown key; did you mean "public_key"?`},
 		{"unknown key, far from any", at(`"colour": "blue",`),
-			"line 2, column 18: colour: unknown key; the keys here are name, prefix, state_dir, run_dir, private_key_file, listen_port, mtu, phone_port, lines, peers, phones, rendezvous, line_labels, console, sip"},
+			"line 2, column 18: colour: unknown key; the keys here are name, prefix, state_dir, run_dir, private_key_file, listen_port, mtu, phone_port, lines, peers, phones, rendezvous, line_labels, console, sip, trunks, anonymous, withhold"},
 		{"unknown phones key", at(`"phones": {"dchp": true},`),
 			`line 2, column 29: phones.dchp: unknown key; did you mean "dhcp"?`},
 
@@ -162,6 +162,18 @@ func TestParseErrors(t *testing.T) {
 			`sip.dial_plan: dial plan rule 1 (match "0"): target "refuse:200": a refusal is a SIP status from 400 to 699 (404 not found, 403 forbidden, 603 decline)`},
 		{"sip unknown key", at(`"sip": {"dialplan": []},`),
 			`line 2, column 26: sip.dialplan: unknown key; did you mean "dial_plan"?`},
+		{"trunk line not ours", at(`"trunks": [{"name": "sipgate", "registrar": "sip.example", "user": "4930", "password": "pw", "lines": [9]}],`),
+			`trunk sipgate: line 9 is not one of this node's lines [1 2]`},
+		{"trunk without password", at(`"trunks": [{"name": "sipgate", "registrar": "sip.example", "user": "4930", "lines": [1]}],`),
+			`trunk sipgate: password: empty; copy the account's SIP password from the provider`},
+		{"rule to an unknown trunk", at(`"trunks": [{"name": "sipgate", "registrar": "sip.example", "user": "4930", "password": "pw", "lines": [1], "prefix": "0"}], "sip": {"dial_plan": [{"match": "00(.+)", "target": "trunk:sipgat"}]},`),
+			`sip.dial_plan rule 1 (match "00(.+)"): no trunk is called "sipgat"; add it to "trunks" or change the target`},
+		{"anonymous redirect to no line", at(`"trunks": [{"name": "sipgate", "registrar": "sip.example", "user": "4930", "password": "pw", "lines": [1], "prefix": "0"}], "anonymous": {"trunks": {"sipgate": {"action": "redirect", "line": 7}}},`),
+			`anonymous calls, trunk "sipgate": line 7 is not one of this node's lines [1 2]`},
+		{"anonymous for an unknown trunk", at(`"anonymous": {"trunks": {"sipgate": {"action": "refuse"}}},`),
+			`anonymous.trunks: no trunk is called "sipgate"; use a name from "trunks"`},
+		{"withhold bad prefix", at(`"withhold": {"prefix": "*31*x"},`),
+			`withhold prefix "*31*x": want up to 8 of 0-9, * and # (such as *31*)`},
 		{"duplicate index", repl(`"peers": [`, `"peers": [
     {"index": 7, "public_key": "EI1mjysvXOTKAgD4781cIY3O/LalPFV0ORgUlmfF+1Y=", "endpoint": "198.51.100.3:51820"},`),
 			"peers[1] (alice): index 7 is used by another peer; each peer needs its own"},
@@ -296,5 +308,23 @@ func TestPhonesInternet(t *testing.T) {
 	}
 	if _, err := Parse([]byte(strings.Replace(on, "true", `"yes"`, 1))); err == nil {
 		t.Error(`Parse with phones.internet "yes" succeeded; want a type error`)
+	}
+}
+
+// TestTrunksParse: the trunk section of docs/sip-service.md, with a rule
+// to the trunk, parses; with DHCP any line may be named.
+func TestTrunksParse(t *testing.T) {
+	at := strings.Replace(goodConfig, `"lines": [1, 2],`, `"lines": [1, 2],
+  "phones": {"dhcp": true},
+  "trunks": [{"name": "sipgate", "registrar": "sipgate.de", "user": "4930123456", "password": "pw", "caller_id": "Smith", "lines": [1, 5], "prefix": "0"}],
+  "anonymous": {"default": {"action": "accept"}, "trunks": {"sipgate": {"action": "refuse"}}, "peers": {"bob": {"action": "redirect", "line": 2}}},
+  "withhold": {"prefix": "*31*", "lines": [3]},
+  "sip": {"dial_plan": [{"match": "00(.+)", "rewrite": "00$1", "target": "trunk:sipgate"}]},`, 1)
+	c, err := Parse([]byte(at))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Trunks) != 1 || c.Trunks[0].Prefix != "0" || c.Anonymous.Trunks["sipgate"].Action != "refuse" || c.Withhold.Prefix != "*31*" {
+		t.Errorf("parsed %+v %+v %+v", c.Trunks, c.Anonymous, c.Withhold)
 	}
 }

@@ -35,6 +35,8 @@ type Snapshot struct {
 	Counters control.Counters
 	// Lines is the SIP service's view; nil when it is off.
 	Lines *control.Lines
+	// Trunks are the configured trunks' states.
+	Trunks control.Trunks
 }
 
 // Source makes a Snapshot.
@@ -170,6 +172,10 @@ var (
 
 	descSIPRegistered = prometheus.NewDesc("peerline_sip_line_registered",
 		"1 while the line's phone is registered to the Pi's SIP service.", []string{"line"}, nil)
+	descTrunkRegistered = prometheus.NewDesc("peerline_sip_trunk_registered",
+		"1 while the trunk (an outside SIP account) is registered with its provider.", []string{"trunk"}, nil)
+	descTrunkCalls = prometheus.NewDesc("peerline_sip_trunk_calls",
+		"Calls up through the trunk now.", []string{"trunk"}, nil)
 	descSIPRegistrar = prometheus.NewDesc("peerline_sip_registrar_total",
 		"REGISTERs the Pi's registrar answered, by outcome.", []string{"result"}, nil)
 	descSIPCalls = prometheus.NewDesc("peerline_sip_calls_total",
@@ -191,7 +197,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descUp, descReady, descInfo, descPeers, descTunnelUp, descOnline, descPath, descRTT,
 		descRx, descTx, descHandshake, descCalls, descCallPkts, descCallLost, descCallLoss, descCallJitter, descCallMOS,
 		descDropped, descRefused, descRewritePackets, descInDialog, descRewriteLatency, descRegistered, descRegisteredAt,
-		descSIPRegistered, descSIPRegistrar, descSIPCalls} {
+		descSIPRegistered, descSIPRegistrar, descSIPCalls, descTrunkRegistered, descTrunkCalls} {
 		ch <- d
 	}
 }
@@ -289,6 +295,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		for _, k := range []string{"local", "peer", "trunk", "refuse"} {
 			counter(descSIPCalls, float64(ls.Calls[k]), k)
 		}
+	}
+	for _, t := range c.snap.Trunks.Trunks {
+		gauge(descTrunkRegistered, b2f(t.State == "registered"), t.Name)
+		gauge(descTrunkCalls, float64(t.Calls), t.Name)
 	}
 	for _, r := range c.snap.Counters.Rendezvous {
 		gauge(descRegistered, b2f(r.Registered), r.Server)

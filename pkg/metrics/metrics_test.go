@@ -48,6 +48,7 @@ func snapshot() Snapshot {
 			Registrar: control.RegistrarCounts{Registered: 5, Challenged: 7, Refused: 2, Limited: 1},
 			Calls:     map[string]uint64{"peer": 4, "refuse": 1},
 		},
+		Trunks: control.Trunks{Trunks: []control.Trunk{{Name: "sipgate", State: "registered", Calls: 1}, {Name: "pbx", State: "failed"}}},
 	}
 }
 
@@ -183,6 +184,9 @@ func TestExposition(t *testing.T) {
 		{"peerline_rendezvous_registered", []string{"server", "rv2.example.org:3478"}, 0},
 		{"peerline_sip_line_registered", []string{"line", "1"}, 1},
 		{"peerline_sip_line_registered", []string{"line", "2"}, 0},
+		{"peerline_sip_trunk_registered", []string{"trunk", "sipgate"}, 1},
+		{"peerline_sip_trunk_registered", []string{"trunk", "pbx"}, 0},
+		{"peerline_sip_trunk_calls", []string{"trunk", "sipgate"}, 1},
 		{"peerline_sip_registrar_total", []string{"result", "registered"}, 5},
 		{"peerline_sip_registrar_total", []string{"result", "refused"}, 2},
 		{"peerline_sip_registrar_total", []string{"result", "limited"}, 1},

@@ -120,6 +120,9 @@ func (nd *node) manageHandlers() map[string]control.Handler {
 		control.CmdLines: func(ctx context.Context, _ json.RawMessage) (any, error) {
 			return nd.lines(ctx)
 		},
+		control.CmdTrunks: func(context.Context, json.RawMessage) (any, error) {
+			return nd.trunkStatus(), nil
+		},
 		control.CmdInvite: func(ctx context.Context, raw json.RawMessage) (any, error) {
 			var a control.InviteArgs
 			if err := decodeArgs(raw, &a); err != nil {
@@ -356,6 +359,11 @@ func (nd *node) snapshot(ctx context.Context) (statuspage.Snapshot, error) {
 		}
 		ls.Decisions = nil
 		snap.SIP = &ls
+	}
+	// Nor the trunks' accounts and addresses: what to dial and whether
+	// it works.
+	for _, tr := range nd.trunkStatus().Trunks {
+		snap.Trunks = append(snap.Trunks, control.Trunk{Name: tr.Name, Prefix: tr.Prefix, Lines: tr.Lines, State: tr.State, Status: tr.Status, Calls: tr.Calls})
 	}
 	return snap, nil
 }

@@ -40,7 +40,7 @@ func (nd *node) metricsSnapshot(ctx context.Context) (metrics.Snapshot, error) {
 	if err != nil {
 		return metrics.Snapshot{}, err
 	}
-	snap := metrics.Snapshot{Status: *st, Calls: calls, Counters: c}
+	snap := metrics.Snapshot{Status: *st, Calls: calls, Counters: c, Trunks: nd.trunkStatus()}
 	if nd.sip != nil {
 		ls, err := nd.lines(ctx)
 		if err != nil {

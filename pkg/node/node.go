@@ -30,6 +30,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,7 +50,16 @@ import (
 	"github.com/peerline/peerline/pkg/statuspage"
 	"github.com/peerline/peerline/pkg/supervisor"
 	"github.com/peerline/peerline/pkg/tftpd"
+	"github.com/peerline/peerline/pkg/trunkconfig"
 )
+
+// sameTrunk compares two trunk configs field by field.
+func sameTrunk(a, b trunkconfig.Config) bool {
+	return a.Name == b.Name && a.Registrar == b.Registrar && a.Domain == b.Domain && a.User == b.User &&
+		a.AuthUser == b.AuthUser && a.Password == b.Password && a.CallerID == b.CallerID &&
+		slices.Equal(a.Lines, b.Lines) && a.Prefix == b.Prefix && a.Expires == b.Expires &&
+		slices.Equal(a.AcceptFrom, b.AcceptFrom)
+}
 
 // Options are what the command line hands the node.
 type Options struct {
@@ -155,6 +165,9 @@ type node struct {
 	dns  *dnsfwd.Server
 	// sip is the SIP service on the phone port (sip.go); nil with sip.off.
 	sip *sipPart
+	// trunks are the config's outside SIP accounts (trunks.go); nil
+	// without any.
+	trunks *trunksPart
 	// sipErr is why the SIP service stopped, for `peerline lines`.
 	sipErr  atomic.Pointer[string]
 	log     *slog.Logger
@@ -254,6 +267,9 @@ func newNode(opts Options, key nodekey.Key, n netsetup.Ops) (*node, error) {
 	if nd.dns, err = dnsfwd.New(dnsfwd.Options{Port: cfg.PhonePort, Log: log.With("service", "dns")}); err != nil {
 		return nil, err
 	}
+	if len(cfg.Trunks) > 0 {
+		nd.trunks = newTrunksPart(cfg)
+	}
 	if err := nd.newSIP(cfg); err != nil {
 		return nil, err
 	}
@@ -317,6 +333,9 @@ func (nd *node) run(ctx context.Context, reload <-chan *config.Config) error {
 			return err
 		})
 	}
+	if nd.trunks != nil {
+		service("trunks", nd.runTrunks)
+	}
 	if nd.dhcp != nil {
 		service("DHCP server", nd.dhcp.Run)
 	}
@@ -344,6 +363,12 @@ func (nd *node) run(ctx context.Context, reload <-chan *config.Config) error {
 				}
 				if old := nd.cfg.Load().SIP; c.SIP.Off != old.Off || c.SIP.Digest != old.Digest {
 					nd.log.Warn("sip.off and sip.digest take effect at the next restart of peerlined; sip.dial_plan applies to the next call")
+				}
+				if old := nd.cfg.Load(); !slices.EqualFunc(c.Trunks, old.Trunks, sameTrunk) || !slices.Equal(c.Withhold.Lines, old.Withhold.Lines) || c.Withhold.Prefix != old.Withhold.Prefix {
+					nd.log.Warn("trunks and withhold take effect at the next restart of peerlined; the anonymous policy applies to the next call")
+				}
+				if nd.trunks != nil {
+					nd.trunks.setAnonymous(c.Anonymous)
 				}
 				nd.cfg.Store(c)
 				select {

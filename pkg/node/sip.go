@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -53,7 +54,11 @@ func (nd *node) newSIP(cfg *config.Config) error {
 	log := nd.log.With("service", "sip")
 	reg := registrar.New(sipauth.Config{Realm: realm, Offer: offer}, pw.Accounts, log)
 	nd.sip = &sipPart{reg: reg, passwords: pw}
-	nd.sip.svc = &sipservice.Service{Registrar: reg, Routes: nd.sipRoutes, Log: log}
+	nd.sip.svc = &sipservice.Service{Registrar: reg, Routes: nd.sipRoutes, Log: log,
+		Withhold: func() string { return nd.cfg.Load().Withhold.Prefix }}
+	if nd.trunks != nil {
+		nd.sip.svc.Trunk = nd.trunkURI
+	}
 	return nil
 }
 
@@ -77,13 +82,28 @@ func (s *sipPart) planFor(cfg *config.Config, log *slog.Logger) *dialplan.Plan {
 		// The config was validated, rules compiled once already; a
 		// failure here would be a bug, and leaves the short numbers and
 		// names working.
-		p, err := dialplan.Compile(cfg.SIP.DialPlan)
+		p, err := dialplan.Compile(sipRules(cfg))
 		if err != nil {
 			log.Error("sip: dial plan", "err", err)
 		}
 		s.plan, s.planCfg = p, cfg
 	}
 	return s.plan
+}
+
+// sipRules are the config's dial-plan rules, then one per trunk with a
+// prefix: <prefix>(.+) to trunk:<name> with the prefix removed. The
+// config's rules come first, so a rule can send some of a trunk's numbers
+// elsewhere (an emergency number to a line, say, or refuse premium
+// numbers).
+func sipRules(cfg *config.Config) []dialplan.Rule {
+	rules := slices.Clone(cfg.SIP.DialPlan)
+	for _, t := range cfg.Trunks {
+		if t.Prefix != "" {
+			rules = append(rules, dialplan.Rule{Match: regexp.QuoteMeta(t.Prefix) + "(.+)", Rewrite: "$1", Target: "trunk:" + t.Name})
+		}
+	}
+	return rules
 }
 
 // sipEnv is the dial plan's view of the node: its lines and labels, and
@@ -95,6 +115,9 @@ func sipEnv(cfg *config.Config, lines []int) dialplan.Env {
 	}
 	for _, p := range cfg.Peers {
 		env.Peers = append(env.Peers, dialplan.PeerInfo{Index: p.Index, Name: p.Name})
+	}
+	for _, t := range cfg.Trunks {
+		env.Trunks = append(env.Trunks, t.Name)
 	}
 	return env
 }

@@ -27,6 +27,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,12 +44,24 @@ import (
 // against; called per INVITE, so pairings and config reloads apply at once.
 type Routes func() (*dialplan.Plan, dialplan.Env)
 
+// TrunkURI returns where a phone is redirected to call number through the
+// trunk called name (its phone-side socket: trunk.CallURI); ok is false,
+// with why, when the trunk is not running.
+type TrunkURI func(name, number string, withhold bool) (uri sip.Uri, why string, ok bool)
+
 // Service answers REGISTER, INVITE and OPTIONS on the Pi's line
 // addresses.
 type Service struct {
 	Registrar *registrar.Registrar
 	Routes    Routes
-	Log       *slog.Logger
+	// Trunk, if set, redirects calls the dial plan sends to a trunk;
+	// without it they are refused with 503.
+	Trunk TrunkURI
+	// Withhold, if set, returns the config's withhold prefix
+	// (privacy.Withhold.Prefix): dialled before a number, it is removed
+	// before routing and the trunk withholds the caller's identity.
+	Withhold func() string
+	Log      *slog.Logger
 
 	mu     sync.Mutex
 	recent []Call // the last MaxRecent decisions, oldest first
@@ -177,7 +190,13 @@ func (s *Service) invite(req *sip.Request, tx sip.ServerTransaction) {
 // run it without sockets.
 func (s *Service) decide(req *sip.Request) (*sip.Response, dialplan.Decision) {
 	plan, env := s.Routes()
-	d := plan.RouteURI(req.Recipient.User, req.Recipient.Host, env)
+	user, withheld := req.Recipient.User, false
+	if s.Withhold != nil {
+		if p := s.Withhold(); p != "" && len(user) > len(p) && strings.HasPrefix(user, p) {
+			user, withheld = user[len(p):], true
+		}
+	}
+	d := plan.RouteURI(user, req.Recipient.Host, env)
 	var target netip.Addr
 	switch d.Kind {
 	case dialplan.Local:
@@ -185,12 +204,32 @@ func (s *Service) decide(req *sip.Request) (*sip.Response, dialplan.Decision) {
 	case dialplan.Peer:
 		target = numplan.Phone(uint8(d.Peer), uint8(d.Line))
 	case dialplan.Trunk:
-		// Trunks are routed by the trunk service, which this node does
-		// not run yet.
-		d = dialplan.Decision{Kind: dialplan.Refuse, Code: sip.StatusServiceUnavailable, Reason: "trunks are not available on this node yet"}
+		if s.Trunk == nil {
+			d = dialplan.Decision{Kind: dialplan.Refuse, Code: sip.StatusServiceUnavailable, Reason: "no trunks run on this node"}
+			break
+		}
+		uri, why, ok := s.Trunk(d.Trunk, d.Number, withheld)
+		if !ok {
+			d = dialplan.Decision{Kind: dialplan.Refuse, Code: sip.StatusServiceUnavailable, Reason: fmt.Sprintf("trunk %s is not running: %s", d.Trunk, why)}
+			break
+		}
+		if withheld {
+			d.Reason += ", identity withheld"
+		}
+		// The trunk's phone-side socket takes the call from here: it
+		// calls out as a back-to-back user agent, with the account's
+		// identity and the Pi relaying the media (pkg/trunk).
+		res := sip.NewResponseFromRequest(req, sip.StatusMovedTemporarily, "Moved Temporarily", nil)
+		res.AppendHeader(&sip.ContactHeader{Address: uri})
+		return res, d
 	}
 	if d.Kind == dialplan.Refuse {
 		return sip.NewResponseFromRequest(req, d.Code, reason(d.Code), nil), d
+	}
+	if withheld {
+		// Peer and local calls go straight to the far phone, which shows
+		// what the caller's phone sends; the Pi cannot hide it.
+		d.Reason += " (the withhold prefix applies to trunk calls only)"
 	}
 	res := sip.NewResponseFromRequest(req, sip.StatusMovedTemporarily, "Moved Temporarily", nil)
 	// The user part is the line number, the account user the Pi

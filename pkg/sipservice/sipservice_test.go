@@ -12,15 +12,28 @@ import (
 
 func TestDecide(t *testing.T) {
 	plan, err := dialplan.Compile([]dialplan.Rule{
-		{Match: `0\d+`, Target: "trunk:provider"},
+		{Match: `00(.+)`, Rewrite: "$1", Target: "trunk:down"},
+		{Match: `0(\d+)`, Rewrite: "$1", Target: "trunk:provider"},
 		{Match: `99`, Target: "refuse:603"},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := &Service{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Routes: func() (*dialplan.Plan, dialplan.Env) {
-		return plan, dialplan.Env{Node: "home", Lines: 2, Peers: []dialplan.PeerInfo{{Index: 7, Name: "alice"}}, Trunks: []string{"provider"}}
+		return plan, dialplan.Env{Node: "home", Lines: 2, Peers: []dialplan.PeerInfo{{Index: 7, Name: "alice"}}, Trunks: []string{"provider", "down"}}
 	}}
+	s.Withhold = func() string { return "*31*" }
+	s.Trunk = func(name, number string, withhold bool) (sip.Uri, string, bool) {
+		if name != "provider" {
+			return sip.Uri{}, "waiting for the uplink", false
+		}
+		// As trunk.CallURI does, with prefix "0" and withhold prefix *31*.
+		u := "0" + number
+		if withhold {
+			u = "*31*" + u
+		}
+		return sip.Uri{Scheme: "sip", User: u, Host: "10.0.1.2", Port: 5062}, "", true
+	}
 	for _, tc := range []struct {
 		user    string
 		code    int
@@ -36,7 +49,11 @@ func TestDecide(t *testing.T) {
 		{"alice.2", 302, "<sip:2@10.7.2.1>", ""},
 		{"3", 404, "", ""},
 		{"99", 603, "", ""},
-		{"0301234", 503, "", ""}, // trunks come later: refused clearly, not rung
+		{"0301234", 302, "<sip:0301234@10.0.1.2:5062>", ""},
+		{"*31*0301234", 302, "<sip:*31*0301234@10.0.1.2:5062>", ""}, // withheld: the trunk is told
+		{"*31*2", 302, "<sip:2@10.0.2.1>", ""},                      // a local call: the prefix is dropped
+		{"*31*", 404, "", ""},                                       // the prefix alone is not stripped
+		{"00301234", 503, "", ""},                                   // trunk "down" is not running
 		{"", 484, "", ""},
 	} {
 		if tc.host == "" {

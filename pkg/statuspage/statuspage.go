@@ -32,6 +32,9 @@ type Snapshot struct {
 	Phones []control.Phone `json:"phones"`
 	// SIP is the SIP service's view of the lines; nil when it is off.
 	SIP *control.Lines `json:"sip,omitempty"`
+	// Trunks are the outside SIP accounts: name, prefix, lines and
+	// state only (the page is open on the phone port).
+	Trunks []control.Trunk `json:"trunks,omitempty"`
 }
 
 // Source returns the current snapshot; it is called once per request.

@@ -61,8 +61,15 @@ func TestPageSIP(t *testing.T) {
 			t.Errorf("page lacks %q", want)
 		}
 	}
-	if _, body := get(t, New(fixed(sample()), Options{}), "/"); strings.Contains(body, "Dialling by") {
-		t.Error("SIP section shown with the service off")
+	if _, body := get(t, New(fixed(sample()), Options{}), "/"); strings.Contains(body, "Dialling by") || strings.Contains(body, "Outside lines") {
+		t.Error("SIP or trunk section shown with the service off and no trunks")
+	}
+	s.Trunks = []control.Trunk{{Name: "sipgate", Prefix: "0", Lines: []int{1, 2}, State: "registered", Status: "registered"}}
+	_, body = get(t, New(fixed(s), Options{Now: func() time.Time { return now }}), "/")
+	for _, want := range []string{"<h2>Outside lines</h2>", "<td>sipgate</td>", "<td><code>0</code></td>", "<td>1, 2</td>", "<td>registered</td>"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %q", want)
+		}
 	}
 }
 

@@ -27,156 +27,20 @@ import (
 // telephony providers run them. Accounts: the trunk's 4930123 and the
 // softphone's alice.
 const (
-	provAddr    = "203.0.113.10"
-	softAddr    = "203.0.113.20"
-	natWAN      = "203.0.113.1"
-	piUplink    = "192.168.1.10"
-	trunkUser   = "4930123"
-	trunkPass   = "trunk-secret"
-	alicePass   = "alice-secret"
-	rtpengineNG = "127.0.0.1:2223"
+	provAddr  = "203.0.113.10"
+	softAddr  = "203.0.113.20"
+	natWAN    = "203.0.113.1"
+	piUplink  = "192.168.1.10"
+	trunkUser = "4930123"
+	trunkPass = "trunk-secret"
+	alicePass = "alice-secret"
 )
 
-func kamailioConfig() string {
-	return `#!KAMAILIO
-debug=2
-log_stderror=yes
-memdbg=5
-memlog=5
-children=2
-listen=udp:` + provAddr + `:5060
-auto_aliases=no
-alias="provider.test"
-
-loadmodule "tm.so"
-loadmodule "sl.so"
-loadmodule "rr.so"
-loadmodule "pv.so"
-loadmodule "maxfwd.so"
-loadmodule "usrloc.so"
-loadmodule "registrar.so"
-loadmodule "textops.so"
-loadmodule "siputils.so"
-loadmodule "xlog.so"
-loadmodule "auth.so"
-loadmodule "rtpengine.so"
-loadmodule "ctl.so"
-
-modparam("ctl", "binrpc", "unix:` + "%CTL%" + `")
-modparam("usrloc", "db_mode", 0)
-modparam("rr", "enable_full_lr", 1)
-modparam("rtpengine", "rtpengine_sock", "udp:` + rtpengineNG + `")
-
-request_route {
-	if (!mf_process_maxfwd_header("10")) {
-		sl_send_reply("483", "Too Many Hops");
-		exit;
-	}
-	if (has_totag()) {
-		if (loose_route()) {
-			if (is_method("BYE")) {
-				rtpengine_manage();
-			}
-			t_relay();
-			exit;
-		}
-		if (is_method("ACK")) {
-			if (t_check_trans()) {
-				t_relay();
-			}
-			exit;
-		}
-		sl_send_reply("404", "Not Here");
-		exit;
-	}
-	if (is_method("CANCEL")) {
-		if (t_check_trans()) {
-			rtpengine_manage();
-			t_relay();
-		}
-		exit;
-	}
-	route(PASSWORD);
-	if (is_method("REGISTER")) {
-		pv_www_authenticate("provider.test", "$var(pw)", "0");
-		$var(rc) = $rc;
-		if ($var(rc) == -2 || $var(rc) == -3) {
-			xlog("L_INFO", "wrong password for $au from $si\n");
-			sl_send_reply("403", "Forbidden");
-			exit;
-		}
-		if ($var(rc) < 0) {
-			www_challenge("provider.test", "0");
-			exit;
-		}
-		consume_credentials();
-		if (!save("location")) {
-			sl_reply_error();
-		}
-		exit;
-	}
-	if (is_method("INVITE")) {
-		pv_proxy_authenticate("provider.test", "$var(pw)", "0");
-		$var(rc) = $rc;
-		if ($var(rc) == -2 || $var(rc) == -3) {
-			sl_send_reply("403", "Forbidden");
-			exit;
-		}
-		if ($var(rc) < 0) {
-			proxy_challenge("provider.test", "0");
-			exit;
-		}
-		consume_credentials();
-		record_route();
-		if (!lookup("location")) {
-			sl_send_reply("404", "Not Found");
-			exit;
-		}
-		rtpengine_manage("replace-origin replace-session-connection");
-		t_on_reply("MEDIA");
-		t_relay();
-		exit;
-	}
-	sl_send_reply("405", "Method Not Allowed");
-}
-
-route[PASSWORD] {
-	$var(pw) = "";
-	if ($au == "` + trunkUser + `") {
-		$var(pw) = "` + trunkPass + `";
-	}
-	if ($au == "alice") {
-		$var(pw) = "` + alicePass + `";
-	}
-}
-
-onreply_route[MEDIA] {
-	if (has_body("application/sdp")) {
-		rtpengine_manage("replace-origin replace-session-connection");
-	}
-}
-`
-}
-
-// provider starts rtpengine and Kamailio in h.
+// startProvider starts rtpengine and Kamailio in h (pkg/lab's Provider).
 func startProvider(t *testing.T, ctx context.Context, l *lab.Lab, h *lab.Host) {
 	t.Helper()
-	dir := filepath.Join(l.Dir(), "kamailio")
-	check(t, os.MkdirAll(dir, 0o755))
-	cfg := strings.ReplaceAll(kamailioConfig(), "%CTL%", filepath.Join(dir, "ctl"))
-	cfgPath := filepath.Join(dir, "kamailio.cfg")
-	check(t, os.WriteFile(cfgPath, []byte(cfg), 0o644))
-	_, err := h.Start(context.WithoutCancel(ctx), "rtpengine", "rtpengine", "--foreground", "--log-stderr",
-		"--table=-1", "--interface="+provAddr, "--listen-ng="+rtpengineNG,
-		"--port-min=30000", "--port-max=30999", "--endpoint-learning=immediate",
-		"--pidfile="+filepath.Join(dir, "rtpengine.pid"))
-	check(t, err)
-	if out, err := h.Run(ctx, "kamailio", "-c", "-f", cfgPath); err != nil {
-		t.Fatalf("kamailio rejects its config: %v\n%s", err, out)
-	}
-	_, err = h.Start(context.WithoutCancel(ctx), "kamailio", "kamailio", "-DD", "-E", "-f", cfgPath,
-		"-Y", dir, "-m", "32", "-M", "4")
-	check(t, err)
+	check(t, lab.StartProvider(ctx, l, h, &lab.Provider{Addr: provAddr, Dir: filepath.Join(l.Dir(), "kamailio"),
+		Accounts: map[string]string{trunkUser: trunkPass, "alice": alicePass}}))
 }
 
 type trunkLab struct {
