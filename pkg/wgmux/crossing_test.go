@@ -403,8 +403,12 @@ func TestCrossedInitiationLost(t *testing.T) {
 			if !ok || d < tt.min || d > tt.max {
 				t.Fatalf("b's packet after %v (arrived %v), want between %v and %v", d, ok, tt.min, tt.max)
 			}
-			if s.Crossed.Load() != tt.crossed || s.InitiationResent.Load() != tt.resent || s.CrossReleased.Load() != tt.released {
-				t.Errorf("a crossed %d resent %d released %d, want %d, %d, %d",
+			// At least tt.crossed: on a loaded machine b's own resend
+			// (also after resendAfter) can reach a before a's resend is
+			// answered, and is held as a crossing too (seen in a fresh-root
+			// run: crossed 2, resent 1, released 0, packet after 402 ms).
+			if s.Crossed.Load() < tt.crossed || s.InitiationResent.Load() != tt.resent || s.CrossReleased.Load() != tt.released {
+				t.Errorf("a crossed %d resent %d released %d, want at least %d, %d, %d",
 					s.Crossed.Load(), s.InitiationResent.Load(), s.CrossReleased.Load(), tt.crossed, tt.resent, tt.released)
 			}
 		})
