@@ -72,6 +72,7 @@ declare -A pkgs=(
 	[gcc]=gcc
 	[git]=git
 	[bc]=bc                      # image-smoke's stage timings
+	[dtc]=device-tree-compiler   # pkg/fdt checks its reader and writer against dtc
 	[systemd-analyze]=systemd    # the lab tests that verify the systemd units
 	[/bin/kill]=procps           # peerlined.service's ExecReload, which verify checks exists
 	# The go command fetches the toolchain and modules over HTTPS.
