@@ -53,7 +53,7 @@ demo: build ## two simulated Pis, a phone on each, a call both ways with audio c
 .PHONY: test
 test: deps $(if $(SOME),,vet fmt-check) ## all tests: unit and lab (lab tests need root; CI=true makes a skip a failure); RUN=regexp, PKG=./pkg/x for fewer
 	$(GO) build -o $(BIN)/ $(addprefix ./cmd/,$(CMDS)) ./scripts/testprogress
-	@echo "make test: $(if $(SOME),the tests $(if $(RUN),matching $(value RUN) )in $(PKG),the unit and lab tests of every package$(,) one package at a time: seconds for most$(,) pkg/lab about 35 s$(,) pkg/peerlab's calls through simulated Pis about 12 minutes; about 16 minutes in all on a quiet 2-core machine); a line per package as it starts, and per test still running after 30 s"
+	@echo "make test: $(if $(SOME),the tests $(if $(RUN),matching $(value RUN) )in $(PKG),the unit and lab tests of every package$(,) one package at a time: seconds for most$(,) pkg/lab about 35 s$(,) pkg/peerlab's calls through simulated Pis about 12 minutes; about 17 minutes in all on a quiet 2-core machine); a line per package as it starts, and per test still running after 30 s"
 	@set -o pipefail; PEERLINED=$(CURDIR)/$(BIN)/peerlined PEERLINE=$(CURDIR)/$(BIN)/peerline RENDEZVOUSD=$(CURDIR)/$(BIN)/rendezvousd \
 		$(GO) test -json -tags lab -p 1 -count=1 -timeout $(LAB_TIMEOUT) $(if $(RUN),-run '$(value RUN)') $(PKG) 2>&1 | $(BIN)/testprogress
 	@# The image's programs under qemu-user; the full qemu boot is make test-image (board/README.md).
