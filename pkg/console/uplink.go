@@ -34,12 +34,7 @@ type UplinkOptions struct {
 }
 
 // Interface is one network interface and its addresses.
-type Interface struct {
-	Name  string
-	Up    bool
-	Loop  bool
-	Addrs []netip.Addr
-}
+type Interface = netifs.Interface
 
 // Wanted reports whether the console may listen on a: a private address
 // (RFC 1918 or IPv6 ULA), or any global unicast one if public is allowed.
@@ -61,14 +56,7 @@ func Wanted(a netip.Addr, public bool) bool {
 
 // netInterfaces lists the system's interfaces but those skip rejects,
 // without asking for the addresses of those (a node has a link per peer).
-func netInterfaces(skip func(string) bool) ([]Interface, error) {
-	ifs, err := netifs.List(skip)
-	out := make([]Interface, len(ifs))
-	for i, it := range ifs {
-		out[i] = Interface(it)
-	}
-	return out, err
-}
+func netInterfaces(skip func(string) bool) ([]Interface, error) { return netifs.List(skip) }
 
 type served struct {
 	srv  *http.Server

@@ -205,7 +205,8 @@ func NodeRules(n Node) string {
 	}
 	for _, i := range slices.Sorted(slices.Values(n.Peers)) {
 		veth := n.VethPrefix + strconv.Itoa(i)
-		to, back := numplan.NodePrefix(uint8(i)), numplan.NodePrefix(uint8(i))
+		to := numplan.NodePrefix(uint8(i))
+		back := to
 		if n.NoRewrite {
 			to, back = numplan.NodePrefix(numplan.WireReceiver), wireSender
 		}

@@ -36,12 +36,7 @@ import (
 )
 
 // Interface is one network interface and its addresses.
-type Interface struct {
-	Name  string
-	Up    bool
-	Loop  bool
-	Addrs []netip.Addr
-}
+type Interface = netifs.Interface
 
 // Options configure a Responder.
 type Options struct {
@@ -294,11 +289,4 @@ func (r *Responder) runReader(l *link) {
 
 // listInterfaces lists the system's interfaces but those skip rejects,
 // without asking for the addresses of those (a node has a link per peer).
-func listInterfaces(skip func(string) bool) ([]Interface, error) {
-	ifs, err := netifs.List(skip)
-	out := make([]Interface, len(ifs))
-	for i, it := range ifs {
-		out[i] = Interface(it)
-	}
-	return out, err
-}
+func listInterfaces(skip func(string) bool) ([]Interface, error) { return netifs.List(skip) }

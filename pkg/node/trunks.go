@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/peerline/peerline/pkg/config"
 	"github.com/peerline/peerline/pkg/control"
 	"github.com/peerline/peerline/pkg/devsock"
+	"github.com/peerline/peerline/pkg/netifs"
 	"github.com/peerline/peerline/pkg/numplan"
 	"github.com/peerline/peerline/pkg/privacy"
 	"github.com/peerline/peerline/pkg/rtprelay"
@@ -248,21 +250,17 @@ func uplinkAddr(registrar string, notUplink func(string) bool) (netip.Addr, erro
 	return a, nil
 }
 
-// interfaceOf names the interface that holds a, "" if none does.
+// interfaceOf names the interface that holds a, "" if none does. It runs
+// every 10 s per trunk: netifs reads the addresses once, not once per link
+// (a node has a link per peer).
 func interfaceOf(a netip.Addr) string {
-	ifs, err := net.Interfaces()
+	ifs, err := netifs.List(nil)
 	if err != nil {
 		return ""
 	}
 	for _, i := range ifs {
-		addrs, err := i.Addrs()
-		if err != nil {
-			continue
-		}
-		for _, x := range addrs {
-			if p, err := netip.ParsePrefix(x.String()); err == nil && p.Addr() == a {
-				return i.Name
-			}
+		if slices.Contains(i.Addrs, a) {
+			return i.Name
 		}
 	}
 	return ""

@@ -215,7 +215,7 @@ func (d *Device) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		}
 		pkt, ihl, res, slow := classify(bufs[i][offset : offset+sizes[i]])
 		if slow || oversized(pkt, res, wire) {
-			k := d.readSlow(bufs, sizes, offset, i, n, now)
+			k := d.readSlow(bufs, sizes, offset, i, n, now, wire)
 			d.observe(outbound, now, n)
 			return k, err
 		}
@@ -225,14 +225,14 @@ func (d *Device) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	return n, err
 }
 
-// readSlow is Read from packet from on, under the outbound lock.
-func (d *Device) readSlow(bufs [][]byte, sizes []int, offset, from, n int, now int64) int {
+// readSlow is Read from packet from on, under the outbound lock, with the
+// tunnel MTU Read saw.
+func (d *Device) readSlow(bufs [][]byte, sizes []int, offset, from, n int, now int64, wire int) int {
 	ds := &d.dirs[outbound]
 	ds.mu.Lock()
 	defer ds.mu.Unlock()
 	s := &ds.sink
 	s.bufs, s.sizes, s.offset, s.next, s.cur, s.write = bufs, sizes, offset, n, -1, false
-	wire := d.wire()
 	for i := from; i < n; i++ {
 		if offset < 0 || offset > len(bufs[i]) || sizes[i] < 0 || sizes[i] > len(bufs[i])-offset {
 			continue
@@ -595,9 +595,9 @@ func (d *Device) datagramLocked(ds *dirState, dir int, pkt, room []byte, now int
 		// were in out: in this node's plan.
 		d.sdp.learn(&sip, func(a [4]byte) ([4]byte, bool) { return numplan.FromWire(a, d.peer) })
 	}
-	if len(out) > d.dirMTU(dir) {
+	if mtu := d.dirMTU(dir); len(out) > mtu {
 		d.count(dir, res)
-		d.putFittedLocked(ds, dir, out, d.dirMTU(dir))
+		d.putFittedLocked(ds, dir, out, mtu)
 		return -1
 	}
 	if room == nil {

@@ -490,7 +490,7 @@ func (e *dialogEntry) take(now int64) bool {
 	return true
 }
 
-// count returns how many entries are live, by state (tests, Stats).
+// count returns how many entries are live, by state (for the tests).
 func (t *dialogTable) count(now int64) (early, confirmed, ending int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()

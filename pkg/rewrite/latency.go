@@ -141,17 +141,10 @@ func (h Histogram) Quantile(q float64) time.Duration {
 	rank := uint64(q*float64(total) + 0.5)
 	rank = min(max(rank, 1), total)
 	var seen uint64
-	for k, b := range h.Buckets {
+	for _, b := range h.Buckets {
 		seen += b.Packets
 		if seen >= rank {
-			high := b.LowNs + 1
-			if i := latencyBucket(int64(b.LowNs)); i >= latencySub {
-				high = latencyLow(i + 1)
-			}
-			if k+1 < len(h.Buckets) {
-				high = min(high, h.Buckets[k+1].LowNs)
-			}
-			return time.Duration((b.LowNs + high) / 2)
+			return bucketMid(b.LowNs)
 		}
 	}
 	return 0

@@ -27,7 +27,6 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -37,6 +36,7 @@ import (
 	"github.com/peerline/peerline/pkg/devsock"
 	"github.com/peerline/peerline/pkg/dialplan"
 	"github.com/peerline/peerline/pkg/numplan"
+	"github.com/peerline/peerline/pkg/privacy"
 	"github.com/peerline/peerline/pkg/registrar"
 )
 
@@ -192,9 +192,9 @@ func (s *Service) decide(req *sip.Request) (*sip.Response, dialplan.Decision) {
 	plan, env := s.Routes()
 	user, withheld := req.Recipient.User, false
 	if s.Withhold != nil {
-		if p := s.Withhold(); p != "" && len(user) > len(p) && strings.HasPrefix(user, p) {
-			user, withheld = user[len(p):], true
-		}
+		// No lines: only the prefix withholds here; withholding by line is
+		// the trunk's, which knows the calling line.
+		user, withheld = privacy.Withhold{Prefix: s.Withhold()}.Apply(0, user)
 	}
 	d := plan.RouteURI(user, req.Recipient.Host, env)
 	var target netip.Addr

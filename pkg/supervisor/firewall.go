@@ -88,8 +88,7 @@ func (s *Supervisor) ensureTable(ns, rules string, t *loadedTable, verify bool) 
 				return nil
 			}
 			s.log.Warn("firewall changed behind peerlined's back; loading it again", "ns", ns, "err", err)
-		}
-		if !t.listedOK {
+		} else {
 			// No listing to compare with: ours may be untouched and
 			// another table changed, but loading it again is the only
 			// way to be sure. From now on a listing tells the two apart.
@@ -118,12 +117,6 @@ func (s *Supervisor) ensureTable(ns, rules string, t *loadedTable, verify bool) 
 func (s *Supervisor) nodeFWUntouched() bool {
 	gen, err := s.firewallCtrl.Generation("")
 	return err == nil && s.nodeFW.genOK && gen == s.nodeFW.gen
-}
-
-// ensureNodeFirewall loads or checks the node's policy; reconcile does it
-// before anything else, so that no link is up without it.
-func (s *Supervisor) ensureNodeFirewall() error {
-	return s.ensureTable("", s.nodeRules(), &s.nodeFW, true)
 }
 
 // refreshFirewalls reloads the tables whose rules the lines changed,

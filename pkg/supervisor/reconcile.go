@@ -30,7 +30,7 @@ func (s *Supervisor) reconcile(verify int) {
 		nodeFW = make(chan error, 1)
 		t := &s.nodeFW
 		go func() { nodeFW <- s.ensureTable("", rules, t, true) }()
-	} else if err := s.ensureNodeFirewall(); err != nil {
+	} else if err := s.ensureTable("", rules, &s.nodeFW, true); err != nil {
 		s.log.Error("node firewall not loaded; phones and peers stay cut off until it is", "err", err)
 		return
 	}

@@ -21,13 +21,11 @@ import (
 // call is one bridged call: the dialog that called us (in) and the one we
 // placed (out), and the relay between their media.
 type call struct {
-	inbound bool // the provider called (in is the uplink leg)
 	inID    string
 	outID   string
 	in      *sipgo.DialogServerSession
 	out     *sipgo.DialogClientSession
 	relay   *rtprelay.Relay
-	ctx     context.Context
 	cancel  context.CancelFunc
 	endOnce sync.Once
 }
@@ -218,7 +216,7 @@ func (t *Trunk) bridge(req *sip.Request, tx sip.ServerTransaction, inbound bool,
 	_ = in.Respond(sip.StatusTrying, "Trying", nil)
 
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &call{inbound: inbound, inID: req.CallID().Value(), in: in, relay: relay, ctx: ctx, cancel: cancel}
+	c := &call{inID: req.CallID().Value(), in: in, relay: relay, cancel: cancel}
 	t.addCall(c.inID, c)
 
 	outAP := relay.Addr(outSide)

@@ -230,7 +230,7 @@ func (t *Trunk) runRegister(ctx context.Context) {
 			wait = retryDelay(failures)
 			t.log.Warn("trunk: registration failed", "err", err, "retry_in", wait)
 			t.setStatus(func(s *Status) {
-				*s = Status{Name: s.Name, State: Failed, Detail: err.Error(), RetryAt: time.Now().Add(wait), Failures: failures, Calls: s.Calls}
+				*s = Status{Name: s.Name, State: Failed, Detail: err.Error(), RetryAt: time.Now().Add(wait), Failures: failures}
 			})
 		} else {
 			failures = 0
@@ -238,7 +238,7 @@ func (t *Trunk) runRegister(ctx context.Context) {
 			contact := t.contactURI()
 			t.log.Info("trunk: registered", "contact", contact.String(), "expires", granted)
 			t.setStatus(func(s *Status) {
-				*s = Status{Name: s.Name, State: Registered, Contact: contact.String(), Until: time.Now().Add(time.Duration(granted) * time.Second), Calls: s.Calls}
+				*s = Status{Name: s.Name, State: Registered, Contact: contact.String(), Until: time.Now().Add(time.Duration(granted) * time.Second)}
 			})
 		}
 		if !t.sleepWithKeepalive(ctx, wait) {

@@ -47,12 +47,6 @@ import (
 // pkg/config can hold it).
 type Config = trunkconfig.Config
 
-// DefaultExpires is the registration lifetime asked for by default.
-const DefaultExpires = trunkconfig.DefaultExpires
-
-// ValidateAll checks the config's "trunks" list (trunkconfig.ValidateAll).
-func ValidateAll(trunks []Config, lines []int) error { return trunkconfig.ValidateAll(trunks, lines) }
-
 // Options are what a trunk needs besides its Config.
 type Options struct {
 	Config Config

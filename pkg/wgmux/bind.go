@@ -422,43 +422,39 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 		return fmt.Errorf("wgmux: endpoint of type %T", ep)
 	}
 	for _, p := range bufs {
-		if len(p) == initiationLen && p[0] == msgInitiation || len(p) == responseLen && p[0] == msgResponse {
+		isInit := len(p) == initiationLen && p[0] == msgInitiation
+		isResponse := len(p) == responseLen && p[0] == msgResponse
+		if isInit || isResponse {
 			b.mux.learnIndex(b, binary.LittleEndian.Uint32(p[4:]))
 		}
 		var err error
-		isInit := len(p) == initiationLen && p[0] == msgInitiation
+		to := pathKey{addr: e.addr, session: e.session}
 		switch {
 		case isInit && time.Now().UnixNano() < b.holdUntil.Load():
 			h := &heldInitiation{at: time.Now()}
 			copy(h.msg[:], p)
 			b.held.Store(h)
 		case e.pending:
-			if len(p) == initiationLen && p[0] == msgInitiation {
+			if isInit {
 				h := &heldInitiation{at: time.Now()}
 				copy(h.msg[:], p)
 				b.held.Store(h)
 			}
-		case len(p) >= transportMinLen && p[0] == msgTransport && b.confirmNext.Swap(false):
-			err = b.write(p, pathKey{addr: e.addr, session: e.session})
-			if err == nil && b.write(p, pathKey{addr: e.addr, session: e.session}) == nil {
+		// Load first: a plain read on every data packet, the swap (a
+		// write to a shared line) only once after a handshake.
+		case len(p) >= transportMinLen && p[0] == msgTransport && b.confirmNext.Load() && b.confirmNext.CompareAndSwap(true, false):
+			err = b.write(p, to)
+			if err == nil && b.write(p, to) == nil {
 				b.mux.stats.ConfirmDoubled.Add(1)
 			}
-		case e.session == 0:
-			if isInit {
-				b.initiationOut(p, pathKey{addr: e.addr})
-			}
-			if len(p) == responseLen && p[0] == msgResponse {
-				b.responseOut(p)
-			}
-			_, err = b.mux.conn.WriteToUDPAddrPort(p, e.addr)
 		default:
 			if isInit {
-				b.initiationOut(p, pathKey{addr: e.addr, session: e.session})
+				b.initiationOut(p, to)
 			}
-			if len(p) == responseLen && p[0] == msgResponse {
+			if isResponse {
 				b.responseOut(p)
 			}
-			err = b.mux.WriteRelay(p, e.session, e.addr)
+			err = b.write(p, to)
 		}
 		if err != nil {
 			return err
