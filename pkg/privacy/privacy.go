@@ -282,6 +282,21 @@ type Decision struct {
 	Reason string // for logs and status
 }
 
+// RuleFor is the rule for calls from src: its own entry if it has one,
+// else the default; where names which ("default" or the source's name).
+// The packet rewriter takes its peer's rule from here, the trunks use
+// Decide: one lookup for both.
+func (p Policy) RuleFor(src Source) (r Rule, where string) {
+	m := p.Peers
+	if src.Kind == FromTrunk {
+		m = p.Trunks
+	}
+	if o, ok := m[src.Name]; ok {
+		return o, src.Name
+	}
+	return p.Default, "default"
+}
+
 // Decide applies the policy to one call: an identified caller is always
 // accepted; an anonymous one gets the source's rule, else the default.
 func (p Policy) Decide(src Source, h Headers) Decision {
@@ -289,17 +304,7 @@ func (p Policy) Decide(src Source, h Headers) Decision {
 	if why == NotAnonymous {
 		return Decision{Action: Accept, Reason: "caller identified"}
 	}
-	r, where := p.Default, "default"
-	var m map[string]Rule
-	if src.Kind == FromTrunk {
-		m = p.Trunks
-	} else {
-		m = p.Peers
-	}
-	if o, ok := m[src.Name]; ok {
-		r = o
-		where = src.Name
-	}
+	r, where := p.RuleFor(src)
 	switch r.Action {
 	case Refuse:
 		return Decision{Action: Refuse, Code: StatusAnonymityDisallowed, Why: why,

@@ -12,6 +12,7 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/peerline/peerline/pkg/numplan"
+	"github.com/peerline/peerline/pkg/privacy"
 	"github.com/peerline/peerline/pkg/sipmsg"
 	"github.com/peerline/peerline/pkg/tokenbucket"
 )
@@ -80,6 +81,10 @@ type Device struct {
 	offline       atomic.Bool
 	offlineReason atomic.Pointer[peerState]
 
+	// anon is the rule for anonymous calls from the peer; nil accepts
+	// (SetAnonymous, anon.go).
+	anon atomic.Pointer[privacy.Rule]
+
 	// third names the other nodes this node knows (SetThirdNodes, third.go).
 	third atomic.Pointer[ThirdNodes]
 	// notPeer is the test for addresses the peer may not claim as its own
@@ -135,6 +140,12 @@ type dirState struct {
 	replyFrags [][]byte
 	replyList  [][]byte
 	replyID    uint16
+
+	// Inbound: the 433s and 302s answering anonymous calls, in our plan
+	// and mapped for the wire, and a fragment of one (anon.go).
+	answer     []byte
+	answerOut  []byte
+	answerFrag []byte
 }
 
 // The SIP flood limit of one tunnel, in messages per second from the peer.
@@ -205,6 +216,10 @@ func (d *Device) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	}
 	n, err := d.inner.Read(bufs, sizes, offset)
 	if n <= 0 {
+		if n == 0 && err == nil && d.dirs[outbound].npending.Load() > 0 {
+			// Woken (WakeRead) for an answer of ours to the peer.
+			return d.readPending(bufs, sizes, offset), nil
+		}
 		return n, err
 	}
 	now := d.now()
@@ -442,7 +457,7 @@ func (d *Device) MediaPackets(s int) uint64 {
 func (d *Device) count(dir int, res Result) {
 	d.counts[dir].n[res].Add(1)
 	switch res {
-	case Plain, SIPRewritten, SIPUnchanged, SIPOfflineACK:
+	case Plain, SIPRewritten, SIPUnchanged, SIPOfflineACK, SIPAnonymousACK, SIPAnswerToPeer:
 	default:
 		if !d.logged[dir][res].Load() && !d.logged[dir][res].Swap(true) {
 			d.log.LogAttrs(context.Background(), slog.LevelInfo,
@@ -572,6 +587,9 @@ func (d *Device) datagramLocked(ds *dirState, dir int, pkt, room []byte, now int
 		if field, bad := impersonation(out, res, d.notPeer); bad {
 			d.events[inbound].n[evDropImpersonation].Add(1)
 			d.sampleRefused(dir, now, src, pkt, "impersonation:"+field)
+			return -1
+		}
+		if d.anonymousLocked(ds, out, &sip) {
 			return -1
 		}
 	} else if id, ok := d.dialogs.idOf(&sip); ok {
@@ -838,14 +856,7 @@ func (s *sink) put(p []byte) {
 		}
 		s.sizes[j] = 0
 	}
-	if len(ds.pending) < cap(ds.pending) {
-		ds.pending = ds.pending[:len(ds.pending)+1]
-	} else {
-		ds.pending = append(ds.pending, nil)
-	}
-	q := &ds.pending[len(ds.pending)-1]
-	*q = append((*q)[:0], p...)
-	ds.npending.Store(int32(len(ds.pending) - ds.head))
+	ds.queueLocked(p)
 }
 
 // Counts are the packets of one direction by what was done with them (see
@@ -872,6 +883,17 @@ type Counts struct {
 	// neither was sent.
 	SIPPeerOffline uint64
 	SIPOfflineACK  uint64
+	// SIPAnonymousRefused and SIPAnonymousRedirected are initial INVITEs
+	// from the peer that withheld the caller's identity, answered here
+	// with a 433 or a 302 by the anonymous-call policy (inbound; also in
+	// SIPRefusals as "anonymous-refused" and "anonymous-redirected", so
+	// that they show with the other reasons); SIPAnonymousACK the ACKs of
+	// those answers; SIPAnswerToPeer the answers sent (outbound). None
+	// reached a phone.
+	SIPAnonymousRefused    uint64
+	SIPAnonymousRedirected uint64
+	SIPAnonymousACK        uint64
+	SIPAnswerToPeer        uint64
 
 	// SIPRefusals counts the messages sipmsg refused (SIPUnparsable and
 	// SIPRefused) by its reason ("bad-content-length"); nil when there
@@ -880,6 +902,9 @@ type Counts struct {
 	// OfflineReplyFailed are 480s the inner device would not take: their
 	// INVITEs were sent on instead.
 	OfflineReplyFailed uint64
+	// AnonymousReplyFailed are 433s and 302s that could not be sent (the
+	// INVITE was not delivered either).
+	AnonymousReplyFailed uint64
 	// SIPInDialog are SIP messages from the peer in a dialog a local
 	// phone is in, which passed without the flood limit's token
 	// (dialog.go); inbound only.
@@ -988,6 +1013,14 @@ func (c *Counts) field(r Result) *uint64 {
 		return &c.SIPPeerOffline
 	case SIPOfflineACK:
 		return &c.SIPOfflineACK
+	case SIPAnonymousRefused:
+		return &c.SIPAnonymousRefused
+	case SIPAnonymousRedirected:
+		return &c.SIPAnonymousRedirected
+	case SIPAnonymousACK:
+		return &c.SIPAnonymousACK
+	case SIPAnswerToPeer:
+		return &c.SIPAnswerToPeer
 	}
 	panic("rewrite: unknown Result " + r.String())
 }
@@ -1022,6 +1055,8 @@ func (c *Counts) event(e event) *uint64 {
 		return &c.Dropped.SIPImpersonation
 	case evOfflineReplyFailed:
 		return &c.OfflineReplyFailed
+	case evAnonReplyFailed:
+		return &c.AnonymousReplyFailed
 	}
 	panic("rewrite: unknown event " + e.String())
 }
@@ -1050,6 +1085,14 @@ func (d *Device) Stats() Stats {
 		}
 		for r, name := range refusalNames() {
 			if n := d.refusals[dir][r+1].Load(); n != 0 {
+				if c.SIPRefusals == nil {
+					c.SIPRefusals = map[string]uint64{}
+				}
+				c.SIPRefusals[name] = n
+			}
+		}
+		for name, n := range map[string]uint64{"anonymous-refused": c.SIPAnonymousRefused, "anonymous-redirected": c.SIPAnonymousRedirected} {
+			if n != 0 {
 				if c.SIPRefusals == nil {
 					c.SIPRefusals = map[string]uint64{}
 				}

@@ -100,6 +100,10 @@ const (
 	evFragOverLimit
 	// evOfflineReplyFailed is not a drop: it is logged where it happens.
 	evOfflineReplyFailed
+	// evAnonReplyFailed is an anonymous call refused or redirected by
+	// policy whose answer could not be sent (anon.go); logged where it
+	// happens.
+	evAnonReplyFailed
 	evDropSIPFlood
 	evDropFragOverlap
 	evDropFragTimeout
@@ -122,6 +126,7 @@ var eventNames = [numEvents]string{
 	evFragDuplicate:      "fragment-duplicate",
 	evFragOverLimit:      "fragment-over-limit",
 	evOfflineReplyFailed: "offline-reply-failed",
+	evAnonReplyFailed:    "anonymous-reply-failed",
 	evDropSIPFlood:       "drop-sip-flood",
 	evDropFragOverlap:    "drop-fragment-overlap",
 	evDropFragTimeout:    "drop-fragment-timeout",

@@ -159,7 +159,14 @@ type inviteFields struct {
 	via                   [maxVias][]byte
 	nvia                  int
 	from, to, callID, seq []byte
+	// privacy are the Privacy values (anon.go reads them), the first
+	// maxPrivacy.
+	privacy  [maxPrivacy][]byte
+	nprivacy int
 }
+
+// maxPrivacy bounds the Privacy fields read; one is usual.
+const maxPrivacy = 4
 
 // parse fills f from msg and reports whether msg is an initial INVITE that
 // can be answered: a message sipmsg parses, request line "INVITE ...
@@ -195,6 +202,10 @@ func (f *inviteFields) parse(msg []byte) bool {
 		case h.Is("cseq"):
 			dst = &f.seq
 		default:
+			if f.nprivacy < maxPrivacy && equalFold(h.Name(), "privacy") {
+				f.privacy[f.nprivacy] = h.Value()
+				f.nprivacy++
+			}
 			continue
 		}
 		if *dst != nil {
@@ -248,8 +259,23 @@ func isOfflineACK(msg []byte) bool {
 // copied into a well-formed response.
 func appendOffline480(dst, pkt []byte, ihl int, f *inviteFields, warning string, id uint16) (_ []byte, ok bool) {
 	start := len(dst)
+	if dst, ok = appendReplyHead(dst, "SIP/2.0 480 Peer Offline", f, offlineTagPrefix); !ok {
+		return dst, false
+	}
+	dst = append(dst, "Warning: 399 peerline \""...)
+	dst = append(dst, warning...)
+	dst = append(dst, "\"\r\n"...)
+	return finishReply(dst, start, pkt, ihl, id)
+}
+
+// appendReplyHead appends room for the IPv4 and UDP headers, then status
+// and the fields a response copies from the INVITE f (Via, From, To with
+// a tag of ours starting tagPrefix, Call-ID, CSeq), each line ended. The
+// caller adds its own fields and calls finishReply.
+func appendReplyHead(dst []byte, status string, f *inviteFields, tagPrefix string) (_ []byte, ok bool) {
 	dst = append(dst, make([]byte, ipHeaderLen+udpHeaderLen)...)
-	dst = append(dst, "SIP/2.0 480 Peer Offline\r\n"...)
+	dst = append(dst, status...)
+	dst = append(dst, "\r\n"...)
 	for _, v := range f.via[:f.nvia] {
 		if dst, ok = appendField(dst, "Via: ", v); !ok {
 			return dst, false
@@ -266,31 +292,37 @@ func appendOffline480(dst, pkt []byte, ihl int, f *inviteFields, warning string,
 		if h.name == "To: " {
 			// The same tag for every retransmission of this INVITE, so
 			// that the phone sees one answer however often it asks.
-			dst = append(dst, ";tag="+offlineTagPrefix...)
+			dst = append(dst, ";tag="...)
+			dst = append(dst, tagPrefix...)
 			dst = strconv.AppendUint(dst, dialogHash(f), 16)
 		}
 		dst = append(dst, "\r\n"...)
 	}
-	dst = append(dst, "Warning: 399 peerline \""...)
-	dst = append(dst, warning...)
-	dst = append(dst, "\"\r\nServer: peerline\r\nContent-Length: 0\r\n\r\n"...)
+	return dst, true
+}
+
+// finishReply ends the response that starts at dst[start:] (made by
+// appendReplyHead and the caller's fields) and fills in its IPv4 and UDP
+// headers: from the address and port the request in pkt (checked, header
+// length ihl) was sent to, back to where it came from.
+func finishReply(dst []byte, start int, pkt []byte, ihl int, id uint16) (_ []byte, ok bool) {
+	dst = append(dst, "Server: peerline\r\nContent-Length: 0\r\n\r\n"...)
 	if len(dst)-start > maxPacket {
 		return dst, false
 	}
-
 	p := dst[start:]
 	binary.BigEndian.PutUint16(p[0:], 0x4500) // version 4, IHL 5
 	binary.BigEndian.PutUint16(p[offTotalLen:], uint16(len(p)))
 	binary.BigEndian.PutUint16(p[4:], id)
-	binary.BigEndian.PutUint16(p[offFlags:], 0) // may be fragmented on the way to the phone
+	binary.BigEndian.PutUint16(p[offFlags:], 0) // may be fragmented on the way
 	p[8] = 64                                   // TTL
 	p[offProto] = protoUDP
 	copy(p[offSrc:offSrc+4], pkt[offDst:offDst+4])
 	copy(p[offDst:offDst+4], pkt[offSrc:offSrc+4])
 	setIPChecksum(p[:ipHeaderLen])
 	u, in := p[ipHeaderLen:], pkt[ihl:]
-	copy(u[0:2], in[2:4]) // from the port the phone sent to
-	copy(u[2:4], in[0:2]) // to the port it sent from
+	copy(u[0:2], in[2:4]) // from the port the request was sent to
+	copy(u[2:4], in[0:2]) // to the port it came from
 	binary.BigEndian.PutUint16(u[offUDPLen:], uint16(len(u)))
 	binary.BigEndian.PutUint16(u[offUDPChecksum:], 0)
 	c := ^fold(sum(u, sum(p[offSrc:offDst+4], uint32(protoUDP)+uint32(len(u)))))

@@ -184,6 +184,19 @@ const (
 	// SIPOfflineACK is the ACK of such a 480: absorbed, not sent. Packet
 	// never returns it.
 	SIPOfflineACK
+	// SIPAnonymousRefused is an initial INVITE from the peer whose caller
+	// withholds its identity, refused by the anonymous-call policy: not
+	// delivered, answered with a 433 (anon.go). Packet never returns it.
+	SIPAnonymousRefused
+	// SIPAnonymousRedirected is such an INVITE sent to another line by
+	// the policy: not delivered, answered with a 302. Packet never
+	// returns it.
+	SIPAnonymousRedirected
+	// SIPAnonymousACK is the caller's ACK of such a 433 or 302: absorbed.
+	SIPAnonymousACK
+	// SIPAnswerToPeer is a 433 or 302 the rewriter itself sent to the
+	// peer (outbound; a fragment counts once).
+	SIPAnswerToPeer
 
 	numResults
 )
@@ -202,6 +215,11 @@ var resultNames = [numResults]string{
 	SIPRefused:     "sip-refused",
 	SIPPeerOffline: "sip-peer-offline",
 	SIPOfflineACK:  "sip-offline-ack",
+
+	SIPAnonymousRefused:    "sip-anonymous-refused",
+	SIPAnonymousRedirected: "sip-anonymous-redirected",
+	SIPAnonymousACK:        "sip-anonymous-ack",
+	SIPAnswerToPeer:        "sip-answer-to-peer",
 }
 
 func (r Result) String() string {

@@ -91,6 +91,7 @@ func (s *Supervisor) reconcile(verify int) {
 		}
 	}
 	s.nameThirdNodes()
+	s.applyAnonymous()
 	s.saveState()
 	becameReady := ok && !s.ready
 	if becameReady {

@@ -87,6 +87,13 @@ type plainTUN struct {
 	mtu       int
 	events    chan tun.Event
 	closeOnce sync.Once
+
+	// mu orders interrupt, resume and WakeRead, which share the read
+	// deadline: interrupted while parked or closing, woken while a
+	// WakeRead waits to be seen by Read.
+	mu          sync.Mutex
+	interrupted bool
+	woken       bool
 }
 
 var _ tun.Device = (*plainTUN)(nil)
@@ -96,10 +103,39 @@ func (t *plainTUN) File() *os.File { return t.file }
 func (t *plainTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	n, err := t.file.Read(bufs[0][offset:])
 	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) && t.takeWake() {
+			return 0, nil
+		}
 		return 0, err
 	}
 	sizes[0] = n
 	return 1, nil
+}
+
+// WakeRead makes a blocked Read (or the next one) return no packet and no
+// error, once: the rewriter queues a packet of its own for the peer (an
+// answer to a call it refuses) and needs its Read called to hand it over.
+// It does nothing while the TUN is interrupted.
+func (t *plainTUN) WakeRead() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.woken = true
+	if !t.interrupted {
+		t.file.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
+// takeWake reports whether a Read that hit the deadline was woken by
+// WakeRead (and clears the deadline), rather than interrupted.
+func (t *plainTUN) takeWake() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.interrupted || !t.woken {
+		return false
+	}
+	t.woken = false
+	t.file.SetReadDeadline(time.Time{})
+	return true
 }
 
 func (t *plainTUN) Write(bufs [][]byte, offset int) (int, error) {
@@ -122,10 +158,23 @@ func (t *plainTUN) Write(bufs [][]byte, offset int) (int, error) {
 // interrupt makes a blocked Read (and waitReadable) return at once, and
 // every Read until resume: how a parked device's reader lets go of the TUN
 // without closing it.
-func (t *plainTUN) interrupt() { t.file.SetReadDeadline(time.Unix(1, 0)) }
+func (t *plainTUN) interrupt() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.interrupted = true
+	t.file.SetReadDeadline(time.Unix(1, 0))
+}
 
-// resume undoes interrupt.
-func (t *plainTUN) resume() { t.file.SetReadDeadline(time.Time{}) }
+// resume undoes interrupt. A WakeRead not yet seen is forgotten: the
+// reader it was for is gone, and the parked waiter (waitReadable) must not
+// see the deadline. The rewriter's queued packet then leaves with the next
+// Read; a refused call's INVITE retransmission brings one.
+func (t *plainTUN) resume() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.interrupted, t.woken = false, false
+	t.file.SetReadDeadline(time.Time{})
+}
 
 // waitReadable blocks until a packet is waiting to be read, without
 // reading it, or until interrupt or Close.
