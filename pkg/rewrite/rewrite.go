@@ -81,6 +81,12 @@
 //     initial INVITE from a local phone is not sent but answered at once
 //     with a 480 written back into the TUN, so the call fails in a moment
 //     instead of ringing into a tunnel that goes nowhere (offline.go).
+//   - An initial INVITE from the peer whose caller withholds its identity
+//     (package privacy) meets the config's anonymous-call rule for that
+//     peer (Device.SetAnonymous): under refuse it is answered with a 433,
+//     under redirect to line N with a 302 to line N's phone, both built
+//     statelessly and sent back through the tunnel by Read, and the phone
+//     never sees it (anon.go).
 //
 // What is passed with its addresses mapped but its payload untouched, and
 // counted: SIP over TCP, and SIP messages sipmsg cannot parse (by sipmsg's
