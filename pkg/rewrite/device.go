@@ -909,6 +909,10 @@ type Counts struct {
 	// phone is in, which passed without the flood limit's token
 	// (dialog.go); inbound only.
 	SIPInDialog uint64
+	// RTPUntracked are RTP packets whose flow was not measured (Calls)
+	// because the flow table was full of live flows: more streams than
+	// maxFlows on one tunnel. They passed like any other.
+	RTPUntracked uint64
 
 	Reassembly ReassemblyCounts
 	Dropped    DropCounts
@@ -1091,6 +1095,7 @@ func (d *Device) Stats() Stats {
 				c.SIPRefusals[name] = n
 			}
 		}
+		c.RTPUntracked = d.flows[dir].untracked.Load()
 		for name, n := range map[string]uint64{"anonymous-refused": c.SIPAnonymousRefused, "anonymous-redirected": c.SIPAnonymousRedirected} {
 			if n != 0 {
 				if c.SIPRefusals == nil {

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/peerline/peerline/pkg/sipmsg"
@@ -21,8 +22,15 @@ const (
 	// maxFlows bounds the flows tracked per direction of a tunnel: two
 	// hundred calls, each one flow per direction (RTCP is not counted),
 	// with room for streams a re-INVITE moved. When it is full, the flow
-	// idle longest makes room.
+	// idle longest makes room if it has been idle for flowEvictIdle;
+	// otherwise the new flow is not measured (flowTable.lookupLocked).
 	maxFlows = 256
+	// flowEvictIdle is how long a flow must have been quiet before a new
+	// one may take its place in a full table. A stream sends every 20 ms
+	// or so; one quiet this long has ended or is on hold. Without it, more
+	// streams than maxFlows would evict each other on every packet, each
+	// eviction a scan of the table.
+	flowEvictIdle = 2 * time.Second
 	// flowExpiry is how long a flow that has gone quiet still shows in
 	// Calls: long enough to look at the quality of a call just ended.
 	flowExpiry = 5 * time.Minute
@@ -96,6 +104,13 @@ type flowTable struct {
 	// slots holds 1 + an index into flows, 0 for an empty slot.
 	slots [flowSlots]uint16
 	flows []rtpFlow
+	// noEvictUntil is, when the table is full, the earliest time any flow
+	// in it may be evicted (its oldest flow's last packet plus
+	// flowEvictIdle): until then a new flow costs one probe, not a scan.
+	noEvictUntil int64
+	// untracked counts packets of flows not measured because the table
+	// was full of live flows.
+	untracked atomic.Uint64
 }
 
 const (
@@ -108,7 +123,8 @@ func flowHash(k flowKey) uint32 {
 	return uint32(h >> (64 - flowBits))
 }
 
-// lookupLocked returns the flow k, making room for it if it is new.
+// lookupLocked returns the flow k, making room for it if it is new, or nil
+// if the table is full of flows that are still live.
 func (t *flowTable) lookupLocked(k flowKey, now int64) *rtpFlow {
 	i := flowHash(k)
 	for ; t.slots[i] != 0; i = (i + 1) & (flowSlots - 1) {
@@ -121,10 +137,19 @@ func (t *flowTable) lookupLocked(k flowKey, now int64) *rtpFlow {
 		t.flows = append(t.flows, rtpFlow{})
 		n = len(t.flows) - 1
 	} else {
+		if now < t.noEvictUntil {
+			t.untracked.Add(1)
+			return nil
+		}
 		for j := range t.flows {
 			if t.flows[j].last < t.flows[n].last {
 				n = j
 			}
+		}
+		if now-t.flows[n].last < int64(flowEvictIdle) {
+			t.noEvictUntil = t.flows[n].last + int64(flowEvictIdle)
+			t.untracked.Add(1)
+			return nil
 		}
 		t.remove(t.flows[n].key)
 		// Removing may have moved entries; find k's free slot again.
@@ -185,6 +210,10 @@ func (d *Device) observeRTP(dir int, pkt []byte, ihl int, local, remote uint64, 
 	t := &d.flows[dir]
 	t.mu.Lock()
 	f := t.lookupLocked(flowKey{local, remote}, now)
+	if f == nil {
+		t.mu.Unlock()
+		return
+	}
 	f.packets++
 	f.last = now
 	f.pt = pt
@@ -386,20 +415,22 @@ func (c CallStats) LastPacket() time.Time {
 
 // Calls returns the RTP flows seen in the last flowExpiry, a call per pair
 // of local and remote address and port, ordered by line. Taking it costs
-// allocations and a short lock of each direction's table; call it when a
-// user asks, not per packet.
+// allocations, none of them under a table's lock: each direction's table
+// is locked only to copy its live flows out (snapshotLocked), so the RTP
+// path never waits on the allocator or the map. Call it when a user asks,
+// not per packet.
 func (d *Device) Calls() []CallStats {
 	now := d.now()
 	byKey := map[flowKey]*CallStats{}
 	var keys []flowKey
+	snap := make([]rtpFlow, 0, maxFlows)
 	for dir := range 2 {
 		t := &d.flows[dir]
 		t.mu.Lock()
-		for i := range t.flows {
-			f := &t.flows[i]
-			if now-f.last > int64(flowExpiry) {
-				continue
-			}
+		snap = t.snapshotLocked(snap[:0], now)
+		t.mu.Unlock()
+		for i := range snap {
+			f := &snap[i]
 			c, ok := byKey[f.key]
 			if !ok {
 				l := addrPort(f.key.local)
@@ -413,7 +444,6 @@ func (d *Device) Calls() []CallStats {
 			}
 			*s = d.streamStats(f)
 		}
-		t.mu.Unlock()
 	}
 	calls := make([]CallStats, 0, len(keys))
 	for _, k := range keys {
@@ -423,6 +453,18 @@ func (d *Device) Calls() []CallStats {
 		return cmp.Or(cmp.Compare(a.Line, b.Line), a.Local.Compare(b.Local), a.Remote.Compare(b.Remote))
 	})
 	return calls
+}
+
+// snapshotLocked appends to dst the flows seen in the last flowExpiry. It
+// allocates nothing when dst has room for maxFlows (the table never holds
+// more), so the lock is held only for the copy.
+func (t *flowTable) snapshotLocked(dst []rtpFlow, now int64) []rtpFlow {
+	for i := range t.flows {
+		if now-t.flows[i].last <= int64(flowExpiry) {
+			dst = append(dst, t.flows[i])
+		}
+	}
+	return dst
 }
 
 func (d *Device) streamStats(f *rtpFlow) StreamStats {

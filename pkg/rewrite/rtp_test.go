@@ -243,12 +243,25 @@ func TestCallsBothWays(t *testing.T) {
 	}
 }
 
-// TestCallsBounded opens more flows than the table holds: the oldest make
-// room.
+// TestCallsBounded opens more flows than the table holds: while all are
+// live the new ones are not measured; once the old ones have been quiet
+// for flowEvictIdle, the oldest make room.
 func TestCallsBounded(t *testing.T) {
 	d, inner, clock := newClockedDevice()
 	for k := range maxFlows + 20 {
 		clock.t += time.Millisecond
+		if k == maxFlows {
+			// A new flow while every flow is live is counted, not
+			// measured.
+			send(t, d, inner, true, rtpAt("10.0.1.1", "10.7.2.1", 999, 20000, 0, 1, 0, 1))
+			if n := d.Stats().Outbound.RTPUntracked; n != 1 {
+				t.Errorf("RTPUntracked = %d, want 1", n)
+			}
+			if n := len(d.Calls()); n != maxFlows {
+				t.Fatalf("Calls() has %d flows, want %d", n, maxFlows)
+			}
+			clock.t += flowEvictIdle
+		}
 		send(t, d, inner, true, rtpAt("10.0.1.1", "10.7.2.1", uint16(1000+k), 20000, 0, 1, 0, 1))
 	}
 	got := d.Calls()
@@ -345,8 +358,10 @@ func TestFlowTableIndex(t *testing.T) {
 		// A small key space, so that keys come back after eviction.
 		r = r*6364136223846793005 + 1442695040888963407
 		k := flowKey{local: r >> 54, remote: (r >> 40) & 0xf}
-		f := tab.lookupLocked(k, int64(n))
-		f.last = int64(n)
+		// Each flow quiet long enough to be evicted by the next.
+		now := int64(n) * int64(flowEvictIdle)
+		f := tab.lookupLocked(k, now)
+		f.last = now
 		if n%97 != 0 {
 			continue
 		}
@@ -360,7 +375,7 @@ func TestFlowTableIndex(t *testing.T) {
 			t.Fatalf("after %d inserts: %d index slots used for %d flows", n, used, len(tab.flows))
 		}
 		for i := range tab.flows {
-			if g := tab.lookupLocked(tab.flows[i].key, int64(n)); g != &tab.flows[i] {
+			if g := tab.lookupLocked(tab.flows[i].key, now); g != &tab.flows[i] {
 				t.Fatalf("after %d inserts: flow %d (%v) not found through the index", n, i, tab.flows[i].key)
 			}
 		}
@@ -394,5 +409,130 @@ func TestCallStatsSinceLast(t *testing.T) {
 		if got := c.LastPacket(); !got.Equal(tt.want) {
 			t.Errorf("%s: LastPacket() = %v, want %v", tt.name, got, tt.want)
 		}
+	}
+}
+
+// streamPkt is an RTP packet of stream k (local port 10000+k on line 1's
+// phone, to the peer's line 1), sequence seq, in this node's plan.
+func streamPkt(k int, seq uint16) []byte {
+	p := make([]byte, rtpHeaderLen+20)
+	p[0], p[1] = 0x80, 0
+	binary.BigEndian.PutUint16(p[2:], seq)
+	binary.BigEndian.PutUint32(p[4:], uint32(seq)*160)
+	binary.BigEndian.PutUint32(p[8:], uint32(k+1))
+	return udp4("10.0.1.1", "10.7.1.1", uint16(10000+k), 4000, p)
+}
+
+// observeAt feeds pkt to d's outbound flow table at time now.
+func observeAt(d *Device, pkt []byte, now int64) {
+	ihl := int(pkt[0]&0x0f) * 4
+	local := endpoint(pkt[offSrc:offSrc+4], binary.BigEndian.Uint16(pkt[ihl:]))
+	remote := endpoint(pkt[offDst:offDst+4], binary.BigEndian.Uint16(pkt[ihl+2:]))
+	d.observeRTP(outbound, pkt, ihl, local, remote, now)
+}
+
+// TestFlowTableFull: with more live streams than the table holds, the
+// streams in it stay measured (no eviction on every packet, which made
+// each packet a scan of the table and every stream's figures wrong); the
+// rest are counted untracked; a stream that has gone quiet for
+// flowEvictIdle makes room for a new one.
+func TestFlowTableFull(t *testing.T) {
+	d := Wrap(newFakeTUN(), bobAtAlice, nil)
+	const streams, rounds = maxFlows + 44, 20
+	pkts := make([][]byte, streams)
+	for k := range pkts {
+		pkts[k] = streamPkt(k, 1)
+	}
+	now := int64(0)
+	for r := range rounds {
+		for k := range streams {
+			binary.BigEndian.PutUint16(pkts[k][ipHeaderLen+udpHeaderLen+2:], uint16(r+1))
+			observeAt(d, pkts[k], now)
+			now += int64(20 * time.Millisecond / streams)
+		}
+	}
+	tb := &d.flows[outbound]
+	if n := len(tb.flows); n != maxFlows {
+		t.Fatalf("%d flows in the table, want %d", n, maxFlows)
+	}
+	for i := range tb.flows {
+		if f := &tb.flows[i]; f.packets != rounds || f.first >= int64(20*time.Millisecond) || f.expected() != f.received {
+			t.Fatalf("flow %v: %d packets since %v, %d expected, %d received; want %d packets since the first round, none lost (evicted and restarted?)",
+				addrPort(f.key.local), f.packets, f.first, f.expected(), f.received, rounds)
+		}
+	}
+	if got, want := d.Stats().Outbound.RTPUntracked, uint64((streams-maxFlows)*rounds); got != want {
+		t.Errorf("RTPUntracked = %d, want %d", got, want)
+	}
+	// Stream 0 goes quiet; the others go on. Once it has been quiet for
+	// flowEvictIdle, the first untracked stream takes its place.
+	quiet := now
+	for now < quiet+int64(flowEvictIdle)+int64(100*time.Millisecond) {
+		for k := 1; k < streams; k++ {
+			observeAt(d, pkts[k], now)
+		}
+		now += int64(20 * time.Millisecond)
+	}
+	var have0, haveNew bool
+	for i := range tb.flows {
+		switch port := uint16(tb.flows[i].key.local); port {
+		case 10000:
+			have0 = true
+		case 10000 + maxFlows:
+			haveNew = true
+		}
+	}
+	if have0 || !haveNew {
+		t.Errorf("after stream 0 went quiet: it is in the table %v, the first untracked stream %v; want it replaced", have0, haveNew)
+	}
+}
+
+// BenchmarkRTPOverfullTable is RTP of more streams than the flow table
+// holds (maxFlows+44, round robin), as a tunnel carrying 300 calls sees
+// it: per packet, what the flow table costs.
+func BenchmarkRTPOverfullTable(b *testing.B) {
+	d := Wrap(newFakeTUN(), bobAtAlice, nil)
+	const streams = maxFlows + 44
+	pkts := make([][]byte, streams)
+	for k := range pkts {
+		pkts[k] = streamPkt(k, 1)
+	}
+	now, k := int64(0), 0
+	b.ReportAllocs()
+	for b.Loop() {
+		observeAt(d, pkts[k], now)
+		now += int64(20 * time.Millisecond / streams)
+		if k++; k == streams {
+			k = 0
+		}
+	}
+}
+
+// TestCallsLockWithoutAllocs: what Calls does under a flow table's lock
+// (snapshotLocked) allocates nothing, even with the table full, so the RTP
+// path never waits on the allocator; the snapshot holds the live flows.
+func TestCallsLockWithoutAllocs(t *testing.T) {
+	d := Wrap(newFakeTUN(), bobAtAlice, nil)
+	for k := range maxFlows {
+		observeAt(d, streamPkt(k, 1), int64(k))
+	}
+	tb := &d.flows[outbound]
+	snap := make([]rtpFlow, 0, maxFlows)
+	allocs := testing.AllocsPerRun(100, func() {
+		tb.mu.Lock()
+		snap = tb.snapshotLocked(snap[:0], int64(maxFlows))
+		tb.mu.Unlock()
+	})
+	if allocs != 0 {
+		t.Errorf("snapshotLocked allocates %v times, want 0", allocs)
+	}
+	if len(snap) != maxFlows {
+		t.Errorf("snapshot of %d flows, want %d", len(snap), maxFlows)
+	}
+	if got := tb.snapshotLocked(nil, int64(flowExpiry)+int64(maxFlows)/2+1); len(got) != maxFlows/2-1 {
+		t.Errorf("after some expired, snapshot of %d flows, want %d", len(got), maxFlows/2-1)
+	}
+	if n := len(d.Calls()); n != maxFlows {
+		t.Errorf("Calls() has %d calls, want %d", n, maxFlows)
 	}
 }
