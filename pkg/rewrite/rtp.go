@@ -423,12 +423,22 @@ func (d *Device) Calls() []CallStats {
 	now := d.now()
 	byKey := map[flowKey]*CallStats{}
 	var keys []flowKey
-	snap := make([]rtpFlow, 0, maxFlows)
+	var snap []rtpFlow
 	for dir := range 2 {
 		t := &d.flows[dir]
-		t.mu.Lock()
-		snap = t.snapshotLocked(snap[:0], now)
-		t.mu.Unlock()
+		for {
+			t.mu.Lock()
+			n := len(t.flows)
+			if n <= cap(snap) {
+				snap = t.snapshotLocked(snap[:0], now)
+				t.mu.Unlock()
+				break
+			}
+			t.mu.Unlock()
+			// Sized by the table (most tunnels carry a call or none),
+			// allocated with the lock let go.
+			snap = make([]rtpFlow, 0, n+4)
+		}
 		for i := range snap {
 			f := &snap[i]
 			c, ok := byKey[f.key]
@@ -456,8 +466,8 @@ func (d *Device) Calls() []CallStats {
 }
 
 // snapshotLocked appends to dst the flows seen in the last flowExpiry. It
-// allocates nothing when dst has room for maxFlows (the table never holds
-// more), so the lock is held only for the copy.
+// allocates nothing when dst has room for len(t.flows), so the lock is
+// held only for the copy.
 func (t *flowTable) snapshotLocked(dst []rtpFlow, now int64) []rtpFlow {
 	for i := range t.flows {
 		if now-t.flows[i].last <= int64(flowExpiry) {
