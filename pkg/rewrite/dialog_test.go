@@ -449,3 +449,61 @@ func FuzzDialogs(f *testing.F) {
 		}
 	})
 }
+
+// TestDialogTableHoldsCalls: 440 confirmed calls on one tunnel, made as a
+// phone makes them (its INVITE, the peer's 200), all stay in the table, so
+// their BYEs pass the flood limit (issue 15: with one set per Call-ID the
+// first call was evicted at about 140). Twenty tables, each with its own
+// random seed.
+func TestDialogTableHoldsCalls(t *testing.T) {
+	const calls = 440
+	for run := range 20 {
+		var tab dialogTable
+		tab.init()
+		now := int64(1e9)
+		ids := make([]sipID, calls)
+		for k := range ids {
+			ids[k] = sipID{callID: tab.hash(fmt.Appendf(nil, "call-%d-%d@10.0.1.1", run, k)),
+				fromTag: tab.hash(fmt.Appendf(nil, "ours-%d", k)), method: mInvite, cseq: mInvite}
+			tab.outbound(&ids[k], now)
+			ok := sipID{callID: ids[k].callID, fromTag: ids[k].fromTag, toTag: tab.hash(fmt.Appendf(nil, "theirs-%d", k)), cseq: mInvite, status: 200}
+			if v := tab.inbound(&ok, now); v != dlgPass {
+				t.Fatalf("run %d: the 200 of call %d: verdict %v, want pass", run, k, v)
+			}
+			ids[k].toTag = ok.toTag
+			now += 1e6
+		}
+		if _, confirmed, _ := tab.count(now); confirmed != calls {
+			t.Fatalf("run %d: %d confirmed dialogs in the table, want %d", run, confirmed, calls)
+		}
+		for k := range ids {
+			// The peer hangs up: its BYE names its tag in From, ours in To.
+			bye := sipID{callID: ids[k].callID, fromTag: ids[k].toTag, toTag: ids[k].fromTag, method: mBye, cseq: mBye}
+			if v := tab.inbound(&bye, now); v != dlgPass {
+				t.Fatalf("run %d: the BYE of call %d: verdict %v, want it known (evicted?)", run, k, v)
+			}
+		}
+	}
+}
+
+// BenchmarkDialogInsertFull is a new dialog in a table holding 480 live
+// ones: the cost of the moves that make room.
+func BenchmarkDialogInsertFull(b *testing.B) {
+	var tab dialogTable
+	tab.init()
+	now := int64(1e9)
+	for k := range 480 {
+		id := sipID{callID: tab.hash(fmt.Appendf(nil, "call-%d", k)), fromTag: 3, method: mInvite, cseq: mInvite}
+		tab.outbound(&id, now)
+	}
+	ids := make([]sipID, 1024)
+	for k := range ids {
+		ids[k] = sipID{callID: tab.hash(fmt.Appendf(nil, "new-%d", k)), fromTag: 5, method: mInvite, cseq: mInvite}
+	}
+	b.ReportAllocs()
+	k := 0
+	for b.Loop() {
+		tab.outbound(&ids[k&1023], now)
+		k++
+	}
+}
