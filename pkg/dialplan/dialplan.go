@@ -3,7 +3,7 @@
 // or nowhere (a SIP refusal code). It is the routing table of the Pi's SIP
 // service; it holds no sockets and is tested with tables.
 //
-// Dialling, in the order tried (docs/dialplan.md has the user's view):
+// Dialling, in the order tried (docs/sip-service.md has the user's view):
 //
 //  1. the configured rules, first match wins (modelled on Yate's
 //     regexroute: a regular expression on what was dialled, an optional
@@ -23,6 +23,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/peerline/peerline/pkg/numplan"
 )
 
 // Kind says what a Decision targets.
@@ -136,16 +138,16 @@ func parseTarget(s string) (target, error) {
 	switch kind {
 	case "line":
 		n, err := strconv.Atoi(arg)
-		if err != nil || n < 1 || n > 253 {
-			return target{}, fmt.Errorf("target %q: line must be a number from 1 to 253", s)
+		if err != nil || !numplan.ValidLine(n) {
+			return target{}, fmt.Errorf("target %q: line must be a number from %d to %d", s, numplan.MinLine, numplan.MaxLine)
 		}
 		return target{kind: Local, line: n}, nil
 	case "peer":
 		name, line := arg, 1
 		if i := strings.LastIndexByte(arg, '.'); i >= 0 {
 			n, err := strconv.Atoi(arg[i+1:])
-			if err != nil || n < 1 || n > 253 {
-				return target{}, fmt.Errorf("target %q: the line after the dot must be a number from 1 to 253", s)
+			if err != nil || !numplan.ValidLine(n) {
+				return target{}, fmt.Errorf("target %q: the line after the dot must be a number from %d to %d", s, numplan.MinLine, numplan.MaxLine)
 			}
 			name, line = arg[:i], n
 		}
@@ -358,7 +360,9 @@ func short(d string, env Env) (Decision, bool) {
 	return Decision{Kind: Peer, Peer: pi.Index, Line: line, Reason: "short number for " + pi.Name}, true
 }
 
-// smallNumber reads 1 to 3 digits without a leading zero, 1..253.
+// smallNumber reads a line or node number: 1 to 3 digits without a
+// leading zero, from 1 to numplan.MaxLine (254). A node index stops at
+// numplan.MaxNode (253), but no peer has 254, so findPeer refuses it.
 func smallNumber(s string) (int, bool) {
 	if s == "" || len(s) > 3 || s[0] == '0' {
 		return 0, false
@@ -370,7 +374,7 @@ func smallNumber(s string) (int, bool) {
 		}
 		n = n*10 + int(s[i]-'0')
 	}
-	return n, n >= 1 && n <= 253
+	return n, numplan.ValidLine(n)
 }
 
 // byName reads `<peer>`, `<peer>.<s>` and line labels.

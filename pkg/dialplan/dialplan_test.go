@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/peerline/peerline/pkg/numplan"
 )
 
 var env = Env{
@@ -123,6 +125,43 @@ func TestLineSet(t *testing.T) {
 	}
 }
 
+// Line 254 is a line (numplan.MaxLine): it registers, so it must be
+// dialled too, by number, short number, URI and rule. 255 is none.
+func TestLine254(t *testing.T) {
+	e := Env{Node: "home", LineSet: []int{1, 254}, Peers: []PeerInfo{{Index: 7, Name: "alice"}}}
+	plan, err := Compile([]Rule{{Match: "9", Target: "line:254"}, {Match: "8", Target: "peer:alice.254"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		user, host string
+		want       Decision
+	}{
+		{"254", "", Decision{Kind: Local, Line: 254}},
+		{"254", "home", Decision{Kind: Local, Line: 254}},
+		{"9", "", Decision{Kind: Local, Line: 254}},
+		{"7*254", "", Decision{Kind: Peer, Peer: 7, Line: 254}},
+		{"alice.254", "", Decision{Kind: Peer, Peer: 7, Line: 254}},
+		{"8", "", Decision{Kind: Peer, Peer: 7, Line: 254}},
+		{"254", "alice", Decision{Kind: Peer, Peer: 7, Line: 254}},
+		{"255", "", Decision{Kind: Refuse, Code: 404}},
+		{"7*255", "", Decision{Kind: Refuse, Code: 404}},
+		{"255", "alice", Decision{Kind: Refuse, Code: 404}},
+		{"254*1", "", Decision{Kind: Refuse, Code: 404}}, // no node is 254: it is the wire's
+	} {
+		got := plan.RouteURI(tc.user, tc.host, e)
+		got.Reason = ""
+		if got != tc.want {
+			t.Errorf("sip:%s@%s: %+v, want %+v", tc.user, tc.host, got, tc.want)
+		}
+	}
+	for _, tgt := range []string{"line:255", "peer:alice.255", "line:0"} {
+		if _, err := Compile([]Rule{{Match: "1", Target: tgt}}); err == nil || !strings.Contains(err.Error(), "from 1 to 254") {
+			t.Errorf("target %s: %v, want an error naming 1 to 254", tgt, err)
+		}
+	}
+}
+
 func TestHostName(t *testing.T) {
 	for in, want := range map[string]string{"alice": "alice", "Alice's Pi": "alice-s-pi", "  Mum ": "mum", "Zoë": "zo", "": "", "--": ""} {
 		if got := HostName(in); got != want {
@@ -154,7 +193,7 @@ func TestCompileErrors(t *testing.T) {
 	}{
 		{Rule{Match: "(", Target: "line:1"}, "not a regular expression"},
 		{Rule{Match: "1", Target: "lines:1"}, `target must be "line:<n>"`},
-		{Rule{Match: "1", Target: "line:0"}, "from 1 to 253"},
+		{Rule{Match: "1", Target: "line:0"}, "from 1 to 254"},
 		{Rule{Match: "1", Target: "line:"}, "target must be"},
 		{Rule{Match: "1", Target: "peer:alice.x"}, "line after the dot"},
 		{Rule{Match: "1", Target: "peer:.2"}, "target must be"},
@@ -215,7 +254,7 @@ func check(t *testing.T, d Decision) {
 				t.Fatalf("local line %d of %d", d.Line, env.Lines)
 			}
 		case Peer:
-			if _, ok := findPeer(env, strconv.Itoa(d.Peer)); !ok || d.Line < 1 || d.Line > 253 {
+			if _, ok := findPeer(env, strconv.Itoa(d.Peer)); !ok || !numplan.ValidLine(d.Line) {
 				t.Fatalf("peer decision %+v names no paired peer line", d)
 			}
 		case Trunk:
