@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/peerline/peerline/pkg/config"
 	"github.com/peerline/peerline/pkg/control"
 	"github.com/peerline/peerline/pkg/lab"
 	"github.com/peerline/peerline/pkg/labtest"
@@ -32,14 +31,13 @@ func TestSIPNamesAndShortNumbers(t *testing.T) {
 	labtest.RequireTools(t, "busybox", "curl")
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
-	// MD5 alone: baresip 1.0 cannot answer SHA-256 and would wait about a
-	// minute for the registrar's MD5 fallback (pkg/registrar's lab test
-	// covers that path).
+	// The default digest offer (SHA-256, then MD5): the registrar offers
+	// baresip 1.0, which fails any challenge naming SHA-256, MD5 alone
+	// (TestTrunkInPeerlined keeps sip.digest "md5").
 	n, err := Build(ctx, l, Options{
 		Peerlined: peerlinedBin,
 		HandsetsA: []string{gxp1610, gxp1610},
 		HandsetsB: []string{t19p},
-		SIP:       &config.SIP{Digest: "md5"},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -142,11 +142,11 @@ func (r *Registrar) decide(req *sip.Request) *sip.Response {
 		return sip.NewResponseFromRequest(req, sip.StatusBadRequest, "Bad Request", nil)
 	}
 	now := r.now()
-	authz := req.GetHeader("Authorization")
-	if authz == nil {
+	authz := req.GetHeaders("Authorization")
+	if len(authz) == 0 {
 		return r.challenge(req, src.Addr(), now, false)
 	}
-	creds, err := sipauth.ParseAuthorization(authz.Value())
+	creds, err := strongest(authz)
 	if err != nil {
 		r.count(func(s *Stats) { s.Refused++ })
 		return sip.NewResponseFromRequest(req, sip.StatusBadRequest, "Malformed Authorization", nil)
@@ -189,10 +189,44 @@ func (r *Registrar) decide(req *sip.Request) *sip.Response {
 	return r.bind(req, line, src, now)
 }
 
+// strongest picks the answer to check when a phone answered several
+// challenges: RFC 3261 §22.3 lets it send one Authorization per
+// WWW-Authenticate, and libre 3.12 and later (baresip) does, SHA-256 and
+// MD5 both. The SHA-256 one is checked whatever the order, so a client
+// that can do SHA-256 is never judged on its MD5 answer.
+func strongest(hs []sip.Header) (sipauth.Credentials, error) {
+	var first sipauth.Credentials
+	var firstErr error
+	found := false
+	for _, h := range hs {
+		c, err := sipauth.ParseAuthorization(h.Value())
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		if strings.EqualFold(c.Algorithm, "SHA-256") {
+			return c, nil
+		}
+		if !found {
+			first, found = c, true
+		}
+	}
+	if !found {
+		return sipauth.Credentials{}, firstErr
+	}
+	return first, nil
+}
+
 func (r *Registrar) challenge(req *sip.Request, src netip.Addr, now time.Time, stale bool) *sip.Response {
 	r.count(func(s *Stats) { s.Challenged++ })
 	res := sip.NewResponseFromRequest(req, sip.StatusUnauthorized, "Unauthorized", nil)
-	for _, c := range r.auth.Challenges(src, now, stale) {
+	ua := ""
+	if h := req.GetHeader("User-Agent"); h != nil {
+		ua = h.Value()
+	}
+	for _, c := range r.auth.Challenges(src, ua, now, stale) {
 		res.AppendHeader(sip.NewHeader("WWW-Authenticate", c))
 	}
 	return res
