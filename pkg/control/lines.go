@@ -60,6 +60,9 @@ type PeerLine struct {
 	Peer int    `json:"peer"`
 	Name string `json:"name"`
 	Line int    `json:"line"`
+	// Label is the peer's own name for the line, as it announced it
+	// (dialled as <peer>.<label>, or sip:<label>@<peer>).
+	Label string `json:"label,omitempty"`
 	// URI is sip:<line>@<peer name>; Short the short number (<i>*<s>),
 	// Dial the name (<peer>.<s>) a registered phone dials.
 	URI     string     `json:"uri,omitempty"`

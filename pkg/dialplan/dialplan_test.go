@@ -51,7 +51,7 @@ func TestRoute(t *testing.T) {
 		{"mum", Decision{Kind: Peer, Peer: 12, Line: 1}}, // peer name before the label
 		{"hall", Decision{Kind: Peer, Peer: 7, Line: 1}},
 		{"kitchen", Decision{Kind: Local, Line: 1}},
-		{"office", Decision{Kind: Refuse, Code: 485}}, // local line 2 and alice's line 2
+		{"office", Decision{Kind: Local, Line: 2}}, // ours before alice's line 2
 		{"0049301234", Decision{Kind: Trunk, Trunk: "provider", Number: "+49301234"}},
 		{"0301234", Decision{Kind: Trunk, Trunk: "provider", Number: "0301234"}},
 		{"9", Decision{Kind: Peer, Peer: 7, Line: 2}},
@@ -121,6 +121,62 @@ func TestLineSet(t *testing.T) {
 	for dial, want := range map[string]Kind{"1": Local, "2": Refuse, "3": Local, "4": Refuse} {
 		if d := (*Plan)(nil).Route(dial, e); d.Kind != want {
 			t.Errorf("%q with lines 1 and 3: %v (%s), want %v", dial, d.Kind, d.Reason, want)
+		}
+	}
+}
+
+// Peers' labels, as they announced them, and the ambiguities: our own
+// labels before peers' names, peers' names before their labels, numbers
+// before labels, and one label on two lines at one level refused with 485.
+func TestPeerLabels(t *testing.T) {
+	e := Env{
+		Node: "home", LineSet: []int{1, 2}, Labels: map[int]string{1: "kitchen", 2: "office"},
+		Peers: []PeerInfo{
+			{Index: 4, Name: "bob", Labels: map[int]string{1: "kitchen", 2: "hall", 3: "garage", 4: "garage", 5: "7", 6: "mum"}},
+			{Index: 12, Name: "Mum", Labels: map[int]string{1: "hall"}},
+			{Index: 7, Name: "Alice's Pi", Labels: map[int]string{1: "porch", 2: "front.door"}},
+		},
+	}
+	for _, tc := range []struct {
+		user, host string
+		want       Decision
+	}{
+		{"bob.kitchen", "", Decision{Kind: Peer, Peer: 4, Line: 1}},
+		{"BOB.Kitchen", "", Decision{Kind: Peer, Peer: 4, Line: 1}},
+		{"kitchen", "", Decision{Kind: Local, Line: 1}}, // ours, though bob has one too
+		{"bob.hall", "", Decision{Kind: Peer, Peer: 4, Line: 2}},
+		{"mum.hall", "", Decision{Kind: Peer, Peer: 12, Line: 1}},
+		{"hall", "", Decision{Kind: Refuse, Code: 485}},       // bob's and mum's
+		{"garage", "", Decision{Kind: Refuse, Code: 485}},     // two of bob's lines
+		{"bob.garage", "", Decision{Kind: Refuse, Code: 485}}, // the same, by name
+		{"bob.7", "", Decision{Kind: Peer, Peer: 4, Line: 7}}, // a number, not line 5's label "7"
+		{"bob.300", "", Decision{Kind: Refuse, Code: 404}},
+		{"bob.nothing", "", Decision{Kind: Refuse, Code: 404}},
+		{"bob.", "", Decision{Kind: Refuse, Code: 404}},
+		{"mum", "", Decision{Kind: Peer, Peer: 12, Line: 1}},  // a peer's name before bob's label
+		{"porch", "", Decision{Kind: Peer, Peer: 7, Line: 1}}, // one line of all peers has it
+		{"alice-s-pi.porch", "", Decision{Kind: Peer, Peer: 7, Line: 1}},
+		{"Alice's Pi.front.door", "", Decision{Kind: Peer, Peer: 7, Line: 2}}, // a dot in the label
+		{"alice-s-pi.2", "", Decision{Kind: Peer, Peer: 7, Line: 2}},          // the phonebook's form
+		{"kitchen", "bob", Decision{Kind: Peer, Peer: 4, Line: 1}},
+		{"KITCHEN", "bob", Decision{Kind: Peer, Peer: 4, Line: 1}},
+		{"garage", "bob", Decision{Kind: Refuse, Code: 485}},
+		{"7", "bob", Decision{Kind: Peer, Peer: 4, Line: 7}},
+		{"hall", "mum", Decision{Kind: Peer, Peer: 12, Line: 1}},
+		{"front.door", "alice-s-pi", Decision{Kind: Peer, Peer: 7, Line: 2}},
+		{"porch", "bob", Decision{Kind: Refuse, Code: 404}}, // alice's label, not bob's
+		{"kitchen", "home", Decision{Kind: Local, Line: 1}},
+	} {
+		got := (*Plan)(nil).RouteURI(tc.user, tc.host, e)
+		if got.Reason == "" {
+			t.Errorf("sip:%s@%s: no reason", tc.user, tc.host)
+		}
+		if got.Code == 485 && !strings.Contains(got.Reason, "number") {
+			t.Errorf("sip:%s@%s: 485 without saying to dial a number: %q", tc.user, tc.host, got.Reason)
+		}
+		got.Reason = ""
+		if got != tc.want {
+			t.Errorf("sip:%s@%s: %+v, want %+v", tc.user, tc.host, got, tc.want)
 		}
 	}
 }
