@@ -156,13 +156,10 @@ func (r *Registrar) decide(req *sip.Request) *sip.Response {
 	if sameURI(creds.URI, req.Recipient) {
 		uri = creds.URI
 	}
+	// The account was looked up for creds.Username, the only user Check
+	// asks about.
 	result := r.auth.Check(sipauth.Request{Method: string(req.Method), URI: uri, Src: src.Addr()}, creds,
-		func(user string) (string, bool) {
-			if !known || user != creds.Username {
-				return "", false
-			}
-			return pass, true
-		}, now)
+		func(string) (string, bool) { return pass, known }, now)
 	switch result {
 	case sipauth.Challenge:
 		return r.challenge(req, src.Addr(), now, false)
