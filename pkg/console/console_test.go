@@ -54,6 +54,14 @@ func (f *fakeNode) handlers() control.Local {
 				Decisions: []control.DialDecision{{From: "10.0.1.1:5060", Dialled: "bob.2@10.0.1.2", Decision: "peer", Code: 302, Target: "sip:2@10.7.2.1", Reason: "name bob"}},
 			}, nil
 		},
+		control.CmdTrunks: func(context.Context, json.RawMessage) (any, error) {
+			return control.Trunks{Trunks: []control.Trunk{
+				{Name: "sipgate", Registrar: "sipgate.de:5060", User: "4930123456", Prefix: "0", Lines: []int{1, 2}, State: "registered", Status: "registered",
+					Contact: "sip:4930123456@203.0.113.5:40123", Uplink: "192.168.1.2:5062", Calls: 1},
+				{Name: "<pbx>", Registrar: "pbx.example:5060", User: "21", Lines: []int{3}, State: "failed",
+					Status: "failed: 403 Forbidden: check the trunk's user and password, retrying in 20 s"},
+			}}, nil
+		},
 		control.CmdRename: func(_ context.Context, raw json.RawMessage) (any, error) {
 			rec(control.CmdRename, raw)
 			var a control.RenameArgs
@@ -281,6 +289,28 @@ func TestStatusOpenOthersNeedLogin(t *testing.T) {
 	}
 	if n := e.node.called(""); len(n) != 0 {
 		t.Errorf("changes made without a login: %v", n)
+	}
+}
+
+// The Lines page shows the trunks: name, prefix, lines, calls and
+// status, escaped, and never the account, the registrar or addresses.
+func TestLinesPageTrunks(t *testing.T) {
+	_, b := loggedIn(t)
+	w := b.do("GET", "/lines", nil)
+	if w.Code != 200 {
+		t.Fatalf("GET /lines = %d\n%s", w.Code, w.Body)
+	}
+	body := w.Body.String()
+	for _, want := range []string{"Outside lines", "<td>sipgate</td>", "<td>1, 2</td>", "<td>1</td>", `<span class="ok">registered</span>`,
+		"<td>&lt;pbx&gt;</td>", `<span class="bad">failed: 403 Forbidden: check the trunk&#39;s user and password, retrying in 20 s</span>`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/lines lacks %q:\n%s", want, body)
+		}
+	}
+	for _, secret := range []string{"4930123456", "sipgate.de", "pbx.example", "203.0.113.5", "192.168.1.2"} {
+		if strings.Contains(body, secret) {
+			t.Errorf("/lines shows %q, part of a trunk's account or addresses", secret)
+		}
 	}
 }
 

@@ -281,7 +281,7 @@ func FuzzRoute(f *testing.F) {
 	for _, s := range []string{"1", "7*2", "alice.2", "office", "0049301234", "9*", "**", "alice.", ".2", "1.1"} {
 		f.Add(s, `0(\d+)`, "trunk:provider")
 	}
-	for _, s := range []string{"2@alice", "hall@alice", "@mum", "1@home", "7*2@10.0.1.2", "1@[::1]", "1@7"} {
+	for _, s := range []string{"2@alice", "hall@alice", "@mum", "1@home", "7*2@10.0.1.2", "1@[::1]", "1@7", "alice.hall", "alice.office@10.0.1.2", "254@alice", "7*254"} {
 		f.Add(s, `9`, "peer:alice.2")
 	}
 	f.Fuzz(func(t *testing.T, dial, match, tgt string) {
