@@ -55,7 +55,7 @@ func fakeDaemon(t *testing.T) (socket string, forgotten *[]int) {
 				Service: "on", Node: "alice",
 				Lines: []control.Line{
 					{Line: 1, Label: "kitchen", URIs: []string{"sip:1@alice", "sip:kitchen@alice"}, Address: netip.MustParseAddr("10.0.1.1"), Account: true,
-						Registration: &control.Registration{Contact: "sip:1@10.0.1.1", Source: "10.0.1.1:5060", UserAgent: "GXP1610", Expires: t0.Add(time.Hour)}},
+						Registration: &control.Registration{Contact: "sip:1@10.0.1.1", Source: "10.0.1.1:5060", UserAgent: "GXP1610", Digest: "MD5", Expires: t0.Add(time.Hour)}},
 					{Line: 2, URIs: []string{"sip:2@alice"}, Address: netip.MustParseAddr("10.0.2.1")},
 				},
 				Peers:     []control.PeerLine{{Peer: 7, Name: "bob", Line: 2, Label: "hall", URI: "sip:2@bob", Short: "7*2", Dial: "bob.2", Address: netip.MustParseAddr("10.7.2.1")}},
@@ -129,7 +129,7 @@ func TestCommands(t *testing.T) {
 		{[]string{"lines"}, []string{
 			"SIP service: on",
 			"LINE  LABEL    ADDRESS   SIP URI                        ACCOUNT  REGISTERED",
-			"1     kitchen  10.0.1.1  sip:1@alice sip:kitchen@alice  yes      from 10.0.1.1:5060 (GXP1610), for 3600s",
+			"1     kitchen  10.0.1.1  sip:1@alice sip:kitchen@alice  yes      from 10.0.1.1:5060 (GXP1610) with MD5, for 3600s",
 			"2     -        10.0.2.1  sip:2@alice                    not yet  no",
 			"PEER  NAME  LINE  LABEL  ADDRESS   SHORT  NAME TO DIAL  SIP URI",
 			"7     bob   2     hall   10.7.2.1  7*2    bob.2         sip:2@bob",

@@ -42,7 +42,11 @@ func (c *client) lines(args []string) error {
 				if r.UserAgent != "" {
 					ua = " (" + r.UserAgent + ")"
 				}
-				reg = fmt.Sprintf("from %s%s, for %s", r.Source, ua, until(r.Expires))
+				digest := ""
+				if r.Digest != "" {
+					digest = " with " + r.Digest
+				}
+				reg = fmt.Sprintf("from %s%s%s, for %s", r.Source, ua, digest, until(r.Expires))
 			}
 			fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\n", l.Line, dash(l.Label), l.Address, dash(strings.Join(l.URIs, " ")), account, reg)
 		}

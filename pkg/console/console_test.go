@@ -49,7 +49,7 @@ func (f *fakeNode) handlers() control.Local {
 		control.CmdLines: func(context.Context, json.RawMessage) (any, error) {
 			return control.Lines{Service: "on", Node: "alice",
 				Lines: []control.Line{{Line: 1, Label: "kitchen", URIs: []string{"sip:1@alice", "sip:kitchen@alice"}, Address: netip.MustParseAddr("10.0.1.1"), Account: true,
-					Registration: &control.Registration{Source: "10.0.1.1:5060", UserAgent: "<GXP>"}}},
+					Registration: &control.Registration{Source: "10.0.1.1:5060", UserAgent: "<GXP>", Digest: "SHA-256"}}},
 				Peers:     []control.PeerLine{{Peer: 7, Name: "bob", Line: 2, Label: "<hall>", URI: "sip:2@bob", Short: "7*2", Dial: "bob.2", Address: netip.MustParseAddr("10.7.2.1")}},
 				Decisions: []control.DialDecision{{From: "10.0.1.1:5060", Dialled: "bob.2@10.0.1.2", Decision: "peer", Code: 302, Target: "sip:2@10.7.2.1", Reason: "name bob"}},
 			}, nil
@@ -322,7 +322,7 @@ func TestLinesPage(t *testing.T) {
 	if w.Code != 200 {
 		t.Fatalf("GET /lines = %d\n%s", w.Code, w.Body)
 	}
-	for _, want := range []string{"sip:1@alice, sip:kitchen@alice", "registered", "&lt;GXP&gt;", "7*2", "bob.2", "sip:2@bob", "2 · &lt;hall&gt;", "302 peer", "name bob"} {
+	for _, want := range []string{"sip:1@alice, sip:kitchen@alice", "registered", "&lt;GXP&gt;", "digest SHA-256", "7*2", "bob.2", "sip:2@bob", "2 · &lt;hall&gt;", "302 peer", "name bob"} {
 		if !strings.Contains(w.Body.String(), want) {
 			t.Errorf("/lines lacks %q:\n%s", want, w.Body)
 		}

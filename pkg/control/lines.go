@@ -49,10 +49,13 @@ type Line struct {
 
 // Registration is where a line's phone registered from.
 type Registration struct {
-	Contact   string    `json:"contact"`
-	Source    string    `json:"source"`
-	UserAgent string    `json:"user_agent,omitempty"`
-	Expires   time.Time `json:"expires"`
+	Contact   string `json:"contact"`
+	Source    string `json:"source"`
+	UserAgent string `json:"user_agent,omitempty"`
+	// Digest is the algorithm the phone authenticated with: "SHA-256",
+	// or "MD5" for a phone that has nothing better.
+	Digest  string    `json:"digest,omitempty"`
+	Expires time.Time `json:"expires"`
 }
 
 // PeerLine is one line of a paired node.

@@ -167,7 +167,7 @@ func (nd *node) lines(ctx context.Context) (control.Lines, error) {
 		l := &out.Lines[k]
 		_, l.Account = nd.sip.passwords.Lookup(l.Line)
 		if b, ok := bound[l.Line]; ok {
-			l.Registration = &control.Registration{Contact: b.Contact, Source: b.Source.String(), UserAgent: b.UserAgent, Expires: b.Expires.UTC()}
+			l.Registration = &control.Registration{Contact: b.Contact, Source: b.Source.String(), UserAgent: b.UserAgent, Digest: b.Digest, Expires: b.Expires.UTC()}
 		}
 	}
 	for _, c := range nd.sip.svc.Recent() {

@@ -42,7 +42,10 @@ type Binding struct {
 	Contact   string // the phone's Contact URI as it sent it
 	Source    netip.AddrPort
 	UserAgent string
-	Expires   time.Time
+	// Digest is the algorithm the phone authenticated with, "SHA-256" or
+	// "MD5": the owner can see which phones still use MD5.
+	Digest  string
+	Expires time.Time
 }
 
 // Accounts says which users exist: the line a user logs in as and its
@@ -183,7 +186,11 @@ func (r *Registrar) decide(req *sip.Request) *sip.Response {
 		r.count(func(s *Stats) { s.Refused++ })
 		return sip.NewResponseFromRequest(req, sip.StatusForbidden, "Forbidden: register your own line", nil)
 	}
-	return r.bind(req, line, src, now)
+	digest := "MD5"
+	if strings.EqualFold(creds.Algorithm, "SHA-256") {
+		digest = "SHA-256"
+	}
+	return r.bind(req, line, src, digest, now)
 }
 
 // strongest picks the answer to check when a phone answered several
@@ -232,7 +239,7 @@ func (r *Registrar) challenge(req *sip.Request, src netip.Addr, now time.Time, s
 // bind applies the REGISTER's Contact (RFC 3261 §10.3 steps 6-8): none is
 // a query, `*` with Expires 0 removes, otherwise the line's one binding is
 // replaced; a line is one phone.
-func (r *Registrar) bind(req *sip.Request, line int, src netip.AddrPort, now time.Time) *sip.Response {
+func (r *Registrar) bind(req *sip.Request, line int, src netip.AddrPort, digest string, now time.Time) *sip.Response {
 	expires := DefaultExpires
 	if h := req.GetHeader("Expires"); h != nil {
 		if n, err := strconv.Atoi(strings.TrimSpace(h.Value())); err == nil && n >= 0 {
@@ -268,7 +275,7 @@ func (r *Registrar) bind(req *sip.Request, line int, src netip.AddrPort, now tim
 		}
 		r.bindings[line] = Binding{
 			Line: line, Contact: contact.Address.String(), Source: src,
-			UserAgent: ua, Expires: now.Add(time.Duration(expires) * time.Second),
+			UserAgent: ua, Digest: digest, Expires: now.Add(time.Duration(expires) * time.Second),
 		}
 		r.stats.Registered++
 	}
@@ -282,7 +289,7 @@ func (r *Registrar) bind(req *sip.Request, line int, src netip.AddrPort, now tim
 	}
 	res.AppendHeader(sip.NewHeader("Date", now.UTC().Format(time.RFC1123)))
 	if contact != nil && expires > 0 {
-		r.log.Info("registrar: registered", "line", line, "contact", b.Contact, "src", src, "expires", expires)
+		r.log.Info("registrar: registered", "line", line, "contact", b.Contact, "src", src, "digest", digest, "expires", expires)
 	}
 	return res
 }

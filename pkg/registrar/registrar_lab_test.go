@@ -86,7 +86,10 @@ func TestBaresipRegisters(t *testing.T) {
 	if !ok || b.Source.Addr().String() != "10.0.1.1" {
 		t.Fatalf("binding of line 1: %+v %v", b, ok)
 	}
-	t.Logf("binding: contact %s from %s, %s, expires in %v", b.Contact, b.Source, b.UserAgent, time.Until(b.Expires).Round(time.Second))
+	t.Logf("binding: contact %s from %s, %s, digest %s, expires in %v", b.Contact, b.Source, b.UserAgent, b.Digest, time.Until(b.Expires).Round(time.Second))
+	if b.Digest != "MD5" {
+		t.Errorf("baresip 1.0 registered with digest %q; it has MD5 only", b.Digest)
+	}
 
 	// The wrong password must have been checked and refused, not merely
 	// never sent.

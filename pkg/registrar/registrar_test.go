@@ -93,6 +93,10 @@ func TestRegisterOverUDP(t *testing.T) {
 	if !ok || b.Contact != "sip:1@127.0.0.1:5062" || b.UserAgent != "test-phone" {
 		t.Fatalf("binding after register: %+v %v", b, ok)
 	}
+	// sipgo's client answers the first challenge it can: SHA-256.
+	if b.Digest != "SHA-256" {
+		t.Errorf("sipgo's client registered with %q, want SHA-256 (offered first)", b.Digest)
+	}
 	if left := time.Until(b.Expires); left < 590*time.Second || left > 600*time.Second {
 		t.Errorf("expires in %v, want 600 s", left)
 	}
@@ -249,6 +253,9 @@ func TestSHA256AnswerChecked(t *testing.T) {
 		if got := r.decide(newRegister("test-phone", order...)); got.StatusCode != tc.wantCode {
 			t.Errorf("%s: %d %s, want %d", tc.name, got.StatusCode, got.Reason, tc.wantCode)
 		}
+		if b, ok := r.Lookup(1); tc.wantCode == 200 && (!ok || b.Digest != "SHA-256") {
+			t.Errorf("%s: binding %+v, want one made with SHA-256", tc.name, b)
+		}
 	}
 }
 
@@ -264,5 +271,8 @@ func TestBaresipOfferedMD5(t *testing.T) {
 	ans := answerAll(t, res, map[string]string{"MD5": "pw-line-one"})
 	if got := r.decide(newRegister("baresip v1.0.0 (x86_64/linux)", ans["MD5"])); got.StatusCode != 200 {
 		t.Errorf("baresip's MD5 answer: %d %s", got.StatusCode, got.Reason)
+	}
+	if b, _ := r.Lookup(1); b.Digest != "MD5" {
+		t.Errorf("baresip's binding says digest %q, want MD5", b.Digest)
 	}
 }
