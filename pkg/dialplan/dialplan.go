@@ -437,7 +437,10 @@ func byName(d string, env Env) (Decision, bool) {
 	switch found := labelled(env.Labels, d); len(found) {
 	case 0:
 	case 1:
-		return Decision{Kind: Local, Line: found[0], Reason: "label " + d}, true
+		// Ours even when the line is not up: 404 then, never a peer's.
+		dec := local(env, found[0])
+		dec.Reason = "label " + d + ": " + dec.Reason
+		return dec, true
 	default:
 		return Decision{Kind: Refuse, Code: 485, Reason: fmt.Sprintf("lines %s here are labelled %q: dial one by number", joinInts(found), d)}, true
 	}
@@ -477,7 +480,7 @@ func byName(d string, env Env) (Decision, bool) {
 	for _, f := range found {
 		where = append(where, fmt.Sprintf("%d*%d", f.Peer, f.Line))
 	}
-	return Decision{Kind: Refuse, Code: 485, Reason: fmt.Sprintf("%d peers' lines are labelled %q (%s): dial <peer>.%s or a number", len(found), d, strings.Join(where, ", "), d)}, true
+	return Decision{Kind: Refuse, Code: 485, Reason: fmt.Sprintf("%d lines of peers are labelled %q (%s): dial <peer>.%s or a number", len(found), d, strings.Join(where, ", "), d)}, true
 }
 
 func isDigits(s string) bool {

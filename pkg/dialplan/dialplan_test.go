@@ -130,11 +130,11 @@ func TestLineSet(t *testing.T) {
 // before labels, and one label on two lines at one level refused with 485.
 func TestPeerLabels(t *testing.T) {
 	e := Env{
-		Node: "home", LineSet: []int{1, 2}, Labels: map[int]string{1: "kitchen", 2: "office"},
+		Node: "home", LineSet: []int{1, 2}, Labels: map[int]string{1: "kitchen", 2: "office", 3: "porch"},
 		Peers: []PeerInfo{
 			{Index: 4, Name: "bob", Labels: map[int]string{1: "kitchen", 2: "hall", 3: "garage", 4: "garage", 5: "7", 6: "mum"}},
 			{Index: 12, Name: "Mum", Labels: map[int]string{1: "hall"}},
-			{Index: 7, Name: "Alice's Pi", Labels: map[int]string{1: "porch", 2: "front.door"}},
+			{Index: 7, Name: "Alice's Pi", Labels: map[int]string{1: "porch", 2: "front.door", 3: "door"}},
 		},
 	}
 	for _, tc := range []struct {
@@ -153,8 +153,10 @@ func TestPeerLabels(t *testing.T) {
 		{"bob.300", "", Decision{Kind: Refuse, Code: 404}},
 		{"bob.nothing", "", Decision{Kind: Refuse, Code: 404}},
 		{"bob.", "", Decision{Kind: Refuse, Code: 404}},
-		{"mum", "", Decision{Kind: Peer, Peer: 12, Line: 1}},  // a peer's name before bob's label
-		{"porch", "", Decision{Kind: Peer, Peer: 7, Line: 1}}, // one line of all peers has it
+		{"mum", "", Decision{Kind: Peer, Peer: 12, Line: 1}}, // a peer's name before bob's label
+		{"porch", "", Decision{Kind: Refuse, Code: 404}},     // our line 3's label, and line 3 is not up
+		{"Alice's Pi.porch", "", Decision{Kind: Peer, Peer: 7, Line: 1}},
+		{"door", "", Decision{Kind: Peer, Peer: 7, Line: 3}}, // one line of all peers has it
 		{"alice-s-pi.porch", "", Decision{Kind: Peer, Peer: 7, Line: 1}},
 		{"Alice's Pi.front.door", "", Decision{Kind: Peer, Peer: 7, Line: 2}}, // a dot in the label
 		{"alice-s-pi.2", "", Decision{Kind: Peer, Peer: 7, Line: 2}},          // the phonebook's form
