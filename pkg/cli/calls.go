@@ -3,7 +3,6 @@ package cli
 import (
 	"fmt"
 	"strconv"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -76,11 +75,7 @@ func (c *client) calls(args []string) error {
 			continue
 		}
 		seen[k.Peer] = true
-		parts := make([]string, len(k.RewriteDropped))
-		for i, r := range k.RewriteDropped {
-			parts[i] = fmt.Sprintf("%s %d", r.Reason, r.Count)
-		}
-		fmt.Fprintf(c.out, "peer %d's tunnel dropped: %s\n", k.Peer, strings.Join(parts, ", "))
+		fmt.Fprintf(c.out, "peer %d's tunnel dropped: %s\n", k.Peer, control.ReasonText(k.RewriteDropped))
 	}
 	return nil
 }

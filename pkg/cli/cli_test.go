@@ -55,10 +55,10 @@ func fakeDaemon(t *testing.T) (socket string, forgotten *[]int) {
 				Service: "on", Node: "alice",
 				Lines: []control.Line{
 					{Line: 1, Label: "kitchen", URIs: []string{"sip:1@alice", "sip:kitchen@alice"}, Address: netip.MustParseAddr("10.0.1.1"), Account: true,
-						Registration: &control.Registration{Contact: "sip:1@10.0.1.1", Source: "10.0.1.1:5060", UserAgent: "GXP1610", Expires: t0.Add(time.Hour)}},
+						Registration: &control.Registration{Contact: "sip:1@10.0.1.1", Source: "10.0.1.1:5060", UserAgent: "GXP1610", Digest: "MD5", Expires: t0.Add(time.Hour)}},
 					{Line: 2, URIs: []string{"sip:2@alice"}, Address: netip.MustParseAddr("10.0.2.1")},
 				},
-				Peers:     []control.PeerLine{{Peer: 7, Name: "bob", Line: 2, URI: "sip:2@bob", Short: "7*2", Dial: "bob.2", Address: netip.MustParseAddr("10.7.2.1")}},
+				Peers:     []control.PeerLine{{Peer: 7, Name: "bob", Line: 2, Label: "hall", URI: "sip:2@bob", Short: "7*2", Dial: "bob.2", Address: netip.MustParseAddr("10.7.2.1")}},
 				Decisions: []control.DialDecision{{Time: t0.Add(-5 * time.Second), From: "10.0.1.1:5060", Dialled: "bob.2@10.0.1.2", Decision: "peer", Code: 302, Target: "sip:2@10.7.2.1", Reason: "name bob"}},
 				Registrar: control.RegistrarCounts{Registered: 3, Challenged: 4, Refused: 1},
 			}, nil
@@ -129,10 +129,10 @@ func TestCommands(t *testing.T) {
 		{[]string{"lines"}, []string{
 			"SIP service: on",
 			"LINE  LABEL    ADDRESS   SIP URI                        ACCOUNT  REGISTERED",
-			"1     kitchen  10.0.1.1  sip:1@alice sip:kitchen@alice  yes      from 10.0.1.1:5060 (GXP1610), for 3600s",
+			"1     kitchen  10.0.1.1  sip:1@alice sip:kitchen@alice  yes      from 10.0.1.1:5060 (GXP1610) with MD5, for 3600s",
 			"2     -        10.0.2.1  sip:2@alice                    not yet  no",
-			"PEER  NAME  LINE  ADDRESS   SHORT  NAME TO DIAL  SIP URI",
-			"7     bob   2     10.7.2.1  7*2    bob.2         sip:2@bob",
+			"PEER  NAME  LINE  LABEL  ADDRESS   SHORT  NAME TO DIAL  SIP URI",
+			"7     bob   2     hall   10.7.2.1  7*2    bob.2         sip:2@bob",
 			"5s ago  10.0.1.1:5060  bob.2@10.0.1.2  302 peer  sip:2@10.7.2.1  name bob",
 			"registrar: 3 registered, 0 unregistered, 4 challenged, 1 refused, 0 rate-limited",
 		}},

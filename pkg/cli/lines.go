@@ -42,7 +42,11 @@ func (c *client) lines(args []string) error {
 				if r.UserAgent != "" {
 					ua = " (" + r.UserAgent + ")"
 				}
-				reg = fmt.Sprintf("from %s%s, for %s", r.Source, ua, until(r.Expires))
+				digest := ""
+				if r.Digest != "" {
+					digest = " with " + r.Digest
+				}
+				reg = fmt.Sprintf("from %s%s%s, for %s", r.Source, ua, digest, until(r.Expires))
 			}
 			fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\n", l.Line, dash(l.Label), l.Address, dash(strings.Join(l.URIs, " ")), account, reg)
 		}
@@ -53,9 +57,9 @@ func (c *client) lines(args []string) error {
 	if len(ls.Peers) > 0 {
 		fmt.Fprintln(c.out)
 		w := tabwriter.NewWriter(c.out, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(w, "PEER\tNAME\tLINE\tADDRESS\tSHORT\tNAME TO DIAL\tSIP URI")
+		fmt.Fprintln(w, "PEER\tNAME\tLINE\tLABEL\tADDRESS\tSHORT\tNAME TO DIAL\tSIP URI")
 		for _, p := range ls.Peers {
-			fmt.Fprintf(w, "%d\t%s\t%d\t%s\t%s\t%s\t%s\n", p.Peer, dash(p.Name), p.Line, p.Address, p.Short, dash(p.Dial), dash(p.URI))
+			fmt.Fprintf(w, "%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", p.Peer, dash(p.Name), p.Line, dash(p.Label), p.Address, p.Short, dash(p.Dial), dash(p.URI))
 		}
 		if err := w.Flush(); err != nil {
 			return err

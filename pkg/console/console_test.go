@@ -49,10 +49,18 @@ func (f *fakeNode) handlers() control.Local {
 		control.CmdLines: func(context.Context, json.RawMessage) (any, error) {
 			return control.Lines{Service: "on", Node: "alice",
 				Lines: []control.Line{{Line: 1, Label: "kitchen", URIs: []string{"sip:1@alice", "sip:kitchen@alice"}, Address: netip.MustParseAddr("10.0.1.1"), Account: true,
-					Registration: &control.Registration{Source: "10.0.1.1:5060", UserAgent: "<GXP>"}}},
-				Peers:     []control.PeerLine{{Peer: 7, Name: "bob", Line: 2, URI: "sip:2@bob", Short: "7*2", Dial: "bob.2", Address: netip.MustParseAddr("10.7.2.1")}},
+					Registration: &control.Registration{Source: "10.0.1.1:5060", UserAgent: "<GXP>", Digest: "SHA-256"}}},
+				Peers:     []control.PeerLine{{Peer: 7, Name: "bob", Line: 2, Label: "<hall>", URI: "sip:2@bob", Short: "7*2", Dial: "bob.2", Address: netip.MustParseAddr("10.7.2.1")}},
 				Decisions: []control.DialDecision{{From: "10.0.1.1:5060", Dialled: "bob.2@10.0.1.2", Decision: "peer", Code: 302, Target: "sip:2@10.7.2.1", Reason: "name bob"}},
 			}, nil
+		},
+		control.CmdTrunks: func(context.Context, json.RawMessage) (any, error) {
+			return control.Trunks{Trunks: []control.Trunk{
+				{Name: "sipgate", Registrar: "sipgate.de:5060", User: "4930123456", Prefix: "0", Lines: []int{1, 2}, State: "registered", Status: "registered",
+					Contact: "sip:4930123456@203.0.113.5:40123", Uplink: "192.168.1.2:5062", Calls: 1},
+				{Name: "<pbx>", Registrar: "pbx.example:5060", User: "21", Lines: []int{3}, State: "failed",
+					Status: "failed: 403 Forbidden: check the trunk's user and password, retrying in 20 s"},
+			}}, nil
 		},
 		control.CmdRename: func(_ context.Context, raw json.RawMessage) (any, error) {
 			rec(control.CmdRename, raw)
@@ -284,6 +292,28 @@ func TestStatusOpenOthersNeedLogin(t *testing.T) {
 	}
 }
 
+// The Lines page shows the trunks: name, prefix, lines, calls and
+// status, escaped, and never the account, the registrar or addresses.
+func TestLinesPageTrunks(t *testing.T) {
+	_, b := loggedIn(t)
+	w := b.do("GET", "/lines", nil)
+	if w.Code != 200 {
+		t.Fatalf("GET /lines = %d\n%s", w.Code, w.Body)
+	}
+	body := w.Body.String()
+	for _, want := range []string{"Outside lines", "<td>sipgate</td>", "<td>1, 2</td>", "<td>1</td>", `<span class="ok">registered</span>`,
+		"<td>&lt;pbx&gt;</td>", `<span class="bad">failed: 403 Forbidden: check the trunk&#39;s user and password, retrying in 20 s</span>`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/lines lacks %q:\n%s", want, body)
+		}
+	}
+	for _, secret := range []string{"4930123456", "sipgate.de", "pbx.example", "203.0.113.5", "192.168.1.2"} {
+		if strings.Contains(body, secret) {
+			t.Errorf("/lines shows %q, part of a trunk's account or addresses", secret)
+		}
+	}
+}
+
 // The Lines page shows the SIP service's view: URIs, registration,
 // peers' short numbers and names, decisions, all escaped.
 func TestLinesPage(t *testing.T) {
@@ -292,7 +322,7 @@ func TestLinesPage(t *testing.T) {
 	if w.Code != 200 {
 		t.Fatalf("GET /lines = %d\n%s", w.Code, w.Body)
 	}
-	for _, want := range []string{"sip:1@alice, sip:kitchen@alice", "registered", "&lt;GXP&gt;", "7*2", "bob.2", "sip:2@bob", "302 peer", "name bob"} {
+	for _, want := range []string{"sip:1@alice, sip:kitchen@alice", "registered", "&lt;GXP&gt;", "digest SHA-256", "7*2", "bob.2", "sip:2@bob", "2 · &lt;hall&gt;", "302 peer", "name bob"} {
 		if !strings.Contains(w.Body.String(), want) {
 			t.Errorf("/lines lacks %q:\n%s", want, w.Body)
 		}

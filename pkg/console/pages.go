@@ -599,13 +599,36 @@ func (c *Console) forgetPost(w http.ResponseWriter, r *http.Request, s *session)
 
 // --- lines: the SIP service ---
 
+// linesData is the Lines page: the SIP service's view and the trunks.
+type linesData struct {
+	SIP    control.Lines
+	Trunks []trunkRow
+}
+
+// trunkRow is what the console shows of a trunk. It is built field by
+// field so that the account (user, registrar, contact) and anything
+// added to control.Trunk later never reach the page by accident; the
+// password is not even in control.Trunk.
+type trunkRow struct {
+	Name, Prefix, State, Status string
+	Lines                       []int
+	Calls                       int
+}
+
 func (c *Console) linesPage(w http.ResponseWriter, r *http.Request, s *session) {
 	v := c.base(s, "Lines", "lines")
-	var ls control.Lines
-	if err := c.call(r, control.CmdLines, nil, &ls); err != nil {
+	var d linesData
+	if err := c.call(r, control.CmdLines, nil, &d.SIP); err != nil {
 		v.Error = err.Error()
 	}
-	v.Data = ls
+	var ts control.Trunks
+	if err := c.call(r, control.CmdTrunks, nil, &ts); err != nil {
+		v.Error = strings.TrimPrefix(v.Error+"; ", "; ") + err.Error()
+	}
+	for _, t := range ts.Trunks {
+		d.Trunks = append(d.Trunks, trunkRow{Name: t.Name, Prefix: t.Prefix, State: t.State, Status: t.Status, Lines: t.Lines, Calls: t.Calls})
+	}
+	v.Data = d
 	c.render(w, r, http.StatusOK, "lines", v)
 }
 

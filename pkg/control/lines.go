@@ -49,10 +49,13 @@ type Line struct {
 
 // Registration is where a line's phone registered from.
 type Registration struct {
-	Contact   string    `json:"contact"`
-	Source    string    `json:"source"`
-	UserAgent string    `json:"user_agent,omitempty"`
-	Expires   time.Time `json:"expires"`
+	Contact   string `json:"contact"`
+	Source    string `json:"source"`
+	UserAgent string `json:"user_agent,omitempty"`
+	// Digest is the algorithm the phone authenticated with: "SHA-256",
+	// or "MD5" for a phone that has nothing better.
+	Digest  string    `json:"digest,omitempty"`
+	Expires time.Time `json:"expires"`
 }
 
 // PeerLine is one line of a paired node.
@@ -60,6 +63,9 @@ type PeerLine struct {
 	Peer int    `json:"peer"`
 	Name string `json:"name"`
 	Line int    `json:"line"`
+	// Label is the peer's own name for the line, as it announced it
+	// (dialled as <peer>.<label>, or sip:<label>@<peer>).
+	Label string `json:"label,omitempty"`
 	// URI is sip:<line>@<peer name>; Short the short number (<i>*<s>),
 	// Dial the name (<peer>.<s>) a registered phone dials.
 	URI     string     `json:"uri,omitempty"`

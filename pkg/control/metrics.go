@@ -72,6 +72,15 @@ type ReasonCount struct {
 	Count  uint64 `json:"count"`
 }
 
+// ReasonText lists counts as people read them: "sip_flood 1200, no_room 1".
+func ReasonText(rs []ReasonCount) string {
+	parts := make([]string, len(rs))
+	for i, r := range rs {
+		parts[i] = fmt.Sprintf("%s %d", r.Reason, r.Count)
+	}
+	return strings.Join(parts, ", ")
+}
+
 // RendezvousState is the node's registration with one rendezvous server.
 type RendezvousState struct {
 	// Server is the address as configured.
@@ -98,11 +107,7 @@ func DroppedText(dirs []DirectionCounters) string {
 			}
 			part := fmt.Sprintf("%s %s %d", d.Direction, r.Reason, r.Count)
 			if r.Reason == "sip_refused" && len(d.SIPRefused) > 0 {
-				var why []string
-				for _, x := range d.SIPRefused {
-					why = append(why, fmt.Sprintf("%s %d", x.Reason, x.Count))
-				}
-				part += " (" + strings.Join(why, ", ") + ")"
+				part += " (" + ReasonText(d.SIPRefused) + ")"
 			}
 			parts = append(parts, part)
 		}

@@ -3,7 +3,7 @@
 // or nowhere (a SIP refusal code). It is the routing table of the Pi's SIP
 // service; it holds no sockets and is tested with tables.
 //
-// Dialling, in the order tried (docs/dialplan.md has the user's view):
+// Dialling, in the order tried (docs/sip-service.md has the user's view):
 //
 //  1. the configured rules, first match wins (modelled on Yate's
 //     regexroute: a regular expression on what was dialled, an optional
@@ -11,18 +11,33 @@
 //  2. short numbers: `<s>` is local line s; `<i>*<s>` is line s of peer i
 //     (the same digits as its address 10.i.s.1, with `*` for the dots, so a
 //     user who knows one knows the other); `<i>*` is line 1 of peer i;
-//  3. names: `<peer-name>` is that peer's line 1, `<peer-name>.<s>` its
-//     line s, `<label>` a line label (local or a peer's, when unique).
+//  3. names: `<label>` one of this node's lines by its label;
+//     `<peer-name>` that peer's line 1; `<peer-name>.<s>` its line s and
+//     `<peer-name>.<label>` its line by the label the peer announced;
+//     `<label>` alone a peer's line, when no line here has that label and
+//     only one peer line has it.
 //
 // Anything else is refused with 404, so a typo never rings a stranger.
+//
+// Ambiguity is settled so that what the owner named never changes
+// because of what a peer announces (a peer chooses its own name and its
+// lines' labels): our own labels come before peers' names, peers' names
+// before their labels. A number is always a line number: a label made of
+// digits only is never matched as a label (dial that line by number).
+// Two lines that one dialled label would reach at the same level are
+// refused with 485 Ambiguous rather than guessed, and the reason says to
+// dial by number.
 package dialplan
 
 import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/peerline/peerline/pkg/numplan"
 )
 
 // Kind says what a Decision targets.
@@ -69,9 +84,11 @@ type Rule struct {
 
 // PeerInfo is what the plan knows of a paired node.
 type PeerInfo struct {
-	Index  int
-	Name   string
-	Labels map[int]string // line → label, as the peer published them
+	Index int
+	Name  string
+	// Labels are line → label as the peer announced them (its own
+	// words: config.Peer.LineLabels).
+	Labels map[int]string
 }
 
 // Env is the node's view the plan routes against; it changes with every
@@ -136,16 +153,16 @@ func parseTarget(s string) (target, error) {
 	switch kind {
 	case "line":
 		n, err := strconv.Atoi(arg)
-		if err != nil || n < 1 || n > 253 {
-			return target{}, fmt.Errorf("target %q: line must be a number from 1 to 253", s)
+		if err != nil || !numplan.ValidLine(n) {
+			return target{}, fmt.Errorf("target %q: line must be a number from %d to %d", s, numplan.MinLine, numplan.MaxLine)
 		}
 		return target{kind: Local, line: n}, nil
 	case "peer":
 		name, line := arg, 1
 		if i := strings.LastIndexByte(arg, '.'); i >= 0 {
 			n, err := strconv.Atoi(arg[i+1:])
-			if err != nil || n < 1 || n > 253 {
-				return target{}, fmt.Errorf("target %q: the line after the dot must be a number from 1 to 253", s)
+			if err != nil || !numplan.ValidLine(n) {
+				return target{}, fmt.Errorf("target %q: the line after the dot must be a number from %d to %d", s, numplan.MinLine, numplan.MaxLine)
 			}
 			name, line = arg[:i], n
 		}
@@ -225,19 +242,43 @@ func (p *Plan) RouteURI(user, host string, env Env) Decision {
 	if user == "" {
 		return Decision{Kind: Peer, Peer: pi.Index, Line: 1, Reason: "URI at " + pi.Name}
 	}
-	var found []int
-	for s, l := range pi.Labels {
-		if l != "" && strings.EqualFold(l, user) {
-			found = append(found, s)
-		}
-	}
+	return peerLabel(pi, user)
+}
+
+// peerLabel is pi's line labelled label: 404 if none, 485 if several.
+func peerLabel(pi PeerInfo, label string) Decision {
+	found := labelled(pi.Labels, label)
 	switch len(found) {
 	case 0:
-		return Decision{Kind: Refuse, Code: 404, Reason: fmt.Sprintf("%s has no line %q", pi.Name, user)}
+		return Decision{Kind: Refuse, Code: 404, Reason: fmt.Sprintf("%s has no line %q", pi.Name, label)}
 	case 1:
-		return Decision{Kind: Peer, Peer: pi.Index, Line: found[0], Reason: "label " + user + " at " + pi.Name}
+		return Decision{Kind: Peer, Peer: pi.Index, Line: found[0], Reason: "label " + label + " at " + pi.Name}
 	}
-	return Decision{Kind: Refuse, Code: 485, Reason: fmt.Sprintf("%d lines at %s are labelled %q: dial one by number", len(found), pi.Name, user)}
+	return Decision{Kind: Refuse, Code: 485, Reason: fmt.Sprintf("lines %s at %s are labelled %q: dial one by number", joinInts(found), pi.Name, label)}
+}
+
+// labelled returns the lines whose label is label (case aside), in
+// order. A label of digits only never matches: digits are line numbers.
+func labelled(labels map[int]string, label string) []int {
+	if label == "" || isDigits(label) {
+		return nil
+	}
+	var out []int
+	for s, l := range labels {
+		if strings.EqualFold(l, label) {
+			out = append(out, s)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func joinInts(ns []int) string {
+	s := make([]string, len(ns))
+	for i, n := range ns {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ", ")
 }
 
 // HostName is a node name as the host part of a SIP URI: lower case,
@@ -327,8 +368,23 @@ func findPeer(env Env, nameOrIndex string) (PeerInfo, bool) {
 		}
 		return PeerInfo{}, false
 	}
+	return findPeerName(env, nameOrIndex)
+}
+
+// findPeerName finds a peer by its name or the name's host-name form
+// ("Bob's Pi" or bob-s-pi: the phonebook and the URIs use the latter).
+// Digits are an index, never a name.
+func findPeerName(env Env, name string) (PeerInfo, bool) {
+	if name == "" || isDigits(name) {
+		return PeerInfo{}, false
+	}
 	for _, p := range env.Peers {
-		if strings.EqualFold(p.Name, nameOrIndex) {
+		if strings.EqualFold(p.Name, name) {
+			return p, true
+		}
+	}
+	for _, p := range env.Peers {
+		if h := HostName(p.Name); h != "" && strings.EqualFold(h, name) {
 			return p, true
 		}
 	}
@@ -358,7 +414,9 @@ func short(d string, env Env) (Decision, bool) {
 	return Decision{Kind: Peer, Peer: pi.Index, Line: line, Reason: "short number for " + pi.Name}, true
 }
 
-// smallNumber reads 1 to 3 digits without a leading zero, 1..253.
+// smallNumber reads a line or node number: 1 to 3 digits without a
+// leading zero, from 1 to numplan.MaxLine (254). A node index stops at
+// numplan.MaxNode (253), but no peer has 254, so findPeer refuses it.
 func smallNumber(s string) (int, bool) {
 	if s == "" || len(s) > 3 || s[0] == '0' {
 		return 0, false
@@ -370,33 +428,46 @@ func smallNumber(s string) (int, bool) {
 		}
 		n = n*10 + int(s[i]-'0')
 	}
-	return n, n >= 1 && n <= 253
+	return n, numplan.ValidLine(n)
 }
 
-// byName reads `<peer>`, `<peer>.<s>` and line labels.
+// byName reads names, in the order the package doc gives: our labels,
+// `<peer>`, `<peer>.<s>`, `<peer>.<label>`, then peers' labels.
 func byName(d string, env Env) (Decision, bool) {
-	name, line := d, 1
-	if i := strings.LastIndexByte(d, '.'); i > 0 {
-		if n, ok := smallNumber(d[i+1:]); ok {
-			name, line = d[:i], n
+	switch found := labelled(env.Labels, d); len(found) {
+	case 0:
+	case 1:
+		// Ours even when the line is not up: 404 then, never a peer's.
+		dec := local(env, found[0])
+		dec.Reason = "label " + d + ": " + dec.Reason
+		return dec, true
+	default:
+		return Decision{Kind: Refuse, Code: 485, Reason: fmt.Sprintf("lines %s here are labelled %q: dial one by number", joinInts(found), d)}, true
+	}
+	if pi, ok := findPeerName(env, d); ok {
+		return Decision{Kind: Peer, Peer: pi.Index, Line: 1, Reason: "name " + pi.Name}, true
+	}
+	// <peer>.<line or label>. Names and labels may hold dots themselves,
+	// so the name is the longest part before a dot that names a peer.
+	for i := strings.LastIndexByte(d, '.'); i > 0; i = strings.LastIndexByte(d[:i], '.') {
+		pi, ok := findPeerName(env, d[:i])
+		if !ok {
+			continue
 		}
+		rest := d[i+1:]
+		if n, ok := smallNumber(rest); ok {
+			return Decision{Kind: Peer, Peer: pi.Index, Line: n, Reason: "name " + pi.Name}, true
+		}
+		if isDigits(rest) {
+			return Decision{Kind: Refuse, Code: 404, Reason: fmt.Sprintf("%s has no line %s", pi.Name, rest)}, true
+		}
+		return peerLabel(pi, rest), true
 	}
-	if pi, ok := findPeer(env, name); ok && !isDigits(name) {
-		return Decision{Kind: Peer, Peer: pi.Index, Line: line, Reason: "name " + pi.Name}, true
-	}
-	// A label names one line; if two lines share it, refuse rather than
-	// guess which one the caller meant.
+	// A peer's label alone: only when it names one line of all peers.
 	var found []Decision
-	for s, l := range env.Labels {
-		if l != "" && strings.EqualFold(l, d) {
-			found = append(found, Decision{Kind: Local, Line: s, Reason: "label " + l})
-		}
-	}
 	for _, p := range env.Peers {
-		for s, l := range p.Labels {
-			if l != "" && strings.EqualFold(l, d) {
-				found = append(found, Decision{Kind: Peer, Peer: p.Index, Line: s, Reason: "label " + l + " at " + p.Name})
-			}
+		for _, s := range labelled(p.Labels, d) {
+			found = append(found, Decision{Kind: Peer, Peer: p.Index, Line: s, Reason: "label " + d + " at " + p.Name})
 		}
 	}
 	switch len(found) {
@@ -405,7 +476,11 @@ func byName(d string, env Env) (Decision, bool) {
 	case 1:
 		return found[0], true
 	}
-	return Decision{Kind: Refuse, Code: 485, Reason: fmt.Sprintf("%d lines are labelled %q: dial one by number", len(found), d)}, true
+	var where []string
+	for _, f := range found {
+		where = append(where, fmt.Sprintf("%d*%d", f.Peer, f.Line))
+	}
+	return Decision{Kind: Refuse, Code: 485, Reason: fmt.Sprintf("%d lines of peers are labelled %q (%s): dial <peer>.%s or a number", len(found), d, strings.Join(where, ", "), d)}, true
 }
 
 func isDigits(s string) bool {

@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/peerline/peerline/pkg/numplan"
 )
 
 var env = Env{
@@ -49,7 +51,7 @@ func TestRoute(t *testing.T) {
 		{"mum", Decision{Kind: Peer, Peer: 12, Line: 1}}, // peer name before the label
 		{"hall", Decision{Kind: Peer, Peer: 7, Line: 1}},
 		{"kitchen", Decision{Kind: Local, Line: 1}},
-		{"office", Decision{Kind: Refuse, Code: 485}}, // local line 2 and alice's line 2
+		{"office", Decision{Kind: Local, Line: 2}}, // ours before alice's line 2
 		{"0049301234", Decision{Kind: Trunk, Trunk: "provider", Number: "+49301234"}},
 		{"0301234", Decision{Kind: Trunk, Trunk: "provider", Number: "0301234"}},
 		{"9", Decision{Kind: Peer, Peer: 7, Line: 2}},
@@ -123,6 +125,101 @@ func TestLineSet(t *testing.T) {
 	}
 }
 
+// Peers' labels, as they announced them, and the ambiguities: our own
+// labels before peers' names, peers' names before their labels, numbers
+// before labels, and one label on two lines at one level refused with 485.
+func TestPeerLabels(t *testing.T) {
+	e := Env{
+		Node: "home", LineSet: []int{1, 2}, Labels: map[int]string{1: "kitchen", 2: "office", 3: "porch"},
+		Peers: []PeerInfo{
+			{Index: 4, Name: "bob", Labels: map[int]string{1: "kitchen", 2: "hall", 3: "garage", 4: "garage", 5: "7", 6: "mum"}},
+			{Index: 12, Name: "Mum", Labels: map[int]string{1: "hall"}},
+			{Index: 7, Name: "Alice's Pi", Labels: map[int]string{1: "porch", 2: "front.door", 3: "door"}},
+		},
+	}
+	for _, tc := range []struct {
+		user, host string
+		want       Decision
+	}{
+		{"bob.kitchen", "", Decision{Kind: Peer, Peer: 4, Line: 1}},
+		{"BOB.Kitchen", "", Decision{Kind: Peer, Peer: 4, Line: 1}},
+		{"kitchen", "", Decision{Kind: Local, Line: 1}}, // ours, though bob has one too
+		{"bob.hall", "", Decision{Kind: Peer, Peer: 4, Line: 2}},
+		{"mum.hall", "", Decision{Kind: Peer, Peer: 12, Line: 1}},
+		{"hall", "", Decision{Kind: Refuse, Code: 485}},       // bob's and mum's
+		{"garage", "", Decision{Kind: Refuse, Code: 485}},     // two of bob's lines
+		{"bob.garage", "", Decision{Kind: Refuse, Code: 485}}, // the same, by name
+		{"bob.7", "", Decision{Kind: Peer, Peer: 4, Line: 7}}, // a number, not line 5's label "7"
+		{"bob.300", "", Decision{Kind: Refuse, Code: 404}},
+		{"bob.nothing", "", Decision{Kind: Refuse, Code: 404}},
+		{"bob.", "", Decision{Kind: Refuse, Code: 404}},
+		{"mum", "", Decision{Kind: Peer, Peer: 12, Line: 1}}, // a peer's name before bob's label
+		{"porch", "", Decision{Kind: Refuse, Code: 404}},     // our line 3's label, and line 3 is not up
+		{"Alice's Pi.porch", "", Decision{Kind: Peer, Peer: 7, Line: 1}},
+		{"door", "", Decision{Kind: Peer, Peer: 7, Line: 3}}, // one line of all peers has it
+		{"alice-s-pi.porch", "", Decision{Kind: Peer, Peer: 7, Line: 1}},
+		{"Alice's Pi.front.door", "", Decision{Kind: Peer, Peer: 7, Line: 2}}, // a dot in the label
+		{"alice-s-pi.2", "", Decision{Kind: Peer, Peer: 7, Line: 2}},          // the phonebook's form
+		{"kitchen", "bob", Decision{Kind: Peer, Peer: 4, Line: 1}},
+		{"KITCHEN", "bob", Decision{Kind: Peer, Peer: 4, Line: 1}},
+		{"garage", "bob", Decision{Kind: Refuse, Code: 485}},
+		{"7", "bob", Decision{Kind: Peer, Peer: 4, Line: 7}},
+		{"hall", "mum", Decision{Kind: Peer, Peer: 12, Line: 1}},
+		{"front.door", "alice-s-pi", Decision{Kind: Peer, Peer: 7, Line: 2}},
+		{"porch", "bob", Decision{Kind: Refuse, Code: 404}}, // alice's label, not bob's
+		{"kitchen", "home", Decision{Kind: Local, Line: 1}},
+	} {
+		got := (*Plan)(nil).RouteURI(tc.user, tc.host, e)
+		if got.Reason == "" {
+			t.Errorf("sip:%s@%s: no reason", tc.user, tc.host)
+		}
+		if got.Code == 485 && !strings.Contains(got.Reason, "number") {
+			t.Errorf("sip:%s@%s: 485 without saying to dial a number: %q", tc.user, tc.host, got.Reason)
+		}
+		got.Reason = ""
+		if got != tc.want {
+			t.Errorf("sip:%s@%s: %+v, want %+v", tc.user, tc.host, got, tc.want)
+		}
+	}
+}
+
+// Line 254 is a line (numplan.MaxLine): it registers, so it must be
+// dialled too, by number, short number, URI and rule. 255 is none.
+func TestLine254(t *testing.T) {
+	e := Env{Node: "home", LineSet: []int{1, 254}, Peers: []PeerInfo{{Index: 7, Name: "alice"}}}
+	plan, err := Compile([]Rule{{Match: "9", Target: "line:254"}, {Match: "8", Target: "peer:alice.254"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		user, host string
+		want       Decision
+	}{
+		{"254", "", Decision{Kind: Local, Line: 254}},
+		{"254", "home", Decision{Kind: Local, Line: 254}},
+		{"9", "", Decision{Kind: Local, Line: 254}},
+		{"7*254", "", Decision{Kind: Peer, Peer: 7, Line: 254}},
+		{"alice.254", "", Decision{Kind: Peer, Peer: 7, Line: 254}},
+		{"8", "", Decision{Kind: Peer, Peer: 7, Line: 254}},
+		{"254", "alice", Decision{Kind: Peer, Peer: 7, Line: 254}},
+		{"255", "", Decision{Kind: Refuse, Code: 404}},
+		{"7*255", "", Decision{Kind: Refuse, Code: 404}},
+		{"255", "alice", Decision{Kind: Refuse, Code: 404}},
+		{"254*1", "", Decision{Kind: Refuse, Code: 404}}, // no node is 254: it is the wire's
+	} {
+		got := plan.RouteURI(tc.user, tc.host, e)
+		got.Reason = ""
+		if got != tc.want {
+			t.Errorf("sip:%s@%s: %+v, want %+v", tc.user, tc.host, got, tc.want)
+		}
+	}
+	for _, tgt := range []string{"line:255", "peer:alice.255", "line:0"} {
+		if _, err := Compile([]Rule{{Match: "1", Target: tgt}}); err == nil || !strings.Contains(err.Error(), "from 1 to 254") {
+			t.Errorf("target %s: %v, want an error naming 1 to 254", tgt, err)
+		}
+	}
+}
+
 func TestHostName(t *testing.T) {
 	for in, want := range map[string]string{"alice": "alice", "Alice's Pi": "alice-s-pi", "  Mum ": "mum", "Zoë": "zo", "": "", "--": ""} {
 		if got := HostName(in); got != want {
@@ -154,7 +251,7 @@ func TestCompileErrors(t *testing.T) {
 	}{
 		{Rule{Match: "(", Target: "line:1"}, "not a regular expression"},
 		{Rule{Match: "1", Target: "lines:1"}, `target must be "line:<n>"`},
-		{Rule{Match: "1", Target: "line:0"}, "from 1 to 253"},
+		{Rule{Match: "1", Target: "line:0"}, "from 1 to 254"},
 		{Rule{Match: "1", Target: "line:"}, "target must be"},
 		{Rule{Match: "1", Target: "peer:alice.x"}, "line after the dot"},
 		{Rule{Match: "1", Target: "peer:.2"}, "target must be"},
@@ -186,7 +283,7 @@ func FuzzRoute(f *testing.F) {
 	for _, s := range []string{"1", "7*2", "alice.2", "office", "0049301234", "9*", "**", "alice.", ".2", "1.1"} {
 		f.Add(s, `0(\d+)`, "trunk:provider")
 	}
-	for _, s := range []string{"2@alice", "hall@alice", "@mum", "1@home", "7*2@10.0.1.2", "1@[::1]", "1@7"} {
+	for _, s := range []string{"2@alice", "hall@alice", "@mum", "1@home", "7*2@10.0.1.2", "1@[::1]", "1@7", "alice.hall", "alice.office@10.0.1.2", "254@alice", "7*254"} {
 		f.Add(s, `9`, "peer:alice.2")
 	}
 	f.Fuzz(func(t *testing.T, dial, match, tgt string) {
@@ -215,7 +312,7 @@ func check(t *testing.T, d Decision) {
 				t.Fatalf("local line %d of %d", d.Line, env.Lines)
 			}
 		case Peer:
-			if _, ok := findPeer(env, strconv.Itoa(d.Peer)); !ok || d.Line < 1 || d.Line > 253 {
+			if _, ok := findPeer(env, strconv.Itoa(d.Peer)); !ok || !numplan.ValidLine(d.Line) {
 				t.Fatalf("peer decision %+v names no paired peer line", d)
 			}
 		case Trunk:

@@ -385,7 +385,7 @@ func (nd *node) directory(ctx context.Context) (provision.Directory, error) {
 		d.Lines = append(d.Lines, provision.Line{Line: l, Label: cfg.LineLabels[l]})
 	}
 	for _, p := range cfg.Peers {
-		d.Peers = append(d.Peers, provision.Peer{Index: p.Index, Name: p.Name, Lines: p.Lines})
+		d.Peers = append(d.Peers, provision.Peer{Index: p.Index, Name: p.Name, Lines: p.Lines, LineLabels: p.LineLabels})
 	}
 	return d, nil
 }

@@ -107,14 +107,15 @@ func sipRules(cfg *config.Config) []dialplan.Rule {
 }
 
 // sipEnv is the dial plan's view of the node: its lines and labels, and
-// every paired peer by index and name.
+// every paired peer by index and name with its lines' labels as it
+// announced them, so bob.kitchen and sip:kitchen@bob reach its line.
 func sipEnv(cfg *config.Config, lines []int) dialplan.Env {
 	env := dialplan.Env{Node: cfg.Name, LineSet: slices.Clone(lines), Labels: cfg.LineLabels}
 	if env.LineSet == nil {
 		env.LineSet = []int{}
 	}
 	for _, p := range cfg.Peers {
-		env.Peers = append(env.Peers, dialplan.PeerInfo{Index: p.Index, Name: p.Name})
+		env.Peers = append(env.Peers, dialplan.PeerInfo{Index: p.Index, Name: p.Name, Labels: p.LineLabels})
 	}
 	for _, t := range cfg.Trunks {
 		env.Trunks = append(env.Trunks, t.Name)
@@ -166,7 +167,7 @@ func (nd *node) lines(ctx context.Context) (control.Lines, error) {
 		l := &out.Lines[k]
 		_, l.Account = nd.sip.passwords.Lookup(l.Line)
 		if b, ok := bound[l.Line]; ok {
-			l.Registration = &control.Registration{Contact: b.Contact, Source: b.Source.String(), UserAgent: b.UserAgent, Expires: b.Expires.UTC()}
+			l.Registration = &control.Registration{Contact: b.Contact, Source: b.Source.String(), UserAgent: b.UserAgent, Digest: b.Digest, Expires: b.Expires.UTC()}
 		}
 	}
 	for _, c := range nd.sip.svc.Recent() {
@@ -196,7 +197,7 @@ func linesFrom(cfg *config.Config, lines []int) control.Lines {
 		ph := dialplan.HostName(p.Name)
 		for _, s := range peerLines {
 			pl := control.PeerLine{
-				Peer: p.Index, Name: p.Name, Line: s,
+				Peer: p.Index, Name: p.Name, Line: s, Label: p.LineLabels[s],
 				Short:   strconv.Itoa(p.Index) + "*" + strconv.Itoa(s),
 				Address: numplan.Phone(uint8(p.Index), uint8(s)),
 			}

@@ -15,7 +15,7 @@ func TestLinesFrom(t *testing.T) {
 		Name:       "Bob's Pi",
 		LineLabels: map[int]string{1: "kitchen", 3: "Front Door"},
 		Peers: []config.Peer{
-			{Index: 7, Name: "alice", Lines: []int{1, 2}},
+			{Index: 7, Name: "alice", Lines: []int{1, 2}, LineLabels: map[int]string{2: "hall"}},
 			{Index: 9},
 		},
 	}
@@ -30,15 +30,15 @@ func TestLinesFrom(t *testing.T) {
 	if !slices.Equal(ls.Lines[1].URIs, []string{"sip:3@bob-s-pi"}) {
 		t.Errorf("line 3 URIs %v", ls.Lines[1].URIs)
 	}
-	type pl struct{ uri, short, dial, addr string }
+	type pl struct{ label, uri, short, dial, addr string }
 	var got []pl
 	for _, p := range ls.Peers {
-		got = append(got, pl{p.URI, p.Short, p.Dial, p.Address.String()})
+		got = append(got, pl{p.Label, p.URI, p.Short, p.Dial, p.Address.String()})
 	}
 	want := []pl{
-		{"sip:1@alice", "7*1", "alice.1", "10.7.1.1"},
-		{"sip:2@alice", "7*2", "alice.2", "10.7.2.1"},
-		{"", "9*1", "", "10.9.1.1"}, // no name: its short number and address only
+		{"", "sip:1@alice", "7*1", "alice.1", "10.7.1.1"},
+		{"hall", "sip:2@alice", "7*2", "alice.2", "10.7.2.1"}, // alice's own label for its line 2
+		{"", "", "9*1", "", "10.9.1.1"},                       // no name: its short number and address only
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("peer lines %v, want %v", got, want)
@@ -48,7 +48,15 @@ func TestLinesFrom(t *testing.T) {
 	// beside it.
 	env := sipEnv(cfg, []int{1, 3})
 	for _, p := range ls.Peers {
-		for _, dialled := range []string{p.Short, p.Dial} {
+		byLabel := ""
+		if p.Label != "" && p.Dial != "" {
+			byLabel = dialplan.HostName(p.Name) + "." + p.Label
+			user, host := p.Label, dialplan.HostName(p.Name)
+			if d := (*dialplan.Plan)(nil).RouteURI(user, host, env); d.Kind != dialplan.Peer || d.Peer != p.Peer || d.Line != p.Line {
+				t.Errorf("sip:%s@%s: %+v, want peer %d line %d", user, host, d, p.Peer, p.Line)
+			}
+		}
+		for _, dialled := range []string{p.Short, p.Dial, byLabel} {
 			if dialled == "" {
 				continue
 			}
@@ -100,5 +108,40 @@ func TestSIPPlanFollowsConfig(t *testing.T) {
 	first, again := s.planFor(c2, log), s.planFor(c2, log)
 	if first != again {
 		t.Error("the plan is compiled again for an unchanged config")
+	}
+}
+
+// A peer's labels, as it announced them into the config, route: by name
+// (bob.kitchen), by URI (sip:kitchen@bob) and alone when only one line
+// anywhere has the label; our own label comes first.
+func TestSIPEnvPeerLabels(t *testing.T) {
+	cfg := &config.Config{
+		Name:       "home",
+		LineLabels: map[int]string{1: "office"},
+		Peers: []config.Peer{
+			{Index: 4, Name: "bob", Lines: []int{1, 2}, LineLabels: map[int]string{1: "kitchen", 2: "office"}},
+			{Index: 5, Name: "carol", LineLabels: map[int]string{1: "kitchen"}},
+		},
+	}
+	env := sipEnv(cfg, []int{1})
+	for _, tc := range []struct {
+		user, host string
+		kind       dialplan.Kind
+		peer, line int
+	}{
+		{"bob.kitchen", "", dialplan.Peer, 4, 1},
+		{"bob.office", "10.0.1.2", dialplan.Peer, 4, 2},
+		{"kitchen", "bob", dialplan.Peer, 4, 1},
+		{"kitchen", "carol", dialplan.Peer, 5, 1},
+		{"office", "", dialplan.Local, 0, 1},   // ours, not bob's
+		{"kitchen", "", dialplan.Refuse, 0, 0}, // bob's and carol's: 485
+	} {
+		d := (*dialplan.Plan)(nil).RouteURI(tc.user, tc.host, env)
+		if d.Kind != tc.kind || d.Peer != tc.peer || d.Line != tc.line {
+			t.Errorf("sip:%s@%s: %+v, want %v peer %d line %d", tc.user, tc.host, d, tc.kind, tc.peer, tc.line)
+		}
+	}
+	if d := (*dialplan.Plan)(nil).Route("kitchen", env); d.Code != 485 {
+		t.Errorf("kitchen, labelled at bob and carol: %+v, want 485", d)
 	}
 }

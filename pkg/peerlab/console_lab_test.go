@@ -31,6 +31,14 @@ import (
 	"github.com/peerline/peerline/pkg/control"
 	"github.com/peerline/peerline/pkg/lab"
 	"github.com/peerline/peerline/pkg/numplan"
+	"github.com/peerline/peerline/pkg/trunkconfig"
+)
+
+// The console test's trunk: a registrar address on the lab's Internet
+// segment where no host is, and an account number the page must not show.
+const (
+	deadRegistrar = "198.51.100.250"
+	trunkAccount  = "4930123456"
 )
 
 // TestConsoleBrowser is the owner's story in a real browser: a laptop on
@@ -64,6 +72,16 @@ func TestConsoleBrowser(t *testing.T) {
 		},
 	}})
 	if err != nil {
+		t.Fatal(err)
+	}
+	// A has a trunk whose registrar nobody answers (an unused address on
+	// the lab's Internet segment, nothing leaves the lab): its status must
+	// reach the console's Lines page, and its account must not. Line 1
+	// is the first the handsets lease (any line works: the trunk waits
+	// only for it to be up).
+	n.A.Config.Trunks = []trunkconfig.Config{{Name: "provider", Registrar: deadRegistrar, User: trunkAccount, Password: "trunk-secret-pw",
+		Lines: []int{1}, Prefix: "0"}}
+	if err := n.A.writeConfig(); err != nil {
 		t.Fatal(err)
 	}
 	// -boot-file takes effect at the next start.
@@ -339,6 +357,17 @@ func TestConsoleBrowser(t *testing.T) {
 		t.Errorf("A: phones page after labelling:\n%s", text)
 	}
 	a.shot("phones")
+	a.open(consoleA + "/lines")
+	text = a.waitText(40*time.Second, true, "failed: no answer from "+deadRegistrar)
+	if !strings.Contains(text, "Outside lines") || !strings.Contains(text, "provider") {
+		t.Errorf("A: the Lines page does not list the trunk:\n%s", text)
+	}
+	for _, secret := range []string{trunkAccount, "trunk-secret-pw"} {
+		if strings.Contains(text, secret) {
+			t.Errorf("A: the Lines page shows the trunk's account or password (%q)", secret)
+		}
+	}
+	a.shot("lines-trunk")
 	a.open(consoleA + "/logs")
 	a.shot("logs")
 	checkDiagnostics(t, laptopA.Host, consoleA, pwA, n.A.BootFile)
@@ -430,7 +459,7 @@ func mustGet(t *testing.T, c *http.Client, u string, want int) string {
 }
 
 // docsShots are the screenshots the README shows.
-var docsShots = []string{"A-01-status", "A-02-setup", "A-03-invite", "B-04-joined", "A-04-peers", "A-05-calls-live", "A-09-settings-error"}
+var docsShots = []string{"A-01-status", "A-02-setup", "A-03-invite", "B-04-joined", "A-04-peers", "A-05-calls-live", "A-10-settings-error"}
 
 // copyDocsShots copies the README's screenshots into the directory
 // PEERLINE_DOCS_SHOTS names (docs/console): how they are made.

@@ -25,6 +25,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/peerline/peerline/pkg/numplan"
 )
 
 // MaxHeader bounds how much of a header value is read; longer values are
@@ -199,7 +201,7 @@ const StatusAnonymityDisallowed = 433
 // Rule is the policy for one source: the config's shape.
 type Rule struct {
 	Action Action `json:"action"`
-	// Line is the line to ring for Redirect (1..253).
+	// Line is the line to ring for Redirect (numplan.MinLine..MaxLine).
 	Line int `json:"line,omitempty"`
 }
 
@@ -210,8 +212,8 @@ func (r Rule) validate() error {
 			return fmt.Errorf("line %d is only for action %q", r.Line, Redirect)
 		}
 	case Redirect:
-		if r.Line < 1 || r.Line > 253 {
-			return fmt.Errorf("action %q needs a line 1..253 to ring, got %d", Redirect, r.Line)
+		if !numplan.ValidLine(r.Line) {
+			return fmt.Errorf("action %q needs a line %d..%d to ring, got %d", Redirect, numplan.MinLine, numplan.MaxLine, r.Line)
 		}
 	default:
 		return fmt.Errorf("action %q: want accept, refuse or redirect", r.Action)

@@ -127,6 +127,19 @@ func TestPolicyValidate(t *testing.T) {
 	}
 }
 
+// The last line numplan allows can be rung like any other: the redirect
+// once stopped at 253 while phones register on 254.
+func TestRedirectToLastLine(t *testing.T) {
+	pol := Policy{Peers: map[string]Rule{"p": {Action: Redirect, Line: 254}}}
+	if err := pol.Validate([]int{1, 254}); err != nil {
+		t.Errorf("Validate = %v, want nil", err)
+	}
+	pol.Peers["p"] = Rule{Action: Redirect, Line: 255}
+	if err := pol.Validate([]int{1, 254}); err == nil || !strings.Contains(err.Error(), "needs a line 1..254") {
+		t.Errorf("Validate = %v, want the line range named", err)
+	}
+}
+
 func TestWithhold(t *testing.T) {
 	w := Withhold{Prefix: "*31*", Lines: []int{3}}
 	for _, tt := range []struct {

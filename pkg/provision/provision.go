@@ -96,6 +96,9 @@ type Peer struct {
 	Name  string
 	// Lines are the peer's lines; empty means line 1 only.
 	Lines []int
+	// LineLabels are the peer's own names for its lines, as it announced
+	// them; an entry shows "<peer> - <label>" instead of "line <s>".
+	LineLabels map[int]string
 }
 
 // maxName bounds names and labels on the phones' small screens, and the
@@ -289,8 +292,12 @@ func phonebookEntries(dir Directory, line int) ([]entry, error) {
 			if !numplan.ValidLine(s) {
 				return nil, fmt.Errorf("%w: peer %q line %d is outside %d-%d", ErrInvalid, p.Name, s, numplan.MinLine, numplan.MaxLine)
 			}
+			what := cleanName(p.LineLabels[s])
+			if what == "" {
+				what = "line " + strconv.Itoa(s)
+			}
 			e := entry{
-				Name: fitName(name, " - ", "line "+strconv.Itoa(s)),
+				Name: fitName(name, " - ", what),
 				Addr: numplan.Phone(uint8(p.Index), uint8(s)),
 			}
 			if h := dialplan.HostName(p.Name); h != "" && dir.Password != nil {

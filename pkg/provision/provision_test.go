@@ -478,3 +478,27 @@ func TestOfferedCodecs(t *testing.T) {
 		}
 	}
 }
+
+// A peer's line shows the label the peer gave it, cleaned like every name
+// a peer chooses; the number to dial stays the address.
+func TestPhonebookPeerLabels(t *testing.T) {
+	d := exampleDir()
+	d.Peers[0].LineLabels = map[int]string{2: "  Front\n Door ", 5: "not a line of bob's list"}
+	d.Peers[1].LineLabels = map[int]string{1: "\x00\x01"} // nothing printable: "line 1"
+	es, err := phonebookEntries(d, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range es {
+		got = append(got, e.Name+"="+e.Addr.String())
+	}
+	want := []string{"alice - line 2=10.0.2.1", "bob - Front Door=10.7.2.1", "bob - line 1=10.7.1.1", "carol - line 1=10.9.1.1"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("entries %q, want %q", got, want)
+	}
+	b, err := Phonebook(Grandstream, d, 1)
+	if err != nil || !strings.Contains(string(b), "<LastName>bob - Front Door</LastName>") {
+		t.Errorf("Grandstream phonebook (%v):\n%s", err, b)
+	}
+}

@@ -42,7 +42,10 @@ type Binding struct {
 	Contact   string // the phone's Contact URI as it sent it
 	Source    netip.AddrPort
 	UserAgent string
-	Expires   time.Time
+	// Digest is the algorithm the phone authenticated with, "SHA-256" or
+	// "MD5": the owner can see which phones still use MD5.
+	Digest  string
+	Expires time.Time
 }
 
 // Accounts says which users exist: the line a user logs in as and its
@@ -142,11 +145,11 @@ func (r *Registrar) decide(req *sip.Request) *sip.Response {
 		return sip.NewResponseFromRequest(req, sip.StatusBadRequest, "Bad Request", nil)
 	}
 	now := r.now()
-	authz := req.GetHeader("Authorization")
-	if authz == nil {
+	authz := req.GetHeaders("Authorization")
+	if len(authz) == 0 {
 		return r.challenge(req, src.Addr(), now, false)
 	}
-	creds, err := sipauth.ParseAuthorization(authz.Value())
+	creds, err := strongest(authz)
 	if err != nil {
 		r.count(func(s *Stats) { s.Refused++ })
 		return sip.NewResponseFromRequest(req, sip.StatusBadRequest, "Malformed Authorization", nil)
@@ -156,13 +159,10 @@ func (r *Registrar) decide(req *sip.Request) *sip.Response {
 	if sameURI(creds.URI, req.Recipient) {
 		uri = creds.URI
 	}
+	// The account was looked up for creds.Username, the only user Check
+	// asks about.
 	result := r.auth.Check(sipauth.Request{Method: string(req.Method), URI: uri, Src: src.Addr()}, creds,
-		func(user string) (string, bool) {
-			if !known || user != creds.Username {
-				return "", false
-			}
-			return pass, true
-		}, now)
+		func(string) (string, bool) { return pass, known }, now)
 	switch result {
 	case sipauth.Challenge:
 		return r.challenge(req, src.Addr(), now, false)
@@ -186,13 +186,51 @@ func (r *Registrar) decide(req *sip.Request) *sip.Response {
 		r.count(func(s *Stats) { s.Refused++ })
 		return sip.NewResponseFromRequest(req, sip.StatusForbidden, "Forbidden: register your own line", nil)
 	}
-	return r.bind(req, line, src, now)
+	digest := "MD5"
+	if strings.EqualFold(creds.Algorithm, "SHA-256") {
+		digest = "SHA-256"
+	}
+	return r.bind(req, line, src, digest, now)
+}
+
+// strongest picks the answer to check when a phone answered several
+// challenges: RFC 3261 §22.3 lets it send one Authorization per
+// WWW-Authenticate, and libre 3.12 and later (baresip) does, SHA-256 and
+// MD5 both. The SHA-256 one is checked whatever the order, so a client
+// that can do SHA-256 is never judged on its MD5 answer.
+func strongest(hs []sip.Header) (sipauth.Credentials, error) {
+	var first sipauth.Credentials
+	var firstErr error
+	found := false
+	for _, h := range hs {
+		c, err := sipauth.ParseAuthorization(h.Value())
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		if strings.EqualFold(c.Algorithm, "SHA-256") {
+			return c, nil
+		}
+		if !found {
+			first, found = c, true
+		}
+	}
+	if !found {
+		return sipauth.Credentials{}, firstErr
+	}
+	return first, nil
 }
 
 func (r *Registrar) challenge(req *sip.Request, src netip.Addr, now time.Time, stale bool) *sip.Response {
 	r.count(func(s *Stats) { s.Challenged++ })
 	res := sip.NewResponseFromRequest(req, sip.StatusUnauthorized, "Unauthorized", nil)
-	for _, c := range r.auth.Challenges(src, now, stale) {
+	ua := ""
+	if h := req.GetHeader("User-Agent"); h != nil {
+		ua = h.Value()
+	}
+	for _, c := range r.auth.Challenges(src, ua, now, stale) {
 		res.AppendHeader(sip.NewHeader("WWW-Authenticate", c))
 	}
 	return res
@@ -201,7 +239,7 @@ func (r *Registrar) challenge(req *sip.Request, src netip.Addr, now time.Time, s
 // bind applies the REGISTER's Contact (RFC 3261 §10.3 steps 6-8): none is
 // a query, `*` with Expires 0 removes, otherwise the line's one binding is
 // replaced; a line is one phone.
-func (r *Registrar) bind(req *sip.Request, line int, src netip.AddrPort, now time.Time) *sip.Response {
+func (r *Registrar) bind(req *sip.Request, line int, src netip.AddrPort, digest string, now time.Time) *sip.Response {
 	expires := DefaultExpires
 	if h := req.GetHeader("Expires"); h != nil {
 		if n, err := strconv.Atoi(strings.TrimSpace(h.Value())); err == nil && n >= 0 {
@@ -237,7 +275,7 @@ func (r *Registrar) bind(req *sip.Request, line int, src netip.AddrPort, now tim
 		}
 		r.bindings[line] = Binding{
 			Line: line, Contact: contact.Address.String(), Source: src,
-			UserAgent: ua, Expires: now.Add(time.Duration(expires) * time.Second),
+			UserAgent: ua, Digest: digest, Expires: now.Add(time.Duration(expires) * time.Second),
 		}
 		r.stats.Registered++
 	}
@@ -251,7 +289,7 @@ func (r *Registrar) bind(req *sip.Request, line int, src netip.AddrPort, now tim
 	}
 	res.AppendHeader(sip.NewHeader("Date", now.UTC().Format(time.RFC1123)))
 	if contact != nil && expires > 0 {
-		r.log.Info("registrar: registered", "line", line, "contact", b.Contact, "src", src, "expires", expires)
+		r.log.Info("registrar: registered", "line", line, "contact", b.Contact, "src", src, "digest", digest, "expires", expires)
 	}
 	return res
 }

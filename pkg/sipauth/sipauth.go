@@ -161,13 +161,15 @@ func New(cfg Config) *Authenticator {
 }
 
 // Challenges returns the WWW-Authenticate values for a 401 to src, one per
-// offered algorithm, each with its own fresh nonce.
-func (a *Authenticator) Challenges(src netip.Addr, now time.Time, stale bool) []string {
+// offered algorithm, each with its own fresh nonce. userAgent is the
+// request's User-Agent header ("" if none): a client known to fail on any
+// challenge naming SHA-256 is offered MD5 alone (md5OnlyAgent).
+func (a *Authenticator) Challenges(src netip.Addr, userAgent string, now time.Time, stale bool) []string {
 	order := []struct {
 		bit  Algorithms
 		name string
 	}{{SHA256, "SHA-256"}, {MD5, "MD5"}}
-	if a.cfg.Offer == Both && a.md5Only(src, now) {
+	if a.cfg.Offer == Both && (md5OnlyAgent(userAgent) || a.md5Only(src, now)) {
 		order = order[1:]
 	}
 	var out []string
@@ -189,6 +191,37 @@ func (a *Authenticator) Challenges(src netip.Addr, now time.Time, stale bool) []
 		out = append(out, b.String())
 	}
 	return out
+}
+
+// md5OnlyAgent says whether userAgent names a client that cannot answer
+// SHA-256 and, worse, fails the whole 401 when any of its challenges names
+// it, even with MD5 next to it, whatever the order. Such a client reports
+// an error and retries only after its own back-off; for baresip 1.0 that
+// is 30 to 60 s (libre's sipreg waits failwait(1): 60 s times 0.5 to 1),
+// so learning it from the retry (md5Only) leaves a new phone unregistered
+// for up to a minute. Offering MD5 alone to a client that has nothing
+// else takes nothing from it, and every other client still gets SHA-256
+// first. A client lying in its User-Agent only chooses MD5 for itself,
+// which it could do anyway by answering the MD5 challenge.
+//
+// Known so far:
+//   - baresip before 3.12: libre's sip_auth_authenticate stops at the
+//     first WWW-Authenticate whose algorithm is not MD5 and returns ENOSYS
+//     ("Function not implemented"); libre 3.12 (May 2024) added SHA-256.
+//     Its User-Agent is "baresip v1.0.0 (x86_64/linux)".
+func md5OnlyAgent(ua string) bool {
+	rest, ok := strings.CutPrefix(ua, "baresip v")
+	if !ok {
+		return false
+	}
+	major, rest, _ := strings.Cut(rest, ".")
+	minor, _, _ := strings.Cut(rest, ".")
+	maj, err1 := strconv.Atoi(major)
+	mnr, err2 := strconv.Atoi(minor)
+	if err1 != nil || err2 != nil {
+		return false // not a version we know: offer both, and learn
+	}
+	return maj < 3 || (maj == 3 && mnr < 12)
 }
 
 // md5Only decides what a challenge to src offers and notes it. A source

@@ -82,57 +82,57 @@ func TestCheck(t *testing.T) {
 		want Result
 	}{
 		{"SHA-256 right", func(t *testing.T, a *Authenticator) Result {
-			ch := a.Challenges(phone, t0, false)[0]
+			ch := a.Challenges(phone, "", t0, false)[0]
 			return a.Check(req, answer(t, ch, "1", lines["1"], uri, 1), lookup, t0.Add(time.Second))
 		}, OK},
 		{"MD5 right", func(t *testing.T, a *Authenticator) Result {
-			ch := a.Challenges(phone, t0, false)[1]
+			ch := a.Challenges(phone, "", t0, false)[1]
 			return a.Check(req, answer(t, ch, "2", lines["2"], uri, 1), lookup, t0)
 		}, OK},
 		{"wrong password", func(t *testing.T, a *Authenticator) Result {
-			ch := a.Challenges(phone, t0, false)[0]
+			ch := a.Challenges(phone, "", t0, false)[0]
 			return a.Check(req, answer(t, ch, "1", "guess", uri, 1), lookup, t0)
 		}, Wrong},
 		{"another line's password", func(t *testing.T, a *Authenticator) Result {
-			ch := a.Challenges(phone, t0, false)[0]
+			ch := a.Challenges(phone, "", t0, false)[0]
 			return a.Check(req, answer(t, ch, "1", lines["2"], uri, 1), lookup, t0)
 		}, Wrong},
 		{"unknown user", func(t *testing.T, a *Authenticator) Result {
-			ch := a.Challenges(phone, t0, false)[0]
+			ch := a.Challenges(phone, "", t0, false)[0]
 			return a.Check(req, answer(t, ch, "9", "x", uri, 1), lookup, t0)
 		}, Wrong},
 		{"answer moved to another request URI", func(t *testing.T, a *Authenticator) Result {
-			ch := a.Challenges(phone, t0, false)[0]
+			ch := a.Challenges(phone, "", t0, false)[0]
 			return a.Check(req, answer(t, ch, "1", lines["1"], "sip:10.0.2.2", 1), lookup, t0)
 		}, Wrong},
 		{"nonce made for another address", func(t *testing.T, a *Authenticator) Result {
-			ch := a.Challenges(other, t0, false)[0]
+			ch := a.Challenges(other, "", t0, false)[0]
 			return a.Check(req, answer(t, ch, "1", lines["1"], uri, 1), lookup, t0)
 		}, Challenge},
 		{"nonce from before a restart", func(t *testing.T, a *Authenticator) Result {
-			ch := New(Config{Realm: "peerline"}).Challenges(phone, t0, false)[0]
+			ch := New(Config{Realm: "peerline"}).Challenges(phone, "", t0, false)[0]
 			return a.Check(req, answer(t, ch, "1", lines["1"], uri, 1), lookup, t0)
 		}, Challenge},
 		{"old nonce, right password", func(t *testing.T, a *Authenticator) Result {
-			ch := a.Challenges(phone, t0, false)[0]
+			ch := a.Challenges(phone, "", t0, false)[0]
 			return a.Check(req, answer(t, ch, "1", lines["1"], uri, 1), lookup, t0.Add(6*time.Minute))
 		}, Stale},
 		{"replayed answer", func(t *testing.T, a *Authenticator) Result {
-			c := answer(t, a.Challenges(phone, t0, false)[0], "1", lines["1"], uri, 1)
+			c := answer(t, a.Challenges(phone, "", t0, false)[0], "1", lines["1"], uri, 1)
 			if r := a.Check(req, c, lookup, t0); r != OK {
 				t.Fatalf("first use: %v", r)
 			}
 			return a.Check(req, c, lookup, t0.Add(time.Second))
 		}, Stale},
 		{"nonce reused with a higher count", func(t *testing.T, a *Authenticator) Result {
-			ch := a.Challenges(phone, t0, false)[0]
+			ch := a.Challenges(phone, "", t0, false)[0]
 			if r := a.Check(req, answer(t, ch, "1", lines["1"], uri, 1), lookup, t0); r != OK {
 				t.Fatalf("first use: %v", r)
 			}
 			return a.Check(req, answer(t, ch, "1", lines["1"], uri, 2), lookup, t0.Add(time.Minute))
 		}, OK},
 		{"realm of someone else", func(t *testing.T, a *Authenticator) Result {
-			ch := strings.Replace(a.Challenges(phone, t0, false)[0], `realm="peerline"`, `realm="evil"`, 1)
+			ch := strings.Replace(a.Challenges(phone, "", t0, false)[0], `realm="peerline"`, `realm="evil"`, 1)
 			return a.Check(req, answer(t, ch, "1", lines["1"], uri, 1), lookup, t0)
 		}, Challenge},
 	} {
@@ -149,7 +149,7 @@ func TestCheck(t *testing.T) {
 // otherwise anyone who saw the REGISTER could replay it.
 func TestNoQOPOnce(t *testing.T) {
 	a := New(Config{Realm: "peerline", Offer: MD5})
-	ch := a.Challenges(phone, t0, false)[0]
+	ch := a.Challenges(phone, "", t0, false)[0]
 	c := answer(t, ch, "1", lines["1"], "sip:10.0.1.2", 1)
 	c.QOP, c.NC, c.CNonce = "", "", ""
 	c.Response = response(md5.New, c, "REGISTER", lines["1"])
@@ -171,7 +171,7 @@ func TestGuessingSlowed(t *testing.T) {
 	try := func(pass string, src netip.Addr, at time.Time) Result {
 		r := req
 		r.Src = src
-		return a.Check(r, answer(t, a.Challenges(src, at, false)[0], "1", pass, r.URI, 1), lookup, at)
+		return a.Check(r, answer(t, a.Challenges(src, "", at, false)[0], "1", pass, r.URI, 1), lookup, at)
 	}
 	var got []Result
 	for i := range 5 {
@@ -200,8 +200,8 @@ func TestTablesBounded(t *testing.T) {
 	for i := range 1000 {
 		src := netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)})
 		r := Request{Method: "REGISTER", URI: "sip:10.0.1.2", Src: src}
-		a.Check(r, answer(t, a.Challenges(src, t0, false)[0], "1", "guess", r.URI, 1), lookup, t0)
-		a.Check(r, answer(t, a.Challenges(src, t0, false)[0], "1", lines["1"], r.URI, 1), lookup, t0)
+		a.Check(r, answer(t, a.Challenges(src, "", t0, false)[0], "1", "guess", r.URI, 1), lookup, t0)
+		a.Check(r, answer(t, a.Challenges(src, "", t0, false)[0], "1", lines["1"], r.URI, 1), lookup, t0)
 	}
 	if len(a.failures) > 16 || len(a.used) > 8 {
 		t.Errorf("tables grew to %d sources, %d nonces", len(a.failures), len(a.used))
@@ -217,7 +217,7 @@ func TestChallengesOffer(t *testing.T) {
 		{MD5, []string{"algorithm=MD5"}},
 		{SHA256, []string{"algorithm=SHA-256"}},
 	} {
-		got := New(Config{Realm: "r", Offer: tc.offer}).Challenges(phone, t0, true)
+		got := New(Config{Realm: "r", Offer: tc.offer}).Challenges(phone, "", t0, true)
 		if len(got) != len(tc.want) {
 			t.Fatalf("offer %v: %q", tc.offer, got)
 		}
@@ -241,13 +241,13 @@ func TestChallengesOffer(t *testing.T) {
 func TestOfferFallsBackToMD5(t *testing.T) {
 	a := New(Config{Realm: "peerline"})
 	first := func(src netip.Addr, at time.Time) string {
-		c := a.Challenges(src, at, false)[0]
+		c := a.Challenges(src, "", at, false)[0]
 		return c[strings.Index(c, "algorithm="):strings.Index(c, ", qop")]
 	}
 	if got := first(phone, t0); got != "algorithm=SHA-256" {
 		t.Fatalf("first challenge offers %s first", got)
 	}
-	if got := a.Challenges(phone, t0.Add(30*time.Second), false); len(got) != 1 || !strings.Contains(got[0], "algorithm=MD5") {
+	if got := a.Challenges(phone, "", t0.Add(30*time.Second), false); len(got) != 1 || !strings.Contains(got[0], "algorithm=MD5") {
 		t.Errorf("after an unanswered SHA-256 challenge: %q", got)
 	}
 	if got := first(phone, t0.Add(time.Hour)); got != "algorithm=MD5" {
@@ -255,11 +255,45 @@ func TestOfferFallsBackToMD5(t *testing.T) {
 	}
 
 	req := Request{Method: "REGISTER", URI: "sip:10.0.2.2", Src: other}
-	ch := a.Challenges(other, t0, false)[0]
+	ch := a.Challenges(other, "", t0, false)[0]
 	if r := a.Check(req, answer(t, ch, "2", lines["2"], req.URI, 1), lookup, t0); r != OK {
 		t.Fatalf("SHA-256 answer: %v", r)
 	}
 	if got := first(other, t0.Add(10*time.Minute)); got != "algorithm=SHA-256" {
 		t.Errorf("a phone that answered SHA-256 is offered %s first", got)
+	}
+}
+
+// A client known to fail on any challenge naming SHA-256 is offered MD5
+// alone from its first REGISTER; every other client gets SHA-256 first.
+func TestKnownMD5OnlyAgents(t *testing.T) {
+	for _, tc := range []struct {
+		ua   string
+		want []string // the algorithms offered, in order
+	}{
+		{"baresip v1.0.0 (x86_64/linux)", []string{"MD5"}},
+		{"baresip v2.9.0 (aarch64/linux)", []string{"MD5"}},
+		{"baresip v3.11.0 (x86_64/Linux)", []string{"MD5"}},
+		{"baresip v3.12.0 (x86_64/Linux)", []string{"SHA-256", "MD5"}},
+		{"baresip v4.0.0 (x86_64/Linux)", []string{"SHA-256", "MD5"}},
+		{"baresip vX", []string{"SHA-256", "MD5"}},
+		{"Grandstream GXP1610 1.0.7.13", []string{"SHA-256", "MD5"}},
+		{"Yealink SIP-T19P_E2 53.84.0.125", []string{"SHA-256", "MD5"}},
+		{"", []string{"SHA-256", "MD5"}},
+	} {
+		// A fresh source each time, so nothing learnt interferes.
+		a := New(Config{Realm: "peerline"})
+		var got []string
+		for _, c := range a.Challenges(phone, tc.ua, t0, false) {
+			got = append(got, c[strings.Index(c, "algorithm=")+len("algorithm="):strings.Index(c, ", qop")])
+		}
+		if strings.Join(got, " ") != strings.Join(tc.want, " ") {
+			t.Errorf("User-Agent %q: offered %v, want %v", tc.ua, got, tc.want)
+		}
+	}
+	// The config's choice stands: SHA-256 alone stays SHA-256 alone.
+	a := New(Config{Realm: "peerline", Offer: SHA256})
+	if got := a.Challenges(phone, "baresip v1.0.0 (x86_64/linux)", t0, false); len(got) != 1 || !strings.Contains(got[0], "algorithm=SHA-256") {
+		t.Errorf("Offer SHA256 to baresip 1.0: %q", got)
 	}
 }

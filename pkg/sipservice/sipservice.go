@@ -25,7 +25,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -197,12 +196,18 @@ func (s *Service) decide(req *sip.Request) (*sip.Response, dialplan.Decision) {
 		user, withheld = privacy.Withhold{Prefix: s.Withhold()}.Apply(0, user)
 	}
 	d := plan.RouteURI(user, req.Recipient.Host, env)
-	var target netip.Addr
+	var contact sip.Uri
 	switch d.Kind {
-	case dialplan.Local:
-		target = numplan.Phone(0, uint8(d.Line))
-	case dialplan.Peer:
-		target = numplan.Phone(uint8(d.Peer), uint8(d.Line))
+	case dialplan.Local, dialplan.Peer:
+		// The user part is the line number, the account user the Pi
+		// provisions on that line: desk phones take any user on a direct
+		// call, softphones look their account up by it.
+		contact = sip.Uri{Scheme: "sip", User: strconv.Itoa(d.Line), Host: numplan.Phone(uint8(d.Peer), uint8(d.Line)).String()}
+		if withheld {
+			// Peer and local calls go straight to the far phone, which
+			// shows what the caller's phone sends; the Pi cannot hide it.
+			d.Reason += " (the withhold prefix applies to trunk calls only)"
+		}
 	case dialplan.Trunk:
 		if s.Trunk == nil {
 			d = dialplan.Decision{Kind: dialplan.Refuse, Code: sip.StatusServiceUnavailable, Reason: "no trunks run on this node"}
@@ -219,23 +224,13 @@ func (s *Service) decide(req *sip.Request) (*sip.Response, dialplan.Decision) {
 		// The trunk's phone-side socket takes the call from here: it
 		// calls out as a back-to-back user agent, with the account's
 		// identity and the Pi relaying the media (pkg/trunk).
-		res := sip.NewResponseFromRequest(req, sip.StatusMovedTemporarily, "Moved Temporarily", nil)
-		res.AppendHeader(&sip.ContactHeader{Address: uri})
-		return res, d
+		contact = uri
 	}
 	if d.Kind == dialplan.Refuse {
 		return sip.NewResponseFromRequest(req, d.Code, reason(d.Code), nil), d
 	}
-	if withheld {
-		// Peer and local calls go straight to the far phone, which shows
-		// what the caller's phone sends; the Pi cannot hide it.
-		d.Reason += " (the withhold prefix applies to trunk calls only)"
-	}
 	res := sip.NewResponseFromRequest(req, sip.StatusMovedTemporarily, "Moved Temporarily", nil)
-	// The user part is the line number, the account user the Pi
-	// provisions on that line: desk phones take any user on a direct call,
-	// softphones look their account up by it.
-	res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: strconv.Itoa(d.Line), Host: target.String()}})
+	res.AppendHeader(&sip.ContactHeader{Address: contact})
 	return res, d
 }
 

@@ -20,7 +20,7 @@ func TestDecide(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := &Service{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Routes: func() (*dialplan.Plan, dialplan.Env) {
-		return plan, dialplan.Env{Node: "home", Lines: 2, Peers: []dialplan.PeerInfo{{Index: 7, Name: "alice"}}, Trunks: []string{"provider", "down"}}
+		return plan, dialplan.Env{Node: "home", LineSet: []int{1, 2, 254}, Peers: []dialplan.PeerInfo{{Index: 7, Name: "alice"}}, Trunks: []string{"provider", "down"}}
 	}}
 	s.Withhold = func() string { return "*31*" }
 	s.Trunk = func(name, number string, withhold bool) (sip.Uri, string, bool) {
@@ -48,6 +48,9 @@ func TestDecide(t *testing.T) {
 		{"alice", 302, "<sip:1@10.7.1.1>", ""},
 		{"alice.2", 302, "<sip:2@10.7.2.1>", ""},
 		{"3", 404, "", ""},
+		{"254", 302, "<sip:254@10.0.254.1>", ""}, // numplan.MaxLine
+		{"7*254", 302, "<sip:254@10.7.254.1>", ""},
+		{"255", 404, "", ""},
 		{"99", 603, "", ""},
 		{"0301234", 302, "<sip:0301234@10.0.1.2:5062>", ""},
 		{"*31*0301234", 302, "<sip:*31*0301234@10.0.1.2:5062>", ""}, // withheld: the trunk is told

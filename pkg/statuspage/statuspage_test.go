@@ -53,10 +53,10 @@ func TestPageSIP(t *testing.T) {
 	s := sample()
 	s.SIP = &control.Lines{
 		Lines: []control.Line{{Line: 1, Label: "hall", URIs: []string{"sip:1@kitchen", "sip:hall@kitchen"}, Registration: &control.Registration{}}, {Line: 2, URIs: []string{"sip:2@kitchen"}}},
-		Peers: []control.PeerLine{{Peer: 2, Name: "grandma", Line: 1, Short: "2*1", Dial: "grandma.1", URI: "sip:1@grandma", Address: netip.MustParseAddr("10.2.1.1")}},
+		Peers: []control.PeerLine{{Peer: 2, Name: "grandma", Line: 1, Label: "sofa", Short: "2*1", Dial: "grandma.1", URI: "sip:1@grandma", Address: netip.MustParseAddr("10.2.1.1")}},
 	}
 	_, body := get(t, New(fixed(s), Options{Now: func() time.Time { return now }}), "/")
-	for _, want := range []string{"<h2>Dialling by number and name</h2>", "<code>sip:1@kitchen</code>, <code>sip:hall@kitchen</code>", "<td>yes</td>", "<td>no</td>", "<code>2*1</code>", "<code>grandma.1</code>", "<code>sip:1@grandma</code>"} {
+	for _, want := range []string{"<h2>Dialling by number and name</h2>", "<code>sip:1@kitchen</code>, <code>sip:hall@kitchen</code>", "<td>yes</td>", "<td>no</td>", "<code>2*1</code>", "<td>1 · sofa</td>", "<code>grandma.1</code>", "<code>sip:1@grandma</code>"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("page lacks %q", want)
 		}

@@ -172,11 +172,13 @@ func (t *Trunk) lineOf(a netip.Addr) int {
 	if t.opts.LineOf != nil {
 		return t.opts.LineOf(a)
 	}
-	b := a.Unmap().As4()
-	if a.Unmap().Is4() && b[0] == 10 && b[1] == 0 && b[3] == 1 && b[2] >= 1 && b[2] <= 253 {
-		return int(b[2])
+	// Only a phone of this node, 10.0.s.1, is a line; a peer's phone
+	// (10.i.s.1) never reaches this socket, and is no line of ours.
+	i, s, p, ok := numplan.Split(a.Unmap())
+	if !ok || i != 0 || p != numplan.HostPhone || !numplan.ValidLine(int(s)) {
+		return 0
 	}
-	return 0
+	return int(s)
 }
 
 // bridge answers the incoming dialog by placing the outgoing one: the

@@ -425,3 +425,17 @@ func TestMinExpires(t *testing.T) {
 		t.Error("the provider has no binding")
 	}
 }
+
+// Only this node's phones, 10.0.s.1 with s a line (1..254, numplan's
+// bounds), may call out; line 254 is a line like any other.
+func TestLineOf(t *testing.T) {
+	var tr Trunk
+	for a, want := range map[string]int{
+		"10.0.1.1": 1, "10.0.254.1": 254, "10.0.255.1": 0, "10.0.0.1": 0,
+		"10.0.1.2": 0, "10.7.1.1": 0, "192.168.0.1": 0, "::ffff:10.0.3.1": 3, "::1": 0,
+	} {
+		if got := tr.lineOf(netip.MustParseAddr(a)); got != want {
+			t.Errorf("lineOf(%s) = %d, want %d", a, got, want)
+		}
+	}
+}
