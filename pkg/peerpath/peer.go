@@ -56,6 +56,9 @@ type peer struct {
 
 	// introAt is when the last introduction came.
 	introAt time.Time
+	// early is the introduction that came while the tunnel was being
+	// made (Manager.Expect), for Add.
+	early *intro
 	// candidates are addresses the peer may be reachable at directly.
 	candidates []netip.AddrPort
 	// punchUntil: probe all candidates often until then.
@@ -132,6 +135,26 @@ func (p *peer) addCandidate(a netip.AddrPort) {
 
 // introduced: the servers told us where the peer is and gave us a relay.
 func (p *peer) introduced(e env, in *intro, now time.Time) {
+	p.learn(e, in, now)
+	start := now.Add(in.Delay)
+	p.punchUntil = start.Add(punchWindow)
+	p.nextProbe = start
+	if in.Delay <= 0 {
+		// The peer starts now too: every tick of waiting is a tick
+		// longer on the relay.
+		p.probeAll(e, p.candidates, now)
+		p.nextProbe = now.Add(punchEvery)
+	}
+}
+
+// learn takes the relay and the candidates of an introduction, without
+// punching: for one kept while the tunnel was made, whose punch time has
+// passed. The two ends must punch together, which only a fresh
+// introduction arranges: probes that reach a router before its own side
+// sent any can take the port of the mapping its side would use (a router
+// that accepts input to itself), and punching then fails (the lab's
+// TestNATMatrix pr-pr-accept, 6 runs in 7).
+func (p *peer) learn(e env, in *intro, now time.Time) {
 	e.addRelay(p.key, in.Session, in.server)
 	p.byeAt = time.Time{} // it is back
 	p.introAt = now
@@ -154,15 +177,8 @@ func (p *peer) introduced(e env, in *intro, now time.Time) {
 		// forgets the old one.
 		p.setPath(e, PathRelay, p.relay, p.reason, now)
 	}
-	start := now.Add(in.Delay)
-	p.punchUntil = start.Add(punchWindow)
-	p.nextProbe = start
-	if in.Delay <= 0 {
-		// The peer starts now too: every tick of waiting is a tick
-		// longer on the relay.
-		p.probeAll(e, p.candidates, now)
-		p.nextProbe = now.Add(punchEvery)
-	}
+	p.punchUntil = time.Time{}
+	p.nextProbe = now.Add(upgradeEvery)
 }
 
 func natClass(in *intro) string {
@@ -381,8 +397,11 @@ func (p *peer) tick(e env, now time.Time) {
 		p.startHandshake(e, p.endpoint, now)
 	}
 	p.checkTunnel(e, now)
-	// Find the peer through the servers while it has no live path.
-	if e.haveServers() && !now.Before(p.connectAt) && (p.path == PathNone || !p.alive(now)) {
+	// Find the peer through the servers while it has no live path. Not
+	// while a Connect still waits: the backoff counts asks, not ticks
+	// (it used to double while one waited, so that a lost introduction
+	// was asked for again seconds after the Connect gave up).
+	if e.haveServers() && !now.Before(p.connectAt) && (p.path == PathNone || !p.alive(now)) && !p.asking() {
 		e.connect(p)
 		p.connectBackoff = min(max(2*p.connectBackoff, connectMin), connectMax)
 		p.connectAt = now.Add(p.connectBackoff)
@@ -420,6 +439,9 @@ func (p *peer) tick(e env, now time.Time) {
 		}
 	}
 }
+
+// asking reports whether a Connect for p still waits for its introduction.
+func (p *peer) asking() bool { return slices.Contains(p.connecting, true) }
 
 // relayReason explains, as far as the NAT classes tell, why no direct
 // path answered.

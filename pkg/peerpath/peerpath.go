@@ -128,10 +128,17 @@ const (
 	checkEvery = 250 * time.Millisecond
 	// onlineFor is how long after the last sign of life a peer counts as
 	// online: two WireGuard keepalives and a bit.
-	onlineFor       = 60 * time.Second
-	connectMin      = time.Second
-	connectMax      = 30 * time.Second
-	connectTimeout  = 5 * time.Second
+	onlineFor  = 60 * time.Second
+	connectMin = time.Second
+	connectMax = 30 * time.Second
+	// introWait is how long a Connect waits for its introduction before
+	// the server may be asked again. The server pushes the introduction
+	// once, unacknowledged: when it is lost, asking again is the repair,
+	// and the next ask waits for this (it was 5 s: a lost introduction
+	// cost a join's first packet 5-6 s on a lossy link). An introduction
+	// takes two round trips to the server at most (ours, then the peer's
+	// answer to the server's Incoming).
+	introWait       = 1500 * time.Millisecond
 	heldMaxAge      = 4 * time.Second
 	initiatorHold   = time.Second
 	maxCandidates   = 12
@@ -239,7 +246,8 @@ type Manager struct {
 	byAddr     map[netip.AddrPort]*rvclient.Client
 
 	events chan event
-	// paired is the set of peers, read by the socket reader (Accept).
+	// paired is the set of peers with tunnels, read by the socket reader
+	// (Accept).
 	paired atomic.Pointer[map[nodekey.Key]bool]
 	status atomic.Pointer[map[nodekey.Key]Status]
 	// natClass is this node's own mapping, from registering on both ports.
@@ -257,12 +265,14 @@ type Manager struct {
 	runWG  *sync.WaitGroup
 	// early are introductions to keys that are not peers yet: a joiner's,
 	// which arrives while the inviter is still saving it as a peer.
+	// (An expected peer keeps its own: peer.early.)
 	early map[nodekey.Key]*intro
 	done  chan struct{}
 }
 
 type event struct {
 	pair    *pairOut
+	expect  *nodekey.Key
 	add     *addPeer
 	remove  *nodekey.Key
 	intro   *intro
@@ -291,6 +301,9 @@ type intro struct {
 const (
 	earlyIntroFor  = 10 * time.Second
 	maxEarlyIntros = 16
+	// maxExpected bounds the peers expected at once (Expect): more are
+	// asked for when their tunnels are added.
+	maxExpected = 16
 )
 
 type probeIn struct {
@@ -617,6 +630,16 @@ func (m *Manager) Add(peer nodekey.Key, tunnel Tunnel, bind Initiations, static 
 	m.send(event{add: &addPeer{key: peer, tunnel: tunnel, bind: bind, static: static}})
 }
 
+// Expect starts looking for peer before its tunnel exists: the node has
+// just been paired with it and is building the tunnel. The servers are
+// asked at once; the introduction is kept until Add, which starts the
+// tunnel on its relay at once and asks again, so that both ends punch
+// together (peer.learn). Making a tunnel takes 0.2-0.8 s on a Pi (more on
+// a busy one), and an introduction a round trip to the server: without
+// Expect that round trip came after the later of the two tunnels, on
+// every join's first packet (docs/first-handshake.md).
+func (m *Manager) Expect(peer nodekey.Key) { m.send(event{expect: &peer}) }
+
 // Remove forgets peer.
 func (m *Manager) Remove(peer nodekey.Key) { m.send(event{remove: &peer}) }
 
@@ -773,6 +796,30 @@ func (m *Manager) handleEvent(ev event) {
 	switch {
 	case ev.pair != nil:
 		ev.reply <- m.sendPair(ev.pair)
+	case ev.expect != nil:
+		if m.peers[*ev.expect] != nil {
+			return // known already, with its tunnel or expected
+		}
+		waiting := 0
+		for _, p := range m.peers {
+			if p.tunnel == nil {
+				waiting++
+			}
+		}
+		if waiting >= maxExpected {
+			// Many peers at once (a start, a restored config): their
+			// builds pace the asks, as Add always did, rather than a
+			// burst the server would rate-limit.
+			return
+		}
+		p := &peer{key: *ev.expect, connectAt: now}
+		m.peers[p.key] = p
+		m.setPaired()
+		if len(m.clientList()) > 0 {
+			m.connect(p)
+			p.connectBackoff = connectMin
+			p.connectAt = now.Add(connectMin)
+		}
 	case ev.add != nil:
 		a := ev.add
 		p := m.peers[a.key]
@@ -786,13 +833,24 @@ func (m *Manager) handleEvent(ev event) {
 			p.setPath(m, PathDirect, a.static.String(), "configured endpoint", now)
 		}
 		m.setPaired()
-		if in := m.early[a.key]; in != nil {
+		in := p.early
+		p.early = nil
+		if e := m.early[a.key]; e != nil {
 			delete(m.early, a.key)
-			if now.Sub(in.at) < earlyIntroFor {
-				p.introduced(m, in, now)
+			if in == nil || e.at.After(in.at) {
+				in = e
 			}
 		}
-		if p.path == PathNone && len(m.clientList()) > 0 {
+		fresh := false
+		if in != nil && now.Sub(in.at) < earlyIntroFor {
+			// The relay at once; the punching waits for a fresh
+			// introduction, which starts both ends together (learn).
+			p.learn(m, in, now)
+			fresh = true
+			// The Connect that brought it may not have ended yet.
+			clear(p.connecting)
+		}
+		if (p.path == PathNone || fresh) && len(m.clientList()) > 0 {
 			// Now, not at the next tick: a join waits on this.
 			m.connect(p)
 			p.connectBackoff = connectMin
@@ -802,11 +860,16 @@ func (m *Manager) handleEvent(ev event) {
 		delete(m.peers, *ev.remove)
 		m.setPaired()
 	case ev.intro != nil:
+		ev.intro.at = now
 		if p := m.peers[ev.intro.Peer]; p != nil {
+			if p.tunnel == nil {
+				p.early = ev.intro // expected: Add applies it
+				return
+			}
 			p.introduced(m, ev.intro, now)
 			return
 		}
-		ev.intro.at = now
+		// Not a peer yet: Add applies it.
 		for k, in := range m.early {
 			if now.Sub(in.at) >= earlyIntroFor || len(m.early) >= maxEarlyIntros {
 				delete(m.early, k)
@@ -857,8 +920,14 @@ func (m *Manager) handleEvent(ev event) {
 
 func (m *Manager) setPaired() {
 	set := make(map[nodekey.Key]bool, len(m.peers))
-	for k := range m.peers {
-		set[k] = true
+	for k, p := range m.peers {
+		// Not an expected peer, whose tunnel is being made: answering
+		// its introduction requests (or probes) would start the peer's
+		// punching alone (peer.learn); the server keeps the request,
+		// and our own ask when the tunnel is added answers it.
+		if p.tunnel != nil {
+			set[k] = true
+		}
 	}
 	m.paired.Store(&set)
 }
@@ -897,7 +966,7 @@ func (m *Manager) connect(p *peer) {
 		p.connecting[i] = true
 		key := p.key
 		wg.Go(func() {
-			cctx, cancel := context.WithTimeout(ctx, connectTimeout)
+			cctx, cancel := context.WithTimeout(ctx, introWait)
 			defer cancel()
 			if _, err := c.Connect(cctx, key); err != nil {
 				m.log.Debug("no introduction yet", "peer", key, "err", err)
