@@ -165,6 +165,10 @@ type Peer struct {
 	// Lines are the peer's phone lines as it announced them, for the
 	// phonebook; empty means line 1 only.
 	Lines []int `json:"lines,omitempty"`
+	// LineLabels are the peer's own names for its lines ("kitchen"), as
+	// it announced them, so that a phone here can dial "bob.kitchen" or
+	// sip:kitchen@bob; they are the peer's words, never ours.
+	LineLabels map[int]string `json:"line_labels,omitempty"`
 	// Renamed means the owner chose Name here (console or `peerline
 	// rename`), so the name the peer announces no longer replaces it.
 	Renamed bool `json:"renamed,omitempty"`
@@ -315,17 +319,15 @@ func (c *Config) Validate() error {
 		if err := validLines(p.Lines); err != nil {
 			return fmt.Errorf("%s: %w", where, err)
 		}
+		if err := validLabels(p.LineLabels); err != nil {
+			return fmt.Errorf("%s: line_labels: %w", where, err)
+		}
 	}
 	if tz := c.Phones.TimeZone; tz != "" && !timeZoneRE.MatchString(tz) {
 		return fmt.Errorf("phones.time_zone %q: use an IANA zone name such as \"Europe/Berlin\", or leave it out for UTC", tz)
 	}
-	for l, label := range c.LineLabels {
-		if !numplan.ValidLine(l) {
-			return fmt.Errorf("line_labels: line %d: use %d to %d", l, numplan.MinLine, numplan.MaxLine)
-		}
-		if len(label) > maxLabel || strings.ContainsFunc(label, unicode.IsControl) {
-			return fmt.Errorf("line_labels: line %d: a label is at most %d bytes, without control characters", l, maxLabel)
-		}
+	if err := validLabels(c.LineLabels); err != nil {
+		return fmt.Errorf("line_labels: %w", err)
 	}
 	if t := c.Console.MetricsToken; t != "" && (len(t) < 16 || strings.ContainsFunc(t, func(r rune) bool { return r <= ' ' || r > '~' })) {
 		return errors.New("console.metrics_token: use at least 16 printable characters without spaces (e.g. from `openssl rand -hex 16`), or leave it out")
@@ -468,4 +470,18 @@ func (n Names) parse(name, sep string) (int, bool) {
 		return 0, false
 	}
 	return i, true
+}
+
+// validLabels checks line labels, ours or a peer's: both are shown in
+// narrow table cells and in phone directories.
+func validLabels(labels map[int]string) error {
+	for l, label := range labels {
+		if !numplan.ValidLine(l) {
+			return fmt.Errorf("line %d: use %d to %d", l, numplan.MinLine, numplan.MaxLine)
+		}
+		if len(label) > maxLabel || strings.ContainsFunc(label, unicode.IsControl) {
+			return fmt.Errorf("line %d: a label is at most %d bytes, without control characters", l, maxLabel)
+		}
+	}
+	return nil
 }
