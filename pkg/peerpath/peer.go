@@ -56,9 +56,6 @@ type peer struct {
 
 	// introAt is when the last introduction came.
 	introAt time.Time
-	// early is the introduction that came while the tunnel was being
-	// made (Manager.Expect), for Add.
-	early *intro
 	// candidates are addresses the peer may be reachable at directly.
 	candidates []netip.AddrPort
 	// punchUntil: probe all candidates often until then.
@@ -148,12 +145,12 @@ func (p *peer) introduced(e env, in *intro, now time.Time) {
 }
 
 // learn takes the relay and the candidates of an introduction, without
-// punching: for one kept while the tunnel was made, whose punch time has
-// passed. The two ends must punch together, which only a fresh
-// introduction arranges: probes that reach a router before its own side
-// sent any can take the port of the mapping its side would use (a router
-// that accepts input to itself), and punching then fails (the lab's
-// TestNATMatrix pr-pr-accept, 6 runs in 7).
+// punching: for one that came before the peer was known (a joiner's, to an
+// inviter still saving it), whose punch time has passed. The two ends must
+// punch together, which only an introduction both act on arranges: probes
+// that reach a router before its own side sent any can take the port of the
+// mapping its side would use (a router that accepts input to itself), and
+// punching then fails (the lab's TestNATMatrix pr-pr-accept, 6 runs in 7).
 func (p *peer) learn(e env, in *intro, now time.Time) {
 	e.addRelay(p.key, in.Session, in.server)
 	p.byeAt = time.Time{} // it is back
@@ -263,6 +260,15 @@ func (p *peer) probed(e env, in *probeIn) {
 // handshake, starts it now.
 func (p *peer) setPath(e env, path Path, endpoint, reason string, now time.Time) {
 	if p.tunnel == nil {
+		// Expected (Manager.Expect): the path is found while the tunnel
+		// is made, and Add points the tunnel at it.
+		if p.path != path || p.endpoint != endpoint {
+			e.logger().Debug("path found before the tunnel", "peer", p.key, "path", path, "endpoint", endpoint, "reason", reason)
+		}
+		p.path, p.endpoint, p.reason = path, endpoint, reason
+		if path == PathDirect {
+			p.direct, _ = netip.ParseAddrPort(endpoint)
+		}
 		return
 	}
 	if err := p.tunnel.SetEndpoint(endpoint); err != nil {
@@ -390,8 +396,17 @@ const initiationLen = 148
 
 // tick runs every 100 ms: probes, connects, and checks the path.
 func (p *peer) tick(e env, now time.Time) {
-	if p.tunnel == nil || p.saidBye {
+	if p.saidBye {
 		return // a node that said bye is shutting down: no probes
+	}
+	if p.tunnel == nil {
+		// Expected: punch on an introduction as the peer does (its
+		// tunnel may be built), nothing else until Add.
+		if now.Before(p.punchUntil) && !now.Before(p.nextProbe) && len(p.candidates) > 0 {
+			p.probeAll(e, p.candidates, now)
+			p.nextProbe = now.Add(punchEvery)
+		}
+		return
 	}
 	if !p.keepaliveOn && !p.keepaliveAt.IsZero() && now.After(p.keepaliveAt) {
 		p.startHandshake(e, p.endpoint, now)

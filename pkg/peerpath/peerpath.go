@@ -823,6 +823,7 @@ func (m *Manager) handleEvent(ev event) {
 	case ev.add != nil:
 		a := ev.add
 		p := m.peers[a.key]
+		expected := p != nil && p.tunnel == nil
 		if p == nil {
 			p = &peer{key: a.key, connectAt: now}
 			m.peers[a.key] = p
@@ -833,25 +834,37 @@ func (m *Manager) handleEvent(ev event) {
 			p.setPath(m, PathDirect, a.static.String(), "configured endpoint", now)
 		}
 		m.setPaired()
-		in := p.early
-		p.early = nil
-		if e := m.early[a.key]; e != nil {
-			delete(m.early, a.key)
-			if in == nil || e.at.After(in.at) {
-				in = e
+		if expected && p.path != PathNone && !a.static.IsValid() {
+			// Expected, and introduced while the tunnel was made: the
+			// path it found (or the relay while punching goes on).
+			path, endpoint, reason := p.path, p.endpoint, p.reason
+			p.path = PathNone
+			p.setPath(m, path, endpoint, reason, now)
+			// At once at both ends, whichever starts a handshake first:
+			// the peer's initiation may have come before this tunnel was
+			// made and been lost, and holding ours back would wait for
+			// nothing (wgmux's crossing guard sorts out two at once).
+			if !p.keepaliveOn {
+				p.startHandshake(m, p.endpoint, now)
 			}
 		}
 		fresh := false
-		if in != nil && now.Sub(in.at) < earlyIntroFor {
-			// The relay at once; the punching waits for a fresh
-			// introduction, which starts both ends together (learn).
-			p.learn(m, in, now)
-			fresh = true
-			// The Connect that brought it may not have ended yet.
-			clear(p.connecting)
+		if in := m.early[a.key]; in != nil {
+			delete(m.early, a.key)
+			if p.introAt.IsZero() && now.Sub(in.at) < earlyIntroFor {
+				// The relay at once; the punching waits for a fresh
+				// introduction, which starts both ends together (learn).
+				p.learn(m, in, now)
+				fresh = true
+			}
 		}
 		if (p.path == PathNone || fresh) && len(m.clientList()) > 0 {
-			// Now, not at the next tick: a join waits on this.
+			// Now, not at the next tick: a join waits on this. The
+			// Connect that brought an early introduction may not have
+			// ended yet.
+			if fresh {
+				clear(p.connecting)
+			}
 			m.connect(p)
 			p.connectBackoff = connectMin
 			p.connectAt = now.Add(connectMin)
@@ -862,10 +875,8 @@ func (m *Manager) handleEvent(ev event) {
 	case ev.intro != nil:
 		ev.intro.at = now
 		if p := m.peers[ev.intro.Peer]; p != nil {
-			if p.tunnel == nil {
-				p.early = ev.intro // expected: Add applies it
-				return
-			}
+			// Expected or with its tunnel: punch now, as the peer does
+			// whether or not its own tunnel is made yet.
 			p.introduced(m, ev.intro, now)
 			return
 		}
@@ -920,14 +931,10 @@ func (m *Manager) handleEvent(ev event) {
 
 func (m *Manager) setPaired() {
 	set := make(map[nodekey.Key]bool, len(m.peers))
-	for k, p := range m.peers {
-		// Not an expected peer, whose tunnel is being made: answering
-		// its introduction requests (or probes) would start the peer's
-		// punching alone (peer.learn); the server keeps the request,
-		// and our own ask when the tunnel is added answers it.
-		if p.tunnel != nil {
-			set[k] = true
-		}
+	for k := range m.peers {
+		// Expected peers too: both ends punch on every introduction,
+		// tunnel or not (peer.tick).
+		set[k] = true
 	}
 	m.paired.Store(&set)
 }
