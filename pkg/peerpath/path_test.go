@@ -335,6 +335,37 @@ func TestSilentPeer(t *testing.T) {
 	})
 }
 
+// TestStallProbeLost: on a lossy link the probe sent when the tunnel goes
+// quiet, or its answer, is lost now and then (one in five at 10 % loss
+// each way). One lost answer alone must not show the peer offline nor
+// leave the direct path: the probe goes again half-way to the decision.
+func TestStallProbeLost(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newSimWorld(t, 1)
+		a, _ := w.site(1, portRestricted, nil)
+		b, _ := w.site(2, portRestricted, nil)
+		w.pair(a, b)
+		settle(t, a, b, 10*time.Second, settled(PathDirect))
+		time.Sleep(5 * time.Second) // past the punching, probed once a minute
+		var dropped atomic.Int32
+		drop := func(p []byte, from netip.AddrPort) bool {
+			return p[0] == rendezvous.Magic && rendezvous.Type(p[2]) == rendezvous.TypeProbeReply && dropped.Add(1) == 1
+		}
+		a.dropIn.Store(&drop)
+		a.tunnel(b).send(500) // nothing comes back: a stall probe
+		end := time.Now().Add(stallAfter + 2*stallProbe)
+		for time.Now().Before(end) {
+			if st := a.status(b); !st.Online || st.Silent || st.Path != PathDirect {
+				t.Fatalf("%v after sending, with one probe answer lost: %+v", time.Since(end.Add(-stallAfter-2*stallProbe)), st)
+			}
+			time.Sleep(tick)
+		}
+		if dropped.Load() == 0 {
+			t.Fatal("no stall probe was answered (nothing dropped)")
+		}
+	})
+}
+
 // TestBye: a node that shuts down tells its peers, which show it offline
 // at once (one hop later) instead of a minute later (pkg/peerlab
 // TestPeerOffline).

@@ -78,6 +78,9 @@ type peer struct {
 	txSinceRx   bool      // tx grew since rx last grew
 	rxSteady    int       // checks in a row in which rx grew (media flowing in)
 	stallProbed time.Time // when the stall probes went out; zero if none
+	// stallAgain: the stall probe went out a second time (a lost probe
+	// or answer alone must not take the peer for gone).
+	stallAgain bool
 	// unanswered is when a stall probe went unanswered; until the peer is
 	// heard from again it counts as offline, so that a call to a Pi that
 	// lost power fails at once instead of ringing (zero: answering).
@@ -554,12 +557,15 @@ func (p *peer) checkTunnel(e env, now time.Time) {
 		// Ask the path itself before giving up on it: WireGuard's
 		// keepalives are not answered, and a one-way stream (a call on
 		// hold) also sends without receiving.
-		p.stallProbed = now
-		if p.path == PathDirect {
-			p.probeAll(e, []netip.AddrPort{p.direct}, now)
-		} else {
-			p.probeRelay(e, now)
-		}
+		p.stallProbed, p.stallAgain = now, false
+		p.probePath(e, now)
+	case now.Sub(p.stallProbed) >= stallProbe/2 && now.Sub(p.stallProbed) < stallProbe && !p.stallAgain:
+		// Once more, half-way: at 10 % loss each way one probe in five
+		// or its answer is lost, and one lost was enough to show the peer
+		// offline and leave a direct path; two both lost, one in 27.
+		// The decision stays at stallProbe.
+		p.stallAgain = true
+		p.probePath(e, now)
 	case now.Sub(p.stallProbed) >= stallProbe:
 		p.stallProbed = now
 		if p.unanswered.IsZero() {
@@ -584,6 +590,15 @@ func (p *peer) checkTunnel(e env, now time.Time) {
 		p.txSinceRx = false
 		p.connectAt, p.connectBackoff = now, 0
 		e.connect(p)
+	}
+}
+
+// probePath sends one probe on the path in use.
+func (p *peer) probePath(e env, now time.Time) {
+	if p.path == PathDirect {
+		p.probeAll(e, []netip.AddrPort{p.direct}, now)
+	} else {
+		p.probeRelay(e, now)
 	}
 }
 
