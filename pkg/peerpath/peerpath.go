@@ -632,12 +632,14 @@ func (m *Manager) Add(peer nodekey.Key, tunnel Tunnel, bind Initiations, static 
 
 // Expect starts looking for peer before its tunnel exists: the node has
 // just been paired with it and is building the tunnel. The servers are
-// asked at once; the introduction is kept until Add, which starts the
-// tunnel on its relay at once and asks again, so that both ends punch
-// together (peer.learn). Making a tunnel takes 0.2-0.8 s on a Pi (more on
-// a busy one), and an introduction a round trip to the server: without
-// Expect that round trip came after the later of the two tunnels, on
-// every join's first packet (docs/first-handshake.md).
+// asked at once, and the expected peer acts on its introductions as one
+// with a tunnel does (relay, punching, probes answered), since the peer,
+// whose tunnel may be built, acts on the same introduction: behind routers
+// that accept input, an end that punches alone loses the direct path
+// (TestExpectedPeerAcceptingRouters). Add then points the tunnel at the
+// path found and starts its handshake. The supervisor does not call it:
+// punching while the tunnels are built, when a Pi is busiest, acts too late
+// on one end (docs/first-handshake.md).
 func (m *Manager) Expect(peer nodekey.Key) { m.send(event{expect: &peer}) }
 
 // Remove forgets peer.
