@@ -78,6 +78,15 @@ type NAT struct {
 	nextPort uint16
 	out      map[natKey]*natEntry
 	in       map[uint16]*natEntry
+	// acceptInput and taken: see AcceptInput.
+	acceptInput bool
+	taken       map[takenKey]bool
+}
+
+// takenKey is an outside sender and the NAT port it sent to.
+type takenKey struct {
+	remote netip.AddrPort
+	port   uint16
 }
 
 type natKey struct {
@@ -103,6 +112,21 @@ func (n *Network) NewNAT(wan netip.Addr, m Mapping, f Filtering) *NAT {
 
 func (nat *NAT) resetLocked() {
 	nat.out, nat.in = map[natKey]*natEntry{}, map[uint16]*natEntry{}
+	nat.taken = map[takenKey]bool{}
+}
+
+// AcceptInput makes the router take for itself every datagram that no
+// mapping lets through, as a Linux router whose input policy accepts does:
+// connection tracking then holds the sender and the port it sent to, so
+// when a host inside later sends to that sender, the mapping it would use
+// (same port) clashes, and that destination gets a new external port,
+// which the sender does not know. Two hosts behind such routers that punch
+// towards each other must each send before the other's first datagram
+// arrives. Nothing held expires (conntrack's would after 30 s of silence).
+func (nat *NAT) AcceptInput() {
+	nat.net.mu.Lock()
+	defer nat.net.mu.Unlock()
+	nat.acceptInput = true
 }
 
 // Flush forgets every mapping, as a router whose connection tracking was
@@ -139,6 +163,11 @@ func (nat *NAT) outboundLocked(inside, dst netip.AddrPort) netip.AddrPort {
 		k.dst = dst
 	}
 	e := nat.out[k]
+	if e != nil && !e.sentTo[dst] && nat.taken[takenKey{remote: dst, port: e.port}] {
+		// The router holds dst → this port already (AcceptInput).
+		k.dst = dst
+		e = nat.out[k]
+	}
 	if e == nil {
 		nat.nextPort++
 		e = &natEntry{inside: inside, port: nat.nextPort, sentTo: map[netip.AddrPort]bool{}}
@@ -305,6 +334,8 @@ func (n *Network) deliver(to netip.AddrPort, lan *NAT, d datagram) {
 	case nat != nil:
 		if inside, ok := nat.inboundLocked(d.from, to.Port()); ok {
 			c = n.conns[inside]
+		} else if nat.acceptInput {
+			nat.taken[takenKey{remote: d.from, port: to.Port()}] = true
 		}
 	default:
 		if c = n.conns[to]; c != nil && c.behind != nil {

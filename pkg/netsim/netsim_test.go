@@ -198,3 +198,61 @@ func TestLANAndBlock(t *testing.T) {
 		}
 	})
 }
+
+// TestAcceptInput: two hosts behind port-restricted routers punch towards
+// each other's mappings. If each sends before the other's first datagram
+// arrives, both get through; if one's arrives first at a router that
+// accepts input, that router holds it, the host behind it gets a new port
+// towards the sender, and neither gets anything through. A router that
+// drops input holds nothing, and the late host still gets through.
+func TestAcceptInput(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		accept      bool
+		bLate       time.Duration
+		wantThrough bool
+	}{
+		{"together", true, 0, true},
+		{"late, accepting", true, 2 * hop, false},
+		{"late, dropping", false, 2 * hop, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				n := New(hop)
+				natA := n.NewNAT(netip.MustParseAddr("198.51.100.1"), MapEndpointIndependent, FilterAddressAndPortDependent)
+				natB := n.NewNAT(netip.MustParseAddr("198.51.100.2"), MapEndpointIndependent, FilterAddressAndPortDependent)
+				if tc.accept {
+					natA.AcceptInput()
+					natB.AcceptInput()
+				}
+				a, gotA := listen(t, n, "192.168.1.2:51820", natA)
+				b, gotB := listen(t, n, "192.168.2.2:51820", natB)
+				_, srv := listen(t, n, server.String(), nil)
+				a.WriteTo([]byte("r"), server)
+				b.WriteTo([]byte("r"), server)
+				arrive()
+				var mapA, mapB netip.AddrPort
+				for _, f := range srv.take() {
+					if f.Addr() == natA.WAN() {
+						mapA = f
+					} else {
+						mapB = f
+					}
+				}
+				// Punch: a now, b after bLate, then both again.
+				a.WriteTo([]byte("p"), mapB)
+				time.Sleep(tc.bLate)
+				b.WriteTo([]byte("p"), mapA)
+				arrive()
+				time.Sleep(hop)
+				a.WriteTo([]byte("p"), mapB)
+				b.WriteTo([]byte("p"), mapA)
+				arrive()
+				through := len(gotA.take()) > 0 && len(gotB.take()) > 0
+				if through != tc.wantThrough {
+					t.Errorf("both got through: %v, want %v", through, tc.wantThrough)
+				}
+			})
+		})
+	}
+}

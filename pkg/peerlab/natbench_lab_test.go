@@ -181,7 +181,10 @@ func benchPair(b *testing.B, c natCase, runs int) natPairResult {
 			}
 		}
 		r.Connected++
-		fmt.Fprintf(os.Stderr, "%s run %d: join %v, first packet %v\n", c, run, pr.Join.Round(time.Millisecond), pr.FirstPacket.Round(time.Millisecond))
+		// The start's wall time finds the run in the daemons' logs
+		// (PEERLINE_LAB_KEEP=1 keeps them): docs/first-handshake.md.
+		fmt.Fprintf(os.Stderr, "%s run %d: join %v, first packet %v (join started %s; logs %s, %s)\n", c, run, pr.Join.Round(time.Millisecond), pr.FirstPacket.Round(time.Millisecond),
+			pr.Start.UTC().Format("15:04:05.000"), n.A.daemonLog(), n.B.daemonLog())
 		firsts = append(firsts, pr.FirstPacket)
 		joins = append(joins, pr.Join)
 		path, reason, err := n.SettledPath(ctx, 10*time.Second)

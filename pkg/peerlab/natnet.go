@@ -170,6 +170,7 @@ func (n *Network) pairByInvite(ctx context.Context) (PairingResult, error) {
 	}
 	defer media.Stop()
 	start := time.Now()
+	r.Start = start
 	var joined control.PeerRef
 	if err := n.B.cli(ctx, &joined, "join", "--json", r.Code); err != nil {
 		return r, err

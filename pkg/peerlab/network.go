@@ -76,6 +76,9 @@ type PairingResult struct {
 	// Join is how long `peerline join` took; FirstPacket is from its start
 	// until a packet crossed the tunnel (a ping from B's phone to A's).
 	Join, FirstPacket time.Duration
+	// Start is when the join started, to find the run in the daemons'
+	// logs.
+	Start time.Time
 }
 
 // Options shape the network.

@@ -168,9 +168,11 @@ func TestDecisions(t *testing.T) {
 	// The path dies: data out, the probe unanswered.
 	tun.tx += 600
 	run(10*time.Second, 10*time.Second+stallAfter+stallProbe+2*tick)
-	// Probed at once (nothing came in for long), unanswered stallProbe
-	// later: offline, on the relay, servers asked again.
+	// Probed at once (nothing came in for long) and again half-way (at
+	// the next check), both unanswered stallProbe later: offline, on the
+	// relay, servers asked again.
 	step("the direct path dies", `10s probe 198.51.100.2:40001
+10.3s probe 198.51.100.2:40001
 10.5s reregister
 10.5s endpoint relay:0000000000000007@203.0.113.1:3478
 10.5s connect`)

@@ -78,6 +78,9 @@ type peer struct {
 	txSinceRx   bool      // tx grew since rx last grew
 	rxSteady    int       // checks in a row in which rx grew (media flowing in)
 	stallProbed time.Time // when the stall probes went out; zero if none
+	// stallAgain: the stall probe went out a second time (a lost probe
+	// or answer alone must not take the peer for gone).
+	stallAgain bool
 	// unanswered is when a stall probe went unanswered; until the peer is
 	// heard from again it counts as offline, so that a call to a Pi that
 	// lost power fails at once instead of ringing (zero: answering).
@@ -132,6 +135,26 @@ func (p *peer) addCandidate(a netip.AddrPort) {
 
 // introduced: the servers told us where the peer is and gave us a relay.
 func (p *peer) introduced(e env, in *intro, now time.Time) {
+	p.learn(e, in, now)
+	start := now.Add(in.Delay)
+	p.punchUntil = start.Add(punchWindow)
+	p.nextProbe = start
+	if in.Delay <= 0 {
+		// The peer starts now too: every tick of waiting is a tick
+		// longer on the relay.
+		p.probeAll(e, p.candidates, now)
+		p.nextProbe = now.Add(punchEvery)
+	}
+}
+
+// learn takes the relay and the candidates of an introduction, without
+// punching: for one that came before the peer was known (a joiner's, to an
+// inviter still saving it), whose punch time has passed. The two ends must
+// punch together, which only an introduction both act on arranges: probes
+// that reach a router before its own side sent any can take the port of the
+// mapping its side would use (a router that accepts input to itself), and
+// punching then fails (the lab's TestNATMatrix pr-pr-accept, 6 runs in 7).
+func (p *peer) learn(e env, in *intro, now time.Time) {
 	e.addRelay(p.key, in.Session, in.server)
 	p.byeAt = time.Time{} // it is back
 	p.introAt = now
@@ -154,15 +177,8 @@ func (p *peer) introduced(e env, in *intro, now time.Time) {
 		// forgets the old one.
 		p.setPath(e, PathRelay, p.relay, p.reason, now)
 	}
-	start := now.Add(in.Delay)
-	p.punchUntil = start.Add(punchWindow)
-	p.nextProbe = start
-	if in.Delay <= 0 {
-		// The peer starts now too: every tick of waiting is a tick
-		// longer on the relay.
-		p.probeAll(e, p.candidates, now)
-		p.nextProbe = now.Add(punchEvery)
-	}
+	p.punchUntil = time.Time{}
+	p.nextProbe = now.Add(upgradeEvery)
 }
 
 func natClass(in *intro) string {
@@ -247,6 +263,15 @@ func (p *peer) probed(e env, in *probeIn) {
 // handshake, starts it now.
 func (p *peer) setPath(e env, path Path, endpoint, reason string, now time.Time) {
 	if p.tunnel == nil {
+		// Expected (Manager.Expect): the path is found while the tunnel
+		// is made, and Add points the tunnel at it.
+		if p.path != path || p.endpoint != endpoint {
+			e.logger().Debug("path found before the tunnel", "peer", p.key, "path", path, "endpoint", endpoint, "reason", reason)
+		}
+		p.path, p.endpoint, p.reason = path, endpoint, reason
+		if path == PathDirect {
+			p.direct, _ = netip.ParseAddrPort(endpoint)
+		}
 		return
 	}
 	if err := p.tunnel.SetEndpoint(endpoint); err != nil {
@@ -374,15 +399,27 @@ const initiationLen = 148
 
 // tick runs every 100 ms: probes, connects, and checks the path.
 func (p *peer) tick(e env, now time.Time) {
-	if p.tunnel == nil || p.saidBye {
+	if p.saidBye {
 		return // a node that said bye is shutting down: no probes
+	}
+	if p.tunnel == nil {
+		// Expected: punch on an introduction as the peer does (its
+		// tunnel may be built), nothing else until Add.
+		if now.Before(p.punchUntil) && !now.Before(p.nextProbe) && len(p.candidates) > 0 {
+			p.probeAll(e, p.candidates, now)
+			p.nextProbe = now.Add(punchEvery)
+		}
+		return
 	}
 	if !p.keepaliveOn && !p.keepaliveAt.IsZero() && now.After(p.keepaliveAt) {
 		p.startHandshake(e, p.endpoint, now)
 	}
 	p.checkTunnel(e, now)
-	// Find the peer through the servers while it has no live path.
-	if e.haveServers() && !now.Before(p.connectAt) && (p.path == PathNone || !p.alive(now)) {
+	// Find the peer through the servers while it has no live path. Not
+	// while a Connect still waits: the backoff counts asks, not ticks
+	// (it used to double while one waited, so that a lost introduction
+	// was asked for again seconds after the Connect gave up).
+	if e.haveServers() && !now.Before(p.connectAt) && (p.path == PathNone || !p.alive(now)) && !p.asking() {
 		e.connect(p)
 		p.connectBackoff = min(max(2*p.connectBackoff, connectMin), connectMax)
 		p.connectAt = now.Add(p.connectBackoff)
@@ -420,6 +457,9 @@ func (p *peer) tick(e env, now time.Time) {
 		}
 	}
 }
+
+// asking reports whether a Connect for p still waits for its introduction.
+func (p *peer) asking() bool { return slices.Contains(p.connecting, true) }
 
 // relayReason explains, as far as the NAT classes tell, why no direct
 // path answered.
@@ -517,12 +557,15 @@ func (p *peer) checkTunnel(e env, now time.Time) {
 		// Ask the path itself before giving up on it: WireGuard's
 		// keepalives are not answered, and a one-way stream (a call on
 		// hold) also sends without receiving.
-		p.stallProbed = now
-		if p.path == PathDirect {
-			p.probeAll(e, []netip.AddrPort{p.direct}, now)
-		} else {
-			p.probeRelay(e, now)
-		}
+		p.stallProbed, p.stallAgain = now, false
+		p.probePath(e, now)
+	case now.Sub(p.stallProbed) >= stallProbe/2 && now.Sub(p.stallProbed) < stallProbe && !p.stallAgain:
+		// Once more, half-way: at 10 % loss each way one probe in five
+		// or its answer is lost, and one lost was enough to show the peer
+		// offline and leave a direct path; two both lost, one in 27.
+		// The decision stays at stallProbe.
+		p.stallAgain = true
+		p.probePath(e, now)
 	case now.Sub(p.stallProbed) >= stallProbe:
 		p.stallProbed = now
 		if p.unanswered.IsZero() {
@@ -547,6 +590,15 @@ func (p *peer) checkTunnel(e env, now time.Time) {
 		p.txSinceRx = false
 		p.connectAt, p.connectBackoff = now, 0
 		e.connect(p)
+	}
+}
+
+// probePath sends one probe on the path in use.
+func (p *peer) probePath(e env, now time.Time) {
+	if p.path == PathDirect {
+		p.probeAll(e, []netip.AddrPort{p.direct}, now)
+	} else {
+		p.probeRelay(e, now)
 	}
 }
 

@@ -128,10 +128,17 @@ const (
 	checkEvery = 250 * time.Millisecond
 	// onlineFor is how long after the last sign of life a peer counts as
 	// online: two WireGuard keepalives and a bit.
-	onlineFor       = 60 * time.Second
-	connectMin      = time.Second
-	connectMax      = 30 * time.Second
-	connectTimeout  = 5 * time.Second
+	onlineFor  = 60 * time.Second
+	connectMin = time.Second
+	connectMax = 30 * time.Second
+	// introWait is how long a Connect waits for its introduction before
+	// the server may be asked again. The server pushes the introduction
+	// once, unacknowledged: when it is lost, asking again is the repair,
+	// and the next ask waits for this (it was 5 s: a lost introduction
+	// cost a join's first packet 5-6 s on a lossy link). An introduction
+	// takes two round trips to the server at most (ours, then the peer's
+	// answer to the server's Incoming).
+	introWait       = 1500 * time.Millisecond
 	heldMaxAge      = 4 * time.Second
 	initiatorHold   = time.Second
 	maxCandidates   = 12
@@ -239,7 +246,8 @@ type Manager struct {
 	byAddr     map[netip.AddrPort]*rvclient.Client
 
 	events chan event
-	// paired is the set of peers, read by the socket reader (Accept).
+	// paired is the set of peers with tunnels, read by the socket reader
+	// (Accept).
 	paired atomic.Pointer[map[nodekey.Key]bool]
 	status atomic.Pointer[map[nodekey.Key]Status]
 	// natClass is this node's own mapping, from registering on both ports.
@@ -257,12 +265,14 @@ type Manager struct {
 	runWG  *sync.WaitGroup
 	// early are introductions to keys that are not peers yet: a joiner's,
 	// which arrives while the inviter is still saving it as a peer.
+	// (An expected peer keeps its own: peer.early.)
 	early map[nodekey.Key]*intro
 	done  chan struct{}
 }
 
 type event struct {
 	pair    *pairOut
+	expect  *nodekey.Key
 	add     *addPeer
 	remove  *nodekey.Key
 	intro   *intro
@@ -291,6 +301,9 @@ type intro struct {
 const (
 	earlyIntroFor  = 10 * time.Second
 	maxEarlyIntros = 16
+	// maxExpected bounds the peers expected at once (Expect): more are
+	// asked for when their tunnels are added.
+	maxExpected = 16
 )
 
 type probeIn struct {
@@ -617,6 +630,18 @@ func (m *Manager) Add(peer nodekey.Key, tunnel Tunnel, bind Initiations, static 
 	m.send(event{add: &addPeer{key: peer, tunnel: tunnel, bind: bind, static: static}})
 }
 
+// Expect starts looking for peer before its tunnel exists: the node has
+// just been paired with it and is building the tunnel. The servers are
+// asked at once, and the expected peer acts on its introductions as one
+// with a tunnel does (relay, punching, probes answered), since the peer,
+// whose tunnel may be built, acts on the same introduction: behind routers
+// that accept input, an end that punches alone loses the direct path
+// (TestExpectedPeerAcceptingRouters). Add then points the tunnel at the
+// path found and starts its handshake. The supervisor does not call it:
+// punching while the tunnels are built, when a Pi is busiest, acts too late
+// on one end (docs/first-handshake.md).
+func (m *Manager) Expect(peer nodekey.Key) { m.send(event{expect: &peer}) }
+
 // Remove forgets peer.
 func (m *Manager) Remove(peer nodekey.Key) { m.send(event{remove: &peer}) }
 
@@ -773,9 +798,34 @@ func (m *Manager) handleEvent(ev event) {
 	switch {
 	case ev.pair != nil:
 		ev.reply <- m.sendPair(ev.pair)
+	case ev.expect != nil:
+		if m.peers[*ev.expect] != nil {
+			return // known already, with its tunnel or expected
+		}
+		waiting := 0
+		for _, p := range m.peers {
+			if p.tunnel == nil {
+				waiting++
+			}
+		}
+		if waiting >= maxExpected {
+			// Many peers at once (a start, a restored config): their
+			// builds pace the asks, as Add always did, rather than a
+			// burst the server would rate-limit.
+			return
+		}
+		p := &peer{key: *ev.expect, connectAt: now}
+		m.peers[p.key] = p
+		m.setPaired()
+		if len(m.clientList()) > 0 {
+			m.connect(p)
+			p.connectBackoff = connectMin
+			p.connectAt = now.Add(connectMin)
+		}
 	case ev.add != nil:
 		a := ev.add
 		p := m.peers[a.key]
+		expected := p != nil && p.tunnel == nil
 		if p == nil {
 			p = &peer{key: a.key, connectAt: now}
 			m.peers[a.key] = p
@@ -786,14 +836,37 @@ func (m *Manager) handleEvent(ev event) {
 			p.setPath(m, PathDirect, a.static.String(), "configured endpoint", now)
 		}
 		m.setPaired()
-		if in := m.early[a.key]; in != nil {
-			delete(m.early, a.key)
-			if now.Sub(in.at) < earlyIntroFor {
-				p.introduced(m, in, now)
+		if expected && p.path != PathNone && !a.static.IsValid() {
+			// Expected, and introduced while the tunnel was made: the
+			// path it found (or the relay while punching goes on).
+			path, endpoint, reason := p.path, p.endpoint, p.reason
+			p.path = PathNone
+			p.setPath(m, path, endpoint, reason, now)
+			// At once at both ends, whichever starts a handshake first:
+			// the peer's initiation may have come before this tunnel was
+			// made and been lost, and holding ours back would wait for
+			// nothing (wgmux's crossing guard sorts out two at once).
+			if !p.keepaliveOn {
+				p.startHandshake(m, p.endpoint, now)
 			}
 		}
-		if p.path == PathNone && len(m.clientList()) > 0 {
-			// Now, not at the next tick: a join waits on this.
+		fresh := false
+		if in := m.early[a.key]; in != nil {
+			delete(m.early, a.key)
+			if p.introAt.IsZero() && now.Sub(in.at) < earlyIntroFor {
+				// The relay at once; the punching waits for a fresh
+				// introduction, which starts both ends together (learn).
+				p.learn(m, in, now)
+				fresh = true
+			}
+		}
+		if (p.path == PathNone || fresh) && len(m.clientList()) > 0 {
+			// Now, not at the next tick: a join waits on this. The
+			// Connect that brought an early introduction may not have
+			// ended yet.
+			if fresh {
+				clear(p.connecting)
+			}
 			m.connect(p)
 			p.connectBackoff = connectMin
 			p.connectAt = now.Add(connectMin)
@@ -802,11 +875,14 @@ func (m *Manager) handleEvent(ev event) {
 		delete(m.peers, *ev.remove)
 		m.setPaired()
 	case ev.intro != nil:
+		ev.intro.at = now
 		if p := m.peers[ev.intro.Peer]; p != nil {
+			// Expected or with its tunnel: punch now, as the peer does
+			// whether or not its own tunnel is made yet.
 			p.introduced(m, ev.intro, now)
 			return
 		}
-		ev.intro.at = now
+		// Not a peer yet: Add applies it.
 		for k, in := range m.early {
 			if now.Sub(in.at) >= earlyIntroFor || len(m.early) >= maxEarlyIntros {
 				delete(m.early, k)
@@ -858,6 +934,8 @@ func (m *Manager) handleEvent(ev event) {
 func (m *Manager) setPaired() {
 	set := make(map[nodekey.Key]bool, len(m.peers))
 	for k := range m.peers {
+		// Expected peers too: both ends punch on every introduction,
+		// tunnel or not (peer.tick).
 		set[k] = true
 	}
 	m.paired.Store(&set)
@@ -897,7 +975,7 @@ func (m *Manager) connect(p *peer) {
 		p.connecting[i] = true
 		key := p.key
 		wg.Go(func() {
-			cctx, cancel := context.WithTimeout(ctx, connectTimeout)
+			cctx, cancel := context.WithTimeout(ctx, introWait)
 			defer cancel()
 			if _, err := c.Connect(cctx, key); err != nil {
 				m.log.Debug("no introduction yet", "peer", key, "err", err)

@@ -116,6 +116,9 @@ type simNode struct {
 	stopped atomic.Bool
 
 	stop func() // a power cut: no bye
+	// dropIn, if set, drops the datagrams it returns true for before the
+	// socket's reader sees them.
+	dropIn atomic.Pointer[func(b []byte, from netip.AddrPort) bool]
 }
 
 type simRelay struct {
@@ -215,6 +218,9 @@ func (n *simNode) PacketConn() net.PacketConn { return n.conn.PacketConn() }
 func (n *simNode) receive(b []byte, from netip.AddrPort) {
 	h := n.handler.Load()
 	if len(b) < 4 || h == nil {
+		return
+	}
+	if drop := n.dropIn.Load(); drop != nil && (*drop)(b, from) {
 		return
 	}
 	if b[0] != rendezvous.Magic {
@@ -489,4 +495,11 @@ func media(a, b *simNode) (stop func()) {
 		}
 	}()
 	return func() { cancel(); <-done }
+}
+
+// currentEndpoint is where the tunnel sends.
+func (t *simTunnel) currentEndpoint() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.endpoint
 }
