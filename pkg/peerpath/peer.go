@@ -256,6 +256,11 @@ func (p *peer) probed(e env, in *probeIn) {
 			reason = "probe answered; moved from the relay"
 		}
 		p.setPath(e, PathDirect, in.from.String(), reason, in.at)
+		if p.path == PathDirect && p.direct == in.from {
+			// This answer is the first on the path now in use; on a
+			// busy tunnel no probe may follow it for a long while.
+			p.rtt = rtt
+		}
 	}
 }
 
