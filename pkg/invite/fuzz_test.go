@@ -144,7 +144,7 @@ func FuzzOpenPlain(f *testing.F) {
 
 // FuzzParseHello: no panic, bounded, every error is ErrHello or ErrVersion,
 // whatever parses appends to exactly the bytes it came from, and an Ack
-// comes only in version 2, only with Committed and never with a proof.
+// comes only in version 2, never with a proof or a confirmation.
 func FuzzParseHello(f *testing.F) {
 	for _, tc := range hellos {
 		b, _ := AppendHello(nil, tc.h)
@@ -152,6 +152,7 @@ func FuzzParseHello(f *testing.F) {
 	}
 	f.Add([]byte{1, 1, 0, 0})
 	f.Add([]byte{2, 4, 0, 0})
+	f.Add(append([]byte{2, 0, 0, 0}, make([]byte, 32)...))
 	f.Add(append([]byte{2, 5, 0, 0}, make([]byte, 64)...))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, err := ParseHello(b)
@@ -164,7 +165,7 @@ func FuzzParseHello(f *testing.F) {
 		if len(b) > MaxHelloLen {
 			t.Fatalf("ParseHello accepted %d bytes, more than MaxHelloLen", len(b))
 		}
-		if (h.Ack != nil) != (b[0] == 2) || h.Ack != nil && (!h.Committed || h.Proof != nil) {
+		if (h.Ack != nil) != (b[0] == 2) || h.Ack != nil && (h.Proof != nil || h.Confirm) {
 			t.Fatalf("ParseHello(%x) = %+v: an ack out of place", b, h)
 		}
 		out, err := AppendHello(nil, h)

@@ -9,13 +9,14 @@ import (
 
 // Hello is what joiner and inviter tell each other while pairing, each
 // inside a box sealed for the other (rendezvous.PeerAEAD): the joiner's join
-// request carries Proof; the inviter's answer does not.
+// request carries Proof; the inviter's answer carries Ack instead.
 //
 // Pairing is a two-phase commit (pkg/pairing): the inviter's answer is
-// its acceptance (it keeps the joiner as a provisional peer); the joiner
-// then saves the peer for good and says so with Proof and Confirm until
-// the inviter, having saved it for good as well, answers with Committed
-// and Ack, which names the pairing it committed.
+// its acceptance (it keeps the joiner as a provisional peer), with Ack
+// naming the invite it accepted; the joiner then saves the peer for good
+// and says so with Proof and Confirm until the inviter, having saved it
+// for good as well, answers with Committed and Ack, which names the
+// pairing it committed.
 type Hello struct {
 	// Name is the sender's node name, for display (MaxNameLen bytes).
 	Name string
@@ -31,11 +32,13 @@ type Hello struct {
 	// Committed (inviter to joiner) says the inviter has saved the
 	// pairing for good: the joiner may stop confirming.
 	Committed bool
-	// Ack, only with Committed, is CommitAck(proof) of the invite the
-	// inviter committed, so that the joiner takes Committed for its own
-	// pairing only, never for an earlier one of the same two Pis. A
-	// Committed without Ack (version 1) comes from an older peerline, or
-	// is the copy an inviter sends for one.
+	// Ack names the invite an inviter's answer is about, so that the
+	// joiner takes it for its own pairing only, never for an earlier one
+	// of the same two Pis: with Committed it is CommitAck(proof) of the
+	// invite the inviter committed; without, AcceptAck(proof) of the
+	// invite it accepted (reserved for the joiner). An answer without Ack
+	// (version 1) comes from an older peerline, or is the copy an
+	// inviter sends for one.
 	Ack *[32]byte
 }
 
@@ -43,9 +46,9 @@ type Hello struct {
 const (
 	MaxHelloLines = 16
 	helloVersion  = 1
-	// helloVersionAck is the version of a Committed hello with Ack, the
-	// only one written in version 2: everything else stays in version 1,
-	// which the previous peerline reads.
+	// helloVersionAck is the version of an inviter's answer with Ack
+	// (accepted or committed), the only one written in version 2:
+	// everything else stays in version 1, which older peerlines read.
 	helloVersionAck = 2
 	helloHasProof   = 1
 	helloConfirm    = 2
@@ -68,17 +71,18 @@ var ErrHello = errors.New("the peer sent a malformed hello")
 //	line-count(1) lines(1 byte each)
 //	[proof(32)]
 //
-// Version 2 is a Committed hello bound to its pairing, and nothing else:
+// Version 2 is an inviter's answer bound to its invite, and nothing else:
 //
 //	version(1) = 2
-//	flags(1) = 4 (committed)
+//	flags(1) = 0 (accepted: Ack is AcceptAck) or 4 (committed: CommitAck)
 //	name-length(1) name
 //	line-count(1) lines(1 byte each)
 //	ack(32)
 //
 // A peerline that reads only version 1 refuses a version-2 hello as from
-// a newer peerline (ErrVersion) and ignores it, so an inviter sends a
-// joiner both forms of Committed (pkg/pairing).
+// a newer peerline (ErrVersion), and the one that read version 2 only
+// for committed refuses an accepted one as malformed; both ignore it, so
+// an inviter sends a joiner both forms of each answer (pkg/pairing).
 
 // AppendHello appends h's encoding to b, or says why h cannot be sent.
 func AppendHello(b []byte, h Hello) ([]byte, error) {
@@ -97,8 +101,8 @@ func AppendHello(b []byte, h Hello) ([]byte, error) {
 		return nil, errors.New("a pairing confirmation needs the invite's proof")
 	case h.Committed && h.Proof != nil:
 		return nil, errors.New("only the inviter says committed, and it sends no proof")
-	case h.Ack != nil && !h.Committed:
-		return nil, errors.New("a pairing acknowledgement goes only with committed")
+	case h.Ack != nil && h.Proof != nil:
+		return nil, errors.New("a pairing acknowledgement is the inviter's, and it sends no proof")
 	}
 	if h.Confirm {
 		flags |= helloConfirm
@@ -166,8 +170,8 @@ func ParseHello(b []byte) (Hello, error) {
 	if flags&helloConfirm != 0 && flags&helloHasProof == 0 || flags&helloCommitted != 0 && flags&helloHasProof != 0 {
 		return bad("flags %#x do not go together", flags)
 	}
-	if v == helloVersionAck && flags != helloCommitted {
-		return bad("version 2 with flags %#x; it is only for committed", flags)
+	if v == helloVersionAck && flags != 0 && flags != helloCommitted {
+		return bad("version 2 with flags %#x; it is only for an inviter's answer", flags)
 	}
 	h := Hello{Confirm: flags&helloConfirm != 0, Committed: flags&helloCommitted != 0}
 	n := int(r.byte())

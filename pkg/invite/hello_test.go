@@ -64,6 +64,26 @@ func TestCommitAck(t *testing.T) {
 	}
 }
 
+// TestAcceptAck: the acceptance spelled out independently, and
+// different for every proof, from the proof and from the commit's.
+func TestAcceptAck(t *testing.T) {
+	p := Proof(basic.Secret, key(1), key(2))
+	m := hmac.New(sha256.New, p[:])
+	m.Write([]byte("peerline invite accepted v1"))
+	a := AcceptAck(p)
+	if !bytes.Equal(a[:], m.Sum(nil)) {
+		t.Fatalf("AcceptAck = %x, want HMAC-SHA256(proof, label) = %x", a, m.Sum(nil))
+	}
+	if a == p || a == CommitAck(p) {
+		t.Error("AcceptAck is the proof or the commit's acknowledgement")
+	}
+	other := basic.Secret
+	other[0] ^= 1
+	if AcceptAck(Proof(other, key(1), key(2))) == a || AcceptAck(Proof(basic.Secret, key(1), key(3))) == a {
+		t.Error("two pairings have the same acceptance")
+	}
+}
+
 var (
 	proof = [32]byte{31: 7}
 	ack   = [32]byte{0: 9, 31: 1}
@@ -87,6 +107,9 @@ var hellos = []struct {
 	// Version 2: Committed bound to its pairing.
 	{"committed with ack", Hello{Name: "bob", Lines: []int{3}, Committed: true, Ack: &ack},
 		append([]byte{2, 4, 3, 'b', 'o', 'b', 1, 3}, ack[:]...)},
+	// Version 2: the answer to a join request bound to its invite.
+	{"accepted with ack", Hello{Name: "bob", Lines: []int{3}, Ack: &ack},
+		append([]byte{2, 0, 3, 'b', 'o', 'b', 1, 3}, ack[:]...)},
 	{"largest committed", Hello{Name: strings.Repeat("ü", 16), Lines: []int{16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1}, Committed: true, Ack: &ack}, nil},
 	{"largest", Hello{Name: strings.Repeat("ü", 16), Lines: []int{16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1}, Proof: &proof}, nil},
 }
@@ -134,7 +157,7 @@ func TestAppendHelloRefuses(t *testing.T) {
 		{"17 lines", Hello{Lines: []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17}}},
 		{"confirm without proof", Hello{Confirm: true}},
 		{"committed with proof", Hello{Committed: true, Proof: &proof}},
-		{"ack without committed", Hello{Ack: &ack}},
+		{"ack with a proof", Hello{Proof: &proof, Ack: &ack}},
 		{"ack with a confirmation", Hello{Proof: &proof, Confirm: true, Ack: &ack}},
 	} {
 		if b, err := AppendHello(nil, tc.h); err == nil {
@@ -155,7 +178,8 @@ func TestParseHelloErrors(t *testing.T) {
 		{"newer version", edit(func(b []byte) []byte { b[0] = 3; return b }), ErrVersion},
 		{"version 2 with a proof", edit(func(b []byte) []byte { b[0] = 2; return b }), ErrHello},
 		{"version 2 confirming", append([]byte{2, 3, 0, 0}, proof[:]...), ErrHello},
-		{"version 2 without committed", append([]byte{2, 0, 0, 0}, ack[:]...), ErrHello},
+		{"version 2 with a proof flag", append([]byte{2, 1, 0, 0}, ack[:]...), ErrHello},
+		{"version 2 accepted without ack", []byte{2, 0, 0, 0}, ErrHello},
 		{"version 2 without ack", []byte{2, 4, 0, 0}, ErrHello},
 		{"version 2 truncated ack", append([]byte{2, 4, 0, 0}, ack[:31]...), ErrHello},
 		{"version 2 trailing byte", append(append([]byte{2, 4, 0, 0}, ack[:]...), 0), ErrHello},

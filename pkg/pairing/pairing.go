@@ -12,8 +12,9 @@
 //	  also a join box sent with the fetch)      deadline and keeps the joiner as
 //	                                            a provisional peer (invite store,
 //	                                            then config)
-//	                ◀─────────────────────────  Hello (its Connect box: accepted)
-//	  commits: the journal says so;
+//	                ◀─────────────────────────  Hello{Ack} (its Connect box:
+//	  commits (only if Ack names this           accepted; also repeated on
+//	  invite): the journal says so;             the path)
 //	  `peerline join` reports success
 //	  Hello{Proof, Confirm}  ─────────────────▶ commits: the invite is used, its
 //	  (directly on the path, repeated           short form leaves the servers
@@ -35,9 +36,11 @@
 //   - every message is idempotent and retransmitted by its sender until
 //     the answer comes: a repeated request is answered again, a repeated
 //     confirmation acknowledged again;
-//   - Committed names the pairing it commits (Ack, from the confirmation's
-//     proof), so one from an earlier pairing of the same two Pis never
-//     ends the confirmations of a new one.
+//   - the answer names the invite it accepts, and Committed the pairing
+//     it commits (Ack, from the request's or confirmation's proof), so
+//     one from an earlier pairing of the same two Pis, or the hello an
+//     inviter sends every peer, never commits a new join or ends its
+//     confirmations.
 //
 // The two ends thus both keep the peer or neither does, except when the
 // joiner committed and then stayed away longer than the invite's life, or
@@ -336,6 +339,16 @@ func (pr *Pairing) helloFor(peer nodekey.Key) invite.Hello {
 		ack := invite.CommitAck(c.proof)
 		h.Committed, h.Ack = true, &ack
 	}
+	// While an invite is reserved for peer, our hello is the answer to
+	// its join request, and names that invite: the joiner takes nothing
+	// else as acceptance, neither an answer of an earlier pairing of
+	// the same two Pis nor the hello we send any peer.
+	if h.Proof == nil && !h.Committed {
+		if proof, ok := pr.store.ReservedProof(now, peer); ok {
+			ack := invite.AcceptAck(proof)
+			h.Ack = &ack
+		}
+	}
 	return h
 }
 
@@ -371,10 +384,10 @@ func (pr *Pairing) send(peer nodekey.Key, sent func(error)) {
 	}
 	var legacy []byte
 	if h.Ack != nil {
-		// A joiner running the previous peerline reads only version-1
-		// hellos, whose Committed names no pairing: it gets that form
-		// too (and takes it, as it always did). This version's joiners
-		// ignore it.
+		// A joiner running an older peerline does not read version-2
+		// answers (or, the previous one, only Committed ones): it gets
+		// the version-1 form too, which names no invite (and takes it,
+		// as it always did). This version's joiners ignore it.
 		h.Ack = nil
 		legacy, _ = invite.AppendHello(nil, h)
 	}

@@ -134,8 +134,8 @@ type node struct {
 	daemonBusy atomic.Bool
 	// crash, if set, kills the node at one of its writes.
 	crash atomic.Pointer[crashPoint]
-	// oldWire makes the node send what the previous peerline sends: no
-	// version-2 hellos (a Committed without Ack instead).
+	// oldWire makes the node send what an older peerline sends: no
+	// version-2 hellos (answers and Committed without Ack instead).
 	oldWire atomic.Bool
 }
 
