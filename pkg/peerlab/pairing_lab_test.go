@@ -296,8 +296,11 @@ func TestPairingJoinerKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-n.B.Daemon.Done()
-	n.B.Daemon = nil
+	// The join's answer first: its command reads n.B.Daemon for the
+	// daemon's last words, and clearing it under that read crashed the
+	// test binary (a nil Proc) in one of eight runs.
 	t.Logf("B killed mid-join; its join said: %v", <-joined)
+	n.B.Daemon = nil
 	inet.SetDrop(nil)
 	if err := n.B.Start(ctx); err != nil {
 		t.Fatal(err)
