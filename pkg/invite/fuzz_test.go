@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -144,7 +145,8 @@ func FuzzOpenPlain(f *testing.F) {
 
 // FuzzParseHello: no panic, bounded, every error is ErrHello or ErrVersion,
 // whatever parses appends to exactly the bytes it came from, and an Ack
-// comes only in version 2, only with Committed and never with a proof.
+// comes only in version 2, never with a proof or a confirmation, and
+// labels only in version 3, alone, each valid and for a line announced.
 func FuzzParseHello(f *testing.F) {
 	for _, tc := range hellos {
 		b, _ := AppendHello(nil, tc.h)
@@ -152,6 +154,8 @@ func FuzzParseHello(f *testing.F) {
 	}
 	f.Add([]byte{1, 1, 0, 0})
 	f.Add([]byte{2, 4, 0, 0})
+	f.Add(append([]byte{2, 0, 0, 0}, make([]byte, 32)...))
+	f.Add([]byte{3, 0, 0, 2, 1, 2, 2, 1, 1, 'a', 2, 1, 'b'})
 	f.Add(append([]byte{2, 5, 0, 0}, make([]byte, 64)...))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, err := ParseHello(b)
@@ -164,8 +168,16 @@ func FuzzParseHello(f *testing.F) {
 		if len(b) > MaxHelloLen {
 			t.Fatalf("ParseHello accepted %d bytes, more than MaxHelloLen", len(b))
 		}
-		if (h.Ack != nil) != (b[0] == 2) || h.Ack != nil && (!h.Committed || h.Proof != nil) {
+		if (h.Ack != nil) != (b[0] == 2) || h.Ack != nil && (h.Proof != nil || h.Confirm) {
 			t.Fatalf("ParseHello(%x) = %+v: an ack out of place", b, h)
+		}
+		if (h.Labels != nil) != (b[0] == 3) || h.Labels != nil && (h.Proof != nil || h.Ack != nil || h.Committed || h.Confirm) {
+			t.Fatalf("ParseHello(%x) = %+v: labels out of place", b, h)
+		}
+		for l, label := range h.Labels {
+			if !slices.Contains(h.Lines, l) || ValidLabel(label) != nil {
+				t.Fatalf("ParseHello(%x) = %+v: a bad label for line %d", b, h, l)
+			}
 		}
 		out, err := AppendHello(nil, h)
 		if err != nil || !bytes.Equal(out, b) {

@@ -64,6 +64,37 @@ func TestCommitAck(t *testing.T) {
 	}
 }
 
+// TestAcceptAck: the acceptance spelled out independently, and
+// different for every proof, from the proof and from the commit's.
+func TestAcceptAck(t *testing.T) {
+	p := Proof(basic.Secret, key(1), key(2))
+	m := hmac.New(sha256.New, p[:])
+	m.Write([]byte("peerline invite accepted v1"))
+	a := AcceptAck(p)
+	if !bytes.Equal(a[:], m.Sum(nil)) {
+		t.Fatalf("AcceptAck = %x, want HMAC-SHA256(proof, label) = %x", a, m.Sum(nil))
+	}
+	if a == p || a == CommitAck(p) {
+		t.Error("AcceptAck is the proof or the commit's acknowledgement")
+	}
+	other := basic.Secret
+	other[0] ^= 1
+	if AcceptAck(Proof(other, key(1), key(2))) == a || AcceptAck(Proof(basic.Secret, key(1), key(3))) == a {
+		t.Error("two pairings have the same acceptance")
+	}
+}
+
+var allLines = []int{16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1}
+
+// allLabels labels each of allLines with MaxLabelLen bytes.
+func allLabels() map[int]string {
+	m := map[int]string{}
+	for _, l := range allLines {
+		m[l] = strings.Repeat("é", MaxLabelLen/2) + "x"
+	}
+	return m
+}
+
 var (
 	proof = [32]byte{31: 7}
 	ack   = [32]byte{0: 9, 31: 1}
@@ -87,6 +118,15 @@ var hellos = []struct {
 	// Version 2: Committed bound to its pairing.
 	{"committed with ack", Hello{Name: "bob", Lines: []int{3}, Committed: true, Ack: &ack},
 		append([]byte{2, 4, 3, 'b', 'o', 'b', 1, 3}, ack[:]...)},
+	// Version 2: the answer to a join request bound to its invite.
+	{"accepted with ack", Hello{Name: "bob", Lines: []int{3}, Ack: &ack},
+		append([]byte{2, 0, 3, 'b', 'o', 'b', 1, 3}, ack[:]...)},
+	// Version 3: an announcement, with the line labels.
+	{"announcement", Hello{Name: "bob", Lines: []int{1, 2, 7}, Labels: map[int]string{7: "hall", 1: "kitchen"}},
+		[]byte{3, 0, 3, 'b', 'o', 'b', 3, 1, 2, 7, 2, 1, 7, 'k', 'i', 't', 'c', 'h', 'e', 'n', 7, 4, 'h', 'a', 'l', 'l'}},
+	{"announcement without labels", Hello{Name: "bob", Lines: []int{1}, Labels: map[int]string{}},
+		[]byte{3, 0, 3, 'b', 'o', 'b', 1, 1, 0}},
+	{"largest announcement", Hello{Name: strings.Repeat("ü", 16), Lines: allLines, Labels: allLabels()}, nil},
 	{"largest committed", Hello{Name: strings.Repeat("ü", 16), Lines: []int{16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1}, Committed: true, Ack: &ack}, nil},
 	{"largest", Hello{Name: strings.Repeat("ü", 16), Lines: []int{16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1}, Proof: &proof}, nil},
 }
@@ -134,8 +174,18 @@ func TestAppendHelloRefuses(t *testing.T) {
 		{"17 lines", Hello{Lines: []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17}}},
 		{"confirm without proof", Hello{Confirm: true}},
 		{"committed with proof", Hello{Committed: true, Proof: &proof}},
-		{"ack without committed", Hello{Ack: &ack}},
+		{"ack with a proof", Hello{Proof: &proof, Ack: &ack}},
 		{"ack with a confirmation", Hello{Proof: &proof, Confirm: true, Ack: &ack}},
+		{"labels with a proof", Hello{Lines: []int{1}, Proof: &proof, Labels: map[int]string{1: "a"}}},
+		{"labels with committed", Hello{Lines: []int{1}, Committed: true, Labels: map[int]string{}}},
+		{"labels with an ack", Hello{Lines: []int{1}, Ack: &ack, Labels: map[int]string{}}},
+		{"label for a line not announced", Hello{Lines: []int{1}, Labels: map[int]string{2: "hall"}}},
+		{"empty label", Hello{Lines: []int{1}, Labels: map[int]string{1: ""}}},
+		{"label of 64 bytes", Hello{Lines: []int{1}, Labels: map[int]string{1: strings.Repeat("x", 64)}}},
+		{"label with a newline", Hello{Lines: []int{1}, Labels: map[int]string{1: "a\nb"}}},
+		{"label with escape", Hello{Lines: []int{1}, Labels: map[int]string{1: "\x1b[2J"}}},
+		{"label with bidi override", Hello{Lines: []int{1}, Labels: map[int]string{1: "a\u202eb"}}},
+		{"label not UTF-8", Hello{Lines: []int{1}, Labels: map[int]string{1: "\xff"}}},
 	} {
 		if b, err := AppendHello(nil, tc.h); err == nil {
 			t.Errorf("%s: AppendHello = %x, want an error", tc.name, b)
@@ -152,10 +202,23 @@ func TestParseHelloErrors(t *testing.T) {
 		want error
 	}{
 		{"empty", nil, ErrHello},
-		{"newer version", edit(func(b []byte) []byte { b[0] = 3; return b }), ErrVersion},
+		{"newer version", edit(func(b []byte) []byte { b[0] = 4; return b }), ErrVersion},
+		{"version 3 with a proof", edit(func(b []byte) []byte { b[0] = 3; return b }), ErrHello},
+		{"version 3 committed", []byte{3, 4, 0, 0, 0}, ErrHello},
+		{"version 3 without labels", []byte{3, 0, 0, 0}, ErrHello},
+		{"version 3 label for no line", []byte{3, 0, 0, 0, 1, 1, 1, 'a'}, ErrHello},
+		{"version 3 labels out of order", []byte{3, 0, 0, 2, 1, 2, 2, 2, 1, 'b', 1, 1, 'a'}, ErrHello},
+		{"version 3 line labelled twice", []byte{3, 0, 0, 1, 1, 2, 1, 1, 'a', 1, 1, 'b'}, ErrHello},
+		{"version 3 empty label", []byte{3, 0, 0, 1, 1, 1, 1, 0}, ErrHello},
+		{"version 3 label of 64 bytes", append([]byte{3, 0, 0, 1, 1, 1, 1, 64}, make([]byte, 64)...), ErrHello},
+		{"version 3 label with a control character", []byte{3, 0, 0, 1, 1, 1, 1, 1, '\r'}, ErrHello},
+		{"version 3 17 labels", append([]byte{3, 0, 0, 0}, 17), ErrHello},
+		{"version 3 truncated label", []byte{3, 0, 0, 1, 1, 1, 1, 5, 'a'}, ErrHello},
+		{"version 3 trailing byte", []byte{3, 0, 0, 1, 1, 0, 0}, ErrHello},
 		{"version 2 with a proof", edit(func(b []byte) []byte { b[0] = 2; return b }), ErrHello},
 		{"version 2 confirming", append([]byte{2, 3, 0, 0}, proof[:]...), ErrHello},
-		{"version 2 without committed", append([]byte{2, 0, 0, 0}, ack[:]...), ErrHello},
+		{"version 2 with a proof flag", append([]byte{2, 1, 0, 0}, ack[:]...), ErrHello},
+		{"version 2 accepted without ack", []byte{2, 0, 0, 0}, ErrHello},
 		{"version 2 without ack", []byte{2, 4, 0, 0}, ErrHello},
 		{"version 2 truncated ack", append([]byte{2, 4, 0, 0}, ack[:31]...), ErrHello},
 		{"version 2 trailing byte", append(append([]byte{2, 4, 0, 0}, ack[:]...), 0), ErrHello},

@@ -51,3 +51,21 @@ func CommitAck(proof [32]byte) [32]byte {
 	m.Sum(a[:0])
 	return a
 }
+
+// acceptLabel keeps an acceptance apart from a commit and a proof.
+const acceptLabel = "peerline invite accepted v1"
+
+// AcceptAck is what the inviter's answer to a join request carries
+// (Hello.Ack without Committed): HMAC-SHA256 keyed with the proof of the
+// invite it reserved for the joiner, over a label. Like CommitAck it
+// names the invite without the secret, so a joiner takes as its answer
+// only one about the invite it is joining with: an answer of an earlier
+// pairing of the same two Pis, or the hello an inviter that has the
+// joiner as a peer sends anyway, is not one.
+func AcceptAck(proof [32]byte) [32]byte {
+	m := hmac.New(sha256.New, proof[:])
+	m.Write([]byte(acceptLabel))
+	var a [32]byte
+	m.Sum(a[:0])
+	return a
+}

@@ -418,6 +418,20 @@ func (s *Store) Reservations(now time.Time) []Reservation {
 	return out
 }
 
+// ReservedProof returns the proof (for joiner) of the invite reserved for
+// joiner, if one is: the inviter's answer names it (AcceptAck), so that
+// the joiner takes the answer for the invite it is joining with only.
+func (s *Store) ReservedProof(now time.Time, joiner nodekey.Key) ([32]byte, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.records {
+		if r.Joiner == joiner && r.entry().State(now) == Reserved {
+			return Proof(r.secret(), r.Inviter, joiner), true
+		}
+	}
+	return [32]byte{}, false
+}
+
 // UsedBy reports whether joiner paired through one of the invites and is
 // not pairing through another right now: the inviter then tells it
 // Committed. (A joiner that pairs again, with a new code, hears Committed

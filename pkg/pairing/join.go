@@ -48,15 +48,11 @@ type join struct {
 	// undoing says a rollbackJoin of it is running.
 	undoing bool
 	warned  bool
-	// unbound counts the Committed hellos without an acknowledgement
-	// (from a previous peerline) this join ignored.
-	unbound int
+	// unboundAnswers counts the hellos without an acknowledgement this
+	// join ignored while it waited: the answers of an inviter running
+	// an older peerline look like that, which a failed join says.
+	unboundAnswers int
 }
-
-// unboundWarn is after how many Committed hellos without an
-// acknowledgement a join says that the inviter runs an older peerline:
-// a newer one sends each with an acknowledged copy, which ends the join.
-const unboundWarn = 5
 
 // journalEntry is a join as the journal file keeps it.
 type journalEntry struct {
@@ -284,6 +280,12 @@ func (pr *Pairing) Join(ctx context.Context, code string) (control.PeerRef, erro
 	if err != nil {
 		return control.PeerRef{}, fmt.Errorf("joining %s: %w; nothing was kept here, and the code still works: run the join again", DisplayName(iv.Name), err)
 	}
+	pr.mu.Lock()
+	unbound := j.unboundAnswers
+	pr.mu.Unlock()
+	if unbound > 0 {
+		return control.PeerRef{}, fmt.Errorf("%s's Pi answered within %v, but not about this code: either it runs an older peerline, whose answer does not name the invite (update peerline on it, then run the join again), or it did not take the code (already used, revoked or made for another Pi; its log says which). Nothing was kept here, and the code still works if it was not used", DisplayName(iv.Name), pr.opt.JoinTimeout)
+	}
 	return control.PeerRef{}, fmt.Errorf("%s's Pi did not answer within %v. It may be offline or unable to reach its rendezvous server, or the code was already used, revoked or made for another Pi (its log says which). Nothing was kept here; try again (the code still works if it was not used), or ask for a new code (`peerline invite`)", DisplayName(iv.Name), pr.opt.JoinTimeout)
 }
 
@@ -313,6 +315,19 @@ func (pr *Pairing) joinAnswer(inviter nodekey.Key, h invite.Hello) bool {
 			pr.log.Debug("ignoring a Committed hello from an earlier pairing", "peer", inviter)
 			return true
 		}
+		// The answer must name our invite: a hello without it is the
+		// answer of an earlier pairing of the same two Pis (a late
+		// copy), the hello an inviter that still has us as a peer sends
+		// anyway, or one from an older peerline. Taken as acceptance,
+		// it told the user the pairing worked while the inviter had
+		// never taken the code.
+		if h.Ack == nil || *h.Ack != invite.AcceptAck([32]byte(j.entry.Proof)) {
+			if h.Ack == nil {
+				j.unboundAnswers++
+			}
+			pr.log.Debug("ignoring an answer that does not name this join's invite", "peer", inviter, "ack", h.Ack != nil)
+			return true
+		}
 		j.phase = phaseCommitting
 		go pr.commitJoin(j, h)
 	case phaseCommitted:
@@ -325,14 +340,9 @@ func (pr *Pairing) joinAnswer(inviter nodekey.Key, h invite.Hello) bool {
 		// inviter answering that pairing's confirmations), and taken
 		// as ours it would end our confirmations while the inviter
 		// waits for them and then rolls back.
-		if h.Ack == nil {
-			j.unbound++
-			if j.unbound == unboundWarn {
-				pr.log.Warn("the inviter runs an older peerline, whose Committed does not say which pairing it is for: this Pi keeps confirming (every 10 s) to be sure; the pairing holds if `peerline peers` on the inviter lists this Pi. Update the inviter's peerline to end this", "peer", inviter, "name", j.entry.Name)
-			}
-			return true
-		}
-		if *h.Ack != invite.CommitAck([32]byte(j.entry.Proof)) {
+		// (An inviter too old to name the pairing never gets here: its
+		// answer, which names no invite either, commits no join.)
+		if h.Ack == nil || *h.Ack != invite.CommitAck([32]byte(j.entry.Proof)) {
 			pr.log.Debug("ignoring a Committed hello for another pairing", "peer", inviter)
 			return true
 		}

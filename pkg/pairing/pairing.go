@@ -12,8 +12,9 @@
 //	  also a join box sent with the fetch)      deadline and keeps the joiner as
 //	                                            a provisional peer (invite store,
 //	                                            then config)
-//	                ◀─────────────────────────  Hello (its Connect box: accepted)
-//	  commits: the journal says so;
+//	                ◀─────────────────────────  Hello{Ack} (its Connect box:
+//	  commits (only if Ack names this           accepted; also repeated on
+//	  invite): the journal says so;             the path)
 //	  `peerline join` reports success
 //	  Hello{Proof, Confirm}  ─────────────────▶ commits: the invite is used, its
 //	  (directly on the path, repeated           short form leaves the servers
@@ -35,9 +36,11 @@
 //   - every message is idempotent and retransmitted by its sender until
 //     the answer comes: a repeated request is answered again, a repeated
 //     confirmation acknowledged again;
-//   - Committed names the pairing it commits (Ack, from the confirmation's
-//     proof), so one from an earlier pairing of the same two Pis never
-//     ends the confirmations of a new one.
+//   - the answer names the invite it accepts, and Committed the pairing
+//     it commits (Ack, from the request's or confirmation's proof), so
+//     one from an earlier pairing of the same two Pis, or the hello an
+//     inviter sends every peer, never commits a new join or ends its
+//     confirmations.
 //
 // The two ends thus both keep the peer or neither does, except when the
 // joiner committed and then stayed away longer than the invite's life, or
@@ -152,8 +155,10 @@ type Pairing struct {
 	key   nodekey.Key
 	store *invite.Store
 
-	// editMu serializes edits of the config file.
-	editMu sync.Mutex
+	// editMu serializes edits of the config file: a channel, not a
+	// mutex, so that waiting for it while an edit waits for a busy
+	// daemon is a wait testing/synctest sees as such.
+	editMu lock
 	// owed says the config file holds a change the daemon has not taken
 	// (it did not take it in time). editMu guards it.
 	owed bool
@@ -175,6 +180,13 @@ type Pairing struct {
 	answers map[nodekey.Key]*repeat // mu
 	// confirming is each joiner's latest confirmation.
 	confirming map[nodekey.Key]confirmation // mu
+	// announces are the announcements to each peer (announce.go).
+	announces map[nodekey.Key]*announce // mu
+	// updating holds, for each peer whose hello is being applied to the
+	// config, the newest hello that came meanwhile (nil: none): one
+	// update per peer at a time, however many hellos a busy daemon
+	// leaves waiting.
+	updating map[nodekey.Key]*invite.Hello // mu
 
 	// journalPath is the joiner's journal (joins.json in StateDir).
 	journalPath string
@@ -203,9 +215,9 @@ func New(opt Options) (*Pairing, error) {
 		return nil, err
 	}
 	store.SetWriteFile(opt.WriteFile)
-	pr := &Pairing{opt: opt, log: opt.Log, key: opt.Key, store: store,
+	pr := &Pairing{opt: opt, log: opt.Log, key: opt.Key, store: store, editMu: make(lock, 1), updating: map[nodekey.Key]*invite.Hello{},
 		joins: map[nodekey.Key]*join{}, firstHandshake: map[nodekey.Key]firstRole{}, answers: map[nodekey.Key]*repeat{},
-		confirming:  map[nodekey.Key]confirmation{},
+		confirming: map[nodekey.Key]confirmation{}, announces: map[nodekey.Key]*announce{},
 		journalPath: filepath.Join(opt.StateDir, "joins.json")}
 	entries, err := pr.loadJournal()
 	if err != nil {
@@ -249,6 +261,7 @@ func (pr *Pairing) Run(ctx context.Context) error {
 func (pr *Pairing) step(ctx context.Context, now time.Time) {
 	pr.joinerStep(ctx, now)
 	pr.inviterStep(now)
+	pr.announceStep(now)
 }
 
 // confirmation is a joiner's latest confirmation: when it came, and the
@@ -336,6 +349,16 @@ func (pr *Pairing) helloFor(peer nodekey.Key) invite.Hello {
 		ack := invite.CommitAck(c.proof)
 		h.Committed, h.Ack = true, &ack
 	}
+	// While an invite is reserved for peer, our hello is the answer to
+	// its join request, and names that invite: the joiner takes nothing
+	// else as acceptance, neither an answer of an earlier pairing of
+	// the same two Pis nor the hello we send any peer.
+	if h.Proof == nil && !h.Committed {
+		if proof, ok := pr.store.ReservedProof(now, peer); ok {
+			ack := invite.AcceptAck(proof)
+			h.Ack = &ack
+		}
+	}
 	return h
 }
 
@@ -371,10 +394,10 @@ func (pr *Pairing) send(peer nodekey.Key, sent func(error)) {
 	}
 	var legacy []byte
 	if h.Ack != nil {
-		// A joiner running the previous peerline reads only version-1
-		// hellos, whose Committed names no pairing: it gets that form
-		// too (and takes it, as it always did). This version's joiners
-		// ignore it.
+		// A joiner running an older peerline does not read version-2
+		// answers (or, the previous one, only Committed ones): it gets
+		// the version-1 form too, which names no invite (and takes it,
+		// as it always did). This version's joiners ignore it.
 		h.Ack = nil
 		legacy, _ = invite.AppendHello(nil, h)
 	}
@@ -441,6 +464,15 @@ func (pr *Pairing) onHello(peer nodekey.Key, pair []byte) {
 	if err != nil {
 		return
 	}
+	if h.Labels != nil {
+		// An announcement is never pairing data: it only updates the
+		// peer (a provisional one too, which a rollback removes whole).
+		go pr.updatePeer(peer, h)
+		return
+	}
+	// Its box, or pairing data: it has just found us, and may have
+	// missed an announcement.
+	pr.rearmAnnounce(peer, time.Now())
 	if h.Proof != nil {
 		go pr.request(peer, h, *h.Proof)
 		return
@@ -496,30 +528,76 @@ func (pr *Pairing) onInviteJoin(id [16]byte, box []byte) {
 	}()
 }
 
+// updatePeer takes a peer's name, lines and labels from its hello into
+// the config, if they changed: at once if no update of that peer is
+// running, else after it (only the newest hello that came meanwhile).
 func (pr *Pairing) updatePeer(peer nodekey.Key, h invite.Hello) {
-	err := pr.edit(func(c *config.Config) error {
-		for n := range c.Peers {
-			p := &c.Peers[n]
-			if p.PublicKey != peer {
-				continue
-			}
-			// A name the owner gave the peer here wins over the one it
-			// announces.
-			if (h.Name == "" || p.Renamed || p.Name == h.Name) && slices.Equal(p.Lines, h.Lines) {
+	if !applyHello(pr.opt.Config(), peer, h, false) {
+		return // the usual case: the same hello again
+	}
+	pr.mu.Lock()
+	if _, busy := pr.updating[peer]; busy {
+		pr.updating[peer] = &h
+		pr.mu.Unlock()
+		return
+	}
+	pr.updating[peer] = nil
+	pr.mu.Unlock()
+	for {
+		err := pr.edit(func(c *config.Config) error {
+			if !applyHello(c, peer, h, true) {
 				return ErrNoChange
 			}
-			if h.Name != "" && !p.Renamed {
-				p.Name = h.Name
-			}
-			p.Lines = slices.Clone(h.Lines)
 			return nil
+		})
+		if err != nil && !errors.Is(err, ErrNoChange) {
+			pr.log.Warn("updating a peer's name, lines and labels", "peer", peer, "err", err)
 		}
-		return ErrNoChange
-	})
-	if err != nil && !errors.Is(err, ErrNoChange) {
-		pr.log.Warn("updating a peer's name and lines", "peer", peer, "err", err)
+		pr.mu.Lock()
+		next := pr.updating[peer]
+		if next == nil {
+			delete(pr.updating, peer)
+			pr.mu.Unlock()
+			return
+		}
+		pr.updating[peer] = nil
+		pr.mu.Unlock()
+		h = *next
 	}
 }
+
+// applyHello reports whether h changes peer's entry in c, and if apply
+// changes it. A config without the peer does not change.
+func applyHello(c *config.Config, peer nodekey.Key, h invite.Hello, apply bool) bool {
+	for n := range c.Peers {
+		p := &c.Peers[n]
+		if p.PublicKey != peer {
+			continue
+		}
+		// A name the owner gave the peer here wins over the one it
+		// announces.
+		labels := peerLabels(p.LineLabels, h)
+		if (h.Name == "" || p.Renamed || p.Name == h.Name) && slices.Equal(p.Lines, h.Lines) && sameLabels(p.LineLabels, labels) {
+			return false
+		}
+		if !apply {
+			return true
+		}
+		if h.Name != "" && !p.Renamed {
+			p.Name = h.Name
+		}
+		p.Lines = slices.Clone(h.Lines)
+		p.LineLabels = labels
+		return true
+	}
+	return false
+}
+
+// lock is a mutex made of a channel of one.
+type lock chan struct{}
+
+func (l lock) Lock()   { l <- struct{}{} }
+func (l lock) Unlock() { <-l }
 
 // ErrNoChange, returned by an Edit function, writes nothing.
 var ErrNoChange = errors.New("no change")

@@ -42,6 +42,7 @@ import (
 //	committed    A's Hello{Committed} sent directly
 //	join-box     the join box the server passes A with a short code's fetch
 //	fetch-reply  the server's answer to B's fetch
+//	announce     a node's announcement (name, lines, labels) sent directly
 //
 // Everything runs in a synctest bubble: the timeouts take no real time.
 
@@ -134,9 +135,11 @@ type node struct {
 	daemonBusy atomic.Bool
 	// crash, if set, kills the node at one of its writes.
 	crash atomic.Pointer[crashPoint]
-	// oldWire makes the node send what the previous peerline sends: no
-	// version-2 hellos (a Committed without Ack instead).
+	// oldWire makes the node send what an older peerline sends: no
+	// version-2 hellos (answers and Committed without Ack instead).
 	oldWire atomic.Bool
+	// announceTries counts the announcements the node tried to send.
+	announceTries atomic.Int32
 }
 
 // wire is what the node sends for the hello b.
@@ -216,7 +219,7 @@ func (nd *node) start(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	l.cancel = cancel
 	l.pr, err = New(Options{
-		ConfigPath: nd.cfgPath, Reload: reload, Config: nd.cfg.Load, Lines: func() []int { return []int{1} },
+		ConfigPath: nd.cfgPath, Reload: reload, Config: nd.cfg.Load, Lines: nd.lines,
 		Key: nd.key, StateDir: nd.dir, Log: testLog(t, nd.name),
 		PutInvite: func(ctx context.Context, id [rendezvous.InviteIDLen]byte, expires time.Time, blob []byte, within time.Duration) (nodekey.Key, error) {
 			nd.n.mu.Lock()
@@ -316,6 +319,14 @@ func (nd *node) kill() {
 	<-l.stopped
 }
 
+// lines are the node's phone lines: its config's, or line 1.
+func (nd *node) lines() []int {
+	if l := nd.cfg.Load().Lines; len(l) > 0 {
+		return l
+	}
+	return []int{1}
+}
+
 func (nd *node) hasPeer(k nodekey.Key) bool {
 	return slices.ContainsFunc(nd.cfg.Load().Peers, func(p config.Peer) bool { return p.PublicKey == k })
 }
@@ -402,6 +413,9 @@ func (nd *node) setUp(l *life, peer nodekey.Key) bool {
 // send is peerpath.Manager.SendPair: on a path, to a node that has us as
 // a peer (peerpath drops the rest).
 func (nd *node) send(l *life, peer nodekey.Key, data []byte) error {
+	if len(data) > 0 && data[0] == 3 {
+		nd.announceTries.Add(1)
+	}
 	if nd.busy.Load() {
 		time.Sleep(time.Second)
 		return context.DeadlineExceeded
@@ -431,6 +445,8 @@ func (nd *node) send(l *life, peer nodekey.Key, data []byte) error {
 	h, _ := invite.ParseHello(data)
 	kind := "answer-direct"
 	switch {
+	case h.Labels != nil:
+		kind = "announce"
 	case h.Confirm:
 		kind = "confirm"
 	case h.Committed:

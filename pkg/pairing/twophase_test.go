@@ -736,38 +736,33 @@ func TestStaleCommittedWhileConfirming(t *testing.T) {
 	})
 }
 
-// TestOlderInviter: an inviter running the previous peerline says
-// Committed without naming the pairing. The joiner pairs (both keep the
-// peer, the invite is used) but does not take that Committed: it keeps
-// confirming, and says that the inviter should be updated. Once it is,
-// the next Committed ends the join.
+// TestOlderInviter: an inviter running an older peerline answers
+// without naming the invite, as it answers any peer. The joiner cannot
+// tell that answer from a stale one, so it does not take it: the join
+// fails, saying the inviter may run an older peerline, and nothing is
+// kept on either end (the inviter rolls back its reservation, the
+// code works again). Once the inviter is updated, the same code pairs.
 func TestOlderInviter(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		n := newNet(t)
 		a, b := newNode(t, n, "A"), newNode(t, n, "B")
 		defer func() { a.kill(); b.kill() }()
 		a.oldWire.Store(true)
-		if r := <-startJoin(b, invitation(t, a, false)); r.err != nil {
-			t.Fatalf("join: %v", r.err)
+		code := invitation(t, a, false)
+		r := <-startJoin(b, code)
+		if r.err == nil {
+			t.Fatal("the join took an answer that names no invite")
 		}
-		time.Sleep(2 * AcceptFor)
-		synctest.Wait()
-		if !a.hasPeer(b.pub()) || !b.hasPeer(a.pub()) || !a.pr().Store().UsedBy(time.Now(), b.pub()) {
-			t.Fatal("not paired")
+		if !strings.Contains(r.err.Error(), "older peerline") {
+			t.Errorf("the failed join says %q; want it to name an older peerline on the inviter", r.err)
 		}
-		pr := b.pr()
-		pr.mu.Lock()
-		j := pr.joins[a.pub()]
-		var unbound int
-		var ph phase = -1
-		if j != nil {
-			unbound, ph = j.unbound, j.phase
-		}
-		pr.mu.Unlock()
-		if ph != phaseCommitted || unbound < unboundWarn {
-			t.Fatalf("the joiner's join is in phase %v after %d Committed hellos without ack; want it still confirming, past %d", ph, unbound, unboundWarn)
+		if settled(t, a, b) {
+			t.Fatal("paired on an answer that names no invite")
 		}
 		a.oldWire.Store(false)
+		if r := <-startJoin(b, code); r.err != nil {
+			t.Fatalf("join after the inviter's update: %v", r.err)
+		}
 		if !settled(t, a, b) {
 			t.Fatal("not paired after the inviter's update")
 		}
@@ -824,6 +819,89 @@ func TestLateConfirmAfterRemove(t *testing.T) {
 		}
 		if !settled(t, a, b) {
 			t.Fatal("the next join did not pair")
+		}
+	})
+}
+
+// TestStaleAnswerIgnored: two Pis paired, unpaired, and the joiner
+// types a new code while the inviter is offline. A copy of the
+// inviter's answer to the first pairing (a late one, or the hello an
+// inviter that still has the joiner as a peer sends anyway) reaches the
+// joiner while its new join waits. Taken as the answer, it told the user
+// the pairing worked while the inviter never saw the code, and the
+// joiner kept a peer that confirms to nobody. It must be ignored in each
+// of its forms: the join fails, nothing is kept, and the code pairs once
+// the inviter is back.
+func TestStaleAnswerIgnored(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := newNet(t)
+		a, b := newNode(t, n, "A"), newNode(t, n, "B")
+		defer func() { a.kill(); b.kill() }()
+		var stale []byte
+		n.setOnDeliver(func(kind string) {
+			if kind == "answer" && stale == nil {
+				stale = a.pr().hello(b.pub()) // what the inviter answers now
+			}
+		})
+		if r := <-startJoin(b, invitation(t, a, false)); r.err != nil {
+			t.Fatalf("first pairing: %v", r.err)
+		}
+		if !settled(t, a, b) {
+			t.Fatal("first pairing: not paired")
+		}
+		n.setOnDeliver(nil)
+		if stale == nil {
+			t.Fatal("no answer from the inviter was seen")
+		}
+		h, err := invite.ParseHello(stale)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Ack = nil // the copy a previous joiner reads
+		staleOld, err := invite.AppendHello(nil, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.pr().Remove("piB"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.pr().Remove("piA"); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+
+		code := invitation(t, a, false)
+		a.kill()
+		res := startJoin(b, code)
+		waiting := func() bool {
+			pr := b.pr()
+			pr.mu.Lock()
+			defer pr.mu.Unlock()
+			j := pr.joins[a.pub()]
+			return j != nil && j.phase == phaseWaiting && j.entry.Index != 0
+		}
+		waitUntil(t, 5*time.Second, "the joiner waits for the answer", waiting)
+		for _, m := range [][]byte{stale, staleOld} {
+			b.pr().onHello(a.pub(), m)
+			synctest.Wait()
+		}
+		if r := <-res; r.err == nil {
+			t.Fatal("a stale answer from the first pairing completed the join while the inviter was offline")
+		} else {
+			t.Logf("the join failed as it should: %v", r.err)
+		}
+		time.Sleep(rollbackWait)
+		synctest.Wait()
+		if b.hasPeer(a.pub()) {
+			t.Fatal("the failed join left the inviter as a peer")
+		}
+
+		a.start(t)
+		if r := <-startJoin(b, code); r.err != nil {
+			t.Fatalf("the same code with the inviter back: %v", r.err)
+		}
+		if !settled(t, a, b) {
+			t.Fatal("the same code with the inviter back did not pair")
 		}
 	})
 }

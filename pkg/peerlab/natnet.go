@@ -241,23 +241,24 @@ func (n *Node) lastWords(stderr string) string {
 	if strings.Contains(stderr, "peerlined is not running") || strings.Contains(stderr, "reading peerlined's answer") {
 		wait = 2 * time.Second
 	}
+	d := n.Daemon // once: a test may restart the daemon meanwhile
+	if d == nil {
+		return ""
+	}
 	select {
-	case <-n.daemonDone():
+	case <-d.Done():
 	case <-time.After(wait):
 		return ""
 	}
-	if n.Daemon == nil {
-		return ""
-	}
-	log, err := n.Daemon.Log()
+	log, err := d.Log()
 	if err != nil {
-		return fmt.Sprintf("\npeerlined exited (%v); its log is unreadable: %v", n.Daemon.Err(), err)
+		return fmt.Sprintf("\npeerlined exited (%v); its log is unreadable: %v", d.Err(), err)
 	}
 	const tail = 6000
 	if len(log) > tail {
 		log = "..." + log[len(log)-tail:]
 	}
-	return fmt.Sprintf("\npeerlined exited (%v); the end of its log:\n%s", n.Daemon.Err(), log)
+	return fmt.Sprintf("\npeerlined exited (%v); the end of its log:\n%s", d.Err(), log)
 }
 
 // reloadConfig re-reads the config the daemon changed (pairing), and

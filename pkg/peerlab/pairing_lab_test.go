@@ -296,8 +296,11 @@ func TestPairingJoinerKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-n.B.Daemon.Done()
-	n.B.Daemon = nil
+	// The join's answer first: its command reads n.B.Daemon for the
+	// daemon's last words, and clearing it under that read crashed the
+	// test binary (a nil Proc) in one of eight runs.
 	t.Logf("B killed mid-join; its join said: %v", <-joined)
+	n.B.Daemon = nil
 	inet.SetDrop(nil)
 	if err := n.B.Start(ctx); err != nil {
 		t.Fatal(err)
@@ -350,5 +353,47 @@ func TestPairingLossyLink(t *testing.T) {
 		took := time.Since(start)
 		paired(t, ctx, n)
 		t.Logf("pairing %d: joined in %v", i+1, took.Round(time.Millisecond))
+	}
+}
+
+// TestPairingLabelsAnnounced: a label given to a line on A (`peerline
+// phones label`) reaches B's config as A's announcement, and so does a
+// relabel and a removal, each within a second or two, while the tunnel
+// stays up; before announcements B learned nothing until the path was
+// lost or a daemon restarted.
+func TestPairingLabelsAnnounced(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	n := buildNATNetwork(t, ctx, natCase{a: lab.PortRestricted, b: lab.PortRestricted, policy: lab.InputDrop}, lab.Impairment{Delay: 10 * time.Millisecond})
+	labelsOfA := func() map[int]string {
+		for _, p := range configPeers(t, n.B) {
+			if p.PublicKey == n.A.key.Public() {
+				return p.LineLabels
+			}
+		}
+		return nil
+	}
+	for _, step := range []struct{ label, want string }{{"kitchen", "kitchen"}, {"hall", "hall"}, {"", ""}} {
+		var out control.LabelLineArgs
+		start := time.Now()
+		if err := n.A.cli(ctx, &out, "phones", "label", "--json", "1", step.label); err != nil {
+			t.Fatal(err)
+		}
+		err := n.B.waitFor(ctx, 10*time.Second, "A's label did not reach B", func() (bool, string) {
+			l := labelsOfA()
+			want := 0
+			if step.want != "" {
+				want = 1
+			}
+			return l[1] == step.want && len(l) == want, fmt.Sprintf("B has A's labels %v", l)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("A's line 1 labelled %q: in B's config after %v", step.label, time.Since(start).Round(time.Millisecond))
+	}
+	var ping control.PingResult
+	if err := n.B.cli(ctx, &ping, "ping", "--json", "piA"); err != nil {
+		t.Fatalf("the tunnel after the labels changed: %v", err)
 	}
 }

@@ -51,8 +51,9 @@
 //
 // Two nodes also send each other, directly or through the relay, probes
 // (TypeProbe, TypeProbeReply, TypeBye; see Probe) and pairing data
-// (TypePair: the joiner's confirmation and the inviter's answers, see
-// PairMsg and pkg/pairing), both sealed with PeerAEAD:
+// (TypePair: the joiner's confirmation, the inviter's answers and each
+// node's announcement of its name, lines and line labels, see PairMsg and
+// pkg/pairing), both sealed with PeerAEAD:
 //
 //	Probe: header(4) sender(32) nonce(24) XChaCha20-Poly1305(txid(12) time-ms(8))
 //	Pair:  header(4) sender(32) nonce(24) XChaCha20-Poly1305(time-ms(8) data(≤ MaxPairData))

@@ -21,8 +21,13 @@ type PairMsg struct {
 }
 
 const (
-	// MaxPairData bounds PairMsg.Data; a Hello is at most 84 bytes.
-	MaxPairData = 128
+	// MaxPairData bounds PairMsg.Data: a Hello (pkg/invite) is at most
+	// 84 bytes while pairing and 1093 as an announcement with line
+	// labels. Peerlines before announcements took at most 128 and drop
+	// a longer datagram unopened, as they would drop the announcement
+	// they cannot read. The largest pair datagram, relayed, still fits
+	// a 1280-byte IPv6 packet.
+	MaxPairData = 1100
 	// MinPairLen and MaxPairLen bound a pair datagram.
 	MinPairLen = directHdrLen + 8 + TagLen
 	MaxPairLen = MinPairLen + MaxPairData

@@ -22,6 +22,7 @@ func sameTunnel(a, b config.Peer) bool {
 	a.Name, b.Name = "", ""
 	a.Renamed, b.Renamed = false, false
 	a.Lines, b.Lines = nil, nil
+	a.LineLabels, b.LineLabels = nil, nil
 	return reflect.DeepEqual(a, b)
 }
 
