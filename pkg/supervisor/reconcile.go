@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 
+	"github.com/peerline/peerline/pkg/firewall"
 	"github.com/peerline/peerline/pkg/nodekey"
 	"github.com/peerline/peerline/pkg/numplan"
 	"github.com/peerline/peerline/pkg/rewrite"
@@ -22,15 +23,17 @@ func (s *Supervisor) reconcile(verify int) {
 	// whatever it does not name (the forward chain's policy): a changed
 	// one (a peer added, a line) is loaded while the peers are built, and
 	// until the load lands, or if it fails, what is new stays cut off.
-	// With 253 peers the node table's nft load takes most of a second.
+	// A change of peers alone adds or deletes set elements in place
+	// (ensureNodeTable), tens of milliseconds whatever the peers.
 	// Only while the namespace's ruleset generation shows the table in
 	// force untouched since this run loaded it (not deleted meanwhile).
 	var nodeFW chan error
-	if rules := s.nodeRules(); s.nodeFW.rules != "" && rules != s.nodeFW.rules && s.nodeFWUntouched() {
+	n := s.nodeSpec()
+	changed := s.nodeFW.rules != "" && firewall.NodeRules(n) != s.nodeFW.rules
+	if untouched := changed && s.nodeFWUntouched(); untouched {
 		nodeFW = make(chan error, 1)
-		t := &s.nodeFW
-		go func() { nodeFW <- s.ensureTable("", rules, t, true) }()
-	} else if err := s.ensureTable("", rules, &s.nodeFW, true); err != nil {
+		go func() { nodeFW <- s.ensureNodeTable(n, true, untouched) }()
+	} else if err := s.ensureNodeTable(n, true, false); err != nil {
 		s.log.Error("node firewall not loaded; phones and peers stay cut off until it is", "err", err)
 		return
 	}
