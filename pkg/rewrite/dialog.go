@@ -100,8 +100,15 @@ type dialogEntry struct {
 type dialogTable struct {
 	mu   sync.Mutex
 	seed maphash.Seed
-	sets [dialogSets][dialogWays]dialogEntry
+	// sets are made with the first entry (32 KB): a tunnel whose phones
+	// are in no dialog keeps none, and looks up in noEntries.
+	sets *[dialogSets][dialogWays]dialogEntry
 }
+
+// noEntries is every set of a table without entries: all free. Nothing
+// writes to it, as no lookup finds an entry in it and insert makes the
+// table's own sets first.
+var noEntries [dialogWays]dialogEntry
 
 func (t *dialogTable) init() { t.seed = maphash.MakeSeed() }
 
@@ -236,6 +243,9 @@ func (t *dialogTable) hash(b []byte) uint64 {
 }
 
 func (t *dialogTable) set(callID uint64) *[dialogWays]dialogEntry {
+	if t.sets == nil {
+		return &noEntries
+	}
 	return &t.sets[(callID>>1)%dialogSets]
 }
 
@@ -432,6 +442,9 @@ func (t *dialogTable) findTheirs(callID, theirs, ours uint64) *dialogEntry {
 // unconfirmed entry that expires first, else the confirmed dialog used
 // least recently.
 func (t *dialogTable) insert(callID, ours, theirs uint64, now int64) *dialogEntry {
+	if t.sets == nil {
+		t.sets = new([dialogSets][dialogWays]dialogEntry)
+	}
 	set := t.set(callID)
 	var victim *dialogEntry
 	for k := range set {
@@ -494,6 +507,9 @@ func (e *dialogEntry) take(now int64) bool {
 func (t *dialogTable) count(now int64) (early, confirmed, ending int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.sets == nil {
+		return 0, 0, 0
+	}
 	for s := range t.sets {
 		for k := range t.sets[s] {
 			e := &t.sets[s][k]
