@@ -152,9 +152,11 @@ type Supervisor struct {
 	// thirdKeys is the set of peer keys the rewriters last named
 	// (nameThirdNodes).
 	thirdKeys map[int]nodekey.Key
-	lines     []int
-	rootDone  bool
-	ready     bool
+	// third runs the background naming of tunnels (nameAgain).
+	third    thirdNaming
+	lines    []int
+	rootDone bool
+	ready    bool
 	// extra are the lines added at run time (EnsureLine), beside cfg.Lines.
 	extra map[int]bool
 	// mediaSeen is the last reading of each tunnel's per-line media
@@ -271,6 +273,7 @@ func (s *Supervisor) Run(ctx context.Context, reload <-chan *config.Config) erro
 	}()
 	defer func() {
 		// After teardown: the devices close their Binds first.
+		s.stopNaming()
 		s.stopPathManager()
 		stopMux()
 		<-muxDone
