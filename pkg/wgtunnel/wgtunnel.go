@@ -109,8 +109,8 @@ type Tunnel struct {
 	rxAt, readAt time.Time
 	// reads counts the packets devices read from the TUN (view.Read);
 	// readsSeen is the count at the last reading.
-	reads      atomic.Uint64
-	readsSeen  uint64
+	reads     atomic.Uint64
+	readsSeen uint64
 	// traffic counts the datagrams the devices' Bind received and sent
 	// (countingBind): what the device reports (counters, handshake,
 	// endpoint) moves only with them or with a change of its
@@ -123,8 +123,8 @@ type Tunnel struct {
 	trafficAt   time.Time
 	askedAt     time.Time
 	fresh       bool
-	listenPort string
-	closed     bool
+	listenPort  string
+	closed      bool
 }
 
 // Waker is a Bind that can wake a parked tunnel: it calls fn (which must
