@@ -153,10 +153,12 @@ type Supervisor struct {
 	// (nameThirdNodes).
 	thirdKeys map[int]nodekey.Key
 	// third runs the background naming of tunnels (nameAgain).
-	third    thirdNaming
-	lines    []int
-	rootDone bool
-	ready    bool
+	third thirdNaming
+	// peerStates is what pushPeerStates last did.
+	peerStates peerStates
+	lines      []int
+	rootDone   bool
+	ready      bool
 	// extra are the lines added at run time (EnsureLine), beside cfg.Lines.
 	extra map[int]bool
 	// mediaSeen is the last reading of each tunnel's per-line media
@@ -194,6 +196,11 @@ type peer struct {
 	// built is set once every step of ensurePeer has succeeded in this
 	// run; later checks of a built peer are cheap (scale.go).
 	built bool
+	// told is the rewriter last told the peer's state, and toldOnline and
+	// toldReason what it was told (pushPeerStates).
+	told       *rewrite.Device
+	toldOnline bool
+	toldReason string
 }
 
 // New makes a Supervisor for cfg; Run starts it.
