@@ -841,9 +841,6 @@ func TestNodeTablePeersChangedInPlace(t *testing.T) {
 	h := newHarness(t)
 	cfg := testConfig(t)
 	h.start(cfg)
-	// The fake's one generation moved with the peers' loads after the
-	// node's (see TestNodeFirewallReloadFailureKeepsTable).
-	h.sup.Do(t.Context(), func() { h.sup.reconcile(0) })
 	counts := func() (loads, changes int) {
 		h.fw.mu.Lock()
 		defer h.fw.mu.Unlock()
@@ -860,6 +857,11 @@ func TestNodeTablePeersChangedInPlace(t *testing.T) {
 			peers = append(peers, p.Index)
 		}
 		want := firewall.NodeRules(firewall.Node{PhonePort: next.PhonePort, Lines: next.Lines, Peers: peers, VethPrefix: h.sup.names.VethPrefix()})
+		// The fake's one generation moved with the peers' loads after the
+		// node's (see TestNodeFirewallReloadFailureKeepsTable): a check
+		// takes the node table's again, as the kernel's own per-namespace
+		// generation would have stayed.
+		h.sup.Do(t.Context(), func() { h.sup.reconcile(0) })
 		loads, changes := counts()
 		h.reload <- next
 		h.sup.Do(t.Context(), func() {}) // the reload is done
