@@ -374,9 +374,8 @@ func (s *Supervisor) applyConfig(cfg *config.Config) {
 	}
 	if gone {
 		// A removed peer is gone now: say so before the node's firewall
-		// is loaded again without it (with 253 peers an nft run of most
-		// of a second; its rules for a link that no longer exists match
-		// nothing meanwhile).
+		// forgets it (an nft run; its set elements for a link that no
+		// longer exists match nothing meanwhile).
 		s.writeStatus()
 	}
 	// Settings that need no new tunnel (name, announced lines) are taken
