@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -85,14 +86,24 @@ func TestNoRewriteRules(t *testing.T) {
 	if len(wl) != len(nl) {
 		t.Fatalf("node rules: %d lines with the rewriter, %d without", len(wl), len(nl))
 	}
+	set := ""
 	for k := range wl {
-		// Toward a peer the local plan is the wire sender; back from
-		// it, the peer's plan is.
+		// Toward a peer the local plan is the wire sender and the peer's
+		// the wire receiver; back from it, the peer's plan is the wire
+		// sender and our phones are the receiver's.
 		want := wl[k]
-		if strings.Contains(want, `oifname "eth0"`) && strings.Contains(want, `iifname "plv`) {
-			want = strings.NewReplacer("10.7.0.0/16", "10.255.0.0/16", "10.9.0.0/16", "10.255.0.0/16", "10.0.1.1", "10.254.1.1", "10.0.2.1", "10.254.2.1").Replace(want)
-		} else if strings.Contains(want, `oifname "plv`) && strings.Contains(want, "ip daddr") {
-			want = strings.NewReplacer("10.0.0.0/16", "10.255.0.0/16", "10.7.0.0/16", "10.254.0.0/16", "10.9.0.0/16", "10.254.0.0/16").Replace(want)
+		if f := strings.Fields(want); len(f) == 3 && f[0] == "set" {
+			set = f[1]
+		}
+		switch {
+		case strings.Contains(want, "elements") && set == setToPeers:
+			want = strings.NewReplacer("10.7.0.0/16", "10.254.0.0/16", "10.9.0.0/16", "10.254.0.0/16").Replace(want)
+		case strings.Contains(want, "elements") && set == setFromPeers:
+			want = strings.NewReplacer("10.7.0.0/16", "10.255.0.0/16", "10.9.0.0/16", "10.255.0.0/16").Replace(want)
+		case strings.Contains(want, "@"+setToPeers):
+			want = strings.NewReplacer("10.0.0.0/16", "10.255.0.0/16").Replace(want)
+		case strings.Contains(want, "@"+setFromPeers):
+			want = strings.NewReplacer("10.0.1.1", "10.254.1.1", "10.0.2.1", "10.254.2.1").Replace(want)
 		}
 		if nl[k] != want {
 			t.Errorf("node rule %d without the rewriter = %q, want %q", k, nl[k], want)
@@ -120,6 +131,47 @@ func checkCommon(t *testing.T, rules string) {
 	// The mask of the old rule let 10.0.0.1 and 10.0.s.5 through.
 	if strings.Contains(rules, "&") {
 		t.Errorf("ruleset matches addresses by mask; only exact phone addresses may be reached:\n%s", rules)
+	}
+}
+
+// TestNodeChange: a change of peers alone is a transaction of set
+// elements, one add or delete per set per peer; anything else is a reload.
+func TestNodeChange(t *testing.T) {
+	base := Node{PhonePort: "eth0", Lines: []int{1, 2}, Peers: []int{9, 7}, VethPrefix: "plv"}
+	with := func(f func(*Node)) Node { n := base; n.Peers = slices.Clone(base.Peers); f(&n); return n }
+	for _, tt := range []struct {
+		name     string
+		from, to Node
+		want     string
+		ok       bool
+	}{
+		{"same", base, base, "", true},
+		{"same, other order", base, with(func(n *Node) { n.Peers = []int{7, 9} }), "", true},
+		{"add", base, with(func(n *Node) { n.Peers = append(n.Peers, 12) }),
+			"add element inet peerline to_peers { \"plv12\" . 10.12.0.0/16 }\n" +
+				"add element inet peerline from_peers { \"plv12\" . 10.12.0.0/16 }\n", true},
+		{"remove and add", base, with(func(n *Node) { n.Peers = []int{9, 3} }),
+			"delete element inet peerline to_peers { \"plv7\" . 10.7.0.0/16 }\n" +
+				"delete element inet peerline from_peers { \"plv7\" . 10.7.0.0/16 }\n" +
+				"add element inet peerline to_peers { \"plv3\" . 10.3.0.0/16 }\n" +
+				"add element inet peerline from_peers { \"plv3\" . 10.3.0.0/16 }\n", true},
+		{"from none", with(func(n *Node) { n.Peers = nil }), with(func(n *Node) { n.Peers = []int{7} }),
+			"add element inet peerline to_peers { \"plv7\" . 10.7.0.0/16 }\n" +
+				"add element inet peerline from_peers { \"plv7\" . 10.7.0.0/16 }\n", true},
+		{"no rewrite", with(func(n *Node) { n.NoRewrite = true }), with(func(n *Node) { n.NoRewrite = true; n.Peers = []int{9} }),
+			"delete element inet peerline to_peers { \"plv7\" . 10.254.0.0/16 }\n" +
+				"delete element inet peerline from_peers { \"plv7\" . 10.255.0.0/16 }\n", true},
+		{"lines", base, with(func(n *Node) { n.Lines = []int{1}; n.Peers = append(n.Peers, 12) }), "", false},
+		{"internet", base, with(func(n *Node) { n.Internet = true }), "", false},
+		{"rewriter", base, with(func(n *Node) { n.NoRewrite = true }), "", false},
+		{"phone port", base, with(func(n *Node) { n.PhonePort = "eth1" }), "", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := NodeChange(tt.from, tt.to)
+			if got != tt.want || ok != tt.ok {
+				t.Errorf("NodeChange = %q, %v, want %q, %v", got, ok, tt.want, tt.ok)
+			}
+		})
 	}
 }
 

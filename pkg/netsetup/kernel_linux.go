@@ -533,35 +533,60 @@ func (k *Kernel) DeleteRoute(ns string, dst netip.Prefix) error {
 }
 
 func (k *Kernel) SetSysctl(ns, key, value string) error {
-	step := fmt.Sprintf("setting sysctl %s%s=%s", check.In(ns), key, value)
-	unlock, err := check.Begin(&k.mu, step, check.SysctlKey(key), check.SysctlValue(value))
-	if err != nil {
-		return err
+	return k.SetSysctls(ns, Sysctl{key, value})
+}
+
+func (k *Kernel) SetSysctls(ns string, sysctls ...Sysctl) error {
+	step := func(c Sysctl) string { return fmt.Sprintf("setting sysctl %s%s=%s", check.In(ns), c.Key, c.Value) }
+	for _, c := range sysctls {
+		if err := check.SysctlKey(c.Key); err != nil {
+			return fmt.Errorf("%s: %w", step(c), err)
+		}
+		if err := check.SysctlValue(c.Value); err != nil {
+			return fmt.Errorf("%s: %w", step(c), err)
+		}
 	}
+	k.mu.Lock()
 	closed := k.closed
-	unlock()
+	k.mu.Unlock()
 	if closed {
 		return net.ErrClosed
 	}
-	// /proc/sys/net shows the namespace of the thread that opens the file.
-	err = Do(k.target(ns), func() error {
-		f, err := os.OpenFile(filepath.Join("/proc/sys", key), os.O_WRONLY, 0)
-		if err != nil {
-			return err
+	// /proc/sys/net shows the namespace of the thread that opens the file,
+	// so every file is opened on the one thread Do moved into ns.
+	failed := -1
+	err := Do(k.target(ns), func() error {
+		for n, c := range sysctls {
+			if err := writeSysctl(c); err != nil {
+				failed = n
+				return err
+			}
 		}
-		_, err = f.WriteString(value)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		return err
+		return nil
 	})
+	if err == nil {
+		return nil
+	}
+	if failed < 0 {
+		// Entering the namespace failed: name the first.
+		failed = 0
+	}
 	if errors.Is(err, os.ErrNotExist) && !errors.Is(err, ErrNoNamespace) {
-		return fmt.Errorf("%s: %w (no such sysctl in %s; is the interface there?)", step, err, nsLabel(ns))
+		return fmt.Errorf("%s: %w (no such sysctl in %s; is the interface there?)", step(sysctls[failed]), err, nsLabel(ns))
 	}
+	return stepError(step(sysctls[failed]), err)
+}
+
+func writeSysctl(c Sysctl) error {
+	f, err := os.OpenFile(filepath.Join("/proc/sys", c.Key), os.O_WRONLY, 0)
 	if err != nil {
-		return stepError(step, err)
+		return err
 	}
-	return nil
+	_, err = f.WriteString(c.Value)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // Do runs fn inside ns, with "" meaning this Kernel's root namespace.

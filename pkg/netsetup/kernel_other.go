@@ -48,5 +48,6 @@ func (*Kernel) EnsureRoute(string, netip.Prefix, string, netip.Addr) error {
 }
 func (*Kernel) DeleteRoute(string, netip.Prefix) error { return errors.ErrUnsupported }
 func (*Kernel) SetSysctl(string, string, string) error { return errors.ErrUnsupported }
+func (*Kernel) SetSysctls(string, ...Sysctl) error     { return errors.ErrUnsupported }
 func (*Kernel) Do(string, func() error) error          { return errors.ErrUnsupported }
 func (*Kernel) Close() error                           { return nil }

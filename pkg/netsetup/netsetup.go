@@ -102,6 +102,10 @@ type Ops interface {
 	// is under net/ ("net/ipv4/ip_forward"), as only those are per
 	// namespace.
 	SetSysctl(ns, key, value string) error
+	// SetSysctls is SetSysctl for each of sysctls in order, entering ns
+	// once (a peer's three cost three threads otherwise). All are checked
+	// before any is written; it stops at the first that fails.
+	SetSysctls(ns string, sysctls ...Sysctl) error
 
 	// Do runs fn inside namespace ns, like the package-level [Do] but with
 	// "" meaning this implementation's root.
@@ -111,6 +115,9 @@ type Ops interface {
 	// changes nothing in the kernel and is idempotent.
 	Close() error
 }
+
+// Sysctl is one /proc/sys/<Key> = Value for SetSysctls.
+type Sysctl struct{ Key, Value string }
 
 // ErrNoNamespace is wrapped by errors about a namespace that does not exist
 // (or is only a stale /run/netns file). Call EnsureNamespace first.

@@ -609,3 +609,48 @@ func threadsIn(ns string) int {
 	}
 	return n
 }
+
+// TestKernelSetSysctls: the sysctls written in one entry into a namespace
+// land in that namespace, every one of them, and not in the Kernel's root;
+// one that does not exist stops the rest and is named.
+func TestKernelSetSysctls(t *testing.T) {
+	labtest.RequireRoot(t)
+	k, root := newKernel(t)
+	tn := nsName()
+	deleteNSLater(t, tn)
+	if err := k.EnsureNamespace(tn); err != nil {
+		t.Fatal(err)
+	}
+	keys := []string{"net/ipv4/ip_forward", "net/ipv4/conf/all/rp_filter", "net/ipv4/conf/default/rp_filter"}
+	read := func(ns, key string) string {
+		t.Helper()
+		return strings.TrimSpace(run(t, "ip", "netns", "exec", ns, "cat", "/proc/sys/"+key))
+	}
+	rootBefore := make([]string, len(keys))
+	for n, key := range keys {
+		rootBefore[n] = read(root, key)
+	}
+	want := []string{"1", "2", "2"}
+	var sysctls []netsetup.Sysctl
+	for n, key := range keys {
+		sysctls = append(sysctls, netsetup.Sysctl{Key: key, Value: want[n]})
+	}
+	if err := k.SetSysctls(tn, sysctls...); err != nil {
+		t.Fatal(err)
+	}
+	for n, key := range keys {
+		if got := read(tn, key); got != want[n] {
+			t.Errorf("%s in %s = %s, want %s", key, tn, got, want[n])
+		}
+		if got := read(root, key); got != rootBefore[n] {
+			t.Errorf("%s in the Kernel's root = %s, was %s: written in the wrong namespace", key, got, rootBefore[n])
+		}
+	}
+	err := k.SetSysctls(tn, netsetup.Sysctl{Key: "net/ipv4/conf/nosuch/rp_filter", Value: "1"}, netsetup.Sysctl{Key: "net/ipv4/ip_forward", Value: "0"})
+	if err == nil || !strings.Contains(err.Error(), "nosuch") {
+		t.Errorf("SetSysctls with a missing sysctl first = %v, want an error naming it", err)
+	}
+	if got := read(tn, "net/ipv4/ip_forward"); got != "1" {
+		t.Errorf("ip_forward after a failed SetSysctls = %s, want 1 (not written after the failure)", got)
+	}
+}

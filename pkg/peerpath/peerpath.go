@@ -942,6 +942,21 @@ func (m *Manager) setPaired() {
 }
 
 func (m *Manager) publish(now time.Time) {
+	// Every tick, but a new map only when a peer's status changed: with
+	// 253 peers a map a tick was most of an idle node's garbage, and the
+	// readers (the supervisor, every 100 ms) see the same map as before.
+	if old := m.status.Load(); old != nil && len(*old) == len(m.peers) {
+		same := true
+		for k, p := range m.peers {
+			if st, ok := (*old)[k]; !ok || st != p.status(now) {
+				same = false
+				break
+			}
+		}
+		if same {
+			return
+		}
+	}
 	st := make(map[nodekey.Key]Status, len(m.peers))
 	for k, p := range m.peers {
 		st[k] = p.status(now)

@@ -108,7 +108,9 @@ type dialogEntry struct {
 type dialogTable struct {
 	mu   sync.Mutex
 	seed maphash.Seed
-	sets [dialogSets][dialogWays]dialogEntry
+	// sets are made with the first entry (32 KB): a tunnel whose phones
+	// are in no dialog keeps none, and a lookup finds nothing.
+	sets *[dialogSets][dialogWays]dialogEntry
 }
 
 func (t *dialogTable) init() { t.seed = maphash.MakeSeed() }
@@ -261,6 +263,9 @@ func otherSet(callID uint64, s int) int {
 // lookup returns the first live entry of callID's two sets that match
 // accepts.
 func (t *dialogTable) lookup(callID uint64, match func(e *dialogEntry) bool) *dialogEntry {
+	if t.sets == nil {
+		return nil
+	}
 	a, b := setsOf(callID)
 	for _, s := range [2]int{a, b} {
 		set := &t.sets[s]
@@ -449,6 +454,9 @@ func (t *dialogTable) findTheirs(callID, theirs, ours uint64) *dialogEntry {
 // other sets (makeRoom), else the unconfirmed entry that expires first,
 // else the confirmed dialog used least recently.
 func (t *dialogTable) insert(callID, ours, theirs uint64, now int64) *dialogEntry {
+	if t.sets == nil {
+		t.sets = new([dialogSets][dialogWays]dialogEntry)
+	}
 	a, b := setsOf(callID)
 	slot := t.freeSlot(a, now)
 	if b != a {
@@ -581,6 +589,9 @@ func (e *dialogEntry) take(now int64) bool {
 func (t *dialogTable) count(now int64) (early, confirmed, ending int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.sets == nil {
+		return 0, 0, 0
+	}
 	for s := range t.sets {
 		for k := range t.sets[s] {
 			e := &t.sets[s][k]

@@ -101,8 +101,10 @@ type rtpFlow struct {
 // hashing of the 16-byte key costs more than the rest of the RTP path.
 type flowTable struct {
 	mu sync.Mutex
-	// slots holds 1 + an index into flows, 0 for an empty slot.
-	slots [flowSlots]uint16
+	// slots holds 1 + an index into flows, 0 for an empty slot. Made
+	// with the first flow: a tunnel that carries no call (most of 253)
+	// keeps none.
+	slots *[flowSlots]uint16
 	flows []rtpFlow
 	// noEvictUntil is, when the table is full, the earliest time any flow
 	// in it may be evicted (its oldest flow's last packet plus
@@ -126,6 +128,9 @@ func flowHash(k flowKey) uint32 {
 // lookupLocked returns the flow k, making room for it if it is new, or nil
 // if the table is full of flows that are still live.
 func (t *flowTable) lookupLocked(k flowKey, now int64) *rtpFlow {
+	if t.slots == nil {
+		t.slots = new([flowSlots]uint16)
+	}
 	i := flowHash(k)
 	for ; t.slots[i] != 0; i = (i + 1) & (flowSlots - 1) {
 		if f := &t.flows[t.slots[i]-1]; f.key == k {
@@ -166,6 +171,9 @@ func (t *flowTable) lookupLocked(k flowKey, now int64) *rtpFlow {
 // remove takes k out of the index, moving later entries of its probe run
 // back so that every entry stays reachable from its hash.
 func (t *flowTable) remove(k flowKey) {
+	if t.slots == nil {
+		return
+	}
 	i := flowHash(k)
 	for ; t.slots[i] != 0; i = (i + 1) & (flowSlots - 1) {
 		if t.flows[t.slots[i]-1].key == k {
@@ -501,8 +509,10 @@ func (d *Device) streamStats(f *rtpFlow) StreamStats {
 // of each dynamic payload type (a=rtpmap). A small ring: the newest
 // maxSDP endpoints of both directions.
 type sdpTable struct {
-	mu   sync.Mutex
-	e    [maxSDP]sdpMedia
+	mu sync.Mutex
+	// e is made with the first endpoint learnt: a tunnel that carries no
+	// call keeps none.
+	e    *[maxSDP]sdpMedia
 	next int
 }
 
@@ -526,6 +536,9 @@ type sdpPT struct {
 func (t *sdpTable) clock(ep uint64, pt uint8) uint32 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.e == nil {
+		return 0
+	}
 	for i := range t.e {
 		m := &t.e[i]
 		if m.ep != ep {
@@ -621,6 +634,9 @@ func (t *sdpTable) learn(sip *parsedSIP, toLocal func([4]byte) ([4]byte, bool)) 
 func (t *sdpTable) store(m sdpMedia) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.e == nil {
+		t.e = new([maxSDP]sdpMedia)
+	}
 	for i := range t.e {
 		if t.e[i].ep == m.ep {
 			t.e[i] = m

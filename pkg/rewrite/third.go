@@ -76,3 +76,6 @@ func (t *ThirdNodes) LocalNode(tag uint64) (uint8, bool) {
 // SetThirdNodes sets how the tunnel names third nodes; the daemon calls it
 // whenever its set of peers changes. nil names none.
 func (d *Device) SetThirdNodes(t *ThirdNodes) { d.third.Store(t) }
+
+// ThirdNodes returns what SetThirdNodes last set, nil for none.
+func (d *Device) ThirdNodes() *ThirdNodes { return d.third.Load() }

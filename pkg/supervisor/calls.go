@@ -3,6 +3,7 @@ package supervisor
 import (
 	"context"
 	"maps"
+	"reflect"
 	"slices"
 	"time"
 
@@ -95,19 +96,56 @@ func (s *Supervisor) syncPeerStates() {
 	if s.paths == nil {
 		return
 	}
-	st := s.paths.Status()
-	now := time.Now()
+	s.pushPeerStates(s.paths.Status(), time.Now())
+}
+
+// peerStates is what pushPeerStates last did: the path manager's map it
+// read (which the manager replaces only when a status changed) and when
+// the last startup grace it saw ends.
+type peerStates struct {
+	seen       map[nodekey.Key]peerpath.Status
+	graceUntil time.Time
+}
+
+// pushPeerStates tells the rewriters what st says, in proportion to what
+// changed: every 100 ms with 253 peers, a look at each peer was most of
+// the supervisor's idle work. Only a new map (a status changed), a peer in
+// or just past its startup grace, or a rewriter not told yet is looked at,
+// and a rewriter is told only when its verdict moved. It returns how many
+// were told.
+func (s *Supervisor) pushPeerStates(st map[nodekey.Key]peerpath.Status, now time.Time) int {
+	ps := &s.peerStates
+	all := !sameMap(st, ps.seen) || !ps.graceUntil.IsZero()
+	if all {
+		ps.seen, ps.graceUntil = st, time.Time{}
+	}
+	told := 0
 	for _, p := range s.peers {
-		if p.rewrite == nil {
+		if p.rewrite == nil || (!all && p.told == p.rewrite) {
 			continue
 		}
-		ps, ok := st[p.cfg.PublicKey]
+		pst, ok := st[p.cfg.PublicKey]
 		if !ok {
 			continue
 		}
 		// The grace is for not having heard yet, not for a peer that was
 		// heard and then stopped answering.
-		online := ps.Online || (!ps.Bye && !ps.Silent && now.Sub(p.tunnelAt) < startupGrace)
-		p.rewrite.SetPeerState(online, ps.Reason)
+		inGrace := !pst.Bye && !pst.Silent && now.Sub(p.tunnelAt) < startupGrace
+		if end := p.tunnelAt.Add(startupGrace); inGrace && end.After(ps.graceUntil) {
+			ps.graceUntil = end
+		}
+		online := pst.Online || inGrace
+		if p.told == p.rewrite && p.toldOnline == online && p.toldReason == pst.Reason {
+			continue
+		}
+		p.rewrite.SetPeerState(online, pst.Reason)
+		p.told, p.toldOnline, p.toldReason = p.rewrite, online, pst.Reason
+		told++
 	}
+	return told
+}
+
+// sameMap reports whether a and b are the same map (not equal ones).
+func sameMap[K comparable, V any](a, b map[K]V) bool {
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/peerline/peerline/pkg/config"
+	"github.com/peerline/peerline/pkg/netsetup"
 	"github.com/peerline/peerline/pkg/numplan"
 )
 
@@ -54,11 +55,16 @@ func (s *Supervisor) ensurePeer(p *peer) error {
 		{"namespace", func() error { return s.net.EnsureNamespace(ns) }},
 		// Before any link joins the namespace, so it is never open.
 		{"firewall", func() error { return s.ensureTable(ns, s.peerRules(p), &p.fw, true) }},
-		{"forwarding", func() error { return s.net.SetSysctl(ns, "net/ipv4/ip_forward", "1") }},
-		// Replies to phones leave through veth0 while the calls came in on
-		// the TUN; strict reverse-path filtering would drop such asymmetry.
-		{"rp_filter", func() error { return s.net.SetSysctl(ns, "net/ipv4/conf/all/rp_filter", "0") }},
-		{"rp_filter default", func() error { return s.net.SetSysctl(ns, "net/ipv4/conf/default/rp_filter", "0") }},
+		// Forwarding, and no strict reverse-path filtering: replies to
+		// phones leave through veth0 while the calls came in on the TUN,
+		// an asymmetry it would drop. One entry into the namespace for
+		// the three.
+		{"forwarding and rp_filter", func() error {
+			return s.net.SetSysctls(ns,
+				netsetup.Sysctl{Key: "net/ipv4/ip_forward", Value: "1"},
+				netsetup.Sysctl{Key: "net/ipv4/conf/all/rp_filter", Value: "0"},
+				netsetup.Sysctl{Key: "net/ipv4/conf/default/rp_filter", Value: "0"})
+		}},
 		{"veth", func() error { return s.net.EnsureVeth(veth, ns, config.VethInNamespace, linkMTU) }},
 		{"root veth address", func() error { return s.net.EnsureAddr("", veth, rootAddr) }},
 		{"namespace veth address", func() error { return s.net.EnsureAddr(ns, config.VethInNamespace, nsAddr) }},

@@ -5,7 +5,9 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"sync"
 
+	"github.com/peerline/peerline/pkg/firewall"
 	"github.com/peerline/peerline/pkg/nodekey"
 	"github.com/peerline/peerline/pkg/numplan"
 	"github.com/peerline/peerline/pkg/rewrite"
@@ -22,15 +24,17 @@ func (s *Supervisor) reconcile(verify int) {
 	// whatever it does not name (the forward chain's policy): a changed
 	// one (a peer added, a line) is loaded while the peers are built, and
 	// until the load lands, or if it fails, what is new stays cut off.
-	// With 253 peers the node table's nft load takes most of a second.
+	// A change of peers alone adds or deletes set elements in place
+	// (ensureNodeTable), tens of milliseconds whatever the peers.
 	// Only while the namespace's ruleset generation shows the table in
 	// force untouched since this run loaded it (not deleted meanwhile).
 	var nodeFW chan error
-	if rules := s.nodeRules(); s.nodeFW.rules != "" && rules != s.nodeFW.rules && s.nodeFWUntouched() {
+	n := s.nodeSpec()
+	changed := s.nodeFW.rules != "" && firewall.NodeRules(n) != s.nodeFW.rules
+	if untouched := changed && s.nodeFWUntouched(); untouched {
 		nodeFW = make(chan error, 1)
-		t := &s.nodeFW
-		go func() { nodeFW <- s.ensureTable("", rules, t, true) }()
-	} else if err := s.ensureTable("", rules, &s.nodeFW, true); err != nil {
+		go func() { nodeFW <- s.ensureNodeTable(n, true, untouched) }()
+	} else if err := s.ensureNodeTable(n, true, false); err != nil {
 		s.log.Error("node firewall not loaded; phones and peers stay cut off until it is", "err", err)
 		return
 	}
@@ -110,7 +114,10 @@ func (s *Supervisor) reconcile(verify int) {
 // on it, so that a transfer to a third node's phone crosses (rewrite
 // ThirdNodes). The names depend only on the set of peer keys, so they are
 // made again for every tunnel when that set changes, and otherwise only for
-// a tunnel that is new.
+// a tunnel that is new. A new tunnel is named at once; naming the others
+// again is a table of a hash per peer for each tunnel (with 253 peers about
+// 90 ms of CPU here), so it runs in the background (nameAgain) and a peer
+// added or removed is not held up by it.
 func (s *Supervisor) nameThirdNodes() {
 	keys := make(map[int]nodekey.Key, len(s.cfg.Peers))
 	for _, pc := range s.cfg.Peers {
@@ -118,13 +125,68 @@ func (s *Supervisor) nameThirdNodes() {
 	}
 	changed := !maps.Equal(keys, s.thirdKeys)
 	s.thirdKeys = keys
+	var again []thirdJob
 	for _, p := range s.peers {
-		if p.rewrite == nil || (p.thirdNamed && !changed) {
-			continue
+		switch {
+		case p.rewrite == nil:
+		case !p.thirdNamed:
+			p.rewrite.SetThirdNodes(rewrite.NewThirdNodes(s.key.Public(), p.cfg.PublicKey, keys))
+			p.thirdNamed = true
+		case changed:
+			again = append(again, thirdJob{p.rewrite, p.cfg.PublicKey})
 		}
-		p.rewrite.SetThirdNodes(rewrite.NewThirdNodes(s.key.Public(), p.cfg.PublicKey, keys))
-		p.thirdNamed = true
 	}
+	if changed {
+		s.nameAgain(again, keys)
+	}
+}
+
+// thirdJob is a tunnel to name again: its rewriter and its peer's key.
+type thirdJob struct {
+	dev  *rewrite.Device
+	peer nodekey.Key
+}
+
+// thirdNaming runs nameAgain's batches; a batch stops as soon as a newer
+// one starts (gen moved), so a tunnel never goes back to older names.
+type thirdNaming struct {
+	mu  sync.Mutex
+	gen uint64
+	wg  sync.WaitGroup
+}
+
+// nameAgain names jobs' tunnels for keys (which nobody changes after) in
+// the background, superseding a batch still running.
+func (s *Supervisor) nameAgain(jobs []thirdJob, keys map[int]nodekey.Key) {
+	t := &s.third
+	t.mu.Lock()
+	t.gen++
+	gen := t.gen
+	t.mu.Unlock()
+	if len(jobs) == 0 {
+		return
+	}
+	self := s.key.Public()
+	t.wg.Go(func() {
+		for _, j := range jobs {
+			names := rewrite.NewThirdNodes(self, j.peer, keys)
+			t.mu.Lock()
+			current := t.gen == gen
+			if current {
+				j.dev.SetThirdNodes(names)
+			}
+			t.mu.Unlock()
+			if !current {
+				return
+			}
+		}
+	})
+}
+
+// stopNaming ends a batch of nameAgain and waits for it.
+func (s *Supervisor) stopNaming() {
+	s.nameAgain(nil, nil)
+	s.third.wg.Wait()
 }
 
 func (s *Supervisor) ensureRoot() error {

@@ -152,9 +152,13 @@ type Supervisor struct {
 	// thirdKeys is the set of peer keys the rewriters last named
 	// (nameThirdNodes).
 	thirdKeys map[int]nodekey.Key
-	lines     []int
-	rootDone  bool
-	ready     bool
+	// third runs the background naming of tunnels (nameAgain).
+	third thirdNaming
+	// peerStates is what pushPeerStates last did.
+	peerStates peerStates
+	lines      []int
+	rootDone   bool
+	ready      bool
 	// extra are the lines added at run time (EnsureLine), beside cfg.Lines.
 	extra map[int]bool
 	// mediaSeen is the last reading of each tunnel's per-line media
@@ -192,6 +196,11 @@ type peer struct {
 	// built is set once every step of ensurePeer has succeeded in this
 	// run; later checks of a built peer are cheap (scale.go).
 	built bool
+	// told is the rewriter last told the peer's state, and toldOnline and
+	// toldReason what it was told (pushPeerStates).
+	told       *rewrite.Device
+	toldOnline bool
+	toldReason string
 }
 
 // New makes a Supervisor for cfg; Run starts it.
@@ -271,6 +280,7 @@ func (s *Supervisor) Run(ctx context.Context, reload <-chan *config.Config) erro
 	}()
 	defer func() {
 		// After teardown: the devices close their Binds first.
+		s.stopNaming()
 		s.stopPathManager()
 		stopMux()
 		<-muxDone
@@ -364,9 +374,8 @@ func (s *Supervisor) applyConfig(cfg *config.Config) {
 	}
 	if gone {
 		// A removed peer is gone now: say so before the node's firewall
-		// is loaded again without it (with 253 peers an nft run of most
-		// of a second; its rules for a link that no longer exists match
-		// nothing meanwhile).
+		// forgets it (an nft run; its set elements for a link that no
+		// longer exists match nothing meanwhile).
 		s.writeStatus()
 	}
 	// Settings that need no new tunnel (name, announced lines) are taken

@@ -109,10 +109,22 @@ type Tunnel struct {
 	rxAt, readAt time.Time
 	// reads counts the packets devices read from the TUN (view.Read);
 	// readsSeen is the count at the last reading.
-	reads      atomic.Uint64
-	readsSeen  uint64
-	listenPort string
-	closed     bool
+	reads     atomic.Uint64
+	readsSeen uint64
+	// traffic counts the datagrams the devices' Bind received and sent
+	// (countingBind): what the device reports (counters, handshake,
+	// endpoint) moves only with them or with a change of its
+	// configuration. trafficSeen is the count at the last reading and
+	// trafficAt when it last moved; askedAt is when the device was last
+	// asked, and fresh says that last needs no asking until traffic moves
+	// again (readLocked).
+	traffic     atomic.Uint64
+	trafficSeen uint64
+	trafficAt   time.Time
+	askedAt     time.Time
+	fresh       bool
+	listenPort  string
+	closed      bool
 }
 
 // Waker is a Bind that can wake a parked tunnel: it calls fn (which must
@@ -271,7 +283,8 @@ func (t *Tunnel) wakeLocked(why string) error {
 		v = newView(t.wrapped, t.base, &t.reads)
 		td = v
 	}
-	dev := device.NewDevice(td, t.cfg.Bind, wgLogger(t.log))
+	dev := device.NewDevice(td, countingBind{t.cfg.Bind, &t.traffic}, wgLogger(t.log))
+	t.fresh = false
 	cfg := t.cfg
 	cfg.Peer.EndpointString = t.endpoint
 	if t.keepaliveOn {
@@ -309,6 +322,7 @@ func (t *Tunnel) parkLocked() {
 	if t.dev == nil {
 		return
 	}
+	t.fresh = false
 	t.readLocked()
 	t.dev.Close()
 	<-t.dev.Wait()
@@ -319,12 +333,34 @@ func (t *Tunnel) parkLocked() {
 	t.before = Status{Endpoint: t.last.Endpoint, LastHandshake: t.last.LastHandshake, RxBytes: t.last.RxBytes, TxBytes: t.last.TxBytes}
 }
 
-// readLocked reads the awake device's state into last.
+// settleTime is how long after the last datagram the device is still
+// asked: what a datagram changes (the bytes it decrypted, a completed
+// handshake) lands after the Bind handed it over, once the device's
+// queues got to it.
+const settleTime = time.Second
+
+// readLocked reads the awake device's state into last. The device is asked
+// (a UAPI get: formatting and parsing its whole state, which the path
+// manager's check of every awake tunnel four times a second made a good
+// part of an idle node's CPU) only until settleTime after the last
+// datagram or a change of its configuration; after that last is what it
+// would say.
 func (t *Tunnel) readLocked() {
+	now := time.Now()
+	if n := t.traffic.Load(); n != t.trafficSeen {
+		t.trafficSeen, t.trafficAt = n, now
+	}
+	if t.fresh && t.askedAt.Sub(t.trafficAt) >= settleTime {
+		if n := t.reads.Load(); n != t.readsSeen {
+			t.readsSeen, t.readAt = n, now
+		}
+		return
+	}
 	s, err := t.dev.IpcGet()
 	if err != nil {
 		return
 	}
+	t.askedAt, t.fresh = now, true
 	st := parseStatus(s)
 	st.RxBytes += t.before.RxBytes
 	st.TxBytes += t.before.TxBytes
@@ -412,6 +448,38 @@ func (t *Tunnel) serveUAPI(c net.Conn) {
 		return
 	}
 	dev.IpcHandle(bufferedConn{Conn: c, r: br})
+	// A `wg set` may have changed what the device reports.
+	t.mu.Lock()
+	t.fresh = false
+	t.mu.Unlock()
+}
+
+// countingBind is the device's Bind, counting the datagrams it receives
+// and sends in n (one atomic add per batch), so that the tunnel knows when
+// the device's state may have moved (readLocked).
+type countingBind struct {
+	conn.Bind
+	n *atomic.Uint64
+}
+
+func (b countingBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
+	fns, actual, err := b.Bind.Open(port)
+	counted := make([]conn.ReceiveFunc, len(fns))
+	for k, fn := range fns {
+		counted[k] = func(packets [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
+			n, err := fn(packets, sizes, eps)
+			if n > 0 {
+				b.n.Add(1)
+			}
+			return n, err
+		}
+	}
+	return counted, actual, err
+}
+
+func (b countingBind) Send(bufs [][]byte, ep conn.Endpoint) error {
+	b.n.Add(1)
+	return b.Bind.Send(bufs, ep)
 }
 
 type bufferedConn struct {
@@ -464,6 +532,7 @@ func (t *Tunnel) SetEndpoint(endpoint string) error {
 	if t.dev == nil {
 		return nil
 	}
+	t.fresh = false
 	if err := t.dev.IpcSet(fmt.Sprintf("public_key=%s\nendpoint=%s\n", t.peer.Hex(), endpoint)); err != nil {
 		return fmt.Errorf("setting endpoint of %s: %w", t.name, err)
 	}
@@ -486,6 +555,7 @@ func (t *Tunnel) StartKeepalive() error {
 		// Made with the keepalive on, which sends one at once.
 		return t.wakeLocked("path found")
 	}
+	t.fresh = false
 	set := fmt.Sprintf("public_key=%s\npersistent_keepalive_interval=0\npersistent_keepalive_interval=%d\n", t.peer.Hex(), int(t.keepaliveInterval()/time.Second))
 	if err := t.dev.IpcSet(set); err != nil {
 		return fmt.Errorf("starting keepalive on %s: %w", t.name, err)

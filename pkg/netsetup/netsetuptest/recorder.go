@@ -500,6 +500,24 @@ func (r *Recorder) DeleteRoute(ns string, dst netip.Prefix) error {
 	return nil
 }
 
+// SetSysctls records each as SetSysctl does, after checking them all.
+func (r *Recorder) SetSysctls(ns string, sysctls ...netsetup.Sysctl) error {
+	for _, c := range sysctls {
+		line := fmt.Sprintf("sysctl %s%s=%s", check.In(ns), c.Key, c.Value)
+		for _, err := range []error{check.SysctlKey(c.Key), check.SysctlValue(c.Value)} {
+			if err != nil {
+				return fmt.Errorf("%s: %w", line, err)
+			}
+		}
+	}
+	for _, c := range sysctls {
+		if err := r.SetSysctl(ns, c.Key, c.Value); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (r *Recorder) SetSysctl(ns, key, value string) error {
 	line := fmt.Sprintf("sysctl %s%s=%s", check.In(ns), key, value)
 	unlock, err := check.Begin(&r.mu, line, check.SysctlKey(key), check.SysctlValue(value))
