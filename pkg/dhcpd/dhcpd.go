@@ -465,7 +465,7 @@ func (s *Server) Forget(ctx context.Context, line int) error {
 
 // LineOf returns the phone bound to addr (10.0.s.1).
 func (s *Server) LineOf(ctx context.Context, addr netip.Addr) (mac net.HardwareAddr, line int, ok bool) {
-	l, isPhone := phoneLine(addr.Unmap())
+	l, isPhone := numplan.LocalPhone(addr.Unmap())
 	if !isPhone {
 		return nil, 0, false
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/peerline/peerline/pkg/lab"
 	"github.com/peerline/peerline/pkg/labtest"
+	"github.com/peerline/peerline/pkg/numplan"
 )
 
 // nsLines puts line addresses on the phone port inside the lab Pi.
@@ -89,7 +90,7 @@ func TestLabPhonesGetLines(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		line, ok := phoneLine(mustAddr(t, env["ip"]))
+		line, ok := numplan.LocalPhone(mustAddr(t, env["ip"]))
 		if !ok || used[line] {
 			t.Fatalf("phone %d: ip=%q, want 10.0.s.1 with a distinct s (have %v)", i, env["ip"], got)
 		}
@@ -160,7 +161,7 @@ func TestLabPhonesGetLines(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if line, _ := phoneLine(mustAddr(t, env["ip"])); line != got[h.Name()] {
+		if line, _ := numplan.LocalPhone(mustAddr(t, env["ip"])); line != got[h.Name()] {
 			t.Errorf("after restart %s got %s, want line %d", h.Name(), env["ip"], got[h.Name()])
 		}
 	}

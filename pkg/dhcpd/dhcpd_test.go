@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/peerline/peerline/pkg/numplan"
 )
 
 func newTestTable(static ...int) *table {
@@ -498,7 +499,7 @@ func TestServerLifecycle(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		line, _ := phoneLine(addrOf(d.YourIPAddr))
+		line, _ := numplan.LocalPhone(addrOf(d.YourIPAddr))
 		rep = conn.exchange(t, selecting(t, m, phoneAddr(line), gateway(line)))
 		if d, _ := dhcpv4.FromBytes(rep.b); d == nil || d.MessageType() != dhcpv4.MessageTypeAck {
 			t.Fatalf("REQUEST: got %v, want ACK", d)

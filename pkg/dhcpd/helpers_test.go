@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/peerline/peerline/pkg/numplan"
 )
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -109,7 +110,7 @@ func bindPhone(t testing.TB, tb *table, m net.HardwareAddr, now time.Time) int {
 	if !ok {
 		t.Fatalf("DISCOVER from %s: no OFFER", m)
 	}
-	line, _ := phoneLine(addrOf(r.msg.YourIPAddr))
+	line, _ := numplan.LocalPhone(addrOf(r.msg.YourIPAddr))
 	r, ok = tb.handle(selecting(t, m, phoneAddr(line), gateway(line)), now, okEnsure)
 	if !ok || r.msg.MessageType() != dhcpv4.MessageTypeAck {
 		t.Fatalf("REQUEST from %s for line %d: got %v, want ACK", m, line, r.msg)

@@ -346,7 +346,7 @@ func (t *table) request(m *dhcpv4.DHCPv4, mac hwaddr, now time.Time, ensure func
 		// bindings were lost. Give it the line it asks for if that line is
 		// free, so phones keep their addresses; otherwise stay silent
 		// (RFC 2131 §4.3.2) and let it fall back to DISCOVER.
-		s, ok := phoneLine(want)
+		s, ok := numplan.LocalPhone(want)
 		if !ok || !t.free(s, now) {
 			return reply{}, false
 		}
@@ -424,7 +424,7 @@ func (t *table) decline(m *dhcpv4.DHCPv4, mac hwaddr, now time.Time) {
 // inform answers a client that configured 10.0.s.1 by hand with the
 // options of line s (router, DNS, NTP, provisioning URL).
 func (t *table) inform(m *dhcpv4.DHCPv4, mac hwaddr, now time.Time) (reply, bool) {
-	s, ok := phoneLine(addrOf(m.ClientIPAddr))
+	s, ok := numplan.LocalPhone(addrOf(m.ClientIPAddr))
 	if !ok {
 		return reply{}, false
 	}
@@ -562,15 +562,6 @@ func addrOf(ip net.IP) netip.Addr {
 
 func phoneAddr(s int) netip.Addr { return numplan.Phone(0, uint8(s)) }
 func gateway(s int) netip.Addr   { return numplan.LineGateway(uint8(s)) }
-
-// phoneLine returns s for 10.0.s.1.
-func phoneLine(a netip.Addr) (int, bool) {
-	i, s, p, ok := numplan.Split(a)
-	if !ok || i != 0 || p != numplan.HostPhone || !numplan.ValidLine(int(s)) {
-		return 0, false
-	}
-	return int(s), true
-}
 
 // text keeps printable ASCII of s, at most maxText bytes: these strings
 // come from any device on the port and end up in logs, JSON and the CLI.

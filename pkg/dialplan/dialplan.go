@@ -225,15 +225,8 @@ func (p *Plan) RouteURI(user, host string, env Env) Decision {
 	if host == "" || isIPLiteral(host) || (env.Node != "" && (strings.EqualFold(host, env.Node) || strings.EqualFold(host, HostName(env.Node)))) {
 		return p.Route(user, env)
 	}
-	var pi PeerInfo
-	ok := false
-	for _, q := range env.Peers {
-		if strings.EqualFold(q.Name, host) || strings.EqualFold(HostName(q.Name), host) {
-			pi, ok = q, true
-			break
-		}
-	}
-	if !ok || isDigits(host) {
+	pi, ok := findPeerName(env, host)
+	if !ok {
 		return Decision{Kind: Refuse, Code: 404, Reason: fmt.Sprintf("no paired node is called %q", host)}
 	}
 	if n, ok := smallNumber(user); ok {

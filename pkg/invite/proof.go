@@ -44,13 +44,7 @@ const commitLabel = "peerline invite committed v1"
 // secret, and an acknowledgement of one invite never passes for another's:
 // an earlier pairing of the same two Pis used another invite, so another
 // proof.
-func CommitAck(proof [32]byte) [32]byte {
-	m := hmac.New(sha256.New, proof[:])
-	m.Write([]byte(commitLabel))
-	var a [32]byte
-	m.Sum(a[:0])
-	return a
-}
+func CommitAck(proof [32]byte) [32]byte { return labelledAck(proof, commitLabel) }
 
 // acceptLabel keeps an acceptance apart from a commit and a proof.
 const acceptLabel = "peerline invite accepted v1"
@@ -62,9 +56,12 @@ const acceptLabel = "peerline invite accepted v1"
 // only one about the invite it is joining with: an answer of an earlier
 // pairing of the same two Pis, or the hello an inviter that has the
 // joiner as a peer sends anyway, is not one.
-func AcceptAck(proof [32]byte) [32]byte {
+func AcceptAck(proof [32]byte) [32]byte { return labelledAck(proof, acceptLabel) }
+
+// labelledAck is HMAC-SHA256 keyed with proof over label.
+func labelledAck(proof [32]byte, label string) [32]byte {
 	m := hmac.New(sha256.New, proof[:])
-	m.Write([]byte(acceptLabel))
+	m.Write([]byte(label))
 	var a [32]byte
 	m.Sum(a[:0])
 	return a

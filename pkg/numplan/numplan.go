@@ -53,6 +53,16 @@ func Addr(i, s, p uint8) netip.Addr { return netip.AddrFrom4([4]byte{10, i, s, p
 // Phone returns the address of phone line s at node i (0 for this node).
 func Phone(i, s uint8) netip.Addr { return Addr(i, s, HostPhone) }
 
+// LocalPhone returns s for this node's phone 10.0.s.1 (an IPv4-mapped
+// form too), and false for any other address.
+func LocalPhone(a netip.Addr) (s int, ok bool) {
+	i, l, p, ok := Split(a.Unmap())
+	if !ok || i != 0 || p != HostPhone || !ValidLine(int(l)) {
+		return 0, false
+	}
+	return int(l), true
+}
+
 // LineGateway returns the Pi's address on local line s, 10.0.s.2.
 func LineGateway(s uint8) netip.Addr { return Addr(0, s, HostPi) }
 

@@ -144,3 +144,26 @@ func BenchmarkToWire(b *testing.B) {
 		a[1] = 0
 	}
 }
+
+func TestLocalPhone(t *testing.T) {
+	for _, tt := range []struct {
+		addr string
+		line int
+		ok   bool
+	}{
+		{"10.0.1.1", 1, true},
+		{"10.0.254.1", 254, true},
+		{"::ffff:10.0.7.1", 7, true},
+		{"10.0.0.1", 0, false},   // no line 0
+		{"10.0.255.1", 0, false}, // nor 255
+		{"10.0.1.2", 0, false},   // the Pi's side of the line
+		{"10.4.1.1", 0, false},   // a peer's phone
+		{"192.168.1.1", 0, false},
+		{"fe80::1", 0, false},
+	} {
+		s, ok := LocalPhone(netip.MustParseAddr(tt.addr))
+		if s != tt.line || ok != tt.ok {
+			t.Errorf("LocalPhone(%s) = %d, %v; want %d, %v", tt.addr, s, ok, tt.line, tt.ok)
+		}
+	}
+}

@@ -2,7 +2,6 @@ package pairing
 
 import (
 	"context"
-	"maps"
 	"slices"
 	"time"
 
@@ -57,13 +56,20 @@ type announce struct {
 // an empty label, and checks no UTF-8).
 func (pr *Pairing) announcement() invite.Hello {
 	h := pr.ownHello()
-	h.Labels = map[int]string{}
-	for l, label := range pr.opt.Config().LineLabels {
-		if slices.Contains(h.Lines, l) && invite.ValidLabel(label) == nil {
-			h.Labels[l] = label
+	h.Labels = labelsFor(pr.opt.Config().LineLabels, h.Lines)
+	return h
+}
+
+// labelsFor is the labels of src for lines, those a config takes; never
+// nil (an announcement carries its labels even when there are none).
+func labelsFor(src map[int]string, lines []int) map[int]string {
+	out := map[int]string{}
+	for l, label := range src {
+		if slices.Contains(lines, l) && invite.ValidLabel(label) == nil {
+			out[l] = label
 		}
 	}
-	return h
+	return out
 }
 
 // announceStep sends the announcements that are due.
@@ -153,17 +159,9 @@ func peerLabels(old map[int]string, h invite.Hello) map[int]string {
 	if h.Labels != nil {
 		src = h.Labels
 	}
-	out := map[int]string{}
-	for l, label := range src {
-		if slices.Contains(h.Lines, l) && invite.ValidLabel(label) == nil {
-			out[l] = label
-		}
-	}
+	out := labelsFor(src, h.Lines)
 	if len(out) == 0 {
 		return nil
 	}
 	return out
 }
-
-// sameLabels is maps.Equal, an empty map and nil being the same.
-func sameLabels(a, b map[int]string) bool { return maps.Equal(a, b) }

@@ -48,10 +48,10 @@ type join struct {
 	// undoing says a rollbackJoin of it is running.
 	undoing bool
 	warned  bool
-	// unboundAnswers counts the hellos without an acknowledgement this
-	// join ignored while it waited: the answers of an inviter running
+	// unboundAnswer says this join ignored a hello without an
+	// acknowledgement while it waited: the answers of an inviter running
 	// an older peerline look like that, which a failed join says.
-	unboundAnswers int
+	unboundAnswer bool
 }
 
 // journalEntry is a join as the journal file keeps it.
@@ -281,9 +281,9 @@ func (pr *Pairing) Join(ctx context.Context, code string) (control.PeerRef, erro
 		return control.PeerRef{}, fmt.Errorf("joining %s: %w; nothing was kept here, and the code still works: run the join again", DisplayName(iv.Name), err)
 	}
 	pr.mu.Lock()
-	unbound := j.unboundAnswers
+	unbound := j.unboundAnswer
 	pr.mu.Unlock()
-	if unbound > 0 {
+	if unbound {
 		return control.PeerRef{}, fmt.Errorf("%s's Pi answered within %v, but not about this code: either it runs an older peerline, whose answer does not name the invite (update peerline on it, then run the join again), or it did not take the code (already used, revoked or made for another Pi; its log says which). Nothing was kept here, and the code still works if it was not used", DisplayName(iv.Name), pr.opt.JoinTimeout)
 	}
 	return control.PeerRef{}, fmt.Errorf("%s's Pi did not answer within %v. It may be offline or unable to reach its rendezvous server, or the code was already used, revoked or made for another Pi (its log says which). Nothing was kept here; try again (the code still works if it was not used), or ask for a new code (`peerline invite`)", DisplayName(iv.Name), pr.opt.JoinTimeout)
@@ -323,7 +323,7 @@ func (pr *Pairing) joinAnswer(inviter nodekey.Key, h invite.Hello) bool {
 		// never taken the code.
 		if h.Ack == nil || *h.Ack != invite.AcceptAck([32]byte(j.entry.Proof)) {
 			if h.Ack == nil {
-				j.unboundAnswers++
+				j.unboundAnswer = true
 			}
 			pr.log.Debug("ignoring an answer that does not name this join's invite", "peer", inviter, "ack", h.Ack != nil)
 			return true

@@ -55,6 +55,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -577,7 +578,7 @@ func applyHello(c *config.Config, peer nodekey.Key, h invite.Hello, apply bool) 
 		// A name the owner gave the peer here wins over the one it
 		// announces.
 		labels := peerLabels(p.LineLabels, h)
-		if (h.Name == "" || p.Renamed || p.Name == h.Name) && slices.Equal(p.Lines, h.Lines) && sameLabels(p.LineLabels, labels) {
+		if (h.Name == "" || p.Renamed || p.Name == h.Name) && slices.Equal(p.Lines, h.Lines) && maps.Equal(p.LineLabels, labels) {
 			return false
 		}
 		if !apply {

@@ -267,28 +267,27 @@ func (p *peer) probed(e env, in *probeIn) {
 // setPath points the tunnel at endpoint and, if this side starts the
 // handshake, starts it now.
 func (p *peer) setPath(e env, path Path, endpoint, reason string, now time.Time) {
-	if p.tunnel == nil {
-		// Expected (Manager.Expect): the path is found while the tunnel
-		// is made, and Add points the tunnel at it.
-		if p.path != path || p.endpoint != endpoint {
-			e.logger().Debug("path found before the tunnel", "peer", p.key, "path", path, "endpoint", endpoint, "reason", reason)
+	if p.tunnel != nil {
+		if err := p.tunnel.SetEndpoint(endpoint); err != nil {
+			e.logger().Warn("setting the tunnel endpoint", "peer", p.key, "endpoint", endpoint, "err", err)
+			return
 		}
-		p.path, p.endpoint, p.reason = path, endpoint, reason
-		if path == PathDirect {
-			p.direct, _ = netip.ParseAddrPort(endpoint)
-		}
-		return
-	}
-	if err := p.tunnel.SetEndpoint(endpoint); err != nil {
-		e.logger().Warn("setting the tunnel endpoint", "peer", p.key, "endpoint", endpoint, "err", err)
-		return
 	}
 	if p.path != path || p.endpoint != endpoint {
-		e.logger().Info("path", "peer", p.key, "path", path, "endpoint", endpoint, "reason", reason)
+		if p.tunnel == nil {
+			e.logger().Debug("path found before the tunnel", "peer", p.key, "path", path, "endpoint", endpoint, "reason", reason)
+		} else {
+			e.logger().Info("path", "peer", p.key, "path", path, "endpoint", endpoint, "reason", reason)
+		}
 	}
 	p.path, p.endpoint, p.reason = path, endpoint, reason
 	if path == PathDirect {
 		p.direct, _ = netip.ParseAddrPort(endpoint)
+	}
+	if p.tunnel == nil {
+		// Expected (Manager.Expect): the path is found while the tunnel
+		// is made, and Add points the tunnel at it.
+		return
 	}
 	if p.rxAt.IsZero() || now.Sub(p.rxAt) > stallAfter {
 		// A fresh path: count the stall from now, not from when the

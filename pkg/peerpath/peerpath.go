@@ -246,8 +246,8 @@ type Manager struct {
 	byAddr     map[netip.AddrPort]*rvclient.Client
 
 	events chan event
-	// paired is the set of peers with tunnels, read by the socket reader
-	// (Accept).
+	// paired is the set of peers, those with tunnels and those expected
+	// (Expect), read by the socket reader (Accept).
 	paired atomic.Pointer[map[nodekey.Key]bool]
 	status atomic.Pointer[map[nodekey.Key]Status]
 	// natClass is this node's own mapping, from registering on both ports.
@@ -265,7 +265,7 @@ type Manager struct {
 	runWG  *sync.WaitGroup
 	// early are introductions to keys that are not peers yet: a joiner's,
 	// which arrives while the inviter is still saving it as a peer.
-	// (An expected peer keeps its own: peer.early.)
+	// (An expected peer acts on its introductions as a peer does.)
 	early map[nodekey.Key]*intro
 	done  chan struct{}
 }

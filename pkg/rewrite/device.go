@@ -1088,26 +1088,26 @@ func (d *Device) Stats() Stats {
 			*c.event(e) = d.events[dir].n[e].Load()
 		}
 		for r, name := range refusalNames() {
-			if n := d.refusals[dir][r+1].Load(); n != 0 {
-				if c.SIPRefusals == nil {
-					c.SIPRefusals = map[string]uint64{}
-				}
-				c.SIPRefusals[name] = n
-			}
+			c.addRefusal(name, d.refusals[dir][r+1].Load())
 		}
 		c.RTPUntracked = d.flows[dir].untracked.Load()
-		for name, n := range map[string]uint64{"anonymous-refused": c.SIPAnonymousRefused, "anonymous-redirected": c.SIPAnonymousRedirected} {
-			if n != 0 {
-				if c.SIPRefusals == nil {
-					c.SIPRefusals = map[string]uint64{}
-				}
-				c.SIPRefusals[name] = n
-			}
-		}
+		c.addRefusal("anonymous-refused", c.SIPAnonymousRefused)
+		c.addRefusal("anonymous-redirected", c.SIPAnonymousRedirected)
 	}
 	s.Inbound.SIPInDialog = d.inDialog.Load()
 	s.Inbound.Dropped.SIPDialogFlood = d.dialogFlood.Load()
 	return s
+}
+
+// addRefusal records n messages refused for reason name, if there were any.
+func (c *Counts) addRefusal(name string, n uint64) {
+	if n == 0 {
+		return
+	}
+	if c.SIPRefusals == nil {
+		c.SIPRefusals = map[string]uint64{}
+	}
+	c.SIPRefusals[name] = n
 }
 
 // refusalNames are the names Counts.SIPRefusals uses, for sipmsg's

@@ -100,11 +100,12 @@ func (s *Supervisor) syncPeerStates() {
 }
 
 // peerStates is what pushPeerStates last did: the path manager's map it
-// read (which the manager replaces only when a status changed) and when
-// the last startup grace it saw ends.
+// read (which the manager replaces only when a status changed) and
+// whether a peer it looked at was in its startup grace (whose end changes
+// the verdict with no new map).
 type peerStates struct {
-	seen       map[nodekey.Key]peerpath.Status
-	graceUntil time.Time
+	seen    map[nodekey.Key]peerpath.Status
+	inGrace bool
 }
 
 // pushPeerStates tells the rewriters what st says, in proportion to what
@@ -115,9 +116,9 @@ type peerStates struct {
 // were told.
 func (s *Supervisor) pushPeerStates(st map[nodekey.Key]peerpath.Status, now time.Time) int {
 	ps := &s.peerStates
-	all := !sameMap(st, ps.seen) || !ps.graceUntil.IsZero()
+	all := !sameMap(st, ps.seen) || ps.inGrace
 	if all {
-		ps.seen, ps.graceUntil = st, time.Time{}
+		ps.seen, ps.inGrace = st, false
 	}
 	told := 0
 	for _, p := range s.peers {
@@ -131,9 +132,7 @@ func (s *Supervisor) pushPeerStates(st map[nodekey.Key]peerpath.Status, now time
 		// The grace is for not having heard yet, not for a peer that was
 		// heard and then stopped answering.
 		inGrace := !pst.Bye && !pst.Silent && now.Sub(p.tunnelAt) < startupGrace
-		if end := p.tunnelAt.Add(startupGrace); inGrace && end.After(ps.graceUntil) {
-			ps.graceUntil = end
-		}
+		ps.inGrace = ps.inGrace || inGrace
 		online := pst.Online || inGrace
 		if p.told == p.rewrite && p.toldOnline == online && p.toldReason == pst.Reason {
 			continue

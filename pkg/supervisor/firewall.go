@@ -72,8 +72,8 @@ func (s *Supervisor) nodeSpec() firewall.Node {
 func (s *Supervisor) ensureNodeTable(n firewall.Node, verify, untouched bool) error {
 	t := &s.nodeFW
 	rules := firewall.NodeRules(n)
-	if t.rules != "" && t.rules != rules && t.nodeOK {
-		if script, ok := firewall.NodeChange(t.node, n); ok && untouched {
+	if untouched && t.rules != "" && t.rules != rules && t.nodeOK {
+		if script, ok := firewall.NodeChange(t.node, n); ok {
 			err := s.firewallCtrl.Change("", script)
 			if err == nil {
 				return s.changedNodeTable(n, rules)
@@ -173,8 +173,10 @@ func (s *Supervisor) nodeFWUntouched() bool {
 
 // refreshFirewalls reloads the tables whose rules the lines changed,
 // without checking the others (EnsureLine runs on the DHCP server's path).
+// A change of lines is never one of peers only, so the node table is never
+// changed in place here and its generation need not be read.
 func (s *Supervisor) refreshFirewalls() {
-	if err := s.ensureNodeTable(s.nodeSpec(), false, s.nodeFWUntouched()); err != nil {
+	if err := s.ensureNodeTable(s.nodeSpec(), false, false); err != nil {
 		s.log.Error("reloading the node firewall for the new lines; retrying at the next check", "err", err)
 	}
 	for _, i := range slices.Sorted(maps.Keys(s.peers)) {

@@ -174,11 +174,8 @@ func (t *Trunk) lineOf(a netip.Addr) int {
 	}
 	// Only a phone of this node, 10.0.s.1, is a line; a peer's phone
 	// (10.i.s.1) never reaches this socket, and is no line of ours.
-	i, s, p, ok := numplan.Split(a.Unmap())
-	if !ok || i != 0 || p != numplan.HostPhone || !numplan.ValidLine(int(s)) {
-		return 0
-	}
-	return int(s)
+	s, _ := numplan.LocalPhone(a)
+	return s
 }
 
 // bridge answers the incoming dialog by placing the outgoing one: the

@@ -350,10 +350,10 @@ func (t *Tunnel) readLocked() {
 	if n := t.traffic.Load(); n != t.trafficSeen {
 		t.trafficSeen, t.trafficAt = n, now
 	}
+	if n := t.reads.Load(); n != t.readsSeen {
+		t.readsSeen, t.readAt = n, now
+	}
 	if t.fresh && t.askedAt.Sub(t.trafficAt) >= settleTime {
-		if n := t.reads.Load(); n != t.readsSeen {
-			t.readsSeen, t.readAt = n, now
-		}
 		return
 	}
 	s, err := t.dev.IpcGet()
@@ -368,10 +368,7 @@ func (t *Tunnel) readLocked() {
 		st.LastHandshake = t.before.LastHandshake
 	}
 	if st.RxBytes != t.last.RxBytes {
-		t.rxAt = time.Now()
-	}
-	if n := t.reads.Load(); n != t.readsSeen {
-		t.readsSeen, t.readAt = n, time.Now()
+		t.rxAt = now
 	}
 	if st.Endpoint != "" {
 		t.endpoint = st.Endpoint
