@@ -4,7 +4,8 @@
 # RSS one minute after that and at the end of SCALE_IDLE, the daemon's heap
 # and goroutines, idle CPU, and adding/removing one peer while the others
 # run. Needs root (network namespaces). A full run is about
-# (SCALE_IDLE + 3 min) per count; SCALE_IDLE=2m gives a quick look.
+# (SCALE_IDLE + 3 min) per count; SCALE_IDLE=2m gives a quick look
+# (at least 90s: the idle CPU is measured after the first minute).
 # Profiles: PEERLINED_PPROF=/tmp/pl-pprof.sock SCALE_PPROF_DIR=/tmp/prof
 # saves a CPU profile of each idle stretch (cpu-N.pprof) and a heap profile
 # at its end (heap-N.pprof); `go tool pprof bin/peerlined /tmp/prof/cpu-253.pprof`.

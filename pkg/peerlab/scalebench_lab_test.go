@@ -54,7 +54,12 @@ func BenchmarkScale(b *testing.B) {
 		}
 	}
 	idle := envDuration(b, "SCALE_IDLE", 10*time.Minute)
-	early := min(time.Minute, idle)
+	// The idle stretch starts after the first minute's traffic: a shorter
+	// window would measure no idle CPU at all and write 0 for it.
+	if idle < 90*time.Second {
+		b.Fatalf("SCALE_IDLE=%v: use at least 90s (the idle stretch, over which cpu_pct_idle is measured, starts after the first minute)", idle)
+	}
+	early := time.Minute
 	changes := 3
 	if s := os.Getenv("SCALE_CHANGES"); s != "" {
 		var err error
