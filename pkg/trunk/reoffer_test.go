@@ -68,6 +68,10 @@ func newHoldCall(t *testing.T) *holdCall {
 			provSess <- s
 			s.RespondSDP(sdpWith(hc.provMedia.LocalAddr().(*net.UDPAddr).AddrPort().Port(), "sendrecv"))
 		})
+		l.srv.OnUpdate(func(req *sip.Request, tx sip.ServerTransaction) {
+			provReinvs <- inDialogReq{req, tx}
+			<-tx.Done()
+		})
 		l.srv.OnAck(func(*sip.Request, sip.ServerTransaction) {})
 		l.srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
 			tx.Respond(sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil))
@@ -95,6 +99,10 @@ func newHoldCall(t *testing.T) *holdCall {
 	}
 	phoneReinvs := make(chan inDialogReq, 2)
 	phone.srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
+		phoneReinvs <- inDialogReq{req, tx}
+		<-tx.Done()
+	})
+	phone.srv.OnUpdate(func(req *sip.Request, tx sip.ServerTransaction) {
 		phoneReinvs <- inDialogReq{req, tx}
 		<-tx.Done()
 	})
@@ -141,16 +149,23 @@ func newHoldCall(t *testing.T) *holdCall {
 // reinvite sends a re-INVITE with body from l, ACKs a 2xx, and returns the
 // final response.
 func (l dialogLeg) reinvite(t *testing.T, body []byte) (*sip.Response, error) {
+	return l.reoffer(t, sip.INVITE, body)
+}
+
+// reoffer sends a re-INVITE or an UPDATE.
+func (l dialogLeg) reoffer(t *testing.T, method sip.RequestMethod, body []byte) (*sip.Response, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	req := sip.NewRequest(sip.INVITE, l.target)
-	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	req := sip.NewRequest(method, l.target)
+	if len(body) > 0 {
+		req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	}
 	req.SetBody(body)
 	res, err := l.d.Do(ctx, req)
 	if err != nil {
 		return nil, err
 	}
-	if res.IsSuccess() {
+	if method == sip.INVITE && res.IsSuccess() {
 		ack := sip.NewRequest(sip.ACK, l.target)
 		ack.AppendHeader(&sip.CSeqHeader{SeqNo: req.CSeq().SeqNo, MethodName: sip.ACK})
 		if err := l.write(ack); err != nil {
@@ -191,13 +206,14 @@ func checkSDP(t *testing.T, who string, body []byte, want netip.AddrPort, attr s
 func port(c *net.UDPConn) uint16 { return c.LocalAddr().(*net.UDPAddr).AddrPort().Port() }
 
 // A phone puts an outside call on hold and takes it back, and the
-// provider does the same: each re-INVITE reaches the other side with the
+// provider does the same (by re-INVITE, then by UPDATE): each re-INVITE reaches the other side with the
 // relay's address for that side and its direction attribute, the answer
 // comes back the same way, and media still flows through the same relay.
 func TestReinviteHold(t *testing.T) {
 	hc := newHoldCall(t)
 	for _, step := range []struct {
 		name     string
+		method   sip.RequestMethod
 		from, to dialogLeg
 		fromAP   netip.AddrPort // the relay as the sender knows it
 		toAP     netip.AddrPort // the relay as the receiver knows it
@@ -206,10 +222,12 @@ func TestReinviteHold(t *testing.T) {
 		fromPort uint16
 		toPort   uint16
 	}{
-		{"phone holds", hc.phone, hc.prov, hc.relayLocal, hc.relayRemote, "sendonly", "recvonly", port(hc.phoneMedia), port(hc.provMedia)},
-		{"phone resumes", hc.phone, hc.prov, hc.relayLocal, hc.relayRemote, "sendrecv", "sendrecv", port(hc.phoneMedia), port(hc.provMedia)},
-		{"provider holds", hc.prov, hc.phone, hc.relayRemote, hc.relayLocal, "sendonly", "recvonly", port(hc.provMedia), port(hc.phoneMedia)},
-		{"provider resumes", hc.prov, hc.phone, hc.relayRemote, hc.relayLocal, "sendrecv", "sendrecv", port(hc.provMedia), port(hc.phoneMedia)},
+		{"phone holds", sip.INVITE, hc.phone, hc.prov, hc.relayLocal, hc.relayRemote, "sendonly", "recvonly", port(hc.phoneMedia), port(hc.provMedia)},
+		{"phone resumes", sip.INVITE, hc.phone, hc.prov, hc.relayLocal, hc.relayRemote, "sendrecv", "sendrecv", port(hc.phoneMedia), port(hc.provMedia)},
+		{"provider holds", sip.INVITE, hc.prov, hc.phone, hc.relayRemote, hc.relayLocal, "sendonly", "recvonly", port(hc.provMedia), port(hc.phoneMedia)},
+		{"provider resumes", sip.INVITE, hc.prov, hc.phone, hc.relayRemote, hc.relayLocal, "sendrecv", "sendrecv", port(hc.provMedia), port(hc.phoneMedia)},
+		{"phone holds by UPDATE", sip.UPDATE, hc.phone, hc.prov, hc.relayLocal, hc.relayRemote, "sendonly", "recvonly", port(hc.phoneMedia), port(hc.provMedia)},
+		{"provider resumes by UPDATE", sip.UPDATE, hc.prov, hc.phone, hc.relayRemote, hc.relayLocal, "sendrecv", "sendrecv", port(hc.provMedia), port(hc.phoneMedia)},
 	} {
 		type result struct {
 			res *sip.Response
@@ -217,7 +235,7 @@ func TestReinviteHold(t *testing.T) {
 		}
 		done := make(chan result, 1)
 		go func() {
-			res, err := step.from.reinvite(t, sdpWith(step.fromPort, step.offer))
+			res, err := step.from.reoffer(t, step.method, sdpWith(step.fromPort, step.offer))
 			done <- result{res, err}
 		}()
 		var r inDialogReq
@@ -227,6 +245,9 @@ func TestReinviteHold(t *testing.T) {
 			t.Fatalf("%s: re-INVITE ended with %v %v before the other side saw it", step.name, got.res, got.err)
 		case <-time.After(10 * time.Second):
 			t.Fatalf("%s: the re-INVITE never reached the other side", step.name)
+		}
+		if r.req.Method != step.method {
+			t.Errorf("%s: the other side got %s, want %s", step.name, r.req.Method, step.method)
 		}
 		checkSDP(t, step.name+": the receiver", r.req.Body(), step.toAP, step.offer)
 		answer(r, sdpWith(step.toPort, step.answer))
@@ -248,8 +269,9 @@ func TestReinviteHold(t *testing.T) {
 	}
 }
 
-// A refusal from the other side comes back to the sender, and a
-// re-INVITE while one is being passed across the call gets 491.
+// A refusal from the other side comes back to the sender, a re-INVITE
+// while one is being passed across the call gets 491, and a session
+// refresh without SDP is answered by the trunk.
 func TestReinviteRefusedAndOverlap(t *testing.T) {
 	hc := newHoldCall(t)
 	done := make(chan *sip.Response, 1)
@@ -283,5 +305,17 @@ func TestReinviteRefusedAndOverlap(t *testing.T) {
 	answer(r, sdpWith(port(hc.phoneMedia), "inactive"))
 	if res := <-done; res == nil || res.StatusCode != sip.StatusOK {
 		t.Fatalf("the provider got %v, want 200", res)
+	}
+	// A session refresh without SDP is answered by the trunk with what it
+	// last sent the phone (the inactive offer), and not passed on.
+	res, err = hc.phone.reinvite(t, nil)
+	if err != nil || res.StatusCode != sip.StatusOK {
+		t.Fatalf("offerless re-INVITE: %v %v, want 200", res, err)
+	}
+	checkSDP(t, "the phone's refresh", res.Body(), hc.relayLocal, "inactive")
+	select {
+	case r := <-hc.prov.reinvs:
+		t.Errorf("the provider got the refresh: %s", r.req.StartLine())
+	case <-time.After(200 * time.Millisecond):
 	}
 }
