@@ -83,6 +83,12 @@ request_route {
 			if (is_method("BYE")) {
 				rtpengine_manage();
 			}
+			# A re-INVITE or UPDATE (hold, resume) keeps its media
+			# on rtpengine, as the first offer did.
+			if (is_method("INVITE|UPDATE") && has_body("application/sdp")) {
+				rtpengine_manage("replace-origin replace-session-connection");
+				t_on_reply("MEDIA");
+			}
 			t_relay();
 			exit;
 		}

@@ -28,6 +28,34 @@ type call struct {
 	relay   *rtprelay.Relay
 	cancel  context.CancelFunc
 	endOnce sync.Once
+
+	inSide, outSide rtprelay.Side
+	// announce[s] is the relay address put in the SDP sent towards side
+	// s; a re-offer passed on names the same one (the relay stays).
+	announce [2]netip.AddrPort
+	// up is set once both legs are answered: only then are re-offers
+	// passed on.
+	up atomic.Bool
+	// offering is set while a re-offer is passed across: another one on
+	// the call meanwhile gets 491 (RFC 3261 §14.2).
+	offering atomic.Bool
+
+	mu sync.Mutex
+	// mu guards lastSDP: the SDP last sent towards each side, the
+	// answer to an offerless re-INVITE (a session refresh).
+	lastSDP [2][]byte
+}
+
+func (c *call) setSDP(s rtprelay.Side, body []byte) {
+	c.mu.Lock()
+	c.lastSDP[s] = body
+	c.mu.Unlock()
+}
+
+func (c *call) sdp(s rtprelay.Side) []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lastSDP[s]
 }
 
 // ringTimeout bounds how long a call rings before it is given up.
@@ -56,8 +84,7 @@ func respond(req *sip.Request, tx sip.ServerTransaction, code int, reason string
 
 // inboundCall takes a call from the provider and rings a line.
 func (t *Trunk) inboundCall(req *sip.Request, tx sip.ServerTransaction) {
-	if t.lookup(req.CallID().Value()) != nil {
-		t.reinvite(req, tx)
+	if t.inDialog(req, tx) {
 		return
 	}
 	if src, err := netip.ParseAddrPort(req.Source()); err != nil || !t.fromProvider(src.Addr()) {
@@ -106,8 +133,7 @@ func (t *Trunk) inboundCall(req *sip.Request, tx sip.ServerTransaction) {
 
 // outboundCall takes a call from a phone and places it at the provider.
 func (t *Trunk) outboundCall(req *sip.Request, tx sip.ServerTransaction) {
-	if t.lookup(req.CallID().Value()) != nil {
-		t.reinvite(req, tx)
+	if t.inDialog(req, tx) {
 		return
 	}
 	src, err := netip.ParseAddrPort(req.Source())
@@ -215,13 +241,15 @@ func (t *Trunk) bridge(req *sip.Request, tx sip.ServerTransaction, inbound bool,
 	_ = in.Respond(sip.StatusTrying, "Trying", nil)
 
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &call{inID: req.CallID().Value(), in: in, relay: relay, cancel: cancel}
+	c := &call{inID: req.CallID().Value(), in: in, relay: relay, cancel: cancel, inSide: inSide, outSide: outSide}
 	t.addCall(c.inID, c)
 
 	outAP := relay.Addr(outSide)
 	if outMedia.IsValid() {
 		outAP = netip.AddrPortFrom(outMedia, outAP.Port())
 	}
+	c.announce[outSide] = outAP
+	c.setSDP(outSide, relaySDP(req.Body(), outAP.Addr(), outAP.Port()))
 	var reqs []*sip.Request
 	for _, target := range targets {
 		oreq := sip.NewRequest(sip.INVITE, target)
@@ -313,7 +341,12 @@ func (t *Trunk) bridge(req *sip.Request, tx sip.ServerTransaction, inbound bool,
 	} else {
 		contact = inLeg.dua.ContactHDR.Address
 	}
-	err = in.Respond(sip.StatusOK, "OK", relaySDP(res.Body(), inAP.Addr(), inAP.Port()),
+	c.announce[inSide] = inAP
+	c.setSDP(inSide, relaySDP(res.Body(), inAP.Addr(), inAP.Port()))
+	// Up before the 200 leaves: the caller may re-INVITE as soon as it
+	// has it.
+	c.up.Store(true)
+	err = in.Respond(sip.StatusOK, "OK", c.sdp(inSide),
 		sip.NewHeader("Content-Type", "application/sdp"), &sip.ContactHeader{Address: contact})
 	if err != nil {
 		log.Warn("trunk: answering the caller", "err", err)
@@ -386,12 +419,186 @@ func fork(ctx context.Context, leg *sipLeg, reqs []*sip.Request, opts sipgo.Answ
 	return nil, best
 }
 
-// reinvite refuses an in-dialog INVITE (hold, session refresh, codec
-// change) with 488: RFC 3261 §14.2 keeps the session as it was, so the
-// call goes on through the relay, which stays latched. Passing re-INVITEs
-// on to the other side is not done yet.
-func (t *Trunk) reinvite(req *sip.Request, tx sip.ServerTransaction) {
-	respond(req, tx, sip.StatusNotAcceptableHere, "Re-INVITE Not Supported")
+// inDialog takes an INVITE within a dialog (a re-INVITE): passed on if
+// it is one of our calls' (reoffer), else 481; it says whether req was
+// one.
+func (t *Trunk) inDialog(req *sip.Request, tx sip.ServerTransaction) bool {
+	if c := t.lookup(req.CallID().Value()); c != nil {
+		t.reoffer(c, req, tx)
+		return true
+	}
+	if to := req.To(); to != nil && to.Params.Has("tag") {
+		respond(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+		return true
+	}
+	return false
+}
+
+func (t *Trunk) onUpdate(req *sip.Request, tx sip.ServerTransaction) {
+	c := t.lookup(req.CallID().Value())
+	if c == nil {
+		respond(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+		return
+	}
+	t.reoffer(c, req, tx)
+}
+
+// dialogSide is what reoffer needs of either leg's sipgo dialog.
+type dialogSide interface {
+	ReadRequest(*sip.Request, sip.ServerTransaction) error
+	Do(context.Context, *sip.Request) (*sip.Response, error)
+	WriteRequest(*sip.Request) error
+}
+
+// reofferTimeout bounds the wait for the other side's answer to a
+// re-offer: an INVITE client transaction's own limit, 64*T1 (T1 = 500 ms).
+const reofferTimeout = 32 * time.Second
+
+// reoffer passes a re-INVITE or an UPDATE (hold, resume, session
+// refresh, codec change) to the other leg of the call, within that
+// leg's dialog, with the SDP pointing at the relay's socket for that
+// leg; the answer comes back the same way. Direction attributes
+// (a=sendonly, recvonly, inactive) and codecs pass unchanged; the relay
+// stays the same, so its latched sides keep forwarding. A refusal from
+// the other side is passed back and the call goes on as it was (RFC 3261
+// §14.1). Offers that cannot be relayed (no IPv4 audio) get 488 and the
+// call goes on. A re-INVITE without SDP (a session refresh asking for an
+// offer) is answered here with the SDP last sent to that side, unchanged
+// (same o= version), and not passed on; its ACK's answer is not read, as
+// the relay's latching follows the media anyway.
+func (t *Trunk) reoffer(c *call, req *sip.Request, tx sip.ServerTransaction) {
+	if !c.up.Load() || c.out == nil {
+		// The call is still being set up: RFC 3261 §14.2 asks for 500
+		// with a Retry-After.
+		res := sip.NewResponseFromRequest(req, sip.StatusInternalServerError, "Call Not Set Up Yet", nil)
+		res.AppendHeader(sip.NewHeader("Retry-After", "1"))
+		_ = tx.Respond(res)
+		return
+	}
+	fromIn := req.CallID().Value() == c.inID
+	var from, to dialogSide = c.in, c.out
+	fromSide, toSide := c.inSide, c.outSide
+	target := c.out.InviteRequest.Recipient
+	if ct := c.out.InviteResponse.Contact(); ct != nil {
+		target = ct.Address
+	}
+	if !fromIn {
+		from, to = c.out, c.in
+		fromSide, toSide = c.outSide, c.inSide
+		target = c.in.InviteRequest.Recipient
+		if ct := c.in.InviteRequest.Contact(); ct != nil {
+			target = ct.Address
+		}
+	}
+	if err := from.ReadRequest(req, tx); err != nil {
+		respond(req, tx, sip.StatusInternalServerError, "CSeq Out Of Order")
+		return
+	}
+	if !c.offering.CompareAndSwap(false, true) {
+		respond(req, tx, sip.StatusRequestPending, "Request Pending")
+		return
+	}
+	// The pending mark goes before the final answer leaves (every way
+	// out below answers through reply): the sender may send its next
+	// re-INVITE as soon as it has the answer.
+	reply := func(res *sip.Response) error {
+		c.offering.Store(false)
+		return tx.Respond(res)
+	}
+	refuse := func(code int, reason string) {
+		_ = reply(sip.NewResponseFromRequest(req, code, reason, nil))
+	}
+	log := t.log.With("call", truncate(c.inID), "method", string(req.Method), "from", fromSide.String())
+	contact := sip.ContactHeader{Address: t.loc.dua.ContactHDR.Address}
+	if fromSide == rtprelay.Remote {
+		contact.Address = t.contactURI()
+	}
+	if len(req.Body()) == 0 {
+		var body []byte
+		var hdrs []sip.Header
+		if req.IsInvite() {
+			body = c.sdp(fromSide)
+			hdrs = append(hdrs, sip.NewHeader("Content-Type", "application/sdp"))
+		}
+		res := sip.NewResponseFromRequest(req, sip.StatusOK, "OK", body)
+		for _, h := range append(hdrs, &contact) {
+			res.AppendHeader(h)
+		}
+		_ = reply(res)
+		log.Debug("trunk: session refresh answered here")
+		return
+	}
+	if len(req.Body()) > MaxSDP {
+		refuse(sip.StatusRequestEntityTooLarge, "SDP Too Large")
+		return
+	}
+	offerDest, ok := mediaDest(req.Body())
+	if !ok {
+		// The relay carries IPv4 audio only: the call goes on as it was.
+		refuse(sip.StatusNotAcceptableHere, "Not Acceptable Here: want an SDP offer with IPv4 audio")
+		return
+	}
+	offer := relayFor(req.Body(), offerDest, c.announce[toSide])
+	oreq := sip.NewRequest(req.Method, target)
+	oreq.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	oreq.SetBody(offer)
+	ctx, cancel := context.WithTimeout(context.Background(), reofferTimeout)
+	defer cancel()
+	res, err := to.Do(ctx, oreq)
+	if err != nil {
+		log.Info("trunk: re-offer not answered by the other side", "err", err)
+		refuse(sip.StatusRequestTimeout, "Request Timeout")
+		return
+	}
+	if req.IsInvite() && res.IsSuccess() {
+		ack := sip.NewRequest(sip.ACK, target)
+		ack.AppendHeader(&sip.CSeqHeader{SeqNo: oreq.CSeq().SeqNo, MethodName: sip.ACK})
+		if err := to.WriteRequest(ack); err != nil {
+			log.Warn("trunk: sending ACK for the re-INVITE", "err", err)
+		}
+	}
+	if !res.IsSuccess() {
+		log.Info("trunk: re-offer refused by the other side", "code", res.StatusCode)
+		refuse(res.StatusCode, res.Reason)
+		return
+	}
+	ansDest, ok := mediaDest(res.Body())
+	if !ok {
+		// The other side took the offer but its answer cannot be
+		// relayed; the caller keeps the session it had.
+		log.Warn("trunk: answer to a re-offer without IPv4 audio")
+		refuse(sip.StatusNotAcceptableHere, "Not Acceptable Here")
+		return
+	}
+	answer := relayFor(res.Body(), ansDest, c.announce[fromSide])
+	c.setSDP(toSide, offer)
+	c.setSDP(fromSide, answer)
+	// Only moves a side that has not latched yet: see rtprelay.SetDest.
+	if !offerDest.Addr().IsUnspecified() {
+		c.relay.SetDest(fromSide, offerDest)
+	}
+	if !ansDest.Addr().IsUnspecified() {
+		c.relay.SetDest(toSide, ansDest)
+	}
+	out := sip.NewResponseFromRequest(req, res.StatusCode, res.Reason, answer)
+	out.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	out.AppendHeader(&contact)
+	if err := reply(out); err != nil {
+		log.Warn("trunk: answering a re-offer", "err", err)
+		return
+	}
+	log.Info("trunk: re-offer passed on", "code", res.StatusCode)
+}
+
+// relayFor rewrites an SDP for the relay socket at ap. An old-style hold
+// (c=0.0.0.0, RFC 2543) stays 0.0.0.0, so that the other side still
+// reads it as hold.
+func relayFor(body []byte, dest, ap netip.AddrPort) []byte {
+	addr := ap.Addr()
+	if dest.Addr().IsUnspecified() {
+		addr = dest.Addr()
+	}
+	return relaySDP(body, addr, ap.Port())
 }
 
 func (t *Trunk) onAck(req *sip.Request, tx sip.ServerTransaction) {

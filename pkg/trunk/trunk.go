@@ -152,6 +152,7 @@ func New(opts Options) (*Trunk, error) {
 		l.srv.OnInvite(t.onInvite(l))
 		l.srv.OnAck(t.onAck)
 		l.srv.OnBye(t.onBye)
+		l.srv.OnUpdate(t.onUpdate)
 		l.srv.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
 			_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil))
 		})
