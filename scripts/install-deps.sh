@@ -59,6 +59,8 @@ declare -A pkgs=(
 	[nft]=nftables
 	[wg]=wireguard-tools
 	[baresip]=baresip
+	# pkg/registrar's lab test: a softphone that does SHA-256 digest.
+	[linphonec]=linphone-cli
 	[sox]=sox
 	[tcpdump]=tcpdump
 	[sipp]=sip-tester

@@ -3,7 +3,10 @@
 package registrar
 
 import (
+	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -104,4 +107,116 @@ func TestBaresipRegisters(t *testing.T) {
 	if _, ok := r.Lookup(2); ok {
 		t.Error("line 2 bound with a wrong password")
 	}
+}
+
+// A softphone that has SHA-256 digest (Debian's linphone-cli, liblinphone
+// 5) registers at its first try with the registrar's default offer,
+// SHA-256 then MD5, and the binding records SHA-256: the stronger digest
+// is the one used whenever a phone has it (RFC 8760).
+func TestLinphoneRegistersSHA256(t *testing.T) {
+	labtest.RequireRoot(t)
+	l := labtest.New(t)
+	pi, err := l.Host("pi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	desk, err := l.Host("desk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Veth(pi, "p1", desk, "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := pi.Addr("p1", "10.0.1.2/24"); err != nil {
+		t.Fatal(err)
+	}
+	if err := desk.Addr("eth0", "10.0.1.1/24"); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pi.ListenPacket("udp4", "10.0.1.2:5060")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := New(sipauth.Config{Realm: "alice"}, accounts, l.Logger())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, r, conn) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+
+	// linphonec keeps its state under HOME; the realm is left out so
+	// that it answers whatever the registrar names.
+	home := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(home, ".local/share/linphone"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	rc := filepath.Join(home, "linphonerc")
+	conf := `[sip]
+sip_port=5070
+default_proxy=0
+[proxy_0]
+reg_proxy=<sip:10.0.1.2:5060;transport=udp>
+reg_identity=sip:1@10.0.1.2
+reg_expires=600
+reg_sendregister=1
+[auth_info_0]
+username=1
+passwd=pw-line-one
+`
+	if err := os.WriteFile(rc, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(home, "linphonec.log")
+	cmd := desk.Command(ctx, "linphonec", "-c", rc, "-d", "6", "-l", logPath)
+	cmd.Env = append(os.Environ(), "HOME="+home)
+	// linphonec reads commands from stdin and quits at its end: an open
+	// pipe keeps it running until the context kills it.
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting linphonec (Debian's linphone-cli; scripts/install-deps.sh installs it): %v", err)
+	}
+	defer func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}()
+	for {
+		if b, ok := r.Lookup(1); ok {
+			t.Logf("registered %v after linphonec was started: %s, digest %s", time.Since(start).Round(time.Millisecond), b.UserAgent, b.Digest)
+			if b.Digest != "SHA-256" {
+				t.Errorf("linphonec registered with digest %q; it has SHA-256, which the registrar offers first", b.Digest)
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+			log, _ := os.ReadFile(logPath)
+			t.Fatalf("linphonec never registered; the lines of its log on registering:\n%s", registerLines(log))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// registerLines keeps the lines of a softphone's log about registering
+// and authenticating, the last 6 KB of them.
+func registerLines(log []byte) []byte {
+	var keep []byte
+	for _, line := range bytes.Split(log, []byte("\n")) {
+		for _, w := range []string{"REGISTER", "uthenticat", "egistration", "rror"} {
+			if bytes.Contains(line, []byte(w)) {
+				keep = append(append(keep, line...), '\n')
+				break
+			}
+		}
+	}
+	return keep[max(0, len(keep)-6000):]
 }
