@@ -434,13 +434,11 @@ func (t *Trunk) inDialog(req *sip.Request, tx sip.ServerTransaction) bool {
 	return false
 }
 
+// onUpdate takes an UPDATE, which exists only within a dialog.
 func (t *Trunk) onUpdate(req *sip.Request, tx sip.ServerTransaction) {
-	c := t.lookup(req.CallID().Value())
-	if c == nil {
+	if !t.inDialog(req, tx) {
 		respond(req, tx, sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
-		return
 	}
-	t.reoffer(c, req, tx)
 }
 
 // dialogSide is what reoffer needs of either leg's sipgo dialog.
