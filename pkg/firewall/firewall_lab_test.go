@@ -57,7 +57,7 @@ func TestPeerRulesInKernel(t *testing.T) {
 	}
 	must(t, peerNS.Sysctl("net.ipv4.ip_forward", "1"))
 	loader := Loader{Do: func(_ string, fn func() error) error { return peerNS.Do(fn) }}
-	must(t, loader.Load("peer", PeerRules(Peer{Index: 7, Tunnel: "pl7", ToPhones: "veth0", Lines: []int{1}})))
+	must(t, loader.Load("peer", Peer{Index: 7, Tunnel: "pl7", ToPhones: "veth0", Lines: []int{1}}))
 
 	capture, err := phones.Capture(t.Context(), "eth0", l.Dir()+"/phones.pcap", "ip", "and", "dst", "net", "10.0.0.0/16")
 	must(t, err)

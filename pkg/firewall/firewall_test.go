@@ -3,10 +3,12 @@ package firewall
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -204,22 +206,22 @@ func fakeNFT(t *testing.T, script string) string {
 	return p
 }
 
-func TestLoadReportsNFTErrors(t *testing.T) {
+func TestLoadTextReportsNFTErrors(t *testing.T) {
 	nft := fakeNFT(t, "echo 'Error: syntax error' >&2; exit 1\n")
-	err := Loader{Do: inPlace, NFT: nft}.Load("pl-7", "table inet peerline")
+	err := Loader{Do: inPlace, NFT: nft}.loadText("pl-7", "table inet peerline")
 	if err == nil || !strings.Contains(err.Error(), "namespace pl-7") || !strings.Contains(err.Error(), "syntax error") {
-		t.Errorf("Load with a failing nft = %v, want an error naming the namespace and nft's message", err)
+		t.Errorf("loadText with a failing nft = %v, want an error naming the namespace and nft's message", err)
 	}
-	err = Loader{Do: inPlace, NFT: nft}.Load("", "table inet peerline")
+	err = Loader{Do: inPlace, NFT: nft}.loadText("", "table inet peerline")
 	if err == nil || !strings.Contains(err.Error(), "node's namespace") {
-		t.Errorf("Load in the node's namespace with a failing nft = %v, want an error naming it", err)
+		t.Errorf("loadText in the node's namespace with a failing nft = %v, want an error naming it", err)
 	}
 }
 
-func TestLoadPassesRules(t *testing.T) {
+func TestLoadTextPassesRules(t *testing.T) {
 	dir := t.TempDir()
 	nft := fakeNFT(t, "echo \"$@\" > "+dir+"/args; cat > "+dir+"/stdin\n")
-	if err := (Loader{Do: inPlace, NFT: nft}).Load("pl-7", "RULES\n"); err != nil {
+	if err := (Loader{Do: inPlace, NFT: nft}).loadText("pl-7", "RULES\n"); err != nil {
 		t.Fatal(err)
 	}
 	args, _ := os.ReadFile(filepath.Join(dir, "args"))
@@ -229,29 +231,81 @@ func TestLoadPassesRules(t *testing.T) {
 	}
 }
 
-func TestListAndDelete(t *testing.T) {
+// TestLoadErrorsSayWhatToDo: a load that the kernel (here, entering the
+// namespace) refuses names the namespace, says the table there is as it
+// was, and what to do about the cause.
+func TestLoadErrorsSayWhatToDo(t *testing.T) {
+	node := Node{PhonePort: "eth0", Lines: []int{1}, Peers: []int{7}, VethPrefix: "plv"}
+	for _, tt := range []struct {
+		err  error
+		want string
+	}{
+		{syscall.EPERM, "needs root"},
+		{syscall.EOPNOTSUPP, "Linux 5.6"},
+		{syscall.EBUSY, "next check"},
+	} {
+		failing := Loader{Do: func(string, func() error) error { return tt.err }}
+		for _, r := range []Ruleset{node, Peer{Index: 7, Tunnel: "pl7", ToPhones: "veth0", Lines: []int{1}}} {
+			err := failing.Load("pl-7", r)
+			if !errors.Is(err, tt.err) {
+				t.Errorf("Load(%T) = %v, want it to wrap %v", r, err, tt.err)
+				continue
+			}
+			for _, w := range []string{"namespace pl-7", "unchanged", tt.want} {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("Load(%T) = %q, want it to say %q", r, err, w)
+				}
+			}
+		}
+		if err := failing.Delete(""); !errors.Is(err, tt.err) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Delete = %v, want %v and %q", err, tt.err, tt.want)
+		}
+	}
+	gone := Loader{Do: func(string, func() error) error { return fmt.Errorf("netlink receive: %w", syscall.ENOENT) }}
+	if err := gone.Delete("pl-7"); err != nil {
+		t.Errorf("Delete of a missing table = %v, want nil", err)
+	}
+}
+
+// TestChangeNeedsPeersOnly: Change refuses two tables that differ in more
+// than their peers before it sends anything, and sends nothing when the
+// peers are the same.
+func TestChangeNeedsPeersOnly(t *testing.T) {
+	sent := false
+	l := Loader{Do: func(string, func() error) error { sent = true; return nil }}
+	a := Node{PhonePort: "eth0", Lines: []int{1}, Peers: []int{7}, VethPrefix: "plv"}
+	b := a
+	b.Lines = []int{1, 2}
+	if err := l.Change("", a, b); err == nil || sent {
+		t.Errorf("Change of lines = %v (sent %v), want an error and nothing sent", err, sent)
+	}
+	c := a
+	c.Peers = []int{7}
+	if err := l.Change("", a, c); err != nil || sent {
+		t.Errorf("Change of nothing = %v (sent %v), want nil and nothing sent", err, sent)
+	}
+}
+
+func TestList(t *testing.T) {
 	missing := fakeNFT(t, "echo 'Error: No such file or directory; did you mean table ‘x’?' >&2; exit 1\n")
 	if _, err := (Loader{Do: inPlace, NFT: missing}).List("pl-7"); !errors.Is(err, ErrNoTable) {
 		t.Errorf("List of a missing table = %v, want ErrNoTable", err)
-	}
-	if err := (Loader{Do: inPlace, NFT: missing}).Delete("pl-7"); err != nil {
-		t.Errorf("Delete of a missing table = %v, want nil", err)
 	}
 	present := fakeNFT(t, "echo \"listing $*\"\n")
 	if got, err := (Loader{Do: inPlace, NFT: present}).List(""); err != nil || got != "listing list table inet peerline\n" {
 		t.Errorf("List = %q, %v, want nft's output", got, err)
 	}
 	broken := fakeNFT(t, "echo 'Error: Operation not permitted' >&2; exit 1\n")
-	if err := (Loader{Do: inPlace, NFT: broken}).Delete(""); err == nil || errors.Is(err, ErrNoTable) {
-		t.Errorf("Delete with a failing nft = %v, want an error", err)
+	if _, err := (Loader{Do: inPlace, NFT: broken}).List(""); err == nil || errors.Is(err, ErrNoTable) {
+		t.Errorf("List with a failing nft = %v, want an error", err)
 	}
 }
 
-func TestLoadWithoutNFT(t *testing.T) {
+func TestListWithoutNFT(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
 	ran := false
-	err := Loader{Do: func(string, func() error) error { ran = true; return nil }}.Load("pl-7", "")
+	_, err := Loader{Do: func(string, func() error) error { ran = true; return nil }}.List("pl-7")
 	if !errors.Is(err, ErrNoNFT) || ran {
-		t.Errorf("Load without nft = %v (ran %v), want ErrNoNFT before anything runs", err, ran)
+		t.Errorf("List without nft = %v (ran %v), want ErrNoNFT before anything runs", err, ran)
 	}
 }

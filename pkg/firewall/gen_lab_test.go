@@ -24,7 +24,7 @@ func TestGenerationInKernel(t *testing.T) {
 		return g
 	}
 	g0 := gen()
-	must(t, loader.Load("node", NodeRules(Node{PhonePort: "eth0", Lines: []int{1}, Peers: []int{7}, VethPrefix: "plv"})))
+	must(t, loader.Load("node", Node{PhonePort: "eth0", Lines: []int{1}, Peers: []int{7}, VethPrefix: "plv"}))
 	g1 := gen()
 	if g1 == g0 {
 		t.Errorf("generation %d unchanged by a load", g1)
@@ -59,7 +59,7 @@ func BenchmarkCheck(b *testing.B) {
 		b.Fatal(err)
 	}
 	loader := Loader{Do: func(_ string, fn func() error) error { return h.Do(fn) }}
-	if err := loader.Load("node", NodeRules(Node{PhonePort: "eth0", Lines: []int{1}, Peers: []int{7}, VethPrefix: "plv"})); err != nil {
+	if err := loader.Load("node", Node{PhonePort: "eth0", Lines: []int{1}, Peers: []int{7}, VethPrefix: "plv"}); err != nil {
 		b.Fatal(err)
 	}
 	b.Run("generation", func(b *testing.B) {

@@ -9,12 +9,15 @@ import (
 )
 
 // Firewall loads, lists and removes peerline's nftables table in a
-// namespace ("" is the daemon's own); firewall.Loader is the real one.
+// namespace ("" is the daemon's own); firewall.Loader is the real one
+// (netlink messages for loads and changes, nft for listings).
 type Firewall interface {
-	Load(ns, rules string) error
-	// Change applies an nft script of changes to the table (set elements
-	// added and deleted) as one transaction, all or nothing.
-	Change(ns, script string) error
+	// Load replaces the table with r's rules, all or nothing.
+	Load(ns string, r firewall.Ruleset) error
+	// Change turns the node table loaded from from into to by adding
+	// and deleting set elements (their peers), as one transaction, all or
+	// nothing.
+	Change(ns string, from, to firewall.Node) error
 	List(ns string) (string, error)
 	Delete(ns string) error
 	// Generation is a counter the kernel bumps on every change to the
@@ -66,22 +69,22 @@ func (s *Supervisor) nodeSpec() firewall.Node {
 // and untouched says the namespace's ruleset generation showed it
 // untouched since (nodeFWUntouched, read by the caller before it started
 // anything that may move the generation), their
-// set elements are added and deleted in one transaction: tens of
-// milliseconds of nft with 253 peers, where a reload grows with them. If
+// set elements are added and deleted in one transaction: one netlink
+// batch of a few hundred bytes, where a reload grows with the peers. If
 // that fails (the table was changed after all) the table is loaded whole.
 func (s *Supervisor) ensureNodeTable(n firewall.Node, verify, untouched bool) error {
 	t := &s.nodeFW
 	rules := firewall.NodeRules(n)
 	if untouched && t.rules != "" && t.rules != rules && t.nodeOK {
-		if script, ok := firewall.NodeChange(t.node, n); ok {
-			err := s.firewallCtrl.Change("", script)
+		if _, ok := firewall.NodeChange(t.node, n); ok {
+			err := s.firewallCtrl.Change("", t.node, n)
 			if err == nil {
 				return s.changedNodeTable(n, rules)
 			}
 			s.log.Warn("changing the node firewall's peers in place failed; loading it whole", "err", err)
 		}
 	}
-	if err := s.ensureTable("", rules, t, verify); err != nil {
+	if err := s.ensureTable("", n, t, verify); err != nil {
 		return err
 	}
 	t.node, t.nodeOK = n, true
@@ -106,24 +109,25 @@ func (s *Supervisor) changedNodeTable(n firewall.Node, rules string) error {
 }
 
 // peerRules is the ruleset of peer p's namespace for the current lines.
-func (s *Supervisor) peerRules(p *peer) string {
-	return firewall.PeerRules(firewall.Peer{
+func (s *Supervisor) peerRules(p *peer) firewall.Peer {
+	return firewall.Peer{
 		Index:     p.cfg.Index,
 		Tunnel:    s.names.Device(p.cfg.Index),
 		ToPhones:  config.VethInNamespace,
 		Lines:     s.wantLines(),
 		NoRewrite: s.noRewrite,
-	})
+	}
 }
 
-// ensureTable makes the table in ns hold rules. When verify is set, a
+// ensureTable makes the table in ns hold r's rules. When verify is set, a
 // table whose rules this run loaded is checked: if the namespace's ruleset
 // generation moved since the load or the last check, the table is listed
 // (one nft run) and compared with the listing taken before, or, if none
 // was taken yet, loaded again (see loadedTable). So the periodic check
 // restores a table flushed, deleted or edited behind the daemon's back,
 // and costs a netlink round trip per namespace when nothing changed.
-func (s *Supervisor) ensureTable(ns, rules string, t *loadedTable, verify bool) error {
+func (s *Supervisor) ensureTable(ns string, r firewall.Ruleset, t *loadedTable, verify bool) error {
+	rules := r.Rules()
 	list := false
 	if t.rules == rules {
 		if !verify {
@@ -149,7 +153,7 @@ func (s *Supervisor) ensureTable(ns, rules string, t *loadedTable, verify bool) 
 		list = true
 	}
 	*t = loadedTable{}
-	if err := s.firewallCtrl.Load(ns, rules); err != nil {
+	if err := s.firewallCtrl.Load(ns, r); err != nil {
 		return err
 	}
 	gen, gerr := s.firewallCtrl.Generation(ns)

@@ -144,7 +144,8 @@ type fakeFirewall struct {
 	failNode atomic.Bool
 }
 
-func (f *fakeFirewall) Load(ns, rules string) error {
+func (f *fakeFirewall) Load(ns string, r firewall.Ruleset) error {
+	rules := r.Rules()
 	if !strings.Contains(rules, "policy drop") {
 		f.t.Errorf("firewall for %q does not drop by default:\n%s", ns, rules)
 	}
@@ -162,13 +163,18 @@ func (f *fakeFirewall) Load(ns, rules string) error {
 	return nil
 }
 
-// Change applies the element lines of script ("add|delete element inet
-// peerline SET { ELEM }") to the "elements = { ... }" line of that set in
-// the table, all or nothing as nft does: deleting a missing element or
-// adding to a table without the set fails the whole script.
-func (f *fakeFirewall) Change(ns, script string) error {
+// Change applies the element lines of NodeChange's script ("add|delete
+// element inet peerline SET { ELEM }") to the "elements = { ... }" line of
+// that set in the table, all or nothing as the kernel does: deleting a
+// missing element or adding to a table without the set fails the whole
+// change.
+func (f *fakeFirewall) Change(ns string, from, to firewall.Node) error {
 	if ns == "" && f.failNode.Load() {
-		return errors.New("nft: Operation not permitted")
+		return errors.New("netlink: operation not permitted")
+	}
+	script, ok := firewall.NodeChange(from, to)
+	if !ok {
+		return errors.New("not a change of peers only")
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -784,11 +790,11 @@ func TestNodeFirewallFailureKeepsNodeClosed(t *testing.T) {
 
 type failingFirewall struct{ *fakeFirewall }
 
-func (f *failingFirewall) Load(ns, rules string) error {
+func (f *failingFirewall) Load(ns string, r firewall.Ruleset) error {
 	if ns == "" {
-		return errors.New("nft: Operation not permitted")
+		return errors.New("netlink: operation not permitted")
 	}
-	return f.fakeFirewall.Load(ns, rules)
+	return f.fakeFirewall.Load(ns, r)
 }
 
 // A reload that adds a peer builds it while the node table is loaded
