@@ -140,7 +140,7 @@ func host(t *testing.T, l *lab.Lab, name string) *lab.Host {
 	return h
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
