@@ -42,10 +42,16 @@
 // that arrives from a peer anyway (an older peer). Phones are provisioned
 // for SIP over UDP (pkg/provision).
 //
-// Each ruleset is loaded with the nft command as one transaction that
-// replaces the table, so reloading never leaves a moment without rules: a
-// peer's right after its namespace is made, before any link joins it; the
-// node's before the phone port or any link comes up. The daemon keeps the
+// Each ruleset is written as nft text (PeerRules, NodeRules: the
+// reference, held by the golden files) and loaded as the netlink messages
+// nft would send for that text, built from the same Peer or Node and sent
+// from the daemon into the namespace as one batch, which the kernel
+// applies as one transaction that replaces the table (netlink_linux.go;
+// the lab test TestNetlinkMatchesText holds the two forms to the same
+// listing). So reloading never leaves a moment without rules, a refused
+// load leaves the table as it was, and no nft process runs to load: a
+// peer's table right after its namespace is made, before any link joins
+// it; the node's before the phone port or any link comes up. The daemon keeps the
 // namespace's ruleset generation after each load (Loader.Generation, one
 // netlink round trip); on every reconcile a moved generation makes it load
 // the table again (the first time) or list it and compare with the listing
@@ -413,11 +419,12 @@ func (Node) ruleset() {}
 // which the kernel applies as one transaction; only List runs nft (to tell
 // a table edited behind the daemon's back from the one it loaded).
 //
-// Loading used to run nft -f with the text: 35-220 ms a table on the
-// test machine, mostly the process's start and its parse, against about
-// a millisecond for the messages (BenchmarkPeerLoad). There is no fallback
-// to nft: both send the kernel the same messages, so a kernel that refuses
-// one refuses the other.
+// Loading used to run nft -f with the text: a process start and a parse
+// each time, 15-40 ms a peer table on the loaded 2-core test machine and
+// about 190 ms for eight at once, against 2-10 and 13-40 ms for the
+// messages (BenchmarkFirewallAB). There is no fallback to nft: both send
+// the kernel the same messages, so a kernel that refuses one refuses the
+// other, and nft cannot enter a namespace the daemon cannot.
 type Loader struct {
 	// Do runs fn inside namespace ns (netsetup's Ops.Do; "" is the
 	// caller's own); a socket opened or a program started by fn belongs to

@@ -47,7 +47,10 @@ const (
 	reg2 = unix.NFT_REG_2
 )
 
-// nl is one batch being built for peerline's table.
+// nl is one batch being built for peerline's table. It numbers the
+// batch's sets itself (setID): left at 0, the nftables library would
+// number them from a package-wide counter that loads running at once, in
+// several namespaces, would race on.
 type nl struct {
 	c     *nftables.Conn
 	t     *nftables.Table

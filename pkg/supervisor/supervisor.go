@@ -374,7 +374,7 @@ func (s *Supervisor) applyConfig(cfg *config.Config) {
 	}
 	if gone {
 		// A removed peer is gone now: say so before the node's firewall
-		// forgets it (an nft run; its set elements for a link that no
+		// forgets it (a netlink batch; its set elements for a link that no
 		// longer exists match nothing meanwhile).
 		s.writeStatus()
 	}
