@@ -503,11 +503,21 @@ func (l Loader) loadText(ns, script string) error {
 	return nil
 }
 
-// hint says what to do about a load's error from the kernel.
+// refusedError is the kernel's answer to a batch it did not apply.
+type refusedError struct{ err error }
+
+func (e refusedError) Error() string { return "the kernel refused it: " + e.err.Error() }
+func (e refusedError) Unwrap() error { return e.err }
+
+// hint says what to do about a load's error.
 func hint(err error) string {
+	var refused refusedError
 	switch {
 	case errors.Is(err, syscall.EPERM), errors.Is(err, syscall.EACCES):
 		return "peerlined needs root (CAP_NET_ADMIN) to set its firewall: run it from its systemd unit or as root"
+	case !errors.As(err, &refused):
+		// Entering the namespace or opening the socket failed.
+		return "peerlined makes the namespace again and retries at its next check (30 s); if this repeats, report it with the log"
 	case errors.Is(err, syscall.EOPNOTSUPP), errors.Is(err, syscall.EAFNOSUPPORT), errors.Is(err, syscall.EPROTONOSUPPORT),
 		errors.Is(err, syscall.ENOENT), errors.Is(err, syscall.EINVAL):
 		return "the kernel refused part of the rules: peerline needs nftables with inet tables, concatenated interval sets (Linux 5.6 or later), NAT, reject and conntrack (the nf_tables and nft_* modules of Debian's and Raspberry Pi OS's kernels); check uname -r and that nft list ruleset works"

@@ -188,6 +188,7 @@ func TestNetlinkLoadIsOneTransaction(t *testing.T) {
 	if err == nil {
 		t.Fatal("a batch with a rule for a missing chain loaded")
 	}
+	t.Logf("refused load: %v", err)
 	unchanged("a refused load")
 
 	// The table holds 7 and 9: a change that removes 8 and adds 10 fails
@@ -196,6 +197,7 @@ func TestNetlinkLoadIsOneTransaction(t *testing.T) {
 	if err == nil {
 		t.Fatal("a change deleting an element the table lacks succeeded")
 	}
+	t.Logf("refused change: %v", err)
 	if !strings.Contains(err.Error(), "unchanged") || !strings.Contains(err.Error(), "load it whole") {
 		t.Errorf("Change error %q does not say the table is unchanged and what to do", err)
 	}

@@ -74,7 +74,10 @@ func (l Loader) sendBatch(ns string, build func(b *nl)) error {
 		if b.err != nil {
 			return b.err
 		}
-		return c.Flush()
+		if err := c.Flush(); err != nil {
+			return refusedError{err}
+		}
+		return nil
 	})
 }
 
