@@ -265,7 +265,9 @@ func TestLoadErrorsSayWhatToDo(t *testing.T) {
 			t.Errorf("Delete = %v, want %v and %q", err, tt.err, tt.want)
 		}
 	}
-	gone := Loader{Do: func(string, func() error) error { return refusedError{fmt.Errorf("netlink receive: %w", syscall.ENOENT)} }}
+	gone := Loader{Do: func(string, func() error) error {
+		return refusedError{fmt.Errorf("netlink receive: %w", syscall.ENOENT)}
+	}}
 	if err := gone.Delete("pl-7"); err != nil {
 		t.Errorf("Delete of a missing table = %v, want nil", err)
 	}
