@@ -420,9 +420,9 @@ func (Node) ruleset() {}
 // a table edited behind the daemon's back from the one it loaded).
 //
 // Loading used to run nft -f with the text: a process start and a parse
-// each time, 15-40 ms a peer table on the loaded 2-core test machine and
-// about 190 ms for eight at once, against 2-10 and 13-40 ms for the
-// messages (BenchmarkFirewallAB). There is no fallback to nft: both send
+// each time, a median of 22-37 ms a peer table on the loaded 2-core test
+// machine and 165-726 ms for eight at once, against 5-6 and 19-38 ms for
+// the messages (BenchmarkFirewallAB, docs/firewall.md). There is no fallback to nft: both send
 // the kernel the same messages, so a kernel that refuses one refuses the
 // other, and nft cannot enter a namespace the daemon cannot.
 type Loader struct {
