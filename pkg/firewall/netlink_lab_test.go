@@ -45,14 +45,6 @@ func rulesetVariants() []Ruleset {
 	return out
 }
 
-func many(n int) []int {
-	peers := make([]int, n)
-	for k := range peers {
-		peers[k] = k + 1
-	}
-	return peers
-}
-
 func describeRuleset(r Ruleset) string {
 	if n, ok := r.(Node); ok && len(n.Peers) > 3 {
 		n.Peers = n.Peers[:3]

@@ -11,6 +11,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/mdlayher/netlink"
+	"github.com/mdlayher/netlink/nltest"
 	"golang.org/x/sys/unix"
 
 	"github.com/peerline/peerline/pkg/numplan"
@@ -47,6 +48,9 @@ const (
 	reg2 = unix.NFT_REG_2
 )
 
+// testDial, set by tests only, takes the messages instead of the kernel.
+var testDial nltest.Func
+
 // nl is one batch being built for peerline's table. It numbers the
 // batch's sets itself (setID): left at 0, the nftables library would
 // number them from a package-wide counter that loads running at once, in
@@ -63,9 +67,13 @@ type nl struct {
 // batch and sends it.
 func (l Loader) sendBatch(ns string, build func(b *nl)) error {
 	return l.Do(ns, func() error {
-		c, err := nftables.New(nftables.WithSockOptions(func(conn *netlink.Conn) error {
+		opt := nftables.WithSockOptions(func(conn *netlink.Conn) error {
 			return conn.SetReadDeadline(time.Now().Add(ackTimeout))
-		}))
+		})
+		if testDial != nil {
+			opt = nftables.WithTestDial(testDial)
+		}
+		c, err := nftables.New(opt)
 		if err != nil {
 			return err
 		}
