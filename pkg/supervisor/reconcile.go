@@ -25,7 +25,8 @@ func (s *Supervisor) reconcile(verify int) {
 	// one (a peer added, a line) is loaded while the peers are built, and
 	// until the load lands, or if it fails, what is new stays cut off.
 	// A change of peers alone adds or deletes set elements in place
-	// (ensureNodeTable), tens of milliseconds whatever the peers.
+	// (ensureNodeTable), one netlink batch of a few milliseconds whatever
+	// the peers.
 	// Only while the namespace's ruleset generation shows the table in
 	// force untouched since this run loaded it (not deleted meanwhile).
 	var nodeFW chan error
