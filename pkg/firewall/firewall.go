@@ -331,11 +331,8 @@ func NodeChange(from, to Node) (script string, ok bool) {
 }
 
 // nodeDelta is a change of the node table's peers alone: the peers gone
-// and added, in order, and the Node whose elements they are.
-type nodeDelta struct {
-	gone, added []int
-	node        Node
-}
+// and added, in order.
+type nodeDelta struct{ gone, added []int }
 
 // nodeDiff is the change of peers from one node table to another, and
 // false when they differ in more than their peers.
@@ -352,7 +349,7 @@ func nodeDiff(from, to Node) (nodeDelta, bool) {
 	for _, i := range to.Peers {
 		wants[i] = true
 	}
-	d := nodeDelta{node: to}
+	var d nodeDelta
 	for _, i := range slices.Sorted(maps.Keys(had)) {
 		if !wants[i] {
 			d.gone = append(d.gone, i)
@@ -457,18 +454,20 @@ func (l Loader) Load(ns string, r Ruleset) error {
 func (l Loader) Change(ns string, from, to Node) error {
 	d, ok := nodeDiff(from, to)
 	if !ok {
-		return fmt.Errorf("changing the firewall in %s: %w", where(ns), errNotPeersOnly)
+		return fmt.Errorf("changing the firewall in %s: %w", where(ns), ErrNotPeersOnly)
 	}
 	if len(d.gone) == 0 && len(d.added) == 0 {
 		return nil
 	}
-	if err := l.changeNetlink(ns, d); err != nil {
+	if err := l.changeNetlink(ns, d, to); err != nil {
 		return fmt.Errorf("changing the firewall's peers in %s (the table there is unchanged; load it whole): %w", where(ns), err)
 	}
 	return nil
 }
 
-var errNotPeersOnly = errors.New("the tables differ in more than their peers; load the table whole")
+// ErrNotPeersOnly means Change was given two tables that differ in more
+// than their peers: the caller loads the new one whole, as it is meant to.
+var ErrNotPeersOnly = errors.New("the tables differ in more than their peers; load the table whole")
 
 // List returns peerline's table in namespace ns as nft prints it, or
 // ErrNoTable.
@@ -503,20 +502,34 @@ func (l Loader) loadText(ns, script string) error {
 	return nil
 }
 
-// refusedError is the kernel's answer to a batch it did not apply.
+// refusedError is a batch that was not applied: the kernel refused it,
+// or it could not be sent or acknowledged (the netlink library's Flush
+// tells these apart by its messages only).
 type refusedError struct{ err error }
 
 func (e refusedError) Error() string { return "the kernel refused it: " + e.err.Error() }
 func (e refusedError) Unwrap() error { return e.err }
 
+// buildError is a batch that could not be built from the rules (an
+// interface name the kernel would cut, a ruleset of an unknown type):
+// nothing was sent. Retrying builds the same batch, and the config's
+// names are checked when it is read, so it is a bug to report.
+type buildError struct{ err error }
+
+func (e buildError) Error() string { return "the rules could not be built: " + e.err.Error() }
+func (e buildError) Unwrap() error { return e.err }
+
 // hint says what to do about a load's error.
 func hint(err error) string {
 	var refused refusedError
+	var built buildError
 	switch {
+	case errors.As(err, &built):
+		return "nothing was sent; this is a bug in peerlined: report it with the log"
 	case errors.Is(err, syscall.EPERM), errors.Is(err, syscall.EACCES):
 		return "peerlined needs root (CAP_NET_ADMIN) to set its firewall: run it from its systemd unit or as root"
 	case !errors.As(err, &refused):
-		// Entering the namespace or opening the socket failed.
+		// Entering the namespace failed: it is gone.
 		return "peerlined makes the namespace again and retries at its next check (30 s); if this repeats, report it with the log"
 	case errors.Is(err, syscall.EOPNOTSUPP), errors.Is(err, syscall.EAFNOSUPPORT), errors.Is(err, syscall.EPROTONOSUPPORT),
 		errors.Is(err, syscall.ENOENT), errors.Is(err, syscall.EINVAL):

@@ -244,6 +244,7 @@ func TestLoadErrorsSayWhatToDo(t *testing.T) {
 		{refusedError{syscall.EOPNOTSUPP}, "Linux 5.6"},
 		{refusedError{syscall.EBUSY}, "next check"},
 		{fmt.Errorf("entering namespace pl-7: %w", syscall.ENOENT), "makes the namespace again"},
+		{buildError{errors.New("interface name is too long")}, "report it with the log"},
 	} {
 		failing := Loader{Do: func(string, func() error) error { return tt.err }}
 		for _, r := range []Ruleset{node, Peer{Index: 7, Tunnel: "pl7", ToPhones: "veth0", Lines: []int{1}}} {
@@ -282,8 +283,8 @@ func TestChangeNeedsPeersOnly(t *testing.T) {
 	a := Node{PhonePort: "eth0", Lines: []int{1}, Peers: []int{7}, VethPrefix: "plv"}
 	b := a
 	b.Lines = []int{1, 2}
-	if err := l.Change("", a, b); err == nil || sent {
-		t.Errorf("Change of lines = %v (sent %v), want an error and nothing sent", err, sent)
+	if err := l.Change("", a, b); !errors.Is(err, ErrNotPeersOnly) || sent {
+		t.Errorf("Change of lines = %v (sent %v), want ErrNotPeersOnly and nothing sent", err, sent)
 	}
 	c := a
 	c.Peers = []int{7}

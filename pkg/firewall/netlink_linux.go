@@ -80,7 +80,7 @@ func (l Loader) sendBatch(ns string, build func(b *nl)) error {
 		b := &nl{c: c, t: &nftables.Table{Name: Table, Family: nftables.TableFamilyINet}}
 		build(b)
 		if b.err != nil {
-			return b.err
+			return buildError{b.err} // nothing was sent
 		}
 		if err := c.Flush(); err != nil {
 			return refusedError{err}
@@ -101,20 +101,21 @@ func (l Loader) loadNetlink(ns string, r Ruleset) error {
 			b.peer(r)
 		case Node:
 			b.node(r)
+		default:
+			// A *Peer, a *Node or nil is a Ruleset too: sent, the batch
+			// would leave an empty table, filtering nothing.
+			b.setErr(fmt.Errorf("unknown ruleset %T", r))
 		}
 	})
 }
 
-// changeNetlink applies the element changes of d to the node table's sets.
-func (l Loader) changeNetlink(ns string, d nodeDelta) error {
+// changeNetlink applies the element changes of d to the node table's
+// sets, as loaded from NodeRules(to).
+func (l Loader) changeNetlink(ns string, d nodeDelta, to Node) error {
 	return l.sendBatch(ns, func(b *nl) {
-		to, from := b.nodeSets()
-		for _, step := range []struct {
-			peers []int
-			apply func(*nftables.Set, []nftables.SetElement) error
-		}{{d.gone, b.c.SetDeleteElements}, {d.added, b.c.SetAddElements}} {
-			b.elements(to, from, d.node, step.peers, step.apply)
-		}
+		toSet, fromSet := b.nodeSets()
+		b.elements(toSet, fromSet, to, d.gone, b.c.SetDeleteElements)
+		b.elements(toSet, fromSet, to, d.added, b.c.SetAddElements)
 	})
 }
 

@@ -11,9 +11,11 @@ import (
 
 // TestNetlinkRefusesLongNames: an interface name the kernel would cut to
 // 15 bytes (and so match another interface) is refused before anything is
-// sent, as nft refuses it. (The batch is refused before the connection is
-// used, so this runs without root and sends nothing.)
+// sent, as nft refuses it, and the error says the rules could not be built
+// (not that the namespace is made again, as for one that could not be
+// entered).
 func TestNetlinkRefusesLongNames(t *testing.T) {
+	batches := recordBatches(t)
 	l := Loader{Do: inPlace}
 	for _, r := range []Ruleset{
 		Peer{Index: 7, Tunnel: "a-tunnel-name-too-long", ToPhones: "veth0", Lines: []int{1}},
@@ -22,7 +24,34 @@ func TestNetlinkRefusesLongNames(t *testing.T) {
 		err := l.Load("", r)
 		if err == nil || !strings.Contains(err.Error(), "longer than 15 bytes") {
 			t.Errorf("Load(%+v) = %v, want a refused name", r, err)
+			continue
 		}
+		if !strings.Contains(err.Error(), "could not be built") || strings.Contains(err.Error(), "makes the namespace again") {
+			t.Errorf("Load(%+v) = %q, want it to say the rules could not be built, without the namespace's hint", r, err)
+		}
+	}
+	if len(*batches) != 0 {
+		t.Errorf("refused names sent %d batches, want none", len(*batches))
+	}
+}
+
+// TestLoadRefusesUnknownRuleset: a *Peer, a *Node or nil is a Ruleset
+// too, but has no rules the builder knows; loading one fails before
+// anything is sent, rather than leaving an empty table that filters
+// nothing.
+func TestLoadRefusesUnknownRuleset(t *testing.T) {
+	batches := recordBatches(t)
+	l := Loader{Do: inPlace}
+	p := Peer{Index: 7, Tunnel: "pl7", ToPhones: "veth0", Lines: []int{1}}
+	n := Node{PhonePort: "eth0", Lines: []int{1}, Peers: []int{7}, VethPrefix: "plv"}
+	for _, r := range []Ruleset{&p, &n, nil} {
+		err := l.Load("pl-7", r)
+		if err == nil || !strings.Contains(err.Error(), "unknown ruleset") || !strings.Contains(err.Error(), "report it") {
+			t.Errorf("Load(%T) = %v, want an unknown ruleset to report", r, err)
+		}
+	}
+	if len(*batches) != 0 {
+		t.Errorf("unknown rulesets sent %d batches, want none: %v", len(*batches), *batches)
 	}
 }
 
