@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"errors"
 	"maps"
 	"slices"
 
@@ -71,20 +72,21 @@ func (s *Supervisor) nodeSpec() firewall.Node {
 // anything that may move the generation), their
 // set elements are added and deleted in one transaction: one netlink
 // batch of a few hundred bytes, where a reload grows with the peers. If
-// that fails (the table was changed after all) the table is loaded whole.
+// more than the peers changed (ErrNotPeersOnly), or the change fails (the
+// table was changed after all), the table is loaded whole.
 func (s *Supervisor) ensureNodeTable(n firewall.Node, verify, untouched bool) error {
 	t := &s.nodeFW
-	rules := firewall.NodeRules(n)
+	rules := n.Rules()
 	if untouched && t.rules != "" && t.rules != rules && t.nodeOK {
-		if _, ok := firewall.NodeChange(t.node, n); ok {
-			err := s.firewallCtrl.Change("", t.node, n)
-			if err == nil {
-				return s.changedNodeTable(n, rules)
-			}
+		err := s.firewallCtrl.Change("", t.node, n)
+		if err == nil {
+			return s.changedNodeTable(n, rules)
+		}
+		if !errors.Is(err, firewall.ErrNotPeersOnly) {
 			s.log.Warn("changing the node firewall's peers in place failed; loading it whole", "err", err)
 		}
 	}
-	if err := s.ensureTable("", n, t, verify); err != nil {
+	if err := s.ensureRules("", n, rules, t, verify); err != nil {
 		return err
 	}
 	t.node, t.nodeOK = n, true
@@ -127,7 +129,12 @@ func (s *Supervisor) peerRules(p *peer) firewall.Peer {
 // restores a table flushed, deleted or edited behind the daemon's back,
 // and costs a netlink round trip per namespace when nothing changed.
 func (s *Supervisor) ensureTable(ns string, r firewall.Ruleset, t *loadedTable, verify bool) error {
-	rules := r.Rules()
+	return s.ensureRules(ns, r, r.Rules(), t, verify)
+}
+
+// ensureRules is ensureTable for r's rules already rendered (the node
+// table's run to hundreds of lines).
+func (s *Supervisor) ensureRules(ns string, r firewall.Ruleset, rules string, t *loadedTable, verify bool) error {
 	list := false
 	if t.rules == rules {
 		if !verify {

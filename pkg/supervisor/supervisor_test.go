@@ -169,12 +169,13 @@ func (f *fakeFirewall) Load(ns string, r firewall.Ruleset) error {
 // missing element or adding to a table without the set fails the whole
 // change.
 func (f *fakeFirewall) Change(ns string, from, to firewall.Node) error {
-	if ns == "" && f.failNode.Load() {
-		return errors.New("netlink: operation not permitted")
-	}
+	// As the Loader, refuse more than a change of peers before sending.
 	script, ok := firewall.NodeChange(from, to)
 	if !ok {
-		return errors.New("not a change of peers only")
+		return firewall.ErrNotPeersOnly
+	}
+	if ns == "" && f.failNode.Load() {
+		return errors.New("netlink: operation not permitted")
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
