@@ -113,6 +113,7 @@ func (s *Supervisor) status() *Status {
 		ActiveLines: s.active,
 		Updated:     time.Now().UTC(),
 		Runtime:     readRuntime(),
+		Peers:       make([]PeerStatus, 0, len(s.peers)),
 	}
 	var paths map[nodekey.Key]peerpath.Status
 	if s.paths != nil {
