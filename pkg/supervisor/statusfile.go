@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"hash/maphash"
 	"os"
 	"time"
 
@@ -25,10 +26,17 @@ const statusFresh = 30 * time.Second
 // once per interval and writes nothing.
 type statusWriter struct {
 	path string
-	buf  bytes.Buffer
-	enc  *json.Encoder
-	// head is the last written file up to its "updated" field, at when.
-	head []byte
+	// buf and enc are kept: a 253-peer status is about a megabyte, which
+	// encoding afresh every interval made a good part of an idle node's
+	// garbage. The file is compact JSON (no indenting pass and no second
+	// buffer for it); `jq . status.json` shows it indented.
+	buf bytes.Buffer
+	enc *json.Encoder
+	// head is a hash of the last written file up to its "updated" field
+	// (a copy would be another megabyte kept), at when. A collision
+	// delays a rewrite until the next change or statusFresh.
+	head uint64
+	seed maphash.Seed
 	at   time.Time
 
 	writeFile func(path string, data []byte, perm os.FileMode) error
@@ -36,9 +44,8 @@ type statusWriter struct {
 }
 
 func newStatusWriter(path string) *statusWriter {
-	w := &statusWriter{path: path, writeFile: atomicfile.WriteFile, chtimes: os.Chtimes}
+	w := &statusWriter{path: path, seed: maphash.MakeSeed(), writeFile: atomicfile.WriteFile, chtimes: os.Chtimes}
 	w.enc = json.NewEncoder(&w.buf)
-	w.enc.SetIndent("", "  ")
 	return w
 }
 
@@ -50,26 +57,26 @@ func (w *statusWriter) write(st *Status) (wrote bool, err error) {
 	}
 	b := w.buf.Bytes()
 	head := b
-	// The encoder writes fields in order, Updated and Runtime last, each
-	// top-level field on a line of its own indented by two spaces; no
-	// string holds a raw newline.
-	if i := bytes.LastIndex(b, []byte("\n  \"updated\": ")); i >= 0 {
+	// The encoder writes fields in order, Updated and Runtime last; a
+	// key's quotes inside a string value would be escaped, so the last
+	// `,"updated":` is the field's.
+	if i := bytes.LastIndex(b, []byte(`,"updated":`)); i >= 0 {
 		head = b[:i]
 	}
-	if w.head != nil && bytes.Equal(head, w.head) && st.Updated.Sub(w.at) < statusFresh {
+	h := maphash.Bytes(w.seed, head)
+	if !w.at.IsZero() && h == w.head && st.Updated.Sub(w.at) < statusFresh {
 		if err := w.chtimes(w.path, st.Updated, st.Updated); err == nil {
 			return false, nil
 		}
 		// Gone or unwritable: write it whole.
 	}
-	w.head = w.head[:0]
+	w.at = time.Time{}
 	if err := w.writeFile(w.path, b, 0o640); err != nil {
 		return false, fmt.Errorf("writing status: %w", err)
 	}
 	// The modification time is the status's own, as after a touch, so
 	// that Updated never says later than the status was taken.
 	w.chtimes(w.path, st.Updated, st.Updated)
-	w.head = append(w.head, head...)
-	w.at = st.Updated
+	w.head, w.at = h, st.Updated
 	return true, nil
 }
