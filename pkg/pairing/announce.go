@@ -74,24 +74,29 @@ func labelsFor(src map[int]string, lines []int) map[int]string {
 
 // announceStep sends the announcements that are due. Called every tick
 // with hundreds of peers, it looks at them only when something can be
-// due: a change of config or announcement, the earliest time a peer's
+// due: a change of config or lines, the earliest time a peer's
 // next copy or retry falls due, a rearm, or a send that finished.
 func (pr *Pairing) announceStep(now time.Time) {
 	if pr.opt.Send == nil {
 		return
 	}
+	// The announcement is made of the config and the lines alone: while
+	// both are what the last scan saw, so is the announcement, and it is
+	// not even built.
+	cfg, lines := pr.opt.Config(), pr.opt.Lines()
+	pr.mu.Lock()
+	if idle := &pr.announceIdle; idle.cfg == cfg && now.Before(idle.until) && slices.Equal(idle.lines, lines) {
+		pr.mu.Unlock()
+		return
+	}
+	pr.mu.Unlock()
 	b, err := invite.AppendHello(pr.announceBuf[:0], pr.announcement())
 	if err != nil {
 		pr.log.Warn("cannot tell peers this node's name, lines and labels", "err", err)
 		return
 	}
 	pr.announceBuf = b
-	cfg := pr.opt.Config()
 	pr.mu.Lock()
-	if idle := &pr.announceIdle; idle.cfg == cfg && now.Before(idle.until) && string(idle.msg) == string(b) {
-		pr.mu.Unlock()
-		return
-	}
 	msg := string(b)
 	b = []byte(msg) // the sends keep theirs; announceBuf is reused
 	peers := make(map[nodekey.Key]bool, len(cfg.Peers))
@@ -130,7 +135,10 @@ func (pr *Pairing) announceStep(now time.Time) {
 		a.sending = true
 		due = append(due, k)
 	}
-	pr.announceIdle.until, pr.announceIdle.cfg, pr.announceIdle.msg = until, cfg, b
+	// A change between reading cfg and lines and building the
+	// announcement only makes the next step scan again.
+	pr.announceIdle.until, pr.announceIdle.cfg = until, cfg
+	pr.announceIdle.lines = append(pr.announceIdle.lines[:0], lines...)
 	pr.mu.Unlock()
 	for _, k := range due {
 		go func() {

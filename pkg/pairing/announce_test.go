@@ -295,17 +295,19 @@ func TestAnnounceIdleStep(t *testing.T) {
 		// A step between the retries looks at no peer.
 		pr.announceStep(time.Now())
 		synctest.Wait()
-		// The hello itself is built (a few small allocations) to see
-		// whether it changed; the peers cost nothing.
+		// Only the caller's Lines allocates; the peers and the hello
+		// cost nothing.
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
 		for range 100 {
 			pr.announceStep(time.Now())
 		}
 		runtime.ReadMemStats(&after)
-		if b := (after.TotalAlloc - before.TotalAlloc) / 100; b > 1024 {
+		b := (after.TotalAlloc - before.TotalAlloc) / 100
+		if b > 256 {
 			t.Errorf("an idle step allocates %d bytes (253 peers)", b)
 		}
+		t.Logf("an idle step allocates %d bytes", b)
 		// A rename is announced to every answering peer at the next step.
 		count()
 		cfg2 := *cfg

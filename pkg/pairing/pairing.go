@@ -184,12 +184,12 @@ type Pairing struct {
 	// announces are the announcements to each peer (announce.go).
 	announces map[nodekey.Key]*announce // mu
 	// announceIdle says no announcement can be due before until, as long
-	// as the config (cfg) and the announcement (msg) stay what they were;
-	// a rearm or a finished send clears it (announce.go).
+	// as the config (cfg) and the lines stay what they were; a rearm or a
+	// finished send clears it (announce.go).
 	announceIdle struct {
 		until time.Time
 		cfg   *config.Config
-		msg   []byte
+		lines []int
 	} // mu
 	// announceBuf is reused for each step's announcement (Run's only).
 	announceBuf []byte
