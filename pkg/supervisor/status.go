@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"encoding/json"
+	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -76,7 +77,19 @@ type PeerStatus struct {
 
 // ReadStatus reads the status file a daemon with this run directory writes.
 func ReadStatus(runDir string) (*Status, error) {
-	b, err := os.ReadFile(filepath.Join(runDir, statusFile))
+	f, err := os.Open(filepath.Join(runDir, statusFile))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	// The time and the content come from the same open file: the daemon
+	// replaces the file by rename (atomicfile), so a second look by path
+	// could pair this content with a newer file's time.
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	b, err := io.ReadAll(f)
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +99,7 @@ func ReadStatus(runDir string) (*Status, error) {
 	}
 	// The daemon leaves an unchanged status as it is and only sets the
 	// file's time to when it found it still current (statusWriter).
-	if fi, err := os.Stat(filepath.Join(runDir, statusFile)); err == nil && fi.ModTime().After(st.Updated) {
+	if fi.ModTime().After(st.Updated) {
 		st.Updated = fi.ModTime().UTC()
 	}
 	return &st, nil

@@ -40,11 +40,10 @@ type statusWriter struct {
 	at   time.Time
 
 	writeFile func(path string, data []byte, perm os.FileMode) error
-	chtimes   func(path string, atime, mtime time.Time) error
 }
 
 func newStatusWriter(path string) *statusWriter {
-	w := &statusWriter{path: path, seed: maphash.MakeSeed(), writeFile: atomicfile.WriteFile, chtimes: os.Chtimes}
+	w := &statusWriter{path: path, seed: maphash.MakeSeed(), writeFile: atomicfile.WriteFile}
 	w.enc = json.NewEncoder(&w.buf)
 	return w
 }
@@ -65,7 +64,7 @@ func (w *statusWriter) write(st *Status) (wrote bool, err error) {
 	}
 	h := maphash.Bytes(w.seed, head)
 	if !w.at.IsZero() && h == w.head && st.Updated.Sub(w.at) < statusFresh {
-		if err := w.chtimes(w.path, st.Updated, st.Updated); err == nil {
+		if err := os.Chtimes(w.path, st.Updated, st.Updated); err == nil {
 			return false, nil
 		}
 		// Gone or unwritable: write it whole.
@@ -76,7 +75,7 @@ func (w *statusWriter) write(st *Status) (wrote bool, err error) {
 	}
 	// The modification time is the status's own, as after a touch, so
 	// that Updated never says later than the status was taken.
-	w.chtimes(w.path, st.Updated, st.Updated)
+	os.Chtimes(w.path, st.Updated, st.Updated)
 	w.head, w.at = h, st.Updated
 	return true, nil
 }

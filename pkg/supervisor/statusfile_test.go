@@ -1,6 +1,8 @@
 package supervisor
 
 import (
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -84,4 +86,78 @@ func BenchmarkStatusWrite(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestReadStatusWhileReplaced: the daemon replaces status.json by rename
+// while the CLI or the lab reads it; ReadStatus must report the time of
+// the file whose content it read, never a newer file's (which would let
+// StatusSince accept a status older than asked for). The replacing
+// races the reading, so a wrong ReadStatus fails this test often, not
+// always; a right one never.
+func TestReadStatusWhileReplaced(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, statusFile)
+	// Times after now, so a file's own write time never counts.
+	tA := time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
+	tB := tA.Add(time.Hour)
+	versions := map[string]time.Time{"a": tA, "b": tB}
+	encoded := map[string][]byte{}
+	for name, at := range versions {
+		st := testStatus(1, at)
+		st.Name = name
+		b, err := json.Marshal(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		encoded[name] = b
+	}
+	// replace puts a version in place as the daemon does: whole, by
+	// rename, with its time already set (no fsync: speed is the point).
+	replace := func(name string, n int) error {
+		tmp := filepath.Join(dir, fmt.Sprintf(".tmp-%d", n))
+		if err := os.WriteFile(tmp, encoded[name], 0o640); err != nil {
+			return err
+		}
+		if err := os.Chtimes(tmp, versions[name], versions[name]); err != nil {
+			return err
+		}
+		return os.Rename(tmp, path)
+	}
+	if err := replace("a", 0); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		for n := 1; ; n++ {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			if err := replace([]string{"a", "b"}[n%2], n); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	deadline := time.Now().Add(500 * time.Millisecond)
+	reads, wrong := 0, 0
+	for time.Now().Before(deadline) && wrong < 3 {
+		st, err := ReadStatus(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reads++
+		if want := versions[st.Name]; !st.Updated.Equal(want) {
+			wrong++
+			t.Errorf("read version %q (taken %v) reported as updated %v", st.Name, want, st.Updated)
+		}
+	}
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d reads", reads)
 }
