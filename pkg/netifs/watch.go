@@ -186,12 +186,15 @@ func (w *Watcher) Run(ctx context.Context) error {
 // matters reports whether ev can change the list, keeping names current.
 func (w *Watcher) matters(ev event, names map[int]string) bool {
 	if ev.link {
+		old, had := names[ev.index]
 		if ev.gone {
 			delete(names, ev.index)
 		} else {
 			names[ev.index] = ev.name
 		}
-		return !w.opt.Skip(ev.name)
+		// A listed link renamed to a skipped name (or gone under it)
+		// must leave the list.
+		return !w.opt.Skip(ev.name) || (had && !w.opt.Skip(old))
 	}
 	name, ok := names[ev.index]
 	// An address on a link no event named yet: list to be sure.

@@ -29,6 +29,13 @@ func subscribe(ctx context.Context) (<-chan event, error) {
 	}
 	if err := netlink.AddrSubscribeWithOptions(addrs, ctx.Done(), netlink.AddrSubscribeOptions{ReceiveBufferSize: rcvbuf}); err != nil {
 		cancel()
+		// The link subscription's receiver may be blocked sending on a
+		// full links (ListExisting with many links): read it until it
+		// closes, or its goroutine stays forever.
+		go func() {
+			for range links {
+			}
+		}()
 		return nil, fmt.Errorf("subscribing to address changes: %w", err)
 	}
 	out := make(chan event, 64)

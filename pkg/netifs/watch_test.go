@@ -201,6 +201,19 @@ func TestWatchChanges(t *testing.T) {
 		if k.listings() != n+1 {
 			t.Errorf("address on an unknown link: %d listings, want 1", k.listings()-n)
 		}
+
+		// The uplink is renamed to a tunnel's name: it leaves the list.
+		n = k.listings()
+		renamed := down
+		renamed.Name = "pl-eth0"
+		k.set(renamed, tunnel)
+		k.send(event{index: 2, name: "pl-eth0", link: true})
+		synctest.Wait()
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if got := w.Snapshot().Interfaces; k.listings() != n+1 || len(got) != 0 {
+			t.Errorf("listed link renamed to a skipped name: %d listings (want 1), list %+v", k.listings()-n, got)
+		}
 	})
 }
 
