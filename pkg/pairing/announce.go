@@ -90,15 +90,13 @@ func (pr *Pairing) announceStep(now time.Time) {
 		return
 	}
 	pr.mu.Unlock()
-	b, err := invite.AppendHello(pr.announceBuf[:0], pr.announcement())
+	b, err := invite.AppendHello(nil, pr.announcement())
 	if err != nil {
 		pr.log.Warn("cannot tell peers this node's name, lines and labels", "err", err)
 		return
 	}
-	pr.announceBuf = b
 	pr.mu.Lock()
 	msg := string(b)
-	b = []byte(msg) // the sends keep theirs; announceBuf is reused
 	peers := make(map[nodekey.Key]bool, len(cfg.Peers))
 	for _, p := range cfg.Peers {
 		peers[p.PublicKey] = true

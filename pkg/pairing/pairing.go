@@ -191,8 +191,6 @@ type Pairing struct {
 		cfg   *config.Config
 		lines []int
 	} // mu
-	// announceBuf is reused for each step's announcement (Run's only).
-	announceBuf []byte
 	// updating holds, for each peer whose hello is being applied to the
 	// config, the newest hello that came meanwhile (nil: none): one
 	// update per peer at a time, however many hellos a busy daemon
