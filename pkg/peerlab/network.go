@@ -432,8 +432,10 @@ func (n *Node) daemonLog() string {
 // Status reads the daemon's status file.
 func (n *Node) Status() (*supervisor.Status, error) { return supervisor.ReadStatus(n.Config.RunDir) }
 
-// StatusSince waits for a status the daemon wrote after t, so that counters
-// include everything up to t; the daemon rewrites it every few seconds.
+// StatusSince waits for a status the daemon took after t, so that counters
+// include everything up to t; the daemon takes one every status interval
+// (a few seconds), rewriting the file only when it changed and otherwise
+// just setting its modification time, which ReadStatus reports as Updated.
 func (n *Node) StatusSince(ctx context.Context, t time.Time) (*supervisor.Status, error) {
 	var st *supervisor.Status
 	err := n.waitFor(ctx, 10*time.Second, "no fresh status", func() (bool, string) {
