@@ -25,8 +25,13 @@ type UplinkOptions struct {
 	Public func() bool
 	// Port is 80 unless a test says otherwise.
 	Port int
+	// Watch, if set, tells the interfaces and their changes: the
+	// addresses are looked at again when they change, and otherwise only
+	// Public every Interval. Without it, Interfaces lists them every
+	// Interval.
+	Watch *netifs.Watcher
 	// Interval is how often the addresses are looked at again (DHCP may
-	// change them); default 5 s.
+	// change them) without Watch, and Public with it; default 5 s.
 	Interval time.Duration
 	// Interfaces lists the interfaces and addresses; default net's.
 	Interfaces func() ([]Interface, error)
@@ -98,13 +103,37 @@ func ServeUplink(ctx context.Context, o UplinkOptions) error {
 	}()
 	t := time.NewTicker(o.Interval)
 	defer t.Stop()
+	var (
+		seen       *netifs.Snapshot
+		changed    <-chan struct{}
+		seenPublic bool
+	)
 	for {
-		ifs, err := o.Interfaces()
+		var ifs []Interface
+		var err error
+		public := o.Public()
+		if o.Watch != nil {
+			// Nothing to do unless the interfaces, the setting or a
+			// listener that failed before asks for it.
+			s := o.Watch.Snapshot()
+			if s == seen && public == seenPublic && len(failed) == 0 {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-changed:
+				case <-t.C:
+				}
+				continue
+			}
+			seen, changed, seenPublic = s, s.Changed, public
+			ifs, err = s.Interfaces, s.Err
+		} else {
+			ifs, err = o.Interfaces()
+		}
 		if err != nil {
 			o.Log.Warn("console: listing interfaces", "err", err)
 		}
 		want := map[netip.AddrPort]string{}
-		public := o.Public()
 		for _, i := range ifs {
 			if !i.Up || i.Loop || o.Skip(i.Name) {
 				continue
@@ -149,6 +178,7 @@ func ServeUplink(ctx context.Context, o UplinkOptions) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-changed:
 		case <-t.C:
 		}
 	}

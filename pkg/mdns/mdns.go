@@ -46,8 +46,12 @@ type Options struct {
 	// Skip excludes interfaces that are not the uplink: the phone port,
 	// the tunnels' links.
 	Skip func(ifname string) bool
+	// Watch, if set, tells the interfaces and their changes: they are
+	// looked at again when they change, and otherwise only Name every
+	// Interval. Without it, Interfaces lists them every Interval.
+	Watch *netifs.Watcher
 	// Interval is how often interfaces and addresses are looked at again
-	// (default 5 s).
+	// without Watch, and the name with it (default 5 s).
 	Interval time.Duration
 	// Interfaces lists the interfaces; default the system's.
 	Interfaces func() ([]Interface, error)
@@ -126,8 +130,34 @@ func (r *Responder) Run(ctx context.Context) error {
 	}()
 	t := time.NewTicker(r.opt.Interval)
 	defer t.Stop()
+	var (
+		seen     *netifs.Snapshot
+		changed  <-chan struct{}
+		seenName string
+	)
 	for {
-		want, err := r.wanted()
+		var ifs []Interface
+		var err error
+		name := r.opt.Name()
+		if r.opt.Watch != nil {
+			// Nothing to do unless the interfaces, the name or a socket
+			// that failed before asks for it.
+			s := r.opt.Watch.Snapshot()
+			if s == seen && name == seenName && len(failed) == 0 {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-changed:
+				case <-t.C:
+				}
+				continue
+			}
+			seen, changed, seenName = s, s.Changed, name
+			ifs, err = s.Interfaces, s.Err
+		} else {
+			ifs, err = r.opt.Interfaces()
+		}
+		want := r.wanted(ifs, name)
 		if err != nil {
 			r.log.Warn("mDNS: listing interfaces; retrying", "err", err)
 		}
@@ -172,15 +202,15 @@ func (r *Responder) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-changed:
 		case <-t.C:
 		}
 	}
 }
 
-// wanted lists the eligible interfaces and what each answers with.
-func (r *Responder) wanted() (map[string]*view, error) {
-	ifs, err := r.opt.Interfaces()
-	host := dns.Fqdn(Label(r.opt.Name()) + ".local")
+// wanted is the eligible interfaces of ifs and what each answers with.
+func (r *Responder) wanted(ifs []Interface, name string) map[string]*view {
+	host := dns.Fqdn(Label(name) + ".local")
 	want := map[string]*view{}
 	for _, i := range ifs {
 		if !i.Up || i.Loop || r.opt.Skip(i.Name) {
@@ -197,7 +227,7 @@ func (r *Responder) wanted() (map[string]*view, error) {
 			want[i.Name] = &view{host: host, addrs: addrs}
 		}
 	}
-	return want, err
+	return want
 }
 
 // stop withdraws the name on l and closes it.

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/peerline/peerline/pkg/netifs"
 )
 
 // fakeConn is an interface's socket: the test hands it datagrams and reads
@@ -233,6 +235,96 @@ func TestListenFails(t *testing.T) {
 		}
 		if tries != 3 {
 			t.Errorf("listen tried %d times in 12 s, want 3 (every 5 s)", tries)
+		}
+	})
+}
+
+// With a Watcher, the responder looks at the interfaces only when they
+// change (an address DHCP gave, seen at once) and at the name every
+// Interval; while nothing changes it does nothing, allocation included.
+func TestRunWatched(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		ifs := []Interface{{Index: 2, Name: "wlan0", Up: true, Addrs: []netip.Addr{lan}}}
+		w := netifs.NewWatcher(netifs.WatchOptions{
+			List: func(func(string) bool) ([]Interface, error) {
+				mu.Lock()
+				defer mu.Unlock()
+				return append([]Interface(nil), ifs...), nil
+			},
+			Fallback: 10*time.Minute + 2500*time.Millisecond,
+		})
+		start := time.Now()
+		conns := map[string]*fakeConn{}
+		name := "alice"
+		r, err := New(Options{
+			Name:  func() string { mu.Lock(); defer mu.Unlock(); return name },
+			Watch: w,
+			Interfaces: func() ([]Interface, error) {
+				t.Error("Interfaces called with a Watcher")
+				return nil, nil
+			},
+			listen: func(ifname string) (conn, error) {
+				mu.Lock()
+				defer mu.Unlock()
+				c := newFakeConn()
+				conns[ifname] = c
+				return c, nil
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		var wg sync.WaitGroup
+		wg.Go(func() { w.Run(ctx) })
+		wg.Go(func() { r.Run(ctx) })
+		defer wg.Wait()
+		defer cancel()
+		synctest.Wait()
+		time.Sleep(2 * time.Second)
+		mu.Lock()
+		c := conns["wlan0"]
+		mu.Unlock()
+		if c == nil || len(c.sent()) != 2 {
+			t.Fatalf("not announced on wlan0: %v", conns)
+		}
+
+		// A quiet minute: no work, no allocation, nothing sent.
+		allocs := testing.AllocsPerRun(1, func() {
+			time.Sleep(time.Minute)
+			synctest.Wait()
+		})
+		if allocs > 2 || len(c.sent()) != 0 {
+			t.Errorf("a quiet minute: %v allocations, sent %v", allocs, c.sent())
+		}
+
+		// Renamed: seen at the next Interval.
+		mu.Lock()
+		name = "alice2"
+		mu.Unlock()
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		if got := c.sent(); len(got) < 2 {
+			t.Fatalf("after rename sent %v, want a goodbye and an announcement", got)
+		}
+		time.Sleep(2 * time.Second)
+		c.sent()
+
+		// The watcher publishes a new address (its next look, between
+		// two of the responder's ticks): announced at once.
+		other := netip.MustParseAddr("192.168.1.77")
+		mu.Lock()
+		ifs[0].Addrs = []netip.Addr{other}
+		mu.Unlock()
+		time.Sleep(time.Until(start.Add(10*time.Minute + 2500*time.Millisecond + time.Millisecond)))
+		synctest.Wait()
+		got := c.sent()
+		if len(got) == 0 {
+			t.Fatal("new address not announced within 1 ms of the watcher seeing it")
+		}
+		if a, _ := records(t, got[len(got)-1]); len(a) != 1 || a[0] != other.String() {
+			t.Errorf("announced %v, want %v", a, other)
 		}
 	})
 }

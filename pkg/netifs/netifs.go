@@ -1,6 +1,7 @@
 // Package netifs lists the machine's network interfaces with their
 // addresses, for the services that follow the uplink's addresses (the
-// console on the uplink, the mDNS responder) every few seconds.
+// console on the uplink, the mDNS responder); Watcher keeps the list
+// current from the kernel's change events.
 //
 // The standard library's way, net.Interfaces and then Addrs on each,
 // asks the kernel for every address of the machine once per interface.
@@ -15,6 +16,7 @@ import "net/netip"
 
 // Interface is one network interface and its addresses.
 type Interface struct {
+	Index int
 	Name  string
 	Up    bool
 	Loop  bool

@@ -64,7 +64,7 @@ func parseLinks(rib []byte, skip func(string) bool) ([]Interface, map[int32]int,
 			continue
 		}
 		byIndex[ifi.Index] = len(out)
-		out = append(out, Interface{Name: name, Up: ifi.Flags&syscall.IFF_UP != 0, Loop: ifi.Flags&syscall.IFF_LOOPBACK != 0})
+		out = append(out, Interface{Index: int(ifi.Index), Name: name, Up: ifi.Flags&syscall.IFF_UP != 0, Loop: ifi.Flags&syscall.IFF_LOOPBACK != 0})
 	}
 	return out, byIndex, nil
 }

@@ -18,7 +18,7 @@ func list(skip func(string) bool) ([]Interface, error) {
 		if skip(i.Name) {
 			continue
 		}
-		it := Interface{Name: i.Name, Up: i.Flags&net.FlagUp != 0, Loop: i.Flags&net.FlagLoopback != 0}
+		it := Interface{Index: i.Index, Name: i.Name, Up: i.Flags&net.FlagUp != 0, Loop: i.Flags&net.FlagLoopback != 0}
 		addrs, err := i.Addrs()
 		if err != nil {
 			continue

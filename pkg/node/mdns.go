@@ -12,9 +12,10 @@ import (
 // port (the phones are told the Pi's address) nor on a tunnel's link.
 func (nd *node) runMDNS(ctx context.Context) error {
 	r, err := mdns.New(mdns.Options{
-		Name: func() string { return nd.cfg.Load().Name },
-		Skip: nd.notUplink,
-		Log:  nd.log.With("service", "mdns"),
+		Name:  func() string { return nd.cfg.Load().Name },
+		Skip:  nd.notUplink,
+		Watch: nd.ifs,
+		Log:   nd.log.With("service", "mdns"),
 	})
 	if err != nil {
 		return err

@@ -42,6 +42,7 @@ import (
 	"github.com/peerline/peerline/pkg/dhcpd"
 	"github.com/peerline/peerline/pkg/dnsfwd"
 	"github.com/peerline/peerline/pkg/logring"
+	"github.com/peerline/peerline/pkg/netifs"
 	"github.com/peerline/peerline/pkg/netsetup"
 	"github.com/peerline/peerline/pkg/nodekey"
 	"github.com/peerline/peerline/pkg/ntpd"
@@ -156,7 +157,9 @@ func openState(cfg *config.Config) (key nodekey.Key, created bool, err error) {
 // server's methods, never through shared state, except cfg, which is
 // replaced whole on reload.
 type node struct {
-	cfg  atomic.Pointer[config.Config]
+	cfg atomic.Pointer[config.Config]
+	// ifs follows the uplink's interfaces for the console and mDNS.
+	ifs  *netifs.Watcher
 	sup  *supervisor.Supervisor
 	dhcp *dhcpd.Server // nil when DHCP is off
 	prov *provision.Server
@@ -339,9 +342,14 @@ func (nd *node) run(ctx context.Context, reload <-chan *config.Config) error {
 	if nd.dhcp != nil {
 		service("DHCP server", nd.dhcp.Run)
 	}
+	// One watcher of the uplink's interfaces for the console and mDNS:
+	// they look again only when the kernel says something changed.
+	nd.ifs = netifs.NewWatcher(netifs.WatchOptions{Skip: nd.notUplink, Log: nd.log.With("service", "interfaces")})
+	service("interface watcher", nd.ifs.Run)
 	service("console on the uplink", func(ctx context.Context) error {
 		return console.ServeUplink(ctx, console.UplinkOptions{
 			Handler: nd.console.Handler(console.Uplink),
+			Watch:   nd.ifs,
 			Skip:    nd.notUplink,
 			Public:  func() bool { return nd.cfg.Load().Console.PublicUplink },
 			Log:     nd.log.With("service", "console"),

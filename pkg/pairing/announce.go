@@ -72,43 +72,65 @@ func labelsFor(src map[int]string, lines []int) map[int]string {
 	return out
 }
 
-// announceStep sends the announcements that are due.
+// announceStep sends the announcements that are due. Called every tick
+// with hundreds of peers, it looks at them only when something can be
+// due: a change of config or announcement, the earliest time a peer's
+// next copy or retry falls due, a rearm, or a send that finished.
 func (pr *Pairing) announceStep(now time.Time) {
 	if pr.opt.Send == nil {
 		return
 	}
-	b, err := invite.AppendHello(nil, pr.announcement())
+	b, err := invite.AppendHello(pr.announceBuf[:0], pr.announcement())
 	if err != nil {
 		pr.log.Warn("cannot tell peers this node's name, lines and labels", "err", err)
 		return
 	}
+	pr.announceBuf = b
+	cfg := pr.opt.Config()
+	pr.mu.Lock()
+	if idle := &pr.announceIdle; idle.cfg == cfg && now.Before(idle.until) && string(idle.msg) == string(b) {
+		pr.mu.Unlock()
+		return
+	}
 	msg := string(b)
-	peers := map[nodekey.Key]bool{}
-	for _, p := range pr.opt.Config().Peers {
+	b = []byte(msg) // the sends keep theirs; announceBuf is reused
+	peers := make(map[nodekey.Key]bool, len(cfg.Peers))
+	for _, p := range cfg.Peers {
 		peers[p.PublicKey] = true
 	}
 	var due []nodekey.Key
-	pr.mu.Lock()
 	for k := range pr.announces {
 		if !peers[k] {
 			delete(pr.announces, k)
 		}
 	}
+	// until is the earliest a peer not due now can be.
+	until := now.Add(announceEvery)
 	for k := range peers {
 		a := pr.announces[k]
 		if a == nil {
 			a = &announce{wait: announceRetry}
 			pr.announces[k] = a
 		}
-		if a.sending || now.Before(a.next) {
+		if a.sending {
+			// Its end clears announceIdle.
+			continue
+		}
+		if now.Before(a.next) {
+			until = minTime(until, a.next)
 			continue
 		}
 		if a.sent == msg && !(a.copies < 2 && now.Sub(a.at) >= announceAgain) && now.Sub(a.at) < announceEvery {
+			if a.copies < 2 {
+				until = minTime(until, a.at.Add(announceAgain))
+			}
+			until = minTime(until, a.at.Add(announceEvery))
 			continue
 		}
 		a.sending = true
 		due = append(due, k)
 	}
+	pr.announceIdle.until, pr.announceIdle.cfg, pr.announceIdle.msg = until, cfg, b
 	pr.mu.Unlock()
 	for _, k := range due {
 		go func() {
@@ -117,6 +139,7 @@ func (pr *Pairing) announceStep(now time.Time) {
 			err := pr.opt.Send(ctx, k, b)
 			pr.mu.Lock()
 			defer pr.mu.Unlock()
+			pr.announceIdle.until = time.Time{}
 			a := pr.announces[k]
 			if a == nil {
 				return
@@ -149,6 +172,14 @@ func (pr *Pairing) rearmAnnounce(peer nodekey.Key, now time.Time) {
 		return
 	}
 	a.sent, a.next, a.wait = "", now, announceRetry
+	pr.announceIdle.until = time.Time{}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // peerLabels is what a peer's labels become on its hello h: all of them

@@ -1,8 +1,12 @@
 package pairing
 
 import (
+	"context"
+	"errors"
 	"maps"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -225,6 +229,91 @@ func TestHelloSizes(t *testing.T) {
 		}
 		if h, err := invite.ParseHello(ann); err != nil || len(h.Labels) != 2 {
 			t.Errorf("the announcement parses to %+v, %v; want both labels", h, err)
+		}
+	})
+}
+
+// TestAnnounceIdleStep: with 253 peers, half answering and half
+// switched off, a step (every tick) with nothing due looks at no peer: it
+// allocates next to nothing, and no announcement goes out of turn.
+func TestAnnounceIdleStep(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := &config.Config{Name: "alice"}
+		online := map[nodekey.Key]bool{}
+		for i := range 253 {
+			k, err := nodekey.Generate()
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.Peers = append(cfg.Peers, config.Peer{Index: i + 1, PublicKey: k.Public()})
+			online[k.Public()] = i%2 == 0
+		}
+		var mu sync.Mutex
+		sends := 0
+		pr, err := New(Options{
+			Config:   func() *config.Config { return cfg },
+			Lines:    func() []int { return []int{1} },
+			StateDir: t.TempDir(),
+			Send: func(_ context.Context, peer nodekey.Key, _ []byte) error {
+				mu.Lock()
+				defer mu.Unlock()
+				sends++
+				if !online[peer] {
+					return errors.New("no path")
+				}
+				return nil
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		count := func() int {
+			synctest.Wait()
+			mu.Lock()
+			defer mu.Unlock()
+			n := sends
+			sends = 0
+			return n
+		}
+		// Ten minutes of steps: the first copies, the second ones, the
+		// retries to the offline peers settle at one per 30 s.
+		for range 10 * 60 * 10 {
+			pr.announceStep(time.Now())
+			time.Sleep(tick)
+			synctest.Wait()
+		}
+		count()
+		// The next 20 s: the offline peers' retries only (127 per 30 s
+		// at most), never more.
+		for range 200 {
+			pr.announceStep(time.Now())
+			time.Sleep(tick)
+		}
+		if n := count(); n > 2*127 {
+			t.Errorf("%d sends in 20 quiet seconds", n)
+		}
+		// A step between the retries looks at no peer.
+		pr.announceStep(time.Now())
+		synctest.Wait()
+		// The hello itself is built (a few small allocations) to see
+		// whether it changed; the peers cost nothing.
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for range 100 {
+			pr.announceStep(time.Now())
+		}
+		runtime.ReadMemStats(&after)
+		if b := (after.TotalAlloc - before.TotalAlloc) / 100; b > 1024 {
+			t.Errorf("an idle step allocates %d bytes (253 peers)", b)
+		}
+		// A rename is announced to every answering peer at the next step.
+		count()
+		cfg2 := *cfg
+		cfg2.Name = "alice2"
+		cfg = &cfg2
+		pr.announceStep(time.Now())
+		if n := count(); n < 127 {
+			t.Errorf("after a rename: %d sends, want every peer's (253)", n)
 		}
 	})
 }

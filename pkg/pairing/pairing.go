@@ -183,6 +183,16 @@ type Pairing struct {
 	confirming map[nodekey.Key]confirmation // mu
 	// announces are the announcements to each peer (announce.go).
 	announces map[nodekey.Key]*announce // mu
+	// announceIdle says no announcement can be due before until, as long
+	// as the config (cfg) and the announcement (msg) stay what they were;
+	// a rearm or a finished send clears it (announce.go).
+	announceIdle struct {
+		until time.Time
+		cfg   *config.Config
+		msg   []byte
+	} // mu
+	// announceBuf is reused for each step's announcement (Run's only).
+	announceBuf []byte
 	// updating holds, for each peer whose hello is being applied to the
 	// config, the newest hello that came meanwhile (nil: none): one
 	// update per peer at a time, however many hellos a busy daemon

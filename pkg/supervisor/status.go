@@ -8,7 +8,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/peerline/peerline/pkg/atomicfile"
 	"github.com/peerline/peerline/pkg/nodekey"
 	"github.com/peerline/peerline/pkg/peerpath"
 	"github.com/peerline/peerline/pkg/rewrite"
@@ -33,7 +32,12 @@ type Status struct {
 	// saw it: "none", "cone", "symmetric", or "" before any answered.
 	NATClass string       `json:"nat_class,omitempty"`
 	Peers    []PeerStatus `json:"peers"`
-	Updated  time.Time    `json:"updated"`
+	// Updated is when the status was taken. The file is rewritten only
+	// when anything above changed, or Runtime is 30 s old; in between,
+	// its modification time says when it was last found current, and
+	// ReadStatus gives that as Updated. Updated and Runtime stay the last
+	// fields (statusWriter compares what comes before them).
+	Updated time.Time `json:"updated"`
 	// Runtime is the daemon's memory and goroutine figures.
 	Runtime *RuntimeStatus `json:"runtime,omitempty"`
 }
@@ -80,6 +84,11 @@ func ReadStatus(runDir string) (*Status, error) {
 	if err := json.Unmarshal(b, &st); err != nil {
 		return nil, err
 	}
+	// The daemon leaves an unchanged status as it is and only sets the
+	// file's time to when it found it still current (statusWriter).
+	if fi, err := os.Stat(filepath.Join(runDir, statusFile)); err == nil && fi.ModTime().After(st.Updated) {
+		st.Updated = fi.ModTime().UTC()
+	}
 	return &st, nil
 }
 
@@ -104,6 +113,7 @@ func (s *Supervisor) status() *Status {
 		ActiveLines: s.active,
 		Updated:     time.Now().UTC(),
 		Runtime:     readRuntime(),
+		Peers:       make([]PeerStatus, 0, len(s.peers)),
 	}
 	var paths map[nodekey.Key]peerpath.Status
 	if s.paths != nil {
@@ -147,12 +157,10 @@ func (s *Supervisor) status() *Status {
 
 func (s *Supervisor) writeStatus() {
 	s.limitMemory()
-	b, err := json.MarshalIndent(s.status(), "", "  ")
-	if err != nil {
-		s.log.Error("encoding status", "err", err)
-		return
+	if s.statusFile == nil {
+		s.statusFile = newStatusWriter(filepath.Join(s.cfg.RunDir, statusFile))
 	}
-	if err := atomicfile.WriteFile(filepath.Join(s.cfg.RunDir, statusFile), append(b, '\n'), 0o640); err != nil {
+	if _, err := s.statusFile.write(s.status()); err != nil {
 		s.log.Error("writing status", "err", err)
 	}
 }

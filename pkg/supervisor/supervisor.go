@@ -140,6 +140,8 @@ type Supervisor struct {
 	paths     *peerpath.Manager
 	stopPaths func()
 	linesSnap atomic.Pointer[[]int]
+	// statusFile writes status.json (statusfile.go).
+	statusFile *statusWriter
 	// callStats follows the calls; fed by Run (sampleCalls), read by
 	// anyone.
 	callStats *callstats.Tracker
