@@ -44,65 +44,39 @@ func (s *Supervisor) reconcile(verify int) {
 		s.log.Error("phone port not ready; phones cannot reach the network until this is fixed", "port", s.cfg.PhonePort, "err", err)
 		ok = false
 	}
-	// Listing every namespace and root link takes 10-100 ms with 253
-	// peers here, and a peer new to this run is built whatever it says:
-	// new peers are built while the listing runs (in a goroutine that
-	// only calls netsetup, which is safe for concurrent use), the others
-	// looked at once it is in.
-	listed := make(chan peerListing, 1)
-	go func() {
-		var l peerListing
-		l.namespaces, l.nsErr = s.net.Namespaces(s.cfg.Prefix + "-")
-		l.links, l.linkErr = s.net.Links("", s.names.Prefix+"v")
-		listed <- l
-	}()
-	var todo []*peer
-	fresh := map[int]bool{}
-	for _, pc := range s.cfg.Peers {
-		if s.peers[pc.Index] == nil {
-			p := &peer{cfg: pc}
-			s.peers[pc.Index] = p
-			fresh[pc.Index] = true
-			todo = append(todo, p)
-		}
-	}
-	// The state (what is applied, peers about to be built included) is
-	// saved while they are built; it is on disk before the status says
-	// anything of them (startSaveState). A peer rebuilt below keeps its
-	// index and key, so the state stays the same.
-	stateSaved := s.startSaveState()
-	errs := s.ensurePeers(todo)
-	l := <-listed
-	present, err, links, lerr := l.namespaces, l.nsErr, l.links, l.linkErr
+	present, err := s.net.Namespaces(s.cfg.Prefix + "-")
 	if err != nil {
 		s.log.Error("listing namespaces", "err", err)
 	}
+	links, lerr := s.net.Links("", s.names.Prefix+"v")
 	if lerr != nil {
 		s.log.Error("listing links", "err", lerr)
 	}
-	var more []*peer
+	var todo []*peer
 	for k, pc := range s.cfg.Peers {
-		if fresh[pc.Index] {
-			continue
-		}
 		p := s.peers[pc.Index]
 		// Whatever this run built in a namespace that is gone (its
 		// firewall above all) must be built again, tunnel or not.
-		if err == nil && !slices.Contains(present, s.names.Namespace(pc.Index)) {
+		if p != nil && err == nil && !slices.Contains(present, s.names.Namespace(pc.Index)) {
 			s.log.Warn("peer namespace vanished; rebuilding", "peer", pc.Index)
 			s.removePeer(pc.Index)
+			p = nil
+		}
+		if p == nil {
 			p = &peer{cfg: pc}
 			s.peers[pc.Index] = p
 		}
 		due := verify > 0 && (k-s.verifyFrom%len(s.cfg.Peers)+len(s.cfg.Peers))%len(s.cfg.Peers) < verify
 		if s.shouldEnsure(p, present, links, err == nil && lerr == nil, due) {
-			more = append(more, p)
+			todo = append(todo, p)
 		}
 	}
 	s.verifyFrom += verify
-	todo = append(todo, more...)
-	errs = append(errs, s.ensurePeers(more)...)
-	for k, perr := range errs {
+	// The state (what is applied, peers about to be built included) is
+	// saved while they are built; it is on disk before the status says
+	// anything of them (startSaveState).
+	stateSaved := s.startSaveState()
+	for k, perr := range s.ensurePeers(todo) {
 		p := todo[k]
 		if perr != nil {
 			if p.err == nil || p.err.Error() != perr.Error() {
@@ -139,13 +113,6 @@ func (s *Supervisor) reconcile(verify int) {
 			s.log.Warn("telling systemd we are ready", "err", err)
 		}
 	}
-}
-
-// peerListing is what reconcile lists to find peers whose namespace or
-// root link vanished.
-type peerListing struct {
-	namespaces, links []string
-	nsErr, linkErr    error
 }
 
 // nameThirdNodes tells each tunnel's rewriter how to name the other peers
