@@ -72,6 +72,10 @@ func (s *Supervisor) reconcile(verify int) {
 		}
 	}
 	s.verifyFrom += verify
+	// The state (what is applied, peers about to be built included) is
+	// saved while they are built; it is on disk before the status says
+	// anything of them (startSaveState).
+	stateSaved := s.startSaveState()
 	for k, perr := range s.ensurePeers(todo) {
 		p := todo[k]
 		if perr != nil {
@@ -97,7 +101,7 @@ func (s *Supervisor) reconcile(verify int) {
 	}
 	s.nameThirdNodes()
 	s.applyAnonymous()
-	s.saveState()
+	stateSaved()
 	becameReady := ok && !s.ready
 	if becameReady {
 		s.ready = true

@@ -168,12 +168,15 @@ func (s *Supervisor) status() *Status {
 	return st
 }
 
-func (s *Supervisor) writeStatus() {
+func (s *Supervisor) writeStatus() { s.writeStatusOf(s.status()) }
+
+// writeStatusOf writes st, a status taken by s.status.
+func (s *Supervisor) writeStatusOf(st *Status) {
 	s.limitMemory()
 	if s.statusFile == nil {
 		s.statusFile = newStatusWriter(filepath.Join(s.cfg.RunDir, statusFile))
 	}
-	if _, err := s.statusFile.write(s.status()); err != nil {
+	if _, err := s.statusFile.write(st); err != nil {
 		s.log.Error("writing status", "err", err)
 	}
 }

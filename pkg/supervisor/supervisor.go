@@ -41,6 +41,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -168,6 +169,10 @@ type Supervisor struct {
 	// before: their phones are in a call with a peer.
 	mediaSeen map[[2]int]uint64
 	active    []int
+	// stateSaved is the state file as last written (startSaveState);
+	// writeState writes it (atomicfile.WriteFile when nil; tests).
+	stateSaved []byte
+	writeState func(path string, data []byte, perm os.FileMode) error
 	// nodeFW is what this run loaded into the node's firewall.
 	nodeFW loadedTable
 	// callSampled is when sampleCalls last ran.
@@ -377,8 +382,12 @@ func (s *Supervisor) applyConfig(cfg *config.Config) {
 	if gone {
 		// A removed peer is gone now: say so before the node's firewall
 		// forgets it (a netlink batch; its set elements for a link that no
-		// longer exists match nothing meanwhile).
-		s.writeStatus()
+		// longer exists match nothing meanwhile), once the state file no
+		// longer lists it (taking the status meanwhile).
+		wait := s.startSaveState()
+		st := s.status()
+		wait()
+		s.writeStatusOf(st)
 	}
 	// Settings that need no new tunnel (name, announced lines) are taken
 	// over in place.
