@@ -98,8 +98,9 @@ type peer struct {
 	// saidBye: this node told the peer it is going offline; a handshake
 	// now would show it online again.
 	saidBye bool
-	// relayChecked is when a quiet relayed path was last probed.
-	relayChecked time.Time
+	// relayChecked is when a quiet relayed path was last probed,
+	// quietProbed a quiet direct one (idle.go).
+	relayChecked, quietProbed time.Time
 
 	keepaliveOn bool
 	keepaliveAt time.Time // when to turn it on if the peer did not start
@@ -437,6 +438,7 @@ func (p *peer) tick(e env, now time.Time) {
 		p.relayChecked = now
 		p.probeRelay(e, now)
 	}
+	p.probeIfQuiet(e, now)
 	if now.Before(p.nextProbe) || len(p.candidates) == 0 {
 		return
 	}

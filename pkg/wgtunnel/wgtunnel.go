@@ -123,8 +123,17 @@ type Tunnel struct {
 	trafficAt   time.Time
 	askedAt     time.Time
 	fresh       bool
-	listenPort  string
-	closed      bool
+	// data counts the transport messages with a packet in them that the
+	// devices' Bind received and sent (isData); dataSeen is the count at
+	// the last check and dataAt when it last moved (or the device woke,
+	// or the keepalive was asked for). keepaliveRuns is whether the awake
+	// device's persistent keepalive is on (keepaliveWanted).
+	data          atomic.Uint64
+	dataSeen      uint64
+	dataAt        time.Time
+	keepaliveRuns bool
+	listenPort    string
+	closed        bool
 }
 
 // Waker is a Bind that can wake a parked tunnel: it calls fn (which must
@@ -250,6 +259,7 @@ func (t *Tunnel) run() {
 			t.mu.Lock()
 			if t.dev != nil && !t.closed {
 				t.readLocked()
+				t.keepaliveLocked(now)
 				if shouldPark(now, t.wokeAt, t.last.LastHandshake, t.rxAt, t.readAt) {
 					t.parkLocked()
 					t.log.Debug("tunnel parked", "last_handshake", t.last.LastHandshake)
@@ -283,7 +293,7 @@ func (t *Tunnel) wakeLocked(why string) error {
 		v = newView(t.wrapped, t.base, &t.reads)
 		td = v
 	}
-	dev := device.NewDevice(td, countingBind{t.cfg.Bind, &t.traffic}, wgLogger(t.log))
+	dev := device.NewDevice(td, countingBind{t.cfg.Bind, &t.traffic, &t.data}, wgLogger(t.log))
 	t.fresh = false
 	cfg := t.cfg
 	cfg.Peer.EndpointString = t.endpoint
@@ -304,6 +314,9 @@ func (t *Tunnel) wakeLocked(why string) error {
 		v.open()
 	}
 	t.dev, t.wokeAt = dev, time.Now()
+	// Whatever woke it (a packet from the phone side or from the peer,
+	// the path manager) is about to use it: the keepalive's window starts.
+	t.dataAt, t.dataSeen, t.keepaliveRuns = t.wokeAt, t.data.Load(), t.keepaliveOn
 	if t.rxAt.IsZero() {
 		t.rxAt = t.wokeAt
 	}
@@ -453,10 +466,12 @@ func (t *Tunnel) serveUAPI(c net.Conn) {
 
 // countingBind is the device's Bind, counting the datagrams it receives
 // and sends in n (one atomic add per batch), so that the tunnel knows when
-// the device's state may have moved (readLocked).
+// the device's state may have moved (readLocked), and those that carry
+// data in data (one more per batch with any), for the keepalive
+// (keepaliveLocked).
 type countingBind struct {
 	conn.Bind
-	n *atomic.Uint64
+	n, data *atomic.Uint64
 }
 
 func (b countingBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
@@ -467,6 +482,12 @@ func (b countingBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 			n, err := fn(packets, sizes, eps)
 			if n > 0 {
 				b.n.Add(1)
+				for i := range n {
+					if isData(packets[i][:sizes[i]]) {
+						b.data.Add(1)
+						break
+					}
+				}
 			}
 			return n, err
 		}
@@ -476,6 +497,12 @@ func (b countingBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 
 func (b countingBind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	b.n.Add(1)
+	for _, m := range bufs {
+		if isData(m) {
+			b.data.Add(1)
+			break
+		}
+	}
 	return b.Bind.Send(bufs, ep)
 }
 
@@ -508,11 +535,8 @@ func (t *Tunnel) parkedGetLocked() string {
 	}
 	fmt.Fprintf(&b, "last_handshake_time_sec=%d\nlast_handshake_time_nsec=%d\n", sec, nsec)
 	fmt.Fprintf(&b, "tx_bytes=%d\nrx_bytes=%d\n", t.last.TxBytes, t.last.RxBytes)
-	ka := 0
-	if t.keepaliveOn {
-		ka = int(t.keepaliveInterval() / time.Second)
-	}
-	fmt.Fprintf(&b, "persistent_keepalive_interval=%d\n", ka)
+	// A parked device sends nothing: no keepalive either.
+	b.WriteString("persistent_keepalive_interval=0\n")
 	for _, p := range t.cfg.Peer.AllowedIPs {
 		fmt.Fprintf(&b, "allowed_ip=%s\n", p)
 	}
@@ -540,7 +564,9 @@ func (t *Tunnel) SetEndpoint(endpoint string) error {
 // had none). Turning it on from off makes WireGuard send a keepalive at
 // once, and with it a handshake if none is up: that is how a path found by
 // punching gets its handshake without waiting for traffic. A parked device
-// wakes for it.
+// wakes for it. On a tunnel that parks, the keepalive then runs while the
+// tunnel carries data (keepaliveLocked); it is the path manager's probes
+// that keep an idle peer's path.
 func (t *Tunnel) StartKeepalive() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -552,12 +578,38 @@ func (t *Tunnel) StartKeepalive() error {
 		// Made with the keepalive on, which sends one at once.
 		return t.wakeLocked("path found")
 	}
+	t.dataAt, t.keepaliveRuns = time.Now(), true
 	t.fresh = false
 	set := fmt.Sprintf("public_key=%s\npersistent_keepalive_interval=0\npersistent_keepalive_interval=%d\n", t.peer.Hex(), int(t.keepaliveInterval()/time.Second))
 	if err := t.dev.IpcSet(set); err != nil {
 		return fmt.Errorf("starting keepalive on %s: %w", t.name, err)
 	}
 	return nil
+}
+
+// keepaliveLocked turns the awake device's persistent keepalive off when
+// the tunnel carried no data for keepaliveIdle, and on again when it does
+// (keepaliveWanted). Turning it on sends a keepalive at once, which is
+// harmless with data flowing.
+func (t *Tunnel) keepaliveLocked(now time.Time) {
+	if n := t.data.Load(); n != t.dataSeen {
+		t.dataSeen, t.dataAt = n, now
+	}
+	want := keepaliveWanted(now, t.keepaliveOn, t.dataAt)
+	if want == t.keepaliveRuns {
+		return
+	}
+	sec := 0
+	if want {
+		sec = int(t.keepaliveInterval() / time.Second)
+	}
+	t.fresh = false
+	if err := t.dev.IpcSet(fmt.Sprintf("public_key=%s\npersistent_keepalive_interval=%d\n", t.peer.Hex(), sec)); err != nil {
+		t.log.Warn("setting the keepalive", "err", err)
+		return
+	}
+	t.keepaliveRuns = want
+	t.log.Debug("keepalive", "on", want)
 }
 
 // Name is the device name.
