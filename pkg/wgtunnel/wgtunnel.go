@@ -87,7 +87,10 @@ type Tunnel struct {
 	// reader, and the Bind wakes the tunnel for the peer's messages.
 	lazy bool
 
-	wake      chan struct{}
+	wake chan struct{}
+	// peerWoke: the last poke came from the Bind (a message from the
+	// peer), not the TUN.
+	peerWoke  atomic.Bool
 	closing   chan struct{}
 	closeOnce sync.Once
 	loopDone  chan struct{}
@@ -216,7 +219,7 @@ func Start(cfg Config, log *slog.Logger) (_ *Tunnel, err error) {
 	}
 	t.uapi = uapi
 	if t.lazy {
-		waker.SetWake(t.poke)
+		waker.SetWake(t.pokeFromPeer)
 	}
 	go t.runUAPI()
 	go t.run()
@@ -231,6 +234,12 @@ func (t *Tunnel) poke() {
 	case t.wake <- struct{}{}:
 	default:
 	}
+}
+
+// pokeFromPeer is poke for a message from the peer.
+func (t *Tunnel) pokeFromPeer() {
+	t.peerWoke.Store(true)
+	t.poke()
 }
 
 // run wakes the device when poked and parks it when idle.
@@ -248,8 +257,12 @@ func (t *Tunnel) run() {
 			return
 		case <-t.wake:
 			t.mu.Lock()
+			why := "traffic"
+			if t.peerWoke.Swap(false) {
+				why = "peer"
+			}
 			if t.dev == nil && !t.closed {
-				if err := t.wakeLocked("traffic"); err != nil {
+				if err := t.wakeLocked(why); err != nil {
 					t.log.Error("waking the tunnel; the next packet tries again", "err", err)
 					t.startWaiter()
 				}
@@ -297,7 +310,12 @@ func (t *Tunnel) wakeLocked(why string) error {
 	t.fresh = false
 	cfg := t.cfg
 	cfg.Peer.EndpointString = t.endpoint
-	if t.keepaliveOn {
+	// The keepalive goes on with the device (which sends one at once,
+	// and with it a handshake), except when the peer woke it: its
+	// handshake is on the way in, and one of ours would cross it. The
+	// next check turns it on then (keepaliveLocked).
+	keepalive := t.keepaliveOn && why != "peer"
+	if keepalive {
 		cfg.Peer.Keepalive = t.keepaliveInterval()
 	}
 	if err := dev.IpcSet(uapiConfig(cfg)); err != nil {
@@ -316,7 +334,7 @@ func (t *Tunnel) wakeLocked(why string) error {
 	t.dev, t.wokeAt = dev, time.Now()
 	// Whatever woke it (a packet from the phone side or from the peer,
 	// the path manager) is about to use it: the keepalive's window starts.
-	t.dataAt, t.dataSeen, t.keepaliveRuns = t.wokeAt, t.data.Load(), t.keepaliveOn
+	t.dataAt, t.dataSeen, t.keepaliveRuns = t.wokeAt, t.data.Load(), keepalive
 	if t.rxAt.IsZero() {
 		t.rxAt = t.wokeAt
 	}
