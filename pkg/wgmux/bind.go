@@ -59,6 +59,9 @@ type Bind struct {
 	// unanswered is when the first initiation of ours left since the
 	// device last completed or answered a handshake (UnansweredSince).
 	unanswered time.Time
+	// answering is when a peer's initiation was last handed to the
+	// device, until the device answers one (answering.go).
+	answering time.Time
 	// confirmNext: our initiation was just answered, and the next data
 	// message the device sends confirms the new key to the peer; it goes
 	// twice (lossrepair.go).
@@ -154,6 +157,7 @@ func (b *Bind) initiationIn(p []byte, ep conn.Endpoint) {
 	if v != holdBack {
 		// The device answers it: a handshake, ours or not.
 		b.unanswered = time.Time{}
+		b.answering = now
 		b.crossMu.Unlock()
 		b.deliver(p, ep)
 		return
@@ -181,6 +185,7 @@ func (b *Bind) releaseCrossed(h *crossHeldInit) {
 	b.crossHeld = nil
 	b.cross.released()
 	b.unanswered = time.Time{}
+	b.answering = time.Now()
 	msg, ep := h.msg, h.ep
 	b.crossMu.Unlock()
 	b.mux.stats.CrossReleased.Add(1)
@@ -447,6 +452,8 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 			if err == nil && b.write(p, to) == nil {
 				b.mux.stats.ConfirmDoubled.Add(1)
 			}
+		case isInit && b.answeringPeer():
+			// Dropped: see answering.go.
 		default:
 			if isInit {
 				b.initiationOut(p, to)

@@ -56,6 +56,9 @@ var (
 	// tunnel's last data packet: a call's media keeps it on, and a short
 	// pause (a call on hold, between calls) does not cost the session.
 	keepaliveIdle = 2 * time.Minute
+	// peerWakeRead is how long a device woken by its peer waits at most
+	// for its answer to go out before it reads the TUN (wakeLocked).
+	peerWakeRead = time.Second
 )
 
 // keepaliveWanted says whether an awake device's persistent keepalive

@@ -135,6 +135,9 @@ type Tunnel struct {
 	dataSeen      uint64
 	dataAt        time.Time
 	keepaliveRuns bool
+	// readAfterSend is a device woken by its peer whose TUN reads wait
+	// until it has sent its first message (wakeLocked).
+	readAfterSend atomic.Pointer[view]
 	listenPort    string
 	closed        bool
 }
@@ -306,7 +309,7 @@ func (t *Tunnel) wakeLocked(why string) error {
 		v = newView(t.wrapped, t.base, &t.reads)
 		td = v
 	}
-	dev := device.NewDevice(td, countingBind{t.cfg.Bind, &t.traffic, &t.data}, wgLogger(t.log))
+	dev := device.NewDevice(td, countingBind{t.cfg.Bind, &t.traffic, &t.data, &t.readAfterSend}, wgLogger(t.log))
 	t.fresh = false
 	cfg := t.cfg
 	cfg.Peer.EndpointString = t.endpoint
@@ -328,7 +331,22 @@ func (t *Tunnel) wakeLocked(why string) error {
 		t.base.resume()
 		return fmt.Errorf("bringing up WireGuard device %s: %w", t.name, err)
 	}
-	if v != nil {
+	switch {
+	case v != nil && why == "peer":
+		// The peer's message that woke it (a handshake initiation, as a
+		// rule) is handed over now; a packet waiting in the TUN (the
+		// phones called at the same instant) would make the device
+		// start a handshake of its own before it answers the peer's,
+		// and the two cross: each end answers the other's and abandons
+		// its own, and nothing moves until WireGuard's 5 s retry (seen
+		// in TestLazyIdlePeer). So the device reads the TUN once it has
+		// sent its answer (countingBind.Send), or after peerWakeRead if
+		// it sends nothing; the packet then waits for the session the
+		// answer makes.
+		t.readAfterSend.Store(v)
+		time.AfterFunc(peerWakeRead, v.open)
+	case v != nil:
+		t.readAfterSend.Store(nil)
 		v.open()
 	}
 	t.dev, t.wokeAt = dev, time.Now()
@@ -490,6 +508,8 @@ func (t *Tunnel) serveUAPI(c net.Conn) {
 type countingBind struct {
 	conn.Bind
 	n, data *atomic.Uint64
+	// readAfterSend, if set, is opened after the first Send.
+	readAfterSend *atomic.Pointer[view]
 }
 
 func (b countingBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
@@ -521,7 +541,13 @@ func (b countingBind) Send(bufs [][]byte, ep conn.Endpoint) error {
 			break
 		}
 	}
-	return b.Bind.Send(bufs, ep)
+	err := b.Bind.Send(bufs, ep)
+	if b.readAfterSend.Load() != nil {
+		if v := b.readAfterSend.Swap(nil); v != nil {
+			v.open()
+		}
+	}
+	return err
 }
 
 type bufferedConn struct {
