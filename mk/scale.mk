@@ -26,4 +26,4 @@ bench-scale: ## one node with 32/128/253 peers: tunnels, READY time, RSS over SC
 		PEERLINED=$(CURDIR)/$(BIN)/peerlined PEERLINE=$(CURDIR)/$(BIN)/peerline \
 		$(GO) test -tags lab -p 1 -count=1 -run='^$$' -bench='^BenchmarkScale$$' -benchtime=1x -timeout 3h ./pkg/peerlab 2>&1 \
 		| tee bench/out/scale.txt | grep -E '^(bench:|Benchmark|FAIL|ok|panic)'
-	@cat bench/out/scale.json
+	@cat $${BENCH_OUT:-bench/out}/$${SCALE_OUT:-scale.json}
