@@ -140,6 +140,24 @@ func TestKeepaliveFollowsData(t *testing.T) {
 	if got := keepalive(); got != "0" || tun.keepaliveRuns {
 		t.Fatalf("keepalive after keepaliveIdle without data = %q (runs %v), want 0", got, tun.keepaliveRuns)
 	}
+	// Woken by its peer, its answer not out yet: a check that would turn
+	// the keepalive on leaves it off (an initiation of ours would cross
+	// the peer's), and turns it on once the answer went out.
+	tun.readAfterSend.Store(&view{})
+	tun.dataAt = now
+	tun.keepaliveLocked(now)
+	if got := keepalive(); got != "0" || tun.keepaliveRuns {
+		t.Fatalf("keepalive before a peer-woken device's answer = %q (runs %v), want 0", got, tun.keepaliveRuns)
+	}
+	tun.readAfterSend.Store(nil)
+	tun.keepaliveLocked(now)
+	if got := keepalive(); got != "25" || !tun.keepaliveRuns {
+		t.Fatalf("keepalive after the answer = %q (runs %v), want 25", got, tun.keepaliveRuns)
+	}
+	tun.keepaliveLocked(now.Add(keepaliveIdle))
+	if got := keepalive(); got != "0" {
+		t.Fatalf("keepalive after keepaliveIdle without data = %q, want 0", got)
+	}
 	// A ping from the peer's side: data, and the keepalive is on again.
 	tuns[1].Outbound <- tuntest.Ping(netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2"))
 	select {

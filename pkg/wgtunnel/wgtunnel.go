@@ -344,7 +344,11 @@ func (t *Tunnel) wakeLocked(why string) error {
 		// it sends nothing; the packet then waits for the session the
 		// answer makes.
 		t.readAfterSend.Store(v)
-		time.AfterFunc(peerWakeRead, v.open)
+		time.AfterFunc(peerWakeRead, func() {
+			// Nothing sent: the keepalive may go on (keepaliveLocked).
+			t.readAfterSend.CompareAndSwap(v, nil)
+			v.open()
+		})
 	case v != nil:
 		t.readAfterSend.Store(nil)
 		v.open()
@@ -641,6 +645,14 @@ func (t *Tunnel) keepaliveLocked(now time.Time) {
 	}
 	want := keepaliveWanted(now, t.keepaliveOn, t.dataAt)
 	if want == t.keepaliveRuns {
+		return
+	}
+	if want && t.readAfterSend.Load() != nil {
+		// Woken by its peer and its answer not out yet: a keepalive now
+		// would be an initiation of ours, crossing the peer's
+		// (wakeLocked). A tick buffered while the device was made gets
+		// here microseconds after; the next one after the answer turns
+		// it on.
 		return
 	}
 	sec := 0
