@@ -60,6 +60,7 @@ func (b *Bind) responseOut(p []byte) {
 	b.lastResp.to = binary.LittleEndian.Uint32(p[8:])
 	b.lastResp.at = time.Now()
 	b.answering = time.Time{}
+	b.dropOwnHeldLocked()
 	b.crossMu.Unlock()
 }
 
