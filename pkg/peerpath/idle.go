@@ -20,8 +20,8 @@ import (
 //     every minute, which is onlineFor; so a direct path quiet for
 //     quietProbe is probed every quietProbeEvery until it answers, twice
 //     before onlineFor;
-//   - a relayed path is probed the same way when quiet for relayQuiet
-//     (tick), which also keeps the relay session at the server;
+//   - a relayed path is probed the same way when quiet for relayQuiet,
+//     which also keeps the relay session at the server;
 //   - a call wakes the parked devices with its first packet, and the
 //     tunnel's counters move again (checkTunnel).
 const (
@@ -29,12 +29,28 @@ const (
 	quietProbeEvery = 10 * time.Second
 )
 
-// probeIfQuiet probes the direct path of a peer that is online but was
-// not heard from for quietProbe: see above.
+// probeIfQuiet probes the path of a peer that is online but was not heard
+// from for a while: see above.
 func (p *peer) probeIfQuiet(e env, now time.Time) {
-	if p.path != PathDirect || !p.alive(now) || now.Sub(p.lastAlive) < quietProbe || now.Sub(p.quietProbed) < quietProbeEvery || now.Before(p.punchUntil) {
+	if !p.alive(now) {
 		return
 	}
-	p.quietProbed = now
-	p.probeAll(e, []netip.AddrPort{p.direct}, now)
+	switch p.path {
+	case PathRelay:
+		// A relayed tunnel's WireGuard keepalives may all go one way
+		// (each end's timer restarts on the other's packets), and no
+		// direct probe gets through: the end that only sends would hear
+		// nothing, take the peer for gone after onlineFor and look for
+		// it again, with a burst of punching, every few minutes. Ask the
+		// relay first.
+		if now.Sub(p.lastAlive) >= relayQuiet && now.Sub(p.relayChecked) >= relayCheckEvery {
+			p.relayChecked = now
+			p.probeRelay(e, now)
+		}
+	case PathDirect:
+		if now.Sub(p.lastAlive) >= quietProbe && now.Sub(p.quietProbed) >= quietProbeEvery && !now.Before(p.punchUntil) {
+			p.quietProbed = now
+			p.probeAll(e, []netip.AddrPort{p.direct}, now)
+		}
+	}
 }

@@ -429,15 +429,6 @@ func (p *peer) tick(e env, now time.Time) {
 		p.connectBackoff = min(max(2*p.connectBackoff, connectMin), connectMax)
 		p.connectAt = now.Add(p.connectBackoff)
 	}
-	// A relayed tunnel's WireGuard keepalives may all go one way (each
-	// end's timer restarts on the other's packets), and no direct probe
-	// gets through: the end that only sends would hear nothing, take the
-	// peer for gone after onlineFor and look for it again, with a burst
-	// of punching, every few minutes. Ask the relay first.
-	if p.path == PathRelay && p.alive(now) && now.Sub(p.lastAlive) >= relayQuiet && now.Sub(p.relayChecked) >= relayCheckEvery {
-		p.relayChecked = now
-		p.probeRelay(e, now)
-	}
 	p.probeIfQuiet(e, now)
 	if now.Before(p.nextProbe) || len(p.candidates) == 0 {
 		return
