@@ -6,9 +6,11 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -192,14 +194,20 @@ func (s *scaleNet) waitHandshakes(ctx context.Context, timeout time.Duration) (i
 	}
 }
 
-// runTraffic makes every answering peer ping the node's phone every every,
-// spread over the interval, until ctx ends. The node rewrites the ping to
-// its phone (10.0.1.1), which answers back through the same tunnel.
-func (s *scaleNet) runTraffic(ctx context.Context, every time.Duration) {
-	fps := make([]*fakePeer, 0, len(s.online))
-	for _, fp := range s.online {
-		fps = append(fps, fp)
+// onlineByIndex is the answering peers in the order of their index.
+func (s *scaleNet) onlineByIndex() []*fakePeer {
+	idx := slices.Sorted(maps.Keys(s.online))
+	fps := make([]*fakePeer, len(idx))
+	for k, i := range idx {
+		fps[k] = s.online[i]
 	}
+	return fps
+}
+
+// runTraffic makes each of fps ping the node's phone every every, spread
+// over the interval, until ctx ends. The node rewrites the ping to its
+// phone (10.0.1.1), which answers back through the same tunnel.
+func (s *scaleNet) runTraffic(ctx context.Context, fps []*fakePeer, every time.Duration) {
 	for _, fp := range fps {
 		go func() {
 			for {
@@ -287,11 +295,12 @@ func (s *scaleNet) hup() error {
 // with a one-packet Bind over its own UDP socket, so that many of them fit
 // in the test process.
 type fakePeer struct {
-	key  nodekey.Key
-	port int
-	tun  *tuntest.ChannelTUN
-	dev  *device.Device
-	sock *net.UDPConn
+	key     nodekey.Key
+	nodePub nodekey.Key
+	port    int
+	tun     *tuntest.ChannelTUN
+	dev     *device.Device
+	sock    *net.UDPConn
 }
 
 func newFakePeer(h *lab.Host, port int, nodePub nodekey.Key, nodeEP netip.AddrPort) (*fakePeer, error) {
@@ -303,7 +312,7 @@ func newFakePeer(h *lab.Host, port int, nodePub nodekey.Key, nodeEP netip.AddrPo
 	if err != nil {
 		return nil, err
 	}
-	fp := &fakePeer{key: key, port: port, tun: tuntest.NewChannelTUN()}
+	fp := &fakePeer{key: key, nodePub: nodePub, port: port, tun: tuntest.NewChannelTUN()}
 	quiet := &device.Logger{Verbosef: device.DiscardLogf, Errorf: device.DiscardLogf}
 	fp.sock = pc.(*net.UDPConn)
 	fp.dev = device.NewDevice(fp.tun.TUN(), &oneBind{c: fp.sock}, quiet)
@@ -323,6 +332,12 @@ func newFakePeer(h *lab.Host, port int, nodePub nodekey.Key, nodeEP netip.AddrPo
 func (fp *fakePeer) handshaked() bool {
 	s, err := fp.dev.IpcGet()
 	return err == nil && strings.Contains(s, "last_handshake_time_sec=") && !strings.Contains(s, "last_handshake_time_sec=0\n")
+}
+
+// quiet turns the peer's keepalive off: an idle peer that sends nothing,
+// as a peerlined whose tunnel carries no data does (pkg/wgtunnel).
+func (fp *fakePeer) quiet() error {
+	return fp.dev.IpcSet(fmt.Sprintf("public_key=%s\npersistent_keepalive_interval=0\n", fp.nodePub.Hex()))
 }
 
 func (fp *fakePeer) close() {
@@ -415,7 +430,7 @@ func TestScale253(t *testing.T) {
 	// Traffic crosses the answering peers' tunnels both ways: their pings
 	// reach the node's phone and its answers come back.
 	tctx, stop := context.WithTimeout(ctx, 5*time.Second)
-	s.runTraffic(tctx, time.Second)
+	s.runTraffic(tctx, s.onlineByIndex(), time.Second)
 	stop()
 	if p, r := s.pings.Load(), s.replies.Load(); r < p/2 {
 		t.Errorf("%d of %d pings from the answering peers to the node's phone answered, want most", r, p)

@@ -22,18 +22,30 @@ import (
 )
 
 // BenchmarkScale measures issue 16's figures for one node with many peers,
-// half of them answering (and pinging the node's phone during the first
-// minute) and half switched off, for each count in SCALE_PEERS (default
-// "32,128,253"):
+// half of them answering and half switched off, for each count in
+// SCALE_PEERS (default "32,128,253"). Every answering peer proves its
+// tunnel by pinging the node's phone during the first minute; then a
+// fixed few of them (the first SCALE_ACTIVE by index, default 16: calls
+// in progress) go on pinging every 5 s for the whole idle window, and the
+// others fall quiet and turn their keepalive off, as an idle peerlined
+// does, so that the node's devices for them park (pkg/wgtunnel lazy.go:
+// the node's keepalive goes off 2 minutes after the last data, the device
+// parks once the session is 180 s old and nothing came in for 2 minutes,
+// so about 5-6 minutes after the first minute: SCALE_IDLE must be well
+// past 7 minutes for the end figures to show it):
 //
 //   - tunnels_up and ready_s: from starting the daemon to READY with every
 //     tunnel up (or, if that never happens within 90 s, how many came up);
 //   - rss_mb_1min, rss_mb_10min: the daemon's resident memory one minute
 //     after the tunnels were up and the answering peers connected (a
-//     minute in which they ping the node's phone), and at the end of the
-//     idle window (SCALE_IDLE, default 10m, counted from the same point);
-//     rss_mb_min/max over the idle stretch show whether it is flat;
-//   - heap_mb, goroutines: the daemon's own figures (status.json) at the end;
+//     minute in which all of them ping the node's phone: every online
+//     peer's device awake, the cost of all tunnels active at once), and at
+//     the end of the idle window (SCALE_IDLE, default 10m, counted from
+//     the same point); rss_mb_min/max over the idle stretch show whether
+//     it is flat, rss_mb_by_min is the RSS at the end of each minute;
+//   - heap_mb, goroutines: the daemon's own figures (status.json) at the
+//     end; heap_mb_1min and goroutines_1min at one minute;
+//   - awake_at_end: the devices not parked at the end (status.json);
 //   - cpu_pct_idle: the daemon's CPU (user + system) over the idle stretch,
 //     from the first minute to the end, in percent of one core;
 //   - add_one_ms, remove_one_ms: taking one peer out of the config and
@@ -60,6 +72,13 @@ func BenchmarkScale(b *testing.B) {
 		b.Fatalf("SCALE_IDLE=%v: use at least 90s (the idle stretch, over which cpu_pct_idle is measured, starts after the first minute)", idle)
 	}
 	early := time.Minute
+	active := 16
+	if s := os.Getenv("SCALE_ACTIVE"); s != "" {
+		var err error
+		if active, err = strconv.Atoi(s); err != nil || active < 0 {
+			b.Fatalf("SCALE_ACTIVE=%q: want a count >= 0 of answering peers that keep passing traffic", s)
+		}
+	}
 	changes := 3
 	if s := os.Getenv("SCALE_CHANGES"); s != "" {
 		var err error
@@ -69,12 +88,13 @@ func BenchmarkScale(b *testing.B) {
 	}
 	var results []scaleResult
 	for _, n := range counts {
-		r := benchScale(b, n, early, idle, changes)
+		r := benchScale(b, n, early, idle, active, changes)
 		results = append(results, r)
 		fmt.Fprintf(os.Stderr, "bench: scale %+v\n", r)
 	}
 	benchOut(b, cmp.Or(os.Getenv("SCALE_OUT"), "scale.json"), map[string]any{
 		"idle_window_s": idle.Seconds(),
+		"active_peers":  active,
 		"results":       results,
 	})
 }
@@ -104,8 +124,13 @@ type scaleResult struct {
 	RSS10min     float64   `json:"rss_mb_10min"`
 	RSSMin       float64   `json:"rss_mb_min_after_1min"`
 	RSSMax       float64   `json:"rss_mb_max_after_1min"`
+	RSSByMin     []float64 `json:"rss_mb_by_min"`
 	HeapMB       *float64  `json:"heap_mb"`
 	Goroutines   *int      `json:"goroutines"`
+	HeapMB1min   *float64  `json:"heap_mb_1min"`
+	Goroutines1  *int      `json:"goroutines_1min"`
+	Active       int       `json:"active"`
+	AwakeAtEnd   int       `json:"awake_at_end"`
 	Threads      int       `json:"threads"`
 	CPUPctIdle   float64   `json:"cpu_pct_idle"`
 	AddOneMS     *float64  `json:"add_one_ms"`
@@ -120,7 +145,7 @@ type scaleResult struct {
 	IdleS         float64 `json:"idle_s"`
 }
 
-func benchScale(b *testing.B, n int, early, idle time.Duration, changes int) scaleResult {
+func benchScale(b *testing.B, n int, early, idle time.Duration, active, changes int) scaleResult {
 	l := newLab(b)
 	defer l.Close()
 	ctx, cancel := context.WithTimeout(b.Context(), idle+10*time.Minute)
@@ -130,7 +155,8 @@ func benchScale(b *testing.B, n int, early, idle time.Duration, changes int) sca
 	if err != nil {
 		b.Fatal(err)
 	}
-	r := scaleResult{Peers: n, Online: online, IdleS: idle.Seconds()}
+	active = min(active, online)
+	r := scaleResult{Peers: n, Online: online, IdleS: idle.Seconds(), Active: active}
 	start := time.Now()
 	if err := s.start(ctx); err != nil {
 		b.Fatal(err)
@@ -154,7 +180,11 @@ func benchScale(b *testing.B, n int, early, idle time.Duration, changes int) sca
 	// every tunnel up (or given up on) and the answering peers connected.
 	start = time.Now()
 	tctx, stopTraffic := context.WithCancel(ctx)
-	go s.runTraffic(tctx, 5*time.Second)
+	all := s.onlineByIndex()
+	go s.runTraffic(tctx, all, 5*time.Second)
+	actx, stopActive := context.WithCancel(ctx)
+	defer stopActive()
+	nextMin := start.Add(time.Minute)
 	var cpuAt1 int64
 	var at1 time.Time
 	r.RSSMin = math.Inf(1)
@@ -169,9 +199,24 @@ func benchScale(b *testing.B, n int, early, idle time.Duration, changes int) sca
 			if at1.IsZero() {
 				stopTraffic()
 				at1, cpuAt1, r.RSS1min = time.Now(), ps.cpuTick, rss
+				// The active few go on; the rest fall quiet.
+				go s.runTraffic(actx, all[:active], 5*time.Second)
+				for _, fp := range all[active:] {
+					if err := fp.quiet(); err != nil {
+						b.Fatalf("turning an idle answering peer's keepalive off: %v", err)
+					}
+				}
+				if rt, err := s.runtime(ctx); err == nil && rt != nil {
+					h, g := round2(rt.HeapMB), rt.Goroutines
+					r.HeapMB1min, r.Goroutines1 = &h, &g
+				}
 				go s.profile(b, n, "cpu", "profile?seconds="+strconv.Itoa(int(max(idle-early-5*time.Second, time.Second).Seconds())))
 			}
 			r.RSSMin, r.RSSMax = min(r.RSSMin, rss), max(r.RSSMax, rss)
+		}
+		if !time.Now().Before(nextMin) {
+			r.RSSByMin = append(r.RSSByMin, round2(rss))
+			nextMin = nextMin.Add(time.Minute)
 		}
 		if elapsed >= idle {
 			r.RSS10min, r.Threads = rss, ps.threads
@@ -187,7 +232,15 @@ func benchScale(b *testing.B, n int, early, idle time.Duration, changes int) sca
 		}
 	}
 	stopTraffic()
+	stopActive()
 	r.Pings, r.Replies = s.pings.Load(), s.replies.Load()
+	if st, err := s.node.StatusSince(ctx, time.Now()); err == nil {
+		for _, p := range st.Peers {
+			if p.Up && !p.Parked {
+				r.AwakeAtEnd++
+			}
+		}
+	}
 	if rt, err := s.runtime(ctx); err == nil && rt != nil {
 		h := round2(rt.HeapMB)
 		g := rt.Goroutines

@@ -98,8 +98,9 @@ type peer struct {
 	// saidBye: this node told the peer it is going offline; a handshake
 	// now would show it online again.
 	saidBye bool
-	// relayChecked is when a quiet relayed path was last probed.
-	relayChecked time.Time
+	// relayChecked is when a quiet relayed path was last probed,
+	// quietProbed a quiet direct one (idle.go).
+	relayChecked, quietProbed time.Time
 
 	keepaliveOn bool
 	keepaliveAt time.Time // when to turn it on if the peer did not start
@@ -428,15 +429,7 @@ func (p *peer) tick(e env, now time.Time) {
 		p.connectBackoff = min(max(2*p.connectBackoff, connectMin), connectMax)
 		p.connectAt = now.Add(p.connectBackoff)
 	}
-	// A relayed tunnel's WireGuard keepalives may all go one way (each
-	// end's timer restarts on the other's packets), and no direct probe
-	// gets through: the end that only sends would hear nothing, take the
-	// peer for gone after onlineFor and look for it again, with a burst
-	// of punching, every few minutes. Ask the relay first.
-	if p.path == PathRelay && p.alive(now) && now.Sub(p.lastAlive) >= relayQuiet && now.Sub(p.relayChecked) >= relayCheckEvery {
-		p.relayChecked = now
-		p.probeRelay(e, now)
-	}
+	p.probeIfQuiet(e, now)
 	if now.Before(p.nextProbe) || len(p.candidates) == 0 {
 		return
 	}

@@ -92,10 +92,12 @@ type Initiations interface {
 }
 
 // Timing. The punch window is long enough for a few lost probes on a
-// lossy line. An idle tunnel costs each node WireGuard's keepalive every
-// 25 s, its own probe every 60 s and its answer to the peer's (about 0.8
-// packets per 10 s with WireGuard's rekey; pkg/peerlab
-// BenchmarkIdleKeepalive measures it). A relayed one tries its few direct
+// lossy line. An idle tunnel costs each node its own probe every 60 s and
+// its answer to the peer's, and a quiet probe when the two fall together
+// (idle.go); WireGuard's keepalive runs only while the tunnel carries data
+// (pkg/wgtunnel), and the device parks when the session has expired. The
+// goal is at most 0.8 packets per 10 s (pkg/peerlab BenchmarkIdleKeepalive
+// measures it). A relayed one tries its few direct
 // candidates every 20 s for two minutes after an introduction (a router's
 // state may change soon after), then every 2 minutes; behind a NAT that
 // maps per destination, where punching cannot work, every 2 minutes from

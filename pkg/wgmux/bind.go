@@ -59,6 +59,11 @@ type Bind struct {
 	// unanswered is when the first initiation of ours left since the
 	// device last completed or answered a handshake (UnansweredSince).
 	unanswered time.Time
+	// answering is when a peer's initiation was last handed to the
+	// device, until the device answers one; ownHeld is an initiation of
+	// ours held meanwhile (answering.go).
+	answering time.Time
+	ownHeld   *ownHeldInit
 	// confirmNext: our initiation was just answered, and the next data
 	// message the device sends confirms the new key to the peer; it goes
 	// twice (lossrepair.go).
@@ -154,6 +159,7 @@ func (b *Bind) initiationIn(p []byte, ep conn.Endpoint) {
 	if v != holdBack {
 		// The device answers it: a handshake, ours or not.
 		b.unanswered = time.Time{}
+		b.answering = now
 		b.crossMu.Unlock()
 		b.deliver(p, ep)
 		return
@@ -181,6 +187,7 @@ func (b *Bind) releaseCrossed(h *crossHeldInit) {
 	b.crossHeld = nil
 	b.cross.released()
 	b.unanswered = time.Time{}
+	b.answering = time.Now()
 	msg, ep := h.msg, h.ep
 	b.crossMu.Unlock()
 	b.mux.stats.CrossReleased.Add(1)
@@ -395,6 +402,8 @@ func (b *Bind) Close() error {
 	b.cross = crossGuard{wins: b.cross.wins}
 	b.lastResp = sentResponse{}
 	b.unanswered = time.Time{}
+	b.answering = time.Time{}
+	b.dropOwnHeldLocked()
 	b.crossMu.Unlock()
 	return nil
 }
@@ -447,8 +456,12 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 			if err == nil && b.write(p, to) == nil {
 				b.mux.stats.ConfirmDoubled.Add(1)
 			}
+		case isInit && b.holdWhileAnswering(p, to):
+			// Held, and recorded as sent when it goes (answering.go).
+			continue
 		default:
 			if isInit {
+				b.dropOwnHeld() // this newer one replaces it
 				b.initiationOut(p, to)
 			}
 			if isResponse {
@@ -460,16 +473,22 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 			return err
 		}
 		if isInit && !e.pending {
-			b.sentMu.Lock()
-			copy(b.sent.msg[:], p)
-			b.sent.at, b.sent.copied = time.Now(), b.sent.copied[:0]
-			if e.session == 0 {
-				b.sent.copied = append(b.sent.copied, e.addr)
-			}
-			b.sentMu.Unlock()
+			b.recordSent(p, to)
 		}
 	}
 	return nil
+}
+
+// recordSent keeps initiation p, gone to to, for CopyInitiation and the
+// loss repair's resend.
+func (b *Bind) recordSent(p []byte, to pathKey) {
+	b.sentMu.Lock()
+	copy(b.sent.msg[:], p)
+	b.sent.at, b.sent.copied = time.Now(), b.sent.copied[:0]
+	if to.session == 0 {
+		b.sent.copied = append(b.sent.copied, to.addr)
+	}
+	b.sentMu.Unlock()
 }
 
 // CopyInitiation sends the last handshake initiation this device sent, if

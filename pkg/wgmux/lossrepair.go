@@ -59,6 +59,8 @@ func (b *Bind) responseOut(p []byte) {
 	copy(b.lastResp.msg[:], p)
 	b.lastResp.to = binary.LittleEndian.Uint32(p[8:])
 	b.lastResp.at = time.Now()
+	b.answering = time.Time{}
+	b.dropOwnHeldLocked()
 	b.crossMu.Unlock()
 }
 

@@ -18,6 +18,13 @@ import (
 // and its state, the peer's configuration) and runs the device only while
 // the peer is in use:
 //
+//   - while awake, WireGuard's persistent keepalive (which the path manager
+//     turns on once it knows a path, StartKeepalive) runs only while the
+//     tunnel carries data: after keepaliveIdle without a data packet either
+//     way it is turned off, and on again with the next one. So an online
+//     peer that is not called lets its session expire and parks like one
+//     that is switched off; the path manager's own probes on the node's
+//     socket keep its NAT mappings and its online state (pkg/peerpath);
 //   - it wakes (the device is made and configured again) when the phone
 //     side sends a packet into the TUN (a call being placed: the packet is
 //     left in the TUN and is the first the new device reads), when a
@@ -45,7 +52,28 @@ var (
 	// sessionLife is WireGuard's RejectAfterTime: after it neither end
 	// uses the session's keys.
 	sessionLife = 180 * time.Second
+	// keepaliveIdle is how long the persistent keepalive outlives the
+	// tunnel's last data packet: a call's media keeps it on, and a short
+	// pause (a call on hold, between calls) does not cost the session.
+	keepaliveIdle = 2 * time.Minute
+	// peerWakeRead is how long a device woken by its peer waits at most
+	// for its answer to go out before it reads the TUN (wakeLocked).
+	peerWakeRead = time.Second
 )
+
+// keepaliveWanted says whether an awake device's persistent keepalive
+// should run: the path manager asked for it (wanted) and a data packet
+// went either way within keepaliveIdle of now (dataAt).
+func keepaliveWanted(now time.Time, wanted bool, dataAt time.Time) bool {
+	return wanted && now.Sub(dataAt) < keepaliveIdle
+}
+
+// isData reports whether a WireGuard message is a transport message that
+// carries a packet: not a handshake, a cookie or a keepalive (a transport
+// header and an empty payload's tag, 32 bytes).
+func isData(b []byte) bool {
+	return len(b) > 32 && b[0] == 4 && b[1] == 0 && b[2] == 0 && b[3] == 0
+}
 
 // shouldPark is the parking rule. wokeAt is when the device was made,
 // handshake the last completed handshake (any incarnation), rxAt when a

@@ -33,7 +33,7 @@ func TestStatusAsksOnlyAfterTraffic(t *testing.T) {
 		tuns[i] = tuntest.NewChannelTUN()
 		var bind = binds[i]
 		if i == 0 {
-			bind = countingBind{binds[0], &tun.traffic}
+			bind = countingBind{binds[0], &tun.traffic, &tun.data, &tun.readAfterSend}
 		}
 		devs[i] = device.NewDevice(tuns[i].TUN(), bind, device.NewLogger(device.LogLevelSilent, ""))
 		t.Cleanup(devs[i].Close)

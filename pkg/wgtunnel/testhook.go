@@ -3,6 +3,7 @@
 package wgtunnel
 
 import (
+	"fmt"
 	"os"
 	"os/signal"
 	"strconv"
@@ -22,6 +23,29 @@ import (
 // send, and the keepalive that comes next starts a handshake. Two daemons
 // given the same instant rekey together, which WireGuard's 120/180 s
 // constants make too slow to wait for in a test.
+//
+// And PEERLINE_TESTHOOK_LAZY, read at start, shortens lazy.go's timers
+// for pkg/peerlab's TestLazyIdleCall: comma-separated name=duration pairs
+// of parkCheck, parkNever, parkIdle, sessionLife and keepaliveIdle.
+
+func init() {
+	s := os.Getenv("PEERLINE_TESTHOOK_LAZY")
+	if s == "" {
+		return
+	}
+	vars := map[string]*time.Duration{"parkCheck": &parkCheck, "parkNever": &parkNever, "parkIdle": &parkIdle,
+		"sessionLife": &sessionLife, "keepaliveIdle": &keepaliveIdle}
+	for kv := range strings.SplitSeq(s, ",") {
+		k, v, _ := strings.Cut(kv, "=")
+		d, err := time.ParseDuration(v)
+		if p := vars[k]; p != nil && err == nil {
+			*p = d
+			continue
+		}
+		fmt.Fprintf(os.Stderr, "PEERLINE_TESTHOOK_LAZY: %q is not one of parkCheck, parkNever, parkIdle, sessionLife, keepaliveIdle = a duration\n", kv)
+		os.Exit(2)
+	}
+}
 
 var testHooked struct {
 	once    sync.Once

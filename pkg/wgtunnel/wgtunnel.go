@@ -87,7 +87,10 @@ type Tunnel struct {
 	// reader, and the Bind wakes the tunnel for the peer's messages.
 	lazy bool
 
-	wake      chan struct{}
+	wake chan struct{}
+	// peerWoke: the last poke came from the Bind (a message from the
+	// peer), not the TUN.
+	peerWoke  atomic.Bool
 	closing   chan struct{}
 	closeOnce sync.Once
 	loopDone  chan struct{}
@@ -123,8 +126,20 @@ type Tunnel struct {
 	trafficAt   time.Time
 	askedAt     time.Time
 	fresh       bool
-	listenPort  string
-	closed      bool
+	// data counts the transport messages with a packet in them that the
+	// devices' Bind received and sent (isData); dataSeen is the count at
+	// the last check and dataAt when it last moved (or the device woke,
+	// or the keepalive was asked for). keepaliveRuns is whether the awake
+	// device's persistent keepalive is on (keepaliveWanted).
+	data          atomic.Uint64
+	dataSeen      uint64
+	dataAt        time.Time
+	keepaliveRuns bool
+	// readAfterSend is a device woken by its peer whose TUN reads wait
+	// until it has sent its first message (wakeLocked).
+	readAfterSend atomic.Pointer[view]
+	listenPort    string
+	closed        bool
 }
 
 // Waker is a Bind that can wake a parked tunnel: it calls fn (which must
@@ -207,7 +222,7 @@ func Start(cfg Config, log *slog.Logger) (_ *Tunnel, err error) {
 	}
 	t.uapi = uapi
 	if t.lazy {
-		waker.SetWake(t.poke)
+		waker.SetWake(t.pokeFromPeer)
 	}
 	go t.runUAPI()
 	go t.run()
@@ -222,6 +237,12 @@ func (t *Tunnel) poke() {
 	case t.wake <- struct{}{}:
 	default:
 	}
+}
+
+// pokeFromPeer is poke for a message from the peer.
+func (t *Tunnel) pokeFromPeer() {
+	t.peerWoke.Store(true)
+	t.poke()
 }
 
 // run wakes the device when poked and parks it when idle.
@@ -239,8 +260,12 @@ func (t *Tunnel) run() {
 			return
 		case <-t.wake:
 			t.mu.Lock()
+			why := "traffic"
+			if t.peerWoke.Swap(false) {
+				why = "peer"
+			}
 			if t.dev == nil && !t.closed {
-				if err := t.wakeLocked("traffic"); err != nil {
+				if err := t.wakeLocked(why); err != nil {
 					t.log.Error("waking the tunnel; the next packet tries again", "err", err)
 					t.startWaiter()
 				}
@@ -250,6 +275,7 @@ func (t *Tunnel) run() {
 			t.mu.Lock()
 			if t.dev != nil && !t.closed {
 				t.readLocked()
+				t.keepaliveLocked(now)
 				if shouldPark(now, t.wokeAt, t.last.LastHandshake, t.rxAt, t.readAt) {
 					t.parkLocked()
 					t.log.Debug("tunnel parked", "last_handshake", t.last.LastHandshake)
@@ -283,11 +309,16 @@ func (t *Tunnel) wakeLocked(why string) error {
 		v = newView(t.wrapped, t.base, &t.reads)
 		td = v
 	}
-	dev := device.NewDevice(td, countingBind{t.cfg.Bind, &t.traffic}, wgLogger(t.log))
+	dev := device.NewDevice(td, countingBind{t.cfg.Bind, &t.traffic, &t.data, &t.readAfterSend}, wgLogger(t.log))
 	t.fresh = false
 	cfg := t.cfg
 	cfg.Peer.EndpointString = t.endpoint
-	if t.keepaliveOn {
+	// The keepalive goes on with the device (which sends one at once,
+	// and with it a handshake), except when the peer woke it: its
+	// handshake is on the way in, and one of ours would cross it. The
+	// next check turns it on then (keepaliveLocked).
+	keepalive := t.keepaliveOn && why != "peer"
+	if keepalive {
 		cfg.Peer.Keepalive = t.keepaliveInterval()
 	}
 	if err := dev.IpcSet(uapiConfig(cfg)); err != nil {
@@ -300,10 +331,32 @@ func (t *Tunnel) wakeLocked(why string) error {
 		t.base.resume()
 		return fmt.Errorf("bringing up WireGuard device %s: %w", t.name, err)
 	}
-	if v != nil {
+	switch {
+	case v != nil && why == "peer":
+		// The peer's message that woke it (a handshake initiation, as a
+		// rule) is handed over now; a packet waiting in the TUN (the
+		// phones called at the same instant) would make the device
+		// start a handshake of its own before it answers the peer's,
+		// and the two cross: each end answers the other's and abandons
+		// its own, and nothing moves until WireGuard's 5 s retry (seen
+		// in TestLazyIdlePeer). So the device reads the TUN once it has
+		// sent its answer (countingBind.Send), or after peerWakeRead if
+		// it sends nothing; the packet then waits for the session the
+		// answer makes.
+		t.readAfterSend.Store(v)
+		time.AfterFunc(peerWakeRead, func() {
+			// Nothing sent: the keepalive may go on (keepaliveLocked).
+			t.readAfterSend.CompareAndSwap(v, nil)
+			v.open()
+		})
+	case v != nil:
+		t.readAfterSend.Store(nil)
 		v.open()
 	}
 	t.dev, t.wokeAt = dev, time.Now()
+	// Whatever woke it (a packet from the phone side or from the peer,
+	// the path manager) is about to use it: the keepalive's window starts.
+	t.dataAt, t.dataSeen, t.keepaliveRuns = t.wokeAt, t.data.Load(), keepalive
 	if t.rxAt.IsZero() {
 		t.rxAt = t.wokeAt
 	}
@@ -453,10 +506,14 @@ func (t *Tunnel) serveUAPI(c net.Conn) {
 
 // countingBind is the device's Bind, counting the datagrams it receives
 // and sends in n (one atomic add per batch), so that the tunnel knows when
-// the device's state may have moved (readLocked).
+// the device's state may have moved (readLocked), and those that carry
+// data in data (one more per batch with any), for the keepalive
+// (keepaliveLocked).
 type countingBind struct {
 	conn.Bind
-	n *atomic.Uint64
+	n, data *atomic.Uint64
+	// readAfterSend, if set, is opened after the first Send.
+	readAfterSend *atomic.Pointer[view]
 }
 
 func (b countingBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
@@ -467,6 +524,12 @@ func (b countingBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 			n, err := fn(packets, sizes, eps)
 			if n > 0 {
 				b.n.Add(1)
+				for i := range n {
+					if isData(packets[i][:sizes[i]]) {
+						b.data.Add(1)
+						break
+					}
+				}
 			}
 			return n, err
 		}
@@ -476,7 +539,19 @@ func (b countingBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 
 func (b countingBind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	b.n.Add(1)
-	return b.Bind.Send(bufs, ep)
+	for _, m := range bufs {
+		if isData(m) {
+			b.data.Add(1)
+			break
+		}
+	}
+	err := b.Bind.Send(bufs, ep)
+	if b.readAfterSend.Load() != nil {
+		if v := b.readAfterSend.Swap(nil); v != nil {
+			v.open()
+		}
+	}
+	return err
 }
 
 type bufferedConn struct {
@@ -508,11 +583,8 @@ func (t *Tunnel) parkedGetLocked() string {
 	}
 	fmt.Fprintf(&b, "last_handshake_time_sec=%d\nlast_handshake_time_nsec=%d\n", sec, nsec)
 	fmt.Fprintf(&b, "tx_bytes=%d\nrx_bytes=%d\n", t.last.TxBytes, t.last.RxBytes)
-	ka := 0
-	if t.keepaliveOn {
-		ka = int(t.keepaliveInterval() / time.Second)
-	}
-	fmt.Fprintf(&b, "persistent_keepalive_interval=%d\n", ka)
+	// A parked device sends nothing: no keepalive either.
+	b.WriteString("persistent_keepalive_interval=0\n")
 	for _, p := range t.cfg.Peer.AllowedIPs {
 		fmt.Fprintf(&b, "allowed_ip=%s\n", p)
 	}
@@ -540,7 +612,9 @@ func (t *Tunnel) SetEndpoint(endpoint string) error {
 // had none). Turning it on from off makes WireGuard send a keepalive at
 // once, and with it a handshake if none is up: that is how a path found by
 // punching gets its handshake without waiting for traffic. A parked device
-// wakes for it.
+// wakes for it. On a tunnel that parks, the keepalive then runs while the
+// tunnel carries data (keepaliveLocked); it is the path manager's probes
+// that keep an idle peer's path.
 func (t *Tunnel) StartKeepalive() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -552,12 +626,46 @@ func (t *Tunnel) StartKeepalive() error {
 		// Made with the keepalive on, which sends one at once.
 		return t.wakeLocked("path found")
 	}
+	t.dataAt, t.keepaliveRuns = time.Now(), true
 	t.fresh = false
 	set := fmt.Sprintf("public_key=%s\npersistent_keepalive_interval=0\npersistent_keepalive_interval=%d\n", t.peer.Hex(), int(t.keepaliveInterval()/time.Second))
 	if err := t.dev.IpcSet(set); err != nil {
 		return fmt.Errorf("starting keepalive on %s: %w", t.name, err)
 	}
 	return nil
+}
+
+// keepaliveLocked turns the awake device's persistent keepalive off when
+// the tunnel carried no data for keepaliveIdle, and on again when it does
+// (keepaliveWanted). Turning it on sends a keepalive at once, which is
+// harmless with data flowing.
+func (t *Tunnel) keepaliveLocked(now time.Time) {
+	if n := t.data.Load(); n != t.dataSeen {
+		t.dataSeen, t.dataAt = n, now
+	}
+	want := keepaliveWanted(now, t.keepaliveOn, t.dataAt)
+	if want == t.keepaliveRuns {
+		return
+	}
+	if want && t.readAfterSend.Load() != nil {
+		// Woken by its peer and its answer not out yet: a keepalive now
+		// would be an initiation of ours, crossing the peer's
+		// (wakeLocked). A tick buffered while the device was made gets
+		// here microseconds after; the next one after the answer turns
+		// it on.
+		return
+	}
+	sec := 0
+	if want {
+		sec = int(t.keepaliveInterval() / time.Second)
+	}
+	t.fresh = false
+	if err := t.dev.IpcSet(fmt.Sprintf("public_key=%s\npersistent_keepalive_interval=%d\n", t.peer.Hex(), sec)); err != nil {
+		t.log.Warn("setting the keepalive", "err", err)
+		return
+	}
+	t.keepaliveRuns = want
+	t.log.Debug("keepalive", "on", want)
 }
 
 // Name is the device name.
