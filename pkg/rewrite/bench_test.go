@@ -26,13 +26,19 @@ func BenchmarkDeviceReadRTP(b *testing.B) {
 
 // reportLatency reports what the Device's own histogram saw (a sample of
 // the batches, timed inside Read or Write), beside the benchmark's own
-// average.
-func reportLatency(b *testing.B, h Histogram) {
+// average, and its control (the same readings around nothing), if given.
+func reportLatency(b *testing.B, h Histogram, control ...Histogram) {
 	if h.Packets() == 0 {
 		return
 	}
 	b.ReportMetric(float64(h.Quantile(0.5).Nanoseconds()), "p50-ns")
 	b.ReportMetric(float64(h.Quantile(0.99).Nanoseconds()), "p99-ns")
+	for _, c := range control {
+		if c.Packets() != 0 {
+			b.ReportMetric(float64(c.Quantile(0.5).Nanoseconds()), "control-p50-ns")
+			b.ReportMetric(float64(c.Quantile(0.99).Nanoseconds()), "control-p99-ns")
+		}
+	}
 }
 
 // BenchmarkDeviceWriteRTP is the same from the wire.

@@ -46,13 +46,14 @@ const (
 
 // latencyHist is one direction's histogram.
 type latencyHist struct {
-	batches atomic.Uint32
-	n       [latencyBuckets]atomic.Uint64
-	_       [64]byte
+	n [latencyBuckets]atomic.Uint64
+	_ [64]byte
 }
 
-// sampled reports whether this batch is one to time.
-func (h *latencyHist) sampled() bool { return h.batches.Add(1)%latencySampleEvery == 0 }
+// timeBatch reports whether this batch of direction dir is one to time.
+func (d *Device) timeBatch(dir int) bool {
+	return d.hot[dir].batches.Add(1)%latencySampleEvery == 0
+}
 
 func (h *latencyHist) record(ns int64, packets int) {
 	if packets <= 0 {
@@ -79,11 +80,35 @@ func latencyLow(i int) uint64 {
 	return uint64(latencySub+i%latencySub) << (e - 3)
 }
 
+// observeControl is the control beside the timed interval: on another one
+// batch in latencySampleEvery (half a period away from the timed ones), a
+// second clock reading straight after the one that starts the interval,
+// with nothing between them, into the control histogram. It is an interval
+// of the same shape around nothing: what is in it is the clock read and
+// what the machine does to the thread meanwhile (an interrupt, the thread
+// switched out, the host taking the CPU), so its tail beside the timed
+// interval's tells which part of that is the machine's. It only reads the
+// batch count, which observe then moves on. Its histogram is made with
+// the direction's first control sample: an idle tunnel keeps none.
+func (d *Device) observeControl(dir int, start int64, packets int) {
+	if d.hot[dir].batches.Load()%latencySampleEvery != latencySampleEvery/2 {
+		return
+	}
+	end := d.now()
+	h := d.control[dir].Load()
+	if h == nil {
+		if h = new(latencyHist); !d.control[dir].CompareAndSwap(nil, h) {
+			h = d.control[dir].Load()
+		}
+	}
+	h.record(end-start, packets)
+}
+
 // observe times the batch of packets that entered at start, if it is one
 // of the sampled.
 func (d *Device) observe(dir int, start int64, packets int) {
-	if h := &d.latency[dir]; h.sampled() {
-		h.record(d.now()-start, packets)
+	if d.timeBatch(dir) {
+		d.latency[dir].record(d.now()-start, packets)
 	}
 }
 
@@ -92,6 +117,10 @@ func (d *Device) observe(dir int, start int64, packets int) {
 type Latency struct {
 	Outbound Histogram `json:"outbound"`
 	Inbound  Histogram `json:"inbound"`
+	// ControlOutbound and ControlInbound are the control (observeControl):
+	// the same sampling and clock readings around nothing.
+	ControlOutbound Histogram `json:"control_outbound"`
+	ControlInbound  Histogram `json:"control_inbound"`
 }
 
 // Histogram is the sampled packets by their time in the rewriter.
@@ -112,13 +141,25 @@ type LatencyBucket struct {
 func (d *Device) Latency() Latency {
 	var l Latency
 	for dir, h := range []*Histogram{&l.Outbound, &l.Inbound} {
-		for i := range latencyBuckets {
-			if n := d.latency[dir].n[i].Load(); n != 0 {
-				h.Buckets = append(h.Buckets, LatencyBucket{LowNs: latencyLow(i), Packets: n})
-			}
+		h.Buckets = d.latency[dir].buckets()
+	}
+	for dir, h := range []*Histogram{&l.ControlOutbound, &l.ControlInbound} {
+		if c := d.control[dir].Load(); c != nil {
+			h.Buckets = c.buckets()
 		}
 	}
 	return l
+}
+
+// buckets returns h's non-empty buckets.
+func (h *latencyHist) buckets() []LatencyBucket {
+	var b []LatencyBucket
+	for i := range latencyBuckets {
+		if n := h.n[i].Load(); n != 0 {
+			b = append(b, LatencyBucket{LowNs: latencyLow(i), Packets: n})
+		}
+	}
+	return b
 }
 
 // Packets is how many packets the histogram holds.
