@@ -21,7 +21,7 @@ func BenchmarkDeviceReadRTP(b *testing.B) {
 	if c := d.Calls(); len(c) != 1 || c[0].Sent.Lost != 0 {
 		b.Fatalf("Calls() = %+v, want one call, nothing lost", c)
 	}
-	reportLatency(b, d.Latency().Outbound)
+	reportLatency(b, d.Latency().Outbound, d.Latency().ControlOutbound)
 }
 
 // reportLatency reports what the Device's own histogram saw (a sample of
@@ -56,7 +56,7 @@ func BenchmarkDeviceWriteRTP(b *testing.B) {
 		bufs[0] = buf
 		_, _ = d.Write(bufs, testOffset)
 	}
-	reportLatency(b, d.Latency().Inbound)
+	reportLatency(b, d.Latency().Inbound, d.Latency().ControlInbound)
 }
 
 // BenchmarkDeviceInvite is an INVITE with SDP read from a phone and rewritten

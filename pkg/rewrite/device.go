@@ -231,50 +231,8 @@ func Wrap(inner tun.Device, peer uint8, log *slog.Logger) *Device {
 	return d
 }
 
-// now reads the Device's clock.
-func (d *Device) now() int64 {
-	if d.clock != nil {
-		return d.clock()
-	}
-	return int64(time.Since(d.base))
-}
-
 // wall turns a reading of the Device's clock into a time.
 func (d *Device) wall(t int64) time.Time { return d.base.Add(time.Duration(t)) }
-
-// Read reads packets from the TUN and maps them for the wire.
-func (d *Device) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
-	if d.dirs[outbound].npending.Load() > 0 {
-		if n := d.readPending(bufs, sizes, offset); n > 0 {
-			return n, nil
-		}
-	}
-	n, err := d.inner.Read(bufs, sizes, offset)
-	if n <= 0 {
-		if n == 0 && err == nil && d.dirs[outbound].npending.Load() > 0 {
-			// Woken (WakeRead) for an answer of ours to the peer.
-			return d.readPending(bufs, sizes, offset), nil
-		}
-		return n, err
-	}
-	now := d.now()
-	d.observeControl(outbound, now, n)
-	wire := d.wire()
-	for i := range n {
-		if offset < 0 || offset > len(bufs[i]) || sizes[i] < 0 || sizes[i] > len(bufs[i])-offset {
-			continue
-		}
-		pkt, ihl, res, slow := classify(bufs[i][offset : offset+sizes[i]])
-		if slow || oversized(pkt, res, wire) {
-			k := d.readSlow(bufs, sizes, offset, i, n, now, wire)
-			d.observe(outbound, now, n)
-			return k, err
-		}
-		sizes[i] = d.plain(pkt, ihl, res, outbound, now)
-	}
-	d.observe(outbound, now, n)
-	return n, err
-}
 
 // readSlow is Read from packet from on, under the outbound lock, with the
 // tunnel MTU Read saw.
@@ -340,33 +298,6 @@ func (d *Device) readPending(bufs [][]byte, sizes []int, offset int) int {
 	return n
 }
 
-// Write maps packets from the wire for the TUN and writes them to it.
-func (d *Device) Write(bufs [][]byte, offset int) (int, error) {
-	if len(bufs) == 0 {
-		return d.inner.Write(bufs, offset)
-	}
-	now := d.now()
-	d.observeControl(inbound, now, len(bufs))
-	for i, b := range bufs {
-		if offset < 0 || offset > len(b) {
-			continue
-		}
-		// A spoofed packet must leave the batch: only the slow path
-		// rebuilds the list handed to the inner device.
-		if _, bad := spoofedSource(b[offset:]); bad {
-			return d.writeSlow(bufs, offset, i, now)
-		}
-		pkt, ihl, res, slow := classify(b[offset:])
-		if slow {
-			return d.writeSlow(bufs, offset, i, now)
-		}
-		n := d.plain(pkt, ihl, res, inbound, now)
-		bufs[i] = b[:offset+n]
-	}
-	d.observe(inbound, now, len(bufs))
-	return d.inner.Write(bufs, offset)
-}
-
 // writeSlow is Write from packet from on, under the inbound lock, which it
 // holds until the inner device has written its buffers.
 func (d *Device) writeSlow(bufs [][]byte, offset, from int, now int64) (int, error) {
@@ -411,75 +342,6 @@ func (d *Device) writeSlow(bufs [][]byte, offset, from int, now int64) (int, err
 	return len(bufs), nil
 }
 
-// spoofedSource reports whether a packet from the peer claims a source
-// other than the peer's own addresses, and which kind. A peer may only ever
-// appear as its own phones and Pi (wire 10.255.s.p, our 10.i.s.p): a source
-// of wire 10.254.s.p would reach our phones as our own line s, and anything
-// else as a node it is not. WireGuard's allowed IPs already keep out every
-// source outside the two wire /16s, so the check is two byte compares.
-// Packets too short to hold an IPv4 source, or not IPv4, are left to the
-// usual path (counted Malformed or NonIPv4); WireGuard admits no IPv6.
-func spoofedSource(pkt []byte) (event, bool) {
-	if len(pkt) < ipHeaderLen || pkt[0]>>4 != 4 {
-		return 0, false
-	}
-	switch {
-	case pkt[offSrc] == 10 && pkt[offSrc+1] == numplan.WireSender:
-		return 0, false
-	case pkt[offSrc] == 10 && pkt[offSrc+1] == numplan.WireReceiver:
-		return evDropSourceOurs, true
-	}
-	return evDropSourceForeign, true
-}
-
-// classify checks pkt (trimming it to its IP total length) and reports
-// whether it needs its direction's lock: a UDP SIP message or a fragment of
-// a UDP datagram. What it learns is handed to plain, so that the RTP path
-// reads each header once.
-func classify(pkt []byte) (_ []byte, ihl int, res Result, slow bool) {
-	pkt, ihl, res = check(pkt)
-	if res != Plain || pkt[offProto] != protoUDP {
-		return pkt, ihl, res, false
-	}
-	if binary.BigEndian.Uint16(pkt[offFlags:])&(flagMF|fragOffsetMask) != 0 {
-		return pkt, ihl, res, true
-	}
-	return pkt, ihl, res, len(pkt) >= ihl+udpHeaderLen && udpSIP(pkt[ihl:])
-}
-
-// plain maps a packet that classify found neither SIP nor a UDP fragment in
-// place and returns its new size; RTP is counted per flow. pkt, ihl and res
-// are what classify returned.
-func (d *Device) plain(pkt []byte, ihl int, res Result, dir int, now int64) int {
-	if res != Plain {
-		d.count(dir, res)
-		return len(pkt)
-	}
-	// Packets are mapped in place: keep the local source before it goes.
-	addrs := [8]byte(pkt[offSrc : offDst+4])
-	res = mapInPlace(pkt, ihl, d.peer, numplan.Direction(dir))
-	d.count(dir, res)
-	if res != Plain || pkt[offProto] != protoUDP || len(pkt) < ihl+udpHeaderLen {
-		return len(pkt)
-	}
-	sport := binary.BigEndian.Uint16(pkt[ihl:])
-	dport := binary.BigEndian.Uint16(pkt[ihl+2:])
-	var local, remote uint64
-	if dir == outbound {
-		local, remote = endpoint(addrs[0:4], sport), endpoint(addrs[4:8], dport)
-	} else {
-		local, remote = endpoint(pkt[offDst:offDst+4], dport), endpoint(pkt[offSrc:offSrc+4], sport)
-	}
-	// Only a local phone's media is a call on this node.
-	if l := local >> 16; l>>16 == 10<<8 {
-		if s := uint8(l >> 8); uint8(l) == numplan.HostPhone && numplan.ValidLine(int(s)) {
-			d.media[s].Add(1)
-		}
-		d.observeRTP(dir, pkt, ihl, local, remote, now)
-	}
-	return len(pkt)
-}
-
 // MediaPackets returns how many UDP packets of line s's phone crossed this
 // tunnel so far; the daemon compares two readings to tell whether the phone
 // is in a call.
@@ -488,24 +350,6 @@ func (d *Device) MediaPackets(s int) uint64 {
 		return 0
 	}
 	return d.media[s].Load()
-}
-
-// count counts a packet's result, and logs the first of an unusual kind.
-func (d *Device) count(dir int, res Result) {
-	if res == Plain {
-		d.hot[dir].plain.Add(1)
-		return
-	}
-	d.counts[dir].n[res].Add(1)
-	switch res {
-	case Plain, SIPRewritten, SIPUnchanged, SIPOfflineACK, SIPAnonymousACK, SIPAnswerToPeer:
-	default:
-		if !d.logged[dir][res].Load() && !d.logged[dir][res].Swap(true) {
-			d.log.LogAttrs(context.Background(), slog.LevelInfo,
-				"rewrite: first packet of this kind, later ones are only counted",
-				slog.String("dir", numplan.Direction(dir).String()), slog.String("kind", res.String()))
-		}
-	}
 }
 
 // logEvents logs the first drop of each kind.
@@ -741,12 +585,6 @@ func sipFirstFragment(pkt []byte) bool {
 		len(pkt) >= ihl+udpHeaderLen && udpSIP(pkt[ihl:])
 }
 
-// oversized reports whether a checked IPv4 packet is larger than the
-// tunnel carries. Only IPv4 can be cut; WireGuard admits nothing else.
-func oversized(pkt []byte, res Result, wire int) bool {
-	return len(pkt) > wire && res == Plain
-}
-
 // fitLocked sends the checked, mapped packet out (which may lie in the
 // slot being handled) in fragments if it is a packet to the peer larger
 // than the tunnel MTU, with ds locked. Packets from the peer that pass
@@ -810,14 +648,6 @@ func (d *Device) SetMTU(n int) {
 		n = max(n, minMTU)
 	}
 	d.wireMTU.Store(int32(min(max(n, 0), maxPacket)))
-}
-
-// wire is the tunnel MTU: what SetMTU set, else the inner device's MTU.
-func (d *Device) wire() int {
-	if m := d.wireMTU.Load(); m > 0 {
-		return int(m)
-	}
-	return d.mtu()
 }
 
 // dirMTU is the largest packet that leaves in direction dir: the tunnel MTU

@@ -1,7 +1,6 @@
 package rewrite
 
 import (
-	"math/bits"
 	"sync/atomic"
 	"time"
 )
@@ -50,27 +49,6 @@ type latencyHist struct {
 	_ [64]byte
 }
 
-// timeBatch reports whether this batch of direction dir is one to time.
-func (d *Device) timeBatch(dir int) bool {
-	return d.hot[dir].batches.Add(1)%latencySampleEvery == 0
-}
-
-func (h *latencyHist) record(ns int64, packets int) {
-	if packets <= 0 {
-		return
-	}
-	h.n[latencyBucket(ns)].Add(uint64(packets))
-}
-
-func latencyBucket(ns int64) int {
-	if ns < latencySub {
-		return int(max(ns, 0))
-	}
-	e := bits.Len64(uint64(ns)) - 1 // 2^e <= ns, e >= 3
-	i := (e-2)*latencySub + int(uint64(ns)>>(e-3)&(latencySub-1))
-	return min(i, latencyBuckets-1)
-}
-
 // latencyLow is the least time in bucket i.
 func latencyLow(i int) uint64 {
 	if i < latencySub {
@@ -78,38 +56,6 @@ func latencyLow(i int) uint64 {
 	}
 	e := i/latencySub + 2
 	return uint64(latencySub+i%latencySub) << (e - 3)
-}
-
-// observeControl is the control beside the timed interval: on another one
-// batch in latencySampleEvery (half a period away from the timed ones), a
-// second clock reading straight after the one that starts the interval,
-// with nothing between them, into the control histogram. It is an interval
-// of the same shape around nothing: what is in it is the clock read and
-// what the machine does to the thread meanwhile (an interrupt, the thread
-// switched out, the host taking the CPU), so its tail beside the timed
-// interval's tells which part of that is the machine's. It only reads the
-// batch count, which observe then moves on. Its histogram is made with
-// the direction's first control sample: an idle tunnel keeps none.
-func (d *Device) observeControl(dir int, start int64, packets int) {
-	if d.hot[dir].batches.Load()%latencySampleEvery != latencySampleEvery/2 {
-		return
-	}
-	end := d.now()
-	h := d.control[dir].Load()
-	if h == nil {
-		if h = new(latencyHist); !d.control[dir].CompareAndSwap(nil, h) {
-			h = d.control[dir].Load()
-		}
-	}
-	h.record(end-start, packets)
-}
-
-// observe times the batch of packets that entered at start, if it is one
-// of the sampled.
-func (d *Device) observe(dir int, start int64, packets int) {
-	if d.timeBatch(dir) {
-		d.latency[dir].record(d.now()-start, packets)
-	}
 }
 
 // Latency is what the rewriter added to packets, per direction: a sample
