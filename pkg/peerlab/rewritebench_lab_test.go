@@ -694,6 +694,10 @@ type benchCalls struct {
 	// themselves (sampled; rewrite.Latency); out and in are its two
 	// directions.
 	latency, out, in rewrite.Histogram
+	// cout and cin are the control beside out and in: the same sampling
+	// and clock readings around nothing (rewrite.Latency), so what of the
+	// tail is the machine's shows beside it.
+	cout, cin rewrite.Histogram
 }
 
 func loss(tx, rx uint64) float64 {
@@ -764,10 +768,11 @@ func BenchmarkRewriteLabCalls(b *testing.B) {
 			benchFatal(b, err)
 		}
 		why := c.failure()
-		benchf("%4d calls: %-4s RTP caller->callee %d/%d (loss %.4f%%), back %d/%d (loss %.4f%%), %d expected; machine %.0f%% busy, load %.2f; kernel drops: %s; in the rewriters %d packets timed, p50 %d ns, p99 %d ns, p99.9 %d ns (outbound p50 %d ns p99 %d ns, inbound p50 %d ns p99 %d ns) %s",
+		benchf("%4d calls: %-4s RTP caller->callee %d/%d (loss %.4f%%), back %d/%d (loss %.4f%%), %d expected; machine %.0f%% busy, load %.2f; kernel drops: %s; in the rewriters %d packets timed, p50 %d ns, p99 %d ns, p99.9 %d ns (outbound p50 %d ns p99 %d ns, inbound p50 %d ns p99 %d ns; control around nothing: outbound p50 %d ns p99 %d ns, inbound p50 %d ns p99 %d ns) %s",
 			calls, map[bool]string{true: "ok", false: "FAIL"}[why == ""], c.rxAB, c.txAB, 100*loss(c.txAB, c.rxAB), c.rxBA, c.txBA, 100*loss(c.txBA, c.rxBA), c.expect, c.busy*100, c.load1, c.drops,
 			c.latency.Packets(), c.latency.Quantile(0.5).Nanoseconds(), c.latency.Quantile(0.99).Nanoseconds(), c.latency.Quantile(0.999).Nanoseconds(),
-			c.out.Quantile(0.5).Nanoseconds(), c.out.Quantile(0.99).Nanoseconds(), c.in.Quantile(0.5).Nanoseconds(), c.in.Quantile(0.99).Nanoseconds(), why)
+			c.out.Quantile(0.5).Nanoseconds(), c.out.Quantile(0.99).Nanoseconds(), c.in.Quantile(0.5).Nanoseconds(), c.in.Quantile(0.99).Nanoseconds(),
+			c.cout.Quantile(0.5).Nanoseconds(), c.cout.Quantile(0.99).Nanoseconds(), c.cin.Quantile(0.5).Nanoseconds(), c.cin.Quantile(0.99).Nanoseconds(), why)
 		if why == "" || latCalls == 0 {
 			lat, latCalls = c, calls
 		}
@@ -785,8 +790,18 @@ func BenchmarkRewriteLabCalls(b *testing.B) {
 	b.ReportMetric(float64(lat.latency.Quantile(0.5).Nanoseconds()), "rewriter_ns_p50")
 	b.ReportMetric(float64(lat.latency.Quantile(0.99).Nanoseconds()), "rewriter_ns_p99")
 	b.ReportMetric(float64(lat.latency.Quantile(0.999).Nanoseconds()), "rewriter_ns_p999")
+	b.ReportMetric(float64(lat.out.Quantile(0.5).Nanoseconds()), "rewriter_ns_p50_outbound")
 	b.ReportMetric(float64(lat.out.Quantile(0.99).Nanoseconds()), "rewriter_ns_p99_outbound")
+	b.ReportMetric(float64(lat.in.Quantile(0.5).Nanoseconds()), "rewriter_ns_p50_inbound")
 	b.ReportMetric(float64(lat.in.Quantile(0.99).Nanoseconds()), "rewriter_ns_p99_inbound")
+	// The control: the same readings around nothing, in the same run. A
+	// daemon built before it reports none, and these stay out.
+	if lat.cout.Packets()+lat.cin.Packets() != 0 {
+		b.ReportMetric(float64(lat.cout.Add(lat.cin).Quantile(0.5).Nanoseconds()), "rewriter_ns_control_p50")
+		b.ReportMetric(float64(lat.cout.Add(lat.cin).Quantile(0.99).Nanoseconds()), "rewriter_ns_control_p99")
+		b.ReportMetric(float64(lat.cout.Quantile(0.99).Nanoseconds()), "rewriter_ns_control_p99_outbound")
+		b.ReportMetric(float64(lat.cin.Quantile(0.99).Nanoseconds()), "rewriter_ns_control_p99_inbound")
+	}
 	b.ReportMetric(lat.load1, "rewriter_ns_load1")
 	b.ReportMetric(float64(lat.latency.Packets()), "rewriter_ns_packets")
 	b.ReportMetric(float64(latCalls), "rewriter_ns_calls")
@@ -889,6 +904,8 @@ func benchCallLevel(ctx context.Context, n *Network, dir string, scen [2]string,
 	}
 	c.out = latAfter.Outbound.Sub(latBefore.Outbound)
 	c.in = latAfter.Inbound.Sub(latBefore.Inbound)
+	c.cout = latAfter.ControlOutbound.Sub(latBefore.ControlOutbound)
+	c.cin = latAfter.ControlInbound.Sub(latBefore.ControlInbound)
 	c.latency = c.out.Add(c.in)
 	for _, v := range []struct {
 		h    *lab.Host
@@ -919,6 +936,8 @@ func benchRewriterLatency(ctx context.Context, n *Network) (rewrite.Latency, err
 			}
 			h.Outbound = h.Outbound.Add(p.RewriteLatency.Outbound)
 			h.Inbound = h.Inbound.Add(p.RewriteLatency.Inbound)
+			h.ControlOutbound = h.ControlOutbound.Add(p.RewriteLatency.ControlOutbound)
+			h.ControlInbound = h.ControlInbound.Add(p.RewriteLatency.ControlInbound)
 		}
 	}
 	return h, nil
