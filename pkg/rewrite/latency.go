@@ -22,17 +22,27 @@ import (
 //
 // What the interval holds: no waiting for packets (Read's first reading is
 // taken after the inner device's Read returned; Write's last before the
-// inner Write), no channel and no system call. It does hold the locks of
-// the slow path and of the RTP flow tables, and whatever the machine does
-// to the thread meanwhile: interrupts, the thread being switched out, a
-// cache emptied by other programs. On a shared, loaded machine the last
-// makes most of the tail: in the lab (2 CPUs at load 10-26) batches held
-// one packet each, the thread was switched out during 1-3 % of the timed
-// batches (those took about 1 µs, not the tail), and the p99 rose with the
-// machine's load while the same code, warm and alone (the Device
-// benchmarks), holds a p99 near 100 ns, and near 200 ns when a system call
-// comes just before it, as the TUN's read does before Read's work (on that
-// machine a system call empties the TLB).
+// inner Write), no channel and no system call; outbound and inbound do the
+// same work on an RTP packet (check, map in place, count, the flow's
+// figures). It does hold the locks of the slow path and of the RTP flow
+// tables, the closing clock reading (about 30 ns warm), and whatever the
+// machine does to the thread meanwhile: interrupts, the thread being
+// switched out, caches emptied by other programs.
+//
+// On a loaded machine the last is most of it. Warm and alone (the Device
+// benchmarks) the RTP path's interval is about 100 ns; in the lab at 50
+// calls its median was 450-550 ns. BenchmarkDevice{Read,Write}RTPCold
+// gives that median back in-process: 50 flows in turn, a system call just
+// before (on the lab's kernel, page-table isolation without PCID, each
+// system call and interrupt empties the TLB) and the caches swept between
+// packets. There the time goes on reaching memory: every page of code and
+// data the path touches costs a page-table walk, every cache line a miss,
+// and the atomic operations (counts, the flow table's lock) wait for theirs
+// in turn. So the path is kept small in memory: its code in one file
+// (hotpath.go), what a direction writes on one cache line (hotDir), a flow
+// in two (rtpFlow). The rest of the tail is the thread being stopped,
+// which the control (observeControl, and in the lab a no-op of the
+// interval's size, peerlab's benchSpinControl) shows beside it.
 const latencySampleEvery = 16
 
 // Latency buckets: exact below 8 ns, then 8 per power of two (12.5 %
