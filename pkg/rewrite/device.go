@@ -69,9 +69,13 @@ type Device struct {
 	counts [2]counters
 	events [2]eventCounters
 	// media counts UDP packets to and from each local line's phone
-	// (10.0.s.1), indexed by s: a changing count means the phone is in a
-	// call with this peer. One atomic add per packet; no clock read.
-	media [256]atomic.Uint64
+	// (10.0.s.1), per direction, indexed by s: a changing count means the
+	// phone is in a call with this peer. One atomic add per packet; no
+	// clock read. A count per direction, because the reading and the
+	// writing goroutine run on different CPUs: adding to one shared count,
+	// every packet of a call had to fetch its cache line from the other
+	// CPU first.
+	media [2][256]atomic.Uint64
 	// latency is the time packets spend in Read and Write (latency.go).
 	latency [2]latencyHist
 	// control is the control beside latency (observeControl).
@@ -346,10 +350,10 @@ func (d *Device) writeSlow(bufs [][]byte, offset, from int, now int64) (int, err
 // tunnel so far; the daemon compares two readings to tell whether the phone
 // is in a call.
 func (d *Device) MediaPackets(s int) uint64 {
-	if s < 0 || s >= len(d.media) {
+	if s < 0 || s >= len(d.media[0]) {
 		return 0
 	}
-	return d.media[s].Load()
+	return d.media[outbound][s].Load() + d.media[inbound][s].Load()
 }
 
 // logEvents logs the first drop of each kind.

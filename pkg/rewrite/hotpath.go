@@ -152,7 +152,7 @@ func (d *Device) plain(pkt []byte, ihl int, res Result, dir int, now int64) int 
 	// Only a local phone's media is a call on this node.
 	if l := local >> 16; l>>16 == 10<<8 {
 		if s := uint8(l >> 8); uint8(l) == numplan.HostPhone && numplan.ValidLine(int(s)) {
-			d.media[s].Add(1)
+			d.media[dir][s].Add(1)
 		}
 		d.observeRTP(dir, pkt, ihl, local, remote, now)
 	}
