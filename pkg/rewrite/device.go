@@ -61,6 +61,10 @@ type Device struct {
 	// hot is allocated on its own so that it starts on a cache line
 	// (hotDir).
 	hot *[2]hotDir
+	// flows is the RTP quality per flow, per direction, each locked by
+	// its hot.mu; next to the fields above, so that an RTP packet finds
+	// all it reads of the Device on one page.
+	flows [2]flowTable
 
 	// dirs is the state of the SIP and fragment path, per direction: the
 	// RTP path takes neither lock.
@@ -80,9 +84,6 @@ type Device struct {
 	latency [2]latencyHist
 	// control is the control beside latency (observeControl).
 	control [2]atomic.Pointer[latencyHist]
-	// flows is the RTP quality per flow, per direction, each locked by
-	// its hot.mu.
-	flows [2]flowTable
 	// sdp is the clock rates of the payload types the SIP announced.
 	sdp sdpTable
 	// logged records which unusual results and events have been logged

@@ -20,6 +20,11 @@ func TestHotLayout(t *testing.T) {
 	if s := unsafe.Sizeof(rtpFlow{}); s != 2*line {
 		t.Errorf("rtpFlow is %d bytes, want %d (two cache lines)", s, 2*line)
 	}
+	// What an RTP packet reads of the Device itself, in its first lines.
+	var d Device
+	if end := unsafe.Offsetof(d.flows) + unsafe.Sizeof(d.flows); end > 3*line {
+		t.Errorf("Device.flows ends at byte %d: want it beside the fields every packet reads", end)
+	}
 	var f rtpFlow
 	for name, end := range map[string]uintptr{
 		"maxSeq":  unsafe.Offsetof(f.maxSeq) + 2,
