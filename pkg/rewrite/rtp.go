@@ -93,6 +93,7 @@ type rtpFlow struct {
 
 	first   int64 // nanoseconds on the Device's clock
 	baseSeq uint32
+	_       uint32 // 128 bytes on 32-bit too (TestHotLayout)
 	// Expected and received packets of earlier SSRCs of this flow (a phone
 	// restarts its stream on re-INVITE).
 	accExpected, accReceived uint64
