@@ -39,12 +39,13 @@ import (
 // offline, a call from a local phone is answered here with a 480 instead of
 // being sent (offline.go).
 type Device struct {
-	// The fields every packet reads come first, on the first cache line,
-	// and what every packet of one direction writes is that direction's
-	// line of hot: on a loaded machine a packet finds the rewriter's data
-	// out of the cache, and every other line it touches is another wait on
-	// memory, one the atomic counters and the lock cannot overlap with
-	// the others (hotDir).
+	// The fields every packet reads come first: with the flow tables'
+	// headers (flows) they end within the Device's first three cache lines
+	// (TestHotLayout). What every packet of one direction writes is on the
+	// first line of that direction's hot: on a loaded machine a packet
+	// finds the rewriter's data out of the cache, and every other line it
+	// touches is another wait on memory, one the atomic counters and the
+	// lock cannot overlap with the others (hotDir).
 	inner tun.Device
 	peer  uint8
 	// wireMTU is the largest packet Read hands to WireGuard (SetMTU); 0
@@ -181,14 +182,15 @@ const (
 
 // hotDir is what every packet of one direction writes, on one cache line:
 // the RTP flow table's lock, the latency sample's batch count and the count
-// of Plain packets. Each is an atomic read-modify-write, which the
-// processor does not overlap with other memory accesses, and on a loaded
-// machine a packet finds the rewriter's data out of the cache: three lines
-// were three waits for memory in a row, one line is one. It holds no
-// pointer, so the allocator puts the pair at the start of a 256-byte slot
-// with no header before it, on a cache line (TestHotLayout). The second
-// line holds what only a full flow table writes, and keeps the two
-// directions, written by different goroutines, apart.
+// of Plain packets; the count of untracked packets, written only while the
+// flow table is full, shares the line. Each is an atomic read-modify-write,
+// which the processor does not overlap with other memory accesses, and on
+// a loaded machine a packet finds the rewriter's data out of the cache:
+// three lines were three waits for memory in a row, one line is one. It
+// holds no pointer, so the allocator puts the pair at the start of a
+// 256-byte slot with no header before it, on a cache line (TestHotLayout).
+// The second line is only padding: it keeps the two directions, written by
+// different goroutines, apart.
 type hotDir struct {
 	// mu guards the direction's flow table (Device.flows).
 	mu sync.Mutex
@@ -203,7 +205,9 @@ type hotDir struct {
 }
 
 // counters are the per-result packet counts of one direction, padded so that
-// the reading and the writing goroutine do not share a cache line.
+// the reading and the writing goroutine do not share a cache line. n[Plain]
+// is unused: the count of Plain packets lives in hotDir, on the line the
+// direction's every packet writes anyway.
 type counters struct {
 	n [numResults]atomic.Uint64
 	_ [64]byte
@@ -956,9 +960,11 @@ func (d *Device) Stats() Stats {
 	var s Stats
 	for dir, c := range []*Counts{&s.Outbound, &s.Inbound} {
 		for r := range numResults {
-			n := d.counts[dir].n[r].Load()
+			var n uint64
 			if r == Plain {
 				n = d.hot[dir].plain.Load()
+			} else {
+				n = d.counts[dir].n[r].Load()
 			}
 			*c.field(r) = n
 			c.Packets += n

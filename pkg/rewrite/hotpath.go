@@ -167,7 +167,7 @@ func (d *Device) count(dir int, res Result) {
 	}
 	d.counts[dir].n[res].Add(1)
 	switch res {
-	case Plain, SIPRewritten, SIPUnchanged, SIPOfflineACK, SIPAnonymousACK, SIPAnswerToPeer:
+	case SIPRewritten, SIPUnchanged, SIPOfflineACK, SIPAnonymousACK, SIPAnswerToPeer:
 	default:
 		if !d.logged[dir][res].Load() && !d.logged[dir][res].Swap(true) {
 			d.log.LogAttrs(context.Background(), slog.LevelInfo,
