@@ -26,18 +26,16 @@ func BenchmarkDeviceReadRTP(b *testing.B) {
 
 // reportLatency reports what the Device's own histogram saw (a sample of
 // the batches, timed inside Read or Write), beside the benchmark's own
-// average, and its control (the same readings around nothing), if given.
-func reportLatency(b *testing.B, h Histogram, control ...Histogram) {
+// average, and its control (the same readings around nothing).
+func reportLatency(b *testing.B, h, control Histogram) {
 	if h.Packets() == 0 {
 		return
 	}
 	b.ReportMetric(float64(h.Quantile(0.5).Nanoseconds()), "p50-ns")
 	b.ReportMetric(float64(h.Quantile(0.99).Nanoseconds()), "p99-ns")
-	for _, c := range control {
-		if c.Packets() != 0 {
-			b.ReportMetric(float64(c.Quantile(0.5).Nanoseconds()), "control-p50-ns")
-			b.ReportMetric(float64(c.Quantile(0.99).Nanoseconds()), "control-p99-ns")
-		}
+	if control.Packets() != 0 {
+		b.ReportMetric(float64(control.Quantile(0.5).Nanoseconds()), "control-p50-ns")
+		b.ReportMetric(float64(control.Quantile(0.99).Nanoseconds()), "control-p99-ns")
 	}
 }
 

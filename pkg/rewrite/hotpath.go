@@ -558,11 +558,6 @@ func (f *rtpFlow) updateJitter(ts uint32, now int64) {
 	f.jitter16 += d - ((f.jitter16 + 8) >> 4)
 }
 
-// timeBatch reports whether this batch of direction dir is one to time.
-func (d *Device) timeBatch(dir int) bool {
-	return d.hot[dir].batches.Add(1)%latencySampleEvery == 0
-}
-
 func (h *latencyHist) record(ns int64, packets int) {
 	if packets <= 0 {
 		return
@@ -606,7 +601,7 @@ func (d *Device) observeControl(dir int, start int64, packets int) {
 // observe times the batch of packets that entered at start, if it is one
 // of the sampled.
 func (d *Device) observe(dir int, start int64, packets int) {
-	if d.timeBatch(dir) {
+	if d.hot[dir].batches.Add(1)%latencySampleEvery == 0 {
 		d.latency[dir].record(d.now()-start, packets)
 	}
 }
