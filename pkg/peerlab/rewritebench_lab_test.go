@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -694,6 +695,51 @@ type benchCalls struct {
 	// themselves (sampled; rewrite.Latency); out and in are its two
 	// directions.
 	latency, out, in rewrite.Histogram
+	// cout and cin are the control beside out and in: the same sampling
+	// and clock readings around nothing (rewrite.Latency), so what of the
+	// tail is the machine's shows beside it.
+	cout, cin rewrite.Histogram
+	// spin is the machine's control: the bench's own no-op of the
+	// rewriter's size, timed after each wake-up (benchSpinControl).
+	spin []int64
+}
+
+// benchSpin is the length of the machine's control: about what the
+// rewriter's interval takes at the median under this load, cold.
+const benchSpin = 500 * time.Nanosecond
+
+// benchSpinControl runs, until the returned stop, a control of the same
+// shape as the rewriter's timed interval, in the same run on the same
+// machine: a thread that blocks (a 400 µs sleep, as a TUN read waits for
+// the next packet), wakes, and busy-waits benchSpin on the monotonic clock,
+// timing that as the rewriter times its work. Whatever it records beyond
+// benchSpin is the machine's (the thread switched out, interrupts, the
+// host), since it does nothing else; the rewriter's tail beyond it is the
+// rewriter's.
+func benchSpinControl() (stop func() []int64) {
+	done, res := make(chan struct{}), make(chan []int64, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		// At most about 150 s of samples at one per 400 µs and more.
+		samples := make([]int64, 0, 1<<19)
+		for len(samples) < cap(samples) {
+			select {
+			case <-done:
+				res <- samples
+				return
+			default:
+			}
+			time.Sleep(400 * time.Microsecond)
+			t0 := time.Now()
+			for time.Since(t0) < benchSpin {
+			}
+			samples = append(samples, int64(time.Since(t0)))
+		}
+		<-done
+		res <- samples
+	}()
+	return func() []int64 { close(done); return <-res }
 }
 
 func loss(tx, rx uint64) float64 {
@@ -764,10 +810,12 @@ func BenchmarkRewriteLabCalls(b *testing.B) {
 			benchFatal(b, err)
 		}
 		why := c.failure()
-		benchf("%4d calls: %-4s RTP caller->callee %d/%d (loss %.4f%%), back %d/%d (loss %.4f%%), %d expected; machine %.0f%% busy, load %.2f; kernel drops: %s; in the rewriters %d packets timed, p50 %d ns, p99 %d ns, p99.9 %d ns (outbound p50 %d ns p99 %d ns, inbound p50 %d ns p99 %d ns) %s",
+		benchf("%4d calls: %-4s RTP caller->callee %d/%d (loss %.4f%%), back %d/%d (loss %.4f%%), %d expected; machine %.0f%% busy, load %.2f; kernel drops: %s; in the rewriters %d packets timed, p50 %d ns, p99 %d ns, p99.9 %d ns (outbound p50 %d ns p99 %d ns, inbound p50 %d ns p99 %d ns; control around nothing: outbound p50 %d ns p99 %d ns, inbound p50 %d ns p99 %d ns; the bench's %v spin after a wake-up: %d timed, p50 %d ns, p99 %d ns) %s",
 			calls, map[bool]string{true: "ok", false: "FAIL"}[why == ""], c.rxAB, c.txAB, 100*loss(c.txAB, c.rxAB), c.rxBA, c.txBA, 100*loss(c.txBA, c.rxBA), c.expect, c.busy*100, c.load1, c.drops,
 			c.latency.Packets(), c.latency.Quantile(0.5).Nanoseconds(), c.latency.Quantile(0.99).Nanoseconds(), c.latency.Quantile(0.999).Nanoseconds(),
-			c.out.Quantile(0.5).Nanoseconds(), c.out.Quantile(0.99).Nanoseconds(), c.in.Quantile(0.5).Nanoseconds(), c.in.Quantile(0.99).Nanoseconds(), why)
+			c.out.Quantile(0.5).Nanoseconds(), c.out.Quantile(0.99).Nanoseconds(), c.in.Quantile(0.5).Nanoseconds(), c.in.Quantile(0.99).Nanoseconds(),
+			c.cout.Quantile(0.5).Nanoseconds(), c.cout.Quantile(0.99).Nanoseconds(), c.cin.Quantile(0.5).Nanoseconds(), c.cin.Quantile(0.99).Nanoseconds(),
+			benchSpin, len(c.spin), percentile(c.spin, 50), percentile(c.spin, 99), why)
 		if why == "" || latCalls == 0 {
 			lat, latCalls = c, calls
 		}
@@ -785,8 +833,22 @@ func BenchmarkRewriteLabCalls(b *testing.B) {
 	b.ReportMetric(float64(lat.latency.Quantile(0.5).Nanoseconds()), "rewriter_ns_p50")
 	b.ReportMetric(float64(lat.latency.Quantile(0.99).Nanoseconds()), "rewriter_ns_p99")
 	b.ReportMetric(float64(lat.latency.Quantile(0.999).Nanoseconds()), "rewriter_ns_p999")
+	b.ReportMetric(float64(lat.out.Quantile(0.5).Nanoseconds()), "rewriter_ns_p50_outbound")
 	b.ReportMetric(float64(lat.out.Quantile(0.99).Nanoseconds()), "rewriter_ns_p99_outbound")
+	b.ReportMetric(float64(lat.in.Quantile(0.5).Nanoseconds()), "rewriter_ns_p50_inbound")
 	b.ReportMetric(float64(lat.in.Quantile(0.99).Nanoseconds()), "rewriter_ns_p99_inbound")
+	// The machine's control: a no-op of the rewriter's size after each
+	// wake-up, in the same run (benchSpinControl).
+	b.ReportMetric(float64(percentile(lat.spin, 50)), "machine_spin_ns_p50")
+	b.ReportMetric(float64(percentile(lat.spin, 99)), "machine_spin_ns_p99")
+	// The control: the same readings around nothing, in the same run. A
+	// daemon built before it reports none, and these stay out.
+	if lat.cout.Packets()+lat.cin.Packets() != 0 {
+		b.ReportMetric(float64(lat.cout.Add(lat.cin).Quantile(0.5).Nanoseconds()), "rewriter_ns_control_p50")
+		b.ReportMetric(float64(lat.cout.Add(lat.cin).Quantile(0.99).Nanoseconds()), "rewriter_ns_control_p99")
+		b.ReportMetric(float64(lat.cout.Quantile(0.99).Nanoseconds()), "rewriter_ns_control_p99_outbound")
+		b.ReportMetric(float64(lat.cin.Quantile(0.99).Nanoseconds()), "rewriter_ns_control_p99_inbound")
+	}
 	b.ReportMetric(lat.load1, "rewriter_ns_load1")
 	b.ReportMetric(float64(lat.latency.Packets()), "rewriter_ns_packets")
 	b.ReportMetric(float64(latCalls), "rewriter_ns_calls")
@@ -849,6 +911,12 @@ func benchCallLevel(ctx context.Context, n *Network, dir string, scen [2]string,
 	}
 	load := benchLoad{}
 	load.start()
+	stopSpin := benchSpinControl()
+	defer func() {
+		if stopSpin != nil {
+			stopSpin()
+		}
+	}()
 	uas, err := sipp(n.B.PhoneHost, "uas", scen[1], "-rtp_echo")
 	if err != nil {
 		return c, err
@@ -872,6 +940,7 @@ func benchCallLevel(ctx context.Context, n *Network, dir string, scen [2]string,
 	// Echoes still on their way when the last BYE went.
 	time.Sleep(500 * time.Millisecond)
 	c.busy, c.load1 = load.stop()
+	c.spin, stopSpin = stopSpin(), nil
 	after, err := benchDrops(ctx, n)
 	if err != nil {
 		return c, err
@@ -889,6 +958,8 @@ func benchCallLevel(ctx context.Context, n *Network, dir string, scen [2]string,
 	}
 	c.out = latAfter.Outbound.Sub(latBefore.Outbound)
 	c.in = latAfter.Inbound.Sub(latBefore.Inbound)
+	c.cout = latAfter.ControlOutbound.Sub(latBefore.ControlOutbound)
+	c.cin = latAfter.ControlInbound.Sub(latBefore.ControlInbound)
 	c.latency = c.out.Add(c.in)
 	for _, v := range []struct {
 		h    *lab.Host
@@ -919,6 +990,8 @@ func benchRewriterLatency(ctx context.Context, n *Network) (rewrite.Latency, err
 			}
 			h.Outbound = h.Outbound.Add(p.RewriteLatency.Outbound)
 			h.Inbound = h.Inbound.Add(p.RewriteLatency.Inbound)
+			h.ControlOutbound = h.ControlOutbound.Add(p.RewriteLatency.ControlOutbound)
+			h.ControlInbound = h.ControlInbound.Add(p.RewriteLatency.ControlInbound)
 		}
 	}
 	return h, nil

@@ -21,18 +21,22 @@ func BenchmarkDeviceReadRTP(b *testing.B) {
 	if c := d.Calls(); len(c) != 1 || c[0].Sent.Lost != 0 {
 		b.Fatalf("Calls() = %+v, want one call, nothing lost", c)
 	}
-	reportLatency(b, d.Latency().Outbound)
+	reportLatency(b, d.Latency().Outbound, d.Latency().ControlOutbound)
 }
 
 // reportLatency reports what the Device's own histogram saw (a sample of
 // the batches, timed inside Read or Write), beside the benchmark's own
-// average.
-func reportLatency(b *testing.B, h Histogram) {
+// average, and its control (the same readings around nothing).
+func reportLatency(b *testing.B, h, control Histogram) {
 	if h.Packets() == 0 {
 		return
 	}
 	b.ReportMetric(float64(h.Quantile(0.5).Nanoseconds()), "p50-ns")
 	b.ReportMetric(float64(h.Quantile(0.99).Nanoseconds()), "p99-ns")
+	if control.Packets() != 0 {
+		b.ReportMetric(float64(control.Quantile(0.5).Nanoseconds()), "control-p50-ns")
+		b.ReportMetric(float64(control.Quantile(0.99).Nanoseconds()), "control-p99-ns")
+	}
 }
 
 // BenchmarkDeviceWriteRTP is the same from the wire.
@@ -50,7 +54,7 @@ func BenchmarkDeviceWriteRTP(b *testing.B) {
 		bufs[0] = buf
 		_, _ = d.Write(bufs, testOffset)
 	}
-	reportLatency(b, d.Latency().Inbound)
+	reportLatency(b, d.Latency().Inbound, d.Latency().ControlInbound)
 }
 
 // BenchmarkDeviceInvite is an INVITE with SDP read from a phone and rewritten

@@ -39,15 +39,33 @@ import (
 // offline, a call from a local phone is answered here with a 480 instead of
 // being sent (offline.go).
 type Device struct {
+	// The fields every packet reads come first: with the flow tables'
+	// headers (flows) they end within the Device's first three cache lines
+	// (TestHotLayout). What every packet of one direction writes is on the
+	// first line of that direction's hot: on a loaded machine a packet
+	// finds the rewriter's data out of the cache, and every other line it
+	// touches is another wait on memory, one the atomic counters and the
+	// lock cannot overlap with the others (hotDir).
 	inner tun.Device
 	peer  uint8
-	log   *slog.Logger
+	// wireMTU is the largest packet Read hands to WireGuard (SetMTU); 0
+	// means the inner device's MTU.
+	wireMTU atomic.Int32
+	log     *slog.Logger
 
 	// base is the Device's clock origin: times are nanoseconds since it,
 	// read through its monotonic clock, one reading per batch of packets.
 	base time.Time
 	// clock, if set, replaces the monotonic clock (tests).
 	clock func() int64
+
+	// hot is allocated on its own so that it starts on a cache line
+	// (hotDir).
+	hot *[2]hotDir
+	// flows is the RTP quality per flow, per direction, each locked by
+	// its hot.mu; next to the fields above, so that an RTP packet finds
+	// all it reads of the Device on one page.
+	flows [2]flowTable
 
 	// dirs is the state of the SIP and fragment path, per direction: the
 	// RTP path takes neither lock.
@@ -56,13 +74,17 @@ type Device struct {
 	counts [2]counters
 	events [2]eventCounters
 	// media counts UDP packets to and from each local line's phone
-	// (10.0.s.1), indexed by s: a changing count means the phone is in a
-	// call with this peer. One atomic add per packet; no clock read.
-	media [256]atomic.Uint64
+	// (10.0.s.1), per direction, indexed by s: a changing count means the
+	// phone is in a call with this peer. One atomic add per packet; no
+	// clock read. A count per direction, because the reading and the
+	// writing goroutine run on different CPUs: adding to one shared count,
+	// every packet of a call had to fetch its cache line from the other
+	// CPU first.
+	media [2][256]atomic.Uint64
 	// latency is the time packets spend in Read and Write (latency.go).
 	latency [2]latencyHist
-	// flows is the RTP quality per flow, per direction.
-	flows [2]flowTable
+	// control is the control beside latency (observeControl).
+	control [2]atomic.Pointer[latencyHist]
 	// sdp is the clock rates of the payload types the SIP announced.
 	sdp sdpTable
 	// logged records which unusual results and events have been logged
@@ -90,10 +112,6 @@ type Device struct {
 	// notPeer is the test for addresses the peer may not claim as its own
 	// (sipgate.go).
 	notPeer func([4]byte) bool
-
-	// wireMTU is the largest packet Read hands to WireGuard (SetMTU); 0
-	// means the inner device's MTU.
-	wireMTU atomic.Int32
 
 	// dialogs are the SIP dialogs the local phones are in, which pass the
 	// SIP flood limit (dialog.go). inDialog counts the messages from the
@@ -162,8 +180,34 @@ const (
 	sipBurst = 100
 )
 
+// hotDir is what every packet of one direction writes, on one cache line:
+// the RTP flow table's lock, the latency sample's batch count and the count
+// of Plain packets; the count of untracked packets, written only while the
+// flow table is full, shares the line. Each is an atomic read-modify-write,
+// which the processor does not overlap with other memory accesses, and on
+// a loaded machine a packet finds the rewriter's data out of the cache:
+// three lines were three waits for memory in a row, one line is one. It
+// holds no pointer, so the allocator puts the pair at the start of a
+// 256-byte slot with no header before it, on a cache line (TestHotLayout).
+// The second line is only padding: it keeps the two directions, written by
+// different goroutines, apart.
+type hotDir struct {
+	// mu guards the direction's flow table (Device.flows).
+	mu sync.Mutex
+	// batches counts batches, to time one in latencySampleEvery.
+	batches atomic.Uint32
+	// plain counts Plain packets (counters has the other results).
+	plain atomic.Uint64
+	// untracked counts packets of flows not measured because the table
+	// was full of live flows.
+	untracked atomic.Uint64
+	_         [128 - 32]byte
+}
+
 // counters are the per-result packet counts of one direction, padded so that
-// the reading and the writing goroutine do not share a cache line.
+// the reading and the writing goroutine do not share a cache line. n[Plain]
+// is unused: the count of Plain packets lives in hotDir, on the line the
+// direction's every packet writes anyway.
 type counters struct {
 	n [numResults]atomic.Uint64
 	_ [64]byte
@@ -188,7 +232,7 @@ func Wrap(inner tun.Device, peer uint8, log *slog.Logger) *Device {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	d := &Device{inner: inner, peer: peer, log: log, base: time.Now(), notPeer: notPeer(peer)}
+	d := &Device{inner: inner, peer: peer, log: log, base: time.Now(), notPeer: notPeer(peer), hot: new([2]hotDir)}
 	d.dialogs.init()
 	for dir := range d.dirs {
 		d.dirs[dir].sink.ds = &d.dirs[dir]
@@ -196,49 +240,8 @@ func Wrap(inner tun.Device, peer uint8, log *slog.Logger) *Device {
 	return d
 }
 
-// now reads the Device's clock.
-func (d *Device) now() int64 {
-	if d.clock != nil {
-		return d.clock()
-	}
-	return int64(time.Since(d.base))
-}
-
 // wall turns a reading of the Device's clock into a time.
 func (d *Device) wall(t int64) time.Time { return d.base.Add(time.Duration(t)) }
-
-// Read reads packets from the TUN and maps them for the wire.
-func (d *Device) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
-	if d.dirs[outbound].npending.Load() > 0 {
-		if n := d.readPending(bufs, sizes, offset); n > 0 {
-			return n, nil
-		}
-	}
-	n, err := d.inner.Read(bufs, sizes, offset)
-	if n <= 0 {
-		if n == 0 && err == nil && d.dirs[outbound].npending.Load() > 0 {
-			// Woken (WakeRead) for an answer of ours to the peer.
-			return d.readPending(bufs, sizes, offset), nil
-		}
-		return n, err
-	}
-	now := d.now()
-	wire := d.wire()
-	for i := range n {
-		if offset < 0 || offset > len(bufs[i]) || sizes[i] < 0 || sizes[i] > len(bufs[i])-offset {
-			continue
-		}
-		pkt, ihl, res, slow := classify(bufs[i][offset : offset+sizes[i]])
-		if slow || oversized(pkt, res, wire) {
-			k := d.readSlow(bufs, sizes, offset, i, n, now, wire)
-			d.observe(outbound, now, n)
-			return k, err
-		}
-		sizes[i] = d.plain(pkt, ihl, res, outbound, now)
-	}
-	d.observe(outbound, now, n)
-	return n, err
-}
 
 // readSlow is Read from packet from on, under the outbound lock, with the
 // tunnel MTU Read saw.
@@ -304,32 +307,6 @@ func (d *Device) readPending(bufs [][]byte, sizes []int, offset int) int {
 	return n
 }
 
-// Write maps packets from the wire for the TUN and writes them to it.
-func (d *Device) Write(bufs [][]byte, offset int) (int, error) {
-	if len(bufs) == 0 {
-		return d.inner.Write(bufs, offset)
-	}
-	now := d.now()
-	for i, b := range bufs {
-		if offset < 0 || offset > len(b) {
-			continue
-		}
-		// A spoofed packet must leave the batch: only the slow path
-		// rebuilds the list handed to the inner device.
-		if _, bad := spoofedSource(b[offset:]); bad {
-			return d.writeSlow(bufs, offset, i, now)
-		}
-		pkt, ihl, res, slow := classify(b[offset:])
-		if slow {
-			return d.writeSlow(bufs, offset, i, now)
-		}
-		n := d.plain(pkt, ihl, res, inbound, now)
-		bufs[i] = b[:offset+n]
-	}
-	d.observe(inbound, now, len(bufs))
-	return d.inner.Write(bufs, offset)
-}
-
 // writeSlow is Write from packet from on, under the inbound lock, which it
 // holds until the inner device has written its buffers.
 func (d *Device) writeSlow(bufs [][]byte, offset, from int, now int64) (int, error) {
@@ -374,97 +351,14 @@ func (d *Device) writeSlow(bufs [][]byte, offset, from int, now int64) (int, err
 	return len(bufs), nil
 }
 
-// spoofedSource reports whether a packet from the peer claims a source
-// other than the peer's own addresses, and which kind. A peer may only ever
-// appear as its own phones and Pi (wire 10.255.s.p, our 10.i.s.p): a source
-// of wire 10.254.s.p would reach our phones as our own line s, and anything
-// else as a node it is not. WireGuard's allowed IPs already keep out every
-// source outside the two wire /16s, so the check is two byte compares.
-// Packets too short to hold an IPv4 source, or not IPv4, are left to the
-// usual path (counted Malformed or NonIPv4); WireGuard admits no IPv6.
-func spoofedSource(pkt []byte) (event, bool) {
-	if len(pkt) < ipHeaderLen || pkt[0]>>4 != 4 {
-		return 0, false
-	}
-	switch {
-	case pkt[offSrc] == 10 && pkt[offSrc+1] == numplan.WireSender:
-		return 0, false
-	case pkt[offSrc] == 10 && pkt[offSrc+1] == numplan.WireReceiver:
-		return evDropSourceOurs, true
-	}
-	return evDropSourceForeign, true
-}
-
-// classify checks pkt (trimming it to its IP total length) and reports
-// whether it needs its direction's lock: a UDP SIP message or a fragment of
-// a UDP datagram. What it learns is handed to plain, so that the RTP path
-// reads each header once.
-func classify(pkt []byte) (_ []byte, ihl int, res Result, slow bool) {
-	pkt, ihl, res = check(pkt)
-	if res != Plain || pkt[offProto] != protoUDP {
-		return pkt, ihl, res, false
-	}
-	if binary.BigEndian.Uint16(pkt[offFlags:])&(flagMF|fragOffsetMask) != 0 {
-		return pkt, ihl, res, true
-	}
-	return pkt, ihl, res, len(pkt) >= ihl+udpHeaderLen && udpSIP(pkt[ihl:])
-}
-
-// plain maps a packet that classify found neither SIP nor a UDP fragment in
-// place and returns its new size; RTP is counted per flow. pkt, ihl and res
-// are what classify returned.
-func (d *Device) plain(pkt []byte, ihl int, res Result, dir int, now int64) int {
-	if res != Plain {
-		d.count(dir, res)
-		return len(pkt)
-	}
-	// Packets are mapped in place: keep the local source before it goes.
-	addrs := [8]byte(pkt[offSrc : offDst+4])
-	res = mapInPlace(pkt, ihl, d.peer, numplan.Direction(dir))
-	d.count(dir, res)
-	if res != Plain || pkt[offProto] != protoUDP || len(pkt) < ihl+udpHeaderLen {
-		return len(pkt)
-	}
-	sport := binary.BigEndian.Uint16(pkt[ihl:])
-	dport := binary.BigEndian.Uint16(pkt[ihl+2:])
-	var local, remote uint64
-	if dir == outbound {
-		local, remote = endpoint(addrs[0:4], sport), endpoint(addrs[4:8], dport)
-	} else {
-		local, remote = endpoint(pkt[offDst:offDst+4], dport), endpoint(pkt[offSrc:offSrc+4], sport)
-	}
-	// Only a local phone's media is a call on this node.
-	if l := local >> 16; l>>16 == 10<<8 {
-		if s := uint8(l >> 8); uint8(l) == numplan.HostPhone && numplan.ValidLine(int(s)) {
-			d.media[s].Add(1)
-		}
-		d.observeRTP(dir, pkt, ihl, local, remote, now)
-	}
-	return len(pkt)
-}
-
 // MediaPackets returns how many UDP packets of line s's phone crossed this
 // tunnel so far; the daemon compares two readings to tell whether the phone
 // is in a call.
 func (d *Device) MediaPackets(s int) uint64 {
-	if s < 0 || s >= len(d.media) {
+	if s < 0 || s >= len(d.media[0]) {
 		return 0
 	}
-	return d.media[s].Load()
-}
-
-// count counts a packet's result, and logs the first of an unusual kind.
-func (d *Device) count(dir int, res Result) {
-	d.counts[dir].n[res].Add(1)
-	switch res {
-	case Plain, SIPRewritten, SIPUnchanged, SIPOfflineACK, SIPAnonymousACK, SIPAnswerToPeer:
-	default:
-		if !d.logged[dir][res].Load() && !d.logged[dir][res].Swap(true) {
-			d.log.LogAttrs(context.Background(), slog.LevelInfo,
-				"rewrite: first packet of this kind, later ones are only counted",
-				slog.String("dir", numplan.Direction(dir).String()), slog.String("kind", res.String()))
-		}
-	}
+	return d.media[outbound][s].Load() + d.media[inbound][s].Load()
 }
 
 // logEvents logs the first drop of each kind.
@@ -700,12 +594,6 @@ func sipFirstFragment(pkt []byte) bool {
 		len(pkt) >= ihl+udpHeaderLen && udpSIP(pkt[ihl:])
 }
 
-// oversized reports whether a checked IPv4 packet is larger than the
-// tunnel carries. Only IPv4 can be cut; WireGuard admits nothing else.
-func oversized(pkt []byte, res Result, wire int) bool {
-	return len(pkt) > wire && res == Plain
-}
-
 // fitLocked sends the checked, mapped packet out (which may lie in the
 // slot being handled) in fragments if it is a packet to the peer larger
 // than the tunnel MTU, with ds locked. Packets from the peer that pass
@@ -769,14 +657,6 @@ func (d *Device) SetMTU(n int) {
 		n = max(n, minMTU)
 	}
 	d.wireMTU.Store(int32(min(max(n, 0), maxPacket)))
-}
-
-// wire is the tunnel MTU: what SetMTU set, else the inner device's MTU.
-func (d *Device) wire() int {
-	if m := d.wireMTU.Load(); m > 0 {
-		return int(m)
-	}
-	return d.mtu()
 }
 
 // dirMTU is the largest packet that leaves in direction dir: the tunnel MTU
@@ -1080,7 +960,12 @@ func (d *Device) Stats() Stats {
 	var s Stats
 	for dir, c := range []*Counts{&s.Outbound, &s.Inbound} {
 		for r := range numResults {
-			n := d.counts[dir].n[r].Load()
+			var n uint64
+			if r == Plain {
+				n = d.hot[dir].plain.Load()
+			} else {
+				n = d.counts[dir].n[r].Load()
+			}
 			*c.field(r) = n
 			c.Packets += n
 		}
@@ -1090,7 +975,7 @@ func (d *Device) Stats() Stats {
 		for r, name := range refusalNames() {
 			c.addRefusal(name, d.refusals[dir][r+1].Load())
 		}
-		c.RTPUntracked = d.flows[dir].untracked.Load()
+		c.RTPUntracked = d.hot[dir].untracked.Load()
 		c.addRefusal("anonymous-refused", c.SIPAnonymousRefused)
 		c.addRefusal("anonymous-redirected", c.SIPAnonymousRedirected)
 	}

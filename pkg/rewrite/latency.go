@@ -1,7 +1,6 @@
 package rewrite
 
 import (
-	"math/bits"
 	"sync/atomic"
 	"time"
 )
@@ -23,17 +22,35 @@ import (
 //
 // What the interval holds: no waiting for packets (Read's first reading is
 // taken after the inner device's Read returned; Write's last before the
-// inner Write), no channel and no system call. It does hold the locks of
-// the slow path and of the RTP flow tables, and whatever the machine does
-// to the thread meanwhile: interrupts, the thread being switched out, a
-// cache emptied by other programs. On a shared, loaded machine the last
-// makes most of the tail: in the lab (2 CPUs at load 10-26) batches held
-// one packet each, the thread was switched out during 1-3 % of the timed
-// batches (those took about 1 µs, not the tail), and the p99 rose with the
-// machine's load while the same code, warm and alone (the Device
-// benchmarks), holds a p99 near 100 ns, and near 200 ns when a system call
-// comes just before it, as the TUN's read does before Read's work (on that
-// machine a system call empties the TLB).
+// inner Write), no channel and no system call; outbound and inbound do the
+// same work on an RTP packet (check, map in place, count, the flow's
+// figures). It does hold the locks of the slow path and of the RTP flow
+// tables, the closing clock reading (about 30 ns warm), and whatever the
+// machine does to the thread meanwhile: interrupts, the thread being
+// switched out, caches emptied by other programs.
+//
+// On a loaded machine the last is most of it. Warm and alone (the Device
+// benchmarks) the RTP path's interval is about 100 ns; in the lab at 50
+// calls its median was 450-550 ns. BenchmarkDevice{Read,Write}RTPCold
+// gives that median back in-process: 50 flows in turn, a system call just
+// before (on the lab's kernel, page-table isolation without PCID, each
+// system call and interrupt empties the TLB) and the caches swept between
+// packets. There the time goes on reaching memory: every page of code and
+// data the path touches costs a page-table walk, every cache line a miss,
+// and the atomic operations (counts, the flow table's lock) wait for theirs
+// in turn. So the path is kept small in memory: its code in one file
+// (hotpath.go), what a direction writes on one cache line (hotDir), a flow
+// in two (rtpFlow). The controls show what the machine does to an
+// interval that touches next to no memory: in the lab at 50 calls (load
+// 4-14 on 2 CPUs) the empty interval's p99 (observeControl) was 0.3-0.7 µs
+// and that of a 500 ns busy wait after each wake-up (peerlab's
+// benchSpinControl) 0.6-1.1 µs, while the RTP path's was 1.6-3.2 µs
+// inbound and 1.9-11 µs outbound. So the thread being stopped does not
+// explain that tail; the likely rest is the path waiting on memory as
+// above (not measured directly: the lab's VM exposes no TLB or cache
+// counters), more often on the way out, whose interval starts straight
+// after the TUN's system call. The Go collector is not it: with GOGC=off
+// the outbound p99 was 4.9 and 8.7 µs.
 const latencySampleEvery = 16
 
 // Latency buckets: exact below 8 ns, then 8 per power of two (12.5 %
@@ -46,28 +63,8 @@ const (
 
 // latencyHist is one direction's histogram.
 type latencyHist struct {
-	batches atomic.Uint32
-	n       [latencyBuckets]atomic.Uint64
-	_       [64]byte
-}
-
-// sampled reports whether this batch is one to time.
-func (h *latencyHist) sampled() bool { return h.batches.Add(1)%latencySampleEvery == 0 }
-
-func (h *latencyHist) record(ns int64, packets int) {
-	if packets <= 0 {
-		return
-	}
-	h.n[latencyBucket(ns)].Add(uint64(packets))
-}
-
-func latencyBucket(ns int64) int {
-	if ns < latencySub {
-		return int(max(ns, 0))
-	}
-	e := bits.Len64(uint64(ns)) - 1 // 2^e <= ns, e >= 3
-	i := (e-2)*latencySub + int(uint64(ns)>>(e-3)&(latencySub-1))
-	return min(i, latencyBuckets-1)
+	n [latencyBuckets]atomic.Uint64
+	_ [64]byte
 }
 
 // latencyLow is the least time in bucket i.
@@ -79,19 +76,15 @@ func latencyLow(i int) uint64 {
 	return uint64(latencySub+i%latencySub) << (e - 3)
 }
 
-// observe times the batch of packets that entered at start, if it is one
-// of the sampled.
-func (d *Device) observe(dir int, start int64, packets int) {
-	if h := &d.latency[dir]; h.sampled() {
-		h.record(d.now()-start, packets)
-	}
-}
-
 // Latency is what the rewriter added to packets, per direction: a sample
 // of one batch in latencySampleEvery.
 type Latency struct {
 	Outbound Histogram `json:"outbound"`
 	Inbound  Histogram `json:"inbound"`
+	// ControlOutbound and ControlInbound are the control (observeControl):
+	// the same sampling and clock readings around nothing.
+	ControlOutbound Histogram `json:"control_outbound"`
+	ControlInbound  Histogram `json:"control_inbound"`
 }
 
 // Histogram is the sampled packets by their time in the rewriter.
@@ -112,13 +105,25 @@ type LatencyBucket struct {
 func (d *Device) Latency() Latency {
 	var l Latency
 	for dir, h := range []*Histogram{&l.Outbound, &l.Inbound} {
-		for i := range latencyBuckets {
-			if n := d.latency[dir].n[i].Load(); n != 0 {
-				h.Buckets = append(h.Buckets, LatencyBucket{LowNs: latencyLow(i), Packets: n})
-			}
+		h.Buckets = d.latency[dir].buckets()
+	}
+	for dir, h := range []*Histogram{&l.ControlOutbound, &l.ControlInbound} {
+		if c := d.control[dir].Load(); c != nil {
+			h.Buckets = c.buckets()
 		}
 	}
 	return l
+}
+
+// buckets returns h's non-empty buckets.
+func (h *latencyHist) buckets() []LatencyBucket {
+	var b []LatencyBucket
+	for i := range latencyBuckets {
+		if n := h.n[i].Load(); n != 0 {
+			b = append(b, LatencyBucket{LowNs: latencyLow(i), Packets: n})
+		}
+	}
+	return b
 }
 
 // Packets is how many packets the histogram holds.

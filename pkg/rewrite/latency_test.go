@@ -90,7 +90,17 @@ func TestDeviceLatency(t *testing.T) {
 			t.Errorf("%s: p99 %v, want the 700 ns each batch took", name, p)
 		}
 	}
-	if n := d.Latency().Inbound.Packets() + w.Latency().Outbound.Packets(); n != 0 {
+	// The control: on other batches, as many, two readings with nothing
+	// between them, which this clock makes 700 ns apart too.
+	for name, h := range map[string]Histogram{"Read": d.Latency().ControlOutbound, "Write": w.Latency().ControlInbound} {
+		if n := h.Packets(); n != batches/latencySampleEvery {
+			t.Errorf("%s: %d packets in the control, want %d", name, n, batches/latencySampleEvery)
+		}
+		if p := h.Quantile(0.99); p < 640 || p > 768 {
+			t.Errorf("%s: control p99 %v, want the 700 ns between two readings", name, p)
+		}
+	}
+	if n := d.Latency().Inbound.Packets() + w.Latency().Outbound.Packets() + d.Latency().ControlInbound.Packets() + w.Latency().ControlOutbound.Packets(); n != 0 {
 		t.Errorf("%d packets timed in the direction not used", n)
 	}
 }

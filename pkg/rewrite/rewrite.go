@@ -320,23 +320,6 @@ func packetOf(scratch, pkt []byte, peer uint8, dir numplan.Direction, third *Thi
 	return pkt, mapInPlace(pkt, ihl, peer, dir), 0
 }
 
-// check validates the IPv4 header of pkt and trims pkt to its total length.
-// It returns Plain for a packet that can be mapped, NonIPv4 or Malformed.
-func check(pkt []byte) (_ []byte, ihl int, res Result) {
-	if len(pkt) == 0 || pkt[0]>>4 != 4 {
-		return pkt, 0, NonIPv4
-	}
-	if len(pkt) < ipHeaderLen {
-		return pkt, 0, Malformed
-	}
-	ihl = int(pkt[0]&0x0f) * 4
-	total := int(binary.BigEndian.Uint16(pkt[offTotalLen:]))
-	if ihl < ipHeaderLen || total < ihl || total > len(pkt) {
-		return pkt, 0, Malformed
-	}
-	return pkt[:total], ihl, Plain
-}
-
 // isUDPSIP reports whether a checked packet is an unfragmented UDP datagram
 // whose payload looks like SIP.
 func isUDPSIP(pkt []byte, ihl int) bool {
@@ -352,61 +335,6 @@ func mapHeaders(pkt []byte, peer uint8, dir numplan.Direction) ([]byte, Result) 
 		return pkt, res
 	}
 	return pkt, mapInPlace(pkt, ihl, peer, dir)
-}
-
-// mapInPlace maps the IP addresses of a valid IPv4 packet and adjusts the
-// checksums that cover them. It returns Plain, Fragment, SIPOverTCP or
-// BadTransport.
-func mapInPlace(pkt []byte, ihl int, peer uint8, dir numplan.Direction) Result {
-	d, changed := mapAddrs(pkt[offSrc:offDst+4], peer, dir)
-	if changed {
-		adjustChecksum(pkt[offChecksum:], d)
-	}
-	frag := binary.BigEndian.Uint16(pkt[offFlags:])
-	if frag&fragOffsetMask != 0 {
-		// No transport header in this fragment.
-		return Fragment
-	}
-	res := Plain
-	if frag&flagMF != 0 {
-		// The first fragment carries the transport header, and its checksum
-		// covers the whole datagram including the pseudo-header, so the same
-		// adjustment applies.
-		res = Fragment
-	}
-	tp := pkt[ihl:]
-	switch pkt[offProto] {
-	case protoUDP:
-		if len(tp) < udpHeaderLen {
-			return BadTransport
-		}
-		if changed {
-			adjustUDPChecksum(tp[offUDPChecksum:], d)
-		}
-		if res == Plain && int(binary.BigEndian.Uint16(tp[offUDPLen:])) != len(tp) {
-			res = BadTransport
-		}
-	case protoTCP:
-		if len(tp) < offTCPChecksum+2 {
-			return BadTransport
-		}
-		if changed {
-			adjustChecksum(tp[offTCPChecksum:], d)
-		}
-		if res == Plain {
-			if off := int(tp[offTCPDataOff]>>4) * 4; off >= 20 && off < len(tp) && sipmsg.IsSIP(tp[off:]) {
-				res = SIPOverTCP
-			}
-		}
-	case protoICMP:
-		if len(tp) < icmpHeaderLen {
-			return BadTransport
-		}
-		if res == Plain {
-			mapICMPError(tp, peer, dir)
-		}
-	}
-	return res
 }
 
 // mapICMPError maps the packet quoted by an ICMP error. The quoted packet
@@ -448,79 +376,6 @@ func mapICMPError(icmp []byte, peer uint8, dir numplan.Direction) {
 		}
 	}
 	adjustChecksum(icmp[offICMPChecksum:], sum)
-}
-
-// mapAddrs maps the source and destination at a[0:4] and a[4:8] in place and
-// returns the one's-complement difference of the 16-bit words, ready for
-// adjustChecksum.
-func mapAddrs(a []byte, peer uint8, dir numplan.Direction) (d uint32, changed bool) {
-	a = a[:8]
-	// ToWire and FromWire inline where numplan.Map does not: this runs for
-	// every packet.
-	var (
-		src, dst [4]byte
-		c1, c2   bool
-	)
-	if dir == numplan.Inbound {
-		src, c1 = numplan.FromWire([4]byte(a[0:4]), peer)
-		dst, c2 = numplan.FromWire([4]byte(a[4:8]), peer)
-	} else {
-		src, c1 = numplan.ToWire([4]byte(a[0:4]), peer)
-		dst, c2 = numplan.ToWire([4]byte(a[4:8]), peer)
-	}
-	if !c1 && !c2 {
-		return 0, false
-	}
-	for k := 0; k < 8; k += 2 {
-		d += uint32(^binary.BigEndian.Uint16(a[k:]))
-	}
-	copy(a[0:4], src[:])
-	copy(a[4:8], dst[:])
-	for k := 0; k < 8; k += 2 {
-		d += uint32(binary.BigEndian.Uint16(a[k:]))
-	}
-	return d, true
-}
-
-// adjustChecksum applies the difference d to the checksum at c[0:2] (RFC 1624
-// eqn. 3) and returns the difference of the checksum word itself, for a
-// checksum that covers this one.
-//
-// A stored 0xffff is left alone: no correct TCP, IPv4 or ICMP error checksum
-// can be 0xffff (it would need all-zero data), and skipping it keeps every
-// update exactly invertible, so mapping a packet out and back in gives back
-// its bytes even when a checksum was wrong to begin with.
-func adjustChecksum(c []byte, d uint32) uint32 {
-	old := binary.BigEndian.Uint16(c)
-	if old == 0xffff {
-		return 0
-	}
-	s := uint32(^old) + d
-	s = s&0xffff + s>>16
-	s = s&0xffff + s>>16
-	s = s&0xffff + s>>16
-	nc := ^uint16(s)
-	binary.BigEndian.PutUint16(c, nc)
-	return uint32(^old) + uint32(nc)
-}
-
-// adjustUDPChecksum is adjustChecksum for UDP, where 0 means "no checksum"
-// and a computed 0 is sent as 0xffff (RFC 768).
-func adjustUDPChecksum(c []byte, d uint32) uint32 {
-	old := binary.BigEndian.Uint16(c)
-	if old == 0 {
-		return 0
-	}
-	s := uint32(^old) + d
-	s = s&0xffff + s>>16
-	s = s&0xffff + s>>16
-	s = s&0xffff + s>>16
-	nc := ^uint16(s)
-	if nc == 0 {
-		nc = 0xffff
-	}
-	binary.BigEndian.PutUint16(c, nc)
-	return uint32(^old) + uint32(nc)
 }
 
 // tunnelMap is the address map of one tunnel and direction, in the form

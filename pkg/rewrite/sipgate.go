@@ -2,7 +2,6 @@ package rewrite
 
 import (
 	"context"
-	"encoding/binary"
 	"log/slog"
 	"net/netip"
 
@@ -17,16 +16,6 @@ import (
 // ports (phones may use any local port) a datagram takes the SIP path when
 // sipmsg.LooksLikeSIP, a sniff loose enough to catch malformed SIP.
 const sipPort = 5060
-
-// udpSIP reports whether a UDP datagram (header and payload; at least the
-// header) goes to the SIP path.
-func udpSIP(u []byte) bool {
-	p := u[udpHeaderLen:]
-	if binary.BigEndian.Uint16(u) == sipPort || binary.BigEndian.Uint16(u[2:]) == sipPort {
-		return !sipmsg.KeepAlive(p)
-	}
-	return sipmsg.LooksLikeSIP(p)
-}
 
 // notPeer returns the test for a literal, in a message from tunnel peer as
 // mapped for our phones, that names someone the peer is not: any address
