@@ -98,7 +98,8 @@ func TestStateOnDiskBeforeStatus(t *testing.T) {
 		w.writeFile = func(path string, b []byte, perm os.FileMode) error {
 			var shown []int
 			for _, i := range []int{7, 9, 11} {
-				if bytes.Contains(b, fmt.Appendf(nil, `"device": "pl%d"`, i)) {
+				// The file is compact JSON (statusfile.go).
+				if bytes.Contains(b, fmt.Appendf(nil, `"device":"pl%d"`, i)) {
 					shown = append(shown, i)
 				}
 			}
