@@ -105,6 +105,8 @@ type peer struct {
 	keepaliveAt time.Time // when to turn it on if the peer did not start
 
 	pingWaiters []chan time.Duration
+	// rp is the state of punching again after a failed punch (repunch.go).
+	rp repunch
 	// byeAt is when the peer said it was going offline; signs of life
 	// from before then do not count.
 	byeAt time.Time
@@ -137,7 +139,8 @@ func (p *peer) addCandidate(a netip.AddrPort) {
 func (p *peer) introduced(e env, in *intro, now time.Time) {
 	p.learn(e, in, now)
 	start := now.Add(in.Delay)
-	p.punchUntil = start.Add(punchWindow)
+	p.punchUntil = start.Add(p.punchWindowFor())
+	p.punchStarted(p.punchUntil)
 	p.nextProbe = start
 	if in.Delay <= 0 {
 		// The peer starts now too: every tick of waiting is a tick
@@ -406,6 +409,7 @@ func (p *peer) tick(e env, now time.Time) {
 	if p.saidBye {
 		return // a node that said bye is shutting down: no probes
 	}
+	p.watchPunch(e, now)
 	if p.tunnel == nil {
 		// Expected: punch on an introduction as the peer does (its
 		// tunnel may be built), nothing else until Add.
@@ -448,6 +452,12 @@ func (p *peer) tick(e env, now time.Time) {
 		p.probeAll(e, []netip.AddrPort{p.direct}, now)
 		p.nextProbe = now.Add(directProbeEvery)
 	default:
+		if p.quiet() {
+			// Until both punch again (repunch.go): a lone probe would
+			// keep a router's hold on the failed attempt.
+			p.nextProbe = now.Add(upgradeEvery)
+			return
+		}
 		if p.path == PathRelay && p.reason == ReasonPunching {
 			p.reason = p.relayReason(e)
 			e.logger().Info("no direct path", "peer", p.key, "reason", p.reason)

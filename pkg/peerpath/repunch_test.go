@@ -1,0 +1,71 @@
+package peerpath
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// TestLatePunchAcceptingRouters: two Pis behind port-restricted routers
+// that accept input to themselves (netsim's AcceptInput, the lab's -accept
+// pairs) get their introduction at once, but one acts on it late, as a
+// busy Pi building tunnels did in the lab (19-47 ms). The early end's
+// first probe reaches the late end's router before the late end sent
+// anything: the router holds it, the late end's probes leave from another
+// port, and the first punch fails. The pair must still end direct, within
+// one quiet period after the failed punch (the routers' unreplied entries
+// expire only when neither end sends to the other) plus a punch.
+func TestLatePunchAcceptingRouters(t *testing.T) {
+	for _, tc := range []struct {
+		late      time.Duration
+		unreplied time.Duration // 0: Linux's default
+		within    time.Duration // after the pairing
+	}{
+		{19 * time.Millisecond, 0, punchWindow + repunchQuiet[0] + 5*time.Second},
+		{30 * time.Millisecond, 0, punchWindow + repunchQuiet[0] + 5*time.Second},
+		{50 * time.Millisecond, 0, punchWindow + repunchQuiet[0] + 5*time.Second},
+		// A router that keeps unreplied entries 60 s (OpenWrt): the
+		// second quiet period outlasts it.
+		{30 * time.Millisecond, time.Minute, 2*punchWindow + repunchQuiet[0] + repunchQuiet[1] + 10*time.Second},
+	} {
+		t.Run(fmt.Sprintf("late %v, routers keep %v", tc.late, tc.unreplied), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				w := newSimWorld(t, 1)
+				a, natA := w.site(1, portRestricted, nil)
+				b, natB := w.site(2, portRestricted, nil)
+				for _, nat := range []interface {
+					AcceptInput()
+					SetUnrepliedTimeout(time.Duration)
+				}{natA, natB} {
+					nat.AcceptInput()
+					if tc.unreplied != 0 {
+						nat.SetUnrepliedTimeout(tc.unreplied)
+					}
+				}
+				time.Sleep(5 * time.Second) // both registered
+				// a is busy while the pairing's tunnels are built: what
+				// the server sends it is handled late.
+				busyUntil := time.Now().Add(2 * time.Second)
+				server := w.servers[0].addrs
+				late := func(_ []byte, from netip.AddrPort) time.Duration {
+					if (from == server[0] || from == server[1]) && time.Now().Before(busyUntil) {
+						return tc.late
+					}
+					return 0
+				}
+				a.delayIn.Store(&late)
+				start := time.Now()
+				w.pair(a, b)
+				// The relay at once; the first punch fails.
+				settle(t, a, b, time.Second, func(s Status) bool { return s.Online && s.Path == PathRelay })
+				st := settle(t, a, b, tc.within, settled(PathDirect))
+				settle(t, b, a, 2*time.Second, settled(PathDirect))
+				t.Logf("direct %v after the pairing (%s)", time.Since(start).Round(time.Millisecond), st.Reason)
+				flows(t, a, b)
+				flows(t, b, a)
+			})
+		})
+	}
+}
