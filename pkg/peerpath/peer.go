@@ -144,8 +144,13 @@ func (p *peer) introduced(e env, in *intro, now time.Time) {
 	p.nextProbe = start
 	if in.Delay <= 0 {
 		// The peer starts now too: every tick of waiting is a tick
-		// longer on the relay.
-		p.probeAll(e, p.candidates, now)
+		// longer on the relay. The socket's reader may have sent the
+		// first round already, as the introduction arrived.
+		if len(in.atOnce) > 0 {
+			p.recordAtOnce(in)
+		} else {
+			p.probeAll(e, p.candidates, now)
+		}
 		p.nextProbe = now.Add(punchEvery)
 	}
 }

@@ -294,6 +294,10 @@ type intro struct {
 	rvclient.Introduction
 	server netip.AddrPort // the server's main address, for the relay
 	at     time.Time
+	// atOnce are the probes the socket's reader sent as it arrived, at
+	// atOnceAt (firstprobe.go).
+	atOnce   []sentAtOnce
+	atOnceAt time.Time
 }
 
 // An introduction to a key that is not a peer is kept this long, for the
@@ -361,7 +365,9 @@ func (m *Manager) addServer(ctx context.Context, srv rvclient.Server, wg *sync.W
 		},
 		Local: m.opt.Local,
 		OnIntroduction: func(in rvclient.Introduction) {
-			m.post(event{intro: &intro{Introduction: in, server: srv.Addrs[0]}})
+			ev := &intro{Introduction: in, server: srv.Addrs[0]}
+			m.probeAtOnce(ev)
+			m.post(event{intro: ev})
 		},
 		Pair:         m.opt.Pair,
 		OnPair:       m.opt.OnPair,
@@ -637,9 +643,10 @@ func (m *Manager) Add(peer nodekey.Key, tunnel Tunnel, bind Initiations, static 
 // whose tunnel may be built, acts on the same introduction: behind routers
 // that accept input, an end that punches alone loses the direct path
 // (TestExpectedPeerAcceptingRouters). Add then points the tunnel at the
-// path found and starts its handshake. The supervisor does not call it:
-// punching while the tunnels are built, when a Pi is busiest, acts too late
-// on one end (docs/first-handshake.md).
+// path found and starts its handshake. Punching while the tunnels are
+// built, when a Pi is busiest, may act late on one end, and behind routers
+// that accept input the first punch then fails: the ends punch again once
+// the routers have forgotten it (repunch.go).
 func (m *Manager) Expect(peer nodekey.Key) { m.send(event{expect: &peer}) }
 
 // Remove forgets peer.

@@ -69,3 +69,36 @@ func TestLatePunchAcceptingRouters(t *testing.T) {
 		})
 	}
 }
+
+// TestBusyManagerPunchesAtOnce: the introduction reaches both ends at once,
+// but one end's manager is held up (its tunnel's SetEndpoint, a UAPI call,
+// takes tens of milliseconds on a busy Pi) before it punches. The first
+// probes leave from the socket's reader as the introduction arrives, so
+// the first punch works behind routers that accept input, without waiting
+// for a punch again.
+func TestBusyManagerPunchesAtOnce(t *testing.T) {
+	for _, slow := range []time.Duration{19 * time.Millisecond, 47 * time.Millisecond} {
+		t.Run(fmt.Sprint(slow), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				w := newSimWorld(t, 1)
+				a, natA := w.site(1, portRestricted, nil)
+				b, natB := w.site(2, portRestricted, nil)
+				natA.AcceptInput()
+				natB.AcceptInput()
+				time.Sleep(5 * time.Second) // both registered
+				// Both tunnels exist (on no path yet) before the
+				// introduction comes; a's manager is then slow.
+				a.add(b)
+				b.add(a)
+				a.slowTunnel.Store(int64(slow))
+				start := time.Now()
+				st := settle(t, a, b, punchWindow+time.Second, settled(PathDirect))
+				settle(t, b, a, time.Second, settled(PathDirect))
+				t.Logf("direct %v after the pairing (%s)", time.Since(start).Round(time.Millisecond), st.Reason)
+				a.slowTunnel.Store(0)
+				flows(t, a, b)
+				flows(t, b, a)
+			})
+		})
+	}
+}

@@ -119,6 +119,9 @@ type simNode struct {
 	// dropIn, if set, drops the datagrams it returns true for before the
 	// socket's reader sees them.
 	dropIn atomic.Pointer[func(b []byte, from netip.AddrPort) bool]
+	// slowTunnel, if not 0, is how long its tunnels' SetEndpoint takes
+	// (a busy Pi's UAPI call), holding up the manager's goroutine.
+	slowTunnel atomic.Int64
 	// delayIn, if set, delays the datagrams it returns a delay for
 	// before the socket's reader sees them (a busy Pi).
 	delayIn atomic.Pointer[func(b []byte, from netip.AddrPort) time.Duration]
@@ -354,6 +357,9 @@ func simSender(b []byte) (typ uint32, k nodekey.Key, n int, ok bool) {
 }
 
 func (t *simTunnel) SetEndpoint(ep string) error {
+	if d := time.Duration(t.node.slowTunnel.Load()); d > 0 {
+		time.Sleep(d)
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.endpoint = ep

@@ -1,0 +1,71 @@
+package peerpath
+
+import (
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/peerline/peerline/pkg/rendezvous"
+)
+
+// The first probes of a punch leave from the socket's reader, the moment
+// the introduction arrives, rather than from Run once it gets to the
+// introduction's event. Behind routers that accept input, a punch works
+// only if each end's first probe leaves before the other end's first probe
+// arrives (docs/punch-again.md), and on a busy Pi the event waited 19-47 ms
+// in the lab: longer than the one-way delay between the two.
+
+// sentAtOnce is a probe the reader sent on an introduction's arrival.
+type sentAtOnce struct {
+	id [12]byte
+	to netip.AddrPort
+}
+
+// probeAtOnce sends one probe to each endpoint of in, from the socket's
+// reader, when Run will punch on it: the peer is known (with its tunnel or
+// expected), the introduction asks for no delay, and this node is not
+// shutting down. Run records them as sent (peer.recordAtOnce).
+func (m *Manager) probeAtOnce(in *intro) {
+	if in.Delay > 0 || m.saidBye.Load() || !m.accept(in.Peer) {
+		return
+	}
+	var to []netip.AddrPort
+	add := func(a netip.AddrPort) {
+		if !a.IsValid() || a.Port() == 0 {
+			return
+		}
+		a = netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
+		if !slices.Contains(to, a) && len(to) < maxCandidates {
+			to = append(to, a)
+		}
+	}
+	for _, a := range in.Endpoints {
+		add(a)
+	}
+	for _, a := range in.Local {
+		add(a)
+	}
+	now := time.Now()
+	for _, a := range to {
+		id, err := rendezvous.NewTxID()
+		if err != nil {
+			return
+		}
+		m.sendProbe(in.Peer, a, 0, rendezvous.Probe{TxID: id, Time: now.UnixMilli()})
+		in.atOnce = append(in.atOnce, sentAtOnce{id: id, to: a})
+	}
+	in.atOnceAt = now
+}
+
+// recordAtOnce takes the probes the reader sent on in's arrival as this
+// punch's first round: their answers count as any probe's.
+func (p *peer) recordAtOnce(in *intro) {
+	if p.pending == nil {
+		p.pending = map[[12]byte]sentProbe{}
+	}
+	for _, s := range in.atOnce {
+		if len(p.pending) < maxPendingProbe {
+			p.pending[s.id] = sentProbe{to: s.to, at: in.atOnceAt}
+		}
+	}
+}
