@@ -141,6 +141,7 @@ func (p *peer) introduced(e env, in *intro, now time.Time) {
 	start := now.Add(in.Delay)
 	p.punchUntil = start.Add(p.punchWindowFor())
 	p.punchStarted(p.punchUntil)
+	e.logger().Debug("introduced; punching", "peer", p.key, "candidates", len(p.candidates), "sent_on_arrival", len(in.atOnce), "window", p.punchUntil.Sub(start))
 	p.nextProbe = start
 	if in.Delay <= 0 {
 		// The peer starts now too: every tick of waiting is a tick
