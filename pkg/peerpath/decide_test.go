@@ -61,6 +61,7 @@ func (e *recEnv) addRelay(peer nodekey.Key, session uint64, server netip.AddrPor
 func (e *recEnv) initiates(nodekey.Key) bool { return e.initiating }
 func (e *recEnv) ownNAT() string             { return "cone" }
 func (e *recEnv) haveServers() bool          { return true }
+func (e *recEnv) ownPublic() netip.Addr      { return netip.Addr{} }
 func (e *recEnv) connect(*peer)              { e.add("connect") }
 func (e *recEnv) reregister()                { e.add("reregister") }
 

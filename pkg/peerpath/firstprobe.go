@@ -42,8 +42,10 @@ func (m *Manager) probeAtOnce(in *intro) {
 	for _, a := range in.Endpoints {
 		add(a)
 	}
-	for _, a := range in.Local {
-		add(a)
+	if onOurLAN(in, m.ownPublic()) {
+		for _, a := range in.Local {
+			add(a)
+		}
 	}
 	now := time.Now()
 	for _, a := range to {
@@ -68,4 +70,39 @@ func (p *peer) recordAtOnce(in *intro) {
 			p.pending[s.id] = sentProbe{to: s.to, at: in.atOnceAt}
 		}
 	}
+}
+
+// onOurLAN reports whether the peer of in may be on this node's LAN, so
+// that its LAN addresses are worth probing: unless both public addresses
+// are known and differ. Probing a LAN address at another site is useless,
+// and it may harm: behind a Linux router, the flow it leaves (never
+// answered) takes the socket's latest mapping, which after a failed punch
+// is the odd port, and as we read Linux's NAT it picks the mapping of any
+// flow from the same socket it still holds, expired or not yet reaped (up
+// to a minute after expiry), for the next new flow: the punch again would
+// then leave from the odd port and fail as the first did
+// (docs/punch-again.md).
+func onOurLAN(in *intro, own netip.Addr) bool {
+	if !own.IsValid() {
+		return true
+	}
+	for _, e := range in.Endpoints {
+		if e.IsValid() && e.Addr().Unmap() == own {
+			return true
+		}
+	}
+	return !in.Endpoints[0].IsValid() && !in.Endpoints[1].IsValid()
+}
+
+// ownPublic is this node's public address as the server that answered a
+// register last saw it.
+func (m *Manager) ownPublic() netip.Addr {
+	var own netip.Addr
+	var at time.Time
+	for _, c := range m.clientList() {
+		if last, obs := c.LastRegistered(), c.Observed(); obs.IsValid() && last.After(at) {
+			own, at = obs.Addr().Unmap(), last
+		}
+	}
+	return own
 }

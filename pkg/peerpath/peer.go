@@ -31,6 +31,9 @@ type env interface {
 	ownNAT() string
 	// haveServers reports whether any rendezvous server resolved.
 	haveServers() bool
+	// ownPublic is this node's public address as a server last saw it
+	// (invalid while unknown).
+	ownPublic() netip.Addr
 	// connect asks every server not asked yet to introduce p; answers
 	// come back as events.
 	connect(p *peer)
@@ -172,8 +175,10 @@ func (p *peer) learn(e env, in *intro, now time.Time) {
 	for _, e := range in.Endpoints {
 		p.addCandidate(e)
 	}
-	for _, l := range in.Local {
-		p.addCandidate(l)
+	if onOurLAN(in, e.ownPublic()) {
+		for _, l := range in.Local {
+			p.addCandidate(l)
+		}
 	}
 	p.nat = natClass(in)
 	p.connectBackoff = 0

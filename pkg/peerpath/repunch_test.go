@@ -102,3 +102,29 @@ func TestBusyManagerPunchesAtOnce(t *testing.T) {
 		})
 	}
 }
+
+// TestOnOurLAN: a peer's LAN addresses are probed unless both public
+// addresses are known and differ.
+func TestOnOurLAN(t *testing.T) {
+	ap := netip.MustParseAddrPort
+	own := netip.MustParseAddr("198.51.100.1")
+	for _, tc := range []struct {
+		name string
+		eps  [2]netip.AddrPort
+		own  netip.Addr
+		want bool
+	}{
+		{"same public address", [2]netip.AddrPort{ap("198.51.100.1:40001"), ap("198.51.100.1:40001")}, own, true},
+		{"another site", [2]netip.AddrPort{ap("198.51.100.2:40001"), ap("198.51.100.2:40001")}, own, false},
+		{"another site, symmetric", [2]netip.AddrPort{ap("198.51.100.2:40001"), ap("198.51.100.2:40002")}, own, false},
+		{"own address unknown", [2]netip.AddrPort{ap("198.51.100.2:40001"), ap("198.51.100.2:40001")}, netip.Addr{}, true},
+		{"peer's address unknown", [2]netip.AddrPort{}, own, true},
+		{"one server saw the same", [2]netip.AddrPort{ap("198.51.100.2:40001"), ap("198.51.100.1:40001")}, own, true},
+	} {
+		in := &intro{}
+		in.Endpoints = tc.eps
+		if got := onOurLAN(in, tc.own); got != tc.want {
+			t.Errorf("%s: onOurLAN = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
