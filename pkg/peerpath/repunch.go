@@ -85,7 +85,10 @@ func (p *peer) watchPunch(e env, now time.Time) {
 		if p.path != PathRelay || (e.ownNAT() == "symmetric" && p.nat == "symmetric") {
 			// Direct; or no relay to wait on; or two NATs that map per
 			// destination, where no punch can work: the slow upgrade
-			// rounds, as before.
+			// rounds, as before. An earlier failed window (a NAT class
+			// was unknown then) must not keep the pair quiet for good:
+			// no ask is made from here.
+			p.rp.failed = 0
 			return
 		}
 		p.rp.failed++

@@ -3,9 +3,13 @@ package peerpath
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/peerline/peerline/pkg/nodekey"
+	"github.com/peerline/peerline/pkg/rvclient"
 )
 
 // TestLatePunchAcceptingRouters: two Pis behind port-restricted routers
@@ -126,5 +130,55 @@ func TestOnOurLAN(t *testing.T) {
 		if got := onOurLAN(in, tc.own); got != tc.want {
 			t.Errorf("%s: onOurLAN = %v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+// TestRepunchSymmetricAfterFailure: a punch window failed while a NAT
+// class was unknown (the pair went quiet to punch again), and the next
+// introduction's window ends with both NATs symmetric, where no punch can
+// work and no ask is made. The pair must not stay quiet for good: the slow
+// upgrade rounds resume.
+func TestRepunchSymmetricAfterFailure(t *testing.T) {
+	var (
+		t0     = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+		server = netip.MustParseAddrPort("203.0.113.1:3478")
+		wan    = netip.MustParseAddrPort("198.51.100.2:40001")
+		wan2   = netip.MustParseAddrPort("198.51.100.2:40002")
+		key    = nodekey.Key{1}
+	)
+	e := &recEnv{initiating: true, probes: map[netip.AddrPort][12]byte{}}
+	p := &peer{key: key, tunnel: &recTunnel{e: e}}
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	run := func(from, to time.Duration) {
+		for d := from; d <= to; d += tick {
+			e.now = d
+			p.tick(e, at(d))
+		}
+	}
+	// Own NAT class unknown yet: the first window fails, and the pair
+	// goes quiet until it punches again.
+	e.nat = "unknown"
+	p.introduced(e, &intro{Introduction: rvclient.Introduction{Peer: key, Endpoints: [2]netip.AddrPort{wan, wan2}, Session: 7}, server: server}, at(0))
+	run(tick, punchWindow+tick)
+	if !p.quiet() || p.rp.askAt.IsZero() {
+		t.Fatalf("after the first failed window: quiet %v, ask at %v; want quiet and an ask", p.quiet(), p.rp.askAt)
+	}
+	// The fresh introduction comes; by then this end knows its NAT maps
+	// per destination, as the peer's does.
+	e.nat = "symmetric"
+	second := 10 * time.Second
+	p.introduced(e, &intro{Introduction: rvclient.Introduction{Peer: key, Endpoints: [2]netip.AddrPort{wan, wan2}, Session: 8}, server: server}, at(second))
+	end := second + repunchWindow
+	run(second+tick, end+tick)
+	e.take()
+	if p.quiet() {
+		t.Errorf("after a window with both NATs symmetric: still quiet (failed %d)", p.rp.failed)
+	}
+	run(end+2*tick, end+upgradeSlowly+time.Second)
+	if log := e.take(); !strings.Contains(log, "probe "+wan.String()) {
+		t.Errorf("no upgrade probe within %v of the window's end; sent:\n%s", upgradeSlowly+time.Second, log)
+	}
+	if strings.Contains(p.reason, "punching again at") {
+		t.Errorf("reason %q tells of a punch again that will not come", p.reason)
 	}
 }
