@@ -60,15 +60,17 @@ func (m *Manager) probeAtOnce(in *intro) {
 }
 
 // recordAtOnce takes the probes the reader sent on in's arrival as this
-// punch's first round: their answers count as any probe's.
-func (p *peer) recordAtOnce(in *intro) {
-	if p.pending == nil {
-		p.pending = map[[12]byte]sentProbe{}
-	}
+// punch's first round: their answers count as any probe's, and, as with
+// any round of the punch, the first handshake's copy goes along with them
+// (probeAll).
+func (p *peer) recordAtOnce(e env, in *intro) {
+	to := make([]netip.AddrPort, 0, len(in.atOnce))
 	for _, s := range in.atOnce {
-		if len(p.pending) < maxPendingProbe {
-			p.pending[s.id] = sentProbe{to: s.to, at: in.atOnceAt}
-		}
+		p.track(s.id, s.to, in.atOnceAt)
+		to = append(to, s.to)
+	}
+	if p.bind != nil && e.initiates(p.key) {
+		p.bind.CopyInitiation(to, heldMaxAge)
 	}
 }
 

@@ -151,7 +151,7 @@ func (p *peer) introduced(e env, in *intro, now time.Time) {
 		// longer on the relay. The socket's reader may have sent the
 		// first round already, as the introduction arrived.
 		if len(in.atOnce) > 0 {
-			p.recordAtOnce(in)
+			p.recordAtOnce(e, in)
 		} else {
 			p.probeAll(e, p.candidates, now)
 		}
@@ -350,20 +350,12 @@ func (m *Manager) initiates(peer nodekey.Key) bool {
 
 // probeAll sends one probe to each address.
 func (p *peer) probeAll(e env, to []netip.AddrPort, now time.Time) {
-	if p.pending == nil {
-		p.pending = map[[12]byte]sentProbe{}
-	}
-	for id, s := range p.pending {
-		if now.Sub(s.at) > 5*time.Second || len(p.pending) > maxPendingProbe {
-			delete(p.pending, id)
-		}
-	}
 	for _, a := range to {
 		id, err := rendezvous.NewTxID()
 		if err != nil {
 			return
 		}
-		p.pending[id] = sentProbe{to: a, at: now}
+		p.track(id, a, now)
 		e.sendProbe(p.key, a, 0, rendezvous.Probe{TxID: id, Time: now.UnixMilli()})
 	}
 	// While punching, the first handshake runs on the relay; a copy of it
@@ -372,6 +364,21 @@ func (p *peer) probeAll(e env, to []netip.AddrPort, now time.Time) {
 	if now.Before(p.punchUntil) && p.bind != nil && e.initiates(p.key) {
 		p.bind.CopyInitiation(to, heldMaxAge)
 	}
+}
+
+// track records a probe sent to to at at, so that its answer counts.
+// Probes unanswered after 5 s are forgotten, and at most maxPendingProbe
+// are kept.
+func (p *peer) track(id [12]byte, to netip.AddrPort, at time.Time) {
+	if p.pending == nil {
+		p.pending = map[[12]byte]sentProbe{}
+	}
+	for old, s := range p.pending {
+		if at.Sub(s.at) > 5*time.Second || len(p.pending) >= maxPendingProbe {
+			delete(p.pending, old)
+		}
+	}
+	p.pending[id] = sentProbe{to: to, at: at}
 }
 
 // sayBye tells the peer, on the path in use, that this node is going
@@ -393,14 +400,11 @@ func (p *peer) probeRelay(e env, now time.Time) {
 	if p.relaySession == 0 {
 		return
 	}
-	if p.pending == nil {
-		p.pending = map[[12]byte]sentProbe{}
-	}
 	id, err := rendezvous.NewTxID()
 	if err != nil {
 		return
 	}
-	p.pending[id] = sentProbe{to: p.relayServer, at: now}
+	p.track(id, p.relayServer, now)
 	e.sendProbe(p.key, p.relayServer, p.relaySession, rendezvous.Probe{TxID: id, Time: now.UnixMilli()})
 }
 

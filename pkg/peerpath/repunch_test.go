@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/peerline/peerline/pkg/nodekey"
+	"github.com/peerline/peerline/pkg/rendezvous"
 	"github.com/peerline/peerline/pkg/rvclient"
 )
 
@@ -180,5 +181,51 @@ func TestRepunchSymmetricAfterFailure(t *testing.T) {
 	}
 	if strings.Contains(p.reason, "punching again at") {
 		t.Errorf("reason %q tells of a punch again that will not come", p.reason)
+	}
+}
+
+// recBind records the handshake copies a peer sends along with probes.
+type recBind struct{ e *recEnv }
+
+func (b *recBind) HoldInitiations(time.Duration) {}
+func (b *recBind) ResendHeld(string, time.Duration) (bool, error) {
+	return false, nil
+}
+func (b *recBind) CopyInitiation(to []netip.AddrPort, _ time.Duration) int {
+	b.e.add("initiation copy %v", to)
+	return len(to)
+}
+
+// TestFirstRoundCarriesInitiation: the probes the socket's reader sent as
+// the introduction arrived are the punch's first round. As any round's,
+// they carry the first handshake's copy (the end that initiates), and
+// their answers count.
+func TestFirstRoundCarriesInitiation(t *testing.T) {
+	var (
+		t0     = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+		server = netip.MustParseAddrPort("203.0.113.1:3478")
+		wan    = netip.MustParseAddrPort("198.51.100.2:40001")
+		lan    = netip.MustParseAddrPort("192.168.2.2:51820")
+		key    = nodekey.Key{1}
+	)
+	for _, initiating := range []bool{true, false} {
+		e := &recEnv{initiating: initiating, probes: map[netip.AddrPort][12]byte{}}
+		p := &peer{key: key, tunnel: &recTunnel{e: e}, bind: &recBind{e: e}}
+		in := &intro{Introduction: rvclient.Introduction{Peer: key, Endpoints: [2]netip.AddrPort{wan, wan}, Local: []netip.AddrPort{lan}, Session: 7}, server: server}
+		in.atOnce = []sentAtOnce{{id: [12]byte{1}, to: wan}, {id: [12]byte{2}, to: lan}}
+		in.atOnceAt = t0.Add(-2 * time.Millisecond)
+		p.introduced(e, in, t0)
+		log := e.take()
+		copied := strings.Contains(log, "initiation copy [198.51.100.2:40001 192.168.2.2:51820]")
+		if copied != initiating {
+			t.Errorf("initiating %v: first round carries the initiation %v, want %v; did:\n%s", initiating, copied, initiating, log)
+		}
+		if strings.Contains(log, "probe ") {
+			t.Errorf("initiating %v: probes sent again on the event; did:\n%s", initiating, log)
+		}
+		p.probed(e, &probeIn{p: rendezvous.Probe{Reply: true, TxID: [12]byte{1}}, from: wan, at: t0.Add(18 * time.Millisecond)})
+		if st := p.status(t0.Add(20 * time.Millisecond)); st.Path != PathDirect || st.RTT != 20*time.Millisecond {
+			t.Errorf("initiating %v: after the answer to the reader's probe: %+v, want direct, rtt 20ms", initiating, st)
+		}
 	}
 }
