@@ -143,7 +143,7 @@ func (p *peer) introduced(e env, in *intro, now time.Time) {
 	p.learn(e, in, now)
 	start := now.Add(in.Delay)
 	p.punchUntil = start.Add(p.punchWindowFor())
-	p.punchStarted(p.punchUntil)
+	p.punchStarted()
 	e.logger().Debug("introduced; punching", "peer", p.key, "candidates", len(p.candidates), "sent_on_arrival", len(in.atOnce), "window", p.punchUntil.Sub(start))
 	p.nextProbe = start
 	if in.Delay <= 0 {

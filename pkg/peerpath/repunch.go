@@ -41,9 +41,6 @@ const (
 
 // repunch is a peer's state of punching again, owned by Manager.Run.
 type repunch struct {
-	// windowEnd is when the punch window being watched ends (zero:
-	// none).
-	windowEnd time.Time
 	// failed counts punch windows in a row that ended without a direct
 	// path while the relay worked; not zero means quiet.
 	failed int
@@ -56,10 +53,9 @@ func quietAfter(failed int) time.Duration {
 	return repunchQuiet[min(failed, len(repunchQuiet))-1]
 }
 
-// punchStarted: an introduction started a punch window, which ends at
-// until. Any earlier quiet ends: both ends punch on it.
-func (p *peer) punchStarted(until time.Time) {
-	p.rp.windowEnd = until
+// punchStarted: an introduction started a punch window (peer.punchUntil).
+// Any earlier quiet ends: both ends punch on it.
+func (p *peer) punchStarted() {
 	p.rp.askAt = time.Time{}
 }
 
@@ -72,16 +68,18 @@ func (p *peer) punchWindowFor() time.Duration {
 	return punchWindow
 }
 
-// watchPunch runs every tick: it notices a punch window that ended without
-// a direct path and, after the quiet period, asks for a fresh
-// introduction.
+// watchPunch runs every tick: it notices a punch window (peer.punchUntil)
+// that ended without a direct path and, after the quiet period, asks for
+// a fresh introduction.
 func (p *peer) watchPunch(e env, now time.Time) {
 	if p.path == PathDirect {
 		// Found, now or since (an answer after the window).
 		p.rp.failed, p.rp.askAt = 0, time.Time{}
 	}
-	if !p.rp.windowEnd.IsZero() && !now.Before(p.rp.windowEnd) {
-		p.rp.windowEnd = time.Time{}
+	if !p.punchUntil.IsZero() && !now.Before(p.punchUntil) {
+		// The window ended; punchUntil is read only as now.Before, which
+		// the zero time keeps false.
+		p.punchUntil = time.Time{}
 		if p.path != PathRelay || (e.ownNAT() == "symmetric" && p.nat == "symmetric") {
 			// Direct; or no relay to wait on; or two NATs that map per
 			// destination, where no punch can work: the slow upgrade
