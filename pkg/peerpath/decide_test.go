@@ -66,10 +66,9 @@ func (e *recEnv) ownNAT() string {
 	}
 	return e.nat
 }
-func (e *recEnv) haveServers() bool     { return true }
-func (e *recEnv) ownPublic() netip.Addr { return netip.Addr{} }
-func (e *recEnv) connect(*peer)         { e.add("connect") }
-func (e *recEnv) reregister()           { e.add("reregister") }
+func (e *recEnv) haveServers() bool { return true }
+func (e *recEnv) connect(*peer)     { e.add("connect") }
+func (e *recEnv) reregister()       { e.add("reregister") }
 
 // recTunnel is a tunnel whose counters the test sets.
 type recTunnel struct {

@@ -2,7 +2,6 @@ package peerpath
 
 import (
 	"net/netip"
-	"slices"
 	"time"
 
 	"github.com/peerline/peerline/pkg/rendezvous"
@@ -30,21 +29,12 @@ func (m *Manager) probeAtOnce(in *intro) {
 		return
 	}
 	var to []netip.AddrPort
-	add := func(a netip.AddrPort) {
-		if !a.IsValid() || a.Port() == 0 {
-			return
-		}
-		a = netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
-		if !slices.Contains(to, a) && len(to) < maxCandidates {
-			to = append(to, a)
-		}
-	}
 	for _, a := range in.Endpoints {
-		add(a)
+		to = appendCandidate(to, a)
 	}
-	if onOurLAN(in, m.ownPublic()) {
+	if !in.offLAN {
 		for _, a := range in.Local {
-			add(a)
+			to = appendCandidate(to, a)
 		}
 	}
 	now := time.Now()
@@ -88,23 +78,11 @@ func onOurLAN(in *intro, own netip.Addr) bool {
 	if !own.IsValid() {
 		return true
 	}
+	own = own.Unmap()
 	for _, e := range in.Endpoints {
 		if e.IsValid() && e.Addr().Unmap() == own {
 			return true
 		}
 	}
 	return !in.Endpoints[0].IsValid() && !in.Endpoints[1].IsValid()
-}
-
-// ownPublic is this node's public address as the server that answered a
-// register last saw it.
-func (m *Manager) ownPublic() netip.Addr {
-	var own netip.Addr
-	var at time.Time
-	for _, c := range m.clientList() {
-		if last, obs := c.LastRegistered(), c.Observed(); obs.IsValid() && last.After(at) {
-			own, at = obs.Addr().Unmap(), last
-		}
-	}
-	return own
 }

@@ -31,9 +31,6 @@ type env interface {
 	ownNAT() string
 	// haveServers reports whether any rendezvous server resolved.
 	haveServers() bool
-	// ownPublic is this node's public address as a server last saw it
-	// (invalid while unknown).
-	ownPublic() netip.Addr
 	// connect asks every server not asked yet to introduce p; answers
 	// come back as events.
 	connect(p *peer)
@@ -125,17 +122,23 @@ type sentProbe struct {
 }
 
 func (p *peer) addCandidate(a netip.AddrPort) {
+	p.candidates = appendCandidate(p.candidates, a)
+}
+
+// appendCandidate adds a to list unless it is no address or there
+// already, dropping the oldest beyond maxCandidates.
+func appendCandidate(list []netip.AddrPort, a netip.AddrPort) []netip.AddrPort {
 	if !a.IsValid() || a.Port() == 0 {
-		return
+		return list
 	}
 	a = netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
-	if slices.Contains(p.candidates, a) {
-		return
+	if slices.Contains(list, a) {
+		return list
 	}
-	if len(p.candidates) >= maxCandidates {
-		p.candidates = p.candidates[1:]
+	if len(list) >= maxCandidates {
+		list = list[1:]
 	}
-	p.candidates = append(p.candidates, a)
+	return append(list, a)
 }
 
 // introduced: the servers told us where the peer is and gave us a relay.
@@ -175,7 +178,7 @@ func (p *peer) learn(e env, in *intro, now time.Time) {
 	for _, e := range in.Endpoints {
 		p.addCandidate(e)
 	}
-	if onOurLAN(in, e.ownPublic()) {
+	if !in.offLAN {
 		for _, l := range in.Local {
 			p.addCandidate(l)
 		}

@@ -298,6 +298,9 @@ type intro struct {
 	// atOnceAt (firstprobe.go).
 	atOnce   []sentAtOnce
 	atOnceAt time.Time
+	// offLAN: the peer is at another site (onOurLAN), so its LAN
+	// addresses are not probed. The zero value probes them.
+	offLAN bool
 }
 
 // An introduction to a key that is not a peer is kept this long, for the
@@ -358,6 +361,9 @@ func New(opt Options) (*Manager, error) {
 // addServer makes the client for a resolved server and starts keeping its
 // registration.
 func (m *Manager) addServer(ctx context.Context, srv rvclient.Server, wg *sync.WaitGroup) error {
+	// The introduction callback reads its own client's view of this
+	// node's public address.
+	var c *rvclient.Client
 	c, err := rvclient.New(m.opt.Mux.PacketConn(), m.opt.PrivateKey, srv, rvclient.Options{
 		Log: m.log.With("rendezvous", srv.Addrs[0]),
 		Accept: func(k nodekey.Key, pair []byte) bool {
@@ -366,6 +372,9 @@ func (m *Manager) addServer(ctx context.Context, srv rvclient.Server, wg *sync.W
 		Local: m.opt.Local,
 		OnIntroduction: func(in rvclient.Introduction) {
 			ev := &intro{Introduction: in, server: srv.Addrs[0]}
+			// Decided once, here, against the address this server
+			// saw: with several servers, another's view may be older.
+			ev.offLAN = !onOurLAN(ev, c.Observed().Addr())
 			m.probeAtOnce(ev)
 			m.post(event{intro: ev})
 		},

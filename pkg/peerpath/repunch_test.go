@@ -3,6 +3,7 @@ package peerpath
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -226,6 +227,38 @@ func TestFirstRoundCarriesInitiation(t *testing.T) {
 		p.probed(e, &probeIn{p: rendezvous.Probe{Reply: true, TxID: [12]byte{1}}, from: wan, at: t0.Add(18 * time.Millisecond)})
 		if st := p.status(t0.Add(20 * time.Millisecond)); st.Path != PathDirect || st.RTT != 20*time.Millisecond {
 			t.Errorf("initiating %v: after the answer to the reader's probe: %+v, want direct, rtt 20ms", initiating, st)
+		}
+	}
+}
+
+// TestOffLANNotProbed: the LAN addresses of a peer at another site
+// (intro.offLAN, decided as the introduction arrives) are neither probed
+// nor kept as candidates; the zero value probes them.
+func TestOffLANNotProbed(t *testing.T) {
+	var (
+		server = netip.MustParseAddrPort("203.0.113.1:3478")
+		wan    = netip.MustParseAddrPort("198.51.100.2:40001")
+		lan    = netip.MustParseAddrPort("192.168.2.2:51820")
+		key    = nodekey.Key{1}
+	)
+	for _, offLAN := range []bool{false, true} {
+		e := &recEnv{initiating: true, probes: map[netip.AddrPort][12]byte{}}
+		p := &peer{key: key, tunnel: &recTunnel{e: e}}
+		in := &intro{Introduction: rvclient.Introduction{Peer: key, Endpoints: [2]netip.AddrPort{wan, wan}, Local: []netip.AddrPort{lan}, Session: 7}, server: server, offLAN: offLAN}
+		p.introduced(e, in, time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC))
+		log := e.take()
+		if probed := strings.Contains(log, "probe "+lan.String()); probed == offLAN {
+			t.Errorf("offLAN %v: LAN address probed %v; did:\n%s", offLAN, probed, log)
+		}
+		if !strings.Contains(log, "probe "+wan.String()) {
+			t.Errorf("offLAN %v: public address not probed; did:\n%s", offLAN, log)
+		}
+		want := []netip.AddrPort{wan, lan}
+		if offLAN {
+			want = want[:1]
+		}
+		if !slices.Equal(p.candidates, want) {
+			t.Errorf("offLAN %v: candidates %v, want %v", offLAN, p.candidates, want)
 		}
 	}
 }
