@@ -78,9 +78,11 @@ type NAT struct {
 	nextPort uint16
 	out      map[natKey]*natEntry
 	in       map[uint16]*natEntry
-	// acceptInput and taken: see AcceptInput.
+	// acceptInput, unreplied and taken: see AcceptInput. taken holds
+	// when each entry was last refreshed.
 	acceptInput bool
-	taken       map[takenKey]bool
+	unreplied   time.Duration
+	taken       map[takenKey]time.Time
 }
 
 // takenKey is an outside sender and the NAT port it sent to.
@@ -98,6 +100,12 @@ type natEntry struct {
 	inside netip.AddrPort
 	port   uint16
 	sentTo map[netip.AddrPort]bool
+	// clash: a mapping for one destination only, made because the
+	// router held that destination on the usual port (AcceptInput); it
+	// is never answered, and goes after the unreplied timeout without
+	// datagrams out (lastOut).
+	clash   bool
+	lastOut time.Time
 }
 
 // NewNAT adds a NAT router with WAN address wan.
@@ -112,7 +120,7 @@ func (n *Network) NewNAT(wan netip.Addr, m Mapping, f Filtering) *NAT {
 
 func (nat *NAT) resetLocked() {
 	nat.out, nat.in = map[natKey]*natEntry{}, map[uint16]*natEntry{}
-	nat.taken = map[takenKey]bool{}
+	nat.taken = map[takenKey]time.Time{}
 }
 
 // AcceptInput makes the router take for itself every datagram that no
@@ -122,11 +130,41 @@ func (nat *NAT) resetLocked() {
 // (same port) clashes, and that destination gets a new external port,
 // which the sender does not know. Two hosts behind such routers that punch
 // towards each other must each send before the other's first datagram
-// arrives. Nothing held expires (conntrack's would after 30 s of silence).
+// arrives. What the router holds goes, as conntrack's unreplied entries
+// do, after UnrepliedTimeout without a datagram refreshing it: the held
+// sender's datagrams refresh its entry, the host's datagrams out the
+// new port's mapping.
 func (nat *NAT) AcceptInput() {
 	nat.net.mu.Lock()
 	defer nat.net.mu.Unlock()
 	nat.acceptInput = true
+	if nat.unreplied == 0 {
+		nat.unreplied = UnrepliedTimeout
+	}
+}
+
+// UnrepliedTimeout is how long an AcceptInput router keeps what it holds:
+// Linux's nf_conntrack_udp_timeout default.
+const UnrepliedTimeout = 30 * time.Second
+
+// SetUnrepliedTimeout changes how long an AcceptInput router keeps what it
+// holds (OpenWrt and other router firmware set conntrack's to 60 s).
+func (nat *NAT) SetUnrepliedTimeout(d time.Duration) {
+	nat.net.mu.Lock()
+	defer nat.net.mu.Unlock()
+	nat.unreplied = d
+}
+
+// heldLocked reports whether the router holds remote → port (AcceptInput),
+// forgetting an entry that expired.
+func (nat *NAT) heldLocked(remote netip.AddrPort, port uint16, now time.Time) bool {
+	k := takenKey{remote: remote, port: port}
+	at, ok := nat.taken[k]
+	if ok && now.Sub(at) >= nat.unreplied {
+		delete(nat.taken, k)
+		return false
+	}
+	return ok
 }
 
 // Flush forgets every mapping, as a router whose connection tracking was
@@ -162,18 +200,30 @@ func (nat *NAT) outboundLocked(inside, dst netip.AddrPort) netip.AddrPort {
 	if nat.mapping == MapAddressAndPortDependent {
 		k.dst = dst
 	}
+	now := time.Now()
 	e := nat.out[k]
-	if e != nil && !e.sentTo[dst] && nat.taken[takenKey{remote: dst, port: e.port}] {
+	if c := nat.out[natKey{inside: inside, dst: dst}]; c != nil && c.clash {
+		if now.Sub(c.lastOut) < nat.unreplied {
+			e, k = c, natKey{inside: inside, dst: dst}
+		} else {
+			delete(nat.out, natKey{inside: inside, dst: dst})
+			delete(nat.in, c.port)
+		}
+	}
+	clash := false
+	if e != nil && !e.clash && !e.sentTo[dst] && nat.heldLocked(dst, e.port, now) {
 		// The router holds dst → this port already (AcceptInput).
 		k.dst = dst
 		e = nat.out[k]
+		clash = true
 	}
 	if e == nil {
 		nat.nextPort++
-		e = &natEntry{inside: inside, port: nat.nextPort, sentTo: map[netip.AddrPort]bool{}}
+		e = &natEntry{inside: inside, port: nat.nextPort, sentTo: map[netip.AddrPort]bool{}, clash: clash}
 		nat.out[k], nat.in[e.port] = e, e
 	}
 	e.sentTo[dst] = true
+	e.lastOut = now
 	return netip.AddrPortFrom(nat.wan, e.port)
 }
 
@@ -335,7 +385,7 @@ func (n *Network) deliver(to netip.AddrPort, lan *NAT, d datagram) {
 		if inside, ok := nat.inboundLocked(d.from, to.Port()); ok {
 			c = n.conns[inside]
 		} else if nat.acceptInput {
-			nat.taken[takenKey{remote: d.from, port: to.Port()}] = true
+			nat.taken[takenKey{remote: d.from, port: to.Port()}] = time.Now()
 		}
 	default:
 		if c = n.conns[to]; c != nil && c.behind != nil {

@@ -203,18 +203,27 @@ func TestLANAndBlock(t *testing.T) {
 // each other's mappings. If each sends before the other's first datagram
 // arrives, both get through; if one's arrives first at a router that
 // accepts input, that router holds it, the host behind it gets a new port
-// towards the sender, and neither gets anything through. A router that
-// drops input holds nothing, and the late host still gets through.
+// towards the sender, and neither gets anything through, for as long as
+// either keeps sending. A router that drops input holds nothing, and the
+// late host still gets through. After both were quiet for the router's
+// unreplied timeout, punching together works again; a shorter silence, or
+// a router that keeps its entries longer, does not.
 func TestAcceptInput(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
 		accept      bool
 		bLate       time.Duration
+		unreplied   time.Duration // 0: the default
+		quiet       time.Duration // after the first attempt, then both together
 		wantThrough bool
 	}{
-		{"together", true, 0, true},
-		{"late, accepting", true, 2 * hop, false},
-		{"late, dropping", false, 2 * hop, true},
+		{"together", true, 0, 0, 0, true},
+		{"late, accepting", true, 2 * hop, 0, 0, false},
+		{"late, dropping", false, 2 * hop, 0, 0, true},
+		{"late, accepting, quiet 29 s", true, 2 * hop, 0, 29 * time.Second, false},
+		{"late, accepting, quiet 31 s", true, 2 * hop, 0, 31 * time.Second, true},
+		{"late, accepting 60 s, quiet 35 s", true, 2 * hop, time.Minute, 35 * time.Second, false},
+		{"late, accepting 60 s, quiet 65 s", true, 2 * hop, time.Minute, 65 * time.Second, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -224,6 +233,10 @@ func TestAcceptInput(t *testing.T) {
 				if tc.accept {
 					natA.AcceptInput()
 					natB.AcceptInput()
+					if tc.unreplied != 0 {
+						natA.SetUnrepliedTimeout(tc.unreplied)
+						natB.SetUnrepliedTimeout(tc.unreplied)
+					}
 				}
 				a, gotA := listen(t, n, "192.168.1.2:51820", natA)
 				b, gotB := listen(t, n, "192.168.2.2:51820", natB)
@@ -248,6 +261,23 @@ func TestAcceptInput(t *testing.T) {
 				a.WriteTo([]byte("p"), mapB)
 				b.WriteTo([]byte("p"), mapA)
 				arrive()
+				if tc.quiet > 0 {
+					gotA.take()
+					gotB.take()
+					time.Sleep(tc.quiet)
+					// Meanwhile both kept their mappings towards the
+					// server, as registrations do.
+					a.WriteTo([]byte("r"), server)
+					b.WriteTo([]byte("r"), server)
+					arrive()
+					a.WriteTo([]byte("p"), mapB)
+					b.WriteTo([]byte("p"), mapA)
+					arrive()
+					time.Sleep(hop)
+					a.WriteTo([]byte("p"), mapB)
+					b.WriteTo([]byte("p"), mapA)
+					arrive()
+				}
 				through := len(gotA.take()) > 0 && len(gotB.take()) > 0
 				if through != tc.wantThrough {
 					t.Errorf("both got through: %v, want %v", through, tc.wantThrough)

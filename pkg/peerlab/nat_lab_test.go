@@ -81,6 +81,13 @@ func waitPath(t *testing.T, ctx context.Context, n *Network, within time.Duratio
 	return path, reason
 }
 
+// repunchWait bounds the wait for a pair behind routers that accept input
+// whose first punch failed: the path manager's first quiet period (35 s,
+// past Linux's 30 s unreplied conntrack timeout, which the lab's routers
+// keep), the other end's 10 s grace should the first ask be lost, the
+// punch, and a few seconds for this busy machine.
+const repunchWait = 55 * time.Second
+
 // TestNATMatrix pairs two Pis by invite behind every pair of home router
 // kinds, with both input policies, and calls phone to phone with audio
 // checked both ways. Pairs that theory allows must go direct; the others
@@ -99,10 +106,26 @@ func TestNATMatrix(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.String(), func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+			ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second+repunchWait)
 			defer cancel()
 			n := buildNATNetwork(t, ctx, c, lab.Impairment{Delay: 10 * time.Millisecond})
 			path, reason := waitPath(t, ctx, n, 15*time.Second)
+			repaired := ""
+			if path == "relay" && c.expectDirect() && c.policy == lab.InputAccept {
+				// Behind routers that accept input, a first punch one
+				// end acted on late is held by a router; both ends punch
+				// again once it has forgotten it (docs/punch-again.md).
+				t.Logf("%s: relayed after the first punch (%s); waiting for the punch again", c, reason)
+				start := time.Now()
+				var err error
+				path, reason, err = n.WaitPaths(ctx, repunchWait, "direct path", func(a, _, b string) bool {
+					return a == "direct" && b == "direct"
+				})
+				if err != nil {
+					t.Log(err) // the path check below fails
+				}
+				repaired = fmt.Sprintf("; direct after punching again, %v later", time.Since(start).Round(time.Second))
+			}
 			want := "relay"
 			if c.expectDirect() {
 				want = "direct"
@@ -116,7 +139,7 @@ func TestNATMatrix(t *testing.T) {
 			}
 			r, err := Call(ctx, phoneB, phoneA, "sip:a@"+n.B.AddrOf(n.A).String(), 2*time.Second)
 			requireCall(t, r, err, "sip:b@"+n.A.AddrOf(n.B).String())
-			t.Logf("%s: %s (%s); join %v, first packet %v", c, path, reason, n.Pairing.Join.Round(time.Millisecond), n.Pairing.FirstPacket.Round(time.Millisecond))
+			t.Logf("%s: %s (%s)%s; join %v, first packet %v", c, path, reason, repaired, n.Pairing.Join.Round(time.Millisecond), n.Pairing.FirstPacket.Round(time.Millisecond))
 		})
 	}
 }

@@ -281,16 +281,24 @@ func (n *Node) reloadConfig(ctx context.Context) error {
 // SettledPath waits until both nodes see each other online on the same
 // path, with punching over, and returns it.
 func (n *Network) SettledPath(ctx context.Context, within time.Duration) (path, reason string, err error) {
+	return n.WaitPaths(ctx, within, "a settled path", func(a, reasonA, b string) bool {
+		return a == b && a != "" && !(a == string(peerpath.PathRelay) && reasonA == peerpath.ReasonPunching)
+	})
+}
+
+// WaitPaths waits until both nodes see each other online and ok holds for
+// their paths (and A's reason), and returns A's path and reason; what is
+// waited for names it in the error.
+func (n *Network) WaitPaths(ctx context.Context, within time.Duration, what string, ok func(a, reasonA, b string) bool) (path, reason string, err error) {
 	deadline := time.Now().Add(within)
 	for {
 		pa, ra, oa, errA := n.A.PeerPath()
 		pb, _, ob, errB := n.B.PeerPath()
-		if errA == nil && errB == nil && oa && ob && pa == pb && pa != "" &&
-			!(pa == string(peerpath.PathRelay) && ra == peerpath.ReasonPunching) {
+		if errA == nil && errB == nil && oa && ob && ok(pa, ra, pb) {
 			return pa, ra, nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return pa, ra, fmt.Errorf("no settled path within %v: A %s %q online=%v (%v), B %s online=%v (%v)", within, pa, ra, oa, errA, pb, ob, errB)
+			return pa, ra, fmt.Errorf("no %s within %v: A %s %q online=%v (%v), B %s online=%v (%v)", what, within, pa, ra, oa, errA, pb, ob, errB)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -23,6 +23,7 @@ type recEnv struct {
 	now        time.Duration // since the test's start, for the transcript
 	log        []string
 	initiating bool
+	nat        string                      // ownNAT; "" is "cone"
 	probes     map[netip.AddrPort][12]byte // the last TxID sent to each
 }
 
@@ -59,10 +60,15 @@ func (e *recEnv) addRelay(peer nodekey.Key, session uint64, server netip.AddrPor
 }
 
 func (e *recEnv) initiates(nodekey.Key) bool { return e.initiating }
-func (e *recEnv) ownNAT() string             { return "cone" }
-func (e *recEnv) haveServers() bool          { return true }
-func (e *recEnv) connect(*peer)              { e.add("connect") }
-func (e *recEnv) reregister()                { e.add("reregister") }
+func (e *recEnv) ownNAT() string {
+	if e.nat == "" {
+		return "cone"
+	}
+	return e.nat
+}
+func (e *recEnv) haveServers() bool { return true }
+func (e *recEnv) connect(*peer)     { e.add("connect") }
+func (e *recEnv) reregister()       { e.add("reregister") }
 
 // recTunnel is a tunnel whose counters the test sets.
 type recTunnel struct {

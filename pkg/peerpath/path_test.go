@@ -193,8 +193,10 @@ func betweenSites(from, to netip.AddrPort) bool {
 }
 
 // TestUpgradeToDirect: a relayed pair whose direct path opens later (a
-// router's state changed) moves from the relay to it by itself, within an
-// upgrade round.
+// router's state changed) moves from the relay to it by itself, when both
+// punch again after the quiet period that follows a failed punch
+// (repunch.go: lone upgrade probes, every 20 s before, kept a router that
+// accepts input holding the failed attempt).
 func TestUpgradeToDirect(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		w := newSimWorld(t, 1)
@@ -209,14 +211,13 @@ func TestUpgradeToDirect(t *testing.T) {
 		a.tunnel(b).gap() // from here
 		w.net.Block(nil)
 		opened := time.Now()
-		st := settle(t, a, b, upgradeEvery+time.Second, settled(PathDirect))
+		st := settle(t, a, b, repunchQuiet[0]+repunchWindow+time.Second, settled(PathDirect))
 		if !strings.Contains(st.Reason, "moved from the relay") {
 			t.Errorf("reason %q, want one saying it moved from the relay", st.Reason)
 		}
 		t.Logf("a direct %v after the path opened", time.Since(opened))
-		// b answered a's probe, which tells b nothing new (a's address
-		// was a candidate already): b moves at its own next round.
-		settle(t, b, a, upgradeEvery+time.Second, settled(PathDirect))
+		// Both punch on the same fresh introduction.
+		settle(t, b, a, 2*time.Second, settled(PathDirect))
 		t.Logf("b direct %v after the path opened", time.Since(opened))
 		time.Sleep(time.Second)
 		if g := a.tunnel(b).gap(); g > 100*time.Millisecond {

@@ -106,6 +106,8 @@ type peer struct {
 	keepaliveAt time.Time // when to turn it on if the peer did not start
 
 	pingWaiters []chan time.Duration
+	// rp is the state of punching again after a failed punch (repunch.go).
+	rp repunch
 	// byeAt is when the peer said it was going offline; signs of life
 	// from before then do not count.
 	byeAt time.Time
@@ -121,29 +123,42 @@ type sentProbe struct {
 }
 
 func (p *peer) addCandidate(a netip.AddrPort) {
+	p.candidates = appendCandidate(p.candidates, a)
+}
+
+// appendCandidate adds a to list unless it is no address or there
+// already, dropping the oldest beyond maxCandidates.
+func appendCandidate(list []netip.AddrPort, a netip.AddrPort) []netip.AddrPort {
 	if !a.IsValid() || a.Port() == 0 {
-		return
+		return list
 	}
 	a = netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
-	if slices.Contains(p.candidates, a) {
-		return
+	if slices.Contains(list, a) {
+		return list
 	}
-	if len(p.candidates) >= maxCandidates {
-		p.candidates = p.candidates[1:]
+	if len(list) >= maxCandidates {
+		list = list[1:]
 	}
-	p.candidates = append(p.candidates, a)
+	return append(list, a)
 }
 
 // introduced: the servers told us where the peer is and gave us a relay.
 func (p *peer) introduced(e env, in *intro, now time.Time) {
 	p.learn(e, in, now)
 	start := now.Add(in.Delay)
-	p.punchUntil = start.Add(punchWindow)
+	p.punchUntil = start.Add(p.punchWindowFor())
+	p.punchStarted()
+	e.logger().Debug("introduced; punching", "peer", p.key, "candidates", len(p.candidates), "sent_on_arrival", len(in.atOnce), "window", p.punchUntil.Sub(start))
 	p.nextProbe = start
 	if in.Delay <= 0 {
 		// The peer starts now too: every tick of waiting is a tick
-		// longer on the relay.
-		p.probeAll(e, p.candidates, now)
+		// longer on the relay. The socket's reader may have sent the
+		// first round already, as the introduction arrived.
+		if len(in.atOnce) > 0 {
+			p.recordAtOnce(e, in)
+		} else {
+			p.probeAll(e, p.candidates, now)
+		}
 		p.nextProbe = now.Add(punchEvery)
 	}
 }
@@ -164,8 +179,10 @@ func (p *peer) learn(e env, in *intro, now time.Time) {
 	for _, e := range in.Endpoints {
 		p.addCandidate(e)
 	}
-	for _, l := range in.Local {
-		p.addCandidate(l)
+	if !in.offLAN {
+		for _, l := range in.Local {
+			p.addCandidate(l)
+		}
 	}
 	p.nat = natClass(in)
 	p.connectBackoff = 0
@@ -337,20 +354,12 @@ func (m *Manager) initiates(peer nodekey.Key) bool {
 
 // probeAll sends one probe to each address.
 func (p *peer) probeAll(e env, to []netip.AddrPort, now time.Time) {
-	if p.pending == nil {
-		p.pending = map[[12]byte]sentProbe{}
-	}
-	for id, s := range p.pending {
-		if now.Sub(s.at) > 5*time.Second || len(p.pending) > maxPendingProbe {
-			delete(p.pending, id)
-		}
-	}
 	for _, a := range to {
 		id, err := rendezvous.NewTxID()
 		if err != nil {
 			return
 		}
-		p.pending[id] = sentProbe{to: a, at: now}
+		p.track(id, a, now)
 		e.sendProbe(p.key, a, 0, rendezvous.Probe{TxID: id, Time: now.UnixMilli()})
 	}
 	// While punching, the first handshake runs on the relay; a copy of it
@@ -359,6 +368,21 @@ func (p *peer) probeAll(e env, to []netip.AddrPort, now time.Time) {
 	if now.Before(p.punchUntil) && p.bind != nil && e.initiates(p.key) {
 		p.bind.CopyInitiation(to, heldMaxAge)
 	}
+}
+
+// track records a probe sent to to at at, so that its answer counts.
+// Probes unanswered after 5 s are forgotten, and at most maxPendingProbe
+// are kept.
+func (p *peer) track(id [12]byte, to netip.AddrPort, at time.Time) {
+	if p.pending == nil {
+		p.pending = map[[12]byte]sentProbe{}
+	}
+	for old, s := range p.pending {
+		if at.Sub(s.at) > 5*time.Second || len(p.pending) >= maxPendingProbe {
+			delete(p.pending, old)
+		}
+	}
+	p.pending[id] = sentProbe{to: to, at: at}
 }
 
 // sayBye tells the peer, on the path in use, that this node is going
@@ -380,14 +404,11 @@ func (p *peer) probeRelay(e env, now time.Time) {
 	if p.relaySession == 0 {
 		return
 	}
-	if p.pending == nil {
-		p.pending = map[[12]byte]sentProbe{}
-	}
 	id, err := rendezvous.NewTxID()
 	if err != nil {
 		return
 	}
-	p.pending[id] = sentProbe{to: p.relayServer, at: now}
+	p.track(id, p.relayServer, now)
 	e.sendProbe(p.key, p.relayServer, p.relaySession, rendezvous.Probe{TxID: id, Time: now.UnixMilli()})
 }
 
@@ -407,6 +428,7 @@ func (p *peer) tick(e env, now time.Time) {
 	if p.saidBye {
 		return // a node that said bye is shutting down: no probes
 	}
+	p.watchPunch(e, now)
 	if p.tunnel == nil {
 		// Expected: punch on an introduction as the peer does (its
 		// tunnel may be built), nothing else until Add.
@@ -441,6 +463,12 @@ func (p *peer) tick(e env, now time.Time) {
 		p.probeAll(e, []netip.AddrPort{p.direct}, now)
 		p.nextProbe = now.Add(directProbeEvery)
 	default:
+		if p.quiet() {
+			// Until both punch again (repunch.go): a lone probe would
+			// keep a router's hold on the failed attempt.
+			p.nextProbe = now.Add(upgradeEvery)
+			return
+		}
 		if p.path == PathRelay && p.reason == ReasonPunching {
 			p.reason = p.relayReason(e)
 			e.logger().Info("no direct path", "peer", p.key, "reason", p.reason)

@@ -296,6 +296,13 @@ type intro struct {
 	rvclient.Introduction
 	server netip.AddrPort // the server's main address, for the relay
 	at     time.Time
+	// atOnce are the probes the socket's reader sent as it arrived, at
+	// atOnceAt (firstprobe.go).
+	atOnce   []sentAtOnce
+	atOnceAt time.Time
+	// offLAN: the peer is at another site (onOurLAN), so its LAN
+	// addresses are not probed. The zero value probes them.
+	offLAN bool
 }
 
 // An introduction to a key that is not a peer is kept this long, for the
@@ -356,6 +363,9 @@ func New(opt Options) (*Manager, error) {
 // addServer makes the client for a resolved server and starts keeping its
 // registration.
 func (m *Manager) addServer(ctx context.Context, srv rvclient.Server, wg *sync.WaitGroup) error {
+	// The introduction callback reads its own client's view of this
+	// node's public address.
+	var c *rvclient.Client
 	c, err := rvclient.New(m.opt.Mux.PacketConn(), m.opt.PrivateKey, srv, rvclient.Options{
 		Log: m.log.With("rendezvous", srv.Addrs[0]),
 		Accept: func(k nodekey.Key, pair []byte) bool {
@@ -363,7 +373,12 @@ func (m *Manager) addServer(ctx context.Context, srv rvclient.Server, wg *sync.W
 		},
 		Local: m.opt.Local,
 		OnIntroduction: func(in rvclient.Introduction) {
-			m.post(event{intro: &intro{Introduction: in, server: srv.Addrs[0]}})
+			ev := &intro{Introduction: in, server: srv.Addrs[0]}
+			// Decided once, here, against the address this server
+			// saw: with several servers, another's view may be older.
+			ev.offLAN = !onOurLAN(ev, c.Observed().Addr())
+			m.probeAtOnce(ev)
+			m.post(event{intro: ev})
 		},
 		Pair:         m.opt.Pair,
 		OnPair:       m.opt.OnPair,
@@ -639,9 +654,10 @@ func (m *Manager) Add(peer nodekey.Key, tunnel Tunnel, bind Initiations, static 
 // whose tunnel may be built, acts on the same introduction: behind routers
 // that accept input, an end that punches alone loses the direct path
 // (TestExpectedPeerAcceptingRouters). Add then points the tunnel at the
-// path found and starts its handshake. The supervisor does not call it:
-// punching while the tunnels are built, when a Pi is busiest, acts too late
-// on one end (docs/first-handshake.md).
+// path found and starts its handshake. Punching while the tunnels are
+// built, when a Pi is busiest, may act late on one end, and behind routers
+// that accept input the first punch then fails: the ends punch again once
+// the routers have forgotten it (repunch.go).
 func (m *Manager) Expect(peer nodekey.Key) { m.send(event{expect: &peer}) }
 
 // Remove forgets peer.

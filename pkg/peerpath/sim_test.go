@@ -124,6 +124,12 @@ type simNode struct {
 	// dropIn, if set, drops the datagrams it returns true for before the
 	// socket's reader sees them.
 	dropIn atomic.Pointer[func(b []byte, from netip.AddrPort) bool]
+	// slowTunnel, if not 0, is how long its tunnels' SetEndpoint takes
+	// (a busy Pi's UAPI call), holding up the manager's goroutine.
+	slowTunnel atomic.Int64
+	// delayIn, if set, delays the datagrams it returns a delay for
+	// before the socket's reader sees them (a busy Pi).
+	delayIn atomic.Pointer[func(b []byte, from netip.AddrPort) time.Duration]
 }
 
 type simRelay struct {
@@ -228,6 +234,17 @@ func (n *simNode) receive(b []byte, from netip.AddrPort) {
 	if drop := n.dropIn.Load(); drop != nil && (*drop)(b, from) {
 		return
 	}
+	if delay := n.delayIn.Load(); delay != nil {
+		if d := (*delay)(b, from); d > 0 {
+			time.AfterFunc(d, func() { n.handleIn(b, from, h) })
+			return
+		}
+	}
+	n.handleIn(b, from, h)
+}
+
+// handleIn dispatches a datagram as wgmux.Mux does.
+func (n *simNode) handleIn(b []byte, from netip.AddrPort, h *wgmux.Handler) {
 	if b[0] != rendezvous.Magic {
 		if typ, k, size, ok := simSender(b); ok {
 			if tun := n.tunnelOf(k); tun != nil {
@@ -346,6 +363,9 @@ func simSender(b []byte) (typ uint32, k nodekey.Key, n int, ok bool) {
 }
 
 func (t *simTunnel) SetEndpoint(ep string) error {
+	if d := time.Duration(t.node.slowTunnel.Load()); d > 0 {
+		time.Sleep(d)
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.endpoint = ep

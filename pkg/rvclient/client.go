@@ -103,6 +103,9 @@ type Client struct {
 	aead cipher.AEAD
 	// registered is when the server last answered a Register (Unix ns).
 	registered atomic.Int64
+	// observed is this node's address as the server last saw it (an
+	// invalid AddrPort until a register is answered).
+	observed atomic.Pointer[netip.AddrPort]
 
 	// mu guards the fields below.
 	mu       sync.Mutex
@@ -444,6 +447,8 @@ func (c *Client) Register(ctx context.Context, port int) (netip.AddrPort, error)
 		return netip.AddrPort{}, fmt.Errorf("rendezvous server answered register with %s", r.Type())
 	}
 	c.registered.Store(c.opt.Now().UnixNano())
+	obs := unmap(rr.Observed)
+	c.observed.Store(&obs)
 	return rr.Observed, nil
 }
 

@@ -1,6 +1,19 @@
 package rvclient
 
-import "time"
+import (
+	"net/netip"
+	"time"
+)
+
+// Observed is this node's address and port as the server saw them at the
+// last answered register (invalid before one): behind a NAT, the public
+// mapping.
+func (c *Client) Observed() netip.AddrPort {
+	if a := c.observed.Load(); a != nil {
+		return *a
+	}
+	return netip.AddrPort{}
+}
 
 // LastRegistered is when the server last confirmed this node's
 // registration on either port; zero if it never did.

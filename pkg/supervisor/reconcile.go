@@ -18,6 +18,16 @@ import (
 // configured; verify is how many built peers to check in full (scale.go).
 // Failures are logged and retried on the next check.
 func (s *Supervisor) reconcile(verify int) {
+	// A peer without its tunnel yet (just paired) is looked for while the
+	// tunnel is made, not after (peerpath.Manager.Expect): a join's first
+	// packet. A busy Pi may act late on the introduction that comes then,
+	// and behind routers that accept input the first punch then fails;
+	// the path manager punches again (docs/punch-again.md).
+	for _, pc := range s.cfg.Peers {
+		if p := s.peers[pc.Index]; (p == nil || p.tunnel == nil) && s.paths != nil {
+			s.paths.Expect(pc.PublicKey)
+		}
+	}
 	// Before the phone port or any link comes up; without it the node
 	// stays as it is (closed on a first start) until the next check. A
 	// table this run loaded is already in force, though, and it drops
