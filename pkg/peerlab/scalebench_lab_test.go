@@ -50,7 +50,11 @@ import (
 //     from the first minute to the end, in percent of one core;
 //   - add_one_ms, remove_one_ms: taking one peer out of the config and
 //     putting it back (SIGHUP), until the status shows it gone or up; the
-//     median of SCALE_CHANGES rounds (default 3), with min and max.
+//     median of SCALE_CHANGES rounds (default 3), with min and max;
+//   - answers_ms, answers_ms_end: how fast `peerline peers` and `peerline
+//     status`, the control socket alone and the status page answer (median
+//     and max of 20 each, in ms; answerTimes), once READY and at the end of
+//     the idle window.
 //
 // It writes bench/out/scale.json.
 func BenchmarkScale(b *testing.B) {
@@ -143,6 +147,12 @@ type scaleResult struct {
 	Pings         int64   `json:"pings"`
 	Replies       int64   `json:"replies"`
 	IdleS         float64 `json:"idle_s"`
+
+	// Answers and AnswersEnd are how fast the node answers its users
+	// (scaleanswers_lab_test.go): once READY with every answering peer
+	// connected, and at the end of the idle window.
+	Answers    answerTimes `json:"answers_ms,omitempty"`
+	AnswersEnd answerTimes `json:"answers_ms_end,omitempty"`
 }
 
 func benchScale(b *testing.B, n int, early, idle time.Duration, active, changes int) scaleResult {
@@ -176,6 +186,12 @@ func benchScale(b *testing.B, n int, early, idle time.Duration, active, changes 
 	if err != nil {
 		b.Logf("%d peers: %v", n, err)
 	}
+	// An answer that fails is an error of the bench, which goes on to
+	// measure the rest.
+	if r.Answers, err = s.timeAnswers(ctx); err != nil {
+		b.Errorf("%d peers: answers at READY: %v (log %s)", n, err, s.node.daemonLog())
+	}
+	fmt.Fprintf(os.Stderr, "bench: scale %d peers: answers at READY, p50/max of %d each: %v\n", n, scaleAnswerRounds, r.Answers)
 	// The minute of traffic and the idle window count from here: with
 	// every tunnel up (or given up on) and the answering peers connected.
 	start = time.Now()
@@ -247,6 +263,10 @@ func benchScale(b *testing.B, n int, early, idle time.Duration, active, changes 
 		r.HeapMB, r.Goroutines = &h, &g
 	}
 	s.profile(b, n, "heap", "heap?gc=1")
+	if r.AnswersEnd, err = s.timeAnswers(ctx); err != nil {
+		b.Errorf("%d peers: answers at the end of the idle window: %v (log %s)", n, err, s.node.daemonLog())
+	}
+	fmt.Fprintf(os.Stderr, "bench: scale %d peers: answers at the end of the idle window, p50/max of %d each: %v\n", n, scaleAnswerRounds, r.AnswersEnd)
 	r.RSS1min, r.RSS10min, r.RSSMin, r.RSSMax = round2(r.RSS1min), round2(r.RSS10min), round2(r.RSSMin), round2(r.RSSMax)
 	if r.ReadyS != nil {
 		adds, removes, others, err := s.changeOne(ctx, changes)
