@@ -6,7 +6,9 @@
 # peer's device awake) and at the end of SCALE_IDLE (the quiet ones'
 # devices parked: about 5-6 minutes after the first minute, so SCALE_IDLE
 # of 8m or more), the daemon's heap and goroutines, idle CPU, and
-# adding/removing one peer while the others run. Needs root (network
+# adding/removing one peer while the others run, and how fast the user's
+# answers come (peerline peers/status, the control socket, the status page,
+# a DHCP phone's phonebook; once READY and at the end). Needs root (network
 # namespaces). A full run is about (SCALE_IDLE + 3 min) per count;
 # SCALE_IDLE=2m gives a quick look at start-up and changes (at least 90s:
 # the idle CPU is measured after the first minute), but parks nothing.
@@ -18,7 +20,7 @@ SCALE_IDLE ?= 10m
 SCALE_CHANGES ?= 3
 SCALE_ACTIVE ?= 16
 .PHONY: bench-scale
-bench-scale: ## one node with 32/128/253 peers: tunnels, READY time, RSS over SCALE_IDLE, idle CPU, add/remove one (root) -> bench/out/scale.json
+bench-scale: ## one node with 32/128/253 peers: tunnels, READY time, RSS over SCALE_IDLE, idle CPU, add/remove one, answer times (root) -> bench/out/scale.json
 	@if [ "$$(id -u)" != 0 ]; then echo "bench-scale: needs root and network namespaces (sudo make bench-scale)" >&2; exit 1; fi
 	@mkdir -p bench/out
 	$(GO) build -o $(BIN)/ ./cmd/peerlined ./cmd/peerline

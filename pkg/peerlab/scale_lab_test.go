@@ -25,6 +25,7 @@ import (
 	"github.com/peerline/peerline/pkg/config"
 	"github.com/peerline/peerline/pkg/lab"
 	"github.com/peerline/peerline/pkg/nodekey"
+	"github.com/peerline/peerline/pkg/numplan"
 	"github.com/peerline/peerline/pkg/supervisor"
 )
 
@@ -62,8 +63,20 @@ func buildScale(ctx context.Context, l *lab.Lab, n, online int) (*scaleNet, erro
 		return nil, err
 	}
 	prefix := "pl" + strconv.FormatInt(int64(os.Getpid()), 36) + "s"
-	node, err := newNode(l, onSegment(inet, scaleNodeAddr), "S", prefix, peerlinedBin, nil)
+	// The phone port is a switch with two phones: the one the answering
+	// peers ping, on line 1 typed by hand (static: known before the daemon
+	// starts), and a Yealink that gets its line by DHCP when the bench
+	// fetches its phonebook (scaleanswers_lab_test.go).
+	node, err := newNode(l, onSegment(inet, scaleNodeAddr), "S", prefix, peerlinedBin, []string{"static", t19p})
 	if err != nil {
+		return nil, err
+	}
+	phone := node.Handsets[0]
+	phone.Line, node.Line, node.Config.Lines = 1, 1, []int{1}
+	if err := phone.Host.Addr("eth0", netip.PrefixFrom(numplan.Phone(0, 1), 30).String()); err != nil {
+		return nil, err
+	}
+	if err := phone.Host.Route("default", "via", numplan.LineGateway(1).String()); err != nil {
 		return nil, err
 	}
 	friends, err := l.Host("friends")

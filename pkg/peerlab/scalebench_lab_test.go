@@ -52,9 +52,9 @@ import (
 //     putting it back (SIGHUP), until the status shows it gone or up; the
 //     median of SCALE_CHANGES rounds (default 3), with min and max;
 //   - answers_ms, answers_ms_end: how fast `peerline peers` and `peerline
-//     status`, the control socket alone and the status page answer (median
-//     and max of 20 each, in ms; answerTimes), once READY and at the end of
-//     the idle window.
+//     status`, the control socket alone, the status page and a phone's
+//     phonebook answer (median and max of 20 each, in ms; answerTimes),
+//     once READY and at the end of the idle window.
 //
 // It writes bench/out/scale.json.
 func BenchmarkScale(b *testing.B) {
