@@ -74,10 +74,12 @@ func (b *Bind) releaseOwnHeld(h *ownHeldInit) {
 	b.crossMu.Unlock()
 	b.mux.log.Debug("the device did not answer the peer's initiation; ours sent", "peer", b.peer, "after", crossHold)
 	b.initiationOut(msg[:], to)
+	// Recorded before it goes: whoever sees it arrive may look for it
+	// (CopyInitiation, TestHeldInitiation).
+	b.recordSent(msg[:], to)
 	if err := b.write(msg[:], to); err != nil {
 		b.mux.log.Debug("sending our held initiation", "peer", b.peer, "err", err)
 	}
-	b.recordSent(msg[:], to)
 }
 
 // dropOwnHeld discards the held initiation, if any.
