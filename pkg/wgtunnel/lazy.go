@@ -1,11 +1,13 @@
 package wgtunnel
 
 import (
+	"encoding/binary"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/tun"
 )
 
@@ -72,7 +74,7 @@ func keepaliveWanted(now time.Time, wanted bool, dataAt time.Time) bool {
 // carries a packet: not a handshake, a cookie or a keepalive (a transport
 // header and an empty payload's tag, 32 bytes).
 func isData(b []byte) bool {
-	return len(b) > 32 && b[0] == 4 && b[1] == 0 && b[2] == 0 && b[3] == 0
+	return len(b) > device.MessageKeepaliveSize && binary.LittleEndian.Uint32(b) == device.MessageTransportType
 }
 
 // shouldPark is the parking rule. wokeAt is when the device was made,
